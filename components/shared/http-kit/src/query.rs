@@ -1,0 +1,170 @@
+//! Query-string parameters and pagination.
+//!
+//! Parameters are decoded once (`application/x-www-form-urlencoded` rules).
+//! A parameter given twice is a client error rather than a silent pick, so a
+//! storefront bug like `?page=1&page=2` is caught instead of guessed at.
+
+use crate::error::ApiError;
+
+/// Decoded query parameters in their original order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Decode a raw query string (without the leading `?`).
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
+            if k.is_empty() {
+                continue;
+            }
+            if pairs.iter().any(|(seen, _)| *seen == k) {
+                return Err(ApiError::invalid_parameter(&k, "is given more than once"));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Self { pairs })
+    }
+
+    /// The raw value of a parameter; an empty value counts as absent.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// A non-negative integer parameter within `min..=max`.
+    pub fn int(&self, name: &str, min: i64, max: i64) -> Result<Option<i64>, ApiError> {
+        let Some(raw) = self.get(name) else { return Ok(None) };
+        let n: i64 = raw
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::invalid_parameter(name, format!("must be a whole number from {min} to {max}")))?;
+        if n < min || n > max {
+            return Err(ApiError::invalid_parameter(name, format!("must be from {min} to {max}")));
+        }
+        Ok(Some(n))
+    }
+
+    /// A boolean parameter: `true`/`false` (also `1`/`0`).
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(v) if v == "true" || v == "1" => Ok(Some(true)),
+            Some(v) if v == "false" || v == "0" => Ok(Some(false)),
+            Some(_) => Err(ApiError::invalid_parameter(name, "must be true or false")),
+        }
+    }
+
+    /// A parameter limited to one of a fixed set of words.
+    pub fn one_of<'a>(&self, name: &str, allowed: &[&'a str]) -> Result<Option<&'a str>, ApiError> {
+        let Some(raw) = self.get(name) else { return Ok(None) };
+        allowed
+            .iter()
+            .find(|a| **a == raw.trim())
+            .copied()
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_parameter(name, format!("must be one of: {}", allowed.join(", "))))
+    }
+
+    /// A free-text parameter, trimmed, at most `max_chars` characters.
+    pub fn text(&self, name: &str, max_chars: usize) -> Result<Option<String>, ApiError> {
+        let Some(raw) = self.get(name) else { return Ok(None) };
+        let trimmed = raw.trim();
+        if trimmed.chars().count() > max_chars {
+            return Err(ApiError::invalid_parameter(name, format!("must be at most {max_chars} characters")));
+        }
+        if trimmed.chars().any(|c| c.is_control()) {
+            return Err(ApiError::invalid_parameter(name, "must not contain control characters"));
+        }
+        Ok(Some(trimmed.to_string()))
+    }
+}
+
+/// `page` and `limit`, validated: page from 1, limit from 1 to 100 (default 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pagination {
+    pub page: u32,
+    pub limit: u32,
+}
+
+impl Pagination {
+    pub const DEFAULT_LIMIT: u32 = 20;
+    pub const MAX_LIMIT: u32 = 100;
+    /// Pages beyond this are refused: deep OFFSETs are a cheap way to load a
+    /// database, and no storefront pages that far.
+    pub const MAX_PAGE: u32 = 10_000;
+
+    /// Read `page` and `limit` from the query.
+    pub fn from_query(q: &Query) -> Result<Self, ApiError> {
+        let page = q.int("page", 1, Self::MAX_PAGE as i64)?.unwrap_or(1) as u32;
+        let limit = q
+            .int("limit", 1, Self::MAX_LIMIT as i64)?
+            .unwrap_or(Self::DEFAULT_LIMIT as i64) as u32;
+        Ok(Self { page, limit })
+    }
+
+    /// Rows to skip.
+    pub fn offset(&self) -> i64 {
+        (self.page as i64 - 1) * self.limit as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(raw: &str) -> Query {
+        Query::parse(raw).unwrap()
+    }
+
+    #[test]
+    fn decodes_percent_and_plus() {
+        let q = q("q=red+wine%20glass&x=%C3%A9");
+        assert_eq!(q.get("q"), Some("red wine glass"));
+        assert_eq!(q.get("x"), Some("é"));
+    }
+
+    #[test]
+    fn duplicate_parameters_are_rejected() {
+        let e = Query::parse("page=1&page=2").unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("page"));
+    }
+
+    #[test]
+    fn pagination_defaults_and_bounds() {
+        assert_eq!(Pagination::from_query(&q("")).unwrap(), Pagination { page: 1, limit: 20 });
+        assert_eq!(Pagination::from_query(&q("page=3&limit=100")).unwrap(), Pagination { page: 3, limit: 100 });
+        assert_eq!(Pagination::from_query(&q("page=3&limit=10")).unwrap().offset(), 20);
+        for bad in ["page=0", "page=-1", "page=abc", "limit=0", "limit=101", "limit=1.5", "page=99999999999999999999"] {
+            let e = Pagination::from_query(&q(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn empty_values_count_as_absent() {
+        assert_eq!(Pagination::from_query(&q("page=&limit=")).unwrap().page, 1);
+    }
+
+    #[test]
+    fn booleans_and_enums() {
+        assert_eq!(q("a=true").bool("a").unwrap(), Some(true));
+        assert_eq!(q("a=0").bool("a").unwrap(), Some(false));
+        assert!(q("a=yes").bool("a").is_err());
+        assert_eq!(q("s=name").one_of("s", &["name", "newest"]).unwrap(), Some("name"));
+        assert!(q("s=drop").one_of("s", &["name"]).is_err());
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(q("q=%20lamp%20").text("q", 10).unwrap().as_deref(), Some("lamp"));
+        assert!(q("q=aaaaaaaaaaa").text("q", 10).is_err());
+        assert!(q("q=a%00b").text("q", 10).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! The parsed request a handler sees.
+
+use crate::error::{ApiError, ErrorCode};
+use crate::query::Query;
+use serde::de::DeserializeOwned;
+
+/// Default cap on JSON request bodies. Shop payloads are small; anything
+/// larger is a mistake or an attack.
+pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
+
+/// A request, parsed once at the edge.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Upper-case method; `HEAD` is routed as `GET` (the body is dropped later).
+    pub method: String,
+    /// The path without the query string.
+    pub path: String,
+    pub query: Query,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub request_id: String,
+}
+
+impl Ctx {
+    /// The non-empty path segments: `/api/products/42` → `["api", "products", "42"]`.
+    pub fn segments(&self) -> Vec<&str> {
+        self.path.split('/').filter(|s| !s.is_empty()).collect()
+    }
+
+    /// The first value of a header (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parse the body as JSON into `T`, with the default size limit.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        self.json_limited(DEFAULT_JSON_LIMIT)
+    }
+
+    /// Parse the body as JSON into `T`, refusing bodies over `limit` bytes.
+    pub fn json_limited<T: DeserializeOwned>(&self, limit: usize) -> Result<T, ApiError> {
+        parse_json_body(self.header("content-type"), &self.body, limit)
+    }
+}
+
+/// The JSON body rules, separate from `Ctx` so they can be tested directly:
+/// 413 over the limit, 415 for a non-JSON content type, 400 naming the problem
+/// for an empty or malformed body.
+pub fn parse_json_body<T: DeserializeOwned>(
+    content_type: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<T, ApiError> {
+    if body.len() > limit {
+        return Err(ApiError::of(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is {} bytes; the limit is {limit}", body.len()),
+        )
+        .with_details(serde_json::json!({ "limit_bytes": limit })));
+    }
+    if let Some(ct) = content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::of(
+                ErrorCode::UnsupportedMediaType,
+                format!("content-type `{essence}` is not supported; send application/json"),
+            ));
+        }
+    }
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::of(ErrorCode::InvalidJson, "request body is empty; expected a JSON object"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        sku: String,
+        quantity: u32,
+    }
+
+    #[test]
+    fn parses_a_valid_body() {
+        let item: Item = parse_json_body(Some("application/json; charset=utf-8"), br#"{"sku":"A","quantity":2}"#, 100).unwrap();
+        assert_eq!(item, Item { sku: "A".into(), quantity: 2 });
+    }
+
+    #[test]
+    fn names_the_problem() {
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A"}"#, 100).unwrap_err();
+        assert_eq!((e.status, e.code.as_ref()), (400, "invalid_json"));
+        assert!(e.message.contains("quantity"), "{}", e.message);
+
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":-1}"#, 100).unwrap_err();
+        assert_eq!(e.status, 400);
+
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":1,"price":0}"#, 100).unwrap_err();
+        assert!(e.message.contains("price"), "{}", e.message);
+
+        let e = parse_json_body::<Item>(None, b"{not json", 100).unwrap_err();
+        assert_eq!(e.status, 400);
+
+        let e = parse_json_body::<Item>(None, b"  ", 100).unwrap_err();
+        assert!(e.message.contains("empty"));
+    }
+
+    #[test]
+    fn oversized_and_wrong_type_bodies() {
+        let e = parse_json_body::<Item>(None, &[b' '; 101], 100).unwrap_err();
+        assert_eq!((e.status, e.code.as_ref()), (413, "payload_too_large"));
+        let e = parse_json_body::<Item>(Some("text/plain"), b"{}", 100).unwrap_err();
+        assert_eq!(e.status, 415);
+        assert!(parse_json_body::<serde_json::Value>(Some("application/merge-patch+json"), b"{}", 100).is_ok());
+    }
+
+    #[test]
+    fn segments_skip_empty_parts() {
+        let ctx = Ctx {
+            method: "GET".into(),
+            path: "/api//products/42/".into(),
+            query: Query::default(),
+            headers: vec![("X-Thing".into(), "1".into())],
+            body: vec![],
+            request_id: "r".into(),
+        };
+        assert_eq!(ctx.segments(), vec!["api", "products", "42"]);
+        assert_eq!(ctx.header("x-thing"), Some("1"));
+    }
+}

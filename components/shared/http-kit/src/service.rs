@@ -1,0 +1,108 @@
+//! The request pipeline every component runs (see the crate docs).
+
+use crate::cors::CorsPolicy;
+use crate::log::RequestLog;
+use crate::query::Query;
+use crate::request::Ctx;
+use crate::request_id;
+use crate::response::Reply;
+use crate::HandlerResult;
+use spin_sdk::http::{Method, Request, Response};
+use std::time::Instant;
+
+/// Identifies the component in logs.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    pub name: &'static str,
+}
+
+/// Run one request through the shared pipeline and the component's router.
+pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> HandlerResult) -> Response {
+    let started = Instant::now();
+    let incoming_id = req.header("x-request-id").and_then(|v| v.as_str());
+    let request_id = request_id::accept_incoming(incoming_id).unwrap_or_else(request_id::generate);
+    let raw_method = method_name(req.method());
+    let is_head = raw_method == "HEAD";
+    let path = req.path().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let origin = header(&headers, "origin").map(str::to_string);
+    let preflight = raw_method == "OPTIONS" && header(&headers, "access-control-request-method").is_some();
+
+    let outcome: HandlerResult = if raw_method == "OPTIONS" {
+        Ok(Reply::no_content())
+    } else {
+        match Query::parse(req.query()) {
+            Err(e) => Err(e),
+            Ok(query) => {
+                let ctx = Ctx {
+                    method: if is_head { "GET".to_string() } else { raw_method.clone() },
+                    path: path.clone(),
+                    query,
+                    headers,
+                    body: req.into_body(),
+                    request_id: request_id.clone(),
+                };
+                route(&ctx)
+            }
+        }
+    };
+
+    let (mut reply, internal) = match outcome {
+        Ok(reply) => (reply, None),
+        Err(err) => {
+            let mut reply = Reply::json(err.status, &err.envelope(&request_id));
+            reply.headers.extend(err.headers.iter().cloned());
+            (reply, err.internal)
+        }
+    };
+    if is_head {
+        reply.body.clear();
+    }
+    reply.headers.push(("x-request-id".into(), request_id.clone()));
+    if origin.is_some() {
+        let policy = CorsPolicy::parse(&spin_sdk::variables::get("cors_allowed_origins").unwrap_or_default());
+        for (k, v) in policy.response_headers(origin.as_deref(), preflight) {
+            reply.headers.push((k.to_string(), v));
+        }
+    }
+
+    RequestLog {
+        service: service.name,
+        request_id: &request_id,
+        method: &raw_method,
+        path: &path,
+        status: reply.status,
+        duration_ms: started.elapsed().as_millis(),
+        internal_error: internal.as_deref(),
+    }
+    .emit();
+
+    let mut builder = Response::builder();
+    builder.status(reply.status);
+    for (k, v) in reply.headers {
+        builder.header(k, v);
+    }
+    builder.body(reply.body).build()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+fn method_name(m: &Method) -> String {
+    match m {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Other(s) => s.to_ascii_uppercase(),
+    }
+}
