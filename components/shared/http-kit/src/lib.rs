@@ -14,19 +14,23 @@
 //!
 //! Everything that is not Spin I/O is a plain function with unit tests beside it.
 
+pub mod conditional;
 pub mod cors;
 pub mod error;
+pub mod health;
 pub mod log;
 pub mod query;
 pub mod request;
 pub mod request_id;
 pub mod response;
+mod storage_errors;
 mod service;
 
 pub use error::{ApiError, ErrorCode};
 pub use query::{Pagination, Query};
 pub use request::Ctx;
 pub use response::Reply;
+pub use storage_errors::db_error;
 pub use service::{serve, Service};
 
 /// What every handler returns: a reply, or an error that becomes the envelope.

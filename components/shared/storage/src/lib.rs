@@ -11,6 +11,8 @@
 //! the `schema_migrations` table.
 
 pub mod migrations;
+#[cfg(feature = "native")]
+pub mod native;
 mod spin_sqlite;
 pub mod split;
 mod value;
@@ -96,65 +98,8 @@ where
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
-    //! A rusqlite-backed `Db` so the storage logic is tested against real SQLite.
-    use super::*;
-
-    pub struct MemDb(pub rusqlite::Connection);
-
-    impl MemDb {
-        pub fn new() -> Self {
-            Self(rusqlite::Connection::open_in_memory().unwrap())
-        }
-        pub fn file(path: &std::path::Path) -> Self {
-            Self(rusqlite::Connection::open(path).unwrap())
-        }
-    }
-
-    fn to_sql(v: &Value) -> rusqlite::types::Value {
-        match v {
-            Value::Null => rusqlite::types::Value::Null,
-            Value::Integer(i) => rusqlite::types::Value::Integer(*i),
-            Value::Text(s) => rusqlite::types::Value::Text(s.clone()),
-            Value::Blob(b) => rusqlite::types::Value::Blob(b.clone()),
-            Value::Real(r) => rusqlite::types::Value::Real(*r),
-        }
-    }
-
-    impl Db for MemDb {
-        fn execute(&self, sql: &str, params: &[Value]) -> Result<(), DbError> {
-            self.query(sql, params).map(|_| ())
-        }
-        fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-            let mut stmt = self.0.prepare(sql).map_err(|e| DbError::from_message(e.to_string()))?;
-            let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
-            let n = columns.len();
-            let mut rows = stmt
-                .query(rusqlite::params_from_iter(params.iter().map(to_sql)))
-                .map_err(|e| DbError::from_message(e.to_string()))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(|e| DbError::from_message(e.to_string()))? {
-                let mut vals = Vec::with_capacity(n);
-                for i in 0..n {
-                    let v: rusqlite::types::Value = row.get(i).unwrap();
-                    vals.push(match v {
-                        rusqlite::types::Value::Null => Value::Null,
-                        rusqlite::types::Value::Integer(i) => Value::Integer(i),
-                        rusqlite::types::Value::Text(s) => Value::Text(s),
-                        rusqlite::types::Value::Blob(b) => Value::Blob(b),
-                        rusqlite::types::Value::Real(r) => Value::Real(r),
-                    });
-                }
-                out.push(vals);
-            }
-            Ok(Rows::new(columns, out))
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::testing::MemDb;
+    use super::native::MemDb;
     use super::*;
 
     #[test]

@@ -168,7 +168,7 @@ fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::MemDb;
+    use crate::native::MemDb;
 
     const V1: Migration = Migration { version: 1, name: "init", sql: "CREATE TABLE a (x INTEGER); CREATE INDEX a_x ON a (x);" };
     const V2: Migration = Migration { version: 2, name: "more", sql: "ALTER TABLE a ADD COLUMN y TEXT;" };

@@ -1,0 +1,174 @@
+//! The rules of the public product listing: which filters exist, what values
+//! they accept, and how results are ordered. Parsing happens here, once, so
+//! the repository only ever sees valid filters.
+
+use money::Currency;
+
+/// Free-text search input: trimmed, 1 to 100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchText(String);
+
+impl SearchText {
+    pub const MAX_CHARS: usize = 100;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let t = raw.trim();
+        if t.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if t.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if t.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(t.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A `LIKE` pattern matching the text anywhere, with `%`, `_` and the
+    /// escape character itself escaped (use with `ESCAPE '\'`). The text is
+    /// always a bound parameter; escaping only stops it acting as a wildcard.
+    pub fn like_pattern(&self) -> String {
+        let mut p = String::with_capacity(self.0.len() + 2);
+        p.push('%');
+        for c in self.0.chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    }
+}
+
+/// How the listing is ordered. Every order ends with the id so that pages
+/// never overlap or skip a product when values tie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// Name matches first, then description matches (needs a search text).
+    Relevance,
+    PriceAsc,
+    PriceDesc,
+    Name,
+    Newest,
+}
+
+impl Sort {
+    /// The accepted `sort` parameter values.
+    pub const NAMES: &'static [&'static str] = &["relevance", "price_asc", "price_desc", "name", "newest"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "relevance" => Self::Relevance,
+            "price_asc" => Self::PriceAsc,
+            "price_desc" => Self::PriceDesc,
+            "name" => Self::Name,
+            "newest" => Self::Newest,
+            _ => return None,
+        })
+    }
+}
+
+/// An inclusive price range in minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PriceRange {
+    pub min: Option<i64>,
+    pub max: Option<i64>,
+}
+
+impl PriceRange {
+    pub fn new(min: Option<i64>, max: Option<i64>) -> Result<Self, String> {
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if lo > hi {
+                return Err(format!("min_price ({lo}) is greater than max_price ({hi})"));
+            }
+        }
+        Ok(Self { min, max })
+    }
+}
+
+/// A category slug: 1 to 64 of `a-z`, `0-9` and inner `-`.
+pub fn parse_slug(raw: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("must be a category slug: lower-case letters, digits and inner hyphens, at most 64".into())
+    }
+}
+
+/// A validated listing request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductFilter {
+    pub category: Option<String>,
+    pub search: Option<SearchText>,
+    pub price: PriceRange,
+    pub currency: Option<Currency>,
+    pub in_stock: Option<bool>,
+    pub sort: Sort,
+    pub limit: u32,
+    pub offset: i64,
+}
+
+impl ProductFilter {
+    /// The default order: relevance when searching, newest otherwise.
+    pub fn default_sort(search: Option<&SearchText>) -> Sort {
+        if search.is_some() {
+            Sort::Relevance
+        } else {
+            Sort::Newest
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_text_rules() {
+        assert_eq!(SearchText::parse("  lamp ").unwrap().as_str(), "lamp");
+        assert!(SearchText::parse("   ").is_err());
+        assert!(SearchText::parse(&"x".repeat(101)).is_err());
+        assert!(SearchText::parse("a\u{0}b").is_err());
+        assert!(SearchText::parse("'; DROP TABLE products; --").is_ok());
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(SearchText::parse("50%_off\\").unwrap().like_pattern(), "%50\\%\\_off\\\\%");
+    }
+
+    #[test]
+    fn price_range_must_be_ordered() {
+        assert!(PriceRange::new(Some(10), Some(5)).is_err());
+        assert!(PriceRange::new(Some(5), Some(5)).is_ok());
+        assert!(PriceRange::new(None, Some(5)).is_ok());
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(parse_slug("home-kitchen").unwrap(), "home-kitchen");
+        for bad in ["", "Home", "-x", "x-", "a b", "x/y", &"a".repeat(65)] {
+            assert!(parse_slug(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sort_names_round_trip() {
+        for name in Sort::NAMES {
+            assert!(Sort::from_name(name).is_some());
+        }
+        assert_eq!(Sort::from_name("price"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Catalog domain types. No I/O here.
+
+pub mod ids;
+pub mod listing;
+pub mod product;
+
+pub use ids::ProductId;
+pub use listing::{PriceRange, ProductFilter, SearchText, Sort};
+pub use product::{Category, CategoryRef, Product};

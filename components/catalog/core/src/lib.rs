@@ -1,0 +1,39 @@
+//! The catalog service: products, categories and (with the inventory issue)
+//! stock. This crate holds everything except the two entry points:
+//!
+//! - `domain`: types that cannot hold invalid values and the listing rules;
+//! - `repository`: the SQL, through the storage trait only;
+//! - `schema`: the embedded migrations and the demo catalog.
+//!
+//! The HTTP component (`components/catalog/http`) and the WIT contract
+//! component (`components/catalog/contract`) are thin adapters over it.
+
+pub mod domain;
+pub mod repository;
+pub mod schema;
+
+/// Storage failures, re-exported for the adapters.
+pub use storage::DbError as StorageError;
+
+/// The Spin SQLite label of the catalog database.
+pub const DATABASE_LABEL: &str = "catalog";
+
+/// Open the catalog database, bring its schema up to date and, when the
+/// operator opted in with the `demo_catalog` variable, load the demo catalog
+/// once. Called at the start of every request: the fast path is one query.
+pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
+    let db = storage::SpinSqlite::open(DATABASE_LABEL)?;
+    storage::migrations::migrate(&db, schema::MIGRATIONS)?;
+    if demo_catalog_enabled() {
+        storage::migrations::apply_data_once(&db, schema::DEMO_CATALOG_NAME, schema::DEMO_CATALOG)?;
+    }
+    Ok(db)
+}
+
+/// `demo_catalog = "true"` loads the demo data. A component that does not
+/// map the variable never loads it.
+fn demo_catalog_enabled() -> bool {
+    spin_sdk::variables::get("demo_catalog")
+        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .unwrap_or(false)
+}

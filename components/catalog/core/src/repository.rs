@@ -1,0 +1,268 @@
+//! The catalog's SQL. Everything goes through the `storage::Db` trait, with
+//! `?` placeholders and SQL that SQLite and Postgres both accept.
+
+use crate::domain::{Category, CategoryRef, Product, ProductFilter, ProductId, Sort};
+use money::{Currency, Money};
+use storage::{Db, DbError, Row, Value};
+
+/// Stock a customer can buy now. Kept as one expression so that reservations
+/// (the inventory issue) change it in exactly one place.
+const AVAILABLE: &str = "p.stock_on_hand";
+
+const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
+     p.stock_on_hand, p.image_urls, p.active, p.created_at, p.updated_at, \
+     c.id AS category_id, c.slug AS category_slug, c.name AS category_name";
+
+const PRODUCT_FROM: &str = "FROM products p LEFT JOIN categories c ON c.id = p.category_id";
+
+/// One page of the public listing and the total number of matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductPage {
+    pub products: Vec<Product>,
+    pub total: i64,
+}
+
+/// The public product listing: active products only, filtered, ordered, paged.
+pub fn list_products(db: &dyn Db, f: &ProductFilter) -> Result<ProductPage, DbError> {
+    let mut clauses = vec!["p.active = 1".to_string()];
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(slug) = &f.category {
+        clauses.push("c.slug = ?".into());
+        params.push(slug.into());
+    }
+    let pattern = f.search.as_ref().map(|s| s.like_pattern());
+    if let Some(p) = &pattern {
+        clauses.push("(p.name LIKE ? ESCAPE '\\' OR p.description LIKE ? ESCAPE '\\')".into());
+        params.push(p.into());
+        params.push(p.into());
+    }
+    if let Some(min) = f.price.min {
+        clauses.push("p.price_minor >= ?".into());
+        params.push(min.into());
+    }
+    if let Some(max) = f.price.max {
+        clauses.push("p.price_minor <= ?".into());
+        params.push(max.into());
+    }
+    if let Some(cur) = f.currency {
+        clauses.push("p.currency = ?".into());
+        params.push(cur.code().into());
+    }
+    match f.in_stock {
+        Some(true) => clauses.push(format!("{AVAILABLE} > 0")),
+        Some(false) => clauses.push(format!("{AVAILABLE} <= 0")),
+        None => {}
+    }
+    let where_sql = clauses.join(" AND ");
+
+    let total = db
+        .query(&format!("SELECT COUNT(*) AS n {PRODUCT_FROM} WHERE {where_sql}"), &params)?
+        .first()
+        .map(|r| r.int("n"))
+        .transpose()?
+        .unwrap_or(0);
+
+    let order = match (f.sort, &pattern) {
+        (Sort::Relevance, Some(p)) => {
+            params.push(p.into());
+            "CASE WHEN p.name LIKE ? ESCAPE '\\' THEN 0 ELSE 1 END, p.name, p.id"
+        }
+        (Sort::Relevance, None) | (Sort::Newest, _) => "p.created_at DESC, p.id DESC",
+        (Sort::PriceAsc, _) => "p.price_minor ASC, p.id",
+        (Sort::PriceDesc, _) => "p.price_minor DESC, p.id",
+        (Sort::Name, _) => "p.name, p.id",
+    };
+    params.push((f.limit as i64).into());
+    params.push(f.offset.into());
+    let rows = db.query(
+        &format!("SELECT {PRODUCT_COLUMNS} {PRODUCT_FROM} WHERE {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
+        &params,
+    )?;
+    let products = rows.iter().map(|r| product_from_row(&r)).collect::<Result<_, _>>()?;
+    Ok(ProductPage { products, total })
+}
+
+/// One active product, as customers may see it.
+pub fn get_active_product(db: &dyn Db, id: &ProductId) -> Result<Option<Product>, DbError> {
+    let rows = db.query(
+        &format!("SELECT {PRODUCT_COLUMNS} {PRODUCT_FROM} WHERE p.id = ? AND p.active = 1"),
+        &[id.as_str().into()],
+    )?;
+    rows.first().map(|r| product_from_row(&r)).transpose()
+}
+
+/// Products by id, active or not (other services must be able to see that a
+/// product went inactive). Unknown ids are simply absent from the result.
+pub fn get_products_by_ids(db: &dyn Db, ids: &[ProductId]) -> Result<Vec<Product>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; ids.len()].join(", ");
+    let params: Vec<Value> = ids.iter().map(|id| id.as_str().into()).collect();
+    let rows = db.query(
+        &format!("SELECT {PRODUCT_COLUMNS} {PRODUCT_FROM} WHERE p.id IN ({marks}) ORDER BY p.id"),
+        &params,
+    )?;
+    rows.iter().map(|r| product_from_row(&r)).collect()
+}
+
+/// All categories with their count of active products, by name.
+pub fn list_categories(db: &dyn Db) -> Result<Vec<Category>, DbError> {
+    let rows = db.query(
+        "SELECT c.id, c.slug, c.name, c.description, \
+         (SELECT COUNT(*) FROM products p WHERE p.category_id = c.id AND p.active = 1) AS product_count \
+         FROM categories c ORDER BY c.name, c.id",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(Category {
+                id: r.text("id")?,
+                slug: r.text("slug")?,
+                name: r.text("name")?,
+                description: r.text("description")?,
+                product_count: r.int("product_count")?,
+            })
+        })
+        .collect()
+}
+
+fn product_from_row(r: &Row<'_>) -> Result<Product, DbError> {
+    let id = ProductId::parse(&r.text("id")?).map_err(|_| DbError::Other("stored product id is not a UUID".into()))?;
+    let currency = Currency::parse(&r.text("currency")?).map_err(|e| DbError::Other(e.to_string()))?;
+    let image_urls: Vec<String> = serde_json::from_str(&r.text("image_urls")?)
+        .map_err(|e| DbError::Other(format!("product {id}: image_urls is not a JSON list: {e}")))?;
+    let category = match r.opt_text("category_id")? {
+        Some(cid) => Some(CategoryRef { id: cid, slug: r.text("category_slug")?, name: r.text("category_name")? }),
+        None => None,
+    };
+    let stock = r.int("stock_on_hand")?;
+    Ok(Product {
+        id,
+        sku: r.text("sku")?,
+        name: r.text("name")?,
+        description: r.text("description")?,
+        price: Money::new(r.int("price_minor")?, currency),
+        available: stock.max(0),
+        in_stock: stock > 0,
+        category,
+        image_urls,
+        active: r.bool("active")?,
+        created_at: r.text("created_at")?,
+        updated_at: r.text("updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PriceRange, SearchText};
+    use crate::schema;
+    use storage::native::MemDb;
+
+    fn demo_db() -> MemDb {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, schema::MIGRATIONS).unwrap();
+        storage::migrations::apply_data_once(&db, "demo_catalog", schema::DEMO_CATALOG).unwrap();
+        db
+    }
+
+    fn filter() -> ProductFilter {
+        ProductFilter {
+            category: None,
+            search: None,
+            price: PriceRange::default(),
+            currency: None,
+            in_stock: None,
+            sort: Sort::Newest,
+            limit: 100,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn lists_only_active_products_with_a_correct_total() {
+        let db = demo_db();
+        let page = list_products(&db, &filter()).unwrap();
+        let inactive: i64 = db.query("SELECT COUNT(*) AS n FROM products WHERE active = 0", &[]).unwrap().first().unwrap().int("n").unwrap();
+        let all: i64 = db.query("SELECT COUNT(*) AS n FROM products", &[]).unwrap().first().unwrap().int("n").unwrap();
+        assert!(inactive > 0);
+        assert_eq!(page.total, all - inactive);
+        assert!(page.products.iter().all(|p| p.active));
+        let dates: Vec<&str> = page.products.iter().map(|p| p.created_at.as_str()).collect();
+        let mut sorted = dates.clone();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(dates, sorted, "newest first");
+    }
+
+    #[test]
+    fn pages_partition_the_listing() {
+        let db = demo_db();
+        let all = list_products(&db, &ProductFilter { sort: Sort::PriceAsc, ..filter() }).unwrap();
+        let mut seen = Vec::new();
+        for page in 0..10 {
+            let p = list_products(&db, &ProductFilter { sort: Sort::PriceAsc, limit: 7, offset: page * 7, ..filter() }).unwrap();
+            assert_eq!(p.total, all.total);
+            seen.extend(p.products.into_iter().map(|p| p.id));
+        }
+        let expected: Vec<_> = all.products.into_iter().map(|p| p.id).collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn filters_combine() {
+        let db = demo_db();
+        let f = ProductFilter {
+            category: Some("electronics".into()),
+            price: PriceRange::new(Some(1000), Some(20000)).unwrap(),
+            in_stock: Some(true),
+            sort: Sort::PriceDesc,
+            ..filter()
+        };
+        let page = list_products(&db, &f).unwrap();
+        assert!(page.total > 0);
+        assert_eq!(page.total as usize, page.products.len());
+        for p in &page.products {
+            assert_eq!(p.category.as_ref().unwrap().slug, "electronics");
+            assert!((1000..=20000).contains(&p.price.amount_minor));
+            assert!(p.in_stock && p.available > 0);
+        }
+        let prices: Vec<i64> = page.products.iter().map(|p| p.price.amount_minor).collect();
+        assert!(prices.windows(2).all(|w| w[0] >= w[1]));
+    }
+
+    #[test]
+    fn search_ranks_name_matches_first_and_treats_input_as_text() {
+        let db = demo_db();
+        let f = ProductFilter { search: Some(SearchText::parse("wireless").unwrap()), sort: Sort::Relevance, ..filter() };
+        let page = list_products(&db, &f).unwrap();
+        assert!(page.total > 0);
+        let name_hits: Vec<bool> = page.products.iter().map(|p| p.name.to_lowercase().contains("wireless")).collect();
+        assert!(name_hits.windows(2).all(|w| w[0] >= w[1]), "name matches come first: {name_hits:?}");
+        for hostile in ["%", "_", "' OR 1=1 --", "\"; DROP TABLE products; --"] {
+            let f = ProductFilter { search: Some(SearchText::parse(hostile).unwrap()), ..filter() };
+            assert_eq!(list_products(&db, &f).unwrap().total, 0, "{hostile}");
+        }
+        assert!(list_products(&db, &filter()).unwrap().total > 0, "table intact");
+    }
+
+    #[test]
+    fn lookups_by_id() {
+        let db = demo_db();
+        let first = list_products(&db, &filter()).unwrap().products.remove(0);
+        assert_eq!(get_active_product(&db, &first.id).unwrap().unwrap(), first);
+        let unknown = ProductId::parse("00000000-0000-4000-8000-000000000000").unwrap();
+        assert_eq!(get_active_product(&db, &unknown).unwrap(), None);
+        let both = get_products_by_ids(&db, &[first.id.clone(), unknown]).unwrap();
+        assert_eq!(both.len(), 1);
+    }
+
+    #[test]
+    fn categories_count_active_products() {
+        let db = demo_db();
+        let cats = list_categories(&db).unwrap();
+        assert!(cats.len() >= 5);
+        let total: i64 = cats.iter().map(|c| c.product_count).sum();
+        assert_eq!(total, list_products(&db, &filter()).unwrap().total);
+    }
+}

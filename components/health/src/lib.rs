@@ -1,0 +1,30 @@
+//! `GET /health`: the application's readiness, for load balancers and
+//! Kubernetes probes. Ready means every service database is reachable and its
+//! schema is current. Checking also applies pending migrations (through each
+//! service's own code), so a readiness probe right after a deploy brings the
+//! schema up before traffic arrives.
+//!
+//! This component is granted every service database for that purpose only;
+//! each new service with a database adds its check here.
+
+use http_kit::{ApiError, Ctx, HandlerResult, Service};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const SERVICE: Service = Service { name: "health" };
+
+#[http_component]
+fn handle(req: Request) -> anyhow::Result<Response> {
+    Ok(http_kit::serve(&SERVICE, req, route))
+}
+
+fn route(ctx: &Ctx) -> HandlerResult {
+    match ctx.segments().as_slice() {
+        ["health"] => {
+            let catalog = catalog_core::open_database()
+                .and_then(|db| storage::migrations::status(&db, catalog_core::schema::MIGRATIONS));
+            http_kit::health::report(ctx, "shop", vec![http_kit::health::database_check(catalog_core::DATABASE_LABEL, catalog)])
+        }
+        _ => Err(ApiError::no_route(&ctx.path)),
+    }
+}

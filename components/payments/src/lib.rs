@@ -1,0 +1,22 @@
+//! The payments service (routes: /api/payments/..., /api/webhooks/stripe).
+//!
+//! Today it answers its health check; its API arrives with the checkout issue (#6).
+//! Every other path under its routes gets the standard 404 envelope.
+
+use http_kit::{ApiError, Ctx, HandlerResult, Service};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const SERVICE: Service = Service { name: "payments" };
+
+#[http_component]
+fn handle(req: Request) -> anyhow::Result<Response> {
+    Ok(http_kit::serve(&SERVICE, req, route))
+}
+
+fn route(ctx: &Ctx) -> HandlerResult {
+    match ctx.segments().as_slice() {
+        ["api", "payments", "health"] => http_kit::health::report(ctx, SERVICE.name, Vec::new()),
+        _ => Err(ApiError::no_route(&ctx.path)),
+    }
+}

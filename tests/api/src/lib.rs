@@ -1,0 +1,174 @@
+//! `TestApp`: the shop as a black box, reached over HTTP only.
+//!
+//! By default the first test to ask for the app starts the Spin-compatible
+//! test host (`tests/host`) once for the whole test binary, with the real
+//! built components from `spin.toml`, a fresh state directory and the
+//! variables below. When `SHOP_BASE_URL` is set (for example
+//! `http://127.0.0.1:3000` for a real `spin up`), the same tests run against
+//! that URL instead, unchanged. The app must then be started with the same
+//! variables (see README.md, "Running the tests against real Spin").
+
+use serde_json::Value;
+use shop_test_host::{HostOptions, RunningHost};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// Variables the suite expects the app to run with.
+pub const TEST_VARIABLES: &[(&str, &str)] = &[
+    ("demo_catalog", "true"),
+    ("cors_allowed_origins", "https://shop.example.test"),
+];
+
+/// The browser origin the app is configured to allow in tests.
+pub const ALLOWED_ORIGIN: &str = "https://shop.example.test";
+
+/// A running shop and a client for it.
+pub struct TestApp {
+    base_url: String,
+    agent: ureq::Agent,
+}
+
+/// The workspace root (where `spin.toml` lives).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+fn start_host() -> RunningHost {
+    let root = workspace_root();
+    let state_dir = std::env::temp_dir().join(format!("shop-api-tests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state_dir);
+    std::fs::create_dir_all(&state_dir).expect("state dir");
+    let variables: HashMap<String, String> =
+        TEST_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    RunningHost::start(HostOptions {
+        manifest: root.join("spin.toml"),
+        runtime_config: Some(root.join("runtime-config.toml")),
+        state_dir,
+        variables,
+        listen: "127.0.0.1:0".parse().expect("addr"),
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "could not start the test host: {e:#}\n\
+             Build the components first: scripts/build-components.sh (the README's test command does this)."
+        )
+    })
+}
+
+impl TestApp {
+    /// The app under test, started once per test binary.
+    pub fn get() -> &'static TestApp {
+        static APP: OnceLock<TestApp> = OnceLock::new();
+        static HOST: OnceLock<RunningHost> = OnceLock::new();
+        APP.get_or_init(|| {
+            let base_url = match std::env::var("SHOP_BASE_URL") {
+                Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
+                _ => HOST.get_or_init(start_host).base_url(),
+            };
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .build()
+                .into();
+            TestApp { base_url, agent }
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `GET path`.
+    pub fn get_path(&self, path: &str) -> ApiResponse {
+        self.request("GET", path, &[], None)
+    }
+
+    /// Any request. `body` is sent as JSON when given.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> ApiResponse {
+        match body {
+            Some(json) => {
+                let mut with_type = headers.to_vec();
+                with_type.push(("content-type", "application/json"));
+                self.request_raw(method, path, &with_type, json.to_string().into_bytes())
+            }
+            None => self.request_raw(method, path, headers, Vec::new()),
+        }
+    }
+
+    /// Send raw bytes (malformed bodies, odd content types).
+    pub fn request_raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> ApiResponse {
+        let url = format!("{}{}", self.base_url, path);
+        let mut builder = ureq::http::Request::builder().method(method).uri(&url);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let request = builder.body(body).unwrap_or_else(|e| panic!("bad request {method} {url}: {e}"));
+        let mut resp = self.agent.run(request).unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        ApiResponse { status, headers, body }
+    }
+
+    // ---- catalog steps, in the product's words ----
+
+    /// `GET /api/products?<query>`.
+    pub fn list_products(&self, query: &str) -> ApiResponse {
+        self.get_path(&format!("/api/products?{query}"))
+    }
+
+    /// Every active product, following pages.
+    pub fn all_products(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        for page in 1.. {
+            let sep = if query.is_empty() { "" } else { "&" };
+            let r = self.list_products(&format!("{query}{sep}limit=100&page={page}"));
+            assert_eq!(r.status, 200, "{}", r.body);
+            let batch = r.json()["products"].as_array().cloned().unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch);
+        }
+        out
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl ApiResponse {
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// A header value (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Assert this is the standard error envelope with this status and code.
+    pub fn assert_error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "body: {}", self.body);
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "message: {}", self.body);
+        assert_eq!(
+            v["error"]["request_id"].as_str(),
+            self.header("x-request-id"),
+            "the envelope's request id is the header's"
+        );
+        v
+    }
+}

@@ -1,0 +1,95 @@
+//! Concerns every service shares: health, request ids, CORS, the error
+//! envelope, static files.
+
+use api_tests::{TestApp, ALLOWED_ORIGIN};
+
+#[test]
+fn the_app_and_every_service_report_ready() {
+    let app = TestApp::get();
+    let r = app.get_path("/health");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["catalog"]["status"], "ok");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    for service in ["catalog", "users", "cart", "orders", "payments", "notifications"] {
+        let r = app.get_path(&format!("/api/{service}/health"));
+        assert_eq!(r.status, 200, "{service}: {}", r.body);
+        assert_eq!(r.json()["service"], service);
+    }
+}
+
+#[test]
+fn the_cart_reaches_the_catalog_through_the_composed_contract() {
+    let v = TestApp::get().get_path("/api/cart/health").json();
+    assert_eq!(v["catalog"]["status"], "ok", "{v}");
+    assert_eq!(v["catalog"]["contract"], "shop:platform/catalog@0.1.0");
+    assert_eq!(v["store"]["status"], "ok", "{v}");
+}
+
+#[test]
+fn every_response_has_a_request_id_and_sane_incoming_ids_are_kept() {
+    let app = TestApp::get();
+    let fresh = app.get_path("/api/categories");
+    let id = fresh.header("x-request-id").expect("request id");
+    assert_eq!(id.len(), 32);
+    let other = app.get_path("/api/categories");
+    assert_ne!(other.header("x-request-id"), Some(id), "ids are unique");
+
+    let kept = app.request("GET", "/api/categories", &[("x-request-id", "storefront-abc.123")], None);
+    assert_eq!(kept.header("x-request-id"), Some("storefront-abc.123"));
+    let replaced = app.request("GET", "/api/categories", &[("x-request-id", "bad id <script>")], None);
+    assert_ne!(replaced.header("x-request-id"), Some("bad id <script>"));
+    let err = app.request("GET", "/api/products?page=0", &[("x-request-id", "trace-42")], None);
+    assert_eq!(err.json()["error"]["request_id"], "trace-42");
+}
+
+#[test]
+fn cors_preflight_and_simple_requests() {
+    let app = TestApp::get();
+    let pre = app.request(
+        "OPTIONS",
+        "/api/products",
+        &[("origin", ALLOWED_ORIGIN), ("access-control-request-method", "GET")],
+        None,
+    );
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-origin"), Some(ALLOWED_ORIGIN));
+    assert!(pre.header("access-control-allow-methods").unwrap().contains("GET"));
+    assert!(pre.header("access-control-allow-headers").unwrap().contains("authorization"));
+
+    let simple = app.request("GET", "/api/products?limit=1", &[("origin", ALLOWED_ORIGIN)], None);
+    assert_eq!(simple.header("access-control-allow-origin"), Some(ALLOWED_ORIGIN));
+    assert!(simple.header("access-control-expose-headers").unwrap().contains("x-request-id"));
+
+    let evil = app.request(
+        "OPTIONS",
+        "/api/products",
+        &[("origin", "https://evil.example"), ("access-control-request-method", "GET")],
+        None,
+    );
+    assert_eq!(evil.header("access-control-allow-origin"), None);
+    let evil_get = app.request("GET", "/api/products?limit=1", &[("origin", "https://evil.example")], None);
+    assert_eq!(evil_get.header("access-control-allow-origin"), None);
+}
+
+#[test]
+fn unknown_api_paths_get_the_json_envelope_everywhere() {
+    let app = TestApp::get();
+    for path in ["/api/auth/nothing-here", "/api/orders/x/y/z", "/api/nope", "/api/payments/none"] {
+        app.get_path(path).assert_error(404, "not_found");
+    }
+}
+
+#[test]
+fn static_files_are_served() {
+    let app = TestApp::get();
+    let index = app.get_path("/");
+    assert_eq!(index.status, 200);
+    assert!(index.header("content-type").unwrap().starts_with("text/html"));
+    let spec = app.get_path("/openapi.yaml");
+    assert_eq!(spec.status, 200);
+    assert!(spec.body.contains("openapi: 3.1"));
+    app.get_path("/no-such-file.txt").assert_error(404, "not_found");
+    app.get_path("/../Cargo.toml").assert_error(404, "not_found");
+}

@@ -1,0 +1,96 @@
+//! Guest stdout/stderr, forwarded line by line to the host's stderr with a
+//! `[component-id]` prefix, so interleaved output from several components
+//! in one test run stays attributable.
+
+use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// A `StdoutStream` for one component's stdout or stderr.
+pub struct PrefixedOutput {
+    prefix: String,
+}
+
+impl PrefixedOutput {
+    pub fn new(component_id: &str) -> PrefixedOutput {
+        PrefixedOutput {
+            prefix: format!("[{component_id}] "),
+        }
+    }
+}
+
+impl IsTerminal for PrefixedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for PrefixedOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            prefix: self.prefix.clone(),
+            pending: Vec::new(),
+        })
+    }
+}
+
+/// Buffers a partial line until its newline arrives (or the stream ends),
+/// so each host stderr line carries exactly one prefix.
+struct LineWriter {
+    prefix: String,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit_complete_lines(&mut self) {
+        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=pos).collect();
+            self.emit(&line);
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(self.prefix.as_bytes());
+        let _ = stderr.write_all(line);
+        if !line.ends_with(b"\n") {
+            let _ = stderr.write_all(b"\n");
+        }
+    }
+
+    fn emit_rest(&mut self) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(&rest);
+        }
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.pending.extend_from_slice(buf);
+        self.emit_complete_lines();
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit_rest();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        self.emit_rest();
+    }
+}
