@@ -23,7 +23,16 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ["health"] => {
             let catalog = catalog_core::open_database()
                 .and_then(|db| storage::migrations::status(&db, catalog_core::schema::MIGRATIONS));
-            http_kit::health::report(ctx, "shop", vec![http_kit::health::database_check(catalog_core::DATABASE_LABEL, catalog)])
+            let users = users_core::schema::open_database()
+                .and_then(|db| storage::migrations::status(&db, users_core::schema::MIGRATIONS));
+            http_kit::health::report(
+                ctx,
+                "shop",
+                vec![
+                    http_kit::health::database_check(catalog_core::DATABASE_LABEL, catalog),
+                    http_kit::health::database_check(users_core::schema::DATABASE_LABEL, users),
+                ],
+            )
         }
         _ => Err(ApiError::no_route(&ctx.path)),
     }

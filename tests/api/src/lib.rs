@@ -8,17 +8,24 @@
 //! that URL instead, unchanged. The app must then be started with the same
 //! variables (see README.md, "Running the tests against real Spin").
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use jwt_simple::prelude::*;
 use serde_json::Value;
 use shop_test_host::{HostOptions, RunningHost};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// Variables the suite expects the app to run with.
+/// Variables the suite expects the app to run with (besides the JWT keys).
 pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("demo_catalog", "true"),
     ("cors_allowed_origins", "https://shop.example.test"),
+    ("admin_emails", ADMIN_EMAIL),
 ];
+
+/// The account the app is configured to treat as an admin.
+pub const ADMIN_EMAIL: &str = "admin@shop.example.test";
 
 /// The browser origin the app is configured to allow in tests.
 pub const ALLOWED_ORIGIN: &str = "https://shop.example.test";
@@ -27,6 +34,9 @@ pub const ALLOWED_ORIGIN: &str = "https://shop.example.test";
 pub struct TestApp {
     base_url: String,
     agent: ureq::Agent,
+    /// The app's token-signing key, so tests can forge tokens the way an
+    /// attacker with a stolen key could not (expired, wrong audience...).
+    pub signing_key: Ed25519KeyPair,
 }
 
 /// The workspace root (where `spin.toml` lives).
@@ -34,13 +44,38 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-fn start_host() -> RunningHost {
+/// Keys for a test-host run: a fresh pair per test binary.
+fn fresh_keys() -> Ed25519KeyPair {
+    Ed25519KeyPair::generate()
+}
+
+/// Against a real `spin up`, the signing key is the one in `.env` (made by
+/// `scripts/dev-keys.sh`), or `SPIN_VARIABLE_JWT_PRIVATE_KEY` in the environment.
+fn external_key() -> Ed25519KeyPair {
+    let from_env = std::env::var("SPIN_VARIABLE_JWT_PRIVATE_KEY").ok();
+    let from_file = || {
+        std::fs::read_to_string(workspace_root().join(".env")).ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("SPIN_VARIABLE_JWT_PRIVATE_KEY=").map(|v| v.trim().to_string()))
+        })
+    };
+    let b64 = from_env.or_else(from_file).expect(
+        "SHOP_BASE_URL is set, so the suite needs the app's private key: \
+         set SPIN_VARIABLE_JWT_PRIVATE_KEY or keep the .env made by scripts/dev-keys.sh",
+    );
+    let der = STANDARD.decode(b64.trim()).expect("private key is base64 DER");
+    Ed25519KeyPair::from_der(&der).expect("private key is Ed25519")
+}
+
+fn start_host(keys: &Ed25519KeyPair) -> RunningHost {
     let root = workspace_root();
     let state_dir = std::env::temp_dir().join(format!("shop-api-tests-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir).expect("state dir");
-    let variables: HashMap<String, String> =
+    let mut variables: HashMap<String, String> =
         TEST_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    variables.insert("jwt_private_key".into(), STANDARD.encode(keys.to_der()));
+    variables.insert("jwt_public_key".into(), STANDARD.encode(keys.public_key().to_der()));
     RunningHost::start(HostOptions {
         manifest: root.join("spin.toml"),
         runtime_config: Some(root.join("runtime-config.toml")),
@@ -62,16 +97,20 @@ impl TestApp {
         static APP: OnceLock<TestApp> = OnceLock::new();
         static HOST: OnceLock<RunningHost> = OnceLock::new();
         APP.get_or_init(|| {
-            let base_url = match std::env::var("SHOP_BASE_URL") {
-                Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
-                _ => HOST.get_or_init(start_host).base_url(),
+            let (base_url, signing_key) = match std::env::var("SHOP_BASE_URL") {
+                Ok(url) if !url.trim().is_empty() => (url.trim().trim_end_matches('/').to_string(), external_key()),
+                _ => {
+                    let keys = fresh_keys();
+                    let url = HOST.get_or_init(|| start_host(&keys)).base_url();
+                    (url, keys)
+                }
             };
             let agent: ureq::Agent = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .build()
                 .into();
-            TestApp { base_url, agent }
+            TestApp { base_url, agent, signing_key }
         })
     }
 
@@ -172,3 +211,6 @@ impl ApiResponse {
         v
     }
 }
+
+mod users;
+pub use users::{post_from, unique_email, TestUser, STRONG_PASSWORD};

@@ -11,6 +11,7 @@ fn the_app_and_every_service_report_ready() {
     let v = r.json();
     assert_eq!(v["status"], "ok");
     assert_eq!(v["catalog"]["status"], "ok");
+    assert_eq!(v["users"]["status"], "ok");
     assert_eq!(r.header("cache-control"), Some("no-store"));
     for service in ["catalog", "users", "cart", "orders", "payments", "notifications"] {
         let r = app.get_path(&format!("/api/{service}/health"));

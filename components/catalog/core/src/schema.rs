@@ -24,13 +24,6 @@ mod tests {
     #[test]
     fn every_migration_file_is_listed_in_order() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/catalog");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.ends_with(".sql"))
-            .collect();
-        files.sort();
-        let listed: Vec<String> = MIGRATIONS.iter().map(|m| format!("{:04}_{}.sql", m.version, m.name)).collect();
-        assert_eq!(files, listed);
+        storage::migrations::check_against_directory(MIGRATIONS, std::path::Path::new(dir)).unwrap();
     }
 }

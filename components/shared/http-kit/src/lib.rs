@@ -14,10 +14,12 @@
 //!
 //! Everything that is not Spin I/O is a plain function with unit tests beside it.
 
+pub mod auth;
 pub mod conditional;
 pub mod cors;
 pub mod error;
 pub mod health;
+pub mod ids;
 pub mod log;
 pub mod query;
 pub mod request;

@@ -74,14 +74,7 @@ impl Query {
     /// A free-text parameter, trimmed, at most `max_chars` characters.
     pub fn text(&self, name: &str, max_chars: usize) -> Result<Option<String>, ApiError> {
         let Some(raw) = self.get(name) else { return Ok(None) };
-        let trimmed = raw.trim();
-        if trimmed.chars().count() > max_chars {
-            return Err(ApiError::invalid_parameter(name, format!("must be at most {max_chars} characters")));
-        }
-        if trimmed.chars().any(|c| c.is_control()) {
-            return Err(ApiError::invalid_parameter(name, "must not contain control characters"));
-        }
-        Ok(Some(trimmed.to_string()))
+        text_input::bounded(raw, max_chars).map(Some).map_err(|e| ApiError::invalid_parameter(name, e))
     }
 }
 

@@ -17,3 +17,9 @@ pub fn db_error(e: DbError) -> ApiError {
         other => ApiError::internal(other),
     }
 }
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        db_error(e)
+    }
+}

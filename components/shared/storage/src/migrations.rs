@@ -165,6 +165,24 @@ fn now() -> String {
     clock::now_rfc3339()
 }
 
+/// Check that `migrations` lists exactly the `NNNN_name.sql` files of `dir`,
+/// in order. Each service calls this from a unit test, so a migration file
+/// that was added but not listed (or listed but not added) fails the build.
+pub fn check_against_directory(migrations: &[Migration], dir: &std::path::Path) -> Result<(), String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    files.sort();
+    let listed: Vec<String> = migrations.iter().map(|m| format!("{:04}_{}.sql", m.version, m.name)).collect();
+    if files == listed {
+        Ok(())
+    } else {
+        Err(format!("migrations listed {listed:?} but {} holds {files:?}", dir.display()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

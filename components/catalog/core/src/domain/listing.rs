@@ -12,17 +12,7 @@ impl SearchText {
     pub const MAX_CHARS: usize = 100;
 
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let t = raw.trim();
-        if t.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if t.chars().count() > Self::MAX_CHARS {
-            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
-        }
-        if t.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(Self(t.to_string()))
+        text_input::bounded(raw, Self::MAX_CHARS).map(Self)
     }
 
     pub fn as_str(&self) -> &str {

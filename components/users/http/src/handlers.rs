@@ -1,0 +1,382 @@
+//! The users service's use cases, one function per endpoint: parse at the
+//! edge, apply the rules, answer with the right status.
+
+use users_core::domain::{Email, NewPassword, PersonName};
+use users_core::login_limits::{self, LoginLimits};
+use users_core::repository::{self, PublicUser, UserRecord};
+use users_core::schema;
+use users_core::tokens::{self, Signer, REFRESH_TOKEN_TTL_SECS};
+use http_kit::auth::{Caller, Role, ACCESS_TOKEN_TTL_SECS};
+use http_kit::{db_error, ApiError, Ctx, ErrorCode, HandlerResult, Pagination, Reply};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use storage::{transaction, Db, DbError};
+
+fn open() -> Result<storage::SpinSqlite, ApiError> {
+    schema::open_database().map_err(db_error)
+}
+
+/// Field-level validation problems, reported together.
+#[derive(Default)]
+struct FieldErrors(Map<String, Value>);
+
+impl FieldErrors {
+    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(problem) => {
+                self.0.insert(field.to_string(), json!(problem));
+                None
+            }
+        }
+    }
+
+    fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<String> = self.0.keys().cloned().collect();
+        Err(ApiError::new(422, "validation_failed", format!("invalid fields: {}", fields.join(", ")))
+            .with_details(json!({ "fields": self.0 })))
+    }
+}
+
+fn user_reply(status: u16, user: &UserRecord) -> Reply {
+    Reply::json(status, &json!({ "user": user.public() }))
+}
+
+/// Emails listed in the `admin_emails` variable are admins (bootstrap).
+fn is_bootstrap_admin(email: &Email) -> bool {
+    spin_sdk::variables::get("admin_emails")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|e| Email::parse(e).ok())
+        .any(|e| e == *email)
+}
+
+// ---------------------------------------------------------------- register
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    email: Option<String>,
+    password: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    // Any other field, `role` included, is ignored: it can never grant anything.
+}
+
+pub fn register(ctx: &Ctx) -> HandlerResult {
+    let body: RegisterBody = ctx.json()?;
+    let mut errors = FieldErrors::default();
+    let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or("")));
+    let raw_password = body.password.unwrap_or_default();
+    let password = errors.check(
+        "password",
+        NewPassword::parse(&raw_password, email.as_ref().map(|e| e.as_str()).unwrap_or("")),
+    );
+    let first = errors.check("first_name", PersonName::parse(body.first_name.as_deref().unwrap_or("")));
+    let last = errors.check("last_name", PersonName::parse(body.last_name.as_deref().unwrap_or("")));
+    errors.into_result()?;
+    let (Some(email), Some(password), Some(first), Some(last)) = (email, password, first, last) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+
+    let db = open()?;
+    if repository::find_by_email(&db, email.as_str()).map_err(db_error)?.is_some() {
+        return Err(email_taken());
+    }
+    let hash = users_core::passwords::hash(password.expose()).map_err(ApiError::internal)?;
+    let role = if is_bootstrap_admin(&email) { Role::Admin } else { Role::Customer };
+    let user = UserRecord {
+        id: http_kit::ids::uuid_v4()?,
+        email: email.as_str().to_string(),
+        password_hash: hash,
+        first_name: first.as_str().to_string(),
+        last_name: last.as_str().to_string(),
+        role,
+        created_at: clock::now_rfc3339(),
+    };
+    match repository::insert_user(&db, &user) {
+        Ok(()) => {}
+        // Two registrations raced; the unique index decided.
+        Err(DbError::Constraint(_)) => return Err(email_taken()),
+        Err(e) => return Err(db_error(e)),
+    }
+    Ok(user_reply(201, &user).with_header("location", "/api/users/profile"))
+}
+
+fn email_taken() -> ApiError {
+    ApiError::new(409, "email_taken", "an account with this email already exists")
+}
+
+// ---------------------------------------------------------------- login
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(401, "invalid_credentials", "the email or password is incorrect")
+}
+
+pub fn login(ctx: &Ctx) -> HandlerResult {
+    let body: LoginBody = ctx.json()?;
+    let (Some(raw_email), Some(password)) = (body.email, body.password) else {
+        return Err(ApiError::new(400, "invalid_request", "email and password are required"));
+    };
+    let signer = Signer::from_variables()?;
+    let now = clock::unix_now();
+    let limits = LoginLimits::from_variables();
+    let client = login_limits::client_ip(ctx.header("spin-client-addr"));
+    // A malformed email cannot match an account, but it still costs a hash
+    // and counts as a failure, like any other wrong credential.
+    let email_key = Email::parse(&raw_email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| raw_email.trim().to_lowercase());
+
+    let db = open()?;
+    if let Some(wait) = login_limits::blocked_for(&db, &limits, &email_key, &client, now).map_err(db_error)? {
+        return Err(ApiError::of(ErrorCode::RateLimited, "too many failed sign-in attempts; try again later")
+            .with_header("retry-after", wait.to_string())
+            .with_details(json!({ "retry_after_seconds": wait })));
+    }
+    let user = repository::find_by_email(&db, &email_key).map_err(db_error)?;
+    let verified = match &user {
+        Some(u) => users_core::passwords::verify(&password, &u.password_hash),
+        None => {
+            users_core::passwords::waste_equal_time(&password);
+            false
+        }
+    };
+    let Some(mut user) = user.filter(|_| verified) else {
+        login_limits::record_failure(&db, &limits, &email_key, &client, now).map_err(db_error)?;
+        return Err(invalid_credentials());
+    };
+    repository::clear_failures(&db, &format!("email:{email_key}")).map_err(db_error)?;
+
+    let session_id = http_kit::ids::uuid_v4()?;
+    let now_text = clock::now_rfc3339();
+    let promote = user.role == Role::Customer && Email::parse(&user.email).map(|e| is_bootstrap_admin(&e)).unwrap_or(false);
+    let issued = transaction(&db, |tx| -> Result<(String, String), ApiError> {
+        if promote {
+            repository::set_role(tx, &user.id, Role::Admin, &now_text).map_err(db_error)?;
+        }
+        repository::create_session(tx, &session_id, &user.id, &now_text).map_err(db_error)?;
+        issue_pair(tx, &signer, &session_id, &user.id, if promote { Role::Admin } else { user.role }, now)
+    })?;
+    if promote {
+        user.role = Role::Admin;
+    }
+    Ok(token_reply(issued, Some(user.public())))
+}
+
+/// Store a new refresh token for the session and sign the matching access token.
+fn issue_pair(tx: &dyn Db, signer: &Signer, session_id: &str, user_id: &str, role: Role, now: i64) -> Result<(String, String), ApiError> {
+    let jti = http_kit::ids::uuid_v4()?;
+    let (refresh, hash) = tokens::new_refresh_token()?;
+    repository::insert_refresh_token(tx, &hash, session_id, &jti, now, now + REFRESH_TOKEN_TTL_SECS).map_err(db_error)?;
+    let access = signer.access_token(user_id, role, &jti)?;
+    Ok((access, refresh))
+}
+
+fn token_reply((access, refresh): (String, String), user: Option<PublicUser>) -> Reply {
+    let mut body = json!({
+        "accessToken": access,
+        "refreshToken": refresh,
+        "tokenType": "Bearer",
+        "expiresIn": ACCESS_TOKEN_TTL_SECS,
+    });
+    if let Some(user) = user {
+        body["user"] = json!(user);
+    }
+    // Tokens must never be cached by a browser or proxy.
+    Reply::ok(&body).with_header("cache-control", "no-store")
+}
+
+// ---------------------------------------------------------------- refresh / logout
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    #[serde(rename = "refreshToken")]
+    refresh_token: Option<String>,
+}
+
+fn refresh_token_of(ctx: &Ctx) -> Result<String, ApiError> {
+    let body: RefreshBody = ctx.json()?;
+    body.refresh_token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| ApiError::new(400, "invalid_request", "refreshToken is required"))
+}
+
+fn invalid_refresh() -> ApiError {
+    ApiError::new(401, "invalid_refresh_token", "the refresh token is invalid, expired or revoked; sign in again")
+}
+
+pub fn refresh(ctx: &Ctx) -> HandlerResult {
+    let presented = refresh_token_of(ctx)?;
+    let signer = Signer::from_variables()?;
+    let hash = tokens::hash_refresh_token(&presented);
+    let now = clock::unix_now();
+    let db = open()?;
+    // One write transaction: the check and the rotation cannot interleave
+    // with a concurrent refresh of the same token.
+    let outcome = transaction(&db, |tx| -> Result<Result<(String, String), ApiError>, ApiError> {
+        let Some(rec) = repository::find_refresh_token(tx, &hash).map_err(db_error)? else {
+            return Ok(Err(invalid_refresh()));
+        };
+        if rec.session_revoked || rec.expires_at <= now {
+            return Ok(Err(invalid_refresh()));
+        }
+        if rec.rotated || !repository::mark_rotated(tx, &hash, now).map_err(db_error)? {
+            // A rotated token came back: someone holds a copy. Revoke the
+            // whole family so neither copy works any more.
+            repository::revoke_session(tx, &rec.session_id, "refresh_token_reuse", &clock::now_rfc3339()).map_err(db_error)?;
+            return Ok(Err(ApiError::new(
+                401,
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been revoked for safety — sign in again",
+            )));
+        }
+        let Some(user) = repository::find_by_id(tx, &rec.user_id).map_err(db_error)? else {
+            return Ok(Err(invalid_refresh()));
+        };
+        // The current role is read at every refresh, so role changes reach
+        // tokens within one access-token lifetime.
+        Ok(Ok(issue_pair(tx, &signer, &rec.session_id, &user.id, user.role, now)?))
+    })?;
+    Ok(token_reply(outcome?, None))
+}
+
+pub fn logout(ctx: &Ctx) -> HandlerResult {
+    let presented = refresh_token_of(ctx)?;
+    let hash = tokens::hash_refresh_token(&presented);
+    let db = open()?;
+    if let Some(rec) = repository::find_refresh_token(&db, &hash).map_err(db_error)? {
+        repository::revoke_session(&db, &rec.session_id, "logout", &clock::now_rfc3339()).map_err(db_error)?;
+    }
+    // Idempotent: logging out twice, or with an unknown token, is still "logged out".
+    Ok(Reply::no_content())
+}
+
+// ---------------------------------------------------------------- profile
+
+/// The caller's account (404 if it no longer exists).
+fn load_user(db: &dyn Db, caller: &Caller) -> Result<UserRecord, ApiError> {
+    repository::find_by_id(db, &caller.user_id)
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+pub fn get_profile(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let user = load_user(&db, &caller)?;
+    Ok(user_reply(200, &user).with_header("cache-control", "no-store"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+pub fn update_profile(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: ProfileBody = ctx.json()?;
+    if body.first_name.is_none() && body.last_name.is_none() {
+        return Err(ApiError::new(400, "invalid_request", "send first_name and/or last_name"));
+    }
+    let mut errors = FieldErrors::default();
+    let first = body.first_name.map(|f| errors.check("first_name", PersonName::parse(&f)));
+    let last = body.last_name.map(|l| errors.check("last_name", PersonName::parse(&l)));
+    errors.into_result()?;
+    let db = open()?;
+    let mut user = load_user(&db, &caller)?;
+    if let Some(Some(f)) = first {
+        user.first_name = f.as_str().to_string();
+    }
+    if let Some(Some(l)) = last {
+        user.last_name = l.as_str().to_string();
+    }
+    repository::update_names(&db, &user.id, &user.first_name, &user.last_name, &clock::now_rfc3339()).map_err(db_error)?;
+    Ok(user_reply(200, &user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+pub fn change_password(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: PasswordBody = ctx.json()?;
+    let db = open()?;
+    let user = load_user(&db, &caller)?;
+    if !users_core::passwords::verify(&body.current_password, &user.password_hash) {
+        return Err(ApiError::new(422, "current_password_incorrect", "the current password is incorrect"));
+    }
+    let mut errors = FieldErrors::default();
+    let new = errors.check("new_password", NewPassword::parse(&body.new_password, &user.email));
+    errors.into_result()?;
+    let Some(new) = new else { return Err(ApiError::internal("validated password missing")) };
+    let hash = users_core::passwords::hash(new.expose()).map_err(ApiError::internal)?;
+    let now = clock::now_rfc3339();
+    transaction(&db, |tx| -> Result<(), ApiError> {
+        repository::update_password_hash(tx, &user.id, &hash, &now).map_err(db_error)?;
+        let current = repository::session_of_access_token(tx, &caller.token_id).map_err(db_error)?;
+        repository::revoke_other_sessions(tx, &user.id, current.as_deref(), "password_changed", &now).map_err(db_error)
+    })?;
+    Ok(Reply::no_content())
+}
+
+// ---------------------------------------------------------------- admin
+
+pub fn admin_list_users(ctx: &Ctx) -> HandlerResult {
+    ctx.admin()?;
+    let page = Pagination::from_query(&ctx.query)?;
+    let email = ctx.query.text("email", 254)?;
+    let pattern = email.map(|e| {
+        let mut p = String::from("%");
+        for c in e.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p.push('%');
+        p
+    });
+    let db = open()?;
+    let (users, total) = repository::list_users(&db, pattern.as_deref(), page.limit, page.offset()).map_err(db_error)?;
+    let users: Vec<PublicUser> = users.iter().map(UserRecord::public).collect();
+    Ok(Reply::ok(&json!({ "users": users, "page": page.page, "limit": page.limit, "total": total })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    role: String,
+}
+
+pub fn admin_set_role(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.admin()?;
+    let body: RoleBody = ctx.json()?;
+    let role = Role::parse(body.role.trim()).ok_or_else(|| {
+        ApiError::new(422, "validation_failed", "role must be `customer` or `admin`")
+            .with_details(json!({ "fields": { "role": "must be customer or admin" } }))
+    })?;
+    if id == caller.user_id {
+        // Stops an admin from locking the store out of its last admin account.
+        return Err(ApiError::new(409, "cannot_change_own_role", "admins cannot change their own role"));
+    }
+    let db = open()?;
+    let mut user = repository::find_by_id(&db, id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
+    if user.role != role {
+        repository::set_role(&db, &user.id, role, &clock::now_rfc3339()).map_err(db_error)?;
+        user.role = role;
+    }
+    Ok(user_reply(200, &user))
+}

@@ -1,0 +1,57 @@
+//! The users service: accounts, sessions and roles.
+//!
+//! Routes (see `static/openapi.yaml`):
+//! - `POST /api/auth/register`, `POST /api/auth/login`, `POST /api/auth/refresh`, `POST /api/auth/logout`
+//! - `GET|PUT /api/users/profile`, `PUT /api/users/password`
+//! - `GET /api/admin/users`, `PUT /api/admin/users/{id}/role` (admins)
+//! - `GET /api/users/health`
+//!
+//! This is the only component that holds the JWT private key. Every other
+//! component verifies access tokens with the public key via `http_kit::auth`.
+
+mod handlers;
+
+use users_core::schema;
+
+use http_kit::{ApiError, Ctx, HandlerResult, Service};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const SERVICE: Service = Service { name: "users" };
+
+#[http_component]
+fn handle(req: Request) -> anyhow::Result<Response> {
+    Ok(http_kit::serve(&SERVICE, req, route))
+}
+
+fn route(ctx: &Ctx) -> HandlerResult {
+    let m = ctx.method.as_str();
+    match ctx.segments().as_slice() {
+        ["api", "auth", "register"] => only(m, "POST", || handlers::register(ctx)),
+        ["api", "auth", "login"] => only(m, "POST", || handlers::login(ctx)),
+        ["api", "auth", "refresh"] => only(m, "POST", || handlers::refresh(ctx)),
+        ["api", "auth", "logout"] => only(m, "POST", || handlers::logout(ctx)),
+        ["api", "users", "profile"] => match m {
+            "GET" => handlers::get_profile(ctx),
+            "PUT" => handlers::update_profile(ctx),
+            _ => Err(ApiError::method_not_allowed(&["GET", "PUT"])),
+        },
+        ["api", "users", "password"] => only(m, "PUT", || handlers::change_password(ctx)),
+        ["api", "users", "health"] => {
+            let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+            http_kit::health::report(ctx, SERVICE.name, vec![http_kit::health::database_check(schema::DATABASE_LABEL, db)])
+        }
+        ["api", "admin", "users"] => only(m, "GET", || handlers::admin_list_users(ctx)),
+        ["api", "admin", "users", id, "role"] => only(m, "PUT", || handlers::admin_set_role(ctx, id)),
+        _ => Err(ApiError::no_route(&ctx.path)),
+    }
+}
+
+/// Dispatch when the method matches, else 405 naming the allowed one.
+fn only(method: &str, allowed: &'static str, f: impl FnOnce() -> HandlerResult) -> HandlerResult {
+    if method == allowed {
+        f()
+    } else {
+        Err(ApiError::method_not_allowed(&[allowed]))
+    }
+}
