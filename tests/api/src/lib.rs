@@ -68,14 +68,23 @@ fn external_key() -> Ed25519KeyPair {
 }
 
 fn start_host(keys: &Ed25519KeyPair) -> RunningHost {
+    launch_host(keys, &[])
+}
+
+/// Start a test host for the real app with the suite's variables plus
+/// `extra` (benchmarks use this to lift rate limits).
+pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost {
     let root = workspace_root();
-    let state_dir = std::env::temp_dir().join(format!("shop-api-tests-{}", std::process::id()));
+    let state_dir = std::env::temp_dir().join(format!("shop-api-tests-{}-{}", std::process::id(), extra.len()));
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir).expect("state dir");
     let mut variables: HashMap<String, String> =
         TEST_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     variables.insert("jwt_private_key".into(), STANDARD.encode(keys.to_der()));
     variables.insert("jwt_public_key".into(), STANDARD.encode(keys.public_key().to_der()));
+    for (k, v) in extra {
+        variables.insert(k.to_string(), v.to_string());
+    }
     RunningHost::start(HostOptions {
         manifest: root.join("spin.toml"),
         runtime_config: Some(root.join("runtime-config.toml")),
@@ -105,17 +114,22 @@ impl TestApp {
                     (url, keys)
                 }
             };
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .build()
-                .into();
-            TestApp { base_url, agent, signing_key }
+            TestApp::connect(base_url, signing_key)
         })
     }
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// A client for an app started elsewhere (benchmarks).
+    pub fn connect(base_url: String, signing_key: Ed25519KeyPair) -> TestApp {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
+        TestApp { base_url, agent, signing_key }
     }
 
     /// `GET path`.
