@@ -228,3 +228,6 @@ impl ApiResponse {
 
 mod users;
 pub use users::{post_from, unique_email, TestUser, STRONG_PASSWORD};
+
+mod catalog_steps;
+pub use catalog_steps::unique_sku;

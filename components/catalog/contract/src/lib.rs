@@ -1,15 +1,20 @@
-//! The catalog's side of the `shop:platform/catalog` contract.
+//! The catalog's side of the `shop:platform/catalog` and
+//! `shop:platform/inventory` contracts.
 //!
 //! This component is not an HTTP handler: Spin composes it into each service
 //! that declares it as a dependency (see `[component.cart.dependencies]` in
 //! `spin.toml`), so a call is an in-process function call, not a network hop,
-//! and works on every Spin host including Fermyon Cloud. It reads the catalog
-//! database through `catalog-core`, the same code the catalog's HTTP component
-//! uses, so the catalog stays the only owner of its tables.
+//! and works on every Spin host including Fermyon Cloud. It reads and writes
+//! the catalog database through `catalog-core`, the same code the catalog's
+//! HTTP component uses, so the catalog stays the only owner of its tables.
 
 use catalog_core::domain::ProductId;
-use catalog_core::repository;
-use exports::shop::platform::catalog::{Guest, ProductSummary};
+use catalog_core::inventory::{self as inv, InventoryError as CoreInventoryError, ReserveError as CoreReserveError};
+use catalog_core::{repository, StorageError};
+use exports::shop::platform::catalog::{Guest as CatalogGuest, ProductSummary};
+use exports::shop::platform::inventory::{
+    Guest as InventoryGuest, InventoryError, ReservationLine, ReserveError, Shortage,
+};
 use shop::platform::types::{Money, Unavailable};
 
 spin_sdk::wit_bindgen::generate!({
@@ -21,12 +26,15 @@ spin_sdk::wit_bindgen::generate!({
 
 struct CatalogContract;
 
-impl Guest for CatalogContract {
+fn unavailable(e: StorageError) -> Unavailable {
+    Unavailable { message: e.to_string() }
+}
+
+impl CatalogGuest for CatalogContract {
     fn get_products(ids: Vec<String>) -> Result<Vec<ProductSummary>, Unavailable> {
         let ids: Vec<ProductId> = ids.iter().filter_map(|raw| ProductId::parse(raw).ok()).collect();
-        let unavailable = |e: catalog_core::StorageError| Unavailable { message: e.to_string() };
         let db = catalog_core::open_database().map_err(unavailable)?;
-        let products = repository::get_products_by_ids(&db, &ids).map_err(unavailable)?;
+        let products = repository::get_products_by_ids(&db, &ids, clock::unix_now()).map_err(unavailable)?;
         Ok(products
             .into_iter()
             .map(|p| ProductSummary {
@@ -38,6 +46,55 @@ impl Guest for CatalogContract {
                 active: p.active,
             })
             .collect())
+    }
+}
+
+fn inventory_error(e: CoreInventoryError) -> InventoryError {
+    match e {
+        CoreInventoryError::UnknownOrder => InventoryError::UnknownOrder,
+        CoreInventoryError::Expired => InventoryError::Expired,
+        CoreInventoryError::AlreadyReleased => InventoryError::AlreadyReleased,
+        CoreInventoryError::AlreadyCommitted => InventoryError::AlreadyCommitted,
+        CoreInventoryError::Storage(e) => InventoryError::Unavailable(unavailable(e)),
+    }
+}
+
+impl InventoryGuest for CatalogContract {
+    fn reserve(order_id: String, lines: Vec<ReservationLine>, ttl_seconds: u32) -> Result<(), ReserveError> {
+        let order = inv::parse_order_id(&order_id).map_err(ReserveError::InvalidRequest)?;
+        let mut parsed = Vec::with_capacity(lines.len());
+        let mut unknown = Vec::new();
+        for l in lines {
+            match ProductId::parse(&l.product_id) {
+                Ok(product_id) => parsed.push(inv::Line { product_id, quantity: l.quantity }),
+                // A malformed id can never be in stock: report it as short.
+                Err(_) => unknown.push(Shortage { product_id: l.product_id, requested: l.quantity, available: 0 }),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(ReserveError::InsufficientStock(unknown));
+        }
+        let db = catalog_core::open_database().map_err(|e| ReserveError::Unavailable(unavailable(e)))?;
+        inv::reserve(&db, &order, &parsed, ttl_seconds, clock::unix_now()).map(|_| ()).map_err(|e| match e {
+            CoreReserveError::Insufficient(s) => ReserveError::InsufficientStock(
+                s.into_iter()
+                    .map(|s| Shortage { product_id: s.product_id, requested: s.requested, available: s.available })
+                    .collect(),
+            ),
+            CoreReserveError::Invalid(m) => ReserveError::InvalidRequest(m),
+            CoreReserveError::Conflict(m) => ReserveError::Conflict(m),
+            CoreReserveError::Storage(e) => ReserveError::Unavailable(unavailable(e)),
+        })
+    }
+
+    fn commit(order_id: String) -> Result<(), InventoryError> {
+        let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
+        inv::commit(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)
+    }
+
+    fn release(order_id: String) -> Result<(), InventoryError> {
+        let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
+        inv::release(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)
     }
 }
 

@@ -8,7 +8,9 @@
 //! The HTTP component (`components/catalog/http`) and the WIT contract
 //! component (`components/catalog/contract`) are thin adapters over it.
 
+pub mod admin;
 pub mod domain;
+pub mod inventory;
 pub mod repository;
 pub mod schema;
 

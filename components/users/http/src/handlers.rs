@@ -9,36 +9,12 @@ use users_core::tokens::{self, Signer, REFRESH_TOKEN_TTL_SECS};
 use http_kit::auth::{Caller, Role, ACCESS_TOKEN_TTL_SECS};
 use http_kit::{db_error, ApiError, Ctx, ErrorCode, HandlerResult, Pagination, Reply};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
+use text_input::FieldProblems;
 use storage::{transaction, Db, DbError};
 
 fn open() -> Result<storage::SpinSqlite, ApiError> {
     schema::open_database().map_err(db_error)
-}
-
-/// Field-level validation problems, reported together.
-#[derive(Default)]
-struct FieldErrors(Map<String, Value>);
-
-impl FieldErrors {
-    fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(problem) => {
-                self.0.insert(field.to_string(), json!(problem));
-                None
-            }
-        }
-    }
-
-    fn into_result(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        let fields: Vec<String> = self.0.keys().cloned().collect();
-        Err(ApiError::new(422, "validation_failed", format!("invalid fields: {}", fields.join(", ")))
-            .with_details(json!({ "fields": self.0 })))
-    }
 }
 
 fn user_reply(status: u16, user: &UserRecord) -> Reply {
@@ -67,7 +43,7 @@ struct RegisterBody {
 
 pub fn register(ctx: &Ctx) -> HandlerResult {
     let body: RegisterBody = ctx.json()?;
-    let mut errors = FieldErrors::default();
+    let mut errors = FieldProblems::default();
     let email = errors.check("email", Email::parse(body.email.as_deref().unwrap_or("")));
     let raw_password = body.password.unwrap_or_default();
     let password = errors.check(
@@ -76,7 +52,7 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
     );
     let first = errors.check("first_name", PersonName::parse(body.first_name.as_deref().unwrap_or("")));
     let last = errors.check("last_name", PersonName::parse(body.last_name.as_deref().unwrap_or("")));
-    errors.into_result()?;
+    errors.finish().map_err(ApiError::validation)?;
     let (Some(email), Some(password), Some(first), Some(last)) = (email, password, first, last) else {
         return Err(ApiError::internal("validated fields missing"));
     };
@@ -287,10 +263,10 @@ pub fn update_profile(ctx: &Ctx) -> HandlerResult {
     if body.first_name.is_none() && body.last_name.is_none() {
         return Err(ApiError::new(400, "invalid_request", "send first_name and/or last_name"));
     }
-    let mut errors = FieldErrors::default();
+    let mut errors = FieldProblems::default();
     let first = body.first_name.map(|f| errors.check("first_name", PersonName::parse(&f)));
     let last = body.last_name.map(|l| errors.check("last_name", PersonName::parse(&l)));
-    errors.into_result()?;
+    errors.finish().map_err(ApiError::validation)?;
     let db = open()?;
     let mut user = load_user(&db, &caller)?;
     if let Some(Some(f)) = first {
@@ -318,9 +294,9 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
     if !users_core::passwords::verify(&body.current_password, &user.password_hash) {
         return Err(ApiError::new(422, "current_password_incorrect", "the current password is incorrect"));
     }
-    let mut errors = FieldErrors::default();
+    let mut errors = FieldProblems::default();
     let new = errors.check("new_password", NewPassword::parse(&body.new_password, &user.email));
-    errors.into_result()?;
+    errors.finish().map_err(ApiError::validation)?;
     let Some(new) = new else { return Err(ApiError::internal("validated password missing")) };
     let hash = users_core::passwords::hash(new.expose()).map_err(ApiError::internal)?;
     let now = clock::now_rfc3339();
@@ -338,17 +314,7 @@ pub fn admin_list_users(ctx: &Ctx) -> HandlerResult {
     ctx.admin()?;
     let page = Pagination::from_query(&ctx.query)?;
     let email = ctx.query.text("email", 254)?;
-    let pattern = email.map(|e| {
-        let mut p = String::from("%");
-        for c in e.to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                p.push('\\');
-            }
-            p.push(c);
-        }
-        p.push('%');
-        p
-    });
+    let pattern = email.map(|e| text_input::like_contains(&e.to_lowercase()));
     let db = open()?;
     let (users, total) = repository::list_users(&db, pattern.as_deref(), page.limit, page.offset()).map_err(db_error)?;
     let users: Vec<PublicUser> = users.iter().map(UserRecord::public).collect();

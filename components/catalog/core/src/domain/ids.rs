@@ -40,8 +40,9 @@ impl Serialize for ProductId {
     }
 }
 
-/// Canonicalise `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, any case).
-fn parse_uuid(raw: &str) -> Result<String, MalformedId> {
+/// Canonicalise `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (hex digits, any case);
+/// also used for category ids.
+pub fn parse_uuid(raw: &str) -> Result<String, MalformedId> {
     let bytes = raw.as_bytes();
     if bytes.len() != 36 {
         return Err(MalformedId);

@@ -19,21 +19,26 @@ impl SearchText {
         &self.0
     }
 
-    /// A `LIKE` pattern matching the text anywhere, with `%`, `_` and the
-    /// escape character itself escaped (use with `ESCAPE '\'`). The text is
-    /// always a bound parameter; escaping only stops it acting as a wildcard.
-    pub fn like_pattern(&self) -> String {
-        let mut p = String::with_capacity(self.0.len() + 2);
-        p.push('%');
-        for c in self.0.chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                p.push('\\');
-            }
-            p.push(c);
-        }
-        p.push('%');
-        p
+    /// The FTS5 query for this text: every word must match, each as a prefix
+    /// (`wire` finds "wireless"). Words are runs of letters and digits; each
+    /// is quoted, so nothing the user types is FTS syntax. `None` when the
+    /// text has no words at all (e.g. only punctuation): it matches nothing.
+    pub fn fts_query(&self) -> Option<String> {
+        let words: Vec<String> = self
+            .0
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .take(12)
+            .map(|w| format!("\"{}\"*", w.to_lowercase()))
+            .collect();
+        (!words.is_empty()).then(|| words.join(" "))
     }
+
+    /// The same query restricted to product names, to rank name matches first.
+    pub fn fts_name_query(&self) -> Option<String> {
+        self.fts_query().map(|q| format!("name : ({q})"))
+    }
+
 }
 
 /// How the listing is ordered. Every order ends with the id so that pages
@@ -135,8 +140,11 @@ mod tests {
     }
 
     #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(SearchText::parse("50%_off\\").unwrap().like_pattern(), "%50\\%\\_off\\\\%");
+    fn fts_queries_quote_every_word() {
+        let q = SearchText::parse("Wireless  \"mouse\" OR NEAR(x)").unwrap();
+        assert_eq!(q.fts_query().unwrap(), "\"wireless\"* \"mouse\"* \"or\"* \"near\"* \"x\"*");
+        assert_eq!(SearchText::parse("%_'--").unwrap().fts_query(), None);
+        assert!(SearchText::parse("tee").unwrap().fts_name_query().unwrap().starts_with("name : ("));
     }
 
     #[test]

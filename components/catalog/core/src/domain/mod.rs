@@ -6,4 +6,4 @@ pub mod product;
 
 pub use ids::ProductId;
 pub use listing::{PriceRange, ProductFilter, SearchText, Sort};
-pub use product::{Category, CategoryRef, Product};
+pub use product::{AdminProduct, Category, CategoryRef, Product};

@@ -23,6 +23,28 @@ pub struct Product {
     pub active: bool,
     pub created_at: String,
     pub updated_at: String,
+    /// Stock on hand; shown to admins only (see [`AdminProduct`]).
+    #[serde(skip)]
+    pub on_hand: i64,
+    /// Units held by live reservations; admins only.
+    #[serde(skip)]
+    pub reserved: i64,
+}
+
+/// A product as admins see it: the public fields plus the stock breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdminProduct {
+    #[serde(flatten)]
+    pub product: Product,
+    pub on_hand: i64,
+    pub reserved: i64,
+}
+
+impl Product {
+    /// The admin view of this product.
+    pub fn for_admin(self) -> AdminProduct {
+        AdminProduct { on_hand: self.on_hand, reserved: self.reserved, product: self }
+    }
 }
 
 /// The category a product belongs to, as embedded in the product.

@@ -1,0 +1,146 @@
+//! Stock reservations: all or nothing, idempotent, expiring, and never
+//! overselling under concurrency.
+
+use api_tests::{unique_sku, TestApp};
+use serde_json::json;
+
+fn available(app: &TestApp, id: &str) -> i64 {
+    app.public_product(id).json()["available"].as_i64().unwrap()
+}
+
+fn order(tag: &str) -> String {
+    format!("ord-{tag}-{}", unique_sku("o"))
+}
+
+#[test]
+fn reservations_are_all_or_nothing_and_name_the_short_line() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let a = app.new_product(&admin, "Plenty", 10);
+    let b = app.new_product(&admin, "Scarce", 1);
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let v = app.reserve(&admin, &order("short"), &[(a, 2), (b, 3)], 600).assert_error(409, "insufficient_stock");
+    let shortages = v["error"]["details"]["shortages"].as_array().unwrap();
+    assert_eq!(shortages.len(), 1);
+    assert_eq!(shortages[0], json!({ "product_id": b, "requested": 3, "available": 1 }));
+    assert_eq!((available(&app, a), available(&app, b)), (10, 1), "nothing was reserved");
+}
+
+#[test]
+fn reserve_commit_release_and_their_idempotency() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let p = app.new_product(&admin, "Lamp", 5);
+    let id = p["id"].as_str().unwrap();
+    let o = order("flow");
+    let r = app.reserve(&admin, &o, &[(id, 2)], 600);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["status"], "reserved");
+    assert_eq!(available(&app, id), 3);
+    let admin_view = app.send_as(&admin.access_token, "GET", &format!("/api/products/{id}"), None).json();
+    assert_eq!((admin_view["on_hand"].as_i64(), admin_view["reserved"].as_i64()), (Some(5), Some(2)));
+
+    // The same reservation again changes nothing; a different one for the same order is a conflict.
+    assert_eq!(app.reserve(&admin, &o, &[(id, 2)], 600).status, 201);
+    assert_eq!(available(&app, id), 3);
+    app.reserve(&admin, &o, &[(id, 1)], 600).assert_error(409, "reservation_conflict");
+
+    let commit = |o: &str| app.send_as(&admin.access_token, "POST", &format!("/api/inventory/reservations/{o}/commit"), None);
+    let release = |o: &str| app.send_as(&admin.access_token, "POST", &format!("/api/inventory/reservations/{o}/release"), None);
+    assert_eq!(commit(&o).json()["status"], "committed");
+    assert_eq!(commit(&o).status, 200, "commit is idempotent");
+    let after = app.send_as(&admin.access_token, "GET", &format!("/api/products/{id}"), None).json();
+    assert_eq!((after["on_hand"].as_i64(), after["reserved"].as_i64(), after["available"].as_i64()), (Some(3), Some(0), Some(3)));
+    release(&o).assert_error(409, "reservation_committed");
+
+    let o2 = order("release");
+    app.reserve(&admin, &o2, &[(id, 3)], 600);
+    assert_eq!(available(&app, id), 0);
+    assert_eq!(app.public_product(id).json()["in_stock"], false);
+    assert_eq!(release(&o2).json()["status"], "released");
+    assert_eq!(release(&o2).status, 200, "release is idempotent");
+    assert_eq!(available(&app, id), 3);
+    commit(&o2).assert_error(409, "reservation_released");
+
+    let unknown = order("unknown");
+    commit(&unknown).assert_error(404, "not_found");
+    app.send_as(&admin.access_token, "GET", &format!("/api/inventory/reservations/{unknown}"), None).assert_error(404, "not_found");
+    let got = app.send_as(&admin.access_token, "GET", &format!("/api/inventory/reservations/{o}"), None).json();
+    assert_eq!(got["lines"], json!([{ "product_id": id, "quantity": 2 }]));
+}
+
+#[test]
+fn stock_cannot_be_set_below_what_is_reserved() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let p = app.new_product(&admin, "Held", 4);
+    let id = p["id"].as_str().unwrap();
+    app.reserve(&admin, &order("held"), &[(id, 3)], 600);
+    app.send_as(&admin.access_token, "PUT", &format!("/api/products/{id}/inventory"), Some(&json!({ "stock_on_hand": 2 })))
+        .assert_error(409, "below_reserved");
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/products/{id}/inventory"), Some(&json!({ "stock_on_hand": 3 })));
+    assert_eq!(r.json()["available"], 0);
+}
+
+#[test]
+fn expired_reservations_stop_counting() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let p = app.new_product(&admin, "Fleeting", 1);
+    let id = p["id"].as_str().unwrap();
+    let o = order("expire");
+    app.reserve(&admin, &o, &[(id, 1)], 1);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(available(&app, id), 1, "the lapsed hold no longer counts");
+    let got = app.send_as(&admin.access_token, "GET", &format!("/api/inventory/reservations/{o}"), None).json();
+    assert_eq!((got["status"].as_str(), got["live"].as_bool()), (Some("reserved"), Some(false)));
+    // Someone else takes the unit; the lapsed reservation can no longer be committed.
+    app.reserve(&admin, &order("taker"), &[(id, 1)], 600);
+    app.send_as(&admin.access_token, "POST", &format!("/api/inventory/reservations/{o}/commit"), None)
+        .assert_error(409, "reservation_expired");
+}
+
+#[test]
+fn bad_reservation_requests() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let p = app.new_product(&admin, "Valid", 3);
+    let id = p["id"].as_str().unwrap();
+    app.reserve(&admin, &order("empty"), &[], 600).assert_error(422, "invalid_reservation");
+    app.reserve(&admin, &order("zero"), &[(id, 0)], 600).assert_error(422, "invalid_reservation");
+    app.reserve(&admin, &order("twice"), &[(id, 1), (id, 1)], 600).assert_error(422, "invalid_reservation");
+    app.reserve(&admin, &order("ttl"), &[(id, 1)], 100_000).assert_error(422, "invalid_reservation");
+    app.reserve(&admin, "bad order id!", &[(id, 1)], 600).assert_error(422, "validation_failed");
+    app.reserve(&admin, &order("badid"), &[("nope", 1)], 600).assert_error(422, "validation_failed");
+    let inactive = "a0000000-0000-4000-8000-000000000020";
+    let v = app.reserve(&admin, &order("inactive"), &[(inactive, 1)], 600).assert_error(409, "insufficient_stock");
+    assert_eq!(v["error"]["details"]["shortages"][0]["available"], 0);
+    assert_eq!(available(&app, id), 3);
+}
+
+#[test]
+fn concurrent_reservations_for_the_last_units_have_exactly_that_many_winners() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let units = 3;
+    let p = app.new_product(&admin, "Last Few", units);
+    let id = p["id"].as_str().unwrap().to_string();
+    let contenders = 24;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(contenders));
+    let handles: Vec<_> = (0..contenders)
+        .map(|i| {
+            let (id, admin, barrier) = (id.clone(), admin.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let app = TestApp::get();
+                barrier.wait();
+                app.reserve(&admin, &order(&format!("race{i}")), &[(&id, 1)], 600).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let winners = statuses.iter().filter(|s| **s == 201).count();
+    let losers = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!((winners, losers), (units as usize, contenders - units as usize), "{statuses:?}");
+    let view = app.send_as(&admin.access_token, "GET", &format!("/api/products/{id}"), None).json();
+    assert_eq!((view["on_hand"].as_i64(), view["reserved"].as_i64(), view["available"].as_i64()), (Some(units), Some(units), Some(0)));
+}
