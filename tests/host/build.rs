@@ -85,6 +85,20 @@ fn main() -> Result<()> {
         .join("sqlite.wit");
     std::fs::copy(&from, spin_sqlite.join("sqlite.wit"))
         .with_context(|| format!("copying {}", from.display()))?;
+    // `wasi:keyvalue@0.2.0-draft2` (Spin 3.x's `store`, `atomics` and
+    // `batch`): its package line lives in world.wit, which also declares a
+    // world exporting `watcher` that the host does not need.
+    let wasi_keyvalue = tree.join("deps").join("wasi-keyvalue");
+    std::fs::create_dir_all(&wasi_keyvalue)?;
+    for file in ["store.wit", "atomic.wit", "batch.wit"] {
+        let from = wit_dir.join("deps").join("keyvalue-2024-10-17").join(file);
+        std::fs::copy(&from, wasi_keyvalue.join(file))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    std::fs::write(
+        wasi_keyvalue.join("package.wit"),
+        "package wasi:keyvalue@0.2.0-draft2;\n",
+    )?;
     std::fs::write(
         tree.join("host.wit"),
         "package shop:test-host;\n\n\
@@ -93,6 +107,9 @@ fn main() -> Result<()> {
          \x20   import fermyon:spin/sqlite@2.0.0;\n\
          \x20   import fermyon:spin/variables@2.0.0;\n\
          \x20   import spin:sqlite/sqlite@3.0.0;\n\
+         \x20   import wasi:keyvalue/store@0.2.0-draft2;\n\
+         \x20   import wasi:keyvalue/atomics@0.2.0-draft2;\n\
+         \x20   import wasi:keyvalue/batch@0.2.0-draft2;\n\
          }\n",
     )?;
 
@@ -106,6 +123,8 @@ fn main() -> Result<()> {
         "fermyon:spin/key-value@2.0.0.store": crate::key_value::StoreHandle,
         "fermyon:spin/sqlite@2.0.0.connection": crate::sqlite::ConnectionHandle,
         "spin:sqlite/sqlite@3.0.0.connection": crate::sqlite::ConnectionHandle,
+        "wasi:keyvalue/store@0.2.0-draft2.bucket": crate::key_value::StoreHandle,
+        "wasi:keyvalue/atomics@0.2.0-draft2.cas": crate::key_value::CasHandle,
     }},
 }});
 "#

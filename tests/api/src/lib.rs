@@ -22,7 +22,11 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("demo_catalog", "true"),
     ("cors_allowed_origins", "https://shop.example.test"),
     ("admin_emails", ADMIN_EMAIL),
+    ("guest_cart_idle_ttl", GUEST_CART_TTL),
 ];
+
+/// Guest-cart inactivity limit in the suite: short, so expiry can be tested.
+pub const GUEST_CART_TTL: &str = "8s";
 
 /// The account the app is configured to treat as an admin.
 pub const ADMIN_EMAIL: &str = "admin@shop.example.test";
@@ -231,3 +235,6 @@ pub use users::{post_from, unique_email, TestUser, STRONG_PASSWORD};
 
 mod catalog_steps;
 pub use catalog_steps::unique_sku;
+
+mod cart_steps;
+pub use cart_steps::Shopper;

@@ -4,8 +4,9 @@
 //! project's tests run the real `.wasm` components under this host. It reads
 //! `spin.toml` (manifest version 2) and an optional runtime config, and
 //! serves HTTP on loopback with Spin's routing, request headers, per-request
-//! instances and host interfaces (key-value, SQLite, variables, outbound
-//! HTTP with `allowed_outbound_hosts`, component dependencies, file mounts).
+//! instances and host interfaces (key-value, also as `wasi:keyvalue`, SQLite,
+//! variables, outbound HTTP with `allowed_outbound_hosts`, component
+//! dependencies, file mounts).
 //! Where it must differ from Spin (e.g. all stores live under one state dir
 //! for isolation), the module docs say so.
 //!
@@ -37,6 +38,7 @@ mod sqlite;
 mod state;
 mod stdio;
 mod variables;
+mod wasi_keyvalue;
 
 use anyhow::{Context, Result};
 use std::collections::HashMap;

@@ -34,6 +34,9 @@ fn linker() -> Result<Linker<HostState>> {
     bindings::fermyon::spin::sqlite::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::fermyon::spin::variables::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::spin::sqlite::sqlite::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    bindings::wasi::keyvalue::batch::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
 

@@ -1,30 +1,30 @@
-//! The cart service (routes: /api/cart/...).
+//! The cart service (routes: `/api/cart/...`).
 //!
-//! Carts live in the Spin key-value store labelled `carts` and are priced
-//! live through the `shop:platform/catalog` contract, which Spin composes
-//! into this component from the catalog's contract component (see
-//! `[component.cart.dependencies]` in `spin.toml`). Today the service answers
-//! its health check, which exercises both; the cart API arrives with the
-//! cart issue (#5).
+//! Carts live in the Spin key-value store labelled `carts` (see `cart-core`)
+//! and are priced live through the `shop:platform/catalog` contract, which
+//! Spin composes into this component from the catalog's contract component
+//! (see `[component.cart.dependencies]` in `spin.toml`). The cart never reads
+//! the catalog's tables itself.
+//!
+//! - `GET /api/cart`, `DELETE /api/cart`
+//! - `POST /api/cart/items`, `PUT|DELETE /api/cart/items/{product_id}`
+//! - `GET /api/cart/health`
 
-use http_kit::health::Check;
+mod handlers;
+mod identity;
+
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
-use serde_json::json;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
-use spin_sdk::key_value::Store;
 
 spin_sdk::wit_bindgen::generate!({
     world: "catalog-client",
-    path: "../../wit",
+    path: "../../../wit",
     runtime_path: "spin_sdk::wit_bindgen::rt",
     generate_all,
 });
 
 const SERVICE: Service = Service { name: "cart" };
-
-/// The key-value store label that holds carts.
-const CART_STORE: &str = "carts";
 
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<Response> {
@@ -32,27 +32,16 @@ fn handle(req: Request) -> anyhow::Result<Response> {
 }
 
 fn route(ctx: &Ctx) -> HandlerResult {
-    match ctx.segments().as_slice() {
-        ["api", "cart", "health"] => health(ctx),
+    match (ctx.method.as_str(), ctx.segments().as_slice()) {
+        ("GET", ["api", "cart"]) => handlers::get_cart(ctx),
+        ("DELETE", ["api", "cart"]) => handlers::clear_cart(ctx),
+        (_, ["api", "cart"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD", "DELETE"])),
+        ("POST", ["api", "cart", "items"]) => handlers::add_item(ctx),
+        (_, ["api", "cart", "items"]) => Err(ApiError::method_not_allowed(&["POST"])),
+        ("PUT", ["api", "cart", "items", id]) => handlers::set_item(ctx, id),
+        ("DELETE", ["api", "cart", "items", id]) => handlers::remove_item(ctx, id),
+        (_, ["api", "cart", "items", _]) => Err(ApiError::method_not_allowed(&["PUT", "DELETE"])),
+        (_, ["api", "cart", "health"]) => handlers::health(ctx),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
-}
-
-/// Ready when the cart store opens and the catalog contract answers a look-up
-/// (a real query against the catalog database, through the composed dependency).
-fn health(ctx: &Ctx) -> HandlerResult {
-    let store = Check {
-        name: "store",
-        result: Store::open(CART_STORE)
-            .and_then(|s| s.exists("health-probe"))
-            .map(|_| json!({ "status": "ok", "label": CART_STORE }))
-            .map_err(|e| e.to_string()),
-    };
-    let catalog = Check {
-        name: "catalog",
-        result: shop::platform::catalog::get_products(&["00000000-0000-4000-8000-000000000000".to_string()])
-            .map(|found| json!({ "status": "ok", "contract": "shop:platform/catalog@0.1.0", "probe_matches": found.len() }))
-            .map_err(|e| e.message),
-    };
-    http_kit::health::report(ctx, SERVICE.name, vec![store, catalog])
 }

@@ -1,0 +1,55 @@
+//! The cart's side of the `shop:platform/cart` contract: checkout reads a
+//! signed-in user's cart and clears it once the order exists. Composed into
+//! the checkout component by Spin (see `spin.toml`); it uses the `carts`
+//! key-value store through `cart-core`, the same code as the cart API.
+
+use cart_core::cart::Owner;
+use cart_core::store::{update, KvCarts, StoreError};
+use exports::shop::platform::cart::{CartError, CartLine, CartSnapshot, Guest};
+use shop::platform::types::Unavailable;
+
+spin_sdk::wit_bindgen::generate!({
+    world: "cart-provider",
+    path: "../../../wit",
+    runtime_path: "spin_sdk::wit_bindgen::rt",
+    generate_all,
+});
+
+struct CartContract;
+
+fn unavailable(e: StoreError) -> CartError {
+    CartError::Unavailable(Unavailable { message: e.to_string() })
+}
+
+impl From<StoreError> for CartError {
+    fn from(e: StoreError) -> Self {
+        unavailable(e)
+    }
+}
+
+impl Guest for CartContract {
+    fn get_cart(user_id: String) -> Result<CartSnapshot, CartError> {
+        let store = KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?;
+        let cart = store.get(&Owner::User(user_id.clone()).key()).map_err(unavailable)?.unwrap_or_default();
+        Ok(CartSnapshot {
+            user_id,
+            lines: cart.lines.iter().map(|l| CartLine { product_id: l.product_id.clone(), quantity: l.quantity }).collect(),
+            version: cart.version,
+        })
+    }
+
+    fn clear_cart(user_id: String, version: u64) -> Result<(), CartError> {
+        let store = KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?;
+        let now = clock::unix_now();
+        update(&store, &Owner::User(user_id).key(), |current| {
+            let mut cart = current.unwrap_or_default();
+            if cart.version != version {
+                return Err(CartError::Changed);
+            }
+            cart.clear(now);
+            Ok((cart, ()))
+        })
+    }
+}
+
+export!(CartContract);

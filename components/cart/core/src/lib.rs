@@ -1,0 +1,13 @@
+//! The cart service, minus its entry points.
+//!
+//! - `cart`: the stored cart and the rules for changing it (no I/O);
+//! - `pricing`: a cart priced live from catalog data, with flagged lines;
+//! - `store`: carts in key-value with compare-and-swap, so concurrent
+//!   changes to one cart are retried instead of overwriting each other.
+
+pub mod cart;
+pub mod pricing;
+pub mod store;
+
+/// The key-value store label holding carts.
+pub const STORE_LABEL: &str = "carts";

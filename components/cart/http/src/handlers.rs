@@ -1,0 +1,326 @@
+//! The cart's use cases, one function per endpoint.
+
+use crate::identity::{self, identify, Identity, TOKEN_HEADER};
+use crate::shop::platform::catalog;
+use cart_core::cart::{Cart, CartRule, Owner, MAX_QUANTITY};
+use cart_core::pricing::{price, CatalogProduct};
+use cart_core::store::{update, CartStore, KvCarts, StoreError};
+use http_kit::health::Check;
+use http_kit::{ApiError, Ctx, HandlerResult, Reply};
+use money::{Currency, Money};
+use serde::Deserialize;
+use serde_json::json;
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(m) => {
+            let mut err = ApiError::unavailable("cart_store_unavailable", "the cart store is unavailable; retry shortly")
+                .with_header("retry-after", "1");
+            err.internal = Some(m);
+            err
+        }
+        StoreError::Contended => ApiError::new(409, "cart_busy", "the cart is being changed by another request; retry")
+            .with_header("retry-after", "1"),
+        StoreError::Corrupt(m) => ApiError::internal(m),
+    }
+}
+
+/// Lets `?` and `update` carry API errors and store errors alike.
+struct Failure(ApiError);
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure(store_error(e))
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure(e)
+    }
+}
+
+fn store() -> Result<KvCarts, ApiError> {
+    KvCarts::open(cart_core::STORE_LABEL).map_err(store_error)
+}
+
+/// Current catalog data for these products, through the catalog contract.
+fn lookup(ids: &[String]) -> Result<Vec<CatalogProduct>, ApiError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = catalog::get_products(ids).map_err(|e| {
+        let mut err = ApiError::unavailable("catalog_unavailable", "product data is unavailable; retry shortly")
+            .with_header("retry-after", "1");
+        err.internal = Some(e.message);
+        err
+    })?;
+    Ok(found
+        .into_iter()
+        .filter_map(|p| {
+            let currency = Currency::parse(&p.unit_price.currency).ok()?;
+            Some(CatalogProduct {
+                id: p.id,
+                sku: p.sku,
+                name: p.name,
+                unit_price: Money::new(p.unit_price.amount_minor, currency),
+                available: p.available,
+                active: p.active,
+            })
+        })
+        .collect())
+}
+
+/// The cart priced live, with the guest token (if any) in `X-Cart-Token`.
+fn priced_reply(status: u16, cart: &Cart, guest_token: Option<&str>, merged: Option<serde_json::Value>) -> HandlerResult {
+    let ids: Vec<String> = cart.lines.iter().map(|l| l.product_id.clone()).collect();
+    let mut body = json!(price(cart, &lookup(&ids)?));
+    if let Some(m) = merged {
+        body["merged_guest_cart"] = m;
+    }
+    let mut reply = Reply::json(status, &body).with_header("cache-control", "no-store");
+    if let Some(t) = guest_token {
+        reply = reply.with_header(TOKEN_HEADER, t);
+    }
+    Ok(reply)
+}
+
+/// The cart a request reads or changes, after a guest cart was merged into
+/// a signed-in user's cart.
+struct Target {
+    owner: Owner,
+    /// For guests: the token to send back (presented, or newly issued).
+    token: Option<String>,
+    merged: Option<serde_json::Value>,
+}
+
+/// Resolve the target. `for_write`: a guest without a live cart gets a new token.
+fn target(ctx: &Ctx, store: &KvCarts, for_write: bool) -> Result<Option<Target>, ApiError> {
+    let Identity { user, guest_token } = identify(ctx)?;
+    let now = clock::unix_now();
+    let ttl = identity::guest_ttl_secs();
+    if let Some(owner) = user {
+        let merged = match guest_token {
+            Some(t) => merge_guest_cart(store, &owner, &t, now, ttl)?,
+            None => None,
+        };
+        return Ok(Some(Target { owner, token: None, merged }));
+    }
+    let live = match &guest_token {
+        Some(t) => store.get(&Owner::guest(t).key()).map_err(store_error)?.is_some(),
+        None => false,
+    };
+    match (guest_token, live) {
+        (Some(t), true) => Ok(Some(Target { owner: Owner::guest(&t), token: Some(t), merged: None })),
+        _ if for_write => {
+            let t = identity::new_token()?;
+            Ok(Some(Target { owner: Owner::guest(&t), token: Some(t), merged: None }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Move a guest cart into the user's cart: quantities add, capped by the
+/// quantity limit and current stock. The guest cart is claimed with
+/// compare-and-swap first, so two concurrent sign-ins merge it once.
+fn merge_guest_cart(store: &KvCarts, user: &Owner, token: &str, now: i64, ttl: i64) -> Result<Option<serde_json::Value>, ApiError> {
+    let guest_key = Owner::guest(token).key();
+    let claimed = update(store, &guest_key, |current| -> Result<(Cart, Option<Cart>), StoreError> {
+        match current {
+            Some(c) if !c.lines.is_empty() && !c.expired(now, ttl) => {
+                let mut emptied = c.clone();
+                emptied.clear(now);
+                Ok((emptied, Some(c)))
+            }
+            other => Ok((other.unwrap_or_default(), None)),
+        }
+    })
+    .map_err(store_error)?;
+    let _ = store.delete(&guest_key);
+    let Some(guest) = claimed else { return Ok(None) };
+    let ids: Vec<String> = guest.lines.iter().map(|l| l.product_id.clone()).collect();
+    let products = lookup(&ids)?;
+    let cap = |id: &str| {
+        products
+            .iter()
+            .find(|p| p.id == id && p.active)
+            .map(|p| p.available.clamp(0, MAX_QUANTITY as i64) as u32)
+            .unwrap_or(0)
+    };
+    let skipped = update(store, &user.key(), |current| -> Result<(Cart, Vec<String>), StoreError> {
+        let mut cart = current.unwrap_or_default();
+        let skipped = cart.merge(&guest, cap, now);
+        Ok((cart, skipped))
+    })
+    .map_err(store_error)?;
+    Ok(Some(json!({ "merged": guest.lines.len() - skipped.len(), "skipped": skipped })))
+}
+
+/// Reads drop a guest cart that has been idle too long.
+fn live_cart(store: &KvCarts, owner: &Owner) -> Result<Cart, ApiError> {
+    let cart = store.get(&owner.key()).map_err(store_error)?.unwrap_or_default();
+    if owner.is_guest() && cart.expired(clock::unix_now(), identity::guest_ttl_secs()) {
+        let _ = store.delete(&owner.key());
+        return Ok(Cart::default());
+    }
+    Ok(cart)
+}
+
+pub fn get_cart(ctx: &Ctx) -> HandlerResult {
+    let store = store()?;
+    match target(ctx, &store, false)? {
+        Some(t) => {
+            let cart = live_cart(&store, &t.owner)?;
+            priced_reply(200, &cart, t.token.as_deref(), t.merged)
+        }
+        None => priced_reply(200, &Cart::default(), None, None),
+    }
+}
+
+fn product_id(raw: &str) -> Result<String, ApiError> {
+    let ok = raw.len() == 36 && raw.bytes().enumerate().all(|(i, b)| match i {
+        8 | 13 | 18 | 23 => b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    if ok {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err(ApiError::validation(
+            [("product_id".to_string(), json!("must be a product id (UUID)"))].into_iter().collect(),
+        ))
+    }
+}
+
+fn quantity(q: i64) -> Result<u32, ApiError> {
+    if (1..=MAX_QUANTITY as i64).contains(&q) {
+        Ok(q as u32)
+    } else {
+        Err(ApiError::validation(
+            [("quantity".to_string(), json!(format!("must be a whole number from 1 to {MAX_QUANTITY}")))].into_iter().collect(),
+        ))
+    }
+}
+
+/// The product, which must exist and be active.
+fn orderable(id: &str) -> Result<CatalogProduct, ApiError> {
+    let p = lookup(&[id.to_string()])?.into_iter().next().ok_or_else(|| {
+        ApiError::new(404, "product_not_found", "no product has this id").with_details(json!({ "product_id": id }))
+    })?;
+    if !p.active {
+        return Err(ApiError::new(422, "product_inactive", "this product is no longer sold").with_details(json!({ "product_id": id })));
+    }
+    Ok(p)
+}
+
+fn rule_error(rule: CartRule) -> ApiError {
+    match rule {
+        CartRule::QuantityOutOfRange { max } => ApiError::new(422, "quantity_limit", format!("at most {max} of one product per cart"))
+            .with_details(json!({ "max": max })),
+        CartRule::TooManyLines { max } => ApiError::new(422, "cart_full", format!("a cart holds at most {max} products")),
+        CartRule::CurrencyMismatch { cart, product } => ApiError::new(
+            422,
+            "currency_mismatch",
+            format!("this cart is in {cart}; a product priced in {product} cannot join it"),
+        )
+        .with_details(json!({ "cart_currency": cart, "product_currency": product })),
+        CartRule::NotInCart => ApiError::new(404, "not_in_cart", "this product is not in the cart"),
+    }
+}
+
+/// Set a line to `quantity(current)`, checking the quantity and stock rules.
+fn change_line(ctx: &Ctx, id: &str, new_quantity: impl Fn(u32) -> u32) -> HandlerResult {
+    let store = store()?;
+    let product = orderable(id)?;
+    let t = target(ctx, &store, true)?.ok_or_else(|| ApiError::internal("no cart target for a write"))?;
+    let (now, ttl, guest) = (clock::unix_now(), identity::guest_ttl_secs(), t.owner.is_guest());
+    let cart = update(&store, &t.owner.key(), |current| -> Result<(Cart, Cart), Failure> {
+        let mut cart = current.filter(|c| !(guest && c.expired(now, ttl))).unwrap_or_default();
+        let wanted = new_quantity(cart.quantity_of(id));
+        if wanted > MAX_QUANTITY {
+            return Err(rule_error(CartRule::QuantityOutOfRange { max: MAX_QUANTITY }).into());
+        }
+        if wanted as i64 > product.available {
+            return Err(ApiError::new(422, "insufficient_stock", format!("only {} available", product.available.max(0)))
+                .with_details(json!({ "product_id": id, "available": product.available.max(0), "requested": wanted }))
+                .into());
+        }
+        cart.set(id, wanted, product.unit_price.currency.code(), now).map_err(rule_error)?;
+        Ok((cart.clone(), cart))
+    })
+    .map_err(|f| f.0)?;
+    priced_reply(200, &cart, t.token.as_deref(), t.merged)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    product_id: String,
+    quantity: i64,
+}
+
+pub fn add_item(ctx: &Ctx) -> HandlerResult {
+    let body: AddBody = ctx.json()?;
+    let id = product_id(body.product_id.trim())?;
+    let add = quantity(body.quantity)?;
+    change_line(ctx, &id, |current| current + add)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetBody {
+    quantity: i64,
+}
+
+pub fn set_item(ctx: &Ctx, raw_id: &str) -> HandlerResult {
+    let id = product_id(raw_id)?;
+    let body: SetBody = ctx.json()?;
+    let q = quantity(body.quantity)?;
+    change_line(ctx, &id, |_| q)
+}
+
+pub fn remove_item(ctx: &Ctx, raw_id: &str) -> HandlerResult {
+    let id = product_id(raw_id)?;
+    let store = store()?;
+    let t = target(ctx, &store, false)?.ok_or_else(|| rule_error(CartRule::NotInCart))?;
+    let now = clock::unix_now();
+    let cart = update(&store, &t.owner.key(), |current| -> Result<(Cart, Cart), Failure> {
+        let mut cart = current.unwrap_or_default();
+        cart.remove(&id, now).map_err(rule_error)?;
+        Ok((cart.clone(), cart))
+    })
+    .map_err(|f| f.0)?;
+    priced_reply(200, &cart, t.token.as_deref(), t.merged)
+}
+
+pub fn clear_cart(ctx: &Ctx) -> HandlerResult {
+    let store = store()?;
+    if let Some(t) = target(ctx, &store, false)? {
+        let now = clock::unix_now();
+        update(&store, &t.owner.key(), |current| -> Result<(Cart, ()), StoreError> {
+            let mut cart = current.unwrap_or_default();
+            cart.clear(now);
+            Ok((cart, ()))
+        })
+        .map_err(store_error)?;
+    }
+    Ok(Reply::no_content())
+}
+
+/// Ready when the cart store opens and the catalog contract answers a look-up
+/// (a real query against the catalog database, through the composed dependency).
+pub fn health(ctx: &Ctx) -> HandlerResult {
+    let store_check = Check {
+        name: "store",
+        result: KvCarts::open(cart_core::STORE_LABEL)
+            .and_then(|s| s.get("health-probe"))
+            .map(|_| json!({ "status": "ok", "label": cart_core::STORE_LABEL }))
+            .map_err(|e| e.to_string()),
+    };
+    let catalog_check = Check {
+        name: "catalog",
+        result: catalog::get_products(&["00000000-0000-4000-8000-000000000000".to_string()])
+            .map(|found| json!({ "status": "ok", "contract": "shop:platform/catalog@0.1.0", "probe_matches": found.len() }))
+            .map_err(|e| e.message),
+    };
+    http_kit::health::report(ctx, "cart", vec![store_check, catalog_check])
+}
