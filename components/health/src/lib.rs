@@ -25,12 +25,15 @@ fn route(ctx: &Ctx) -> HandlerResult {
                 .and_then(|db| storage::migrations::status(&db, catalog_core::schema::MIGRATIONS));
             let users = users_core::schema::open_database()
                 .and_then(|db| storage::migrations::status(&db, users_core::schema::MIGRATIONS));
+            let orders = orders_core::schema::open_database()
+                .and_then(|db| storage::migrations::status(&db, orders_core::schema::MIGRATIONS));
             http_kit::health::report(
                 ctx,
                 "shop",
                 vec![
                     http_kit::health::database_check(catalog_core::DATABASE_LABEL, catalog),
                     http_kit::health::database_check(users_core::schema::DATABASE_LABEL, users),
+                    http_kit::health::database_check(orders_core::schema::DATABASE_LABEL, orders),
                 ],
             )
         }

@@ -23,10 +23,23 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("cors_allowed_origins", "https://shop.example.test"),
     ("admin_emails", ADMIN_EMAIL),
     ("guest_cart_idle_ttl", GUEST_CART_TTL),
+    ("unpaid_order_ttl_secs", UNPAID_ORDER_TTL_SECS),
+    ("stripe_secret_key", STRIPE_SECRET_KEY),
+    ("stripe_webhook_secret", STRIPE_WEBHOOK_SECRET),
+    ("sweep_secret", SWEEP_SECRET),
 ];
 
 /// Guest-cart inactivity limit in the suite: short, so expiry can be tested.
 pub const GUEST_CART_TTL: &str = "8s";
+
+/// Unpaid orders hold stock this long in the suite (seconds), so expiry can be tested.
+pub const UNPAID_ORDER_TTL_SECS: &str = "8";
+/// Stripe credentials the suite runs the app with (against the fake).
+pub const STRIPE_SECRET_KEY: &str = "sk_test_shop_suite";
+pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_shop_suite";
+pub const SWEEP_SECRET: &str = "sweep-suite-secret";
+/// Where the fake Stripe listens when the suite runs against a real `spin up`.
+pub const EXTERNAL_FAKE_STRIPE_ADDR: &str = "127.0.0.1:12111";
 
 /// The account the app is configured to treat as an admin.
 pub const ADMIN_EMAIL: &str = "admin@shop.example.test";
@@ -41,6 +54,8 @@ pub struct TestApp {
     /// The app's token-signing key, so tests can forge tokens the way an
     /// attacker with a stolen key could not (expired, wrong audience...).
     pub signing_key: Ed25519KeyPair,
+    /// The fake Stripe the app talks to.
+    pub stripe: FakeStripe,
 }
 
 /// The workspace root (where `spin.toml` lives).
@@ -71,8 +86,8 @@ fn external_key() -> Ed25519KeyPair {
     Ed25519KeyPair::from_der(&der).expect("private key is Ed25519")
 }
 
-fn start_host(keys: &Ed25519KeyPair) -> RunningHost {
-    launch_host(keys, &[])
+fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe) -> RunningHost {
+    launch_host(keys, &[("stripe_api_base", stripe.url.as_str())])
 }
 
 /// Start a test host for the real app with the suite's variables plus
@@ -110,15 +125,21 @@ impl TestApp {
         static APP: OnceLock<TestApp> = OnceLock::new();
         static HOST: OnceLock<RunningHost> = OnceLock::new();
         APP.get_or_init(|| {
-            let (base_url, signing_key) = match std::env::var("SHOP_BASE_URL") {
-                Ok(url) if !url.trim().is_empty() => (url.trim().trim_end_matches('/').to_string(), external_key()),
+            let (base_url, signing_key, stripe) = match std::env::var("SHOP_BASE_URL") {
+                Ok(url) if !url.trim().is_empty() => {
+                    let addr = std::env::var("SHOP_FAKE_STRIPE_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_STRIPE_ADDR.to_string());
+                    (url.trim().trim_end_matches('/').to_string(), external_key(), FakeStripe::start(&addr))
+                }
                 _ => {
                     let keys = fresh_keys();
-                    let url = HOST.get_or_init(|| start_host(&keys)).base_url();
-                    (url, keys)
+                    let stripe = FakeStripe::start("127.0.0.1:0");
+                    let url = HOST.get_or_init(|| start_host(&keys, &stripe)).base_url();
+                    (url, keys, stripe)
                 }
             };
-            TestApp::connect(base_url, signing_key)
+            let mut app = TestApp::connect(base_url, signing_key);
+            app.stripe = stripe;
+            app
         })
     }
 
@@ -133,7 +154,7 @@ impl TestApp {
             .max_redirects(0)
             .build()
             .into();
-        TestApp { base_url, agent, signing_key }
+        TestApp { base_url, agent, signing_key, stripe: FakeStripe::start("127.0.0.1:0") }
     }
 
     /// `GET path`.
@@ -238,3 +259,8 @@ pub use catalog_steps::unique_sku;
 
 mod cart_steps;
 pub use cart_steps::Shopper;
+
+pub mod fake_stripe;
+pub use fake_stripe::FakeStripe;
+mod order_steps;
+pub use order_steps::{event, now, stripe_signature};

@@ -172,6 +172,28 @@ pub fn bearer_token(ctx: &Ctx) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// For machine-to-machine routes (schedulers): the request must carry the
+/// value of Spin variable `variable` in header `header`. 503 when the
+/// variable is not set (the route is off), 401 when the value is wrong.
+/// Compared in constant time.
+pub fn require_shared_secret(ctx: &Ctx, variable: &str, header: &str) -> Result<(), ApiError> {
+    let expected = spin_sdk::variables::get(variable).unwrap_or_default();
+    if expected.trim().is_empty() {
+        return Err(ApiError::unavailable("not_configured", format!("set the `{variable}` variable to enable this route")));
+    }
+    let given = ctx.header(header).unwrap_or("").as_bytes();
+    let expected = expected.trim().as_bytes();
+    let mut diff = (given.len() ^ expected.len()) as u8;
+    for (i, b) in expected.iter().enumerate() {
+        diff |= b ^ given.get(i).copied().unwrap_or(0);
+    }
+    if diff == 0 {
+        Ok(())
+    } else {
+        Err(ApiError::of(ErrorCode::Unauthorized, format!("a valid `{header}` header is required")))
+    }
+}
+
 impl Ctx {
     /// The verified caller: 401 without a valid token.
     pub fn caller(&self) -> Result<Caller, ApiError> {

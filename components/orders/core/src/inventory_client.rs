@@ -1,0 +1,59 @@
+//! The inventory contract (`shop:platform/inventory`) as checkout uses it.
+//! Spin composes the catalog's contract component into the orders and
+//! payments components, so these are in-process calls.
+
+use crate::payments::Inventory;
+use bindings::shop::platform::inventory::{self, InventoryError, ReservationLine, ReserveError, Shortage};
+
+mod bindings {
+    spin_sdk::wit_bindgen::generate!({
+        world: "inventory-client",
+        path: "../../../wit",
+        runtime_path: "spin_sdk::wit_bindgen::rt",
+        generate_all,
+    });
+}
+
+/// Why stock could not be held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldError {
+    Short(Vec<(String, u32, i64)>),
+    Refused(String),
+    Unavailable(String),
+}
+
+/// The inventory, through the WIT contract.
+pub struct WitInventory;
+
+impl WitInventory {
+    /// Reserve all lines for the order (idempotent per order id).
+    pub fn reserve(&self, order_id: &str, lines: &[(String, u32)], ttl_secs: u32) -> Result<(), HoldError> {
+        let lines: Vec<ReservationLine> = lines.iter().map(|(p, q)| ReservationLine { product_id: p.clone(), quantity: *q }).collect();
+        inventory::reserve(order_id, &lines, ttl_secs).map_err(|e| match e {
+            ReserveError::InsufficientStock(s) => HoldError::Short(
+                s.into_iter().map(|Shortage { product_id, requested, available }| (product_id, requested, available)).collect(),
+            ),
+            ReserveError::InvalidRequest(m) | ReserveError::Conflict(m) => HoldError::Refused(m),
+            ReserveError::Unavailable(u) => HoldError::Unavailable(u.message),
+        })
+    }
+}
+
+impl Inventory for WitInventory {
+    fn commit(&self, order_id: &str) -> Result<bool, String> {
+        match inventory::commit(order_id) {
+            Ok(()) => Ok(true),
+            Err(InventoryError::Expired) | Err(InventoryError::UnknownOrder) | Err(InventoryError::AlreadyReleased) => Ok(false),
+            Err(InventoryError::AlreadyCommitted) => Ok(true),
+            Err(InventoryError::Unavailable(u)) => Err(u.message),
+        }
+    }
+
+    fn release(&self, order_id: &str) -> Result<(), String> {
+        match inventory::release(order_id) {
+            Ok(()) | Err(InventoryError::UnknownOrder) | Err(InventoryError::AlreadyCommitted) => Ok(()),
+            Err(InventoryError::Expired) | Err(InventoryError::AlreadyReleased) => Ok(()),
+            Err(InventoryError::Unavailable(u)) => Err(u.message),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Applying payment outcomes to orders: idempotent and monotonic.
+//!
+//! The Stripe webhook, the success-page return and the sweep all end here.
+//! Each outcome is applied inside one write transaction that first re-reads
+//! the order, so concurrent deliveries of the same outcome (the return and
+//! the webhook at once, or a webhook delivered twice) change the order once,
+//! commit the stock once and write one outbox event. An outcome that
+//! arrives after a later state was reached never moves the order backwards.
+
+use crate::domain::Status;
+use crate::orders::{self, Order, OrderError};
+use serde::Serialize;
+use serde_json::json;
+use storage::{transaction, Db, DbError};
+
+/// What happened to the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The money arrived: this amount and currency.
+    Paid { amount_minor: i64, currency: String, payment_intent: Option<String> },
+    /// The payment failed or was abandoned: cancel the order.
+    Failed,
+    /// The checkout session expired unpaid: expire the order.
+    Expired,
+    /// Refunds so far total this much.
+    Refunded { total_refunded: i64 },
+}
+
+/// Checkout's view of the inventory contract.
+pub trait Inventory {
+    /// Turn the order's reservation into a sale. `Ok(false)` when the
+    /// reservation lapsed and its stock is gone.
+    fn commit(&self, order_id: &str) -> Result<bool, String>;
+    /// Give the order's stock back.
+    fn release(&self, order_id: &str) -> Result<(), String>;
+}
+
+/// What applying an outcome did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Applied {
+    Changed { status: Status },
+    Unchanged { status: Status },
+    /// Not applied; an admin must look (amount mismatch, paid after cancel...).
+    Flagged { problem: String },
+    /// This Stripe event was processed before.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PaymentError {
+    UnknownOrder,
+    /// The inventory could not be reached: nothing changed; retry.
+    InventoryUnavailable(String),
+    Storage(DbError),
+}
+
+impl From<DbError> for PaymentError {
+    fn from(e: DbError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl From<OrderError> for PaymentError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound => Self::UnknownOrder,
+            OrderError::Storage(d) => Self::Storage(d),
+            // `apply` only asks for allowed transitions.
+            OrderError::Transition(t) => Self::Storage(DbError::Other(t.to_string())),
+        }
+    }
+}
+
+/// Record a Stripe event id; false if it was seen before.
+fn first_sighting(tx: &dyn Db, event: Option<(&str, &str)>, order_id: &str) -> Result<bool, DbError> {
+    let Some((id, kind)) = event else { return Ok(true) };
+    let rows = tx.query(
+        "INSERT INTO stripe_events (id, type, order_id, outcome, received_at) VALUES (?, ?, ?, 'processed', ?) \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        &[id.into(), kind.into(), order_id.into(), clock::now_rfc3339().into()],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Apply `outcome` to an order. `event` is the Stripe event (id, type) when
+/// the outcome came from a webhook, so it is processed at most once.
+pub fn apply(db: &dyn Db, order_id: &str, outcome: &Outcome, event: Option<(&str, &str)>, actor: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+    transaction(db, |tx| {
+        if !first_sighting(tx, event, order_id)? {
+            return Ok(Applied::Duplicate);
+        }
+        let order = orders::load(tx, order_id)?.ok_or(PaymentError::UnknownOrder)?;
+        let reason = event.map(|(_, kind)| kind).unwrap_or(actor);
+        match outcome {
+            Outcome::Paid { amount_minor, currency, payment_intent } => {
+                if let Some(pi) = payment_intent {
+                    tx.execute(
+                        "UPDATE payments SET payment_intent = COALESCE(payment_intent, ?) WHERE order_id = ?",
+                        &[pi.as_str().into(), order_id.into()],
+                    )?;
+                }
+                paid(tx, &order, *amount_minor, currency, actor, reason, inventory)
+            }
+            Outcome::Failed => give_back(tx, &order, Status::Cancelled, actor, reason, inventory),
+            Outcome::Expired => give_back(tx, &order, Status::Expired, actor, reason, inventory),
+            Outcome::Refunded { total_refunded } => refunded(tx, &order, *total_refunded, actor, reason),
+        }
+    })
+}
+
+fn set_payment_status(tx: &dyn Db, order_id: &str, status: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ?",
+        &[status.into(), clock::now_rfc3339().into(), order_id.into()],
+    )
+}
+
+fn paid(tx: &dyn Db, order: &Order, amount: i64, currency: &str, actor: &str, reason: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+    if order.status.is_paid() || order.status == Status::Refunded {
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    if matches!(order.status, Status::Cancelled | Status::Expired) {
+        let problem = format!("paid_after_{}", order.status);
+        orders::flag(tx, order, &problem)?;
+        return Ok(Applied::Flagged { problem });
+    }
+    if amount != order.total.amount_minor || !currency.eq_ignore_ascii_case(order.total.currency.code()) {
+        let problem = "amount_mismatch".to_string();
+        orders::flag(tx, order, &problem)?;
+        orders::record_event(tx, "order.flagged", &format!("{}:{problem}", order.id), &json!({
+            "order_id": order.id, "problem": problem, "expected": order.total,
+            "received": { "amount_minor": amount, "currency": currency.to_uppercase() },
+        }))?;
+        return Ok(Applied::Flagged { problem });
+    }
+    // The stock is committed while this transaction holds the order, so a
+    // concurrent delivery of the same payment waits and then sees it paid.
+    let stock_ok = inventory.commit(&order.id).map_err(PaymentError::InventoryUnavailable)?;
+    if !stock_ok {
+        orders::flag(tx, order, "stock_unavailable")?;
+    }
+    set_payment_status(tx, &order.id, "paid")?;
+    let updated = orders::transition(tx, order, Status::Paid, actor, reason)?;
+    Ok(Applied::Changed { status: updated.status })
+}
+
+fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+    if order.status != Status::PendingPayment {
+        // Already paid (a late failure/expiry) or already closed: monotonic.
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    inventory.release(&order.id).map_err(PaymentError::InventoryUnavailable)?;
+    set_payment_status(tx, &order.id, "failed")?;
+    let updated = orders::transition(tx, order, to, actor, reason)?;
+    Ok(Applied::Changed { status: updated.status })
+}
+
+fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason: &str) -> Result<Applied, PaymentError> {
+    if total_refunded <= order.refunded.amount_minor {
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    orders::set_refunded(tx, &order.id, total_refunded)?;
+    tx.execute(
+        "UPDATE payments SET amount_refunded = MAX(amount_refunded, ?), updated_at = ? WHERE order_id = ?",
+        &[total_refunded.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
+    )?;
+    let full = total_refunded >= order.total.amount_minor;
+    let to = if full { Status::Refunded } else { Status::PartiallyRefunded };
+    if !order.status.can_become(to) {
+        // E.g. a cancelled order whose payment was refunded: the amount is
+        // recorded above; the status stays.
+        let status = if full { "refunded" } else { "partially_refunded" };
+        set_payment_status(tx, &order.id, status)?;
+        let updated = orders::load(tx, &order.id)?.ok_or(PaymentError::UnknownOrder)?;
+        orders::record_event(tx, "order.refunded", &format!("{}:{total_refunded}", order.id), &json!({
+            "order_id": order.id, "user_id": order.user_id, "status": updated.status, "order": updated,
+        }))?;
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    set_payment_status(tx, &order.id, if full { "refunded" } else { "partially_refunded" })?;
+    let updated = orders::transition(tx, order, to, actor, reason)?;
+    Ok(Applied::Changed { status: updated.status })
+}
+
+/// Why a refund could not be made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefundError {
+    /// Nothing (or less than asked) is left to refund: the refundable amount.
+    TooMuch { refundable: i64 },
+    /// The order was never paid through a PaymentIntent we know.
+    NotPaid,
+    Stripe(crate::stripe::StripeError),
+    Payment(PaymentError),
+}
+
+/// Refund `amount` (default: everything not yet refunded) through Stripe,
+/// then record it. The Stripe call carries `idempotency_key`, so a retried
+/// request refunds once.
+pub fn refund_via_stripe(
+    db: &dyn Db,
+    stripe: &crate::stripe::StripeConfig,
+    order: &Order,
+    amount: Option<i64>,
+    idempotency_key: &str,
+    actor: &str,
+    inventory: &dyn Inventory,
+) -> Result<Applied, RefundError> {
+    let refundable = order.total.amount_minor - order.refunded.amount_minor;
+    let amount = amount.unwrap_or(refundable);
+    if amount < 1 || amount > refundable {
+        return Err(RefundError::TooMuch { refundable });
+    }
+    let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
+    let Some(intent) = payment.and_then(|p| p.payment_intent) else { return Err(RefundError::NotPaid) };
+    let fields = vec![
+        ("payment_intent".to_string(), intent),
+        ("amount".to_string(), amount.to_string()),
+        ("metadata[order_id]".to_string(), order.id.clone()),
+    ];
+    stripe.post("/v1/refunds", &fields, idempotency_key).map_err(RefundError::Stripe)?;
+    apply(db, &order.id, &Outcome::Refunded { total_refunded: order.refunded.amount_minor + amount }, None, actor, inventory)
+        .map_err(RefundError::Payment)
+}
+
+/// The payment record for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentRecord {
+    pub order_id: String,
+    pub status: String,
+    pub checkout_session: Option<String>,
+    pub payment_intent: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub amount_refunded: i64,
+}
+
+pub fn payment_for(db: &dyn Db, order_id: &str) -> Result<Option<PaymentRecord>, DbError> {
+    let rows = db.query("SELECT * FROM payments WHERE order_id = ?", &[order_id.into()])?;
+    rows.first()
+        .map(|r| {
+            Ok(PaymentRecord {
+                order_id: r.text("order_id")?,
+                status: r.text("status")?,
+                checkout_session: r.opt_text("checkout_session")?,
+                payment_intent: r.opt_text("payment_intent")?,
+                amount_minor: r.int("amount_minor")?,
+                currency: r.text("currency")?,
+                amount_refunded: r.int("amount_refunded")?,
+            })
+        })
+        .transpose()
+}
+
+/// Create or update the payment record when a session or intent is created.
+pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent: Option<&str>) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO payments (order_id, checkout_session, payment_intent, status, amount_minor, currency, updated_at) \
+         VALUES (?, ?, ?, 'awaiting_payment', ?, ?, ?) \
+         ON CONFLICT (order_id) DO UPDATE SET \
+           checkout_session = COALESCE(excluded.checkout_session, payments.checkout_session), \
+           payment_intent = COALESCE(excluded.payment_intent, payments.payment_intent), updated_at = excluded.updated_at",
+        &[
+            order.id.as_str().into(),
+            session.into(),
+            intent.into(),
+            order.total.amount_minor.into(),
+            order.total.currency.code().into(),
+            clock::now_rfc3339().into(),
+        ],
+    )
+}
+
+/// The order a payment intent or checkout session belongs to.
+pub fn order_of(db: &dyn Db, session: Option<&str>, intent: Option<&str>) -> Result<Option<String>, DbError> {
+    let rows = db.query(
+        "SELECT order_id FROM payments WHERE (checkout_session IS NOT NULL AND checkout_session = ?) \
+         OR (payment_intent IS NOT NULL AND payment_intent = ?) LIMIT 1",
+        &[session.into(), intent.into()],
+    )?;
+    rows.first().map(|r| r.text("order_id")).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::{insert, NewOrder, OrderLine};
+    use money::{Currency, Money};
+    use std::cell::RefCell;
+    use storage::native::MemDb;
+
+    #[derive(Default)]
+    struct FakeInventory {
+        calls: RefCell<Vec<String>>,
+        stock_gone: bool,
+    }
+
+    impl Inventory for FakeInventory {
+        fn commit(&self, order_id: &str) -> Result<bool, String> {
+            self.calls.borrow_mut().push(format!("commit {order_id}"));
+            Ok(!self.stock_gone)
+        }
+        fn release(&self, order_id: &str) -> Result<(), String> {
+            self.calls.borrow_mut().push(format!("release {order_id}"));
+            Ok(())
+        }
+    }
+
+    fn setup() -> MemDb {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let usd = Currency::parse("USD").unwrap();
+        let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(500, usd), quantity: 2, line_total: Money::new(1000, usd) };
+        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10 }, "u").unwrap();
+        record_payment(&db, &order, Some("cs_1"), None).unwrap();
+        db
+    }
+
+    fn paid() -> Outcome {
+        Outcome::Paid { amount_minor: 1000, currency: "usd".into(), payment_intent: Some("pi_1".into()) }
+    }
+
+    fn status(db: &MemDb) -> Status {
+        orders::load(db, "o1").unwrap().unwrap().status
+    }
+
+    fn outbox(db: &MemDb, kind: &str) -> i64 {
+        db.query("SELECT COUNT(*) AS n FROM outbox WHERE event_type = ?", &[kind.into()]).unwrap().first().unwrap().int("n").unwrap()
+    }
+
+    #[test]
+    fn paid_once_even_when_delivered_twice() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        assert_eq!(apply(&db, "o1", &paid(), Some(("evt_1", "checkout.session.completed")), "stripe", &inv).unwrap(), Applied::Changed { status: Status::Paid });
+        assert_eq!(apply(&db, "o1", &paid(), Some(("evt_1", "checkout.session.completed")), "stripe", &inv).unwrap(), Applied::Duplicate);
+        assert_eq!(apply(&db, "o1", &paid(), None, "return", &inv).unwrap(), Applied::Unchanged { status: Status::Paid });
+        assert_eq!(inv.calls.borrow().as_slice(), ["commit o1"]);
+        assert_eq!(outbox(&db, "order.paid"), 1);
+        assert_eq!(order_of(&db, None, Some("pi_1")).unwrap().as_deref(), Some("o1"));
+    }
+
+    #[test]
+    fn late_failures_never_move_a_paid_order_back() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), None, "stripe", &inv).unwrap();
+        assert_eq!(apply(&db, "o1", &Outcome::Expired, Some(("evt_2", "checkout.session.expired")), "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::Paid });
+        assert_eq!(status(&db), Status::Paid);
+        assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("release")));
+    }
+
+    #[test]
+    fn expiry_releases_stock_and_a_late_payment_is_flagged() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        assert_eq!(apply(&db, "o1", &Outcome::Expired, None, "sweep", &inv).unwrap(), Applied::Changed { status: Status::Expired });
+        assert_eq!(apply(&db, "o1", &paid(), None, "stripe", &inv).unwrap(), Applied::Flagged { problem: "paid_after_expired".into() });
+        assert_eq!(status(&db), Status::Expired);
+        assert_eq!(orders::load(&db, "o1").unwrap().unwrap().flags, vec!["paid_after_expired".to_string()]);
+    }
+
+    #[test]
+    fn amount_mismatch_is_flagged_not_paid() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        let short = Outcome::Paid { amount_minor: 999, currency: "usd".into(), payment_intent: None };
+        assert_eq!(apply(&db, "o1", &short, None, "stripe", &inv).unwrap(), Applied::Flagged { problem: "amount_mismatch".into() });
+        let wrong_currency = Outcome::Paid { amount_minor: 1000, currency: "eur".into(), payment_intent: None };
+        assert!(matches!(apply(&db, "o1", &wrong_currency, None, "stripe", &inv).unwrap(), Applied::Flagged { .. }));
+        assert_eq!(status(&db), Status::PendingPayment);
+        assert!(inv.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn refunds_are_partial_then_full_and_monotonic() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), None, "stripe", &inv).unwrap();
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 400 }, Some(("e1", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Changed { status: Status::PartiallyRefunded });
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 300 }, Some(("e0", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::PartiallyRefunded }, "an older event");
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000 }, Some(("e2", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Changed { status: Status::Refunded });
+        assert_eq!(outbox(&db, "order.refunded"), 2);
+    }
+
+    #[test]
+    fn lost_stock_is_flagged_but_the_payment_counts() {
+        let db = setup();
+        let inv = FakeInventory { stock_gone: true, ..Default::default() };
+        apply(&db, "o1", &paid(), None, "stripe", &inv).unwrap();
+        let o = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!((o.status, o.flags), (Status::Paid, vec!["stock_unavailable".to_string()]));
+    }
+}

@@ -1,0 +1,285 @@
+//! Stripe: webhook signatures, request bodies and a small API client.
+//!
+//! Configuration comes from Spin variables: `stripe_api_base`
+//! (`https://api.stripe.com`; tests point it at a loopback fake),
+//! `stripe_secret_key`, `stripe_webhook_secret`, `checkout_success_url`,
+//! `checkout_cancel_url`, `checkout_session_ttl_secs`.
+
+use hmac::{Hmac, Mac};
+use serde_json::Value as Json;
+use sha2::Sha256;
+
+/// Stripe's own libraries reject signatures older than this.
+pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+
+/// Why a webhook signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureError {
+    Missing,
+    Malformed,
+    Stale,
+    Mismatch,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "Stripe-Signature header is missing",
+            Self::Malformed => "Stripe-Signature header is malformed",
+            Self::Stale => "Stripe-Signature timestamp is outside the tolerance",
+            Self::Mismatch => "no v1 signature matches",
+        })
+    }
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Verify `Stripe-Signature: t=<unix>,v1=<hex>[,v1=...]` over the raw body:
+/// HMAC-SHA256 of `"<t>.<body>"` with the endpoint secret. Any `v1` may
+/// match (several appear while a secret rotates); other schemes are ignored;
+/// the comparison is constant-time; the timestamp must be within `tolerance`.
+pub fn verify_signature(header: Option<&str>, body: &[u8], secret: &str, now: i64, tolerance: i64) -> Result<(), SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    let mut timestamp = None;
+    let mut candidates = Vec::new();
+    for part in header.split(',') {
+        let (k, v) = part.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        match k {
+            "t" => timestamp = Some(v.parse::<i64>().map_err(|_| SignatureError::Malformed)?),
+            "v1" => candidates.push(hex_decode(v).ok_or(SignatureError::Malformed)?),
+            _ => {}
+        }
+    }
+    let t = timestamp.ok_or(SignatureError::Malformed)?;
+    if candidates.is_empty() {
+        return Err(SignatureError::Malformed);
+    }
+    if (now - t).abs() > tolerance {
+        return Err(SignatureError::Stale);
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| SignatureError::Mismatch)?;
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let matched = candidates.iter().any(|c| mac.clone().verify_slice(c).is_ok());
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
+/// Sign like Stripe does (used by tests and tools).
+pub fn sign(body: &[u8], secret: &str, t: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+/// Stripe settings from Spin variables.
+#[derive(Debug, Clone)]
+pub struct StripeConfig {
+    pub api_base: String,
+    pub secret_key: String,
+    pub webhook_secret: String,
+    pub success_url: String,
+    pub cancel_url: String,
+    pub session_ttl_secs: i64,
+}
+
+impl StripeConfig {
+    pub fn from_variables() -> Self {
+        let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();
+        let ttl = get("checkout_session_ttl_secs").parse::<i64>().ok().filter(|t| (1800..=86400).contains(t)).unwrap_or(1800);
+        Self {
+            api_base: Some(get("stripe_api_base")).filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.stripe.com".into()),
+            secret_key: get("stripe_secret_key"),
+            webhook_secret: get("stripe_webhook_secret"),
+            success_url: with_session_placeholder(&get("checkout_success_url")),
+            cancel_url: get("checkout_cancel_url"),
+            session_ttl_secs: ttl,
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        !self.secret_key.is_empty()
+    }
+}
+
+/// Stripe fills in `{CHECKOUT_SESSION_ID}`; the storefront's success page
+/// passes it to `GET /api/payments/checkout-session/{id}`. Added when the
+/// configured URL lacks it.
+fn with_session_placeholder(url: &str) -> String {
+    if url.is_empty() || url.contains("{CHECKOUT_SESSION_ID}") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}session_id={{CHECKOUT_SESSION_ID}}")
+}
+
+/// A failed Stripe call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StripeError {
+    /// Network or 5xx: try again later.
+    Unavailable(String),
+    /// Stripe refused the request (4xx): its error message.
+    Rejected { status: u16, message: String },
+}
+
+impl std::fmt::Display for StripeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(m) => write!(f, "Stripe unavailable: {m}"),
+            Self::Rejected { status, message } => write!(f, "Stripe rejected the request ({status}): {message}"),
+        }
+    }
+}
+
+/// Encode form fields the way Stripe expects (`a[b][c]=v`, already flattened).
+pub fn form(fields: &[(String, String)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+impl StripeConfig {
+    fn send(&self, method: spin_sdk::http::Method, path: &str, body: Option<String>, idempotency_key: Option<&str>) -> Result<Json, StripeError> {
+        let url = format!("{}{}", self.api_base.trim_end_matches('/'), path);
+        let mut req = spin_sdk::http::Request::builder();
+        req.method(method).uri(&url).header("authorization", format!("Bearer {}", self.secret_key));
+        if let Some(k) = idempotency_key {
+            req.header("idempotency-key", k);
+        }
+        if let Some(b) = body {
+            req.header("content-type", "application/x-www-form-urlencoded").body(b.into_bytes());
+        }
+        let request = req.build();
+        let response: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(request))
+            .map_err(|e| StripeError::Unavailable(e.to_string()))?;
+        let status = *response.status();
+        let json: Json = serde_json::from_slice(response.body()).unwrap_or(Json::Null);
+        match status {
+            200..=299 => Ok(json),
+            400..=499 if status != 429 => Err(StripeError::Rejected {
+                status,
+                message: json["error"]["message"].as_str().unwrap_or("request rejected").to_string(),
+            }),
+            _ => Err(StripeError::Unavailable(format!("status {status}"))),
+        }
+    }
+
+    /// `POST` a form with an `Idempotency-Key`.
+    pub fn post(&self, path: &str, fields: &[(String, String)], idempotency_key: &str) -> Result<Json, StripeError> {
+        self.send(spin_sdk::http::Method::Post, path, Some(form(fields)), Some(idempotency_key))
+    }
+
+    /// `GET` an object.
+    pub fn get(&self, path: &str) -> Result<Json, StripeError> {
+        self.send(spin_sdk::http::Method::Get, path, None, None)
+    }
+}
+
+/// What a Stripe event (or a retrieved Checkout Session, as
+/// `checkout.session.completed`) means for its order; `None` for events
+/// that change nothing (unknown types, a session completed but not yet paid).
+pub fn outcome_of(event_type: &str, object: &Json) -> Option<crate::payments::Outcome> {
+    use crate::payments::Outcome;
+    let currency = || object["currency"].as_str().unwrap_or("").to_string();
+    let session_paid = || Outcome::Paid {
+        amount_minor: object["amount_total"].as_i64().unwrap_or(-1),
+        currency: currency(),
+        payment_intent: object["payment_intent"].as_str().map(str::to_string),
+    };
+    match event_type {
+        "checkout.session.completed" => matches!(object["payment_status"].as_str(), Some("paid")).then(session_paid),
+        "checkout.session.async_payment_succeeded" => Some(session_paid()),
+        "checkout.session.async_payment_failed" => Some(Outcome::Failed),
+        "checkout.session.expired" => Some(Outcome::Expired),
+        "payment_intent.succeeded" => Some(Outcome::Paid {
+            amount_minor: object["amount_received"].as_i64().unwrap_or(-1),
+            currency: currency(),
+            payment_intent: object["id"].as_str().map(str::to_string),
+        }),
+        "payment_intent.payment_failed" | "payment_intent.canceled" => Some(Outcome::Failed),
+        "charge.refunded" => object["amount_refunded"].as_i64().map(|total_refunded| Outcome::Refunded { total_refunded }),
+        _ => None,
+    }
+}
+
+/// The references an event object carries to find its order: our order id
+/// (metadata or `client_reference_id`), the session id, the intent id.
+pub fn references(event_type: &str, object: &Json) -> (Option<String>, Option<String>, Option<String>) {
+    let s = |v: &Json| v.as_str().filter(|x| !x.is_empty()).map(str::to_string);
+    let order = s(&object["metadata"]["order_id"]).or_else(|| s(&object["client_reference_id"]));
+    let (session, intent) = if event_type.starts_with("checkout.session.") {
+        (s(&object["id"]), s(&object["payment_intent"]))
+    } else if event_type.starts_with("payment_intent.") {
+        (None, s(&object["id"]))
+    } else {
+        (None, s(&object["payment_intent"]))
+    };
+    (order, session, intent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payments::Outcome;
+    use serde_json::json;
+
+    #[test]
+    fn events_map_to_outcomes() {
+        let session = json!({ "id": "cs_1", "amount_total": 1000, "currency": "usd", "payment_status": "paid", "payment_intent": "pi_1", "client_reference_id": "o1" });
+        assert_eq!(
+            outcome_of("checkout.session.completed", &session),
+            Some(Outcome::Paid { amount_minor: 1000, currency: "usd".into(), payment_intent: Some("pi_1".into()) })
+        );
+        let unpaid = json!({ "payment_status": "unpaid" });
+        assert_eq!(outcome_of("checkout.session.completed", &unpaid), None, "async methods complete later");
+        assert_eq!(outcome_of("checkout.session.expired", &session), Some(Outcome::Expired));
+        assert_eq!(outcome_of("payment_intent.canceled", &json!({})), Some(Outcome::Failed));
+        assert_eq!(outcome_of("charge.refunded", &json!({ "amount_refunded": 300 })), Some(Outcome::Refunded { total_refunded: 300 }));
+        assert_eq!(outcome_of("customer.created", &json!({})), None);
+        assert_eq!(references("checkout.session.completed", &session), (Some("o1".into()), Some("cs_1".into()), Some("pi_1".into())));
+        assert_eq!(references("charge.refunded", &json!({ "payment_intent": "pi_9" })), (None, None, Some("pi_9".into())));
+    }
+
+    #[test]
+    fn signatures_verify_like_stripes() {
+        let body = br#"{"id":"evt_1"}"#;
+        let header = sign(body, "whsec_test", 1000);
+        assert_eq!(verify_signature(Some(&header), body, "whsec_test", 1000, 300), Ok(()));
+        assert_eq!(verify_signature(Some(&header), body, "whsec_test", 1299, 300), Ok(()));
+        assert_eq!(verify_signature(Some(&header), body, "whsec_test", 1301, 300), Err(SignatureError::Stale));
+        assert_eq!(verify_signature(Some(&header), b"{\"id\":\"evt_2\"}", "whsec_test", 1000, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(Some(&header), body, "whsec_other", 1000, 300), Err(SignatureError::Mismatch));
+        assert_eq!(verify_signature(None, body, "whsec_test", 1000, 300), Err(SignatureError::Missing));
+        assert_eq!(verify_signature(Some("garbage"), body, "whsec_test", 1000, 300), Err(SignatureError::Malformed));
+        assert_eq!(verify_signature(Some("t=1000,v1=zz"), body, "whsec_test", 1000, 300), Err(SignatureError::Malformed));
+    }
+
+    #[test]
+    fn any_v1_may_match_and_other_schemes_are_ignored() {
+        let body = b"{}";
+        let good = sign(body, "whsec_new", 50);
+        let v1 = good.split("v1=").nth(1).unwrap();
+        let header = format!("t=50,v0=abcd,v1={},v1={v1}", "00".repeat(32));
+        assert_eq!(verify_signature(Some(&header), body, "whsec_new", 50, 300), Ok(()));
+    }
+
+    #[test]
+    fn forms_are_encoded() {
+        let f = form(&[("line_items[0][price_data][currency]".into(), "usd".into()), ("name".into(), "A & B".into())]);
+        assert_eq!(f, "line_items%5B0%5D%5Bprice_data%5D%5Bcurrency%5D=usd&name=A+%26+B");
+    }
+}

@@ -1,0 +1,343 @@
+//! The orders service's use cases, one function per endpoint.
+
+use crate::shop::platform::{cart, catalog};
+use http_kit::auth::Caller;
+use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply};
+use money::{Currency, Money};
+use orders_core::domain::address::AddressInput;
+use orders_core::domain::Status;
+use orders_core::inventory_client::{HoldError, WitInventory};
+use orders_core::orders::{self, Claim, NewOrder, Order, OrderError, OrderLine};
+use orders_core::payments::{self, Applied, Outcome, PaymentError, RefundError};
+use orders_core::schema;
+use orders_core::stripe::StripeConfig;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use storage::{transaction, Db};
+use text_input::FieldProblems;
+
+fn open() -> Result<storage::SpinSqlite, ApiError> {
+    Ok(schema::open_database()?)
+}
+
+pub fn transition_error(e: OrderError) -> ApiError {
+    match e {
+        OrderError::NotFound => ApiError::not_found("order"),
+        OrderError::Transition(t) => ApiError::new(409, "invalid_transition", t.to_string())
+            .with_details(json!({ "current_status": t.from, "requested_status": t.to })),
+        OrderError::Storage(e) => e.into(),
+    }
+}
+
+pub fn payment_error(e: PaymentError) -> ApiError {
+    match e {
+        PaymentError::UnknownOrder => ApiError::not_found("order"),
+        PaymentError::InventoryUnavailable(m) => {
+            let mut err = ApiError::unavailable("inventory_unavailable", "stock could not be updated; retry shortly")
+                .with_header("retry-after", "1");
+            err.internal = Some(m);
+            err
+        }
+        PaymentError::Storage(e) => e.into(),
+    }
+}
+
+/// The order if the caller may see it: its owner or an admin. Anyone else
+/// gets the same 404 as for an order that does not exist. An unpaid order
+/// past its expiry is expired on the way (its stock released).
+fn visible_order(db: &dyn Db, caller: &Caller, raw_id: &str) -> Result<Order, ApiError> {
+    let order = orders::load(db, raw_id.trim())?.filter(|o| o.user_id == caller.user_id || caller.is_admin());
+    let order = order.ok_or_else(|| ApiError::not_found("order"))?;
+    expire_if_overdue(db, order)
+}
+
+fn expire_if_overdue(db: &dyn Db, order: Order) -> Result<Order, ApiError> {
+    if order.status == Status::PendingPayment && order.expires_at <= clock::unix_now() {
+        payments::apply(db, &order.id, &Outcome::Expired, None, "expiry", &WitInventory).map_err(payment_error)?;
+        return orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"));
+    }
+    Ok(order)
+}
+
+// ---------------------------------------------------------------- placing
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlaceBody {
+    shipping_address: Option<AddressInput>,
+}
+
+fn idempotency_key(ctx: &Ctx) -> Result<Option<String>, ApiError> {
+    let Some(raw) = ctx.header("idempotency-key").map(str::trim) else { return Ok(None) };
+    let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if ok {
+        Ok(Some(raw.to_string()))
+    } else {
+        Err(ApiError::invalid_parameter("Idempotency-Key", "must be 1-255 visible ASCII characters"))
+    }
+}
+
+pub fn place(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: PlaceBody = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { PlaceBody::default() } else { ctx.json()? };
+    let mut problems = FieldProblems::default();
+    let address = body.shipping_address.as_ref().map(|a| a.parse(&mut problems));
+    problems.finish().map_err(ApiError::validation)?;
+    let address = address.flatten();
+    let key = idempotency_key(ctx)?;
+    let request_hash: String = Sha256::digest(json!({ "shipping_address": address }).to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    let db = open()?;
+    if let Some(k) = &key {
+        match orders::claim_request(&db, &caller.user_id, k, &request_hash, clock::unix_now())? {
+            Claim::New => {}
+            Claim::Replay(id) => {
+                let order = orders::load(&db, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
+                return Ok(Reply::created(&order).with_header("location", format!("/api/orders/{id}")).with_header("idempotent-replayed", "true"));
+            }
+            Claim::Mismatch => {
+                return Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request"))
+            }
+            Claim::InFlight => {
+                return Err(ApiError::new(409, "request_in_progress", "a request with this Idempotency-Key is still being processed")
+                    .with_header("retry-after", "1"))
+            }
+        }
+    }
+    let placed = place_from_cart(&db, &caller, address, key.as_deref());
+    if placed.is_err() {
+        if let Some(k) = &key {
+            let _ = orders::abandon_request(&db, &caller.user_id, k);
+        }
+    }
+    let order = placed?;
+    Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id)))
+}
+
+fn unavailable(code: &'static str, what: &str, cause: String) -> ApiError {
+    let mut err = ApiError::unavailable(code, format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1");
+    err.internal = Some(cause);
+    err
+}
+
+/// How long an unpaid order holds its stock: `unpaid_order_ttl_secs`, by
+/// default the Checkout Session's lifetime plus five minutes, so a payment
+/// completed at the session's last moment still lands.
+fn unpaid_order_ttl_secs() -> i64 {
+    spin_sdk::variables::get("unpaid_order_ttl_secs")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|t| (5..=7 * 86400).contains(t))
+        .unwrap_or_else(|| StripeConfig::from_variables().session_ttl_secs + 300)
+}
+
+fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::domain::Address>, key: Option<&str>) -> Result<Order, ApiError> {
+    let snapshot = cart::get_cart(&caller.user_id).map_err(|e| unavailable("cart_unavailable", "the cart", format!("{e:?}")))?;
+    if snapshot.lines.is_empty() {
+        return Err(ApiError::new(422, "cart_empty", "the cart is empty"));
+    }
+    let ids: Vec<String> = snapshot.lines.iter().map(|l| l.product_id.clone()).collect();
+    let products = catalog::get_products(&ids).map_err(|e| unavailable("catalog_unavailable", "product data", e.message))?;
+    let mut currency: Option<Currency> = None;
+    let mut lines = Vec::new();
+    for l in &snapshot.lines {
+        let p = products.iter().find(|p| p.id == l.product_id && p.active).ok_or_else(|| {
+            ApiError::new(409, "product_unavailable", format!("product {} is no longer sold; remove it from the cart", l.product_id))
+                .with_details(json!({ "product_id": l.product_id }))
+        })?;
+        let c = Currency::parse(&p.unit_price.currency).map_err(ApiError::internal)?;
+        if currency.is_some_and(|cur| cur != c) {
+            return Err(ApiError::new(409, "currency_mismatch", "the cart's products are no longer priced in one currency"));
+        }
+        currency = Some(c);
+        let unit_price = Money::new(p.unit_price.amount_minor, c);
+        let line_total = unit_price.checked_mul(l.quantity as i64).map_err(ApiError::internal)?;
+        lines.push(OrderLine { product_id: p.id.clone(), sku: p.sku.clone(), name: p.name.clone(), unit_price, quantity: l.quantity, line_total });
+    }
+    let currency = currency.ok_or_else(|| ApiError::internal("no currency"))?;
+    let order_id = http_kit::ids::uuid_v4()?;
+    let ttl = unpaid_order_ttl_secs();
+    let holds: Vec<(String, u32)> = lines.iter().map(|l| (l.product_id.clone(), l.quantity)).collect();
+    WitInventory.reserve(&order_id, &holds, ttl as u32).map_err(|e| match e {
+        HoldError::Short(s) => {
+            let shortages: Vec<_> = s.iter().map(|(p, r, a)| json!({ "product_id": p, "requested": r, "available": a })).collect();
+            let names: Vec<&str> = s.iter().map(|(p, _, _)| p.as_str()).collect();
+            ApiError::new(409, "insufficient_stock", format!("not enough stock for {}", names.join(", ")))
+                .with_details(json!({ "shortages": shortages }))
+        }
+        HoldError::Refused(m) => ApiError::new(409, "reservation_refused", m),
+        HoldError::Unavailable(m) => unavailable("inventory_unavailable", "stock", m),
+    })?;
+    let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl };
+    let actor = format!("user:{}", caller.user_id);
+    let created = transaction(db, |tx| -> Result<Order, ApiError> {
+        let order = orders::insert(tx, &new, &actor).map_err(transition_error)?;
+        if let Some(k) = key {
+            orders::complete_request(tx, &caller.user_id, k, &order.id)?;
+        }
+        Ok(order)
+    });
+    let order = match created {
+        Ok(o) => o,
+        Err(e) => {
+            // Nothing was ordered: give the stock back.
+            let _ = payments::Inventory::release(&WitInventory, &order_id);
+            return Err(e);
+        }
+    };
+    // Only now is the cart cleared — and only if it is still what was ordered.
+    if let Err(e) = cart::clear_cart(&caller.user_id, snapshot.version) {
+        println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "cart_not_cleared": format!("{e:?}") }));
+    }
+    Ok(order)
+}
+
+// ---------------------------------------------------------------- reading
+
+pub fn list(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let page = Pagination::from_query(&ctx.query)?;
+    let db = open()?;
+    let (found, total) = orders::list_for_user(&db, &caller.user_id, page.limit, page.offset())?;
+    let found = found.into_iter().map(|o| expire_if_overdue(&db, o)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Reply::ok(&json!({ "orders": found, "page": page.page, "limit": page.limit, "total": total })).with_header("cache-control", "no-store"))
+}
+
+pub fn get(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    Ok(Reply::ok(&visible_order(&db, &caller, id)?).with_header("cache-control", "no-store"))
+}
+
+pub fn history(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let order = visible_order(&db, &caller, id)?;
+    Ok(Reply::ok(&json!({ "order_id": order.id, "history": orders::history(&db, &order.id)? })).with_header("cache-control", "no-store"))
+}
+
+// ---------------------------------------------------------------- changing
+
+/// Cancel an order: unpaid → its stock is released; paid → refunded in full
+/// through Stripe. Already cancelled → answered as is (idempotent).
+fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> HandlerResult {
+    match order.status {
+        Status::Cancelled => Ok(Reply::ok(&order)),
+        Status::PendingPayment => {
+            payments::apply(db, &order.id, &Outcome::Failed, None, actor, &WitInventory).map_err(payment_error)?;
+            Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
+        }
+        s if s.can_become(Status::Cancelled) => {
+            let stripe = StripeConfig::from_variables();
+            if !stripe.configured() {
+                return Err(ApiError::unavailable("payments_not_configured", "refunds need Stripe to be configured"));
+            }
+            let cancelled = transaction(db, |tx| orders::transition(tx, &order, Status::Cancelled, actor, reason)).map_err(transition_error)?;
+            let key = format!("refund:{}:cancel", order.id);
+            match payments::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
+                Ok(_) | Err(RefundError::TooMuch { .. }) => {}
+                Err(e) => {
+                    orders::flag(db, &cancelled, "refund_failed")?;
+                    let mut err = ApiError::new(502, "refund_failed", "the order is cancelled but the refund failed; it is flagged for an admin");
+                    err.internal = Some(format!("{e:?}"));
+                    return Err(err);
+                }
+            }
+            Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
+        }
+        s => Err(transition_error(OrderError::Transition(orders_core::domain::InvalidTransition { from: s, to: Status::Cancelled }))),
+    }
+}
+
+pub fn cancel(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let order = visible_order(&db, &caller, id)?;
+    let actor = if caller.is_admin() && order.user_id != caller.user_id { format!("admin:{}", caller.user_id) } else { format!("user:{}", caller.user_id) };
+    cancel_order(&db, order, &actor, "cancelled on request")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    status: String,
+    reason: Option<String>,
+}
+
+pub fn set_status(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.admin()?;
+    let body: StatusBody = ctx.json()?;
+    let to = Status::parse(body.status.trim()).ok_or_else(|| {
+        ApiError::validation([("status".to_string(), json!("must be an order status"))].into_iter().collect())
+    })?;
+    if !matches!(to, Status::Processing | Status::Shipped | Status::Delivered | Status::Cancelled) {
+        return Err(ApiError::new(422, "status_not_settable", format!("{to} is reached through payments, not set by hand")));
+    }
+    let reason = body.reason.map(|r| r.trim().chars().take(500).collect::<String>()).filter(|r| !r.is_empty()).unwrap_or_else(|| "set by admin".into());
+    let db = open()?;
+    let order = visible_order(&db, &caller, id)?;
+    let actor = format!("admin:{}", caller.user_id);
+    if to == Status::Cancelled {
+        return cancel_order(&db, order, &actor, &reason);
+    }
+    let updated = transaction(&db, |tx| orders::transition(tx, &order, to, &actor, &reason)).map_err(transition_error)?;
+    Ok(Reply::ok(&updated))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackingBody {
+    carrier: String,
+    tracking_number: String,
+}
+
+pub fn set_tracking(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.admin()?;
+    let body: TrackingBody = ctx.json()?;
+    let mut p = FieldProblems::default();
+    let carrier = p.check("carrier", text_input::bounded(&body.carrier, 100));
+    let number = p.check("tracking_number", text_input::bounded(&body.tracking_number, 100));
+    p.finish().map_err(ApiError::validation)?;
+    let (Some(carrier), Some(number)) = (carrier, number) else { return Err(ApiError::internal("validated tracking missing")) };
+    let db = open()?;
+    let order = visible_order(&db, &caller, id)?;
+    let actor = format!("admin:{}", caller.user_id);
+    let updated = transaction(&db, |tx| -> Result<Order, ApiError> {
+        let mut current = order.clone();
+        if current.status == Status::Paid {
+            current = orders::transition(tx, &current, Status::Processing, &actor, "tracking added").map_err(transition_error)?;
+        }
+        if current.status != Status::Shipped {
+            orders::set_tracking(tx, &current.id, &carrier, &number)?;
+            let reloaded = orders::load(tx, &current.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            return orders::transition(tx, &reloaded, Status::Shipped, &actor, &format!("shipped with {carrier}")).map_err(transition_error);
+        }
+        orders::set_tracking(tx, &current.id, &carrier, &number)?;
+        Ok(orders::load(tx, &current.id)?.ok_or_else(|| ApiError::not_found("order"))?)
+    })?;
+    Ok(Reply::ok(&updated))
+}
+
+/// Expire unpaid orders past their expiry, for a scheduler. Protected by the
+/// `sweep_secret` variable, sent as `X-Sweep-Secret`.
+pub fn sweep(ctx: &Ctx) -> HandlerResult {
+    http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
+    let db = open()?;
+    let mut expired = Vec::new();
+    for id in orders::overdue(&db, clock::unix_now(), 200)? {
+        if let Applied::Changed { .. } = payments::apply(&db, &id, &Outcome::Expired, None, "sweep", &WitInventory).map_err(payment_error)? {
+            expired.push(id);
+        }
+    }
+    Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired })))
+}
+
+pub fn health(ctx: &Ctx) -> HandlerResult {
+    let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+    http_kit::health::report(ctx, "orders", vec![http_kit::health::database_check(schema::DATABASE_LABEL, db)])
+}
+

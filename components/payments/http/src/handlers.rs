@@ -1,0 +1,244 @@
+//! The payments service's use cases.
+
+use http_kit::auth::Caller;
+use http_kit::{ApiError, Ctx, HandlerResult, Reply};
+use orders_core::domain::Status;
+use orders_core::inventory_client::WitInventory;
+use orders_core::orders::{self, Order};
+use orders_core::payments::{self, Applied, PaymentError, RefundError};
+use orders_core::schema;
+use orders_core::stripe::{self, StripeConfig, StripeError};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use storage::Db;
+
+fn open() -> Result<storage::SpinSqlite, ApiError> {
+    Ok(schema::open_database()?)
+}
+
+fn stripe_config() -> Result<StripeConfig, ApiError> {
+    let c = StripeConfig::from_variables();
+    if c.configured() {
+        Ok(c)
+    } else {
+        Err(ApiError::unavailable("payments_not_configured", "payments are not configured on this server (no Stripe key)"))
+    }
+}
+
+fn stripe_error(e: StripeError) -> ApiError {
+    match e {
+        StripeError::Unavailable(m) => {
+            let mut err = ApiError::unavailable("payment_provider_unavailable", "Stripe could not be reached; retry shortly")
+                .with_header("retry-after", "2");
+            err.internal = Some(m);
+            err
+        }
+        StripeError::Rejected { status, message } => {
+            ApiError::new(502, "payment_provider_error", "Stripe rejected the request").with_details(json!({ "stripe_status": status, "stripe_message": message }))
+        }
+    }
+}
+
+fn payment_error(e: PaymentError) -> ApiError {
+    match e {
+        PaymentError::UnknownOrder => ApiError::not_found("order"),
+        PaymentError::InventoryUnavailable(m) => {
+            let mut err = ApiError::unavailable("inventory_unavailable", "stock could not be updated; retry shortly").with_header("retry-after", "1");
+            err.internal = Some(m);
+            err
+        }
+        PaymentError::Storage(e) => e.into(),
+    }
+}
+
+/// The order, if `caller` owns it (or is an admin and `admin_ok`); else 404.
+fn order_for(db: &dyn Db, caller: &Caller, id: &str, admin_ok: bool) -> Result<Order, ApiError> {
+    let order = orders::load(db, id.trim())?
+        .filter(|o| o.user_id == caller.user_id || (admin_ok && caller.is_admin()))
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    if order.status == Status::PendingPayment && order.expires_at <= clock::unix_now() {
+        payments::apply(db, &order.id, &payments::Outcome::Expired, None, "expiry", &WitInventory).map_err(payment_error)?;
+        return orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"));
+    }
+    Ok(order)
+}
+
+fn payable(order: &Order) -> Result<(), ApiError> {
+    if order.status == Status::PendingPayment {
+        Ok(())
+    } else {
+        Err(ApiError::new(409, "order_not_payable", format!("the order is {}; only orders pending payment can be paid", order.status))
+            .with_details(json!({ "current_status": order.status })))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderRef {
+    order_id: String,
+}
+
+pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: OrderRef = ctx.json()?;
+    let config = stripe_config()?;
+    let db = open()?;
+    let order = order_for(&db, &caller, &body.order_id, false)?;
+    payable(&order)?;
+    let now = clock::unix_now();
+    // Stripe needs at least 30 minutes; the order's own window ends a little later.
+    let expires_at = (now + config.session_ttl_secs).min(order.expires_at - 60).max(now + 1800);
+    let currency = order.currency.to_ascii_lowercase();
+    let mut fields: Vec<(String, String)> = vec![
+        ("mode".into(), "payment".into()),
+        ("client_reference_id".into(), order.id.clone()),
+        ("metadata[order_id]".into(), order.id.clone()),
+        ("payment_intent_data[metadata][order_id]".into(), order.id.clone()),
+        ("expires_at".into(), expires_at.to_string()),
+        ("success_url".into(), config.success_url.clone()),
+        ("cancel_url".into(), config.cancel_url.clone()),
+    ];
+    for (i, l) in order.lines.iter().enumerate() {
+        fields.push((format!("line_items[{i}][price_data][currency]"), currency.clone()));
+        fields.push((format!("line_items[{i}][price_data][unit_amount]"), l.unit_price.amount_minor.to_string()));
+        fields.push((format!("line_items[{i}][price_data][product_data][name]"), l.name.clone()));
+        fields.push((format!("line_items[{i}][quantity]"), l.quantity.to_string()));
+    }
+    let session = config.post("/v1/checkout/sessions", &fields, &format!("checkout-session:{}", order.id)).map_err(stripe_error)?;
+    let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
+        return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
+    };
+    payments::record_payment(&db, &order, Some(id), None)?;
+    Ok(Reply::created(&json!({ "id": id, "url": url, "order_id": order.id, "expires_at": expires_at })))
+}
+
+pub fn create_intent(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: OrderRef = ctx.json()?;
+    let config = stripe_config()?;
+    let db = open()?;
+    let order = order_for(&db, &caller, &body.order_id, false)?;
+    payable(&order)?;
+    let fields: Vec<(String, String)> = vec![
+        ("amount".into(), order.total.amount_minor.to_string()),
+        ("currency".into(), order.currency.to_ascii_lowercase()),
+        ("metadata[order_id]".into(), order.id.clone()),
+        ("automatic_payment_methods[enabled]".into(), "true".into()),
+    ];
+    let intent = config.post("/v1/payment_intents", &fields, &format!("payment-intent:{}", order.id)).map_err(stripe_error)?;
+    let (Some(id), Some(secret)) = (intent["id"].as_str(), intent["client_secret"].as_str()) else {
+        return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no intent id or client secret"));
+    };
+    payments::record_payment(&db, &order, None, Some(id))?;
+    Ok(Reply::created(&json!({ "id": id, "client_secret": secret, "order_id": order.id })).with_header("cache-control", "no-store"))
+}
+
+pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let order = order_for(&db, &caller, id, true)?;
+    let payment = payments::payment_for(&db, &order.id)?;
+    Ok(Reply::ok(&json!({ "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded, "payment": payment }))
+        .with_header("cache-control", "no-store"))
+}
+
+/// The success page's return: fetch the session from Stripe and apply it
+/// exactly as the `checkout.session.completed` webhook would.
+pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let config = stripe_config()?;
+    let db = open()?;
+    let order_id = payments::order_of(&db, Some(session_id), None)?.ok_or_else(|| ApiError::not_found("checkout session"))?;
+    let order = order_for(&db, &caller, &order_id, false)?;
+    let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
+    let applied = match stripe::outcome_of("checkout.session.completed", &session) {
+        Some(outcome) => Some(payments::apply(&db, &order.id, &outcome, None, "checkout-return", &WitInventory).map_err(payment_error)?),
+        None => None,
+    };
+    let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+    Ok(Reply::ok(&json!({
+        "order_id": order.id, "order_status": order.status,
+        "session_status": session["status"], "payment_status": session["payment_status"], "applied": applied,
+    }))
+    .with_header("cache-control", "no-store"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    order_id: String,
+    amount: Option<i64>,
+}
+
+pub fn refund(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.admin()?;
+    let body: RefundBody = ctx.json()?;
+    let config = stripe_config()?;
+    let db = open()?;
+    let order = order_for(&db, &caller, &body.order_id, true)?;
+    if !(order.status.is_paid() || order.status == Status::Cancelled) {
+        return Err(ApiError::new(409, "not_refundable", format!("an order that is {} has nothing to refund", order.status))
+            .with_details(json!({ "current_status": order.status })));
+    }
+    // A client key makes retries safe; without one the key is derived from
+    // the order's refund state, so a retry before it is recorded is still one refund.
+    let key = match ctx.header("idempotency-key").map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200) {
+        Some(k) => format!("refund:{}:{k}", order.id),
+        None => format!("refund:{}:{}:{}", order.id, order.refunded.amount_minor, body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into())),
+    };
+    let actor = format!("admin:{}", caller.user_id);
+    match payments::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
+        Ok(applied) => {
+            let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            Ok(Reply::ok(&json!({ "order": order, "applied": applied })))
+        }
+        Err(RefundError::TooMuch { refundable }) => Err(ApiError::new(422, "invalid_refund_amount", format!("the amount must be from 1 to {refundable}"))
+            .with_details(json!({ "refundable": refundable }))),
+        Err(RefundError::NotPaid) => Err(ApiError::new(409, "no_payment_to_refund", "no Stripe payment is recorded for this order")),
+        Err(RefundError::Stripe(e)) => Err(stripe_error(e)),
+        Err(RefundError::Payment(e)) => Err(payment_error(e)),
+    }
+}
+
+/// Stripe's signed events. A bad or missing signature, or a stale one, is a
+/// 400 and changes nothing; a duplicate or unknown event is a 200 that does
+/// nothing; a passing failure is a 503 so Stripe retries.
+pub fn webhook(ctx: &Ctx) -> HandlerResult {
+    let secret = StripeConfig::from_variables().webhook_secret;
+    if secret.is_empty() {
+        return Err(ApiError::unavailable("payments_not_configured", "the Stripe webhook secret is not configured"));
+    }
+    stripe::verify_signature(ctx.header("stripe-signature"), &ctx.body, &secret, clock::unix_now(), stripe::SIGNATURE_TOLERANCE_SECS)
+        .map_err(|e| ApiError::new(400, "invalid_signature", e.to_string()))?;
+    let event: Json = serde_json::from_slice(&ctx.body).map_err(|e| ApiError::new(400, "invalid_json", format!("event is not JSON: {e}")))?;
+    let (Some(event_id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
+        return Err(ApiError::new(400, "invalid_event", "event has no id or type"));
+    };
+    let object = &event["data"]["object"];
+    let ignored = |why: &str| Ok(Reply::ok(&json!({ "received": true, "ignored": why })));
+    let Some(outcome) = stripe::outcome_of(kind, object) else { return ignored("event type not handled") };
+    let db = open()?;
+    let (order_ref, session, intent) = stripe::references(kind, object);
+    let order_id = match order_ref {
+        Some(id) if orders::load(&db, &id)?.is_some() => id,
+        _ => match payments::order_of(&db, session.as_deref(), intent.as_deref())? {
+            Some(id) => id,
+            None => return ignored("no order for this event"),
+        },
+    };
+    match payments::apply(&db, &order_id, &outcome, Some((event_id, kind)), "stripe", &WitInventory) {
+        Ok(Applied::Duplicate) => ignored("duplicate event"),
+        Ok(applied) => Ok(Reply::ok(&json!({ "received": true, "order_id": order_id, "applied": applied }))),
+        Err(PaymentError::UnknownOrder) => ignored("no order for this event"),
+        Err(e) => Err(payment_error(e)),
+    }
+}
+
+pub fn health(ctx: &Ctx) -> HandlerResult {
+    let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+    let stripe = http_kit::health::Check {
+        name: "stripe",
+        result: Ok(json!({ "configured": StripeConfig::from_variables().configured() })),
+    };
+    http_kit::health::report(ctx, "payments", vec![http_kit::health::database_check(schema::DATABASE_LABEL, db), stripe])
+}

@@ -1,0 +1,238 @@
+//! A fake Stripe API on loopback that records every request, so tests can
+//! assert the exact form fields and idempotency keys the shop sends.
+//! It answers the few endpoints the shop uses, and replays the first answer
+//! for a repeated `Idempotency-Key` as Stripe does.
+
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// One request the fake received.
+#[derive(Debug, Clone)]
+pub struct StripeCall {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    /// Decoded form fields, in order.
+    pub form: Vec<(String, String)>,
+}
+
+impl StripeCall {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<StripeCall>,
+    sessions: HashMap<String, Value>,
+    by_key: HashMap<String, Value>,
+    next: u64,
+    fail_next: Option<u16>,
+}
+
+/// The running fake.
+#[derive(Clone)]
+pub struct FakeStripe {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeStripe {
+    /// Start on `addr` (`127.0.0.1:0` for any free port).
+    pub fn start(addr: &str) -> FakeStripe {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake Stripe cannot listen on {addr}: {e}"));
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || serve(stream, &state));
+            }
+        });
+        FakeStripe { url, state }
+    }
+
+    /// Every call so far.
+    pub fn calls(&self) -> Vec<StripeCall> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls whose form mentions `order_id` (in metadata or reference).
+    pub fn calls_for(&self, order_id: &str) -> Vec<StripeCall> {
+        self.calls().into_iter().filter(|c| c.form.iter().any(|(_, v)| v == order_id) || c.path.contains(order_id)).collect()
+    }
+
+    /// Mark a session paid, as if the customer completed checkout.
+    pub fn pay_session(&self, session_id: &str) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let s = st.sessions.get_mut(session_id).expect("known session");
+        s["status"] = json!("complete");
+        s["payment_status"] = json!("paid");
+        s.clone()
+    }
+
+    /// The session object as Stripe would return it.
+    pub fn session(&self, session_id: &str) -> Value {
+        self.state.lock().unwrap().sessions.get(session_id).cloned().expect("known session")
+    }
+
+    /// Make the next call fail with this status.
+    pub fn fail_next(&self, status: u16) {
+        self.state.lock().unwrap().fail_next = Some(status);
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let body = if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        read_chunked(&mut reader)
+    } else {
+        let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut body = vec![0u8; len];
+        let _ = reader.read_exact(&mut body);
+        body
+    };
+    let form: Vec<(String, String)> = form_urlencoded_parse(&body);
+    let call = StripeCall { method: method.clone(), path: path.clone(), headers: headers.clone(), form: form.clone() };
+    let (status, answer) = respond(state, &call);
+    let text = answer.to_string();
+    let mut out = stream;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        if reader.read_line(&mut size_line).is_err() {
+            break;
+        }
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        if size == 0 {
+            let mut trailer = String::new();
+            let _ = reader.read_line(&mut trailer);
+            break;
+        }
+        let mut chunk = vec![0u8; size];
+        if reader.read_exact(&mut chunk).is_err() {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+        let mut crlf = String::new();
+        let _ = reader.read_line(&mut crlf);
+    }
+    body
+}
+
+fn form_urlencoded_parse(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.replace('+', " ").into_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
+    let mut st = state.lock().unwrap();
+    st.calls.push(call.clone());
+    if let Some(code) = st.fail_next.take() {
+        return (code, json!({ "error": { "message": "injected failure", "type": "api_error" } }));
+    }
+    let key = call.headers.get("idempotency-key").cloned();
+    if let Some(k) = &key {
+        if let Some(previous) = st.by_key.get(k) {
+            return (200, previous.clone());
+        }
+    }
+    st.next += 1;
+    let n = st.next;
+    let answer = match (call.method.as_str(), call.path.as_str()) {
+        ("POST", "/v1/checkout/sessions") => {
+            let mut total = 0i64;
+            for i in 0.. {
+                let Some(unit) = call.field(&format!("line_items[{i}][price_data][unit_amount]")) else { break };
+                let qty: i64 = call.field(&format!("line_items[{i}][quantity]")).and_then(|q| q.parse().ok()).unwrap_or(0);
+                total += unit.parse::<i64>().unwrap_or(0) * qty;
+            }
+            let id = format!("cs_test_{n}");
+            let session = json!({
+                "id": id, "object": "checkout.session", "url": format!("https://checkout.stripe.test/c/{id}"),
+                "status": "open", "payment_status": "unpaid", "amount_total": total,
+                "currency": call.field("line_items[0][price_data][currency]").unwrap_or("usd"),
+                "payment_intent": format!("pi_test_{n}"),
+                "client_reference_id": call.field("client_reference_id"),
+                "metadata": { "order_id": call.field("metadata[order_id]") },
+            });
+            st.sessions.insert(id, session.clone());
+            session
+        }
+        ("GET", p) if p.starts_with("/v1/checkout/sessions/") => {
+            let id = p.trim_start_matches("/v1/checkout/sessions/");
+            match st.sessions.get(id) {
+                Some(s) => s.clone(),
+                None => return (404, json!({ "error": { "message": "No such checkout.session" } })),
+            }
+        }
+        ("POST", "/v1/payment_intents") => json!({
+            "id": format!("pi_test_{n}"), "object": "payment_intent", "client_secret": format!("pi_test_{n}_secret_abc"),
+            "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "currency": call.field("currency"),
+            "metadata": { "order_id": call.field("metadata[order_id]") }, "status": "requires_payment_method",
+        }),
+        ("POST", "/v1/refunds") => json!({
+            "id": format!("re_test_{n}"), "object": "refund", "status": "succeeded",
+            "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "payment_intent": call.field("payment_intent"),
+        }),
+        _ => return (404, json!({ "error": { "message": "unknown endpoint in the fake" } })),
+    };
+    if let Some(k) = key {
+        st.by_key.insert(k, answer.clone());
+    }
+    (200, answer)
+}

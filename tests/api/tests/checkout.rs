@@ -1,0 +1,342 @@
+//! Checkout, orders and Stripe payments: money and stock always agree.
+
+use api_tests::{event, now, stripe_signature, unique_email, Shopper, TestApp, TestUser, STRIPE_WEBHOOK_SECRET, SWEEP_SECRET};
+use serde_json::{json, Value};
+
+fn address() -> Value {
+    json!({ "shipping_address": { "name": "Ann Lee", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "us" } })
+}
+
+fn stock(app: &TestApp, product: &str) -> (i64, i64, i64) {
+    let admin = app.admin();
+    let v = app.send_as(&admin.access_token, "GET", &format!("/api/products/{product}"), None).json();
+    (v["on_hand"].as_i64().unwrap(), v["reserved"].as_i64().unwrap(), v["available"].as_i64().unwrap())
+}
+
+fn placed(app: &TestApp, user: &TestUser) -> Value {
+    let r = app.place_order(user, Some(&unique_email("key")), Some(address()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()
+}
+
+fn completed(session: &Value) -> Value {
+    let mut s = session.clone();
+    s["status"] = json!("complete");
+    s["payment_status"] = json!("paid");
+    s
+}
+
+#[test]
+fn the_full_happy_path() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 1250, 2);
+    let key = unique_email("idem");
+    let r = app.place_order(&user, Some(&key), Some(address()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let order = r.json();
+    let id = order["id"].as_str().unwrap().to_string();
+    assert_eq!(order["status"], "pending_payment");
+    assert_eq!(order["lines"][0]["product_id"], product.as_str());
+    assert_eq!(order["lines"][0]["unit_price"], json!({ "amount_minor": 1250, "currency": "USD" }));
+    assert_eq!(order["lines"][0]["quantity"], 2);
+    assert_eq!(order["lines"][0]["line_total"]["amount_minor"], 2500);
+    assert_eq!(order["total"], json!({ "amount_minor": 2500, "currency": "USD" }));
+    assert_eq!(order["shipping_address"]["country"], "US");
+    assert_eq!(stock(&app, &product), (5, 2, 3), "reserved, not sold");
+    assert_eq!(app.get_cart(&mut Shopper::user(&user.access_token)).json()["item_count"], 0, "cart cleared");
+
+    let session_id = app.start_checkout(&user, &id);
+    let call = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/checkout/sessions").expect("session created");
+    assert_eq!(call.headers.get("authorization").map(String::as_str), Some("Bearer sk_test_shop_suite"));
+    assert_eq!(call.headers.get("idempotency-key").cloned(), Some(format!("checkout-session:{id}")));
+    for (field, want) in [
+        ("mode", "payment".to_string()),
+        ("client_reference_id", id.clone()),
+        ("metadata[order_id]", id.clone()),
+        ("line_items[0][price_data][currency]", "usd".into()),
+        ("line_items[0][price_data][unit_amount]", "1250".into()),
+        ("line_items[0][price_data][product_data][name]", "Checkout Widget".into()),
+        ("line_items[0][quantity]", "2".into()),
+    ] {
+        assert_eq!(call.field(field), Some(want.as_str()), "{field}");
+    }
+    let expires: i64 = call.field("expires_at").unwrap().parse().unwrap();
+    assert!((now() + 1700..=now() + 1900).contains(&expires), "about 30 minutes ahead");
+    assert!(call.field("success_url").unwrap().contains("{CHECKOUT_SESSION_ID}"));
+
+    let session = app.stripe.pay_session(&session_id);
+    let r = app.stripe_sends(&event(&format!("evt_{id}_1"), "checkout.session.completed", session));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+    assert_eq!(stock(&app, &product), (3, 0, 3), "committed: sold");
+    let payment = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_eq!((payment["order_status"].as_str(), payment["payment"]["status"].as_str()), (Some("paid"), Some("paid")));
+    let history = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json();
+    let steps: Vec<&str> = history["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(steps, vec!["pending_payment", "paid"]);
+    assert_eq!(history["history"][1]["actor"], "stripe");
+
+    // Fulfilment.
+    let admin = app.admin();
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1Z999" })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.json()["status"].as_str(), r.json()["tracking"]["number"].as_str()), (Some("shipped"), Some("1Z999")));
+    app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None).assert_error(409, "invalid_transition");
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "delivered" })));
+    assert_eq!(r.json()["status"], "delivered");
+    let v = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "processing" }))).assert_error(409, "invalid_transition");
+    assert_eq!(v["error"]["details"]["current_status"], "delivered");
+    let listed = app.send_as(&user.access_token, "GET", "/api/orders", None).json();
+    assert_eq!(listed["orders"][0]["id"], id.as_str(), "newest first");
+}
+
+#[test]
+fn placing_is_idempotent_per_key() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 500, 1);
+    let key = unique_email("same");
+    let first = app.place_order(&user, Some(&key), Some(address()));
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = app.place_order(&user, Some(&key), Some(address()));
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json()["id"], first.json()["id"], "the same order, not a second");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let mut other = address();
+    other["shipping_address"]["city"] = json!("Shelbyville");
+    app.place_order(&user, Some(&key), Some(other)).assert_error(409, "idempotency_key_reused");
+    assert_eq!(stock(&app, &product).1, 1, "reserved once");
+    let orders = app.send_as(&user.access_token, "GET", "/api/orders", None).json();
+    assert_eq!(orders["total"], 1);
+}
+
+#[test]
+fn empty_carts_short_lines_and_bad_input() {
+    let app = TestApp::get();
+    let user = app.register_customer();
+    app.place_order(&user, None, None).assert_error(422, "cart_empty");
+    app.request("POST", "/api/orders", &[], None).assert_error(401, "unauthorized");
+
+    let (user, product) = app.customer_with_cart(2, 700, 2);
+    let admin = app.admin();
+    app.send_as(&admin.access_token, "PUT", &format!("/api/products/{product}/inventory"), Some(&json!({ "stock_on_hand": 1 })));
+    let v = app.place_order(&user, None, None).assert_error(409, "insufficient_stock");
+    assert_eq!(v["error"]["details"]["shortages"][0]["product_id"], product.as_str());
+    assert_eq!(stock(&app, &product), (1, 0, 1), "nothing reserved");
+    assert_eq!(app.get_cart(&mut Shopper::user(&user.access_token)).json()["item_count"], 2, "cart untouched");
+
+    let mut bad = address();
+    bad["shipping_address"]["country"] = json!("Narnia");
+    app.place_order(&user, None, Some(bad)).assert_error(422, "validation_failed");
+    app.place_order(&user, Some("bad key with spaces"), None).assert_error(400, "invalid_parameter");
+}
+
+#[test]
+fn concurrent_checkouts_for_the_last_unit_have_one_winner() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let p = app.new_product(&admin, "Last One", 1);
+    let id = p["id"].as_str().unwrap().to_string();
+    let buyers: Vec<TestUser> = (0..6).map(|_| app.register_customer()).collect();
+    for b in &buyers {
+        app.add_to_cart(&mut Shopper::user(&b.access_token), &id, 1);
+    }
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(buyers.len()));
+    let handles: Vec<_> = buyers
+        .into_iter()
+        .map(|b| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                TestApp::get().place_order(&b, None, None).status
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), statuses.len() - 1, "{statuses:?}");
+    assert_eq!(stock(&app, &id), (1, 1, 0));
+}
+
+#[test]
+fn webhooks_are_verified_deduplicated_and_never_move_backwards() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 900, 1);
+    let order = placed(&app, &user);
+    let id = order["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let paid = completed(&app.stripe.session(&session_id));
+    let evt = event(&format!("evt_{id}_paid"), "checkout.session.completed", paid);
+
+    // Bad, missing and stale signatures change nothing.
+    app.stripe_sends_signed(&evt, &stripe_signature(&evt.to_string(), "whsec_wrong", now())).assert_error(400, "invalid_signature");
+    app.request_raw("POST", "/api/webhooks/stripe", &[], evt.to_string().into_bytes()).assert_error(400, "invalid_signature");
+    app.stripe_sends_signed(&evt, &stripe_signature(&evt.to_string(), STRIPE_WEBHOOK_SECRET, now() - 301)).assert_error(400, "invalid_signature");
+    let tampered = { let mut e = evt.clone(); e["data"]["object"]["amount_total"] = json!(1); e };
+    app.stripe_sends_signed(&tampered, &stripe_signature(&evt.to_string(), STRIPE_WEBHOOK_SECRET, now())).assert_error(400, "invalid_signature");
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+
+    assert_eq!(app.stripe_sends(&evt).status, 200);
+    let dup = app.stripe_sends(&evt);
+    assert_eq!(dup.status, 200);
+    assert_eq!(dup.json()["ignored"], "duplicate event");
+    // An older "expired" event arriving late does not undo the payment.
+    let late = app.stripe_sends(&event(&format!("evt_{id}_exp"), "checkout.session.expired", app.stripe.session(&session_id)));
+    assert_eq!(late.status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+    assert_eq!(stock(&app, &product), (4, 0, 4), "sold once");
+    let unknown = app.stripe_sends(&event("evt_unknown_type", "customer.created", json!({ "id": "cus_1" })));
+    assert_eq!(unknown.status, 200);
+}
+
+#[test]
+fn an_amount_mismatch_never_marks_an_order_paid() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(5, 1000, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let mut s = completed(&app.stripe.session(&session_id));
+    s["amount_total"] = json!(1);
+    let r = app.stripe_sends(&event(&format!("evt_{id}_short"), "checkout.session.completed", s));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = app.order(&user, &id);
+    assert_eq!(order["status"], "pending_payment");
+    assert!(order["flags"].as_array().unwrap().iter().any(|f| f == "amount_mismatch"), "{order}");
+}
+
+#[test]
+fn the_return_and_the_webhook_at_once_pay_once() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 800, 2);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let session = app.stripe.pay_session(&session_id);
+    let evt = event(&format!("evt_{id}_race"), "checkout.session.completed", session);
+    let (u1, s1) = (user.clone(), session_id.clone());
+    let ret = std::thread::spawn(move || TestApp::get().send_as(&u1.access_token, "GET", &format!("/api/payments/checkout-session/{s1}"), None).status);
+    let hook = std::thread::spawn(move || TestApp::get().stripe_sends(&evt).status);
+    assert_eq!((ret.join().unwrap(), hook.join().unwrap()), (200, 200));
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+    assert_eq!(stock(&app, &product), (3, 0, 3), "committed exactly once");
+    let history = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json();
+    let paid_steps = history["history"].as_array().unwrap().iter().filter(|h| h["to"] == "paid").count();
+    assert_eq!(paid_steps, 1);
+}
+
+#[test]
+fn unpaid_orders_expire_and_release_their_stock() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(3, 100, 2);
+    let a = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let (user2, product2) = app.customer_with_cart(3, 100, 1);
+    let b = placed(&app, &user2)["id"].as_str().unwrap().to_string();
+    assert_eq!(stock(&app, &product).1, 2);
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    // Lazily, when read...
+    assert_eq!(app.order(&user, &a)["status"], "expired");
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+    // ...and by the scheduler's sweep, which needs its secret.
+    app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", "wrong")], None).assert_error(401, "unauthorized");
+    let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["order_ids"].as_array().unwrap().iter().any(|o| o == b.as_str()));
+    assert_eq!(stock(&app, &product2), (3, 0, 3));
+    app.send_as(&user2.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": b }))).assert_error(409, "order_not_payable");
+}
+
+#[test]
+fn cancelling_before_and_after_payment() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 600, 1);
+    let unpaid = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&user.access_token, "POST", &format!("/api/orders/{unpaid}/cancel"), None);
+    assert_eq!(r.json()["status"], "cancelled", "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "released");
+    assert_eq!(app.send_as(&user.access_token, "POST", &format!("/api/orders/{unpaid}/cancel"), None).status, 200, "idempotent");
+
+    app.add_to_cart(&mut Shopper::user(&user.access_token), &product, 2);
+    let paid_id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &paid_id);
+    app.stripe_sends(&event(&format!("evt_{paid_id}"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    let r = app.send_as(&user.access_token, "POST", &format!("/api/orders/{paid_id}/cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = r.json();
+    assert_eq!(order["status"], "cancelled");
+    assert_eq!(order["refunded"]["amount_minor"], 1200);
+    let refund = app.stripe.calls_for(&paid_id).into_iter().find(|c| c.path == "/v1/refunds").expect("refund sent");
+    assert_eq!(refund.field("amount"), Some("1200"));
+    assert_eq!(refund.field("payment_intent"), app.stripe.session(&session_id)["payment_intent"].as_str());
+    assert_eq!(refund.headers.get("idempotency-key").cloned(), Some(format!("refund:{paid_id}:cancel")));
+}
+
+#[test]
+fn partial_and_full_refunds() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _) = app.customer_with_cart(5, 1000, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    app.stripe_sends(&event(&format!("evt_{id}"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+
+    app.send_as(&user.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 100 }))).assert_error(403, "forbidden");
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 300 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["order"]["status"], "partially_refunded");
+    let call = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/refunds").unwrap();
+    assert!(call.headers.get("idempotency-key").unwrap().starts_with(&format!("refund:{id}:")));
+    app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 800 }))).assert_error(422, "invalid_refund_amount");
+    // Stripe tells us the rest was refunded (e.g. from its dashboard).
+    let charge = json!({ "id": "ch_1", "object": "charge", "amount": 1000, "amount_refunded": 1000, "payment_intent": app.stripe.session(&session_id)["payment_intent"] });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_refund"), "charge.refunded", charge)).status, 200);
+    let order = app.order(&user, &id);
+    assert_eq!((order["status"].as_str(), order["refunded"]["amount_minor"].as_i64()), (Some("refunded"), Some(1000)));
+}
+
+#[test]
+fn the_payment_intent_flow() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 450, 2);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let intent = r.json();
+    assert!(intent["client_secret"].as_str().unwrap().contains("_secret_"));
+    let call = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/payment_intents").unwrap();
+    assert_eq!((call.field("amount"), call.field("currency")), (Some("900"), Some("usd")));
+    assert_eq!(call.headers.get("idempotency-key").cloned(), Some(format!("payment-intent:{id}")));
+    let pi = json!({ "id": intent["id"], "object": "payment_intent", "amount_received": 900, "currency": "usd", "metadata": { "order_id": id } });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_pi"), "payment_intent.succeeded", pi)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+}
+
+#[test]
+fn a_failed_payment_cancels_and_releases() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 450, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let pi = json!({ "id": "pi_failed_1", "object": "payment_intent", "metadata": { "order_id": id } });
+    app.stripe_sends(&event(&format!("evt_{id}_fail"), "payment_intent.payment_failed", pi));
+    assert_eq!(app.order(&user, &id)["status"], "cancelled");
+    assert_eq!(stock(&app, &product), (5, 0, 5));
+}
+
+#[test]
+fn nobody_sees_anothers_orders_or_payments() {
+    let app = TestApp::get();
+    let (owner, _) = app.customer_with_cart(5, 100, 1);
+    let id = placed(&app, &owner)["id"].as_str().unwrap().to_string();
+    let stranger = app.register_customer();
+    for (method, path) in [
+        ("GET", format!("/api/orders/{id}")),
+        ("GET", format!("/api/orders/{id}/history")),
+        ("POST", format!("/api/orders/{id}/cancel")),
+        ("GET", format!("/api/payments/order/{id}")),
+    ] {
+        app.send_as(&stranger.access_token, method, &path, None).assert_error(404, "not_found");
+    }
+    app.send_as(&stranger.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id }))).assert_error(404, "not_found");
+    assert_eq!(app.send_as(&stranger.access_token, "GET", "/api/orders", None).json()["total"], 0);
+    let admin = app.admin();
+    assert_eq!(app.send_as(&admin.access_token, "GET", &format!("/api/orders/{id}"), None).status, 200, "admins see every order");
+    app.send_as(&owner.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "processing" }))).assert_error(403, "forbidden");
+}
