@@ -87,12 +87,11 @@ impl FakeStripe {
     }
 }
 
-fn serve(stream: TcpStream, state: &Mutex<State>) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+/// Read one HTTP/1.1 request: method, path, lower-cased headers, body.
+pub(crate) fn read_request(stream: &TcpStream) -> Option<(String, String, HashMap<String, String>, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
+    reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
@@ -114,16 +113,25 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         let _ = reader.read_exact(&mut body);
         body
     };
+    Some((method, path, headers, body))
+}
+
+/// Write a JSON response and close.
+pub(crate) fn write_json(mut stream: TcpStream, status: u16, extra_headers: &str, body: &Value) {
+    let text = body.to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{extra_headers}connection: close\r\n\r\n{text}",
+        text.len()
+    );
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    let Some((method, path, headers, body)) = read_request(&stream) else { return };
     let form: Vec<(String, String)> = form_urlencoded_parse(&body);
     let call = StripeCall { method: method.clone(), path: path.clone(), headers: headers.clone(), form: form.clone() };
     let (status, answer) = respond(state, &call);
-    let text = answer.to_string();
-    let mut out = stream;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
-        text.len()
-    );
+    write_json(stream, status, "", &answer);
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {

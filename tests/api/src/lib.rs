@@ -27,6 +27,8 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("stripe_secret_key", STRIPE_SECRET_KEY),
     ("stripe_webhook_secret", STRIPE_WEBHOOK_SECRET),
     ("sweep_secret", SWEEP_SECRET),
+    ("resend_api_key", RESEND_API_KEY),
+    ("store_name", "Suite Shop"),
 ];
 
 /// Guest-cart inactivity limit in the suite: short, so expiry can be tested.
@@ -40,6 +42,9 @@ pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_shop_suite";
 pub const SWEEP_SECRET: &str = "sweep-suite-secret";
 /// Where the fake Stripe listens when the suite runs against a real `spin up`.
 pub const EXTERNAL_FAKE_STRIPE_ADDR: &str = "127.0.0.1:12111";
+/// Where the fake Resend listens when the suite runs against a real `spin up`.
+pub const EXTERNAL_FAKE_RESEND_ADDR: &str = "127.0.0.1:12112";
+pub const RESEND_API_KEY: &str = "re_shop_suite";
 
 /// The account the app is configured to treat as an admin.
 pub const ADMIN_EMAIL: &str = "admin@shop.example.test";
@@ -56,6 +61,8 @@ pub struct TestApp {
     pub signing_key: Ed25519KeyPair,
     /// The fake Stripe the app talks to.
     pub stripe: FakeStripe,
+    /// The fake Resend the app sends email through.
+    pub resend: FakeResend,
 }
 
 /// The workspace root (where `spin.toml` lives).
@@ -86,8 +93,8 @@ fn external_key() -> Ed25519KeyPair {
     Ed25519KeyPair::from_der(&der).expect("private key is Ed25519")
 }
 
-fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe) -> RunningHost {
-    launch_host(keys, &[("stripe_api_base", stripe.url.as_str())])
+fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend) -> RunningHost {
+    launch_host(keys, &[("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str())])
 }
 
 /// Start a test host for the real app with the suite's variables plus
@@ -125,20 +132,23 @@ impl TestApp {
         static APP: OnceLock<TestApp> = OnceLock::new();
         static HOST: OnceLock<RunningHost> = OnceLock::new();
         APP.get_or_init(|| {
-            let (base_url, signing_key, stripe) = match std::env::var("SHOP_BASE_URL") {
+            let (base_url, signing_key, stripe, resend) = match std::env::var("SHOP_BASE_URL") {
                 Ok(url) if !url.trim().is_empty() => {
                     let addr = std::env::var("SHOP_FAKE_STRIPE_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_STRIPE_ADDR.to_string());
-                    (url.trim().trim_end_matches('/').to_string(), external_key(), FakeStripe::start(&addr))
+                    let resend_addr = std::env::var("SHOP_FAKE_RESEND_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_RESEND_ADDR.to_string());
+                    (url.trim().trim_end_matches('/').to_string(), external_key(), FakeStripe::start(&addr), FakeResend::start(&resend_addr))
                 }
                 _ => {
                     let keys = fresh_keys();
                     let stripe = FakeStripe::start("127.0.0.1:0");
-                    let url = HOST.get_or_init(|| start_host(&keys, &stripe)).base_url();
-                    (url, keys, stripe)
+                    let resend = FakeResend::start("127.0.0.1:0");
+                    let url = HOST.get_or_init(|| start_host(&keys, &stripe, &resend)).base_url();
+                    (url, keys, stripe, resend)
                 }
             };
             let mut app = TestApp::connect(base_url, signing_key);
             app.stripe = stripe;
+            app.resend = resend;
             app
         })
     }
@@ -154,7 +164,7 @@ impl TestApp {
             .max_redirects(0)
             .build()
             .into();
-        TestApp { base_url, agent, signing_key, stripe: FakeStripe::start("127.0.0.1:0") }
+        TestApp { base_url, agent, signing_key, stripe: FakeStripe::start("127.0.0.1:0"), resend: FakeResend::start("127.0.0.1:0") }
     }
 
     /// `GET path`.
@@ -264,3 +274,5 @@ pub mod fake_stripe;
 pub use fake_stripe::FakeStripe;
 mod order_steps;
 pub use order_steps::{event, now, stripe_signature};
+pub mod fake_resend;
+pub use fake_resend::FakeResend;

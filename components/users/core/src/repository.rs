@@ -207,6 +207,18 @@ pub fn revoke_other_sessions(db: &dyn Db, user_id: &str, keep: Option<&str>, rea
     )
 }
 
+// ---------------------------------------------------------------- outbox
+
+/// Append a domain event for the notifications service, in the caller's
+/// transaction (idempotent per type and key).
+pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &serde_json::Value) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (event_type, aggregate_id) DO NOTHING",
+        &[event_type.into(), key.into(), payload.to_string().into(), clock::now_rfc3339().into()],
+    )
+}
+
 // ---------------------------------------------------------------- login failures
 
 /// Failures counted for a key in its current window: (failures, window start).

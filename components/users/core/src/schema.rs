@@ -6,11 +6,14 @@ use storage::migrations::Migration;
 pub const DATABASE_LABEL: &str = "users";
 
 /// Every users migration, in order (a test checks this against the folder).
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users_and_sessions",
-    sql: include_str!("../../../../migrations/users/0001_users_and_sessions.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users_and_sessions",
+        sql: include_str!("../../../../migrations/users/0001_users_and_sessions.sql"),
+    },
+    Migration { version: 2, name: "outbox", sql: include_str!("../../../../migrations/users/0002_outbox.sql") },
+];
 
 /// Open the users database with its schema current.
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {

@@ -72,7 +72,11 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
         role,
         created_at: clock::now_rfc3339(),
     };
-    match repository::insert_user(&db, &user) {
+    let inserted = transaction(&db, |tx| -> Result<(), DbError> {
+        repository::insert_user(tx, &user)?;
+        repository::record_event(tx, "user.registered", &user.id, &json!({ "user": user.public() }))
+    });
+    match inserted {
         Ok(()) => {}
         // Two registrations raced; the unique index decided.
         Err(DbError::Constraint(_)) => return Err(email_taken()),
@@ -303,7 +307,10 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
     transaction(&db, |tx| -> Result<(), ApiError> {
         repository::update_password_hash(tx, &user.id, &hash, &now).map_err(db_error)?;
         let current = repository::session_of_access_token(tx, &caller.token_id).map_err(db_error)?;
-        repository::revoke_other_sessions(tx, &user.id, current.as_deref(), "password_changed", &now).map_err(db_error)
+        repository::revoke_other_sessions(tx, &user.id, current.as_deref(), "password_changed", &now).map_err(db_error)?;
+        let key = format!("{}:{}", user.id, clock::unix_millis());
+        repository::record_event(tx, "user.password_changed", &key, &json!({ "user": user.public(), "changed_at": now }))
+            .map_err(db_error)
     })?;
     Ok(Reply::no_content())
 }

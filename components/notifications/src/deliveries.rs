@@ -1,0 +1,272 @@
+//! From outbox rows to delivered emails, with nothing lost and nothing sent
+//! twice.
+//!
+//! 1. **Pull**: read each source's outbox past its cursor, render the email,
+//!    and insert one delivery per row — unique per (source, row) and per
+//!    idempotency key — moving the cursor in the same transaction.
+//! 2. **Claim**: one `UPDATE … RETURNING` marks due deliveries `sending` with
+//!    a lease. SQLite runs writes one at a time, so concurrent sweeps claim
+//!    disjoint sets; a sweep that dies mid-send leaves its claims to be
+//!    reclaimed when the lease ends.
+//! 3. **Send** and record the result: sent, logged (no Resend key: the
+//!    local mail log), retry later with backoff, or failed for good.
+
+use crate::templates;
+use serde::Serialize;
+use serde_json::Value as Json;
+use storage::{transaction, Db, DbError};
+
+/// A claimed send lasts at most this long before another sweep may retry it.
+pub const LEASE_SECS: i64 = 120;
+/// After this many attempts a delivery is marked failed.
+pub const MAX_ATTEMPTS: i64 = 10;
+
+/// One delivery row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    pub event_type: String,
+    pub idempotency_key: String,
+    pub recipient: String,
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub provider_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbError> {
+    Ok(Delivery {
+        id: r.int("id")?,
+        event_type: r.text("event_type")?,
+        idempotency_key: r.text("idempotency_key")?,
+        recipient: r.text("recipient")?,
+        subject: r.text("subject")?,
+        html: if with_content { Some(r.text("html")?) } else { None },
+        text: if with_content { Some(r.text("text")?) } else { None },
+        status: r.text("status")?,
+        attempts: r.int("attempts")?,
+        next_attempt_at: r.int("next_attempt_at")?,
+        last_error: r.opt_text("last_error")?,
+        provider_id: r.opt_text("provider_id")?,
+        created_at: r.text("created_at")?,
+        updated_at: r.text("updated_at")?,
+    })
+}
+
+/// The idempotency key for an event: `<event-type>/<entity-id>`.
+pub fn idempotency_key(event_type: &str, aggregate_id: &str) -> String {
+    format!("{event_type}/{aggregate_id}")
+}
+
+/// Pull new outbox rows of `source` into deliveries. `recipient` finds the
+/// email address for an event. Returns how many deliveries were created.
+pub fn pull(
+    db: &dyn Db,
+    source: &str,
+    outbox: &dyn Db,
+    store_name: &str,
+    recipient: &dyn Fn(&Json) -> Result<Option<String>, DbError>,
+    now: i64,
+) -> Result<usize, DbError> {
+    let cursor = db
+        .query("SELECT last_id FROM outbox_cursors WHERE source = ?", &[source.into()])?
+        .first()
+        .map(|r| r.int("last_id"))
+        .transpose()?
+        .unwrap_or(0);
+    let rows = match outbox.query(
+        "SELECT id, event_type, aggregate_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
+        &[cursor.into()],
+    ) {
+        Ok(rows) => rows,
+        // The owning service has not created its schema yet: nothing to pull.
+        Err(DbError::Other(m)) if m.contains("no such table") => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    // Render and address everything before taking the write lock.
+    let mut pending = Vec::new();
+    let mut last = cursor;
+    for r in rows.iter() {
+        let (id, kind, aggregate) = (r.int("id")?, r.text("event_type")?, r.text("aggregate_id")?);
+        last = last.max(id);
+        let payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
+        let Some(email) = templates::render(&kind, &payload, store_name) else { continue };
+        let Some(to) = recipient(&payload)? else { continue };
+        pending.push((id, kind.clone(), idempotency_key(&kind, &aggregate), to, email));
+    }
+    let stamp = clock::now_rfc3339();
+    transaction(db, |tx| {
+        let mut created = 0;
+        for (id, kind, key, to, email) in &pending {
+            let inserted = tx.query(
+                "INSERT INTO deliveries (source, source_id, event_type, idempotency_key, recipient, subject, html, text, status, next_attempt_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                &[
+                    source.into(), (*id).into(), kind.as_str().into(), key.as_str().into(), to.as_str().into(),
+                    email.subject.as_str().into(), email.html.as_str().into(), email.text.as_str().into(),
+                    now.into(), stamp.as_str().into(), stamp.as_str().into(),
+                ],
+            )?;
+            created += inserted.len();
+        }
+        tx.execute(
+            "INSERT INTO outbox_cursors (source, last_id) VALUES (?, ?) \
+             ON CONFLICT (source) DO UPDATE SET last_id = MAX(outbox_cursors.last_id, excluded.last_id)",
+            &[source.into(), last.into()],
+        )?;
+        Ok(created)
+    })
+}
+
+/// Claim up to `limit` due deliveries (pending and due, or with a lapsed lease).
+pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
+    let rows = db.query(
+        "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+         WHERE id IN (SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) \
+                      OR (status = 'sending' AND lease_until <= ?) ORDER BY id LIMIT ?) \
+         RETURNING *",
+        &[(now + LEASE_SECS).into(), clock::now_rfc3339().into(), now.into(), now.into(), (limit as i64).into()],
+    )?;
+    rows.iter().map(|r| from_row(&r, true)).collect()
+}
+
+/// How a send attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent { provider_id: Option<String> },
+    /// No Resend key: written to the local mail log instead.
+    Logged,
+    /// 429, 5xx or a network error: try again (honouring `Retry-After`).
+    Retry { after_secs: Option<i64>, error: String },
+    /// Any other 4xx: do not try again.
+    Permanent { error: String },
+}
+
+/// Exponential backoff (2 s, 4 s, 8 s … up to an hour), never sooner than
+/// the provider's `Retry-After`.
+pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
+    let exp = 2i64.saturating_pow(attempts.clamp(1, 12) as u32).min(3600);
+    exp.max(retry_after.unwrap_or(0))
+}
+
+/// Record the outcome of a claimed delivery.
+pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<(), DbError> {
+    let stamp = clock::now_rfc3339();
+    let (status, next, error, provider) = match attempt {
+        Attempt::Sent { provider_id } => ("sent", d.next_attempt_at, None, provider_id.clone()),
+        Attempt::Logged => ("logged", d.next_attempt_at, None, None),
+        Attempt::Retry { after_secs, error } if d.attempts < MAX_ATTEMPTS => {
+            ("pending", now + backoff_secs(d.attempts, *after_secs), Some(error.clone()), None)
+        }
+        Attempt::Retry { error, .. } => ("failed", d.next_attempt_at, Some(format!("gave up after {} attempts: {error}", d.attempts)), None),
+        Attempt::Permanent { error } => ("failed", d.next_attempt_at, Some(error.clone()), None),
+    };
+    db.execute(
+        "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, provider_id = COALESCE(?, provider_id), \
+         lease_until = NULL, updated_at = ? WHERE id = ?",
+        &[status.into(), next.into(), error.into(), provider.into(), stamp.into(), d.id.into()],
+    )
+}
+
+/// Deliveries for the admin listing, newest first.
+pub fn list(db: &dyn Db, status: Option<&str>, limit: u32, offset: i64) -> Result<(Vec<Delivery>, i64), DbError> {
+    let (filter, mut params): (&str, Vec<storage::Value>) = match status {
+        Some(s) => ("WHERE status = ?", vec![s.into()]),
+        None => ("", Vec::new()),
+    };
+    let total = db.query(&format!("SELECT COUNT(*) AS n FROM deliveries {filter}"), &params)?.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
+    params.push((limit as i64).into());
+    params.push(offset.into());
+    let rows = db.query(&format!("SELECT * FROM deliveries {filter} ORDER BY id DESC LIMIT ? OFFSET ?"), &params)?;
+    Ok((rows.iter().map(|r| from_row(&r, false)).collect::<Result<_, _>>()?, total))
+}
+
+pub fn get(db: &dyn Db, id: i64) -> Result<Option<Delivery>, DbError> {
+    db.query("SELECT * FROM deliveries WHERE id = ?", &[id.into()])?.first().map(|r| from_row(&r, true)).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use storage::native::MemDb;
+
+    fn setup() -> (MemDb, MemDb) {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::MIGRATIONS).unwrap();
+        let outbox = MemDb::new();
+        outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
+        (db, outbox)
+    }
+
+    fn add(outbox: &MemDb, kind: &str, id: &str) {
+        let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES (?, ?, ?, 'now')", &[kind.into(), id.into(), payload.to_string().into()]).unwrap();
+    }
+
+    fn to(payload: &Json) -> Result<Option<String>, DbError> {
+        Ok(payload["user"]["email"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn pulling_twice_creates_each_delivery_once() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        add(&outbox, "user.unknown_event", "u1");
+        add(&outbox, "user.registered", "u2");
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 2);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
+        // Even if the cursor were lost, the unique keys stop duplicates.
+        db.execute("DELETE FROM outbox_cursors", &[]).unwrap();
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
+        let (all, total) = list(&db, None, 10, 0).unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(all[1].idempotency_key, "user.registered/u1");
+    }
+
+    #[test]
+    fn claims_do_not_overlap_and_leases_expire() {
+        let (db, outbox) = setup();
+        for i in 0..3 {
+            add(&outbox, "user.registered", &format!("u{i}"));
+        }
+        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        let first = claim_due(&db, 100, 2).unwrap();
+        let second = claim_due(&db, 100, 10).unwrap();
+        assert_eq!((first.len(), second.len()), (2, 1));
+        assert!(claim_due(&db, 100, 10).unwrap().is_empty(), "all claimed");
+        // The sweep holding `first` died: after the lease they come back.
+        let again = claim_due(&db, 100 + LEASE_SECS, 10).unwrap();
+        assert_eq!(again.len(), 3);
+        assert!(again.iter().all(|d| d.attempts == 2 || d.attempts == 2));
+    }
+
+    #[test]
+    fn outcomes_and_backoff() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        let d = claim_due(&db, 100, 1).unwrap().remove(0);
+        record(&db, &d, &Attempt::Retry { after_secs: Some(30), error: "429".into() }, 100).unwrap();
+        let after = get(&db, d.id).unwrap().unwrap();
+        assert_eq!((after.status.as_str(), after.next_attempt_at), ("pending", 130), "retry-after honoured");
+        assert!(claim_due(&db, 129, 1).unwrap().is_empty(), "not due yet");
+        let d = claim_due(&db, 130, 1).unwrap().remove(0);
+        record(&db, &d, &Attempt::Permanent { error: "422 invalid to".into() }, 130).unwrap();
+        assert_eq!(get(&db, d.id).unwrap().unwrap().status, "failed");
+        assert_eq!(backoff_secs(1, None), 2);
+        assert_eq!(backoff_secs(3, Some(1)), 8);
+        assert_eq!(backoff_secs(40, None), 3600);
+    }
+}

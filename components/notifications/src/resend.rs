@@ -1,0 +1,62 @@
+//! Resend's email API: `POST {resend_api_base}/emails` with a bearer key,
+//! a JSON body and an `Idempotency-Key`.
+
+use crate::deliveries::{Attempt, Delivery};
+use serde_json::json;
+
+/// Resend settings from Spin variables.
+pub struct ResendConfig {
+    pub api_base: String,
+    pub api_key: String,
+    pub from: String,
+}
+
+impl ResendConfig {
+    pub fn from_variables() -> Self {
+        let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();
+        Self {
+            api_base: Some(get("resend_api_base")).filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.resend.com".into()),
+            api_key: get("resend_api_key"),
+            from: Some(get("email_from")).filter(|s| !s.is_empty()).unwrap_or_else(|| "Shop <shop@example.com>".into()),
+        }
+    }
+
+    pub fn configured(&self) -> bool {
+        !self.api_key.is_empty()
+    }
+
+    /// Send one delivery and classify the answer.
+    pub fn send(&self, d: &Delivery) -> Attempt {
+        let body = json!({
+            "from": self.from,
+            "to": [d.recipient],
+            "subject": d.subject,
+            "html": d.html,
+            "text": d.text,
+            "tags": [{ "name": "event", "value": d.event_type.replace('.', "_") }],
+        });
+        let mut req = spin_sdk::http::Request::builder();
+        req.method(spin_sdk::http::Method::Post)
+            .uri(format!("{}/emails", self.api_base.trim_end_matches('/')))
+            .header("authorization", format!("Bearer {}", self.api_key))
+            .header("content-type", "application/json")
+            .header("idempotency-key", d.idempotency_key.as_str())
+            .body(body.to_string().into_bytes());
+        let sent: Result<spin_sdk::http::Response, _> = spin_sdk::http::run(spin_sdk::http::send(req.build()));
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry { after_secs: None, error: format!("network: {e}") },
+        };
+        let status = *response.status();
+        let answer: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or_default();
+        let message = answer["message"].as_str().unwrap_or("").to_string();
+        match status {
+            200..=299 => Attempt::Sent { provider_id: answer["id"].as_str().map(str::to_string) },
+            429 | 500..=599 => {
+                let after = response.header("retry-after").and_then(|v| v.as_str()).and_then(|v| v.trim().parse::<i64>().ok());
+                Attempt::Retry { after_secs: after, error: format!("{status} {message}") }
+            }
+            _ => Attempt::Permanent { error: format!("{status} {message}") },
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! A fake Resend API on loopback: records every `POST /emails` and answers
+//! with scripted statuses (default 200), so tests can assert bodies,
+//! idempotency keys, retries and the number of emails.
+
+use crate::fake_stripe::{read_request, write_json};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+/// One email request the fake received.
+#[derive(Debug, Clone)]
+pub struct EmailCall {
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    /// The status the fake answered.
+    pub status: u16,
+}
+
+impl EmailCall {
+    pub fn idempotency_key(&self) -> &str {
+        self.headers.get("idempotency-key").map(String::as_str).unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<EmailCall>,
+    /// Scripted answers per recipient; others get 200.
+    script: HashMap<String, VecDeque<(u16, Option<u64>)>>,
+}
+
+#[derive(Clone)]
+pub struct FakeResend {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeResend {
+    pub fn start(addr: &str) -> FakeResend {
+        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake Resend cannot listen on {addr}: {e}"));
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    let Some((method, path, headers, body)) = read_request(&stream) else { return };
+                    if method != "POST" || path != "/emails" {
+                        return write_json(stream, 404, "", &json!({ "name": "not_found", "message": "unknown endpoint", "statusCode": 404 }));
+                    }
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let recipient = body["to"][0].as_str().unwrap_or("").to_string();
+                    let (status, retry_after) = state
+                        .lock()
+                        .unwrap()
+                        .script
+                        .get_mut(&recipient)
+                        .and_then(|q| q.pop_front())
+                        .unwrap_or((200, None));
+                    let n = {
+                        let mut st = state.lock().unwrap();
+                        st.calls.push(EmailCall { headers, body, status });
+                        st.calls.len()
+                    };
+                    let extra = retry_after.map(|s| format!("retry-after: {s}\r\n")).unwrap_or_default();
+                    let answer = match status {
+                        200 => json!({ "id": format!("email_{n}") }),
+                        429 => json!({ "name": "rate_limit_exceeded", "message": "Too many requests", "statusCode": 429 }),
+                        s => json!({ "name": "validation_error", "message": "rejected by the fake", "statusCode": s }),
+                    };
+                    write_json(stream, status, &extra, &answer);
+                });
+            }
+        });
+        FakeResend { url, state }
+    }
+
+    /// Answer the next emails to `recipient` with these statuses (and Retry-After seconds).
+    pub fn script(&self, recipient: &str, answers: &[(u16, Option<u64>)]) {
+        self.state.lock().unwrap().script.entry(recipient.to_string()).or_default().extend(answers.iter().copied());
+    }
+
+    pub fn calls(&self) -> Vec<EmailCall> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    /// Calls to this recipient.
+    pub fn to(&self, email: &str) -> Vec<EmailCall> {
+        self.calls().into_iter().filter(|c| c.body["to"].as_array().is_some_and(|t| t.iter().any(|x| x == email))).collect()
+    }
+}

@@ -1,0 +1,145 @@
+//! Transactional email from the outboxes through (a fake) Resend: rendered
+//! templates, idempotency keys, retries, permanent failures, and exactly one
+//! email per event even with concurrent sweeps.
+
+use api_tests::{event, unique_email, TestApp, TestUser, STRONG_PASSWORD, SWEEP_SECRET};
+use serde_json::{json, Value};
+
+fn sweep(app: &TestApp) -> Value {
+    let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn register(app: &TestApp, first_name: &str) -> (String, String) {
+    let email = unique_email("mail");
+    let r = app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": first_name, "last_name": "Lee" }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    (email, r.json()["user"]["id"].as_str().unwrap().to_string())
+}
+
+fn deliveries_to(app: &TestApp, admin: &TestUser, email: &str) -> Vec<Value> {
+    let all = app.send_as(&admin.access_token, "GET", "/api/admin/notifications?limit=100", None).json();
+    all["notifications"].as_array().unwrap().iter().filter(|d| d["recipient"] == email).cloned().collect()
+}
+
+#[test]
+fn a_welcome_email_is_sent_once() {
+    let app = TestApp::get();
+    let (email, user_id) = register(&app, "Zoë <b>");
+    sweep(&app);
+    sweep(&app);
+    let calls = app.resend.to(&email);
+    assert_eq!(calls.len(), 1, "one email");
+    let c = &calls[0];
+    assert_eq!(c.idempotency_key(), format!("user.registered/{user_id}"));
+    assert_eq!(c.headers.get("authorization").map(String::as_str), Some("Bearer re_shop_suite"));
+    assert_eq!(c.body["subject"], "Welcome to Suite Shop");
+    let html = c.body["html"].as_str().unwrap();
+    assert!(html.contains("Zoë &lt;b&gt;") && !html.contains("<b>"), "escaped: {html}");
+    assert!(c.body["text"].as_str().unwrap().contains("Zoë <b>"));
+    assert!(c.body["from"].as_str().unwrap().contains('@'));
+}
+
+#[test]
+fn order_emails_carry_lines_totals_and_tracking() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _) = app.customer_with_cart(5, 1250, 2);
+    let r = app.place_order(&user, None, None);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let session = app.start_checkout(&user, &id);
+    app.stripe_sends(&event(&format!("evt_{id}_mail"), "checkout.session.completed", app.stripe.pay_session(&session)));
+    app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "DHL", "tracking_number": "JD0001" })));
+    sweep(&app);
+    let calls = app.resend.to(&user.email);
+    let by_key = |k: &str| calls.iter().find(|c| c.idempotency_key() == k).unwrap_or_else(|| panic!("no email {k}: {:?}", calls.iter().map(|c| c.idempotency_key().to_string()).collect::<Vec<_>>()));
+    let confirmation = by_key(&format!("order.paid/{id}"));
+    assert_eq!(confirmation.body["subject"], format!("Order confirmed: {id}"));
+    let text = confirmation.body["text"].as_str().unwrap();
+    assert!(text.contains("Checkout Widget × 2 @ 12.50 USD = 25.00 USD"), "{text}");
+    assert!(text.contains("Total: 25.00 USD"));
+    let shipped = by_key(&format!("order.shipped/{id}"));
+    assert!(shipped.body["text"].as_str().unwrap().contains("DHL") && shipped.body["html"].as_str().unwrap().contains("JD0001"));
+    assert!(calls.iter().all(|c| !c.idempotency_key().starts_with("order.placed/")), "no email for a placed order");
+}
+
+#[test]
+fn a_password_change_is_announced() {
+    let app = TestApp::get();
+    let user = app.register_customer();
+    let r = app.send_as(&user.access_token, "PUT", "/api/users/password", Some(&json!({ "current_password": STRONG_PASSWORD, "new_password": "another fine passphrase" })));
+    assert_eq!(r.status, 204);
+    sweep(&app);
+    let calls = app.resend.to(&user.email);
+    assert!(calls.iter().any(|c| c.idempotency_key().starts_with(&format!("user.password_changed/{}", user.id))), "{calls:?}");
+}
+
+#[test]
+fn rate_limits_are_retried_after_retry_after() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let email = unique_email("limited");
+    app.resend.script(&email, &[(429, Some(2))]);
+    let r = app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "R", "last_name": "L" }));
+    assert_eq!(r.status, 201);
+    sweep(&app);
+    let d = deliveries_to(&app, &admin, &email);
+    assert_eq!((d[0]["status"].as_str(), d[0]["attempts"].as_i64()), (Some("pending"), Some(1)), "{d:?}");
+    assert!(d[0]["last_error"].as_str().unwrap().contains("429"));
+    sweep(&app);
+    assert_eq!(app.resend.to(&email).len(), 1, "not before Retry-After");
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    sweep(&app);
+    let calls = app.resend.to(&email);
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0].idempotency_key(), calls[1].idempotency_key(), "the retry reuses the key");
+    assert_eq!(deliveries_to(&app, &admin, &email)[0]["status"], "sent");
+}
+
+#[test]
+fn other_client_errors_fail_for_good() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let email = unique_email("rejected");
+    app.resend.script(&email, &[(422, None)]);
+    app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "R", "last_name": "L" }));
+    sweep(&app);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    sweep(&app);
+    let d = deliveries_to(&app, &admin, &email);
+    assert_eq!(d[0]["status"], "failed");
+    assert!(d[0]["last_error"].as_str().unwrap().contains("422"));
+    assert_eq!(app.resend.to(&email).len(), 1, "never retried");
+}
+
+#[test]
+fn concurrent_sweeps_send_each_email_once() {
+    let app = TestApp::get();
+    let emails: Vec<String> = (0..6).map(|i| register(&app, &format!("C{i}")).0).collect();
+    let handles: Vec<_> = (0..4).map(|_| std::thread::spawn(|| sweep(TestApp::get()))).collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    sweep(&app);
+    for e in &emails {
+        assert_eq!(app.resend.to(e).len(), 1, "{e}");
+    }
+}
+
+#[test]
+fn the_admin_listing_is_for_admins() {
+    let app = TestApp::get();
+    let customer = app.register_customer();
+    app.send_as(&customer.access_token, "GET", "/api/admin/notifications", None).assert_error(403, "forbidden");
+    app.get_path("/api/admin/notifications").assert_error(401, "unauthorized");
+    app.request("POST", "/api/notifications/sweep", &[], None).assert_error(401, "unauthorized");
+    let admin = app.admin();
+    sweep(&app);
+    let list = app.send_as(&admin.access_token, "GET", "/api/admin/notifications?status=sent&limit=5", None).json();
+    assert!(list["notifications"].as_array().unwrap().iter().all(|d| d["status"] == "sent"));
+    let id = list["notifications"][0]["id"].as_i64().unwrap();
+    let one = app.send_as(&admin.access_token, "GET", &format!("/api/admin/notifications/{id}"), None).json();
+    assert!(one["html"].as_str().unwrap().contains("<html"));
+    app.send_as(&admin.access_token, "GET", "/api/admin/notifications?status=lost", None).assert_error(400, "invalid_parameter");
+}
