@@ -11,6 +11,8 @@
 //!
 //! - `POST /api/notifications/sweep` — pull and deliver what is due
 //!   (scheduler; `X-Sweep-Secret`)
+//! - `POST /internal/notifications/deliver` — the same, called in-process by
+//!   the other services right after a change (see `http_kit::nudge`)
 //! - `GET /api/admin/notifications`, `GET /api/admin/notifications/{id}` — admins
 //! - `GET /api/notifications/health`
 
@@ -45,7 +47,13 @@ fn handle(req: Request) -> anyhow::Result<Response> {
 fn route(ctx: &Ctx) -> HandlerResult {
     match (ctx.method.as_str(), ctx.segments().as_slice()) {
         (_, ["api", "notifications", "health"]) => health(ctx),
-        ("POST", ["api", "notifications", "sweep"]) => sweep(ctx),
+        ("POST", ["api", "notifications", "sweep"]) => {
+            http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
+            sweep(50)
+        }
+        // Reachable only in-process (no public route maps `/internal/...` to
+        // this component): other services call it right after a change.
+        ("POST", ["internal", "notifications", "deliver"]) => sweep(10),
         ("GET", ["api", "admin", "notifications"]) => list(ctx),
         ("GET", ["api", "admin", "notifications", id]) => get(ctx, id),
         _ => Err(ApiError::no_route(&ctx.path)),
@@ -62,9 +70,8 @@ fn store_name() -> String {
     Some(spin_sdk::variables::get("store_name").unwrap_or_default().trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "Shop".into())
 }
 
-/// Pull both outboxes, then deliver what is due.
-fn sweep(ctx: &Ctx) -> HandlerResult {
-    http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
+/// Pull both outboxes, then deliver up to `limit` due emails.
+fn sweep(limit: u32) -> HandlerResult {
     let db = open()?;
     let now = clock::unix_now();
     let store = store_name();
@@ -80,7 +87,7 @@ fn sweep(ctx: &Ctx) -> HandlerResult {
 
     let resend = resend::ResendConfig::from_variables();
     let mut counts = json!({ "pulled": pulled, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
-    for d in deliveries::claim_due(&db, now, 50)? {
+    for d in deliveries::claim_due(&db, now, limit)? {
         let attempt = if resend.configured() {
             resend.send(&d)
         } else {

@@ -143,3 +143,29 @@ fn the_admin_listing_is_for_admins() {
     assert!(one["html"].as_str().unwrap().contains("<html"));
     app.send_as(&admin.access_token, "GET", "/api/admin/notifications?status=lost", None).assert_error(400, "invalid_parameter");
 }
+
+#[test]
+fn delivery_is_tried_right_after_the_change_and_an_outage_does_not_hurt() {
+    let app = TestApp::get();
+    let (email, _) = register(&app, "Quick");
+    assert_eq!(app.resend.to(&email).len(), 1, "sent during the registration itself, no sweep needed");
+
+    let down = unique_email("outage");
+    app.resend.script(&down, &[(503, None)]);
+    let r = app.register(json!({ "email": down, "password": STRONG_PASSWORD, "first_name": "O", "last_name": "L" }));
+    assert_eq!(r.status, 201, "the user's request does not fail when email is down");
+    assert_eq!(app.resend.to(&down).len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    sweep(&app);
+    let calls = app.resend.to(&down);
+    assert_eq!(calls.len(), 2, "the sweep delivers after the outage");
+    assert_eq!(calls[1].status, 200);
+}
+
+#[test]
+fn the_in_process_delivery_route_is_not_public() {
+    let app = TestApp::get();
+    let r = app.request("POST", "/internal/notifications/deliver", &[], None);
+    assert_eq!(r.status, 405, "served by the static files component, which only reads: {}", r.body);
+    app.get_path("/internal/notifications/deliver").assert_error(404, "not_found");
+}

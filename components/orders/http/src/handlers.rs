@@ -258,7 +258,9 @@ pub fn cancel(ctx: &Ctx, id: &str) -> HandlerResult {
     let db = open()?;
     let order = visible_order(&db, &caller, id)?;
     let actor = if caller.is_admin() && order.user_id != caller.user_id { format!("admin:{}", caller.user_id) } else { format!("user:{}", caller.user_id) };
-    cancel_order(&db, order, &actor, "cancelled on request")
+    let reply = cancel_order(&db, order, &actor, "cancelled on request");
+    http_kit::nudge::notifications();
+    reply
 }
 
 #[derive(Deserialize)]
@@ -285,6 +287,7 @@ pub fn set_status(ctx: &Ctx, id: &str) -> HandlerResult {
         return cancel_order(&db, order, &actor, &reason);
     }
     let updated = transaction(&db, |tx| orders::transition(tx, &order, to, &actor, &reason)).map_err(transition_error)?;
+    http_kit::nudge::notifications();
     Ok(Reply::ok(&updated))
 }
 
@@ -319,6 +322,7 @@ pub fn set_tracking(ctx: &Ctx, id: &str) -> HandlerResult {
         orders::set_tracking(tx, &current.id, &carrier, &number)?;
         Ok(orders::load(tx, &current.id)?.ok_or_else(|| ApiError::not_found("order"))?)
     })?;
+    http_kit::nudge::notifications();
     Ok(Reply::ok(&updated))
 }
 
@@ -332,6 +336,9 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
         if let Applied::Changed { .. } = payments::apply(&db, &id, &Outcome::Expired, None, "sweep", &WitInventory).map_err(payment_error)? {
             expired.push(id);
         }
+    }
+    if !expired.is_empty() {
+        http_kit::nudge::notifications();
     }
     Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired })))
 }

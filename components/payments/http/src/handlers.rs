@@ -156,6 +156,7 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
         None => None,
     };
     let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+    http_kit::nudge::notifications();
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status,
         "session_status": session["status"], "payment_status": session["payment_status"], "applied": applied,
@@ -190,6 +191,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     match payments::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
         Ok(applied) => {
             let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            http_kit::nudge::notifications();
             Ok(Reply::ok(&json!({ "order": order, "applied": applied })))
         }
         Err(RefundError::TooMuch { refundable }) => Err(ApiError::new(422, "invalid_refund_amount", format!("the amount must be from 1 to {refundable}"))
@@ -228,7 +230,10 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
     };
     match payments::apply(&db, &order_id, &outcome, Some((event_id, kind)), "stripe", &WitInventory) {
         Ok(Applied::Duplicate) => ignored("duplicate event"),
-        Ok(applied) => Ok(Reply::ok(&json!({ "received": true, "order_id": order_id, "applied": applied }))),
+        Ok(applied) => {
+            http_kit::nudge::notifications();
+            Ok(Reply::ok(&json!({ "received": true, "order_id": order_id, "applied": applied })))
+        }
         Err(PaymentError::UnknownOrder) => ignored("no order for this event"),
         Err(e) => Err(payment_error(e)),
     }

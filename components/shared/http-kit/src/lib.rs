@@ -21,6 +21,7 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod log;
+pub mod nudge;
 pub mod query;
 pub mod request;
 pub mod request_id;

@@ -82,6 +82,7 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
         Err(DbError::Constraint(_)) => return Err(email_taken()),
         Err(e) => return Err(db_error(e)),
     }
+    http_kit::nudge::notifications();
     Ok(user_reply(201, &user).with_header("location", "/api/users/profile"))
 }
 
@@ -312,6 +313,7 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
         repository::record_event(tx, "user.password_changed", &key, &json!({ "user": user.public(), "changed_at": now }))
             .map_err(db_error)
     })?;
+    http_kit::nudge::notifications();
     Ok(Reply::no_content())
 }
 

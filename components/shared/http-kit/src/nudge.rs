@@ -1,0 +1,22 @@
+//! Tell the notifications service that new domain events were committed, so
+//! their emails go out right away instead of at the next scheduled sweep.
+//!
+//! It is an in-process call to the notifications component through Spin's
+//! local service chaining (`http://notifications.spin.internal`, allowed in
+//! the caller's `allowed_outbound_hosts`). Best effort by design: whatever
+//! happens — notifications down, Resend down, a host without service
+//! chaining such as Fermyon Cloud — the caller's request is unaffected, and
+//! the sweep delivers later. Call it only after the change has committed.
+
+/// The private delivery route of the notifications component.
+pub const DELIVER_NOW_URL: &str = "http://notifications.spin.internal/internal/notifications/deliver";
+
+/// Ask for immediate delivery; every failure is ignored.
+pub fn notifications() {
+    let mut req = spin_sdk::http::Request::builder();
+    req.method(spin_sdk::http::Method::Post).uri(DELIVER_NOW_URL);
+    let outcome: Result<spin_sdk::http::Response, _> = spin_sdk::http::run(spin_sdk::http::send(req.build()));
+    if let Err(e) = outcome {
+        println!("{}", serde_json::json!({ "level": "info", "nudge": "notifications", "skipped": e.to_string() }));
+    }
+}
