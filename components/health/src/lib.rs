@@ -27,6 +27,8 @@ fn route(ctx: &Ctx) -> HandlerResult {
                 .and_then(|db| storage::migrations::status(&db, users_core::schema::MIGRATIONS));
             let orders = orders_core::schema::open_database()
                 .and_then(|db| storage::migrations::status(&db, orders_core::schema::MIGRATIONS));
+            let notifications = notifications_core::schema::open_database()
+                .and_then(|db| storage::migrations::status(&db, notifications_core::schema::MIGRATIONS));
             http_kit::health::report(
                 ctx,
                 "shop",
@@ -34,6 +36,7 @@ fn route(ctx: &Ctx) -> HandlerResult {
                     http_kit::health::database_check(catalog_core::DATABASE_LABEL, catalog),
                     http_kit::health::database_check(users_core::schema::DATABASE_LABEL, users),
                     http_kit::health::database_check(orders_core::schema::DATABASE_LABEL, orders),
+                    http_kit::health::database_check(notifications_core::schema::DATABASE_LABEL, notifications),
                 ],
             )
         }

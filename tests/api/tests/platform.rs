@@ -12,6 +12,9 @@ fn the_app_and_every_service_report_ready() {
     assert_eq!(v["status"], "ok");
     assert_eq!(v["catalog"]["status"], "ok");
     assert_eq!(v["users"]["status"], "ok");
+    for db in ["orders", "notifications"] {
+        assert_eq!(v[db]["status"], "ok", "{db}");
+    }
     assert_eq!(r.header("cache-control"), Some("no-store"));
     for service in ["catalog", "users", "cart", "orders", "payments", "notifications"] {
         let r = app.get_path(&format!("/api/{service}/health"));

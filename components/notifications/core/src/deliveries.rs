@@ -204,7 +204,7 @@ mod tests {
 
     fn setup() -> (MemDb, MemDb) {
         let db = MemDb::new();
-        storage::migrations::migrate(&db, crate::MIGRATIONS).unwrap();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
         let outbox = MemDb::new();
         outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
         (db, outbox)

@@ -16,28 +16,15 @@
 //! - `GET /api/admin/notifications`, `GET /api/admin/notifications/{id}` — admins
 //! - `GET /api/notifications/health`
 
-pub mod deliveries;
-pub mod resend;
-pub mod templates;
-
-use deliveries::Attempt;
+use notifications_core::deliveries::{self, Attempt};
+use notifications_core::{resend, schema};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
-use storage::migrations::Migration;
 use storage::{Db, DbError, SpinSqlite};
 
 const SERVICE: Service = Service { name: "notifications" };
-
-/// The Spin SQLite label of the notifications database.
-pub const DATABASE_LABEL: &str = "notifications";
-
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "deliveries",
-    sql: include_str!("../../../migrations/notifications/0001_deliveries.sql"),
-}];
 
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<Response> {
@@ -61,9 +48,7 @@ fn route(ctx: &Ctx) -> HandlerResult {
 }
 
 fn open() -> Result<SpinSqlite, DbError> {
-    let db = SpinSqlite::open(DATABASE_LABEL)?;
-    storage::migrations::migrate(&db, MIGRATIONS)?;
-    Ok(db)
+    schema::open_database()
 }
 
 fn store_name() -> String {
@@ -124,19 +109,10 @@ fn get(ctx: &Ctx, raw: &str) -> HandlerResult {
 }
 
 fn health(ctx: &Ctx) -> HandlerResult {
-    let db = open().and_then(|db| storage::migrations::status(&db, MIGRATIONS));
+    let db = open().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
     let mode = http_kit::health::Check {
         name: "delivery",
         result: Ok(json!({ "mode": if resend::ResendConfig::from_variables().configured() { "resend" } else { "local_mail_log" } })),
     };
-    http_kit::health::report(ctx, "notifications", vec![http_kit::health::database_check(DATABASE_LABEL, db), mode])
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_migration_file_is_listed_in_order() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/notifications");
-        storage::migrations::check_against_directory(super::MIGRATIONS, std::path::Path::new(dir)).unwrap();
-    }
+    http_kit::health::report(ctx, "notifications", vec![http_kit::health::database_check(schema::DATABASE_LABEL, db), mode])
 }
