@@ -169,3 +169,28 @@ fn the_in_process_delivery_route_is_not_public() {
     assert_eq!(r.status, 405, "served by the static files component, which only reads: {}", r.body);
     app.get_path("/internal/notifications/deliver").assert_error(404, "not_found");
 }
+
+/// Without a Resend key, emails go to the local mail log: rendered the same,
+/// stored, and listed for admins. This needs an app configured without a
+/// key, so it starts its own test host; against an external app
+/// (`SHOP_BASE_URL`) it cannot reconfigure that app and says so.
+#[test]
+fn without_a_resend_key_emails_go_to_the_local_mail_log() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: the app there has a Resend key");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host(&keys, &[("resend_api_key", "")]);
+    let app = TestApp::connect(host.base_url(), keys);
+    let (email, user_id) = register(&app, "Logan");
+    let admin = app.admin();
+    let health = app.get_path("/api/notifications/health").json();
+    assert_eq!(health["delivery"]["mode"], "local_mail_log");
+    let d = deliveries_to(&app, &admin, &email);
+    assert_eq!(d.len(), 1);
+    assert_eq!((d[0]["status"].as_str(), d[0]["idempotency_key"].as_str()), (Some("logged"), Some(format!("user.registered/{user_id}").as_str())));
+    let full = app.send_as(&admin.access_token, "GET", &format!("/api/admin/notifications/{}", d[0]["id"]), None).json();
+    assert!(full["text"].as_str().unwrap().contains("Hello Logan"));
+    assert!(full["html"].as_str().unwrap().contains("Welcome to"));
+}
