@@ -24,8 +24,7 @@ pub const DATABASE_LABEL: &str = "catalog";
 /// operator opted in with the `demo_catalog` variable, load the demo catalog
 /// once. Called at the start of every request: the fast path is one query.
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    let db = storage::SpinSqlite::open(DATABASE_LABEL)?;
-    storage::migrations::migrate(&db, schema::MIGRATIONS)?;
+    let db = storage::SpinSqlite::open_migrated(DATABASE_LABEL, schema::MIGRATIONS)?;
     if demo_catalog_enabled() {
         storage::migrations::apply_data_once(&db, schema::DEMO_CATALOG_NAME, schema::DEMO_CATALOG)?;
     }

@@ -13,9 +13,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// Open the checkout database with its schema current.
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    let db = storage::SpinSqlite::open(DATABASE_LABEL)?;
-    storage::migrations::migrate(&db, MIGRATIONS)?;
-    Ok(db)
+    storage::SpinSqlite::open_migrated(DATABASE_LABEL, MIGRATIONS)
 }
 
 #[cfg(test)]

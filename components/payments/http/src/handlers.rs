@@ -78,13 +78,20 @@ struct OrderRef {
     order_id: String,
 }
 
-pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
+/// The common start of both ways to pay: the caller's own order, pending
+/// payment, with Stripe configured.
+fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::SpinSqlite, Order), ApiError> {
     let caller = ctx.caller()?;
     let body: OrderRef = ctx.json()?;
     let config = stripe_config()?;
     let db = open()?;
     let order = order_for(&db, &caller, &body.order_id, false)?;
     payable(&order)?;
+    Ok((config, db, order))
+}
+
+pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
+    let (config, db, order) = order_to_pay(ctx)?;
     let now = clock::unix_now();
     // Stripe needs at least 30 minutes; the order's own window ends a little later.
     let expires_at = (now + config.session_ttl_secs).min(order.expires_at - 60).max(now + 1800);
@@ -113,12 +120,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
 }
 
 pub fn create_intent(ctx: &Ctx) -> HandlerResult {
-    let caller = ctx.caller()?;
-    let body: OrderRef = ctx.json()?;
-    let config = stripe_config()?;
-    let db = open()?;
-    let order = order_for(&db, &caller, &body.order_id, false)?;
-    payable(&order)?;
+    let (config, db, order) = order_to_pay(ctx)?;
     let fields: Vec<(String, String)> = vec![
         ("amount".into(), order.total.amount_minor.to_string()),
         ("currency".into(), order.currency.to_ascii_lowercase()),

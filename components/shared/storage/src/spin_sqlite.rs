@@ -15,6 +15,13 @@ impl SpinSqlite {
     pub fn open(label: &str) -> Result<Self, DbError> {
         Connection::open(label).map(|conn| Self { conn }).map_err(|e| map_error(label, e))
     }
+
+    /// Open the database and bring its schema up to date (see `migrations`).
+    pub fn open_migrated(label: &str, migrations: &[crate::migrations::Migration]) -> Result<Self, DbError> {
+        let db = Self::open(label)?;
+        crate::migrations::migrate(&db, migrations)?;
+        Ok(db)
+    }
 }
 
 fn map_error(label: &str, e: Error) -> DbError {
