@@ -29,7 +29,8 @@ impl StripeCall {
 struct State {
     calls: Vec<StripeCall>,
     sessions: HashMap<String, Value>,
-    by_key: HashMap<String, Value>,
+    /// Idempotency-Key → (the request's form, the first answer).
+    by_key: HashMap<String, (Vec<(String, String)>, Value)>,
     next: u64,
     fail_next: Option<u16>,
 }
@@ -195,7 +196,11 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
     }
     let key = call.headers.get("idempotency-key").cloned();
     if let Some(k) = &key {
-        if let Some(previous) = st.by_key.get(k) {
+        if let Some((form, previous)) = st.by_key.get(k) {
+            // Like Stripe: a replay returns the first answer; other parameters under the same key are an error.
+            if *form != call.form {
+                return (400, json!({ "error": { "type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with." } }));
+            }
             return (200, previous.clone());
         }
     }
@@ -240,7 +245,7 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
         _ => return (404, json!({ "error": { "message": "unknown endpoint in the fake" } })),
     };
     if let Some(k) = key {
-        st.by_key.insert(k, answer.clone());
+        st.by_key.insert(k, (call.form.clone(), answer.clone()));
     }
     (200, answer)
 }

@@ -48,7 +48,14 @@ fn the_full_happy_path() {
     let session_id = app.start_checkout(&user, &id);
     let call = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/checkout/sessions").expect("session created");
     assert_eq!(call.headers.get("authorization").map(String::as_str), Some("Bearer sk_test_shop_suite"));
-    assert_eq!(call.headers.get("idempotency-key").cloned(), Some(format!("checkout-session:{id}")));
+    let expires_field = call.field("expires_at").unwrap().to_string();
+    assert_eq!(call.headers.get("idempotency-key").cloned(), Some(format!("checkout-session:{id}:{expires_field}")));
+    // Asking again (a retry) sends Stripe the very same request and gets the same session.
+    assert_eq!(app.start_checkout(&user, &id), session_id);
+    let sessions: Vec<_> = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/checkout/sessions").collect();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0].form, sessions[1].form, "identical parameters under the same key");
+    assert_eq!(sessions[0].headers.get("idempotency-key"), sessions[1].headers.get("idempotency-key"));
     for (field, want) in [
         ("mode", "payment".to_string()),
         ("client_reference_id", id.clone()),
@@ -283,7 +290,16 @@ fn partial_and_full_refunds() {
     assert_eq!(r.json()["order"]["status"], "partially_refunded");
     let call = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/refunds").unwrap();
     assert!(call.headers.get("idempotency-key").unwrap().starts_with(&format!("refund:{id}:")));
-    app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 800 }))).assert_error(422, "invalid_refund_amount");
+    // A retried request with the same key is one refund, counted once.
+    let auth = format!("Bearer {}", admin.access_token);
+    let headers = [("authorization", auth.as_str()), ("idempotency-key", "refund-try-1")];
+    let first = app.request("POST", "/api/payments/refund", &headers, Some(&json!({ "order_id": id, "amount": 100 })));
+    assert_eq!(first.json()["order"]["refunded"]["amount_minor"], 400, "{}", first.body);
+    let retried = app.request("POST", "/api/payments/refund", &headers, Some(&json!({ "order_id": id, "amount": 100 })));
+    assert_eq!(retried.json()["order"]["refunded"]["amount_minor"], 400, "{}", retried.body);
+    let bad = [("authorization", auth.as_str()), ("idempotency-key", "has spaces in it")];
+    app.request("POST", "/api/payments/refund", &bad, Some(&json!({ "order_id": id, "amount": 100 }))).assert_error(400, "invalid_parameter");
+    app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 700 }))).assert_error(422, "invalid_refund_amount");
     // Stripe tells us the rest was refunded (e.g. from its dashboard).
     let charge = json!({ "id": "ch_1", "object": "charge", "amount": 1000, "amount_refunded": 1000, "payment_intent": app.stripe.session(&session_id)["payment_intent"] });
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_refund"), "charge.refunded", charge)).status, 200);

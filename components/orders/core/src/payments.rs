@@ -218,8 +218,24 @@ pub fn refund_via_stripe(
         ("amount".to_string(), amount.to_string()),
         ("metadata[order_id]".to_string(), order.id.clone()),
     ];
-    stripe.post("/v1/refunds", &fields, idempotency_key).map_err(RefundError::Stripe)?;
-    apply(db, &order.id, &Outcome::Refunded { total_refunded: order.refunded.amount_minor + amount }, None, actor, inventory)
+    let refund = stripe.post("/v1/refunds", &fields, idempotency_key).map_err(RefundError::Stripe)?;
+    // Count each Stripe refund once, by its id: a replayed request (same
+    // Idempotency-Key) returns the same refund and adds nothing.
+    let refund_id = refund["id"].as_str().unwrap_or(idempotency_key).to_string();
+    let refunded_amount = refund["amount"].as_i64().unwrap_or(amount);
+    let total = transaction(db, |tx| -> Result<i64, DbError> {
+        tx.execute(
+            "INSERT INTO refunds (id, order_id, amount_minor, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            &[refund_id.as_str().into(), order.id.as_str().into(), refunded_amount.into(), clock::now_rfc3339().into()],
+        )?;
+        tx.query("SELECT COALESCE(SUM(amount_minor), 0) AS total FROM refunds WHERE order_id = ?", &[order.id.as_str().into()])?
+            .first()
+            .map(|r| r.int("total"))
+            .transpose()
+            .map(|t| t.unwrap_or(0))
+    })
+    .map_err(|e| RefundError::Payment(e.into()))?;
+    apply(db, &order.id, &Outcome::Refunded { total_refunded: total.max(order.refunded.amount_minor) }, None, actor, inventory)
         .map_err(RefundError::Payment)
 }
 
@@ -233,6 +249,8 @@ pub struct PaymentRecord {
     pub amount_minor: i64,
     pub currency: String,
     pub amount_refunded: i64,
+    /// When the current Checkout Session expires (Unix seconds).
+    pub session_expires_at: Option<i64>,
 }
 
 pub fn payment_for(db: &dyn Db, order_id: &str) -> Result<Option<PaymentRecord>, DbError> {
@@ -247,6 +265,7 @@ pub fn payment_for(db: &dyn Db, order_id: &str) -> Result<Option<PaymentRecord>,
                 amount_minor: r.int("amount_minor")?,
                 currency: r.text("currency")?,
                 amount_refunded: r.int("amount_refunded")?,
+                session_expires_at: r.opt_int("session_expires_at")?,
             })
         })
         .transpose()
@@ -269,6 +288,24 @@ pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent:
             clock::now_rfc3339().into(),
         ],
     )
+}
+
+/// Fix the expiry of the order's next Checkout Session, once: a retried
+/// request then sends Stripe exactly the same parameters under the same
+/// Idempotency-Key. A new expiry is chosen only when the previous session
+/// is (nearly) over.
+pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Result<i64, DbError> {
+    transaction(db, |tx| {
+        record_payment(tx, order, None, None)?;
+        let current = payment_for(tx, &order.id)?.and_then(|p| p.session_expires_at);
+        match current {
+            Some(t) if t > now + 60 => Ok(t),
+            _ => {
+                tx.execute("UPDATE payments SET session_expires_at = ? WHERE order_id = ?", &[choose.into(), order.id.as_str().into()])?;
+                Ok(choose)
+            }
+        }
+    })
 }
 
 /// The order a payment intent or checkout session belongs to.

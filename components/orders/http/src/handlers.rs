@@ -68,16 +68,6 @@ struct PlaceBody {
     shipping_address: Option<AddressInput>,
 }
 
-fn idempotency_key(ctx: &Ctx) -> Result<Option<String>, ApiError> {
-    let Some(raw) = ctx.header("idempotency-key").map(str::trim) else { return Ok(None) };
-    let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    if ok {
-        Ok(Some(raw.to_string()))
-    } else {
-        Err(ApiError::invalid_parameter("Idempotency-Key", "must be 1-255 visible ASCII characters"))
-    }
-}
-
 pub fn place(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.caller()?;
     let body: PlaceBody = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { PlaceBody::default() } else { ctx.json()? };
@@ -85,7 +75,7 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
     let address = body.shipping_address.as_ref().map(|a| a.parse(&mut problems));
     problems.finish().map_err(ApiError::validation)?;
     let address = address.flatten();
-    let key = idempotency_key(ctx)?;
+    let key = http_kit::idempotency_key(ctx)?;
     let request_hash: String = Sha256::digest(json!({ "shipping_address": address }).to_string().as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -226,6 +216,17 @@ pub fn history(ctx: &Ctx, id: &str) -> HandlerResult {
 /// through Stripe. Already cancelled → answered as is (idempotent).
 fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> HandlerResult {
     match order.status {
+        // A cancellation whose refund failed: asking again retries the refund.
+        Status::Cancelled if order.flags.iter().any(|f| f == "refund_failed") && order.refunded.amount_minor < order.total.amount_minor => {
+            let stripe = StripeConfig::from_variables();
+            let key = format!("refund:{}:cancel", order.id);
+            payments::refund_via_stripe(db, &stripe, &order, None, &key, actor, &WitInventory).map_err(|e| {
+                let mut err = ApiError::new(502, "refund_failed", "the refund failed again; it stays flagged for an admin");
+                err.internal = Some(format!("{e:?}"));
+                err
+            })?;
+            Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
+        }
         Status::Cancelled => Ok(Reply::ok(&order)),
         Status::PendingPayment => {
             payments::apply(db, &order.id, &Outcome::Failed, None, actor, &WitInventory).map_err(payment_error)?;

@@ -94,7 +94,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (config, db, order) = order_to_pay(ctx)?;
     let now = clock::unix_now();
     // Stripe needs at least 30 minutes; the order's own window ends a little later.
-    let expires_at = (now + config.session_ttl_secs).min(order.expires_at - 60).max(now + 1800);
+    let expires_at = payments::session_expiry(&db, &order, now, (now + config.session_ttl_secs).min(order.expires_at - 60).max(now + 1800))?;
     let currency = order.currency.to_ascii_lowercase();
     let mut fields: Vec<(String, String)> = vec![
         ("mode".into(), "payment".into()),
@@ -111,7 +111,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
         fields.push((format!("line_items[{i}][price_data][product_data][name]"), l.name.clone()));
         fields.push((format!("line_items[{i}][quantity]"), l.quantity.to_string()));
     }
-    let session = config.post("/v1/checkout/sessions", &fields, &format!("checkout-session:{}", order.id)).map_err(stripe_error)?;
+    let session = config.post("/v1/checkout/sessions", &fields, &format!("checkout-session:{}:{expires_at}", order.id)).map_err(stripe_error)?;
     let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
     };
@@ -185,7 +185,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     }
     // A client key makes retries safe; without one the key is derived from
     // the order's refund state, so a retry before it is recorded is still one refund.
-    let key = match ctx.header("idempotency-key").map(str::trim).filter(|k| !k.is_empty() && k.len() <= 200) {
+    let key = match http_kit::idempotency_key(ctx)? {
         Some(k) => format!("refund:{}:{k}", order.id),
         None => format!("refund:{}:{}:{}", order.id, order.refunded.amount_minor, body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into())),
     };

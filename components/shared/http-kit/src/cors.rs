@@ -11,7 +11,7 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 pub const ALLOWED_HEADERS: &str =
     "authorization, content-type, idempotency-key, if-none-match, x-cart-token, x-request-id";
 /// Response headers a browser script may read.
-pub const EXPOSED_HEADERS: &str = "etag, retry-after, x-cart-token, x-request-id, location";
+pub const EXPOSED_HEADERS: &str = "etag, retry-after, x-cart-token, x-request-id, location, idempotent-replayed";
 /// How long a browser may cache a preflight answer, in seconds.
 pub const MAX_AGE_SECS: u32 = 600;
 

@@ -31,7 +31,7 @@ mod service;
 
 pub use error::{ApiError, ErrorCode};
 pub use query::{Pagination, Query};
-pub use request::Ctx;
+pub use request::{idempotency_key, Ctx};
 pub use response::Reply;
 pub use storage_errors::db_error;
 pub use service::{serve, Service};

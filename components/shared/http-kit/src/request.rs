@@ -47,6 +47,18 @@ impl Ctx {
     }
 }
 
+/// The request's `Idempotency-Key`, if sent: 1–255 visible ASCII
+/// characters, else a 400 (a key that cannot be honoured is never ignored).
+pub fn idempotency_key(ctx: &Ctx) -> Result<Option<String>, ApiError> {
+    let Some(raw) = ctx.header("idempotency-key").map(str::trim) else { return Ok(None) };
+    let ok = !raw.is_empty() && raw.len() <= 255 && raw.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if ok {
+        Ok(Some(raw.to_string()))
+    } else {
+        Err(ApiError::invalid_parameter("Idempotency-Key", "must be 1-255 visible ASCII characters"))
+    }
+}
+
 /// The JSON body rules, separate from `Ctx` so they can be tested directly:
 /// 413 over the limit, 415 for a non-JSON content type, 400 naming the problem
 /// for an empty or malformed body.
