@@ -73,7 +73,7 @@ fn main() -> Result<()> {
     let spin_sqlite = tree.join("deps").join("spin-sqlite");
     std::fs::create_dir_all(&fermyon)?;
     std::fs::create_dir_all(&spin_sqlite)?;
-    for file in ["key-value.wit", "sqlite.wit", "variables.wit"] {
+    for file in ["key-value.wit", "redis.wit", "sqlite.wit", "variables.wit"] {
         let from = wit_dir.join("deps").join("spin@2.0.0").join(file);
         std::fs::copy(&from, fermyon.join(file))
             .with_context(|| format!("copying {}", from.display()))?;
@@ -104,6 +104,7 @@ fn main() -> Result<()> {
         "package shop:test-host;\n\n\
          world host {\n\
          \x20   import fermyon:spin/key-value@2.0.0;\n\
+         \x20   import fermyon:spin/redis@2.0.0;\n\
          \x20   import fermyon:spin/sqlite@2.0.0;\n\
          \x20   import fermyon:spin/variables@2.0.0;\n\
          \x20   import spin:sqlite/sqlite@3.0.0;\n\
@@ -121,6 +122,7 @@ fn main() -> Result<()> {
     imports: {{ default: async | trappable }},
     with: {{
         "fermyon:spin/key-value@2.0.0.store": crate::key_value::StoreHandle,
+        "fermyon:spin/redis@2.0.0.connection": crate::outbound_redis::RedisConnection,
         "fermyon:spin/sqlite@2.0.0.connection": crate::sqlite::ConnectionHandle,
         "spin:sqlite/sqlite@3.0.0.connection": crate::sqlite::ConnectionHandle,
         "wasi:keyvalue/store@0.2.0-draft2.bucket": crate::key_value::StoreHandle,

@@ -194,3 +194,66 @@ fn without_a_resend_key_emails_go_to_the_local_mail_log() {
     assert!(full["text"].as_str().unwrap().contains("Hello Logan"));
     assert!(full["html"].as_str().unwrap().contains("Welcome to"));
 }
+
+/// With `events_to_redis`, every domain event is also published to a Redis
+/// channel. Runs a real `redis-server` (Debian package `redis-server`) and
+/// its own test host pointed at it; a subscriber sees the events.
+#[test]
+fn domain_events_are_published_to_redis() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it starts its own Redis and app");
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for this test: apt-get install redis-server (.ci/run installs it)");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(&mut server);
+    let mut subscriber = None;
+    for _ in 0..50 {
+        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            subscriber = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mut sub = subscriber.expect("redis-server started");
+    use std::io::{BufRead, BufReader, Write};
+    sub.write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$11\r\nshop.events\r\n").unwrap();
+    sub.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(sub);
+
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let address = format!("redis://127.0.0.1:{port}");
+    let host = api_tests::launch_host(&keys, &[("events_to_redis", "true"), ("redis_address", address.as_str()), ("resend_api_key", "")]);
+    let app = TestApp::connect(host.base_url(), keys);
+    let (_, user_id) = register(&app, "Redis");
+
+    let mut published = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline && published.is_empty() {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if line.trim_start().starts_with('{') {
+            published.push(serde_json::from_str::<Value>(line.trim()).unwrap());
+        }
+    }
+    let e = published.iter().find(|e| e["type"] == "user.registered").unwrap_or_else(|| panic!("no event on shop.events: {published:?}"));
+    assert_eq!(e["id"], format!("user.registered/{user_id}"));
+    assert_eq!(e["data"]["user"]["id"], user_id.as_str());
+    assert!(e["occurred_at"].as_str().unwrap().ends_with('Z'));
+}

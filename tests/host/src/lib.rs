@@ -5,7 +5,7 @@
 //! `spin.toml` (manifest version 2) and an optional runtime config, and
 //! serves HTTP on loopback with Spin's routing, request headers, per-request
 //! instances and host interfaces (key-value, also as `wasi:keyvalue`, SQLite,
-//! variables, outbound HTTP with `allowed_outbound_hosts`, component
+//! variables, outbound HTTP and Redis with `allowed_outbound_hosts`, component
 //! dependencies, file mounts).
 //! Where it must differ from Spin (e.g. all stores live under one state dir
 //! for isolation), the module docs say so.
@@ -31,6 +31,7 @@ mod key_value;
 mod loader;
 mod manifest;
 mod outbound;
+mod outbound_redis;
 mod routing;
 mod runtime_config;
 mod server;

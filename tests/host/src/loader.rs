@@ -31,6 +31,7 @@ fn linker() -> Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     bindings::fermyon::spin::key_value::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    bindings::fermyon::spin::redis::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::fermyon::spin::sqlite::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::fermyon::spin::variables::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::spin::sqlite::sqlite::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;

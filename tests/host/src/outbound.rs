@@ -94,10 +94,12 @@ impl AllowedHosts {
     }
 }
 
-fn default_port(scheme: &str) -> Option<u16> {
+/// The port an address or `allowed_outbound_hosts` entry without one means.
+pub(crate) fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        "redis" => Some(6379),
         _ => None,
     }
 }
@@ -353,6 +355,9 @@ mod tests {
         assert!(h.allows("http", "self.alt", 80));
         assert!(hosts(&["*://*:*"]).allows("ftp", "anything", 21));
         assert!(hosts(&["http://localhost:8000..8010"]).allows("http", "localhost", 8005));
+        assert!(hosts(&["redis://cache"]).allows("redis", "cache", 6379));
+        assert!(!hosts(&["redis://cache"]).allows("redis", "cache", 6380));
+        assert!(!hosts(&["redis://cache:*"]).allows("http", "cache", 80));
     }
 
     #[test]

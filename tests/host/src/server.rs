@@ -166,6 +166,7 @@ impl App {
             },
             component: config.clone(),
             app_stores: self.stores.clone(),
+            redis_connections: 0,
         };
         let mut store = Store::new(compile::engine(), state);
         let incoming = store

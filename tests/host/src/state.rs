@@ -41,6 +41,8 @@ pub struct HostState {
     pub hooks: OutboundHooks,
     pub component: Arc<ComponentConfig>,
     pub app_stores: Arc<AppStores>,
+    /// Open `fermyon:spin/redis` connections of this instance.
+    pub redis_connections: usize,
 }
 
 impl WasiView for HostState {

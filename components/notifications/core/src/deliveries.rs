@@ -66,14 +66,26 @@ pub fn idempotency_key(event_type: &str, aggregate_id: &str) -> String {
     format!("{event_type}/{aggregate_id}")
 }
 
+/// A domain event read from an outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEvent {
+    pub event_type: String,
+    pub aggregate_id: String,
+    pub occurred_at: String,
+    pub payload: Json,
+}
+
 /// Pull new outbox rows of `source` into deliveries. `recipient` finds the
-/// email address for an event. Returns how many deliveries were created.
+/// email address for an event; `seen` is called for every new event (before
+/// the cursor moves, so an event is seen at least once). Returns how many
+/// deliveries were created.
 pub fn pull(
     db: &dyn Db,
     source: &str,
     outbox: &dyn Db,
     store_name: &str,
     recipient: &dyn Fn(&Json) -> Result<Option<String>, DbError>,
+    seen: &mut dyn FnMut(&OutboxEvent),
     now: i64,
 ) -> Result<usize, DbError> {
     let cursor = db
@@ -83,7 +95,7 @@ pub fn pull(
         .transpose()?
         .unwrap_or(0);
     let rows = match outbox.query(
-        "SELECT id, event_type, aggregate_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
+        "SELECT id, event_type, aggregate_id, payload, occurred_at FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
         &[cursor.into()],
     ) {
         Ok(rows) => rows,
@@ -101,6 +113,7 @@ pub fn pull(
         let (id, kind, aggregate) = (r.int("id")?, r.text("event_type")?, r.text("aggregate_id")?);
         last = last.max(id);
         let payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
+        seen(&OutboxEvent { event_type: kind.clone(), aggregate_id: aggregate.clone(), occurred_at: r.text("occurred_at")?, payload: payload.clone() });
         let Some(email) = templates::render(&kind, &payload, store_name) else { continue };
         let Some(to) = recipient(&payload)? else { continue };
         pending.push((id, kind.clone(), idempotency_key(&kind, &aggregate), to, email));
@@ -225,11 +238,11 @@ mod tests {
         add(&outbox, "user.registered", "u1");
         add(&outbox, "user.unknown_event", "u1");
         add(&outbox, "user.registered", "u2");
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 2);
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap(), 2);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap(), 0);
         // Even if the cursor were lost, the unique keys stop duplicates.
         db.execute("DELETE FROM outbox_cursors", &[]).unwrap();
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap(), 0);
         let (all, total) = list(&db, None, 10, 0).unwrap();
         assert_eq!(total, 2);
         assert_eq!(all[1].idempotency_key, "user.registered/u1");
@@ -241,7 +254,7 @@ mod tests {
         for i in 0..3 {
             add(&outbox, "user.registered", &format!("u{i}"));
         }
-        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap();
         let first = claim_due(&db, 100, 2).unwrap();
         let second = claim_due(&db, 100, 10).unwrap();
         assert_eq!((first.len(), second.len()), (2, 1));
@@ -256,7 +269,7 @@ mod tests {
     fn outcomes_and_backoff() {
         let (db, outbox) = setup();
         add(&outbox, "user.registered", "u1");
-        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         record(&db, &d, &Attempt::Retry { after_secs: Some(30), error: "429".into() }, 100).unwrap();
         let after = get(&db, d.id).unwrap().unwrap();

@@ -5,6 +5,7 @@
 //! uses the schema.
 
 pub mod deliveries;
+pub mod events;
 pub mod resend;
 pub mod schema;
 pub mod templates;

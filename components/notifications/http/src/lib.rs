@@ -17,7 +17,7 @@
 //! - `GET /api/notifications/health`
 
 use notifications_core::deliveries::{self, Attempt};
-use notifications_core::{resend, schema};
+use notifications_core::{events, resend, schema};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{Request, Response};
@@ -67,11 +67,23 @@ fn sweep(limit: u32) -> HandlerResult {
         let Some(id) = p["user_id"].as_str() else { return Ok(None) };
         users.query("SELECT email FROM users WHERE id = ?", &[id.into()])?.first().map(|r| r.text("email")).transpose()
     };
-    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, now)?;
-    pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, now)?;
+    let mut seen = Vec::new();
+    let mut collect = |e: &deliveries::OutboxEvent| seen.push(e.clone());
+    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, &mut collect, now)?;
+    pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &mut collect, now)?;
+    let published = match events::target_from_variables() {
+        Some((address, channel)) => match events::publish(&address, &channel, &seen) {
+            Ok(n) => json!(n),
+            Err(e) => {
+                println!("{}", json!({ "level": "warn", "service": "notifications", "redis_publish_failed": e }));
+                json!({ "error": "publishing to Redis failed; see the log" })
+            }
+        },
+        None => json!(null),
+    };
 
     let resend = resend::ResendConfig::from_variables();
-    let mut counts = json!({ "pulled": pulled, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
+    let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
     for d in deliveries::claim_due(&db, now, limit)? {
         let attempt = if resend.configured() {
             resend.send(&d)

@@ -1,0 +1,65 @@
+//! Domain events on Redis (optional): when `events_to_redis` is `true`, every
+//! event read from an outbox is also published as JSON to a channel on
+//! `redis_address`
+//! (`events_channel`, default `shop.events`) through Spin's outbound Redis,
+//! so outside systems can subscribe. Delivery is at least once: a consumer
+//! deduplicates by `id` (`<event-type>/<entity-id>`, the same key the emails
+//! use).
+
+use crate::deliveries::OutboxEvent;
+use serde_json::{json, Value as Json};
+
+/// The message published for an event.
+pub fn message(e: &OutboxEvent) -> Json {
+    json!({
+        "type": e.event_type,
+        "id": crate::deliveries::idempotency_key(&e.event_type, &e.aggregate_id),
+        "occurred_at": e.occurred_at,
+        "data": e.payload,
+    })
+}
+
+/// Where to publish, from Spin variables; `None` unless `events_to_redis`
+/// is `true`. (The address always has a value, because it is also the
+/// component's only allowed Redis host in `spin.toml`.)
+pub fn target_from_variables() -> Option<(String, String)> {
+    let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();
+    let address = get("redis_address");
+    if get("events_to_redis") != "true" || address.is_empty() {
+        return None;
+    }
+    let channel = Some(get("events_channel")).filter(|c| !c.is_empty()).unwrap_or_else(|| "shop.events".into());
+    Some((address, channel))
+}
+
+/// Publish events; a failure is returned so the sweep can report it (the
+/// emails do not depend on Redis).
+pub fn publish(address: &str, channel: &str, events: &[OutboxEvent]) -> Result<usize, String> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let conn = spin_sdk::redis::Connection::open(address).map_err(|e| format!("{e:?}"))?;
+    for e in events {
+        conn.publish(channel, &message(e).to_string().into_bytes()).map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(events.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_type_id_time_and_data() {
+        let e = OutboxEvent {
+            event_type: "order.paid".into(),
+            aggregate_id: "o-1".into(),
+            occurred_at: "2026-01-01T00:00:00Z".into(),
+            payload: json!({ "order_id": "o-1" }),
+        };
+        assert_eq!(
+            message(&e),
+            json!({ "type": "order.paid", "id": "order.paid/o-1", "occurred_at": "2026-01-01T00:00:00Z", "data": { "order_id": "o-1" } })
+        );
+    }
+}
