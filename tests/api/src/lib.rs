@@ -101,7 +101,9 @@ fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend) -
 /// `extra` (benchmarks use this to lift rate limits).
 pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost {
     let root = workspace_root();
-    let state_dir = std::env::temp_dir().join(format!("shop-api-tests-{}-{}", std::process::id(), extra.len()));
+    static LAUNCHES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let state_dir = std::env::temp_dir().join(format!("shop-api-tests-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
     std::fs::create_dir_all(&state_dir).expect("state dir");
     let mut variables: HashMap<String, String> =

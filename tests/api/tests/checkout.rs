@@ -227,6 +227,36 @@ fn the_return_and_the_webhook_at_once_pay_once() {
     let history = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json();
     let paid_steps = history["history"].as_array().unwrap().iter().filter(|h| h["to"] == "paid").count();
     assert_eq!(paid_steps, 1);
+    // One `order.paid` outbox event, so one confirmation email.
+    let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let confirmations = app.resend.to(&user.email).into_iter().filter(|c| c.idempotency_key() == format!("order.paid/{id}")).count();
+    assert_eq!(confirmations, 1);
+}
+
+/// Without a Stripe key, payment endpoints say so clearly and the rest of
+/// the API keeps working. Needs an app configured without a key, so it
+/// starts its own test host; against `SHOP_BASE_URL` it cannot reconfigure
+/// that app and says so.
+#[test]
+fn without_a_stripe_key_payments_answer_503_and_the_rest_works() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: the app there has a Stripe key");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host(&keys, &[("stripe_secret_key", ""), ("stripe_webhook_secret", "")]);
+    let app = TestApp::connect(host.base_url(), keys);
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id })))
+        .assert_error(503, "payments_not_configured");
+    app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })))
+        .assert_error(503, "payments_not_configured");
+    app.stripe_sends(&event("evt_unconfigured", "checkout.session.completed", json!({}))).assert_error(503, "payments_not_configured");
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment", "orders still work");
+    assert_eq!(app.list_products("limit=1").status, 200);
+    assert_eq!(app.get_path("/api/payments/health").json()["stripe"]["configured"], false);
 }
 
 #[test]
