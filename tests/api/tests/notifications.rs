@@ -257,3 +257,29 @@ fn domain_events_are_published_to_redis() {
     assert_eq!(e["data"]["user"]["id"], user_id.as_str());
     assert!(e["occurred_at"].as_str().unwrap().ends_with('Z'));
 }
+
+#[test]
+fn cancellation_and_refund_emails_describe_real_orders() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, product) = app.customer_with_cart(5, 2000, 1);
+    let cancelled = app.place_order(&user, None, None).json()["id"].as_str().unwrap().to_string();
+    app.send_as(&user.access_token, "POST", &format!("/api/orders/{cancelled}/cancel"), None);
+
+    app.add_to_cart(&mut api_tests::Shopper::user(&user.access_token), &product, 2);
+    let paid = app.place_order(&user, None, None).json()["id"].as_str().unwrap().to_string();
+    let session = app.start_checkout(&user, &paid);
+    app.stripe_sends(&event(&format!("evt_{paid}_mail2"), "checkout.session.completed", app.stripe.pay_session(&session)));
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": paid, "amount": 1500 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    sweep(&app);
+
+    let calls = app.resend.to(&user.email);
+    let find = |key: &str| calls.iter().find(|c| c.idempotency_key() == key).unwrap_or_else(|| panic!("no {key}"));
+    let c = find(&format!("order.cancelled/{cancelled}"));
+    assert_eq!(c.body["subject"], format!("Order {cancelled} cancelled"));
+    assert!(c.body["text"].as_str().unwrap().contains("has been cancelled"));
+    let refund = find(&format!("order.refunded/{paid}:1500"));
+    let text = refund.body["text"].as_str().unwrap();
+    assert!(text.contains("15.00 USD") && text.contains("(of 40.00 USD)"), "{text}");
+}
