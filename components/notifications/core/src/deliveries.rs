@@ -75,48 +75,69 @@ pub struct OutboxEvent {
     pub payload: Json,
 }
 
+/// Where a reader stands in an outbox.
+pub fn cursor(db: &dyn Db, name: &str) -> Result<i64, DbError> {
+    Ok(db
+        .query("SELECT last_id FROM outbox_cursors WHERE source = ?", &[name.into()])?
+        .first()
+        .map(|r| r.int("last_id"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// Move a reader forward (never back).
+pub fn advance(db: &dyn Db, name: &str, last_id: i64) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO outbox_cursors (source, last_id) VALUES (?, ?) \
+         ON CONFLICT (source) DO UPDATE SET last_id = MAX(outbox_cursors.last_id, excluded.last_id)",
+        &[name.into(), last_id.into()],
+    )
+}
+
+/// Up to 200 outbox events after `after`, with their row ids. A source whose
+/// owner has not created its schema yet has none.
+pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
+    let rows = match outbox.query(
+        "SELECT id, event_type, aggregate_id, payload, occurred_at FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
+        &[after.into()],
+    ) {
+        Ok(rows) => rows,
+        Err(DbError::Other(m)) if m.contains("no such table") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.int("id")?,
+                OutboxEvent {
+                    event_type: r.text("event_type")?,
+                    aggregate_id: r.text("aggregate_id")?,
+                    occurred_at: r.text("occurred_at")?,
+                    payload: serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null),
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Pull new outbox rows of `source` into deliveries. `recipient` finds the
-/// email address for an event; `seen` is called for every new event (before
-/// the cursor moves, so an event is seen at least once). Returns how many
-/// deliveries were created.
+/// email address for an event. Returns how many deliveries were created.
 pub fn pull(
     db: &dyn Db,
     source: &str,
     outbox: &dyn Db,
     store_name: &str,
     recipient: &dyn Fn(&Json) -> Result<Option<String>, DbError>,
-    seen: &mut dyn FnMut(&OutboxEvent),
     now: i64,
 ) -> Result<usize, DbError> {
-    let cursor = db
-        .query("SELECT last_id FROM outbox_cursors WHERE source = ?", &[source.into()])?
-        .first()
-        .map(|r| r.int("last_id"))
-        .transpose()?
-        .unwrap_or(0);
-    let rows = match outbox.query(
-        "SELECT id, event_type, aggregate_id, payload, occurred_at FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
-        &[cursor.into()],
-    ) {
-        Ok(rows) => rows,
-        // The owning service has not created its schema yet: nothing to pull.
-        Err(DbError::Other(m)) if m.contains("no such table") => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    if rows.is_empty() {
-        return Ok(0);
-    }
+    let events = read_outbox(outbox, cursor(db, source)?)?;
+    let Some(last) = events.last().map(|(id, _)| *id) else { return Ok(0) };
     // Render and address everything before taking the write lock.
     let mut pending = Vec::new();
-    let mut last = cursor;
-    for r in rows.iter() {
-        let (id, kind, aggregate) = (r.int("id")?, r.text("event_type")?, r.text("aggregate_id")?);
-        last = last.max(id);
-        let payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
-        seen(&OutboxEvent { event_type: kind.clone(), aggregate_id: aggregate.clone(), occurred_at: r.text("occurred_at")?, payload: payload.clone() });
-        let Some(email) = templates::render(&kind, &payload, store_name) else { continue };
-        let Some(to) = recipient(&payload)? else { continue };
-        pending.push((id, kind.clone(), idempotency_key(&kind, &aggregate), to, email));
+    for (id, e) in &events {
+        let Some(email) = templates::render(&e.event_type, &e.payload, store_name) else { continue };
+        let Some(to) = recipient(&e.payload)? else { continue };
+        pending.push((*id, e.event_type.clone(), idempotency_key(&e.event_type, &e.aggregate_id), to, email));
     }
     let stamp = clock::now_rfc3339();
     transaction(db, |tx| {
@@ -133,17 +154,20 @@ pub fn pull(
             )?;
             created += inserted.len();
         }
-        tx.execute(
-            "INSERT INTO outbox_cursors (source, last_id) VALUES (?, ?) \
-             ON CONFLICT (source) DO UPDATE SET last_id = MAX(outbox_cursors.last_id, excluded.last_id)",
-            &[source.into(), last.into()],
-        )?;
+        advance(tx, source, last)?;
         Ok(created)
     })
 }
 
 /// Claim up to `limit` due deliveries (pending and due, or with a lapsed lease).
+/// A lapsed lease on a delivery that already used its last attempt fails it.
 pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
+    db.execute(
+        "UPDATE deliveries SET status = 'failed', lease_until = NULL, updated_at = ?, \
+         last_error = COALESCE(last_error, 'the last attempt did not finish') \
+         WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?",
+        &[clock::now_rfc3339().into(), now.into(), MAX_ATTEMPTS.into()],
+    )?;
     let rows = db.query(
         "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
          WHERE id IN (SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) \
@@ -238,11 +262,11 @@ mod tests {
         add(&outbox, "user.registered", "u1");
         add(&outbox, "user.unknown_event", "u1");
         add(&outbox, "user.registered", "u2");
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap(), 2);
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap(), 0);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 2);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
         // Even if the cursor were lost, the unique keys stop duplicates.
         db.execute("DELETE FROM outbox_cursors", &[]).unwrap();
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap(), 0);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
         let (all, total) = list(&db, None, 10, 0).unwrap();
         assert_eq!(total, 2);
         assert_eq!(all[1].idempotency_key, "user.registered/u1");
@@ -254,7 +278,7 @@ mod tests {
         for i in 0..3 {
             add(&outbox, "user.registered", &format!("u{i}"));
         }
-        pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
         let first = claim_due(&db, 100, 2).unwrap();
         let second = claim_due(&db, 100, 10).unwrap();
         assert_eq!((first.len(), second.len()), (2, 1));
@@ -266,10 +290,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lapsed_last_attempt_fails_instead_of_retrying_forever() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        let d = claim_due(&db, 100, 1).unwrap().remove(0);
+        db.execute("UPDATE deliveries SET attempts = ? WHERE id = ?", &[MAX_ATTEMPTS.into(), d.id.into()]).unwrap();
+        assert!(claim_due(&db, 100 + LEASE_SECS, 10).unwrap().is_empty());
+        assert_eq!(get(&db, d.id).unwrap().unwrap().status, "failed");
+    }
+
+    #[test]
     fn outcomes_and_backoff() {
         let (db, outbox) = setup();
         add(&outbox, "user.registered", "u1");
-        pull(&db, "users", &outbox, "Shop", &to, &mut |_| {}, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         record(&db, &d, &Attempt::Retry { after_secs: Some(30), error: "429".into() }, 100).unwrap();
         let after = get(&db, d.id).unwrap().unwrap();

@@ -8,6 +8,7 @@
 
 use crate::deliveries::OutboxEvent;
 use serde_json::{json, Value as Json};
+use storage::Db;
 
 /// The message published for an event.
 pub fn message(e: &OutboxEvent) -> Json {
@@ -32,17 +33,29 @@ pub fn target_from_variables() -> Option<(String, String)> {
     Some((address, channel))
 }
 
-/// Publish events; a failure is returned so the sweep can report it (the
-/// emails do not depend on Redis).
-pub fn publish(address: &str, channel: &str, events: &[OutboxEvent]) -> Result<usize, String> {
+/// Publish the outbox events of `source` not yet published. Redis has its
+/// own cursor per source (`redis:<source>`), moved only past events that
+/// were published, so a failure is retried at the next sweep (at least
+/// once) and never holds up the emails.
+pub fn publish_new(db: &dyn Db, source: &str, outbox: &dyn Db, address: &str, channel: &str) -> Result<usize, String> {
+    let name = format!("redis:{source}");
+    let events = crate::deliveries::read_outbox(outbox, crate::deliveries::cursor(db, &name).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
     if events.is_empty() {
         return Ok(0);
     }
     let conn = spin_sdk::redis::Connection::open(address).map_err(|e| format!("{e:?}"))?;
-    for e in events {
-        conn.publish(channel, &message(e).to_string().into_bytes()).map_err(|e| format!("{e:?}"))?;
+    let mut published = 0;
+    for (id, e) in &events {
+        if let Err(err) = conn.publish(channel, &message(e).to_string().into_bytes()) {
+            crate::deliveries::advance(db, &name, id - 1).map_err(|e| e.to_string())?;
+            return Err(format!("published {published}, then: {err:?}"));
+        }
+        published += 1;
     }
-    Ok(events.len())
+    let last = events.last().map(|(id, _)| *id).unwrap_or(0);
+    crate::deliveries::advance(db, &name, last).map_err(|e| e.to_string())?;
+    Ok(published)
 }
 
 #[cfg(test)]

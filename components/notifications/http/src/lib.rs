@@ -67,18 +67,20 @@ fn sweep(limit: u32) -> HandlerResult {
         let Some(id) = p["user_id"].as_str() else { return Ok(None) };
         users.query("SELECT email FROM users WHERE id = ?", &[id.into()])?.first().map(|r| r.text("email")).transpose()
     };
-    let mut seen = Vec::new();
-    let mut collect = |e: &deliveries::OutboxEvent| seen.push(e.clone());
-    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, &mut collect, now)?;
-    pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &mut collect, now)?;
+    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, now)?;
+    pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, now)?;
     let published = match events::target_from_variables() {
-        Some((address, channel)) => match events::publish(&address, &channel, &seen) {
-            Ok(n) => json!(n),
-            Err(e) => {
-                println!("{}", json!({ "level": "warn", "service": "notifications", "redis_publish_failed": e }));
-                json!({ "error": "publishing to Redis failed; see the log" })
+        Some((address, channel)) => {
+            let outcome = events::publish_new(&db, "users", &users, &address, &channel)
+                .and_then(|a| events::publish_new(&db, "orders", &orders, &address, &channel).map(|b| a + b));
+            match outcome {
+                Ok(n) => json!(n),
+                Err(e) => {
+                    println!("{}", json!({ "level": "warn", "service": "notifications", "redis_publish_failed": e }));
+                    json!({ "error": "publishing to Redis failed; retried at the next sweep" })
+                }
             }
-        },
+        }
         None => json!(null),
     };
 
