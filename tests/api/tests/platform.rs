@@ -27,7 +27,7 @@ fn the_app_and_every_service_report_ready() {
 fn the_cart_reaches_the_catalog_through_the_composed_contract() {
     let v = TestApp::get().get_path("/api/cart/health").json();
     assert_eq!(v["catalog"]["status"], "ok", "{v}");
-    assert_eq!(v["catalog"]["contract"], "shop:platform/catalog@0.1.0");
+    assert_eq!(v["catalog"]["contract"], "shop:catalog/catalog@0.1.0");
     assert_eq!(v["store"]["status"], "ok", "{v}");
 }
 

@@ -1,12 +1,12 @@
-//! The cart's side of the `shop:platform/cart` contract: checkout reads a
+//! The cart's side of the `shop:cart/cart` contract: checkout reads a
 //! signed-in user's cart and clears it once the order exists. Composed into
 //! the checkout component by Spin (see `spin.toml`); it uses the `carts`
 //! key-value store through `cart-core`, the same code as the cart API.
 
 use cart_core::cart::Owner;
 use cart_core::store::{update, KvCarts, StoreError};
-use exports::shop::platform::cart::{CartError, CartLine, CartSnapshot, Guest};
-use shop::platform::types::Unavailable;
+use exports::shop::cart::cart::{CartError, CartLine, CartSnapshot, Guest};
+use shop::types::types::Unavailable;
 
 spin_sdk::wit_bindgen::generate!({
     world: "cart-provider",

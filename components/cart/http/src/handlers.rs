@@ -1,7 +1,7 @@
 //! The cart's use cases, one function per endpoint.
 
 use crate::identity::{self, identify, Identity, TOKEN_HEADER};
-use crate::shop::platform::catalog;
+use crate::shop::catalog::catalog;
 use cart_core::cart::{Cart, CartRule, Owner, MAX_QUANTITY};
 use cart_core::pricing::{price, CatalogProduct};
 use cart_core::store::{update, CartStore, KvCarts, StoreError};
@@ -319,7 +319,7 @@ pub fn health(ctx: &Ctx) -> HandlerResult {
     let catalog_check = Check {
         name: "catalog",
         result: catalog::get_products(&["00000000-0000-4000-8000-000000000000".to_string()])
-            .map(|found| json!({ "status": "ok", "contract": "shop:platform/catalog@0.1.0", "probe_matches": found.len() }))
+            .map(|found| json!({ "status": "ok", "contract": "shop:catalog/catalog@0.1.0", "probe_matches": found.len() }))
             .map_err(|e| e.message),
     };
     http_kit::health::report(ctx, "cart", vec![store_check, catalog_check])

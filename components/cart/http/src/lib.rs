@@ -1,7 +1,7 @@
 //! The cart service (routes: `/api/cart/...`).
 //!
 //! Carts live in the Spin key-value store labelled `carts` (see `cart-core`)
-//! and are priced live through the `shop:platform/catalog` contract, which
+//! and are priced live through the `shop:catalog/catalog` contract, which
 //! Spin composes into this component from the catalog's contract component
 //! (see `[component.cart.dependencies]` in `spin.toml`). The cart never reads
 //! the catalog's tables itself.

@@ -1,5 +1,5 @@
-//! The catalog's side of the `shop:platform/catalog` and
-//! `shop:platform/inventory` contracts.
+//! The catalog's side of the `shop:catalog/catalog` and
+//! `shop:catalog/inventory` contracts.
 //!
 //! This component is not an HTTP handler: Spin composes it into each service
 //! that declares it as a dependency (see `[component.cart.dependencies]` in
@@ -11,11 +11,11 @@
 use catalog_core::domain::ProductId;
 use catalog_core::inventory::{self as inv, InventoryError as CoreInventoryError, ReserveError as CoreReserveError};
 use catalog_core::{repository, StorageError};
-use exports::shop::platform::catalog::{Guest as CatalogGuest, ProductSummary};
-use exports::shop::platform::inventory::{
+use exports::shop::catalog::catalog::{Guest as CatalogGuest, ProductSummary};
+use exports::shop::catalog::inventory::{
     Guest as InventoryGuest, InventoryError, ReservationLine, ReserveError, Shortage,
 };
-use shop::platform::types::{Money, Unavailable};
+use shop::types::types::{Money, Unavailable};
 
 spin_sdk::wit_bindgen::generate!({
     world: "catalog-provider",

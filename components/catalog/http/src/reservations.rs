@@ -1,6 +1,6 @@
 //! Stock holds over HTTP, for admins (phone orders, manual holds, and
 //! operations): the same reserve / commit / release rules that checkout uses
-//! through the `shop:platform/inventory` contract.
+//! through the `shop:catalog/inventory` contract.
 
 use crate::{errors, open};
 use catalog_core::domain::ProductId;

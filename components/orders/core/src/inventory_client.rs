@@ -1,9 +1,9 @@
-//! The inventory contract (`shop:platform/inventory`) as checkout uses it.
+//! The inventory contract (`shop:catalog/inventory`) as checkout uses it.
 //! Spin composes the catalog's contract component into the orders and
 //! payments components, so these are in-process calls.
 
 use crate::payments::Inventory;
-use bindings::shop::platform::inventory::{self, InventoryError, ReservationLine, ReserveError, Shortage};
+use bindings::shop::catalog::inventory::{self, InventoryError, ReservationLine, ReserveError, Shortage};
 
 mod bindings {
     spin_sdk::wit_bindgen::generate!({

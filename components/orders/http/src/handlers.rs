@@ -1,6 +1,6 @@
 //! The orders service's use cases, one function per endpoint.
 
-use crate::shop::platform::{cart, catalog};
+use crate::shop::{cart::cart, catalog::catalog};
 use http_kit::auth::Caller;
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply};
 use money::{Currency, Money};

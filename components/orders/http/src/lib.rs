@@ -7,9 +7,9 @@
 //! - `POST /api/orders/sweep` — expire unpaid orders (scheduler, shared secret)
 //! - `GET /api/orders/health`
 //!
-//! The cart is read and cleared through `shop:platform/cart`, prices come
-//! from `shop:platform/catalog` and stock is held through
-//! `shop:platform/inventory`; Spin composes those contract components into
+//! The cart is read and cleared through `shop:cart/cart`, prices come
+//! from `shop:catalog/catalog` and stock is held through
+//! `shop:catalog/inventory`; Spin composes those contract components into
 //! this one (see `spin.toml`).
 
 mod handlers;

@@ -11,7 +11,7 @@
 //!
 //! Orders and payments share the checkout database (`orders-core`), so an
 //! event and the order change it causes commit in one transaction; stock is
-//! committed or released through the `shop:platform/inventory` contract.
+//! committed or released through the `shop:catalog/inventory` contract.
 
 mod handlers;
 
