@@ -149,6 +149,13 @@ impl Manifest {
                     );
                 }
             }
+            crate::compose::validate_dependencies(
+                id,
+                component
+                    .dependencies
+                    .iter()
+                    .map(|(key, dep)| (key, dep.export.as_ref())),
+            )?;
         }
         for trigger in &self.raw.trigger.http {
             let id = trigger.component_id()?;
