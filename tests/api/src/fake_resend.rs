@@ -28,6 +28,8 @@ struct State {
     calls: Vec<EmailCall>,
     /// Scripted answers per recipient; others get 200.
     script: HashMap<String, VecDeque<(u16, Option<u64>)>>,
+    /// Answer emails to these recipients only after this many milliseconds.
+    delays: HashMap<String, u64>,
 }
 
 #[derive(Clone)]
@@ -52,6 +54,10 @@ impl FakeResend {
                     }
                     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let recipient = body["to"][0].as_str().unwrap_or("").to_string();
+                    let delay = state.lock().unwrap().delays.get(&recipient).copied();
+                    if let Some(ms) = delay {
+                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                    }
                     let (status, retry_after) = state
                         .lock()
                         .unwrap()
@@ -80,6 +86,15 @@ impl FakeResend {
     /// Answer the next emails to `recipient` with these statuses (and Retry-After seconds).
     pub fn script(&self, recipient: &str, answers: &[(u16, Option<u64>)]) {
         self.state.lock().unwrap().script.entry(recipient.to_string()).or_default().extend(answers.iter().copied());
+    }
+
+    /// Make emails to `recipient` hang for `ms` before any answer (`None`: answer at once).
+    pub fn delay(&self, recipient: &str, ms: Option<u64>) {
+        let mut st = self.state.lock().unwrap();
+        match ms {
+            Some(ms) => st.delays.insert(recipient.to_string(), ms),
+            None => st.delays.remove(recipient),
+        };
     }
 
     pub fn calls(&self) -> Vec<EmailCall> {

@@ -29,6 +29,7 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("sweep_secret", SWEEP_SECRET),
     ("resend_api_key", RESEND_API_KEY),
     ("store_name", "Suite Shop"),
+    ("resend_timeout_ms", "1500"),
 ];
 
 /// Guest-cart inactivity limit in the suite: short, so expiry can be tested.

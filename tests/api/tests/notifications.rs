@@ -283,3 +283,20 @@ fn cancellation_and_refund_emails_describe_real_orders() {
     let text = refund.body["text"].as_str().unwrap();
     assert!(text.contains("15.00 USD") && text.contains("(of 40.00 USD)"), "{text}");
 }
+
+#[test]
+fn a_hanging_resend_times_out_and_is_retried_later() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let email = unique_email("hang");
+    app.resend.delay(&email, Some(4000));
+    let r = app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "H", "last_name": "L" }));
+    assert_eq!(r.status, 201, "the user's request succeeds even though Resend hangs");
+    let d = deliveries_to(&app, &admin, &email);
+    assert_eq!(d[0]["status"], "pending", "{d:?}");
+    assert!(d[0]["last_error"].as_str().unwrap().to_lowercase().contains("timeout"), "{d:?}");
+    app.resend.delay(&email, None);
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    sweep(&app);
+    assert_eq!(deliveries_to(&app, &admin, &email)[0]["status"], "sent");
+}

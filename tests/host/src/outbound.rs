@@ -9,7 +9,11 @@
 //!   in process, no socket;
 //! * to `self` / `self.alt`: through this app's router, in process;
 //! * anywhere else over plain HTTP with hyper. HTTPS is refused with a
-//!   clear error: tests point external services at loopback fakes.
+//!   clear error: tests point external services at loopback fakes. The
+//!   guest's `request-options` timeouts apply as in wasmtime-wasi-http's
+//!   `default_send_request` (600 s each when unset): connect (incl. the
+//!   HTTP handshake) → `ConnectionTimeout`, first byte and between bytes →
+//!   `ConnectionReadTimeout`.
 //!
 //! The request body is always pumped through [`draining`], so a receiver
 //! that answers without reading it (a denied request, a fake that ignores
@@ -25,6 +29,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,19 +251,32 @@ async fn send_over_network(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
+    // Timeouts as wasmtime-wasi-http's `default_send_request`: the guest's
+    // `request-options`, else 600 s each.
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let first_byte_timeout = options
+        .and_then(|o| o.first_byte_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+    let between_bytes_timeout = options
+        .and_then(|o| o.between_bytes_timeout)
+        .unwrap_or(DEFAULT_TIMEOUT);
+
     let connect = tokio::net::TcpStream::connect((connect_host, port));
-    let stream = match options.and_then(|o| o.connect_timeout) {
-        Some(limit) => tokio::time::timeout(limit, connect)
-            .await
-            .map_err(|_| Error::ConnectionTimeout)?,
-        None => connect.await,
-    }
-    .map_err(|e| match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
-        _ => Error::Connect(e),
-    })?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let stream = tokio::time::timeout(connect_timeout, connect)
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+            _ => Error::Connect(e),
+        })?;
+    let (mut sender, conn) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| Error::ConnectionTimeout)??;
     let conn = tokio::spawn(conn);
 
     // HTTP/1 origin servers expect origin-form (`/path?query`) targets.
@@ -270,17 +288,80 @@ async fn send_over_network(
         .unwrap_or("/")
         .parse()
         .map_err(|_| Error::HttpRequestUriInvalid)?;
-    let response = sender
-        .send_request(http::Request::from_parts(parts, body))
-        .await?;
-    let response = response.map(|b| b.map_err(Error::from).boxed_unsync());
+    let sent = tokio::time::timeout(
+        first_byte_timeout,
+        sender.send_request(http::Request::from_parts(parts, body)),
+    )
+    .await;
+    let response = match sent {
+        Ok(response) => response?,
+        Err(_) => {
+            // Nobody waits for this connection any more.
+            conn.abort();
+            return Err(Error::ConnectionReadTimeout);
+        }
+    };
+    // Tokio panics on a zero interval; wasmtime clamps it to 1 ns too.
+    let between_bytes_timeout = between_bytes_timeout.max(Duration::new(0, 1));
+    let response = response.map(|incoming| {
+        let mut timeout = tokio::time::interval(between_bytes_timeout);
+        timeout.reset();
+        TimedBody { incoming, timeout }.boxed_unsync()
+    });
     let io: IoFuture = Box::new(async move {
         match conn.await {
+            Ok(Err(e)) if e.is_timeout() => Err(Error::HttpResponseTimeout),
             Ok(result) => result.map_err(Error::from),
             Err(join) => Err(Error::InternalError(Some(join.to_string()))),
         }
     });
     Ok((response, io))
+}
+
+/// Default for each `request-options` timeout the guest leaves unset, as in
+/// wasmtime-wasi-http's `default_send_request`.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A response body that fails with `ConnectionReadTimeout` when no frame
+/// arrives within the between-bytes timeout (wasmtime-wasi-http's
+/// `IncomingResponseBody`).
+struct TimedBody {
+    incoming: hyper::body::Incoming,
+    timeout: tokio::time::Interval,
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
+                Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(Some(Ok(frame))) => {
+                self.timeout.reset();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                std::task::ready!(self.timeout.poll_tick(cx));
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.incoming.size_hint()
+    }
 }
 
 /// Re-exposes `body` through a channel fed by a background task. If the

@@ -1,5 +1,6 @@
 //! Outbound HTTP: `allowed_outbound_hosts` (incl. templates), in-process
-//! `*.spin.internal` and `self` requests, and body draining.
+//! `*.spin.internal` and `self` requests, body draining, and the guest's
+//! `request-options` timeouts on real sends.
 
 mod common;
 
@@ -142,4 +143,58 @@ fn https_is_refused_with_a_clear_error() {
     let app = start(&[("upstream", "https://api.stripe.test")]);
     let error = fetch(&app, "probe", "https://api.stripe.test/v1", &[], b"").error();
     assert!(error.contains("plain http only"), "{error}");
+}
+
+/// A loopback server that accepts each connection, reads the request head,
+/// and answers `200 late` only after `delay`.
+fn slow_upstream(delay: std::time::Duration) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                std::thread::sleep(delay);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nlate",
+                );
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn first_byte_timeout_from_request_options_is_honoured() {
+    let upstream = slow_upstream(std::time::Duration::from_millis(1500));
+    let app = start(&[("upstream", &upstream)]);
+    // The server answers after 1.5 s; a 100 ms first-byte timeout expires.
+    let error = fetch(
+        &app,
+        "probe",
+        &format!("{upstream}/slow"),
+        &[("x-first-byte-timeout-ms", "100")],
+        b"",
+    )
+    .error();
+    assert!(error.contains("ConnectionReadTimeout"), "{error}");
+    // The same raw path with a generous timeout gets the answer.
+    let body = fetch(
+        &app,
+        "probe",
+        &format!("{upstream}/slow"),
+        &[("x-first-byte-timeout-ms", "30000")],
+        b"",
+    )
+    .ok();
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["body"], "late");
 }
