@@ -2,10 +2,9 @@
 //! with scripted statuses (default 200), so tests can assert bodies,
 //! idempotency keys, retries and the number of emails.
 
-use crate::fake_stripe::{read_request, write_json};
+use crate::fake_stripe::{read_request, serve_loopback, write_json};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 /// One email request the fake received.
@@ -40,45 +39,39 @@ pub struct FakeResend {
 
 impl FakeResend {
     pub fn start(addr: &str) -> FakeResend {
-        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake Resend cannot listen on {addr}: {e}"));
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = shared.clone();
-                std::thread::spawn(move || {
-                    let Some((method, path, headers, body)) = read_request(&stream) else { return };
-                    if method != "POST" || path != "/emails" {
-                        return write_json(stream, 404, "", &json!({ "name": "not_found", "message": "unknown endpoint", "statusCode": 404 }));
-                    }
-                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let recipient = body["to"][0].as_str().unwrap_or("").to_string();
-                    let delay = state.lock().unwrap().delays.get(&recipient).copied();
-                    if let Some(ms) = delay {
-                        std::thread::sleep(std::time::Duration::from_millis(ms));
-                    }
-                    let (status, retry_after) = state
-                        .lock()
-                        .unwrap()
-                        .script
-                        .get_mut(&recipient)
-                        .and_then(|q| q.pop_front())
-                        .unwrap_or((200, None));
-                    let n = {
-                        let mut st = state.lock().unwrap();
-                        st.calls.push(EmailCall { headers, body, status });
-                        st.calls.len()
-                    };
-                    let extra = retry_after.map(|s| format!("retry-after: {s}\r\n")).unwrap_or_default();
-                    let answer = match status {
-                        200 => json!({ "id": format!("email_{n}") }),
-                        429 => json!({ "name": "rate_limit_exceeded", "message": "Too many requests", "statusCode": 429 }),
-                        s => json!({ "name": "validation_error", "message": "rejected by the fake", "statusCode": s }),
-                    };
-                    write_json(stream, status, &extra, &answer);
-                });
+        let url = serve_loopback("Resend", addr, move |stream| {
+            let state = &shared;
+            let Some((method, path, headers, body)) = read_request(&stream) else { return };
+            if method != "POST" || path != "/emails" {
+                return write_json(stream, 404, "", &json!({ "name": "not_found", "message": "unknown endpoint", "statusCode": 404 }));
             }
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let recipient = body["to"][0].as_str().unwrap_or("").to_string();
+            let delay = state.lock().unwrap().delays.get(&recipient).copied();
+            if let Some(ms) = delay {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+            let (status, retry_after) = state
+                .lock()
+                .unwrap()
+                .script
+                .get_mut(&recipient)
+                .and_then(|q| q.pop_front())
+                .unwrap_or((200, None));
+            let n = {
+                let mut st = state.lock().unwrap();
+                st.calls.push(EmailCall { headers, body, status });
+                st.calls.len()
+            };
+            let extra = retry_after.map(|s| format!("retry-after: {s}\r\n")).unwrap_or_default();
+            let answer = match status {
+                200 => json!({ "id": format!("email_{n}") }),
+                429 => json!({ "name": "rate_limit_exceeded", "message": "Too many requests", "statusCode": 429 }),
+                s => json!({ "name": "validation_error", "message": "rejected by the fake", "statusCode": s }),
+            };
+            write_json(stream, status, &extra, &answer);
         });
         FakeResend { url, state }
     }

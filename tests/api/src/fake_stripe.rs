@@ -45,16 +45,9 @@ pub struct FakeStripe {
 impl FakeStripe {
     /// Start on `addr` (`127.0.0.1:0` for any free port).
     pub fn start(addr: &str) -> FakeStripe {
-        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake Stripe cannot listen on {addr}: {e}"));
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = shared.clone();
-                std::thread::spawn(move || serve(stream, &state));
-            }
-        });
+        let url = serve_loopback("Stripe", addr, move |stream| serve(stream, &shared));
         FakeStripe { url, state }
     }
 
@@ -86,6 +79,21 @@ impl FakeStripe {
     pub fn fail_next(&self, status: u16) {
         self.state.lock().unwrap().fail_next = Some(status);
     }
+}
+
+/// Listen on `addr` and answer each connection on its own thread with
+/// `handle`; returns the base URL. Shared by the fakes.
+pub(crate) fn serve_loopback(name: &str, addr: &str, handle: impl Fn(TcpStream) + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("fake {name} cannot listen on {addr}: {e}"));
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let handle = Arc::new(handle);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let handle = handle.clone();
+            std::thread::spawn(move || handle(stream));
+        }
+    });
+    url
 }
 
 /// Read one HTTP/1.1 request: method, path, lower-cased headers, body.

@@ -13,12 +13,9 @@ use serde_json::json;
 
 fn store_error(e: StoreError) -> ApiError {
     match e {
-        StoreError::Unavailable(m) => {
-            let mut err = ApiError::unavailable("cart_store_unavailable", "the cart store is unavailable; retry shortly")
-                .with_header("retry-after", "1");
-            err.internal = Some(m);
-            err
-        }
+        StoreError::Unavailable(m) => ApiError::unavailable("cart_store_unavailable", "the cart store is unavailable; retry shortly")
+            .with_header("retry-after", "1")
+            .with_internal(m),
         StoreError::Contended => ApiError::new(409, "cart_busy", "the cart is being changed by another request; retry")
             .with_header("retry-after", "1"),
         StoreError::Corrupt(m) => ApiError::internal(m),
@@ -50,10 +47,9 @@ fn lookup(ids: &[String]) -> Result<Vec<CatalogProduct>, ApiError> {
         return Ok(Vec::new());
     }
     let found = catalog::get_products(ids).map_err(|e| {
-        let mut err = ApiError::unavailable("catalog_unavailable", "product data is unavailable; retry shortly")
-            .with_header("retry-after", "1");
-        err.internal = Some(e.message);
-        err
+        ApiError::unavailable("catalog_unavailable", "product data is unavailable; retry shortly")
+            .with_header("retry-after", "1")
+            .with_internal(e.message)
     })?;
     Ok(found
         .into_iter()

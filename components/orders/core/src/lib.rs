@@ -4,6 +4,7 @@
 //! which use one database so a payment and the order change it causes
 //! commit together.
 
+pub mod access;
 pub mod domain;
 pub mod inventory_client;
 pub mod orders;

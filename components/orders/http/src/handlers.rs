@@ -8,8 +8,8 @@ use orders_core::domain::address::AddressInput;
 use orders_core::domain::Status;
 use orders_core::inventory_client::{HoldError, WitInventory};
 use orders_core::orders::{self, Claim, NewOrder, Order, OrderError, OrderLine};
-use orders_core::payments::{self, Applied, Outcome, PaymentError, RefundError};
-use orders_core::schema;
+use orders_core::payments::{self, Applied, Outcome, RefundError};
+use orders_core::{access, schema};
 use orders_core::stripe::StripeConfig;
 use serde::Deserialize;
 use serde_json::json;
@@ -21,43 +21,9 @@ fn open() -> Result<storage::SpinSqlite, ApiError> {
     Ok(schema::open_database()?)
 }
 
-pub fn transition_error(e: OrderError) -> ApiError {
-    match e {
-        OrderError::NotFound => ApiError::not_found("order"),
-        OrderError::Transition(t) => ApiError::new(409, "invalid_transition", t.to_string())
-            .with_details(json!({ "current_status": t.from, "requested_status": t.to })),
-        OrderError::Storage(e) => e.into(),
-    }
-}
-
-pub fn payment_error(e: PaymentError) -> ApiError {
-    match e {
-        PaymentError::UnknownOrder => ApiError::not_found("order"),
-        PaymentError::InventoryUnavailable(m) => {
-            let mut err = ApiError::unavailable("inventory_unavailable", "stock could not be updated; retry shortly")
-                .with_header("retry-after", "1");
-            err.internal = Some(m);
-            err
-        }
-        PaymentError::Storage(e) => e.into(),
-    }
-}
-
-/// The order if the caller may see it: its owner or an admin. Anyone else
-/// gets the same 404 as for an order that does not exist. An unpaid order
-/// past its expiry is expired on the way (its stock released).
+/// The caller's or (for admins) any order.
 fn visible_order(db: &dyn Db, caller: &Caller, raw_id: &str) -> Result<Order, ApiError> {
-    let order = orders::load(db, raw_id.trim())?.filter(|o| o.user_id == caller.user_id || caller.is_admin());
-    let order = order.ok_or_else(|| ApiError::not_found("order"))?;
-    expire_if_overdue(db, order)
-}
-
-fn expire_if_overdue(db: &dyn Db, order: Order) -> Result<Order, ApiError> {
-    if order.status == Status::PendingPayment && order.expires_at <= clock::unix_now() {
-        payments::apply(db, &order.id, &Outcome::Expired, None, "expiry", &WitInventory).map_err(payment_error)?;
-        return orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"));
-    }
-    Ok(order)
+    access::order_for(db, caller, raw_id, true)
 }
 
 // ---------------------------------------------------------------- placing
@@ -109,9 +75,7 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
 }
 
 fn unavailable(code: &'static str, what: &str, cause: String) -> ApiError {
-    let mut err = ApiError::unavailable(code, format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1");
-    err.internal = Some(cause);
-    err
+    ApiError::unavailable(code, format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1").with_internal(cause)
 }
 
 /// How long an unpaid order holds its stock: `unpaid_order_ttl_secs`, by
@@ -165,7 +129,7 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl };
     let actor = format!("user:{}", caller.user_id);
     let created = transaction(db, |tx| -> Result<Order, ApiError> {
-        let order = orders::insert(tx, &new, &actor).map_err(transition_error)?;
+        let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
         if let Some(k) = key {
             orders::complete_request(tx, &caller.user_id, k, &order.id)?;
         }
@@ -193,7 +157,7 @@ pub fn list(ctx: &Ctx) -> HandlerResult {
     let page = Pagination::from_query(&ctx.query)?;
     let db = open()?;
     let (found, total) = orders::list_for_user(&db, &caller.user_id, page.limit, page.offset())?;
-    let found = found.into_iter().map(|o| expire_if_overdue(&db, o)).collect::<Result<Vec<_>, _>>()?;
+    let found = found.into_iter().map(|o| access::expire_if_overdue(&db, o)).collect::<Result<Vec<_>, _>>()?;
     Ok(Reply::ok(&json!({ "orders": found, "page": page.page, "limit": page.limit, "total": total })).with_header("cache-control", "no-store"))
 }
 
@@ -221,15 +185,13 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
             let stripe = StripeConfig::from_variables();
             let key = format!("refund:{}:cancel", order.id);
             payments::refund_via_stripe(db, &stripe, &order, None, &key, actor, &WitInventory).map_err(|e| {
-                let mut err = ApiError::new(502, "refund_failed", "the refund failed again; it stays flagged for an admin");
-                err.internal = Some(format!("{e:?}"));
-                err
+                ApiError::new(502, "refund_failed", "the refund failed again; it stays flagged for an admin").with_internal(format!("{e:?}"))
             })?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         Status::Cancelled => Ok(Reply::ok(&order)),
         Status::PendingPayment => {
-            payments::apply(db, &order.id, &Outcome::Failed, None, actor, &WitInventory).map_err(payment_error)?;
+            payments::apply(db, &order.id, &Outcome::Failed, None, actor, &WitInventory).map_err(ApiError::from)?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         s if s.can_become(Status::Cancelled) => {
@@ -237,20 +199,19 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
             if !stripe.configured() {
                 return Err(ApiError::unavailable("payments_not_configured", "refunds need Stripe to be configured"));
             }
-            let cancelled = transaction(db, |tx| orders::transition(tx, &order, Status::Cancelled, actor, reason)).map_err(transition_error)?;
+            let cancelled = transaction(db, |tx| orders::transition(tx, &order, Status::Cancelled, actor, reason)).map_err(ApiError::from)?;
             let key = format!("refund:{}:cancel", order.id);
             match payments::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
                 Ok(_) | Err(RefundError::TooMuch { .. }) => {}
                 Err(e) => {
                     orders::flag(db, &cancelled, "refund_failed")?;
-                    let mut err = ApiError::new(502, "refund_failed", "the order is cancelled but the refund failed; it is flagged for an admin");
-                    err.internal = Some(format!("{e:?}"));
-                    return Err(err);
+                    return Err(ApiError::new(502, "refund_failed", "the order is cancelled but the refund failed; it is flagged for an admin")
+                        .with_internal(format!("{e:?}")));
                 }
             }
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
-        s => Err(transition_error(OrderError::Transition(orders_core::domain::InvalidTransition { from: s, to: Status::Cancelled }))),
+        s => Err(ApiError::from(OrderError::Transition(orders_core::domain::InvalidTransition { from: s, to: Status::Cancelled }))),
     }
 }
 
@@ -287,7 +248,7 @@ pub fn set_status(ctx: &Ctx, id: &str) -> HandlerResult {
     if to == Status::Cancelled {
         return cancel_order(&db, order, &actor, &reason);
     }
-    let updated = transaction(&db, |tx| orders::transition(tx, &order, to, &actor, &reason)).map_err(transition_error)?;
+    let updated = transaction(&db, |tx| orders::transition(tx, &order, to, &actor, &reason)).map_err(ApiError::from)?;
     http_kit::nudge::notifications();
     Ok(Reply::ok(&updated))
 }
@@ -313,12 +274,12 @@ pub fn set_tracking(ctx: &Ctx, id: &str) -> HandlerResult {
     let updated = transaction(&db, |tx| -> Result<Order, ApiError> {
         let mut current = order.clone();
         if current.status == Status::Paid {
-            current = orders::transition(tx, &current, Status::Processing, &actor, "tracking added").map_err(transition_error)?;
+            current = orders::transition(tx, &current, Status::Processing, &actor, "tracking added").map_err(ApiError::from)?;
         }
         if current.status != Status::Shipped {
             orders::set_tracking(tx, &current.id, &carrier, &number)?;
             let reloaded = orders::load(tx, &current.id)?.ok_or_else(|| ApiError::not_found("order"))?;
-            return orders::transition(tx, &reloaded, Status::Shipped, &actor, &format!("shipped with {carrier}")).map_err(transition_error);
+            return orders::transition(tx, &reloaded, Status::Shipped, &actor, &format!("shipped with {carrier}")).map_err(ApiError::from);
         }
         orders::set_tracking(tx, &current.id, &carrier, &number)?;
         Ok(orders::load(tx, &current.id)?.ok_or_else(|| ApiError::not_found("order"))?)
@@ -334,7 +295,7 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     let db = open()?;
     let mut expired = Vec::new();
     for id in orders::overdue(&db, clock::unix_now(), 200)? {
-        if let Applied::Changed { .. } = payments::apply(&db, &id, &Outcome::Expired, None, "sweep", &WitInventory).map_err(payment_error)? {
+        if let Applied::Changed { .. } = payments::apply(&db, &id, &Outcome::Expired, None, "sweep", &WitInventory).map_err(ApiError::from)? {
             expired.push(id);
         }
     }

@@ -1,16 +1,14 @@
 //! The payments service's use cases.
 
-use http_kit::auth::Caller;
 use http_kit::{ApiError, Ctx, HandlerResult, Reply};
 use orders_core::domain::Status;
 use orders_core::inventory_client::WitInventory;
 use orders_core::orders::{self, Order};
 use orders_core::payments::{self, Applied, PaymentError, RefundError};
-use orders_core::schema;
+use orders_core::{access, schema};
 use orders_core::stripe::{self, StripeConfig, StripeError};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use storage::Db;
 
 fn open() -> Result<storage::SpinSqlite, ApiError> {
     Ok(schema::open_database()?)
@@ -27,40 +25,13 @@ fn stripe_config() -> Result<StripeConfig, ApiError> {
 
 fn stripe_error(e: StripeError) -> ApiError {
     match e {
-        StripeError::Unavailable(m) => {
-            let mut err = ApiError::unavailable("payment_provider_unavailable", "Stripe could not be reached; retry shortly")
-                .with_header("retry-after", "2");
-            err.internal = Some(m);
-            err
-        }
+        StripeError::Unavailable(m) => ApiError::unavailable("payment_provider_unavailable", "Stripe could not be reached; retry shortly")
+            .with_header("retry-after", "2")
+            .with_internal(m),
         StripeError::Rejected { status, message } => {
             ApiError::new(502, "payment_provider_error", "Stripe rejected the request").with_details(json!({ "stripe_status": status, "stripe_message": message }))
         }
     }
-}
-
-fn payment_error(e: PaymentError) -> ApiError {
-    match e {
-        PaymentError::UnknownOrder => ApiError::not_found("order"),
-        PaymentError::InventoryUnavailable(m) => {
-            let mut err = ApiError::unavailable("inventory_unavailable", "stock could not be updated; retry shortly").with_header("retry-after", "1");
-            err.internal = Some(m);
-            err
-        }
-        PaymentError::Storage(e) => e.into(),
-    }
-}
-
-/// The order, if `caller` owns it (or is an admin and `admin_ok`); else 404.
-fn order_for(db: &dyn Db, caller: &Caller, id: &str, admin_ok: bool) -> Result<Order, ApiError> {
-    let order = orders::load(db, id.trim())?
-        .filter(|o| o.user_id == caller.user_id || (admin_ok && caller.is_admin()))
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    if order.status == Status::PendingPayment && order.expires_at <= clock::unix_now() {
-        payments::apply(db, &order.id, &payments::Outcome::Expired, None, "expiry", &WitInventory).map_err(payment_error)?;
-        return orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"));
-    }
-    Ok(order)
 }
 
 fn payable(order: &Order) -> Result<(), ApiError> {
@@ -85,7 +56,7 @@ fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::SpinSqlite, Order),
     let body: OrderRef = ctx.json()?;
     let config = stripe_config()?;
     let db = open()?;
-    let order = order_for(&db, &caller, &body.order_id, false)?;
+    let order = access::order_for(&db, &caller, &body.order_id, false)?;
     payable(&order)?;
     Ok((config, db, order))
 }
@@ -138,7 +109,7 @@ pub fn create_intent(ctx: &Ctx) -> HandlerResult {
 pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     let caller = ctx.caller()?;
     let db = open()?;
-    let order = order_for(&db, &caller, id, true)?;
+    let order = access::order_for(&db, &caller, id, true)?;
     let payment = payments::payment_for(&db, &order.id)?;
     Ok(Reply::ok(&json!({ "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded, "payment": payment }))
         .with_header("cache-control", "no-store"))
@@ -151,10 +122,10 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     let config = stripe_config()?;
     let db = open()?;
     let order_id = payments::order_of(&db, Some(session_id), None)?.ok_or_else(|| ApiError::not_found("checkout session"))?;
-    let order = order_for(&db, &caller, &order_id, false)?;
+    let order = access::order_for(&db, &caller, &order_id, false)?;
     let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
     let applied = match stripe::outcome_of("checkout.session.completed", &session) {
-        Some(outcome) => Some(payments::apply(&db, &order.id, &outcome, None, "checkout-return", &WitInventory).map_err(payment_error)?),
+        Some(outcome) => Some(payments::apply(&db, &order.id, &outcome, None, "checkout-return", &WitInventory).map_err(ApiError::from)?),
         None => None,
     };
     let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
@@ -178,7 +149,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     let body: RefundBody = ctx.json()?;
     let config = stripe_config()?;
     let db = open()?;
-    let order = order_for(&db, &caller, &body.order_id, true)?;
+    let order = access::order_for(&db, &caller, &body.order_id, true)?;
     if !(order.status.is_paid() || order.status == Status::Cancelled) {
         return Err(ApiError::new(409, "not_refundable", format!("an order that is {} has nothing to refund", order.status))
             .with_details(json!({ "current_status": order.status })));
@@ -200,7 +171,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
             .with_details(json!({ "refundable": refundable }))),
         Err(RefundError::NotPaid) => Err(ApiError::new(409, "no_payment_to_refund", "no Stripe payment is recorded for this order")),
         Err(RefundError::Stripe(e)) => Err(stripe_error(e)),
-        Err(RefundError::Payment(e)) => Err(payment_error(e)),
+        Err(RefundError::Payment(e)) => Err(e.into()),
     }
 }
 
@@ -237,7 +208,7 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
             Ok(Reply::ok(&json!({ "received": true, "order_id": order_id, "applied": applied })))
         }
         Err(PaymentError::UnknownOrder) => ignored("no order for this event"),
-        Err(e) => Err(payment_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

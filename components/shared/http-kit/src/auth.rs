@@ -116,9 +116,8 @@ impl Verifier {
         let issuer = non_empty(get("jwt_issuer"), DEFAULT_ISSUER);
         let audience = non_empty(get("jwt_audience"), DEFAULT_AUDIENCE);
         Self::new(&get("jwt_public_key"), &issuer, &audience).map_err(|e| {
-            let mut err = ApiError::unavailable("auth_not_configured", "authentication is not configured on this server");
-            err.internal = Some(format!("jwt_public_key: {e}"));
-            err
+            ApiError::unavailable("auth_not_configured", "authentication is not configured on this server")
+                .with_internal(format!("jwt_public_key: {e}"))
         })
     }
 

@@ -146,11 +146,15 @@ impl ApiError {
             .with_header("allow", allow)
     }
 
+    /// Keep the real cause for the log line; it is never sent.
+    pub fn with_internal(mut self, cause: impl std::fmt::Display) -> Self {
+        self.internal = Some(cause.to_string());
+        self
+    }
+
     /// 500: the cause is kept for the log line only.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        let mut e = Self::of(ErrorCode::Internal, "internal error; quote the request id when reporting it");
-        e.internal = Some(cause.to_string());
-        e
+        Self::of(ErrorCode::Internal, "internal error; quote the request id when reporting it").with_internal(cause)
     }
 
     /// 503 for a dependency that is down or not configured.

@@ -9,10 +9,9 @@ use storage::DbError;
 pub fn db_error(e: DbError) -> ApiError {
     match e {
         DbError::Busy(_) | DbError::NoSuchDatabase(_) | DbError::AccessDenied(_) => {
-            let mut err = ApiError::unavailable("database_unavailable", "the database is unavailable; retry shortly")
-                .with_header("retry-after", "1");
-            err.internal = Some(e.to_string());
-            err
+            ApiError::unavailable("database_unavailable", "the database is unavailable; retry shortly")
+                .with_header("retry-after", "1")
+                .with_internal(e)
         }
         other => ApiError::internal(other),
     }

@@ -44,9 +44,8 @@ impl Signer {
             &or(get("jwt_audience"), DEFAULT_AUDIENCE),
         )
         .map_err(|e| {
-            let mut err = ApiError::unavailable("auth_not_configured", "authentication is not configured on this server");
-            err.internal = Some(format!("jwt_private_key: {e}"));
-            err
+            ApiError::unavailable("auth_not_configured", "authentication is not configured on this server")
+                .with_internal(format!("jwt_private_key: {e}"))
         })
     }
 
