@@ -133,18 +133,22 @@ pub fn status(db: &dyn Db, migrations: &[Migration]) -> Result<SchemaStatus, DbE
 /// The SQL itself should also be idempotent (`INSERT OR IGNORE`), so a data
 /// set that was partly loaded by hand is completed rather than duplicated.
 pub fn apply_data_once(db: &dyn Db, name: &str, sql: &str) -> Result<bool, DbError> {
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS data_loads (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
-        &[],
-    )?;
     let sum = checksum(sql);
     let done = |db: &dyn Db| -> Result<bool, DbError> {
         Ok(!db
             .query("SELECT 1 AS x FROM data_loads WHERE name = ? AND checksum = ?", &[name.into(), sum.clone().into()])?
             .is_empty())
     };
-    if done(db)? {
-        return Ok(false);
+    // The fast path (already loaded) is one query; the bookkeeping table is
+    // created only the first time.
+    match done(db) {
+        Ok(true) => return Ok(false),
+        Ok(false) => {}
+        Err(DbError::Other(msg)) if msg.contains("no such table") => db.execute(
+            "CREATE TABLE IF NOT EXISTS data_loads (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            &[],
+        )?,
+        Err(e) => return Err(e),
     }
     transaction(db, |tx| {
         if done(tx)? {
