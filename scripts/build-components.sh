@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 components=(catalog catalog-contract users cart cart-contract orders payments notifications files health)
-fixtures=(fixture-probe fixture-greeter fixture-greeter-client)
+fixtures=(fixture-probe fixture-greeter fixture-greeter-client fixture-bare fixture-pg-probe)
 
 args=()
 for p in "${components[@]}" "${fixtures[@]}"; do args+=(-p "$p"); done

@@ -5,13 +5,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The Redis publishing tests run a real redis-server (Debian: redis-server).
-if ! command -v redis-server >/dev/null 2>&1; then
+# Test-host tests run real servers they start themselves: redis-server for
+# outbound Redis and the PostgreSQL server binaries (initdb, postgres) for
+# outbound Postgres (shop_test_host::testing::PostgresServer).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1 \
+    && [ -z "${SHOP_TEST_POSTGRES_BINDIR:-}" ]; then
+  missing+=(postgresql)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test: installing redis-server" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    echo "test: installing ${missing[*]}" >&2
+    apt-get update -qq
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+      # The tests make their own throwaway clusters: as Debian's
+      # postgresql-common documents, turn off the system cluster that the
+      # server package would otherwise create and start.
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null
+      sed -i 's/^#* *create_main_cluster *=.*/create_main_cluster = false/' \
+        /etc/postgresql-common/createcluster.conf
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "test: redis-server is needed (e.g. sudo apt-get install redis-server)" >&2
+    echo "test: ${missing[*]} needed (e.g. sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
 fi

@@ -99,6 +99,16 @@ fn main() -> Result<()> {
         wasi_keyvalue.join("package.wit"),
         "package wasi:keyvalue@0.2.0-draft2;\n",
     )?;
+    // `spin:postgres@4.0.0` (the SDK's `pg4`, Spin >= 3.4): one file that
+    // carries its own package line.
+    let spin_postgres = tree.join("deps").join("spin-postgres");
+    std::fs::create_dir_all(&spin_postgres)?;
+    let from = wit_dir
+        .join("deps")
+        .join("spin-postgres@4.0.0")
+        .join("postgres.wit");
+    std::fs::copy(&from, spin_postgres.join("postgres.wit"))
+        .with_context(|| format!("copying {}", from.display()))?;
     std::fs::write(
         tree.join("host.wit"),
         "package shop:test-host;\n\n\
@@ -108,6 +118,7 @@ fn main() -> Result<()> {
          \x20   import fermyon:spin/sqlite@2.0.0;\n\
          \x20   import fermyon:spin/variables@2.0.0;\n\
          \x20   import spin:sqlite/sqlite@3.0.0;\n\
+         \x20   import spin:postgres/postgres@4.0.0;\n\
          \x20   import wasi:keyvalue/store@0.2.0-draft2;\n\
          \x20   import wasi:keyvalue/atomics@0.2.0-draft2;\n\
          \x20   import wasi:keyvalue/batch@0.2.0-draft2;\n\
@@ -125,6 +136,7 @@ fn main() -> Result<()> {
         "fermyon:spin/redis@2.0.0.connection": crate::outbound_redis::RedisConnection,
         "fermyon:spin/sqlite@2.0.0.connection": crate::sqlite::ConnectionHandle,
         "spin:sqlite/sqlite@3.0.0.connection": crate::sqlite::ConnectionHandle,
+        "spin:postgres/postgres@4.0.0.connection": crate::postgres::PgConnection,
         "wasi:keyvalue/store@0.2.0-draft2.bucket": crate::key_value::StoreHandle,
         "wasi:keyvalue/atomics@0.2.0-draft2.cas": crate::key_value::CasHandle,
     }},

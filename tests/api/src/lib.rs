@@ -101,6 +101,12 @@ fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend) -
 /// Start a test host for the real app with the suite's variables plus
 /// `extra` (benchmarks use this to lift rate limits).
 pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost {
+    launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml"))
+}
+
+/// [`launch_host`] with another runtime config (e.g. `carts` on a test
+/// Redis server).
+pub fn launch_host_with(keys: &Ed25519KeyPair, extra: &[(&str, &str)], runtime_config: &std::path::Path) -> RunningHost {
     let root = workspace_root();
     static LAUNCHES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -116,7 +122,7 @@ pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost
     }
     RunningHost::start(HostOptions {
         manifest: root.join("spin.toml"),
-        runtime_config: Some(root.join("runtime-config.toml")),
+        runtime_config: Some(runtime_config.to_path_buf()),
         state_dir,
         variables,
         listen: "127.0.0.1:0".parse().expect("addr"),

@@ -1,23 +1,38 @@
-//! Key-value stores, persisted in one SQLite file per store label
-//! (`<state dir>/key_value/<label>.db`), so values survive across requests
-//! and host restarts on the same state dir, as with `spin up`.
-//!
-//! Two guest interfaces share the same stores and data, as in Spin 3.x:
-//! `fermyon:spin/key-value@2.0.0` (here) and
+//! Key-value stores, for both guest interfaces Spin 3.x serves on the same
+//! stores: `fermyon:spin/key-value@2.0.0` (here) and
 //! `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` (`wasi_keyvalue.rs`),
 //! so a value written through one is read through the other. This module
-//! holds the storage operations both use.
+//! holds the storage operations both use, on the label's backend:
+//!
+//! * **SQLite** (`type = "spin"`, and labels with no runtime config): one
+//!   file per label (`<state dir>/key_value/<label>.db`), so values survive
+//!   across requests and host restarts on the same state dir, as with
+//!   `spin up`. The operations follow Spin's `crates/key-value-spin/src/store.rs`.
+//!   Like Spin's `KeyValueSqlite` (a `OnceLock<Arc<Mutex<Connection>>>` per
+//!   store), every open of one file shares a single connection for the
+//!   host's lifetime (rollback journal, rusqlite's default 5 s busy
+//!   timeout), so guests serialise on its mutex, not on SQLite's file lock;
+//!   calls run on the blocking pool since SQLite may still wait on another
+//!   process's lock. `increment` and `set-many` run in
+//!   an `IMMEDIATE` transaction, so they hold across connections and
+//!   processes on the same file, not just within this host.
+//! * **Redis** (`type = "redis"`, `url`): `key_value_redis.rs`, the commands
+//!   Spin's Redis store sends, including its compare-and-swap defect.
+//!
+//! Compare-and-swap on SQLite is Spin's, including where it is not a real
+//! CAS: `new` reads nothing; `current` reads the value and makes it the
+//! snapshot; `swap` with a snapshot is `UPDATE ... WHERE value = snapshot`
+//! (one statement: atomic across instances, connections and hosts), but
+//! `swap` with no snapshot — the key was missing at `current`, or
+//! `current` was never called — is an upsert that overwrites a value
+//! inserted meanwhile, so two first writers of a new key both "succeed".
 //!
 //! `open` checks the component's `key_value_stores` grant first
 //! (`access-denied`), then whether the label exists (`no-such-store`), in
-//! Spin's order. Each open store has its own connection (rollback journal,
-//! rusqlite's default 5 s busy timeout); calls run on the blocking pool since
-//! SQLite may wait on another instance's lock. Operations that must be atomic
-//! across instances (increment, compare-and-swap) are one conditional SQL
-//! statement or an `IMMEDIATE` transaction, so they hold across connections
-//! and processes on the same file, not just within this host.
+//! Spin's order.
 
 use crate::bindings::fermyon::spin::key_value as kv;
+use crate::key_value_redis::{RedisCas, RedisStore};
 use crate::state::HostState;
 use rusqlite::OptionalExtension;
 use std::path::{Path, PathBuf};
@@ -26,17 +41,33 @@ use wasmtime::component::Resource;
 
 pub type SharedConnection = Arc<Mutex<rusqlite::Connection>>;
 
-/// The host side of a guest's `store` (fermyon) or `bucket` (wasi) resource.
-pub struct StoreHandle {
-    pub(crate) conn: SharedConnection,
+/// A store operation's own failure: the message of an `other` error.
+pub(crate) type StoreResult<T> = Result<T, String>;
+
+/// Where an open store's data lives.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SharedConnection),
+    Redis(RedisStore),
 }
 
-/// The host side of a guest's `wasi:keyvalue/atomics.cas` resource: the key
-/// and the value the guest's swap is conditional on (`None`: key missing).
+/// The host side of a guest's `store` (fermyon) or `bucket` (wasi) resource.
+pub struct StoreHandle {
+    pub(crate) backend: Backend,
+}
+
+/// The host side of a guest's `wasi:keyvalue/atomics.cas` resource.
 pub struct CasHandle {
-    pub(crate) conn: SharedConnection,
-    pub(crate) key: String,
-    pub(crate) snapshot: Option<Vec<u8>>,
+    backend: Backend,
+    key: String,
+    state: CasState,
+}
+
+enum CasState {
+    /// The value `swap` is conditional on (`None`: not read, or missing).
+    Sqlite { snapshot: Option<Vec<u8>> },
+    /// The handle's own connection, where `current` leaves its `WATCH`.
+    Redis(RedisCas),
 }
 
 /// Why `open` failed; both interfaces have these variants.
@@ -50,17 +81,31 @@ pub fn store_path(state_dir: &Path, label: &str) -> PathBuf {
     state_dir.join("key_value").join(format!("{label}.db"))
 }
 
-fn open_store(path: PathBuf) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
+/// The one connection per store file, opened on first use (Spin opens its
+/// store's connection once and keeps it for the app's lifetime).
+fn open_store(path: PathBuf) -> rusqlite::Result<SharedConnection> {
+    static OPEN: std::sync::OnceLock<Mutex<std::collections::HashMap<PathBuf, SharedConnection>>> =
+        std::sync::OnceLock::new();
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    // A state dir removed and made again (tests do) needs a new connection.
+    if let Some(conn) = open.get(&path).filter(|_| path.exists()) {
+        return Ok(conn.clone());
+    }
+    let conn = rusqlite::Connection::open(&path)?;
     conn.execute(
         "CREATE TABLE IF NOT EXISTS spin_key_value (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
         [],
     )?;
-    Ok(conn)
+    let shared: SharedConnection = Arc::new(Mutex::new(conn));
+    open.insert(path, shared.clone());
+    Ok(shared)
 }
 
 /// Runs `f` on `conn` on the blocking pool.
-pub(crate) async fn on_connection<T: Send + 'static>(
+async fn on_connection<T: Send + 'static>(
     conn: SharedConnection,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
 ) -> wasmtime::Result<rusqlite::Result<T>> {
@@ -144,10 +189,12 @@ pub(crate) fn increment(
             None => 0,
             Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
                 Ok(bytes) => i64::from_le_bytes(bytes),
-                Err(_) => return Ok(Err(format!(
-                    "increment: the value at {key:?} is {} bytes, not an 8-byte little-endian i64",
-                    bytes.len()
-                ))),
+                Err(_) => {
+                    return Ok(Err(format!(
+                        "increment: the value at {key:?} is {} bytes, not an 8-byte little-endian i64",
+                        bytes.len()
+                    )));
+                }
             },
         };
         let Some(new) = current.checked_add(delta) else {
@@ -158,9 +205,12 @@ pub(crate) fn increment(
     })
 }
 
-/// Writes `value` at `key` only if the key still holds `expected` (still
-/// missing, for `None`), as ONE statement, so the check and the write are
-/// atomic across connections. Returns whether it wrote.
+/// Spin's SQLite `swap` (`crates/key-value-spin/src/store.rs`): with a
+/// snapshot, `UPDATE ... WHERE value = snapshot`, one statement, so it is
+/// atomic across connections; **without one (the key was missing at
+/// `current`, or `current` was never called) an upsert**, which overwrites
+/// whatever was inserted meanwhile. Returns whether exactly one row
+/// changed (always, for the upsert).
 pub(crate) fn compare_and_swap(
     conn: &rusqlite::Connection,
     key: &str,
@@ -174,11 +224,233 @@ pub(crate) fn compare_and_swap(
         )?,
         None => conn.execute(
             "INSERT INTO spin_key_value (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO NOTHING",
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             rusqlite::params![key, value],
         )?,
     };
     Ok(changed == 1)
+}
+/// Runs `f` on a SQLite connection on the blocking pool, errors as text.
+async fn sqlite<T: Send + 'static>(
+    conn: &SharedConnection,
+    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+) -> wasmtime::Result<StoreResult<T>> {
+    Ok(on_connection(conn.clone(), f)
+        .await?
+        .map_err(|e| e.to_string()))
+}
+
+/// The operations, on whichever backend the store has. The outer `Result`
+/// is a host failure (a trap), the inner one the store's error.
+impl Backend {
+    pub(crate) async fn get(&self, key: String) -> wasmtime::Result<StoreResult<Option<Vec<u8>>>> {
+        match self {
+            Backend::Sqlite(conn) => sqlite(conn, move |c| get(c, &key)).await,
+            Backend::Redis(redis) => Ok(redis.get(&key).await),
+        }
+    }
+
+    pub(crate) async fn set(
+        &self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<StoreResult<()>> {
+        match self {
+            Backend::Sqlite(conn) => sqlite(conn, move |c| set(c, &key, &value)).await,
+            Backend::Redis(redis) => Ok(redis.set(&key, &value).await),
+        }
+    }
+
+    pub(crate) async fn delete(&self, key: String) -> wasmtime::Result<StoreResult<()>> {
+        match self {
+            Backend::Sqlite(conn) => sqlite(conn, move |c| delete(c, &key)).await,
+            Backend::Redis(redis) => Ok(redis.delete(&key).await),
+        }
+    }
+
+    pub(crate) async fn exists(&self, key: String) -> wasmtime::Result<StoreResult<bool>> {
+        match self {
+            Backend::Sqlite(conn) => sqlite(conn, move |c| exists(c, &key)).await,
+            Backend::Redis(redis) => Ok(redis.exists(&key).await),
+        }
+    }
+
+    pub(crate) async fn keys(&self) -> wasmtime::Result<StoreResult<Vec<String>>> {
+        match self {
+            Backend::Sqlite(conn) => sqlite(conn, keys).await,
+            Backend::Redis(redis) => Ok(redis.keys().await),
+        }
+    }
+
+    /// Adds `delta` to the counter at `key` (missing: 0), returns the sum.
+    pub(crate) async fn increment(
+        &self,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<StoreResult<i64>> {
+        match self {
+            Backend::Sqlite(conn) => Ok(sqlite(conn, move |c| increment(c, &key, delta))
+                .await?
+                .and_then(|outcome| outcome)),
+            Backend::Redis(redis) => Ok(redis.increment(&key, delta).await),
+        }
+    }
+
+    /// The keys that exist, with their values (SQLite: missing keys are
+    /// left out, as in Spin's SQLite store; Redis: see `key_value_redis`).
+    pub(crate) async fn get_many(
+        &self,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<StoreResult<Vec<(String, Option<Vec<u8>>)>>> {
+        match self {
+            Backend::Sqlite(conn) => {
+                sqlite(conn, move |c| {
+                    let mut found = Vec::new();
+                    let mut seen = std::collections::HashSet::new();
+                    for key in keys {
+                        if !seen.insert(key.clone()) {
+                            continue;
+                        }
+                        if let Some(value) = get(c, &key)? {
+                            found.push((key, Some(value)));
+                        }
+                    }
+                    Ok(found)
+                })
+                .await
+            }
+            Backend::Redis(redis) => Ok(redis.get_many(&keys).await),
+        }
+    }
+
+    pub(crate) async fn set_many(
+        &self,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<StoreResult<()>> {
+        match self {
+            Backend::Sqlite(conn) => {
+                sqlite(conn, move |c| {
+                    immediate(c, |tx| {
+                        for (key, value) in &key_values {
+                            set(tx, key, value)?;
+                        }
+                        Ok(Ok::<(), ()>(()))
+                    })
+                    .map(|_| ())
+                })
+                .await
+            }
+            Backend::Redis(redis) => Ok(redis.set_many(&key_values).await),
+        }
+    }
+
+    pub(crate) async fn delete_many(&self, keys: Vec<String>) -> wasmtime::Result<StoreResult<()>> {
+        match self {
+            Backend::Sqlite(conn) => {
+                sqlite(conn, move |c| {
+                    immediate(c, |tx| {
+                        for key in &keys {
+                            delete(tx, key)?;
+                        }
+                        Ok(Ok::<(), ()>(()))
+                    })
+                    .map(|_| ())
+                })
+                .await
+            }
+            Backend::Redis(redis) => Ok(redis.delete_many(&keys).await),
+        }
+    }
+
+    /// Spin's `new_compare_and_swap`: SQLite reads nothing yet; Redis opens
+    /// the handle's own connection.
+    pub(crate) async fn new_cas(&self, key: String) -> wasmtime::Result<StoreResult<CasHandle>> {
+        let state = match self {
+            Backend::Sqlite(_) => CasState::Sqlite { snapshot: None },
+            Backend::Redis(redis) => match redis.new_cas().await {
+                Ok(cas) => CasState::Redis(cas),
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        Ok(Ok(CasHandle {
+            backend: self.clone(),
+            key,
+            state,
+        }))
+    }
+}
+
+/// How a `swap` ended, in Spin's terms (`SwapError`).
+pub(crate) enum Swapped {
+    Ok,
+    /// `CasFailed`: the guest gets `cas-failed` with a fresh handle.
+    CasFailed,
+    /// `Other`: the guest gets `store-error(other)`.
+    Error(String),
+}
+
+impl CasHandle {
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value now stored; it becomes what `swap` is conditional on
+    /// (SQLite: the snapshot; Redis: a `WATCH` on the handle's connection).
+    pub(crate) async fn current(&mut self) -> wasmtime::Result<StoreResult<Option<Vec<u8>>>> {
+        let CasHandle {
+            backend,
+            key,
+            state,
+        } = self;
+        match (backend, state) {
+            (Backend::Sqlite(conn), CasState::Sqlite { snapshot }) => {
+                let read_key = key.clone();
+                let value = sqlite(conn, move |c| get(c, &read_key)).await?;
+                if let Ok(value) = &value {
+                    snapshot.clone_from(value);
+                }
+                Ok(value)
+            }
+            (_, CasState::Redis(cas)) => Ok(cas.current(key).await),
+            (Backend::Redis(_), CasState::Sqlite { .. }) => {
+                unreachable!("a Redis store makes Redis handles")
+            }
+        }
+    }
+
+    pub(crate) async fn swap(&mut self, value: Vec<u8>) -> wasmtime::Result<Swapped> {
+        let CasHandle {
+            backend,
+            key,
+            state,
+        } = self;
+        Ok(match (backend, state) {
+            (Backend::Sqlite(conn), CasState::Sqlite { snapshot }) => {
+                let (key, expected) = (key.clone(), snapshot.clone());
+                match sqlite(conn, move |c| {
+                    compare_and_swap(c, &key, expected.as_deref(), &value)
+                })
+                .await?
+                {
+                    Ok(true) => Swapped::Ok,
+                    Ok(false) => Swapped::CasFailed,
+                    Err(e) => Swapped::Error(e),
+                }
+            }
+            // Every error of Spin's Redis swap is `CasFailed`.
+            (_, CasState::Redis(cas)) => match cas.swap(key, value).await {
+                Ok(()) => Swapped::Ok,
+                Err(_) => Swapped::CasFailed,
+            },
+            (Backend::Redis(_), CasState::Sqlite { .. }) => {
+                unreachable!("a Redis store makes Redis handles")
+            }
+        })
+    }
 }
 
 impl HostState {
@@ -193,30 +465,29 @@ impl HostState {
         if !self.app_stores.key_value_stores.contains(&label) {
             return Ok(Err(OpenError::NoSuchStore));
         }
+        if let Some(redis) = self.app_stores.key_value_redis.get(&label) {
+            return Ok(match redis.open().await {
+                Ok(store) => Ok(StoreHandle {
+                    backend: Backend::Redis(store),
+                }),
+                Err(e) => Err(OpenError::Other(e)),
+            });
+        }
         let path = store_path(&self.app_stores.state_dir, &label);
         Ok(
             match tokio::task::spawn_blocking(move || open_store(path)).await? {
                 Ok(conn) => Ok(StoreHandle {
-                    conn: Arc::new(Mutex::new(conn)),
+                    backend: Backend::Sqlite(conn),
                 }),
                 Err(e) => Err(OpenError::Other(e.to_string())),
             },
         )
     }
 
-    /// Runs `f` on the store's connection on the blocking pool.
-    pub(crate) async fn with_store<T: Send + 'static>(
-        &mut self,
-        store: &Resource<StoreHandle>,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> wasmtime::Result<rusqlite::Result<T>> {
-        let conn = self.table.get(store)?.conn.clone();
-        on_connection(conn, f).await
+    /// The backend of an open store.
+    pub(crate) fn backend(&self, store: &Resource<StoreHandle>) -> wasmtime::Result<Backend> {
+        Ok(self.table.get(store)?.backend.clone())
     }
-}
-
-fn kv_error(e: rusqlite::Error) -> kv::Error {
-    kv::Error::Other(e.to_string())
 }
 
 impl kv::Host for HostState {}
@@ -240,9 +511,10 @@ impl kv::HostStore for HostState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| get(conn, &key))
+            .backend(&self_)?
+            .get(key)
             .await?
-            .map_err(kv_error))
+            .map_err(kv::Error::Other))
     }
 
     async fn set(
@@ -252,9 +524,10 @@ impl kv::HostStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| set(conn, &key, &value))
+            .backend(&self_)?
+            .set(key, value)
             .await?
-            .map_err(kv_error))
+            .map_err(kv::Error::Other))
     }
 
     async fn delete(
@@ -263,9 +536,10 @@ impl kv::HostStore for HostState {
         key: String,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| delete(conn, &key))
+            .backend(&self_)?
+            .delete(key)
             .await?
-            .map_err(kv_error))
+            .map_err(kv::Error::Other))
     }
 
     async fn exists(
@@ -274,16 +548,21 @@ impl kv::HostStore for HostState {
         key: String,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| exists(conn, &key))
+            .backend(&self_)?
+            .exists(key)
             .await?
-            .map_err(kv_error))
+            .map_err(kv::Error::Other))
     }
 
     async fn get_keys(
         &mut self,
         self_: Resource<StoreHandle>,
     ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
-        Ok(self.with_store(&self_, keys).await?.map_err(kv_error))
+        Ok(self
+            .backend(&self_)?
+            .keys()
+            .await?
+            .map_err(kv::Error::Other))
     }
 
     async fn drop(&mut self, rep: Resource<StoreHandle>) -> wasmtime::Result<()> {

@@ -5,7 +5,7 @@
 //! `spin.toml` (manifest version 2) and an optional runtime config, and
 //! serves HTTP on loopback with Spin's routing, request headers, per-request
 //! instances and host interfaces (key-value, also as `wasi:keyvalue`, SQLite,
-//! variables, outbound HTTP and Redis with `allowed_outbound_hosts`, component
+//! variables, outbound HTTP, Redis and Postgres with `allowed_outbound_hosts`, component
 //! dependencies, file mounts).
 //! Where it must differ from Spin (e.g. all stores live under one state dir
 //! for isolation), the module docs say so.
@@ -28,16 +28,20 @@ mod compile;
 mod compose;
 mod files;
 mod key_value;
+mod key_value_redis;
 mod loader;
 mod manifest;
 mod outbound;
 mod outbound_redis;
+mod postgres;
+pub mod redis_server;
 mod routing;
 mod runtime_config;
 mod server;
 mod sqlite;
 mod state;
 mod stdio;
+pub mod testing;
 mod variables;
 mod wasi_keyvalue;
 

@@ -35,6 +35,7 @@ fn linker() -> Result<Linker<HostState>> {
     bindings::fermyon::spin::sqlite::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::fermyon::spin::variables::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::spin::sqlite::sqlite::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+    bindings::spin::postgres::postgres::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
     bindings::wasi::keyvalue::batch::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
@@ -54,6 +55,8 @@ pub fn load(opts: &HostOptions) -> Result<Arc<App>> {
         state_dir: opts.state_dir.clone(),
         sqlite_databases: runtime.sqlite_databases.clone(),
         key_value_stores: runtime.key_value_stores.clone(),
+        key_value_redis: crate::key_value_redis::RedisStores::new(&runtime.key_value_redis)?,
+        postgres: Default::default(),
     });
 
     let mut public_routes = Vec::new();

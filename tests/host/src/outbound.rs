@@ -105,6 +105,10 @@ pub(crate) fn default_port(scheme: &str) -> Option<u16> {
         "http" => Some(80),
         "https" => Some(443),
         "redis" => Some(6379),
+        // Spin's other well-known ports (`spin-outbound-networking-config`).
+        "postgres" => Some(5432),
+        "mysql" => Some(3306),
+        "mqtt" => Some(1883),
         _ => None,
     }
 }

@@ -31,6 +31,12 @@ pub struct AppStores {
     pub state_dir: PathBuf,
     pub sqlite_databases: BTreeSet<String>,
     pub key_value_stores: BTreeSet<String>,
+    /// The key-value labels on Redis (`type = "redis"`), each with its
+    /// app-wide connection; every other label is a SQLite file.
+    pub key_value_redis: crate::key_value_redis::RedisStores,
+    /// Postgres connection pools, one per connection string, kept across
+    /// requests (as Spin keeps them for the app's lifetime).
+    pub postgres: crate::postgres::PgPools,
 }
 
 /// The `T` of every `Store<T>`.

@@ -1,37 +1,33 @@
-//! `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2`, as Spin 3.x
-//! provides them, on the same stores (labels, grants, SQLite files, rows) as
-//! `fermyon:spin/key-value@2.0.0` (see `key_value.rs`).
+//! `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2`, as Spin 3.x and 4.x
+//! provide them (`crates/factor-key-value/src/host.rs`), on the same stores
+//! (labels, grants, backends, data) as `fermyon:spin/key-value@2.0.0` (see
+//! `key_value.rs`; Redis-backed labels: `key_value_redis.rs`).
 //!
 //! * `store.open(identifier)`: `identifier` is the store label; same grant
 //!   and existence checks as the fermyon `open`.
 //! * `bucket.list-keys(cursor)`: every key, `cursor: none`; passing a cursor
 //!   is an `other` error, as in Spin.
-//! * `atomics.increment`: an `IMMEDIATE` transaction; the counter is stored
-//!   as Spin stores it, 8 little-endian bytes of an `i64`.
-//! * `atomics.cas`: `new` snapshots the key's value (`none` if missing);
-//!   `current` re-reads the value, makes it the snapshot and returns it (as
-//!   Spin does); `swap` writes only if the key still holds the snapshot (is
-//!   still missing, for `none`), as one conditional SQL statement, so it is
-//!   atomic across instances, connections and processes. On a mismatch it
-//!   returns `cas-failed` with the same handle, its snapshot refreshed to
-//!   the value now stored (the WIT asks for an updated handle; Spin returns
-//!   a new one, also refreshed).
-//! * `batch`: `get-many` returns only the keys that exist (as Spin's SQLite
-//!   store does, although the WIT describes `none` entries);
-//!   `set-many`/`delete-many` run in one transaction.
-//!
-//! Stricter than Spin, on purpose: Spin's `swap` on a handle whose snapshot
-//! is "missing" (including a handle never asked for `current`) overwrites
-//! the key unconditionally; here it only inserts if the key is still absent.
+//! * `atomics.increment`: the backend's increment (SQLite: 8 little-endian
+//!   bytes of an `i64`, in an `IMMEDIATE` transaction; Redis: `INCRBY`).
+//! * `atomics.cas`: `new` makes the backend's handle (SQLite: reads nothing;
+//!   Redis: a connection of its own); `current` reads the value and makes it
+//!   what `swap` is conditional on (SQLite: the snapshot; Redis: `WATCH`).
+//!   `swap` is the backend's (see `key_value.rs` for SQLite's upsert when
+//!   there is no snapshot, `key_value_redis.rs` for Redis reporting every
+//!   swap as failed). On `cas-failed`, as Spin does, the old handle is
+//!   dropped and the guest gets a **new** handle for the same key whose
+//!   `current` has already been called (so it is refreshed, and on Redis
+//!   watching the key); if making it fails, the swap ends in
+//!   `store-error`.
+//! * `batch`: empty lists return at once (Spin's host never calls the store
+//!   for them); `get-many` returns only the keys that exist on SQLite (as
+//!   Spin's SQLite store does, although the WIT describes `none` entries);
+//!   `set-many`/`delete-many` run in one transaction on SQLite.
 
 use crate::bindings::wasi::keyvalue::{atomics, batch, store};
-use crate::key_value::{self, on_connection, CasHandle, OpenError, StoreHandle};
+use crate::key_value::{CasHandle, OpenError, StoreHandle, Swapped};
 use crate::state::HostState;
 use wasmtime::component::Resource;
-
-fn store_error(e: rusqlite::Error) -> store::Error {
-    store::Error::Other(e.to_string())
-}
 
 impl store::Host for HostState {
     async fn open(
@@ -54,9 +50,10 @@ impl store::HostBucket for HostState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| key_value::get(conn, &key))
+            .backend(&self_)?
+            .get(key)
             .await?
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 
     async fn set(
@@ -66,9 +63,10 @@ impl store::HostBucket for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| key_value::set(conn, &key, &value))
+            .backend(&self_)?
+            .set(key, value)
             .await?
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 
     async fn delete(
@@ -77,9 +75,10 @@ impl store::HostBucket for HostState {
         key: String,
     ) -> wasmtime::Result<Result<(), store::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| key_value::delete(conn, &key))
+            .backend(&self_)?
+            .delete(key)
             .await?
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 
     async fn exists(
@@ -88,9 +87,10 @@ impl store::HostBucket for HostState {
         key: String,
     ) -> wasmtime::Result<Result<bool, store::Error>> {
         Ok(self
-            .with_store(&self_, move |conn| key_value::exists(conn, &key))
+            .backend(&self_)?
+            .exists(key)
             .await?
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 
     async fn list_keys(
@@ -105,10 +105,11 @@ impl store::HostBucket for HostState {
             )));
         }
         Ok(self
-            .with_store(&self_, key_value::keys)
+            .backend(&self_)?
+            .keys()
             .await?
             .map(|keys| store::KeyResponse { keys, cursor: None })
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 
     async fn drop(&mut self, rep: Resource<StoreHandle>) -> wasmtime::Result<()> {
@@ -124,16 +125,11 @@ impl atomics::Host for HostState {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
-        Ok(
-            match self
-                .with_store(&bucket, move |conn| key_value::increment(conn, &key, delta))
-                .await?
-            {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(message)) => Err(store::Error::Other(message)),
-                Err(e) => Err(store_error(e)),
-            },
-        )
+        Ok(self
+            .backend(&bucket)?
+            .increment(key, delta)
+            .await?
+            .map_err(store::Error::Other))
     }
 
     async fn swap(
@@ -141,34 +137,26 @@ impl atomics::Host for HostState {
         cas: Resource<CasHandle>,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
-        let handle = self.table.get(&cas)?;
-        let (conn, key, expected) = (
-            handle.conn.clone(),
-            handle.key.clone(),
-            handle.snapshot.clone(),
-        );
-        // On a mismatch, read the value now stored in the same blocking
-        // call, for the handle handed back.
-        let outcome = on_connection(conn, move |conn| {
-            if key_value::compare_and_swap(conn, &key, expected.as_deref(), &value)? {
-                Ok(None)
-            } else {
-                key_value::get(conn, &key).map(Some)
-            }
-        })
-        .await?;
-        match outcome {
-            Ok(None) => {
-                self.table.delete(cas)?;
-                Ok(Ok(()))
-            }
-            Ok(Some(now)) => {
-                self.table.get_mut(&cas)?.snapshot = now;
-                Ok(Err(atomics::CasError::CasFailed(cas)))
-            }
-            Err(e) => {
-                self.table.delete(cas)?;
-                Ok(Err(atomics::CasError::StoreError(store_error(e))))
+        // The guest gave the handle up; it is gone whatever happens.
+        let mut handle = self.table.delete(cas)?;
+        match handle.swap(value).await? {
+            Swapped::Ok => Ok(Ok(())),
+            Swapped::Error(e) => Ok(Err(atomics::CasError::StoreError(store::Error::Other(e)))),
+            Swapped::CasFailed => {
+                // As Spin: a new handle for the key, `current` called on it.
+                let backend = handle.backend().clone();
+                let key = handle.key().to_string();
+                drop(handle);
+                let mut fresh = match backend.new_cas(key).await? {
+                    Ok(fresh) => fresh,
+                    Err(e) => {
+                        return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))));
+                    }
+                };
+                if let Err(e) = fresh.current().await? {
+                    return Ok(Err(atomics::CasError::StoreError(store::Error::Other(e))));
+                }
+                Ok(Err(atomics::CasError::CasFailed(self.table.push(fresh)?)))
             }
         }
     }
@@ -180,15 +168,9 @@ impl atomics::HostCas for HostState {
         bucket: Resource<StoreHandle>,
         key: String,
     ) -> wasmtime::Result<Result<Resource<CasHandle>, store::Error>> {
-        let conn = self.table.get(&bucket)?.conn.clone();
-        let read_key = key.clone();
-        match on_connection(conn.clone(), move |conn| key_value::get(conn, &read_key)).await? {
-            Ok(snapshot) => Ok(Ok(self.table.push(CasHandle {
-                conn,
-                key,
-                snapshot,
-            })?)),
-            Err(e) => Ok(Err(store_error(e))),
+        match self.backend(&bucket)?.new_cas(key).await? {
+            Ok(handle) => Ok(Ok(self.table.push(handle)?)),
+            Err(e) => Ok(Err(store::Error::Other(e))),
         }
     }
 
@@ -196,15 +178,12 @@ impl atomics::HostCas for HostState {
         &mut self,
         self_: Resource<CasHandle>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        let handle = self.table.get(&self_)?;
-        let (conn, key) = (handle.conn.clone(), handle.key.clone());
-        match on_connection(conn, move |conn| key_value::get(conn, &key)).await? {
-            Ok(value) => {
-                self.table.get_mut(&self_)?.snapshot = value.clone();
-                Ok(Ok(value))
-            }
-            Err(e) => Ok(Err(store_error(e))),
-        }
+        Ok(self
+            .table
+            .get_mut(&self_)?
+            .current()
+            .await?
+            .map_err(store::Error::Other))
     }
 
     async fn drop(&mut self, rep: Resource<CasHandle>) -> wasmtime::Result<()> {
@@ -219,22 +198,11 @@ impl batch::Host for HostState {
         bucket: Resource<StoreHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
-        Ok(self
-            .with_store(&bucket, move |conn| {
-                let mut found = Vec::new();
-                let mut seen = std::collections::HashSet::new();
-                for key in keys {
-                    if !seen.insert(key.clone()) {
-                        continue;
-                    }
-                    if let Some(value) = key_value::get(conn, &key)? {
-                        found.push((key, Some(value)));
-                    }
-                }
-                Ok(found)
-            })
-            .await?
-            .map_err(store_error))
+        let backend = self.backend(&bucket)?;
+        if keys.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        Ok(backend.get_many(keys).await?.map_err(store::Error::Other))
     }
 
     async fn set_many(
@@ -242,18 +210,14 @@ impl batch::Host for HostState {
         bucket: Resource<StoreHandle>,
         key_values: Vec<(String, Vec<u8>)>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Ok(self
-            .with_store(&bucket, move |conn| {
-                key_value::immediate(conn, |tx| {
-                    for (key, value) in &key_values {
-                        key_value::set(tx, key, value)?;
-                    }
-                    Ok(Ok::<(), ()>(()))
-                })
-                .map(|_| ())
-            })
+        let backend = self.backend(&bucket)?;
+        if key_values.is_empty() {
+            return Ok(Ok(()));
+        }
+        Ok(backend
+            .set_many(key_values)
             .await?
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 
     async fn delete_many(
@@ -261,17 +225,13 @@ impl batch::Host for HostState {
         bucket: Resource<StoreHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<(), store::Error>> {
-        Ok(self
-            .with_store(&bucket, move |conn| {
-                key_value::immediate(conn, |tx| {
-                    for key in &keys {
-                        key_value::delete(tx, key)?;
-                    }
-                    Ok(Ok::<(), ()>(()))
-                })
-                .map(|_| ())
-            })
+        let backend = self.backend(&bucket)?;
+        if keys.is_empty() {
+            return Ok(Ok(()));
+        }
+        Ok(backend
+            .delete_many(keys)
             .await?
-            .map_err(store_error))
+            .map_err(store::Error::Other))
     }
 }

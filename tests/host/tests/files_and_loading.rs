@@ -110,11 +110,17 @@ fn non_default_labels_must_be_declared_in_runtime_config() {
 #[test]
 fn unsupported_store_types_are_rejected() {
     let dir = TempDir::new("load");
-    let config = "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://localhost\"\n";
+    // Redis key-value is served (tests/redis_key_value.rs); these are not.
+    let config = "[key_value_store.default]\ntype = \"azure_cosmos\"\naccount = \"a\"\n";
     let err = RunningHost::start(probe_app(&dir, "", Some(config)))
         .err()
         .unwrap();
-    assert!(format!("{err:#}").contains("redis"), "{err:#}");
+    assert!(format!("{err:#}").contains("azure_cosmos"), "{err:#}");
+    let config = "[sqlite_database.default]\ntype = \"libsql\"\nurl = \"https://db.example\"\ntoken = \"t\"\n";
+    let err = RunningHost::start(probe_app(&dir, "", Some(config)))
+        .err()
+        .unwrap();
+    assert!(format!("{err:#}").contains("libsql"), "{err:#}");
 }
 
 #[test]

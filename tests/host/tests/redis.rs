@@ -5,114 +5,24 @@
 
 mod common;
 
-use common::{start, TempDir};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// A throwaway `redis-server` (no persistence) killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
+use common::start;
+use shop_test_host::redis_server::RedisServer;
+use std::time::Duration;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-impl RedisServer {
-    fn start() -> RedisServer {
-        // The port is free when picked but could be taken before the server
-        // binds it; a server that exits early is retried on another port.
-        let mut last_log = String::new();
-        for _ in 0..5 {
-            let dir = TempDir::new("redis");
-            let port = free_port();
-            let log: PathBuf = dir.path().join("redis.log");
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match spawned {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "`redis-server` is not installed (not on PATH): the outbound Redis tests need \
-                     a real server. Install it with `apt-get install redis-server` (Debian/Ubuntu \
-                     package `redis-server`); the tests start their own instance per test, the \
-                     system service is not needed."
-                ),
-                Err(e) => panic!("cannot start `redis-server`: {e}"),
-            };
-            let mut server = RedisServer {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if server.child.try_wait().unwrap().is_some() {
-                    break; // exited: most likely the port was taken meanwhile
-                }
-                if let Ok(mut con) = server.try_connect() {
-                    if redis::cmd("PING").query::<String>(&mut con).is_ok() {
-                        return server;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            last_log = std::fs::read_to_string(&log).unwrap_or_default();
-        }
-        panic!("`redis-server` did not come up on a free port; its last log:\n{last_log}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn try_connect(&self) -> redis::RedisResult<redis::Connection> {
-        redis::Client::open(self.url())?.get_connection_with_timeout(Duration::from_secs(5))
-    }
-
-    fn connect(&self) -> redis::Connection {
-        self.try_connect()
-            .expect("connecting to the test redis-server")
-    }
-
-    /// `total_connections_received` from `INFO stats` (this call's own
-    /// connection included).
-    fn connections_received(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query(&mut self.connect())
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("total_connections_received:"))
-            .expect("INFO stats has total_connections_received")
-            .trim()
-            .parse()
-            .unwrap()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `total_connections_received` from `INFO stats` (this call's own
+/// connection included).
+fn connections_received(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut server.connect()).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .expect("INFO stats has total_connections_received")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn redis_probe(
@@ -265,7 +175,7 @@ fn addresses_not_in_allowed_outbound_hosts_are_refused() {
     let server = RedisServer::start();
     // The default `redis_server` (port 9) does not cover this server's port.
     let app = start(&[]);
-    let before = server.connections_received();
+    let before = connections_received(&server);
 
     let error = redis_probe(&app, "probe", &server.url(), "open", &[], b"").error();
     assert!(error.contains("InvalidAddress"), "{error}");
@@ -276,12 +186,12 @@ fn addresses_not_in_allowed_outbound_hosts_are_refused() {
     let error = redis_probe(&app, "limited", &server.url(), "open", &[], b"").error();
     assert!(error.contains("InvalidAddress"), "{error}");
     // Right host and port but another scheme.
-    let other_scheme = format!("http://127.0.0.1:{}", server.port);
+    let other_scheme = format!("http://127.0.0.1:{}", server.port());
     let error = redis_probe(&app, "probe", &other_scheme, "open", &[], b"").error();
     assert!(error.contains("InvalidAddress"), "{error}");
 
     // None of them reached the server (only our own INFO connections did).
-    assert_eq!(server.connections_received(), before + 1);
+    assert_eq!(connections_received(&server), before + 1);
 }
 
 #[test]

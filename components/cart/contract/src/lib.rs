@@ -4,7 +4,7 @@
 //! key-value store through `cart-core`, the same code as the cart API.
 
 use cart_core::cart::Owner;
-use cart_core::store::{update, KvCarts, StoreError};
+use cart_core::store::{update, Create, KvCarts, Step, StoreError};
 use exports::shop::cart::cart::{CartError, CartLine, CartSnapshot, Guest};
 use shop::types::types::Unavailable;
 
@@ -30,7 +30,7 @@ impl From<StoreError> for CartError {
 impl Guest for CartContract {
     fn get_cart(user_id: String) -> Result<CartSnapshot, CartError> {
         let store = KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?;
-        let cart = store.get(&Owner::User(user_id.clone()).key()).map_err(unavailable)?.unwrap_or_default();
+        let cart = store.load(&Owner::User(user_id.clone()).key()).map_err(unavailable)?.unwrap_or_default();
         Ok(CartSnapshot {
             user_id,
             lines: cart.lines.iter().map(|l| CartLine { product_id: l.product_id.clone(), quantity: l.quantity }).collect(),
@@ -41,14 +41,18 @@ impl Guest for CartContract {
     fn clear_cart(user_id: String, version: u64) -> Result<(), CartError> {
         let store = KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?;
         let now = clock::unix_now();
-        update(&store, &Owner::User(user_id).key(), |current| {
-            let mut cart = current.unwrap_or_default();
+        update(&store, &Owner::User(user_id).key(), Create::Claim, |current| {
+            let Some(mut cart) = current else {
+                // No cart: version 0, and nothing to clear.
+                return if version == 0 { Ok(Step::Keep(())) } else { Err(CartError::Changed) };
+            };
             if cart.version != version {
                 return Err(CartError::Changed);
             }
             cart.clear(now);
-            Ok((cart, ()))
+            Ok(Step::Write(cart, ()))
         })
+        .map(|_| ())
     }
 }
 

@@ -1,6 +1,8 @@
 //! A cart as stored: product ids and quantities, never prices (prices are
-//! always looked up live). Every change bumps `version`, which checkout
-//! passes back so a cart changed after it was read is not cleared.
+//! always looked up live). Every stored change bumps `version` by one,
+//! which checkout passes back so a cart changed after it was read is not
+//! cleared, and records its write id in `writes` (see `store.rs`: that is
+//! how a write reported as failed is recognised as applied).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -64,6 +66,10 @@ pub struct Cart {
     pub lines: Vec<Line>,
     /// Unix seconds of the last change (guest carts expire from here).
     pub updated_at: i64,
+    /// The ids of the last [`crate::store::HISTORY`] writes, oldest first,
+    /// maintained by `store::update` (absent in carts stored before it).
+    #[serde(default)]
+    pub writes: Vec<String>,
 }
 
 /// Why a change was refused (before any catalog check).

@@ -4,7 +4,7 @@ use crate::identity::{self, identify, Identity, TOKEN_HEADER};
 use crate::shop::catalog::catalog;
 use cart_core::cart::{Cart, CartRule, Owner, MAX_QUANTITY};
 use cart_core::pricing::{price, CatalogProduct};
-use cart_core::store::{update, CartStore, KvCarts, StoreError};
+use cart_core::store::{update, Create, Kv, KvCarts, Step, StoreError};
 use http_kit::health::Check;
 use http_kit::{ApiError, Ctx, HandlerResult, Reply};
 use money::{Currency, Money};
@@ -19,21 +19,41 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::Contended => ApiError::new(409, "cart_busy", "the cart is being changed by another request; retry")
             .with_header("retry-after", "1"),
         StoreError::Corrupt(m) => ApiError::internal(m),
+        // Not reached in practice (see cart_core::store). No retry-after: a
+        // retry could add twice, the client should look at the cart first.
+        StoreError::Unconfirmed => ApiError::new(
+            409,
+            "cart_busy",
+            "the cart was changed by many requests at once and this change could not be confirmed; reload the cart before retrying",
+        ),
+        StoreError::Missing => ApiError::internal("the cart to change does not exist"),
     }
 }
 
 /// Lets `?` and `update` carry API errors and store errors alike.
-struct Failure(ApiError);
+enum Failure {
+    Api(ApiError),
+    Store(StoreError),
+}
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Failure(store_error(e))
+        Failure::Store(e)
     }
 }
 
 impl From<ApiError> for Failure {
     fn from(e: ApiError) -> Self {
-        Failure(e)
+        Failure::Api(e)
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Api(e) => e,
+            Failure::Store(e) => store_error(e),
+        }
     }
 }
 
@@ -87,7 +107,29 @@ struct Target {
     owner: Owner,
     /// For guests: the token to send back (presented, or newly issued).
     token: Option<String>,
+    /// The token was issued by this request, so nobody else can know the
+    /// cart's key yet.
+    minted: bool,
     merged: Option<serde_json::Value>,
+}
+
+impl Target {
+    /// Who may create the cart if it does not exist (see cart_core::store):
+    /// a user's cart through the increment claim; a guest's only by the
+    /// request that minted its token (a guest cart never disappears, so an
+    /// older token's cart is never created again).
+    fn create(&self) -> Create {
+        match (&self.owner, self.minted) {
+            (Owner::User(_), _) => Create::Claim,
+            (Owner::Guest(_), true) => Create::NewKey,
+            (Owner::Guest(_), false) => Create::Never,
+        }
+    }
+
+    fn new_guest() -> Result<Target, ApiError> {
+        let t = identity::new_token()?;
+        Ok(Target { owner: Owner::guest(&t), token: Some(t), minted: true, merged: None })
+    }
 }
 
 /// Resolve the target. `for_write`: a guest without a live cart gets a new token.
@@ -100,39 +142,38 @@ fn target(ctx: &Ctx, store: &KvCarts, for_write: bool) -> Result<Option<Target>,
             Some(t) => merge_guest_cart(store, &owner, &t, now, ttl)?,
             None => None,
         };
-        return Ok(Some(Target { owner, token: None, merged }));
+        return Ok(Some(Target { owner, token: None, minted: false, merged }));
     }
     let live = match &guest_token {
         Some(t) => store.get(&Owner::guest(t).key()).map_err(store_error)?.is_some(),
         None => false,
     };
     match (guest_token, live) {
-        (Some(t), true) => Ok(Some(Target { owner: Owner::guest(&t), token: Some(t), merged: None })),
-        _ if for_write => {
-            let t = identity::new_token()?;
-            Ok(Some(Target { owner: Owner::guest(&t), token: Some(t), merged: None }))
-        }
+        (Some(t), true) => Ok(Some(Target { owner: Owner::guest(&t), token: Some(t), minted: false, merged: None })),
+        _ if for_write => Target::new_guest().map(Some),
         _ => Ok(None),
     }
 }
 
 /// Move a guest cart into the user's cart: quantities add, capped by the
-/// quantity limit and current stock. The guest cart is claimed with
-/// compare-and-swap first, so two concurrent sign-ins merge it once.
+/// quantity limit and current stock. The guest cart is claimed first by
+/// emptying it with compare-and-swap, so two concurrent sign-ins merge it
+/// once. It is left empty rather than deleted: key-value has no
+/// conditional delete, and a plain one could erase a change made to it
+/// meanwhile.
 fn merge_guest_cart(store: &KvCarts, user: &Owner, token: &str, now: i64, ttl: i64) -> Result<Option<serde_json::Value>, ApiError> {
     let guest_key = Owner::guest(token).key();
-    let claimed = update(store, &guest_key, |current| -> Result<(Cart, Option<Cart>), StoreError> {
+    let (claimed, _) = update(store, &guest_key, Create::Never, |current| -> Result<Step<Option<Cart>>, StoreError> {
         match current {
             Some(c) if !c.lines.is_empty() && !c.expired(now, ttl) => {
                 let mut emptied = c.clone();
                 emptied.clear(now);
-                Ok((emptied, Some(c)))
+                Ok(Step::Write(emptied, Some(c)))
             }
-            other => Ok((other.unwrap_or_default(), None)),
+            _ => Ok(Step::Keep(None)),
         }
     })
     .map_err(store_error)?;
-    let _ = store.delete(&guest_key);
     let Some(guest) = claimed else { return Ok(None) };
     let ids: Vec<String> = guest.lines.iter().map(|l| l.product_id.clone()).collect();
     let products = lookup(&ids)?;
@@ -143,20 +184,20 @@ fn merge_guest_cart(store: &KvCarts, user: &Owner, token: &str, now: i64, ttl: i
             .map(|p| p.available.clamp(0, MAX_QUANTITY as i64) as u32)
             .unwrap_or(0)
     };
-    let skipped = update(store, &user.key(), |current| -> Result<(Cart, Vec<String>), StoreError> {
+    let (skipped, _) = update(store, &user.key(), Create::Claim, |current| -> Result<Step<Vec<String>>, StoreError> {
         let mut cart = current.unwrap_or_default();
         let skipped = cart.merge(&guest, cap, now);
-        Ok((cart, skipped))
+        Ok(Step::Write(cart, skipped))
     })
     .map_err(store_error)?;
     Ok(Some(json!({ "merged": guest.lines.len() - skipped.len(), "skipped": skipped })))
 }
 
-/// Reads drop a guest cart that has been idle too long.
+/// A guest cart idle too long reads as empty (the next change replaces it
+/// in place; it is not deleted, for the same reason as in merging).
 fn live_cart(store: &KvCarts, owner: &Owner) -> Result<Cart, ApiError> {
-    let cart = store.get(&owner.key()).map_err(store_error)?.unwrap_or_default();
+    let cart = store.load(&owner.key()).map_err(store_error)?.unwrap_or_default();
     if owner.is_guest() && cart.expired(clock::unix_now(), identity::guest_ttl_secs()) {
-        let _ = store.delete(&owner.key());
         return Ok(Cart::default());
     }
     Ok(cart)
@@ -227,9 +268,9 @@ fn rule_error(rule: CartRule) -> ApiError {
 fn change_line(ctx: &Ctx, id: &str, new_quantity: impl Fn(u32) -> u32) -> HandlerResult {
     let store = store()?;
     let product = orderable(id)?;
-    let t = target(ctx, &store, true)?.ok_or_else(|| ApiError::internal("no cart target for a write"))?;
+    let mut t = target(ctx, &store, true)?.ok_or_else(|| ApiError::internal("no cart target for a write"))?;
     let (now, ttl, guest) = (clock::unix_now(), identity::guest_ttl_secs(), t.owner.is_guest());
-    let cart = update(&store, &t.owner.key(), |current| -> Result<(Cart, Cart), Failure> {
+    let mut change = |current: Option<Cart>| -> Result<Step<()>, Failure> {
         let mut cart = current.filter(|c| !(guest && c.expired(now, ttl))).unwrap_or_default();
         let wanted = new_quantity(cart.quantity_of(id));
         if wanted > MAX_QUANTITY {
@@ -241,9 +282,19 @@ fn change_line(ctx: &Ctx, id: &str, new_quantity: impl Fn(u32) -> u32) -> Handle
                 .into());
         }
         cart.set(id, wanted, product.unit_price.currency.code(), now).map_err(rule_error)?;
-        Ok((cart.clone(), cart))
-    })
-    .map_err(|f| f.0)?;
+        Ok(Step::Write(cart, ()))
+    };
+    let written = match update(&store, &t.owner.key(), t.create(), &mut change) {
+        // A guest cart that vanished (deleted by an older version of this
+        // service): start a new one under a new token.
+        Err(Failure::Store(StoreError::Missing)) if guest => {
+            let merged = t.merged.take();
+            t = Target { merged, ..Target::new_guest()? };
+            update(&store, &t.owner.key(), t.create(), &mut change)
+        }
+        other => other,
+    }?;
+    let cart = written.1.ok_or_else(|| ApiError::internal("a cart change wrote nothing"))?;
     priced_reply(200, &cart, t.token.as_deref(), t.merged)
 }
 
@@ -279,12 +330,12 @@ pub fn remove_item(ctx: &Ctx, raw_id: &str) -> HandlerResult {
     let store = store()?;
     let t = target(ctx, &store, false)?.ok_or_else(|| rule_error(CartRule::NotInCart))?;
     let now = clock::unix_now();
-    let cart = update(&store, &t.owner.key(), |current| -> Result<(Cart, Cart), Failure> {
+    let (_, written) = update(&store, &t.owner.key(), t.create(), |current| -> Result<Step<()>, Failure> {
         let mut cart = current.unwrap_or_default();
         cart.remove(&id, now).map_err(rule_error)?;
-        Ok((cart.clone(), cart))
-    })
-    .map_err(|f| f.0)?;
+        Ok(Step::Write(cart, ()))
+    })?;
+    let cart = written.ok_or_else(|| ApiError::internal("a cart change wrote nothing"))?;
     priced_reply(200, &cart, t.token.as_deref(), t.merged)
 }
 
@@ -292,10 +343,15 @@ pub fn clear_cart(ctx: &Ctx) -> HandlerResult {
     let store = store()?;
     if let Some(t) = target(ctx, &store, false)? {
         let now = clock::unix_now();
-        update(&store, &t.owner.key(), |current| -> Result<(Cart, ()), StoreError> {
-            let mut cart = current.unwrap_or_default();
-            cart.clear(now);
-            Ok((cart, ()))
+        update(&store, &t.owner.key(), t.create(), |current| -> Result<Step<()>, StoreError> {
+            match current {
+                // Nothing to clear: nothing is created.
+                None => Ok(Step::Keep(())),
+                Some(mut cart) => {
+                    cart.clear(now);
+                    Ok(Step::Write(cart, ()))
+                }
+            }
         })
         .map_err(store_error)?;
     }
@@ -308,7 +364,7 @@ pub fn health(ctx: &Ctx) -> HandlerResult {
     let store_check = Check {
         name: "store",
         result: KvCarts::open(cart_core::STORE_LABEL)
-            .and_then(|s| s.get("health-probe"))
+            .and_then(|s| s.load("health-probe"))
             .map(|_| json!({ "status": "ok", "label": cart_core::STORE_LABEL }))
             .map_err(|e| e.to_string()),
     };

@@ -1,0 +1,365 @@
+//! Helpers for tests that need real backing servers, for this crate's tests
+//! and other test crates (e.g. the API suite).
+//!
+//! [`PostgresServer`] runs a throwaway PostgreSQL server (Debian package
+//! `postgresql`) on a free loopback port in a temporary directory, with
+//! durability off for speed, and stops it and deletes its files on drop.
+//!
+//! ```no_run
+//! use shop_test_host::testing::PostgresServer;
+//! let pg = PostgresServer::start()?;
+//! let url = pg.create_database("shop")?;   // postgres://postgres@127.0.0.1:PORT/shop
+//! // allowed_outbound_hosts entry for it: format!("postgres://{}", pg.host_port())
+//! # anyhow::Ok(())
+//! ```
+
+use anyhow::{bail, Context, Result};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Overrides where `initdb` and `postgres` are looked for.
+pub const POSTGRES_BINDIR_ENV: &str = "SHOP_TEST_POSTGRES_BINDIR";
+
+/// A throwaway PostgreSQL server: superuser `postgres`, no password (`trust`
+/// authentication), listening on `127.0.0.1` only, `fsync`,
+/// `synchronous_commit` and `full_page_writes` off, time zone UTC,
+/// `max_connections` 300. The server runs as the `postgres` system user
+/// when the caller is root (PostgreSQL refuses to run as root).
+///
+/// Dropping it shuts the server down (fast shutdown, which ends open
+/// sessions) and removes its directory.
+pub struct PostgresServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+/// The account the server runs as when we are root.
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl PostgresServer {
+    /// Creates a cluster with `initdb` and starts `postgres` on a free
+    /// loopback port; returns once it accepts queries. Fails with
+    /// installation advice when the server binaries are missing.
+    pub fn start() -> Result<PostgresServer> {
+        let bindir = find_bindir()?;
+        let run_as = run_as()?;
+        let mut last_error = None;
+        // The port is free when picked but may be taken before the server
+        // binds it; a server that exits early is retried on another port.
+        for _ in 0..5 {
+            let dir = fresh_dir()?;
+            match start_in(&bindir, run_as.as_ref(), &dir) {
+                Ok(server) => return Ok(server),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.expect("at least one attempt ran"))
+    }
+
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`, for `allowed_outbound_hosts = ["postgres://{{ x }}"]`.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// URL of the built-in `postgres` database.
+    pub fn url(&self) -> String {
+        self.database_url("postgres")
+    }
+
+    /// URL of database `name` on this server (it need not exist yet).
+    pub fn database_url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            bail!("database name {name:?}: use lowercase letters, digits and `_`");
+        }
+        let url = self.url();
+        // Own thread, so this also works from inside an async runtime.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                BlockingClient::connect(&url)?.batch_execute(&format!("CREATE DATABASE {name}"))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("creating the database panicked"))?
+        })
+        .with_context(|| format!("creating database {name}"))?;
+        Ok(self.database_url(name))
+    }
+
+    /// A blocking client on the `postgres` database.
+    pub fn client(&self) -> Result<BlockingClient> {
+        BlockingClient::connect(&self.url())
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        // SIGINT: fast shutdown (ends sessions, no waiting for clients).
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A blocking `tokio_postgres` client with its own runtime (do not use it
+/// from inside an async runtime).
+pub struct BlockingClient {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+}
+
+impl BlockingClient {
+    /// Connects to `url` (plain TCP, no TLS).
+    pub fn connect(url: &str) -> Result<BlockingClient> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .with_context(|| format!("connecting to {url}"))?;
+            tokio::spawn(connection);
+            anyhow::Ok(client)
+        })?;
+        Ok(BlockingClient { runtime, client })
+    }
+
+    /// Runs one or more statements (simple protocol, no parameters).
+    pub fn batch_execute(&self, sql: &str) -> Result<()> {
+        Ok(self.runtime.block_on(self.client.batch_execute(sql))?)
+    }
+
+    /// Runs a query with parameters.
+    pub fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        Ok(self.runtime.block_on(self.client.query(sql, params))?)
+    }
+
+    /// The first column of the only row of `sql`, as an `i64` (cast in SQL
+    /// when needed, e.g. `SELECT count(*) ...` is already `int8`).
+    pub fn query_i64(&self, sql: &str) -> Result<i64> {
+        let row = self.runtime.block_on(self.client.query_one(sql, &[]))?;
+        Ok(row.try_get(0)?)
+    }
+}
+
+fn fresh_dir() -> Result<PathBuf> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "shop-pg-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+const INSTALL_HINT: &str = "install the PostgreSQL server (Debian/Ubuntu: `apt-get install \
+     postgresql`; scripts/test.sh does this when run as root) or point \
+     SHOP_TEST_POSTGRES_BINDIR at the directory holding `initdb` and `postgres`";
+
+/// Where `initdb` and `postgres` live: `$SHOP_TEST_POSTGRES_BINDIR`, else
+/// the newest `/usr/lib/postgresql/<version>/bin` (Debian), else
+/// `pg_config --bindir`, else the PATH (an empty path).
+fn find_bindir() -> Result<PathBuf> {
+    let has_binaries = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os(POSTGRES_BINDIR_ENV) {
+        let dir = PathBuf::from(dir);
+        if has_binaries(&dir) {
+            return Ok(dir);
+        }
+        bail!(
+            "{POSTGRES_BINDIR_ENV}={} has no `initdb` and `postgres`",
+            dir.display()
+        );
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            has_binaries(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_binaries(&dir) {
+            return Ok(dir);
+        }
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|dir| has_binaries(&dir)))
+        .unwrap_or(false);
+    if on_path {
+        return Ok(PathBuf::new());
+    }
+    bail!("PostgreSQL server binaries (`initdb`, `postgres`) not found: {INSTALL_HINT}")
+}
+
+/// `Some(postgres user)` when running as root, else `None` (run as
+/// ourselves).
+fn run_as() -> Result<Option<RunAs>> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new("postgres").expect("no NUL");
+    // SAFETY: getpwnam returns a pointer to static storage or NULL; the
+    // fields are copied out at once.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        bail!(
+            "running as root, and PostgreSQL refuses to run as root, but there is no `postgres` \
+             user to run it as: {INSTALL_HINT} (the package creates the user)"
+        );
+    }
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    Ok(Some(RunAs { uid, gid }))
+}
+
+fn command(bindir: &Path, program: &str, run_as: Option<&RunAs>, log: &Path) -> Result<Command> {
+    let mut cmd = Command::new(bindir.join(program));
+    if let Some(user) = run_as {
+        // std drops supplementary groups when it changes the uid.
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .env_remove("PGDATA")
+        .env_remove("PGPORT")
+        .env_remove("PGHOST")
+        .env("LC_ALL", "C");
+    Ok(cmd)
+}
+
+fn start_in(bindir: &Path, run_as: Option<&RunAs>, dir: &Path) -> Result<PostgresServer> {
+    if let Some(user) = run_as {
+        std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))
+            .with_context(|| format!("handing {} to the postgres user", dir.display()))?;
+    }
+    let data = dir.join("data");
+    let log = dir.join("postgres.log");
+    let initdb = command(bindir, "initdb", run_as, &log)?
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        ])
+        .status()
+        .with_context(|| format!("running {}", bindir.join("initdb").display()))?;
+    if !initdb.success() {
+        bail!(
+            "initdb failed ({initdb}); its output:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    let port = free_port()?;
+    let child = command(bindir, "postgres", run_as, &log)?
+        .arg("-D")
+        .arg(&data)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .arg("-k")
+        .arg(dir)
+        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+        .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
+        .args(["-c", "timezone=UTC", "-c", "logging_collector=off"])
+        .spawn()
+        .with_context(|| format!("starting {}", bindir.join("postgres").display()))?;
+    let mut server = PostgresServer {
+        child,
+        port,
+        dir: dir.to_path_buf(),
+    };
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = server.url();
+    loop {
+        if let Some(status) = server.child.try_wait()? {
+            let log = server.log();
+            // Keep the directory for the caller to remove (Drop would too).
+            bail!("postgres exited during start-up ({status}); its log:\n{log}");
+        }
+        let ready = std::thread::scope(|s| {
+            // Own thread: the caller may be inside an async runtime.
+            s.spawn(|| BlockingClient::connect(&url).and_then(|c| c.query_i64("SELECT 1::int8")))
+                .join()
+                .map_err(|_| anyhow::anyhow!("readiness check panicked"))?
+        });
+        if ready.is_ok() {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "postgres did not accept connections within 60 s ({:#}); its log:\n{}",
+                ready.unwrap_err(),
+                server.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
