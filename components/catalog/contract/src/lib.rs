@@ -10,6 +10,7 @@
 
 use catalog_core::domain::ProductId;
 use catalog_core::inventory::{self as inv, InventoryError as CoreInventoryError, ReserveError as CoreReserveError};
+use catalog_core::read_cache::Cache;
 use catalog_core::{repository, StorageError};
 use exports::shop::catalog::catalog::{Guest as CatalogGuest, ProductSummary};
 use exports::shop::catalog::inventory::{
@@ -31,22 +32,67 @@ fn unavailable(e: StorageError) -> Unavailable {
 }
 
 impl CatalogGuest for CatalogContract {
+    /// Product look-ups for carts and checkout, through the read cache
+    /// (`catalog_core::read_cache`): names, prices and `active` are always
+    /// current (admin writes invalidate it), `available` may be up to the
+    /// cache TTL behind; reservations check exact stock regardless.
     fn get_products(ids: Vec<String>) -> Result<Vec<ProductSummary>, Unavailable> {
         let ids: Vec<ProductId> = ids.iter().filter_map(|raw| ProductId::parse(raw).ok()).collect();
-        let db = catalog_core::open_database().map_err(unavailable)?;
-        let products = repository::get_products_by_ids(&db, &ids, clock::unix_now()).map_err(unavailable)?;
-        Ok(products
-            .into_iter()
-            .map(|p| ProductSummary {
-                id: p.id.to_string(),
-                sku: p.sku,
-                name: p.name,
-                unit_price: Money { amount_minor: p.price.amount_minor, currency: p.price.currency.code().to_string() },
-                available: p.available,
-                active: p.active,
-            })
-            .collect())
+        let keys: Vec<String> = ids.iter().map(|id| format!("summary|{id}")).collect();
+        let (cache, cached) = match Cache::get_many(&keys) {
+            Some((cache, bodies)) => (Some(cache), bodies),
+            None => (None, vec![None; ids.len()]),
+        };
+        let mut found: Vec<ProductSummary> = Vec::with_capacity(ids.len());
+        let mut missing: Vec<ProductId> = Vec::new();
+        for (id, body) in ids.iter().zip(cached) {
+            match body.and_then(|b| decode_summary(&b)) {
+                Some(summary) => found.push(summary),
+                None => missing.push(id.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            let db = catalog_core::open_database().map_err(unavailable)?;
+            for p in repository::get_products_by_ids(&db, &missing, clock::unix_now()).map_err(unavailable)? {
+                let summary = ProductSummary {
+                    id: p.id.to_string(),
+                    sku: p.sku,
+                    name: p.name,
+                    unit_price: Money { amount_minor: p.price.amount_minor, currency: p.price.currency.code().to_string() },
+                    available: p.available,
+                    active: p.active,
+                };
+                if let Some(cache) = &cache {
+                    cache.put(&format!("summary|{}", summary.id), &encode_summary(&summary));
+                }
+                found.push(summary);
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
     }
+}
+
+/// A summary as cached: JSON of its fields.
+fn encode_summary(p: &ProductSummary) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": p.id, "sku": p.sku, "name": p.name,
+        "amount_minor": p.unit_price.amount_minor, "currency": p.unit_price.currency,
+        "available": p.available, "active": p.active,
+    }))
+    .unwrap_or_default()
+}
+
+fn decode_summary(raw: &[u8]) -> Option<ProductSummary> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    Some(ProductSummary {
+        id: v["id"].as_str()?.to_string(),
+        sku: v["sku"].as_str()?.to_string(),
+        name: v["name"].as_str()?.to_string(),
+        unit_price: Money { amount_minor: v["amount_minor"].as_i64()?, currency: v["currency"].as_str()?.to_string() },
+        available: v["available"].as_i64()?,
+        active: v["active"].as_bool()?,
+    })
 }
 
 fn inventory_error(e: CoreInventoryError) -> InventoryError {

@@ -276,6 +276,9 @@ pub fn create_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
 /// Change a product: only the fields given change.
 pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i64) -> Result<Product, AdminError> {
     transaction(db, |tx| {
+        // Lapsed holds leave `products.reserved` first, so the stock check
+        // below and the CHECK constraint see only live ones.
+        inventory::sweep_lapsed(tx, now)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         let row = validated(tx, input, Some(&current))?;
         if sku_taken_by_other(tx, &row.sku, Some(id.as_str()))? {
@@ -308,6 +311,7 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> R
     p.finish().map_err(AdminError::Invalid)?;
     let stock = stock.unwrap_or(0);
     transaction(db, |tx| {
+        inventory::sweep_lapsed(tx, now)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         if stock < current.reserved {
             return Err(below_reserved(current.reserved));

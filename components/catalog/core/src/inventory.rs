@@ -1,11 +1,21 @@
 //! Stock reservations: the rules that make overselling impossible.
 //!
-//! Available stock is stock on hand minus the quantities of *live*
-//! reservations (status `reserved`, not yet expired). Every operation runs in
-//! one write transaction (`BEGIN IMMEDIATE`), so the availability check and
-//! the write that depends on it cannot interleave with another reservation:
-//! under any concurrency, stock sold plus stock reserved never exceeds stock
-//! on hand, and stock never goes negative.
+//! Each product carries `reserved`, the units its live reservations hold;
+//! available stock is `stock_on_hand - reserved`. Every change to it is a
+//! conditional `UPDATE` in the same transaction as the reservation that
+//! causes it — `reserved = reserved + n WHERE stock_on_hand - reserved >= n`
+//! — so the check and the write are one atomic step on the row itself:
+//! stock sold plus stock reserved never exceeds stock on hand (also a CHECK
+//! constraint), and stock never goes negative, under any concurrency. This
+//! holds on SQLite (whose `BEGIN IMMEDIATE` serialises writers anyway) and on
+//! Postgres under its default READ COMMITTED isolation, where an `UPDATE`
+//! that waited for a row lock re-evaluates its `WHERE` on the newest row.
+//! Rows are always locked in one order — the reservation first, then its
+//! products by id — so two transactions cannot deadlock on each other.
+//!
+//! A reservation that lapses (`expires_at` passed, nobody released it)
+//! stops counting at once: reads subtract it (see `repository`), and the next
+//! stock write sweeps it (`sweep_lapsed`), giving its units back.
 //!
 //! All operations are idempotent per order id.
 
@@ -121,53 +131,72 @@ pub fn validate(lines: &[Line], ttl_secs: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Quantities held by live reservations, per product, excluding one order.
-fn live_reserved(db: &dyn Db, product_ids: &[&str], now: i64, except_order: &str) -> Result<BTreeMap<String, i64>, DbError> {
-    let marks = vec!["?"; product_ids.len()].join(", ");
-    let mut params: Vec<Value> = vec![now.into(), except_order.into()];
-    params.extend(product_ids.iter().map(|p| Value::from(*p)));
-    let rows = db.query(
-        &format!(
-            "SELECT l.product_id, SUM(l.quantity) AS qty FROM reservation_lines l \
-             JOIN reservations r ON r.order_id = l.order_id \
-             WHERE r.status = 'reserved' AND r.expires_at > ? AND r.order_id <> ? AND l.product_id IN ({marks}) \
-             GROUP BY l.product_id"
-        ),
-        &params,
+/// How many sweeps of lapsed reservations one stock write does at most; the
+/// rest wait for the next write (reads already discount them).
+const SWEEP_BATCH: i64 = 200;
+
+/// Give back the units of reservations that lapsed without being released,
+/// in the caller's transaction. Each one is claimed by the `UPDATE` that
+/// clears its `holding` flag, so two concurrent sweeps never give the same
+/// units back twice. Cheap when nothing lapsed: one indexed `UPDATE`.
+pub fn sweep_lapsed(tx: &dyn Db, now: i64) -> Result<(), DbError> {
+    let claimed = tx.query(
+        "UPDATE reservations SET holding = 0 WHERE holding = 1 AND expires_at <= ? AND order_id IN \
+         (SELECT order_id FROM reservations WHERE holding = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?) \
+         RETURNING order_id",
+        &[now.into(), now.into(), SWEEP_BATCH.into()],
     )?;
-    rows.iter().map(|r| Ok((r.text("product_id")?, r.int("qty")?))).collect()
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let orders: Vec<Value> = claimed.iter().map(|r| r.text("order_id").map(Value::from)).collect::<Result<_, _>>()?;
+    let marks = vec!["?"; orders.len()].join(", ");
+    let held = tx.query(
+        &format!(
+            "SELECT product_id, SUM(quantity) AS qty FROM reservation_lines WHERE order_id IN ({marks}) \
+             GROUP BY product_id ORDER BY product_id"
+        ),
+        &orders,
+    )?;
+    for r in held.iter() {
+        tx.execute(
+            "UPDATE products SET reserved = reserved - ? WHERE id = ?",
+            &[r.int("qty")?.into(), r.text("product_id")?.into()],
+        )?;
+    }
+    Ok(())
 }
 
-/// Stock on hand of active products (inactive and unknown ones are absent).
-fn on_hand(db: &dyn Db, product_ids: &[&str]) -> Result<BTreeMap<String, i64>, DbError> {
+/// Available units of active products (inactive and unknown ones are absent).
+fn available(db: &dyn Db, product_ids: &[&str]) -> Result<BTreeMap<String, i64>, DbError> {
     let marks = vec!["?"; product_ids.len()].join(", ");
     let params: Vec<Value> = product_ids.iter().map(|p| Value::from(*p)).collect();
     let rows = db.query(
-        &format!("SELECT id, stock_on_hand FROM products WHERE active = 1 AND id IN ({marks})"),
+        &format!("SELECT id, stock_on_hand - reserved AS available FROM products WHERE active = 1 AND id IN ({marks})"),
         &params,
     )?;
-    rows.iter().map(|r| Ok((r.text("id")?, r.int("stock_on_hand")?))).collect()
+    rows.iter().map(|r| Ok((r.text("id")?, r.int("available")?.max(0)))).collect()
 }
 
-/// The lines each product is short by, given what others hold.
-fn shortages(db: &dyn Db, lines: &[ReservedLine], now: i64, order_id: &str) -> Result<Vec<Shortage>, DbError> {
-    let ids: Vec<&str> = lines.iter().map(|l| l.product_id.as_str()).collect();
-    let stock = on_hand(db, &ids)?;
-    let held = live_reserved(db, &ids, now, order_id)?;
-    Ok(lines
-        .iter()
-        .filter_map(|l| {
-            let available = match stock.get(&l.product_id) {
-                Some(s) => (s - held.get(&l.product_id).copied().unwrap_or(0)).max(0),
-                None => 0,
-            };
-            (available < l.quantity as i64).then(|| Shortage {
-                product_id: l.product_id.clone(),
-                requested: l.quantity,
-                available,
-            })
-        })
-        .collect())
+/// Lock a reservation's row for the rest of the transaction and read it as
+/// it is now (a portable `SELECT ... FOR UPDATE`: on Postgres the `UPDATE`
+/// waits for a concurrent writer and then sees its result).
+fn lock(tx: &dyn Db, order_id: &str) -> Result<Option<(String, i64, bool)>, DbError> {
+    let rows = tx.query(
+        "UPDATE reservations SET updated_at = updated_at WHERE order_id = ? RETURNING status, expires_at, holding",
+        &[order_id.into()],
+    )?;
+    rows.first().map(|r| Ok((r.text("status")?, r.int("expires_at")?, r.bool("holding")?))).transpose()
+}
+
+fn lines_of(db: &dyn Db, order_id: &str) -> Result<Vec<ReservedLine>, DbError> {
+    db.query(
+        "SELECT product_id, quantity FROM reservation_lines WHERE order_id = ? ORDER BY product_id",
+        &[order_id.into()],
+    )?
+    .iter()
+    .map(|r| Ok(ReservedLine { product_id: r.text("product_id")?, quantity: r.int("quantity")? as u32 }))
+    .collect()
 }
 
 /// Load a reservation.
@@ -176,14 +205,7 @@ pub fn get(db: &dyn Db, order_id: &str, now: i64) -> Result<Option<Reservation>,
     let Some(head) = rows.first() else { return Ok(None) };
     let status = head.text("status")?;
     let expires_at = head.int("expires_at")?;
-    let lines = db
-        .query(
-            "SELECT product_id, quantity FROM reservation_lines WHERE order_id = ? ORDER BY product_id",
-            &[order_id.into()],
-        )?
-        .iter()
-        .map(|r| Ok(ReservedLine { product_id: r.text("product_id")?, quantity: r.int("quantity")? as u32 }))
-        .collect::<Result<Vec<_>, DbError>>()?;
+    let lines = lines_of(db, order_id)?;
     Ok(Some(Reservation {
         order_id: order_id.to_string(),
         live: status == "reserved" && expires_at > now,
@@ -207,12 +229,23 @@ fn same_lines(existing: &[ReservedLine], wanted: &[ReservedLine]) -> bool {
 /// unchanged; different lines, or a released order, are a conflict.
 pub fn reserve(db: &dyn Db, order_id: &str, lines: &[Line], ttl_secs: u32, now: i64) -> Result<Reservation, ReserveError> {
     validate(lines, ttl_secs).map_err(ReserveError::Invalid)?;
-    let wanted: Vec<ReservedLine> = lines
+    let mut wanted: Vec<ReservedLine> = lines
         .iter()
         .map(|l| ReservedLine { product_id: l.product_id.to_string(), quantity: l.quantity })
         .collect();
+    // Products are always locked in id order (see the module docs).
+    wanted.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+    let expires_at = now + ttl_secs as i64;
     transaction(db, |tx| {
-        if let Some(existing) = get(tx, order_id, now)? {
+        sweep_lapsed(tx, now)?;
+        let stamp = clock::now_rfc3339();
+        let created = tx.query(
+            "INSERT INTO reservations (order_id, status, expires_at, holding, created_at, updated_at) \
+             VALUES (?, 'reserved', ?, 1, ?, ?) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+            &[order_id.into(), expires_at.into(), stamp.as_str().into(), stamp.as_str().into()],
+        )?;
+        if created.is_empty() {
+            let existing = get(tx, order_id, now)?.ok_or_else(|| DbError::Other("reservation vanished".into()))?;
             if existing.status == "released" {
                 return Err(ReserveError::Conflict(format!("the reservation for order {order_id} was released")));
             }
@@ -221,22 +254,39 @@ pub fn reserve(db: &dyn Db, order_id: &str, lines: &[Line], ttl_secs: u32, now: 
             }
             return Ok(existing);
         }
-        let short = shortages(tx, &wanted, now, order_id)?;
-        if !short.is_empty() {
-            return Err(ReserveError::Insufficient(short));
-        }
-        let stamp = clock::now_rfc3339();
-        tx.execute(
-            "INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) VALUES (?, 'reserved', ?, ?, ?)",
-            &[order_id.into(), (now + ttl_secs as i64).into(), stamp.as_str().into(), stamp.as_str().into()],
-        )?;
+        let mut short: Vec<&ReservedLine> = Vec::new();
         for l in &wanted {
-            tx.execute(
-                "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES (?, ?, ?)",
-                &[order_id.into(), l.product_id.as_str().into(), l.quantity.into()],
+            let held = tx.query(
+                "UPDATE products SET reserved = reserved + ? \
+                 WHERE id = ? AND active = 1 AND stock_on_hand - reserved >= ? RETURNING id",
+                &[l.quantity.into(), l.product_id.as_str().into(), l.quantity.into()],
             )?;
+            if held.is_empty() {
+                short.push(l);
+            }
         }
-        Ok(get(tx, order_id, now)?.ok_or_else(|| DbError::Other("reservation vanished".into()))?)
+        if !short.is_empty() {
+            // Returning the error rolls back the holds already taken.
+            let ids: Vec<&str> = short.iter().map(|l| l.product_id.as_str()).collect();
+            let free = available(tx, &ids)?;
+            return Err(ReserveError::Insufficient(
+                short
+                    .iter()
+                    .map(|l| Shortage {
+                        product_id: l.product_id.clone(),
+                        requested: l.quantity,
+                        available: free.get(&l.product_id).copied().unwrap_or(0),
+                    })
+                    .collect(),
+            ));
+        }
+        let rows = vec!["(?, ?, ?)"; wanted.len()].join(", ");
+        let mut params: Vec<Value> = Vec::with_capacity(wanted.len() * 3);
+        for l in &wanted {
+            params.extend([order_id.into(), l.product_id.as_str().into(), l.quantity.into()]);
+        }
+        tx.execute(&format!("INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES {rows}"), &params)?;
+        Ok(Reservation { order_id: order_id.to_string(), status: "reserved".into(), expires_at, live: true, lines: wanted.clone() })
     })
 }
 
@@ -246,44 +296,69 @@ pub fn reserve(db: &dyn Db, order_id: &str, lines: &[Line], ttl_secs: u32, now: 
 /// (nobody else reserved it meanwhile); otherwise `Expired`, and nothing changes.
 pub fn commit(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
     transaction(db, |tx| {
-        let r = get(tx, order_id, now)?.ok_or(InventoryError::UnknownOrder)?;
-        match r.status.as_str() {
-            "committed" => return Ok(r),
+        sweep_lapsed(tx, now)?;
+        let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
+        let lines = lines_of(tx, order_id)?;
+        let done = |status: &str| Reservation { order_id: order_id.to_string(), status: status.into(), expires_at, live: false, lines: lines.clone() };
+        match status.as_str() {
+            "committed" => return Ok(done("committed")),
             "released" => return Err(InventoryError::AlreadyReleased),
             _ => {}
         }
-        if !r.live && !shortages(tx, &r.lines, now, order_id)?.is_empty() {
-            return Err(InventoryError::Expired);
-        }
-        for l in &r.lines {
-            // The CHECK (stock_on_hand >= 0) constraint is the last line of defence.
-            tx.execute(
-                "UPDATE products SET stock_on_hand = stock_on_hand - ?, updated_at = ? WHERE id = ?",
-                &[l.quantity.into(), clock::now_rfc3339().into(), l.product_id.as_str().into()],
-            )?;
+        let stamp = clock::now_rfc3339();
+        for l in &lines {
+            if holding {
+                // Its units are already held: they move from reserved to sold.
+                // The CHECK constraints are the last line of defence.
+                tx.execute(
+                    "UPDATE products SET stock_on_hand = stock_on_hand - ?, reserved = reserved - ?, updated_at = ? WHERE id = ?",
+                    &[l.quantity.into(), l.quantity.into(), stamp.as_str().into(), l.product_id.as_str().into()],
+                )?;
+            } else {
+                // Lapsed and swept: sell only what is still free.
+                let sold = tx.query(
+                    "UPDATE products SET stock_on_hand = stock_on_hand - ?, updated_at = ? \
+                     WHERE id = ? AND stock_on_hand - reserved >= ? RETURNING id",
+                    &[l.quantity.into(), stamp.as_str().into(), l.product_id.as_str().into(), l.quantity.into()],
+                )?;
+                if sold.is_empty() {
+                    return Err(InventoryError::Expired);
+                }
+            }
         }
         set_status(tx, order_id, "committed")?;
-        Ok(get(tx, order_id, now)?.ok_or(InventoryError::UnknownOrder)?)
+        Ok(done("committed"))
     })
 }
 
 /// Give the stock back (cancelled, failed or expired order).
 pub fn release(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
     transaction(db, |tx| {
-        let r = get(tx, order_id, now)?.ok_or(InventoryError::UnknownOrder)?;
-        match r.status.as_str() {
-            "released" => return Ok(r),
+        sweep_lapsed(tx, now)?;
+        let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
+        let lines = lines_of(tx, order_id)?;
+        let done = Reservation { order_id: order_id.to_string(), status: "released".into(), expires_at, live: false, lines: lines.clone() };
+        match status.as_str() {
+            "released" => return Ok(done),
             "committed" => return Err(InventoryError::AlreadyCommitted),
             _ => {}
         }
+        if holding {
+            for l in &lines {
+                tx.execute(
+                    "UPDATE products SET reserved = reserved - ? WHERE id = ?",
+                    &[l.quantity.into(), l.product_id.as_str().into()],
+                )?;
+            }
+        }
         set_status(tx, order_id, "released")?;
-        Ok(get(tx, order_id, now)?.ok_or(InventoryError::UnknownOrder)?)
+        Ok(done)
     })
 }
 
 fn set_status(db: &dyn Db, order_id: &str, status: &str) -> Result<(), DbError> {
     db.execute(
-        "UPDATE reservations SET status = ?, updated_at = ? WHERE order_id = ?",
+        "UPDATE reservations SET status = ?, holding = 0, updated_at = ? WHERE order_id = ?",
         &[status.into(), clock::now_rfc3339().into(), order_id.into()],
     )
 }
@@ -297,7 +372,8 @@ pub fn ever_ordered(db: &dyn Db, product_id: &str) -> Result<bool, DbError> {
 
 /// Units held by live reservations for one product.
 pub fn reserved_now(db: &dyn Db, product_id: &str, now: i64) -> Result<i64, DbError> {
-    Ok(live_reserved(db, &[product_id], now, "")?.get(product_id).copied().unwrap_or(0))
+    let id = ProductId::parse(product_id).map_err(|e| DbError::Other(e.to_string()))?;
+    Ok(crate::repository::get_product(db, &id, true, now)?.map(|p| p.reserved).unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod domain;
 pub mod inventory;
+pub mod read_cache;
 pub mod repository;
 pub mod schema;
 
@@ -22,13 +23,12 @@ pub const DATABASE_LABEL: &str = "catalog";
 
 /// Open the catalog database, bring its schema up to date and, when the
 /// operator opted in with the `demo_catalog` variable, load the demo catalog
-/// once. Called at the start of every request: the fast path is one query.
+/// once. Called at the start of every request: the fast path is one query
+/// (schema and demo data checked together).
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    let db = storage::SpinSqlite::open_migrated(DATABASE_LABEL, schema::MIGRATIONS)?;
-    if demo_catalog_enabled() {
-        storage::migrations::apply_data_once(&db, schema::DEMO_CATALOG_NAME, schema::DEMO_CATALOG)?;
-    }
-    Ok(db)
+    let demo = storage::migrations::DataSet { name: schema::DEMO_CATALOG_NAME, sql: schema::DEMO_CATALOG };
+    let data: &[storage::migrations::DataSet] = if demo_catalog_enabled() { &[demo] } else { &[] };
+    storage::SpinSqlite::open_ready(DATABASE_LABEL, schema::MIGRATIONS, data)
 }
 
 /// `demo_catalog = "true"` loads the demo data. A component that does not

@@ -5,18 +5,24 @@ use crate::domain::{Category, CategoryRef, Product, ProductFilter, ProductId, So
 use money::{Currency, Money};
 use storage::{Db, DbError, Row, Value};
 
-/// Live reservations per product, as a derived table. Its one parameter is
-/// "now" (Unix seconds): lapsed reservations stop counting even if nobody
-/// released them.
-const RESERVED_JOIN: &str = "LEFT JOIN (SELECT l.product_id, SUM(l.quantity) AS qty FROM reservation_lines l \
-     JOIN reservations r ON r.order_id = l.order_id \
-     WHERE r.status = 'reserved' AND r.expires_at > ? GROUP BY l.product_id) rs ON rs.product_id = p.id";
+/// Units still counted in `products.reserved` by reservations that lapsed
+/// but that no stock write has swept yet (see `inventory::sweep_lapsed`).
+/// Its one parameter is "now" (Unix seconds). It reads only the partial
+/// index of holding reservations past their expiry — usually none — so a
+/// read costs the same whether 0 or 10,000 orders are pending, while a
+/// lapsed hold still stops counting the moment it lapses.
+///
+/// Written as `IN (subquery)` rather than a join so SQLite's planner drives
+/// the lookup from that index instead of scanning every reservation line.
+const LAPSED_JOIN: &str = "LEFT JOIN (SELECT l.product_id, SUM(l.quantity) AS qty FROM reservation_lines l \
+     WHERE l.order_id IN (SELECT order_id FROM reservations WHERE holding = 1 AND expires_at <= ?) \
+     GROUP BY l.product_id) lapsed ON lapsed.product_id = p.id";
 
 /// Stock a customer can buy now: on hand minus live reservations.
-const AVAILABLE: &str = "(p.stock_on_hand - COALESCE(rs.qty, 0))";
+const AVAILABLE: &str = "(p.stock_on_hand - p.reserved + COALESCE(lapsed.qty, 0))";
 
 const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
-     p.stock_on_hand, COALESCE(rs.qty, 0) AS reserved, p.image_urls, p.active, p.created_at, p.updated_at, \
+     p.stock_on_hand, p.reserved - COALESCE(lapsed.qty, 0) AS reserved, p.image_urls, p.active, p.created_at, p.updated_at, \
      c.id AS category_id, c.slug AS category_slug, c.name AS category_name";
 
 const CATEGORY_JOIN: &str = "LEFT JOIN categories c ON c.id = p.category_id";
@@ -30,6 +36,9 @@ pub struct ProductPage {
 
 /// The product listing: active products only (unless `include_inactive`, for
 /// admins), filtered, ordered, paged. Text search uses the FTS5 index.
+///
+/// One statement gives the page and the total (`COUNT(*) OVER ()`); only a
+/// page past the end needs a second one to learn the total.
 pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now: i64) -> Result<ProductPage, DbError> {
     let fts = match &f.search {
         Some(s) => match (s.fts_query(), s.fts_name_query()) {
@@ -39,19 +48,25 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
         },
         None => None,
     };
-    let from = if fts.is_some() {
-        format!("FROM products_fts JOIN products p ON p.rowid = products_fts.rowid {CATEGORY_JOIN} {RESERVED_JOIN}")
-    } else {
-        format!("FROM products p {CATEGORY_JOIN} {RESERVED_JOIN}")
+    // Parameters follow the order of the `?` in the SQL text.
+    let mut params: Vec<Value> = Vec::new();
+    let from = match &fts {
+        // The matches and their BM25 score (names weighted 10x) come from a
+        // subquery: FTS5's ranking function cannot run in a query that also
+        // counts with a window function.
+        Some((q, _)) => {
+            params.push(q.into());
+            format!(
+                "FROM (SELECT rowid AS fts_rowid, bm25(products_fts, 10.0, 1.0) AS fts_rank FROM products_fts \
+                 WHERE products_fts MATCH ?) m JOIN products p ON p.rowid = m.fts_rowid {CATEGORY_JOIN} {LAPSED_JOIN}"
+            )
+        }
+        None => format!("FROM products p {CATEGORY_JOIN} {LAPSED_JOIN}"),
     };
+    params.push(now.into());
     let mut clauses: Vec<String> = Vec::new();
-    let mut params: Vec<Value> = vec![now.into()];
     if !include_inactive {
         clauses.push("p.active = 1".into());
-    }
-    if let Some((q, _)) = &fts {
-        clauses.push("products_fts MATCH ?".into());
-        params.push(q.into());
     }
     if let Some(slug) = &f.category {
         clauses.push("c.slug = ?".into());
@@ -76,19 +91,13 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
     }
     let where_sql = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
 
-    let total = db
-        .query(&format!("SELECT COUNT(*) AS n {from} {where_sql}"), &params)?
-        .first()
-        .map(|r| r.int("n"))
-        .transpose()?
-        .unwrap_or(0);
-
+    let count_params = params.clone();
     let order = match (f.sort, &fts) {
         (Sort::Relevance, Some((_, name_query))) => {
             params.push(name_query.into());
             // Name matches first; within each group, BM25 with names weighted 10x.
             "CASE WHEN p.rowid IN (SELECT rowid FROM products_fts WHERE products_fts MATCH ?) THEN 0 ELSE 1 END, \
-             bm25(products_fts, 10.0, 1.0), p.id"
+             m.fts_rank, p.id"
         }
         (Sort::Relevance, None) | (Sort::Newest, _) => "p.created_at DESC, p.id DESC",
         (Sort::PriceAsc, _) => "p.price_minor ASC, p.id",
@@ -98,9 +107,19 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
     params.push((f.limit as i64).into());
     params.push(f.offset.into());
     let rows = db.query(
-        &format!("SELECT {PRODUCT_COLUMNS} {from} {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
+        &format!("SELECT {PRODUCT_COLUMNS}, COUNT(*) OVER () AS total_count {from} {where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
         &params,
     )?;
+    let total = match rows.first() {
+        Some(r) => r.int("total_count")?,
+        None if f.offset == 0 => 0,
+        None => db
+            .query(&format!("SELECT COUNT(*) AS n {from} {where_sql}"), &count_params)?
+            .first()
+            .map(|r| r.int("n"))
+            .transpose()?
+            .unwrap_or(0),
+    };
     let products = rows.iter().map(|r| product_from_row(&r)).collect::<Result<_, _>>()?;
     Ok(ProductPage { products, total })
 }
@@ -109,7 +128,7 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
 pub fn get_product(db: &dyn Db, id: &ProductId, include_inactive: bool, now: i64) -> Result<Option<Product>, DbError> {
     let active = if include_inactive { "" } else { " AND p.active = 1" };
     let rows = db.query(
-        &format!("SELECT {PRODUCT_COLUMNS} FROM products p {CATEGORY_JOIN} {RESERVED_JOIN} WHERE p.id = ?{active}"),
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products p {CATEGORY_JOIN} {LAPSED_JOIN} WHERE p.id = ?{active}"),
         &[now.into(), id.as_str().into()],
     )?;
     rows.first().map(|r| product_from_row(&r)).transpose()
@@ -125,7 +144,7 @@ pub fn get_products_by_ids(db: &dyn Db, ids: &[ProductId], now: i64) -> Result<V
     let mut params: Vec<Value> = vec![now.into()];
     params.extend(ids.iter().map(|id| Value::from(id.as_str())));
     let rows = db.query(
-        &format!("SELECT {PRODUCT_COLUMNS} FROM products p {CATEGORY_JOIN} {RESERVED_JOIN} WHERE p.id IN ({marks}) ORDER BY p.id"),
+        &format!("SELECT {PRODUCT_COLUMNS} FROM products p {CATEGORY_JOIN} {LAPSED_JOIN} WHERE p.id IN ({marks}) ORDER BY p.id"),
         &params,
     )?;
     rows.iter().map(|r| product_from_row(&r)).collect()

@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "search_and_reservations",
         sql: include_str!("../../../../migrations/catalog/0002_search_and_reservations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "reserved_stock",
+        sql: include_str!("../../../../migrations/catalog/0003_reserved_stock.sql"),
+    },
 ];
 
 /// The demo catalog (see the README): idempotent inserts keyed on fixed ids.

@@ -9,6 +9,7 @@
 //!   `/api/inventory/reservations`
 //! - `GET /api/catalog/health`
 
+mod cache;
 mod errors;
 mod manage;
 mod reads;
@@ -24,7 +25,14 @@ const SERVICE: Service = Service { name: "catalog" };
 
 #[http_component]
 fn handle(req: Request) -> anyhow::Result<Response> {
-    Ok(http_kit::serve(&SERVICE, req, route))
+    Ok(http_kit::serve(&SERVICE, req, |ctx| {
+        let result = route(ctx);
+        // Every successful write makes earlier cached public reads stale.
+        if ctx.method != "GET" && result.as_ref().is_ok_and(|r| r.status < 400) {
+            cache::invalidate();
+        }
+        result
+    }))
 }
 
 fn route(ctx: &Ctx) -> HandlerResult {

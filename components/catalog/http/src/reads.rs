@@ -1,7 +1,7 @@
 //! Public catalog reads. Admins (by token) additionally see inactive
 //! products and the stock breakdown; their answers are never cached publicly.
 
-use crate::open;
+use crate::{cache, open};
 use catalog_core::domain::{listing, PriceRange, ProductFilter, ProductId, SearchText, Sort};
 use catalog_core::repository;
 use http_kit::conditional::cacheable;
@@ -71,6 +71,12 @@ pub fn list_products(ctx: &Ctx) -> HandlerResult {
     if include_inactive && !admin {
         return Err(ApiError::new(403, "forbidden", "include_inactive is for admins"));
     }
+    let cached = if admin { None } else { cache::lookup(ctx, format!("products|{filter:?}|{}", page.page)) };
+    let miss = match cached {
+        Some(Ok(body)) => return Ok(public(ctx, body)),
+        Some(Err(miss)) => Some(miss),
+        None => None,
+    };
     let db = open()?;
     let result = repository::list_products(&db, &filter, include_inactive, clock::unix_now())?;
     let (products, cache) = if admin {
@@ -79,23 +85,50 @@ pub fn list_products(ctx: &Ctx) -> HandlerResult {
         (json!(result.products), PUBLIC_CACHE)
     };
     let body = json!({ "products": products, "page": page.page, "limit": page.limit, "total": result.total });
-    Ok(cacheable(ctx, Reply::ok(&body), cache))
+    let reply = Reply::ok(&body);
+    if let Some(miss) = miss {
+        miss.store(&reply.body);
+    }
+    Ok(cacheable(ctx, reply, cache))
+}
+
+/// A public answer from the cache, with the same headers as a fresh one.
+fn public(ctx: &Ctx, body: Vec<u8>) -> Reply {
+    cacheable(ctx, Reply::bytes(200, "application/json", body), PUBLIC_CACHE)
 }
 
 pub fn get_product(ctx: &Ctx, raw_id: &str) -> HandlerResult {
     let id = ProductId::parse(raw_id).map_err(|e| ApiError::invalid_parameter("id", e.to_string()))?;
     let admin = is_admin(ctx)?;
+    let miss = match if admin { None } else { cache::lookup(ctx, format!("product|{id}")) } {
+        Some(Ok(body)) => return Ok(public(ctx, body)),
+        Some(Err(miss)) => Some(miss),
+        None => None,
+    };
     let db = open()?;
     let product = repository::get_product(&db, &id, admin, clock::unix_now())?.ok_or_else(|| ApiError::not_found("product"))?;
     if admin {
         Ok(cacheable(ctx, Reply::ok(&product.for_admin()), PRIVATE_CACHE))
     } else {
-        Ok(cacheable(ctx, Reply::ok(&product), PUBLIC_CACHE))
+        let reply = Reply::ok(&product);
+        if let Some(miss) = miss {
+            miss.store(&reply.body);
+        }
+        Ok(cacheable(ctx, reply, PUBLIC_CACHE))
     }
 }
 
 pub fn list_categories(ctx: &Ctx) -> HandlerResult {
+    let miss = match cache::lookup(ctx, "categories".into()) {
+        Some(Ok(body)) => return Ok(public(ctx, body)),
+        Some(Err(miss)) => Some(miss),
+        None => None,
+    };
     let db = open()?;
     let categories = repository::list_categories(&db)?;
-    Ok(cacheable(ctx, Reply::ok(&json!({ "categories": categories })), PUBLIC_CACHE))
+    let reply = Reply::ok(&json!({ "categories": categories }));
+    if let Some(miss) = miss {
+        miss.store(&reply.body);
+    }
+    Ok(cacheable(ctx, reply, PUBLIC_CACHE))
 }

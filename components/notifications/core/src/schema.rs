@@ -13,7 +13,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// Open the notifications database with its schema current.
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    storage::SpinSqlite::open_migrated(DATABASE_LABEL, MIGRATIONS)
+    storage::SpinSqlite::open_ready(DATABASE_LABEL, MIGRATIONS, &[])
 }
 
 #[cfg(test)]

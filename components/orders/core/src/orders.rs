@@ -254,26 +254,49 @@ pub fn insert(tx: &dyn Db, o: &NewOrder, actor: &str) -> Result<Order, OrderErro
             now.as_str().into(),
         ],
     )?;
+    // All lines in one statement: each statement costs a parse in a fresh
+    // per-request connection.
+    let marks = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; o.lines.len()].join(", ");
+    let mut params: Vec<storage::Value> = Vec::with_capacity(o.lines.len() * 8);
     for (i, l) in o.lines.iter().enumerate() {
+        params.extend([
+            o.id.as_str().into(),
+            (i as i64 + 1).into(),
+            l.product_id.as_str().into(),
+            l.sku.as_str().into(),
+            l.name.as_str().into(),
+            l.unit_price.amount_minor.into(),
+            l.quantity.into(),
+            l.line_total.amount_minor.into(),
+        ]);
+    }
+    if !o.lines.is_empty() {
         tx.execute(
-            "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
-                o.id.as_str().into(),
-                (i as i64 + 1).into(),
-                l.product_id.as_str().into(),
-                l.sku.as_str().into(),
-                l.name.as_str().into(),
-                l.unit_price.amount_minor.into(),
-                l.quantity.into(),
-                l.line_total.amount_minor.into(),
-            ],
+            &format!("INSERT INTO order_lines (order_id, line_no, product_id, sku, name, unit_price_minor, quantity, line_total_minor) VALUES {marks}"),
+            &params,
         )?;
     }
     tx.execute(
         "INSERT INTO order_history (order_id, from_status, to_status, actor, reason, at) VALUES (?, NULL, 'pending_payment', ?, 'placed', ?)",
         &[o.id.as_str().into(), actor.into(), now.as_str().into()],
     )?;
-    let order = load(tx, &o.id)?.ok_or(OrderError::NotFound)?;
+    // Exactly what was just written, without reading it back.
+    let order = Order {
+        id: o.id.clone(),
+        user_id: o.user_id.clone(),
+        status: Status::PendingPayment,
+        currency: o.currency.code().to_string(),
+        lines: o.lines.clone(),
+        subtotal,
+        total: subtotal,
+        refunded: Money::zero(o.currency),
+        shipping_address: o.shipping_address.clone(),
+        tracking: None,
+        flags: Vec::new(),
+        expires_at: o.expires_at,
+        created_at: now.clone(),
+        updated_at: now,
+    };
     record_event(tx, "order.placed", &o.id, &event_payload(&order, Status::PendingPayment))?;
     Ok(order)
 }
@@ -320,27 +343,44 @@ pub enum Claim {
     InFlight,
 }
 
+/// Claim an `Idempotency-Key` for a new order, or say what it already means.
+///
+/// The claim is one atomic `INSERT ... ON CONFLICT DO NOTHING`: exactly one
+/// of several concurrent requests with the same key inserts the row (on
+/// Postgres the others wait for its transaction and then see the conflict),
+/// and no write lock is held across statements.
 pub fn claim_request(db: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64) -> Result<Claim, DbError> {
-    storage::transaction(db, |tx| {
-        let rows = tx.query(
-            "SELECT request_hash, order_id FROM order_requests WHERE user_id = ? AND idempotency_key = ?",
-            &[user_id.into(), key.into()],
-        )?;
-        if let Some(r) = rows.first() {
-            if r.text("request_hash")? != hash {
-                return Ok(Claim::Mismatch);
-            }
-            return Ok(match r.opt_text("order_id")? {
-                Some(id) => Claim::Replay(id),
-                None => Claim::InFlight,
-            });
+    for _ in 0..3 {
+        if let Some(claim) = try_claim(db, user_id, key, hash, now)? {
+            return Ok(claim);
         }
-        tx.execute(
-            "INSERT INTO order_requests (user_id, idempotency_key, request_hash, created_at) VALUES (?, ?, ?, ?)",
-            &[user_id.into(), key.into(), hash.into(), now.into()],
-        )?;
-        Ok(Claim::New)
-    })
+    }
+    Ok(Claim::InFlight)
+}
+
+/// One attempt; `None` when the other request abandoned its claim between
+/// our two statements (then the key is free again).
+fn try_claim(db: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64) -> Result<Option<Claim>, DbError> {
+    let inserted = db.query(
+        "INSERT INTO order_requests (user_id, idempotency_key, request_hash, created_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING user_id",
+        &[user_id.into(), key.into(), hash.into(), now.into()],
+    )?;
+    if !inserted.is_empty() {
+        return Ok(Some(Claim::New));
+    }
+    let rows = db.query(
+        "SELECT request_hash, order_id FROM order_requests WHERE user_id = ? AND idempotency_key = ?",
+        &[user_id.into(), key.into()],
+    )?;
+    let Some(r) = rows.first() else { return Ok(None) };
+    if r.text("request_hash")? != hash {
+        return Ok(Some(Claim::Mismatch));
+    }
+    Ok(Some(match r.opt_text("order_id")? {
+        Some(id) => Claim::Replay(id),
+        None => Claim::InFlight,
+    }))
 }
 
 pub fn complete_request(tx: &dyn Db, user_id: &str, key: &str, order_id: &str) -> Result<(), DbError> {
@@ -395,6 +435,7 @@ mod tests {
     fn placing_writes_totals_history_and_an_event() {
         let db = db();
         let o = insert(&db, &new_order("o1"), "user:u1").unwrap();
+        assert_eq!(load(&db, "o1").unwrap().unwrap(), o, "the order returned is the order stored");
         assert_eq!((o.status, o.subtotal, o.total), (Status::PendingPayment, usd(599), usd(599)));
         assert_eq!(history(&db, "o1").unwrap().len(), 1);
         assert_eq!(events(&db), vec!["order.placed"]);

@@ -20,7 +20,7 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// Open the checkout database with its schema current.
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    storage::SpinSqlite::open_migrated(DATABASE_LABEL, MIGRATIONS)
+    storage::SpinSqlite::open_ready(DATABASE_LABEL, MIGRATIONS, &[])
 }
 
 #[cfg(test)]

@@ -1,10 +1,19 @@
 //! Data access for the shop services.
 //!
 //! Business logic talks to a [`Db`]: run a statement, run a query, group
-//! statements in a [`transaction`]. The Spin SQLite adapter ([`SpinSqlite`])
-//! is the default backend; a Postgres adapter can implement the same trait
-//! without touching any service's logic. SQL uses `?` placeholders and the
-//! portable subset of SQL that SQLite and Postgres share.
+//! statements in a [`transaction`]. Two backends implement it: Spin's SQLite
+//! ([`SpinSqlite`], the embedded default) and Spin's Postgres
+//! ([`SpinPostgres`]). SQL uses `?` placeholders and the subset of SQL both
+//! accept (`INSERT ... ON CONFLICT`, `UPDATE ... RETURNING`, window
+//! functions); the few statements that differ ask [`Db::dialect`].
+//!
+//! Concurrency rules that hold on both: a check and the write that depends on
+//! it are one conditional statement (`UPDATE ... WHERE <still true>
+//! RETURNING`, `INSERT ... ON CONFLICT DO NOTHING RETURNING`), and rows are
+//! locked in a fixed order. SQLite serialises writers besides
+//! (`BEGIN IMMEDIATE`); Postgres runs them concurrently under READ
+//! COMMITTED, where a statement that waited for a row lock re-checks its
+//! `WHERE` on the newest row, so the rules are what keeps them correct.
 //!
 //! Schema changes are versioned SQL files under `migrations/<service>/`,
 //! applied exactly once per database by [`migrations::migrate`] and recorded in
@@ -13,11 +22,20 @@
 pub mod migrations;
 #[cfg(feature = "native")]
 pub mod native;
+mod spin_pg;
 mod spin_sqlite;
 pub mod split;
 mod value;
 
+pub use spin_pg::{number_placeholders, SpinPostgres};
 pub use spin_sqlite::SpinSqlite;
+
+/// The SQL dialect a backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
 pub use value::{Row, Rows, Value};
 
 /// Why a storage call failed.
@@ -29,8 +47,11 @@ pub enum DbError {
     NoSuchDatabase(String),
     /// A uniqueness or other constraint rejected the write.
     Constraint(String),
-    /// The database stayed locked by another writer for too long.
+    /// The database stayed locked by another writer for too long, or (Postgres)
+    /// a transaction lost a serialization race or a deadlock: retry it.
     Busy(String),
+    /// The database server cannot be reached (down, restarting, refusing).
+    Unavailable(String),
     /// Anything else: I/O, SQL errors (bugs), type mismatches.
     Other(String),
 }
@@ -42,6 +63,7 @@ impl std::fmt::Display for DbError {
             Self::NoSuchDatabase(l) => write!(f, "no database `{l}` configured"),
             Self::Constraint(m) => write!(f, "constraint violated: {m}"),
             Self::Busy(m) => write!(f, "database busy: {m}"),
+            Self::Unavailable(m) => write!(f, "database unavailable: {m}"),
             Self::Other(m) => write!(f, "{m}"),
         }
     }
@@ -65,23 +87,33 @@ impl DbError {
 
 /// The storage trait. Implementations run one statement per call.
 pub trait Db {
+    /// Which SQL dialect this backend speaks.
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
     /// Run a statement that returns no rows of interest.
     fn execute(&self, sql: &str, params: &[Value]) -> Result<(), DbError>;
     /// Run a query and return all its rows.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError>;
 }
 
-/// Run `work` inside one write transaction.
+/// Run `work` inside one write transaction. Any error rolls back.
 ///
-/// SQLite's `BEGIN IMMEDIATE` takes the write lock up front, so two concurrent
-/// transactions queue on the lock instead of both reading and then failing to
-/// upgrade — which is what makes read-check-write sequences (stock
-/// reservations, migrations) safe under concurrency. Any error rolls back.
+/// On SQLite, `BEGIN IMMEDIATE` takes the write lock up front, so two
+/// concurrent transactions queue on the lock instead of both reading and
+/// then failing to upgrade. On Postgres it is a plain `BEGIN` (READ
+/// COMMITTED): the work itself must follow the rules in the crate docs.
+/// Retrying after a deadlock or serialization failure is the caller's
+/// choice ([`DbError::Busy`]), since only it knows whether `work` may run twice.
 pub fn transaction<T, E>(db: &dyn Db, work: impl FnOnce(&dyn Db) -> Result<T, E>) -> Result<T, E>
 where
     E: From<DbError>,
 {
-    db.execute("BEGIN IMMEDIATE", &[])?;
+    let begin = match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.execute(begin, &[])?;
     match work(db) {
         Ok(v) => match db.execute("COMMIT", &[]) {
             Ok(()) => Ok(v),

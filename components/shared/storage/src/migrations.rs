@@ -1,12 +1,14 @@
 //! Versioned schema migrations, applied exactly once per database.
 //!
 //! Each service embeds its `migrations/<service>/NNNN_name.sql` files and
-//! calls [`migrate`] before touching its tables. The fast path — schema
-//! already current — is a single query. Otherwise the runner takes SQLite's
-//! write lock (`BEGIN IMMEDIATE`), re-reads what is applied (another instance
-//! may have just finished), applies the missing versions in order and records
-//! each in `schema_migrations`, all in one transaction: a failed migration
-//! leaves the database exactly as it was.
+//! calls [`ensure`] when it opens its database. The fast path — schema
+//! current, data sets loaded, journal mode set — is a single query, because
+//! a Spin request opens a fresh connection and every statement costs a parse
+//! and a plan. Otherwise the runner takes SQLite's write lock
+//! (`BEGIN IMMEDIATE`), re-reads what is applied (another instance may have
+//! just finished), applies the missing versions in order and records each in
+//! `schema_migrations`, all in one transaction: a failed migration leaves the
+//! database exactly as it was.
 //!
 //! Applied migrations carry a checksum of their SQL; a file edited after it
 //! was applied is reported by [`status`] (and so by `/health`) instead of
@@ -27,6 +29,20 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
     name TEXT NOT NULL, \
     checksum TEXT NOT NULL, \
     applied_at TEXT NOT NULL)";
+
+/// Bookkeeping of one-off data loads (and of the journal mode, see [`ensure`]).
+const CREATE_DATA_LOADS: &str =
+    "CREATE TABLE IF NOT EXISTS data_loads (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+/// The `data_loads` row that records that the file was switched to WAL.
+const JOURNAL_MARKER: &str = "storage:journal_mode";
+
+/// A named, optional data set (such as the demo catalog), loaded at most once.
+#[derive(Debug, Clone, Copy)]
+pub struct DataSet {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
 
 /// The state of one database's schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +86,63 @@ fn applied_max(db: &dyn Db) -> Result<Option<i64>, DbError> {
     }
 }
 
+/// Make the database ready for this build, in one query when it already is:
+/// every migration applied, every data set in `data` loaded (at its current
+/// checksum), and the file in WAL mode.
+///
+/// WAL (`PRAGMA journal_mode=WAL`, persistent in the file) lets readers run
+/// while a writer commits and makes a commit one append to the log instead
+/// of a rewrite of the rollback journal; see README, "Benchmarks". The
+/// switch cannot happen inside a transaction, so it runs here, before the
+/// migrations, and is recorded in `data_loads` so the fast path can see it.
+/// Where the database refuses (an in-memory or remote database), the mode it
+/// keeps is recorded instead and nothing fails.
+pub fn ensure(db: &dyn Db, migrations: &[Migration], data: &[DataSet]) -> Result<(), DbError> {
+    let latest = latest(migrations);
+    let sums: Vec<String> = data.iter().map(|d| checksum(d.sql)).collect();
+    let mut marks = vec!["name = ?".to_string()];
+    let mut params: Vec<Value> = vec![JOURNAL_MARKER.into()];
+    for (d, sum) in data.iter().zip(&sums) {
+        marks.push("(name = ? AND checksum = ?)".into());
+        params.push(d.name.into());
+        params.push(sum.as_str().into());
+    }
+    let fast = db.query(
+        &format!(
+            "SELECT (SELECT MAX(version) FROM schema_migrations) AS v, \
+             (SELECT COUNT(*) FROM data_loads WHERE {}) AS d",
+            marks.join(" OR ")
+        ),
+        &params,
+    );
+    match fast {
+        Ok(rows) => {
+            let row = rows.first().ok_or_else(|| DbError::Other("schema check returned no row".into()))?;
+            if row.opt_int("v")?.unwrap_or(0) == latest && row.int("d")? == marks.len() as i64 {
+                return Ok(());
+            }
+        }
+        Err(DbError::Other(msg)) if msg.contains("no such table") => {}
+        Err(e) => return Err(e),
+    }
+    // Slow path: first use of this database, or a new build.
+    let journal = db.query("PRAGMA journal_mode = WAL", &[]).ok().and_then(|rows| {
+        rows.first().and_then(|r| r.text("journal_mode").ok())
+    });
+    migrate(db, migrations)?;
+    for d in data {
+        apply_data_once(db, d.name, d.sql)?;
+    }
+    if let Some(mode) = journal {
+        db.execute(
+            "INSERT INTO data_loads (name, checksum, applied_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = excluded.applied_at",
+            &[JOURNAL_MARKER.into(), mode.into(), now().into()],
+        )?;
+    }
+    Ok(())
+}
+
 /// Bring the database up to the latest migration. Safe to call on every
 /// request and from many instances at once.
 pub fn migrate(db: &dyn Db, migrations: &[Migration]) -> Result<(), DbError> {
@@ -78,6 +151,7 @@ pub fn migrate(db: &dyn Db, migrations: &[Migration]) -> Result<(), DbError> {
         return Ok(());
     }
     db.execute(CREATE_TABLE, &[])?;
+    db.execute(CREATE_DATA_LOADS, &[])?;
     transaction(db, |tx| {
         let current = applied_max(tx)?.unwrap_or(0);
         if current > latest {
@@ -130,7 +204,7 @@ pub fn status(db: &dyn Db, migrations: &[Migration]) -> Result<SchemaStatus, DbE
 }
 
 /// Apply a named, optional data set (such as the demo catalog) at most once.
-/// The SQL itself should also be idempotent (`INSERT OR IGNORE`), so a data
+/// The SQL itself should also be idempotent (`INSERT ... ON CONFLICT DO NOTHING`), so a data
 /// set that was partly loaded by hand is completed rather than duplicated.
 pub fn apply_data_once(db: &dyn Db, name: &str, sql: &str) -> Result<bool, DbError> {
     let sum = checksum(sql);
@@ -144,10 +218,7 @@ pub fn apply_data_once(db: &dyn Db, name: &str, sql: &str) -> Result<bool, DbErr
     match done(db) {
         Ok(true) => return Ok(false),
         Ok(false) => {}
-        Err(DbError::Other(msg)) if msg.contains("no such table") => db.execute(
-            "CREATE TABLE IF NOT EXISTS data_loads (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)",
-            &[],
-        )?,
+        Err(DbError::Other(msg)) if msg.contains("no such table") => db.execute(CREATE_DATA_LOADS, &[])?,
         Err(e) => return Err(e),
     }
     transaction(db, |tx| {
@@ -158,7 +229,8 @@ pub fn apply_data_once(db: &dyn Db, name: &str, sql: &str) -> Result<bool, DbErr
             tx.execute(&stmt, &[])?;
         }
         tx.execute(
-            "INSERT OR REPLACE INTO data_loads (name, checksum, applied_at) VALUES (?, ?, ?)",
+            "INSERT INTO data_loads (name, checksum, applied_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum, applied_at = excluded.applied_at",
             &[name.into(), sum.clone().into(), now().into()],
         )?;
         Ok(true)
@@ -256,6 +328,29 @@ mod tests {
         }
         let db = MemDb::file(&path);
         assert_eq!(db.query("SELECT * FROM schema_migrations", &[]).unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn ensure_is_one_query_once_ready_and_switches_to_wal() {
+        let dir = std::env::temp_dir().join(format!("ensure-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("db.sqlite");
+        let _ = std::fs::remove_file(&path);
+        let seed = DataSet { name: "demo", sql: "INSERT INTO a (x) VALUES (7);" };
+        let db = MemDb::file(&path);
+        ensure(&db, &[V1], &[seed]).unwrap();
+        let mode = db.query("PRAGMA journal_mode", &[]).unwrap().first().unwrap().text("journal_mode").unwrap();
+        assert_eq!(mode, "wal");
+        // Ready: a second call changes nothing and loads nothing twice.
+        ensure(&db, &[V1], &[seed]).unwrap();
+        assert_eq!(db.query("SELECT * FROM a", &[]).unwrap().len(), 1);
+        // A new migration or an edited data set takes the slow path again.
+        ensure(&db, &[V1, V2], &[seed]).unwrap();
+        assert!(status(&db, &[V1, V2]).unwrap().is_current());
+        let changed = DataSet { name: "demo", sql: "INSERT INTO a (x) VALUES (8);" };
+        ensure(&db, &[V1, V2], &[changed]).unwrap();
+        assert_eq!(db.query("SELECT * FROM a", &[]).unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -8,19 +8,45 @@ use spin_sdk::sqlite::{Connection, Error, Value as SqlValue};
 /// A connection to one labelled Spin SQLite database.
 pub struct SpinSqlite {
     conn: Connection,
+    /// Whether this connection's durability level was set (before its first write).
+    synchronous_set: std::cell::Cell<bool>,
 }
 
 impl SpinSqlite {
     /// Open the database with this label (it must be granted in `spin.toml`).
     pub fn open(label: &str) -> Result<Self, DbError> {
-        Connection::open(label).map(|conn| Self { conn }).map_err(|e| map_error(label, e))
+        Connection::open(label).map(|conn| Self { conn, synchronous_set: std::cell::Cell::new(false) }).map_err(|e| map_error(label, e))
     }
 
-    /// Open the database and bring its schema up to date (see `migrations`).
-    pub fn open_migrated(label: &str, migrations: &[crate::migrations::Migration]) -> Result<Self, DbError> {
+    /// Open the database and make it ready for this build: migrations
+    /// applied, data sets loaded, WAL on (see [`crate::migrations::ensure`]).
+    /// One query when it already is.
+    pub fn open_ready(
+        label: &str,
+        migrations: &[crate::migrations::Migration],
+        data: &[crate::migrations::DataSet],
+    ) -> Result<Self, DbError> {
         let db = Self::open(label)?;
-        crate::migrations::migrate(&db, migrations)?;
+        crate::migrations::ensure(&db, migrations, data)?;
         Ok(db)
+    }
+}
+
+/// Does this statement write (so the connection's durability level matters)?
+fn is_write(sql: &str) -> bool {
+    let head = sql.trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
+    matches!(head.as_str(), "BEGIN " | "INSERT" | "UPDATE" | "DELETE")
+}
+
+/// The `sqlite_synchronous` variable: `full` (the default, SQLite's and
+/// Spin's: every commit is on disk before it returns) or `normal` (in WAL
+/// mode a commit returns once it is in the log; the database stays
+/// consistent, but an OS crash or power loss may undo the last commits; an
+/// app or Spin crash loses nothing). See README, "Durability".
+fn synchronous_level() -> Option<&'static str> {
+    match spin_sdk::variables::get("sqlite_synchronous").ok()?.trim().to_ascii_lowercase().as_str() {
+        "normal" => Some("NORMAL"),
+        _ => None,
     }
 }
 
@@ -60,6 +86,12 @@ impl Db for SpinSqlite {
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        if !self.synchronous_set.get() && is_write(sql) {
+            self.synchronous_set.set(true);
+            if let Some(level) = synchronous_level() {
+                self.conn.execute(&format!("PRAGMA synchronous = {level}"), &[]).map_err(|e| map_error("", e))?;
+            }
+        }
         let params: Vec<SqlValue> = params.iter().map(to_sql).collect();
         let result = self.conn.execute(sql, &params).map_err(|e| map_error("", e))?;
         let rows = result

@@ -17,7 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// Open the users database with its schema current.
 pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    storage::SpinSqlite::open_migrated(DATABASE_LABEL, MIGRATIONS)
+    storage::SpinSqlite::open_ready(DATABASE_LABEL, MIGRATIONS, &[])
 }
 
 #[cfg(test)]

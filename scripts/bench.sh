@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The data-path benchmark (README, "Benchmarks"): builds the components and
+# an optimised test host, starts the shop (embedded stores, demo catalog) and
+# a bare component side by side, and prints one table with every figure as a
+# ratio to the bare component in the same run. Not a test: numbers depend on
+# the machine.
+#
+#   scripts/bench.sh                      # full run (about 4 minutes of load)
+#   scripts/bench.sh --smoke              # a few seconds; CI runs this
+#   scripts/bench.sh --base-url http://127.0.0.1:3000 --bare-url http://127.0.0.1:3001 \
+#                    [--shop-pid PID --bare-pid PID]   # two real `spin up`s
+#   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v wrk >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench: installing wrk" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+  else
+    echo "bench: wrk is needed (e.g. sudo apt-get install wrk)" >&2
+    exit 1
+  fi
+fi
+
+# The smoke run reuses the test build (dev profile, already built by the
+# test command); a real run needs an optimised host, like Spin's.
+profile=bench-host
+for arg in "$@"; do [ "$arg" = "--smoke" ] && profile=dev; done
+
+scripts/build-components.sh
+cargo build -q --profile "$profile" -p shop-test-host -p api-tests --bin shop-test-host --bin bench
+dir=$profile; [ "$profile" = dev ] && dir=debug
+exec "target/$dir/bench" --host-bin "target/$dir/shop-test-host" "$@"

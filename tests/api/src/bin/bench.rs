@@ -1,0 +1,471 @@
+//! The data-path benchmark (README, "Benchmarks"; run it with `scripts/bench.sh`).
+//!
+//! Starts two hosts as separate processes — the shop (`spin.toml`, embedded
+//! stores, demo catalog) and a bare component (`tests/fixtures/bare`) — or
+//! uses running ones (`--base-url`, `--bare-url`, e.g. two real `spin up`s).
+//! Then, in alternating rounds so drift hits every figure alike:
+//!
+//! - open-loop-ish HTTP load with `wrk` (Debian's package) on the bare
+//!   component, the product listing, one product, search and a three-line
+//!   cart;
+//! - the listing again with N pending orders (live stock reservations);
+//! - order placement as a closed loop: W workers, each its own customer,
+//!   one order = `POST /api/cart/items` + `POST /api/orders`.
+//!
+//! Every throughput is printed as a ratio to the bare component's requests/s
+//! of the same round, and the table ends with each host's resident memory.
+//! Numbers depend on the machine; this is never a test.
+
+use api_tests::{unique_email, TestApp, ADMIN_EMAIL, STRONG_PASSWORD};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+const USAGE: &str = "usage: bench [--duration SECS] [--connections N] [--rounds N] [--pending N] \
+[--workers W,W] [--base-url URL --bare-url URL [--shop-pid PID --bare-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--smoke]";
+
+struct Options {
+    duration: u64,
+    connections: u32,
+    rounds: u32,
+    pending: u32,
+    workers: Vec<u32>,
+    base_url: Option<String>,
+    bare_url: Option<String>,
+    shop_pid: Option<u32>,
+    bare_pid: Option<u32>,
+    host_bin: Option<PathBuf>,
+    /// Run only the scenarios whose label contains this text.
+    only: Option<String>,
+    /// Extra `--variable k=v` for the shop host.
+    variables: Vec<(String, String)>,
+}
+
+fn parse_args() -> Options {
+    let mut o = Options {
+        duration: 10,
+        connections: 32,
+        rounds: 2,
+        pending: 10_000,
+        workers: vec![8, 32],
+        base_url: None,
+        bare_url: None,
+        shop_pid: None,
+        bare_pid: None,
+        host_bin: None,
+        only: None,
+        variables: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut v = || args.next().unwrap_or_else(|| die(&format!("{a} needs a value\n{USAGE}")));
+        let num = |s: String| s.parse::<u64>().unwrap_or_else(|_| die(&format!("{a}: not a number: {s}")));
+        match a.as_str() {
+            "--duration" => o.duration = num(v()),
+            "--connections" => o.connections = num(v()) as u32,
+            "--rounds" => o.rounds = num(v()).max(1) as u32,
+            "--pending" => o.pending = num(v()) as u32,
+            "--workers" => o.workers = v().split(',').map(|w| num(w.to_string()) as u32).collect(),
+            "--base-url" => o.base_url = Some(v().trim_end_matches('/').to_string()),
+            "--bare-url" => o.bare_url = Some(v().trim_end_matches('/').to_string()),
+            "--shop-pid" => o.shop_pid = Some(num(v()) as u32),
+            "--bare-pid" => o.bare_pid = Some(num(v()) as u32),
+            "--host-bin" => o.host_bin = Some(v().into()),
+            "--only" => o.only = Some(v()),
+            "--variable" => {
+                let pair = v();
+                let (k, val) = pair.split_once('=').unwrap_or_else(|| die("--variable expects k=v"));
+                o.variables.push((k.to_string(), val.to_string()));
+            }
+            // A few seconds end to end: CI runs this so the script cannot rot.
+            "--smoke" => {
+                o.duration = 1;
+                o.connections = 4;
+                o.rounds = 1;
+                o.pending = 20;
+                o.workers = vec![2];
+            }
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => die(&format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if o.base_url.is_some() != o.bare_url.is_some() {
+        die("--base-url and --bare-url go together: the ratios need a bare component on the same host");
+    }
+    o
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("bench: {msg}");
+    std::process::exit(2)
+}
+
+/// Where `spin.toml` is: the workspace, or `SHOP_BENCH_APP_DIR` (to compare
+/// against a copy of an older build).
+fn workspace_root() -> PathBuf {
+    std::env::var_os("SHOP_BENCH_APP_DIR").map(PathBuf::from).unwrap_or_else(api_tests::workspace_root)
+}
+
+/// A host process started by the benchmark, killed on drop.
+struct HostProcess {
+    child: Child,
+    url: String,
+    _state: PathBuf,
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self._state);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| die(&e.to_string()))
+}
+
+fn start_host(bin: &Path, name: &str, manifest: &Path, runtime_config: Option<&Path>, variables: &[(String, String)]) -> HostProcess {
+    let port = free_port();
+    let state = std::env::temp_dir().join(format!("shop-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap_or_else(|e| die(&format!("state dir: {e}")));
+    let mut cmd = Command::new(bin);
+    cmd.arg("--manifest").arg(manifest).arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--state-dir").arg(&state);
+    if let Some(rc) = runtime_config {
+        cmd.arg("--runtime-config-file").arg(rc);
+    }
+    for (k, v) in variables {
+        cmd.arg("--variable").arg(format!("{k}={v}"));
+    }
+    let log = std::fs::File::create(state.join("host.log")).unwrap_or_else(|e| die(&e.to_string()));
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| die(&format!("starting {}: {e}", bin.display())));
+    let url = format!("http://127.0.0.1:{port}");
+    let mut host = HostProcess { child, url, _state: state };
+    let deadline = Instant::now() + StdDuration::from_secs(300);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = host.child.try_wait() {
+            let log = std::fs::read_to_string(host._state.join("host.log")).unwrap_or_default();
+            die(&format!("{name} host exited ({status}):\n{log}"));
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return host;
+        }
+        std::thread::sleep(StdDuration::from_millis(50));
+    }
+    die(&format!("{name} host did not start listening"));
+}
+
+/// What `wrk --latency` reported.
+#[derive(Debug, Clone, Default)]
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn parse_duration_ms(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        return None;
+    };
+    num.trim().parse::<f64>().ok().map(|n| n * scale)
+}
+
+fn parse_wrk(out: &str) -> WrkResult {
+    let mut r = WrkResult::default();
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            r.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("50%") {
+            r.p50_ms = parse_duration_ms(v).unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            r.p99_ms = parse_duration_ms(v).unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            r.errors += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Socket errors:") {
+            r.errors += v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
+        }
+    }
+    r
+}
+
+fn wrk(o: &Options, url: &str, headers: &[(&str, &str)]) -> WrkResult {
+    let mut cmd = Command::new("wrk");
+    cmd.arg("-t2")
+        .arg(format!("-c{}", o.connections))
+        .arg(format!("-d{}s", o.duration))
+        .arg("--latency")
+        .arg("--timeout")
+        .arg("10s");
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    let out = cmd.arg(url).output().unwrap_or_else(|e| die(&format!("running wrk (apt-get install wrk): {e}")));
+    if !out.status.success() {
+        die(&format!("wrk failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Closed-loop order placement: each worker is its own customer.
+fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32) -> WrkResult {
+    let users: Vec<String> = (0..workers)
+        .map(|_| {
+            let email = unique_email("bench-buyer");
+            let r = app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "B", "last_name": "Buyer" }));
+            assert_eq!(r.status, 201, "register: {}", r.body);
+            app.sign_in(&email, STRONG_PASSWORD).access_token
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let first_error = Arc::new(Mutex::new(None::<String>));
+    let start = Instant::now();
+    let handles: Vec<_> = users
+        .into_iter()
+        .map(|token| {
+            let (app, stop, latencies, errors, first_error) = (app.clone(), stop.clone(), latencies.clone(), errors.clone(), first_error.clone());
+            let product = product.to_string();
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {token}");
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let t = Instant::now();
+                    let add = app.request("POST", "/api/cart/items", &[("authorization", &auth)], Some(&json!({ "product_id": product, "quantity": 1 })));
+                    let ok = if add.status == 200 {
+                        let key = format!("bench-{}-{n}", &token[token.len() - 12..]);
+                        let placed = app.request("POST", "/api/orders", &[("authorization", &auth), ("idempotency-key", &key)], None);
+                        if placed.status == 201 {
+                            true
+                        } else {
+                            first_error.lock().unwrap().get_or_insert(format!("POST /api/orders {}: {}", placed.status, placed.body));
+                            false
+                        }
+                    } else {
+                        first_error.lock().unwrap().get_or_insert(format!("POST /api/cart/items {}: {}", add.status, add.body));
+                        false
+                    };
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    if ok {
+                        latencies.lock().unwrap().push(ms);
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(StdDuration::from_secs(o.duration));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    if let Some(e) = first_error.lock().unwrap().as_ref() {
+        eprintln!("bench: first order error at {workers} workers: {e}");
+    }
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| if l.is_empty() { 0.0 } else { l[(((l.len() as f64) * p).ceil() as usize).clamp(1, l.len()) - 1] };
+    WrkResult { rps: l.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors: errors.load(Ordering::Relaxed) }
+}
+
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A 20-product id to read, the product the order loop buys, and a guest
+/// cart token with three lines.
+struct Fixture {
+    product_id: String,
+    buy_id: String,
+    cart_token: String,
+    admin_token: String,
+}
+
+fn prepare(app: &TestApp) -> Fixture {
+    let admin = app.admin();
+    let listing = app.get_path("/api/products?limit=100");
+    assert_eq!(listing.status, 200, "{}", listing.body);
+    let products: Vec<Value> = listing.json()["products"].as_array().cloned().unwrap_or_default();
+    let usd: Vec<&Value> = products.iter().filter(|p| p["price"]["currency"] == "USD").collect();
+    assert!(usd.len() >= 4, "the demo catalog is needed (demo_catalog=true)");
+    // Plenty of stock everywhere, so neither pending orders nor the order
+    // loop ever run out.
+    for p in &products {
+        let id = p["id"].as_str().unwrap();
+        let r = app.send_as(&admin.access_token, "PUT", &format!("/api/products/{id}/inventory"), Some(&json!({ "stock_on_hand": 100_000_000 })));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let mut token = None::<String>;
+    for p in usd.iter().take(3) {
+        let mut headers = vec![];
+        if let Some(t) = &token {
+            headers.push(("x-cart-token", t.as_str()));
+        }
+        let r = app.request("POST", "/api/cart/items", &headers, Some(&json!({ "product_id": p["id"], "quantity": 1 })));
+        assert_eq!(r.status, 200, "{}", r.body);
+        token = r.header("x-cart-token").map(str::to_string).or(token);
+    }
+    Fixture {
+        product_id: usd[0]["id"].as_str().unwrap().to_string(),
+        buy_id: usd[3]["id"].as_str().unwrap().to_string(),
+        cart_token: token.expect("the cart answers with a cart token"),
+        admin_token: admin.access_token,
+    }
+}
+
+/// Hold stock for `n` orders that nobody pays (the state a busy shop is in).
+fn add_pending(app: &Arc<TestApp>, fx: &Fixture, products: &[String], n: u32) {
+    let next = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let tag = std::process::id();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, next, products, admin) = (app.clone(), next.clone(), products.to_vec(), fx.admin_token.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let lines: Vec<Value> = (0..2).map(|k| json!({ "product_id": products[(i as usize + k) % products.len()], "quantity": 1 })).collect();
+                let body = json!({ "order_id": format!("bench-pending-{tag}-{i}"), "lines": lines, "ttl_seconds": 86_400 });
+                let r = app.send_as(&admin, "POST", "/api/inventory/reservations", Some(&body));
+                assert!(r.status == 201 || r.status == 200, "reservation: {} {}", r.status, r.body);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("pending-order loader");
+    }
+}
+
+fn main() {
+    let o = parse_args();
+    let root = workspace_root();
+    let keys = Ed25519KeyPair::generate();
+    let host_bin = o.host_bin.clone().unwrap_or_else(|| {
+        std::env::current_exe().ok().and_then(|e| Some(e.parent()?.join("shop-test-host"))).unwrap_or_else(|| die("cannot locate shop-test-host"))
+    });
+
+    let mut hosts = Vec::new();
+    let (shop_url, bare_url, shop_pid, bare_pid) = match (&o.base_url, &o.bare_url) {
+        (Some(s), Some(b)) => (s.clone(), b.clone(), o.shop_pid, o.bare_pid),
+        _ => {
+            let vars: Vec<(String, String)> = [
+                ("demo_catalog", "true".to_string()),
+                ("admin_emails", ADMIN_EMAIL.to_string()),
+                ("jwt_private_key", STANDARD.encode(keys.to_der())),
+                ("jwt_public_key", STANDARD.encode(keys.public_key().to_der())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(o.variables.iter().cloned())
+            .collect();
+            let bare = start_host(&host_bin, "bare", &root.join("tests/fixtures/bare/spin.toml"), None, &[]);
+            let shop = start_host(&host_bin, "shop", &root.join("spin.toml"), Some(&root.join("runtime-config.toml")), &vars);
+            let r = (shop.url.clone(), bare.url.clone(), Some(shop.child.id()), Some(bare.child.id()));
+            hosts.push(bare);
+            hosts.push(shop);
+            r
+        }
+    };
+    let app = Arc::new(TestApp::connect(shop_url.clone(), keys));
+    let fx = prepare(&app);
+    let all_ids: Vec<String> = app.all_products("").iter().filter_map(|p| p["id"].as_str().map(str::to_string)).collect();
+
+    // (label, results per round, is_order_loop)
+    let mut rows: Vec<(String, Vec<WrkResult>, Vec<f64>)> = Vec::new();
+    let record = |rows: &mut Vec<(String, Vec<WrkResult>, Vec<f64>)>, label: String, r: WrkResult, bare: f64| {
+        if let Some(row) = rows.iter_mut().find(|(l, _, _)| *l == label) {
+            row.1.push(r);
+            row.2.push(bare);
+        } else {
+            rows.push((label, vec![r], vec![bare]));
+        }
+    };
+    let listing = format!("{shop_url}/api/products?limit=20");
+    let product = format!("{shop_url}/api/products/{}", fx.product_id);
+    let search = format!("{shop_url}/api/products?q=wire&limit=20");
+    let cart = format!("{shop_url}/api/cart");
+    let wanted = |label: &str| o.only.as_deref().is_none_or(|only| label.contains(only));
+    let mut pending_loaded = false;
+    for round in 0..o.rounds {
+        eprintln!("bench: round {} of {}", round + 1, o.rounds);
+        let bare = wrk(&o, &format!("{bare_url}/"), &[]);
+        let b = bare.rps;
+        record(&mut rows, "bare component `{\"ok\":true}`".into(), bare, b);
+        let reads: [(&str, &str, Vec<(&str, &str)>); 4] = [
+            ("`GET /api/products?limit=20`, 0 pending orders", &listing, vec![]),
+            ("`GET /api/products/{id}`", &product, vec![]),
+            ("`GET /api/products?q=wire&limit=20`", &search, vec![]),
+            ("`GET /api/cart`, 3 lines", &cart, vec![("x-cart-token", fx.cart_token.as_str())]),
+        ];
+        for (label, url, headers) in &reads {
+            if wanted(label) {
+                record(&mut rows, label.to_string(), wrk(&o, url, headers), b);
+            }
+        }
+        for &w in &o.workers {
+            let label = format!("order placement, {w} workers (orders/s)");
+            if wanted(&label) {
+                record(&mut rows, label, orders(&o, &app, &fx.buy_id, w), b);
+            }
+        }
+        let label = format!("`GET /api/products?limit=20`, {} pending orders", o.pending);
+        if wanted(&label) {
+            if !pending_loaded {
+                // Loaded once: from here on every round sees them.
+                eprintln!("bench: holding stock for {} pending orders", o.pending);
+                add_pending(&app, &fx, &all_ids, o.pending);
+                pending_loaded = true;
+            }
+            record(&mut rows, label, wrk(&o, &listing, &[]), b);
+        }
+    }
+
+    println!("| scenario | req/s (per round) | p50 | p99 | errors | ratio to bare |");
+    println!("|---|---|---|---|---|---|");
+    for (label, results, bares) in &rows {
+        let rps: Vec<String> = results.iter().map(|r| format!("{:.0}", r.rps)).collect();
+        let ratios: Vec<String> = results.iter().zip(bares).map(|(r, b)| if *b > 0.0 { format!("{:.0} %", 100.0 * r.rps / b) } else { "–".into() }).collect();
+        let p50: Vec<String> = results.iter().map(|r| format!("{:.1} ms", r.p50_ms)).collect();
+        let p99: Vec<String> = results.iter().map(|r| format!("{:.1} ms", r.p99_ms)).collect();
+        let errors: u64 = results.iter().map(|r| r.errors).sum();
+        println!("| {label} | {} | {} | {} | {errors} | {} |", rps.join(" / "), p50.join(" / "), p99.join(" / "), ratios.join(" / "));
+    }
+    let mem = |pid: Option<u32>| pid.and_then(rss_mb).map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "not measured".into());
+    println!();
+    println!("| resident memory after the run | shop | bare component |");
+    println!("|---|---|---|");
+    println!("| host process | {} | {} |", mem(shop_pid), mem(bare_pid));
+    drop(hosts);
+}

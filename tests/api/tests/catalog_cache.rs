@@ -1,0 +1,61 @@
+//! The catalog read cache as a storefront sees it: admin writes show at
+//! once, stock moved by checkout shows within the cache's TTL, signed-in and
+//! `no-cache` reads are always fresh.
+
+use api_tests::TestApp;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Read a product anonymously until `done` holds or `within` passes.
+fn public_until(app: &TestApp, id: &str, within: Duration, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let p = app.public_product(id).json();
+        if done(&p) || start.elapsed() > within {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn admin_writes_are_visible_to_the_next_public_read() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let product = app.new_product(&admin, "Cached Kettle", 10);
+    let id = product["id"].as_str().unwrap();
+    // Warm the cache for the product and a listing that shows it.
+    assert_eq!(app.public_product(id).json()["price"]["amount_minor"], 1999);
+    let listing = "/api/products?q=cached%20kettle&limit=100";
+    assert_eq!(app.get_path(listing).json()["total"], 1);
+
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/products/{id}"), Some(&json!({ "price": { "amount_minor": 2599, "currency": "USD" } })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(app.public_product(id).json()["price"]["amount_minor"], 2599, "no stale price after an admin write");
+    assert_eq!(app.get_path(listing).json()["products"][0]["price"]["amount_minor"], 2599);
+
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/products/{id}/inventory"), Some(&json!({ "stock_on_hand": 0 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p = app.public_product(id).json();
+    assert_eq!((p["available"].clone(), p["in_stock"].clone()), (json!(0), json!(false)), "stock set by an admin shows at once");
+
+    let r = app.send_as(&admin.access_token, "DELETE", &format!("/api/products/{id}"), None);
+    assert!(r.status == 200 || r.status == 204, "{}", r.body);
+    assert_eq!(app.public_product(id).status, 404, "a removed product is gone at once");
+}
+
+#[test]
+fn stock_held_by_checkout_shows_within_the_cache_ttl() {
+    let app = TestApp::get();
+    let (user, id) = app.customer_with_cart(5, 1000, 2);
+    assert_eq!(app.public_product(&id).json()["available"], 5, "warm the cache");
+    let r = app.place_order(&user, None, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    // A no-cache read skips the cache: exact at once.
+    let fresh = app.request("GET", &format!("/api/products/{id}"), &[("cache-control", "no-cache")], None);
+    assert_eq!(fresh.status, 200);
+    assert_eq!(fresh.json()["available"], 3);
+    // Anonymous reads catch up within the TTL (500 ms by default; allow for a slow machine).
+    let p = public_until(&app, &id, Duration::from_secs(3), |p| p["available"] == 3);
+    assert_eq!(p["available"], 3, "checkout's hold shows after the TTL");
+}
