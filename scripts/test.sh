@@ -35,3 +35,11 @@ fi
 
 scripts/build-components.sh
 cargo test --workspace "$@"
+
+# The black-box suite once more with every service database on a throwaway
+# Postgres and the carts and catalog cache on a throwaway Redis
+# (tests/api: SHOP_TEST_STORES=postgres). Not against SHOP_BASE_URL, whose
+# stores are whatever that app was started with.
+if [ -z "${SHOP_BASE_URL:-}" ]; then
+  SHOP_TEST_STORES=postgres cargo test -p api-tests
+fi

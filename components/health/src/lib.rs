@@ -22,13 +22,13 @@ fn route(ctx: &Ctx) -> HandlerResult {
     match ctx.segments().as_slice() {
         ["health"] => {
             let catalog = catalog_core::open_database()
-                .and_then(|db| storage::migrations::status(&db, catalog_core::schema::MIGRATIONS));
+                .and_then(|db| storage::migrations::status(&db, catalog_core::schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
             let users = users_core::schema::open_database()
-                .and_then(|db| storage::migrations::status(&db, users_core::schema::MIGRATIONS));
+                .and_then(|db| storage::migrations::status(&db, users_core::schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
             let orders = orders_core::schema::open_database()
-                .and_then(|db| storage::migrations::status(&db, orders_core::schema::MIGRATIONS));
+                .and_then(|db| storage::migrations::status(&db, orders_core::schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
             let notifications = notifications_core::schema::open_database()
-                .and_then(|db| storage::migrations::status(&db, notifications_core::schema::MIGRATIONS));
+                .and_then(|db| storage::migrations::status(&db, notifications_core::schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
             http_kit::health::report(
                 ctx,
                 "shop",

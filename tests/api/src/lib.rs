@@ -98,10 +98,137 @@ fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend) -
     launch_host(keys, &[("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str())])
 }
 
+/// Which stores [`TestApp::get`] runs the app on, from `SHOP_TEST_STORES`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    /// Unset or empty: SQLite files and the embedded key-value store (as `spin up` with
+    /// `runtime-config.toml`).
+    Embedded,
+    /// `postgres`: every service database on a throwaway Postgres server (one
+    /// database per service, through the `*_database_url` variables), and
+    /// `carts` and `catalog_cache` on a throwaway Redis server.
+    Servers,
+}
+
+impl Stores {
+    pub fn from_env() -> Stores {
+        match std::env::var("SHOP_TEST_STORES").unwrap_or_default().trim() {
+            "" | "sqlite" | "embedded" => Stores::Embedded,
+            "postgres" => Stores::Servers,
+            other => panic!("SHOP_TEST_STORES={other:?}: use `postgres`, or leave it unset for the embedded stores"),
+        }
+    }
+}
+
+/// The servers behind [`Stores::Servers`] and what the app needs to use them.
+pub struct ServerStores {
+    pub postgres: shop_test_host::testing::PostgresServer,
+    pub redis: shop_test_host::redis_server::RedisServer,
+    /// `*_database_url` and `postgres_host`.
+    pub variables: Vec<(&'static str, String)>,
+    /// A copy of `runtime-config.scale.toml` pointing at `redis`.
+    pub runtime_config: PathBuf,
+}
+
+/// The Spin variable of each service database, and the database made for it.
+pub const DATABASE_URL_VARIABLES: &[(&str, &str)] = &[
+    ("catalog_database_url", "catalog"),
+    ("users_database_url", "users"),
+    ("orders_database_url", "orders"),
+    ("notifications_database_url", "notifications"),
+];
+
+impl ServerStores {
+    /// Start a Postgres server with one empty database per service and a
+    /// Redis server, and write the runtime config for them.
+    pub fn start() -> ServerStores {
+        let postgres = shop_test_host::testing::PostgresServer::start()
+            .unwrap_or_else(|e| panic!("SHOP_TEST_STORES=postgres needs a Postgres server: {e:#}"));
+        let mut variables: Vec<(&'static str, String)> = DATABASE_URL_VARIABLES
+            .iter()
+            .map(|(var, db)| (*var, postgres.create_database(db).unwrap_or_else(|e| panic!("{e:#}\n{}", postgres.log()))))
+            .collect();
+        variables.push(("postgres_host", postgres.host_port()));
+        let redis = shop_test_host::redis_server::RedisServer::start();
+        let runtime_config = std::env::temp_dir().join(format!("shop-api-servers-{}-{}.toml", std::process::id(), redis.port()));
+        std::fs::write(&runtime_config, scale_runtime_config(&redis.url())).expect("write runtime config");
+        ServerStores { postgres, redis, variables, runtime_config }
+    }
+}
+
+impl ServerStores {
+    /// Ask the app for `/health` (which opens, and so migrates, every
+    /// service database) and check that each Postgres database now holds its
+    /// schema: proof that the app really runs on Postgres, not on a silent
+    /// SQLite fallback.
+    pub fn assert_in_use(&self, base_url: &str) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut health = agent.get(&format!("{base_url}/health")).call().expect("GET /health");
+        let body = health.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(health.status().as_u16(), 200, "/health on Postgres: {body}");
+        for (var, name) in DATABASE_URL_VARIABLES {
+            let db = shop_test_host::testing::BlockingClient::connect(&self.postgres.database_url(name))
+                .unwrap_or_else(|e| panic!("{var}: {e:#}"));
+            let applied = db.query_i64("SELECT COUNT(*) FROM schema_migrations").unwrap_or_else(|e| panic!("{var}: {e:#}"));
+            assert!(applied >= 1, "{var}: no migration applied to the Postgres database `{name}`");
+        }
+    }
+}
+
+/// `runtime-config.scale.toml` with `carts` on the Redis at `redis_url` and
+/// the catalog cache there too (in its own Redis database, since the cart
+/// lists the keys of its database).
+pub fn scale_runtime_config(redis_url: &str) -> String {
+    let text = std::fs::read_to_string(workspace_root().join("runtime-config.scale.toml")).expect("runtime-config.scale.toml");
+    let carts = "url = \"redis://127.0.0.1:6379\"";
+    assert!(text.contains(carts), "runtime-config.scale.toml no longer holds {carts}");
+    let cache = "[key_value_store.catalog_cache]\ntype = \"spin\"\npath = \".spin/catalog_cache.db\"";
+    assert!(text.contains(cache), "runtime-config.scale.toml no longer holds {cache:?}");
+    let base = redis_url.trim_end_matches('/');
+    text.replace(carts, &format!("url = \"{base}\""))
+        .replace(cache, &format!("[key_value_store.catalog_cache]\ntype = \"redis\"\nurl = \"{base}/1\""))
+}
+
+/// Keep the servers running for the rest of the test binary and stop them
+/// when it exits (statics are never dropped, and a leaked server would
+/// outlive the run).
+fn keep_until_exit(servers: ServerStores) {
+    static KEPT: std::sync::Mutex<Vec<ServerStores>> = std::sync::Mutex::new(Vec::new());
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    extern "C" fn stop() {
+        if let Ok(mut kept) = KEPT.lock() {
+            for servers in kept.drain(..) {
+                let _ = std::fs::remove_file(&servers.runtime_config);
+                drop(servers);
+            }
+        }
+    }
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(servers);
+    // SAFETY: registers a plain function with no arguments, once; it runs at exit.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(stop);
+    });
+}
+
 /// Start a test host for the real app with the suite's variables plus
 /// `extra` (benchmarks use this to lift rate limits).
+///
+/// The stores follow `SHOP_TEST_STORES` ([`Stores`]): with `postgres`, each
+/// launch gets its own throwaway Postgres (one database per service) and
+/// Redis, kept until the test binary exits.
 pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost {
-    launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml"))
+    match Stores::from_env() {
+        Stores::Embedded => launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml")),
+        Stores::Servers => {
+            let servers = ServerStores::start();
+            let mut all: Vec<(&str, &str)> = extra.to_vec();
+            all.extend(servers.variables.iter().map(|(k, v)| (*k, v.as_str())));
+            let host = launch_host_with(keys, &all, &servers.runtime_config);
+            servers.assert_in_use(&host.base_url());
+            keep_until_exit(servers);
+            host
+        }
+    }
 }
 
 /// [`launch_host`] with another runtime config (e.g. `carts` on a test

@@ -205,6 +205,18 @@ fn live_cart(store: &KvCarts, owner: &Owner) -> Result<Cart, ApiError> {
 
 pub fn get_cart(ctx: &Ctx) -> HandlerResult {
     let store = store()?;
+    // A guest's read is the hot path of a storefront: one key-value read,
+    // not an existence check followed by the same read.
+    if let Identity { user: None, guest_token: Some(token) } = identify(ctx)? {
+        let owner = Owner::guest(&token);
+        return match store.load(&owner.key()).map_err(store_error)? {
+            Some(cart) if !cart.expired(clock::unix_now(), identity::guest_ttl_secs()) => {
+                priced_reply(200, &cart, Some(&token), None)
+            }
+            Some(_) => priced_reply(200, &Cart::default(), Some(&token), None),
+            None => priced_reply(200, &Cart::default(), None, None),
+        };
+    }
     match target(ctx, &store, false)? {
         Some(t) => {
             let cart = live_cart(&store, &t.owner)?;

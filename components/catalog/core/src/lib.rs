@@ -25,10 +25,10 @@ pub const DATABASE_LABEL: &str = "catalog";
 /// operator opted in with the `demo_catalog` variable, load the demo catalog
 /// once. Called at the start of every request: the fast path is one query
 /// (schema and demo data checked together).
-pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
+pub fn open_database() -> Result<storage::ServiceDb, storage::DbError> {
     let demo = storage::migrations::DataSet { name: schema::DEMO_CATALOG_NAME, sql: schema::DEMO_CATALOG };
     let data: &[storage::migrations::DataSet] = if demo_catalog_enabled() { &[demo] } else { &[] };
-    storage::SpinSqlite::open_ready(DATABASE_LABEL, schema::MIGRATIONS, data)
+    storage::ServiceDb::open(DATABASE_LABEL, schema::DATABASE_URL_VARIABLE, &schema::MIGRATION_SET, data)
 }
 
 /// `demo_catalog = "true"` loads the demo data. A component that does not

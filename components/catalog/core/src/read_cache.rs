@@ -5,7 +5,9 @@
 //! Why: a Spin request opens a fresh SQLite connection, so every catalog
 //! read pays for opening the file, parsing the schema and planning each
 //! statement; Spin's key-value store keeps one connection for the app's
-//! lifetime, so a hit costs one host call (`wasi:keyvalue/batch.get-many`).
+//! lifetime, so a hit costs one host call (`wasi:keyvalue/batch.get-many`;
+//! one call per key on Redis, whose get-many Spin sends as a command Redis
+//! refuses).
 //! See README, "Benchmarks", for what it buys.
 //!
 //! What it promises:
@@ -105,7 +107,16 @@ impl Cache {
         let bucket = store::open(STORE).ok()?;
         let mut names = vec![GENERATION_KEY.to_string()];
         names.extend(keys.iter().map(|k| slot(k)));
-        let found = batch::get_many(&bucket, &names).ok()?;
+        // Spin's Redis store answers get-many with `KEYS k1 k2 ...`, which
+        // Redis refuses for two or more keys: fall back to one get per key.
+        let found = match batch::get_many(&bucket, &names) {
+            Ok(found) => found,
+            Err(_) => names
+                .iter()
+                .map(|k| bucket.get(k).map(|v| (k.clone(), v)))
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?,
+        };
         let value_of = |name: &str| found.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_ref());
         let generation = value_of(GENERATION_KEY).map(|g| String::from_utf8_lossy(g).into_owned()).unwrap_or_default();
         let now = now_ms();

@@ -27,6 +27,19 @@ const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor
 
 const CATEGORY_JOIN: &str = "LEFT JOIN categories c ON c.id = p.category_id";
 
+/// Postgres search: the matches of `to_tsquery('simple', ?)` against the
+/// generated `products.search` document (GIN index) with their rank, names
+/// (weight A) counting ten times descriptions (weight B), as BM25 does on
+/// SQLite. The rank is negated so that, like BM25, lower sorts first.
+const PG_SEARCH_FROM: &str = "FROM (SELECT s.id AS fts_id, \
+     -ts_rank('{0.1, 0.2, 0.1, 1.0}', s.search, q.q) AS fts_rank \
+     FROM products s CROSS JOIN to_tsquery('simple', ?) AS q(q) WHERE s.search @@ q.q) m \
+     JOIN products p ON p.id = m.fts_id";
+
+/// Postgres relevance order: name matches first (its one parameter is the
+/// name-only tsquery), then rank, then id.
+const PG_SEARCH_ORDER: &str = "CASE WHEN p.search @@ to_tsquery('simple', ?) THEN 0 ELSE 1 END, m.fts_rank, p.id";
+
 /// One page of the listing and the total number of matches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductPage {
@@ -40,7 +53,12 @@ pub struct ProductPage {
 /// One statement gives the page and the total (`COUNT(*) OVER ()`); only a
 /// page past the end needs a second one to learn the total.
 pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now: i64) -> Result<ProductPage, DbError> {
+    let postgres = db.dialect() == storage::Dialect::Postgres;
     let fts = match &f.search {
+        Some(s) if postgres => match (s.pg_tsquery(), s.pg_name_tsquery()) {
+            (Some(q), Some(nq)) => Some((q, nq)),
+            _ => return Ok(ProductPage { products: Vec::new(), total: 0 }),
+        },
         Some(s) => match (s.fts_query(), s.fts_name_query()) {
             (Some(q), Some(nq)) => Some((q, nq)),
             // Only punctuation: no word can match.
@@ -54,6 +72,10 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
         // The matches and their BM25 score (names weighted 10x) come from a
         // subquery: FTS5's ranking function cannot run in a query that also
         // counts with a window function.
+        Some((q, _)) if postgres => {
+            params.push(q.into());
+            format!("{PG_SEARCH_FROM} {CATEGORY_JOIN} {LAPSED_JOIN}")
+        }
         Some((q, _)) => {
             params.push(q.into());
             format!(
@@ -93,6 +115,10 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
 
     let count_params = params.clone();
     let order = match (f.sort, &fts) {
+        (Sort::Relevance, Some((_, name_query))) if postgres => {
+            params.push(name_query.into());
+            PG_SEARCH_ORDER
+        }
         (Sort::Relevance, Some((_, name_query))) => {
             params.push(name_query.into());
             // Name matches first; within each group, BM25 with names weighted 10x.
@@ -226,6 +252,31 @@ mod tests {
             limit: 100,
             offset: 0,
         }
+    }
+
+    #[test]
+    fn postgres_search_uses_the_tsvector_and_keeps_the_order_promise() {
+        let db = storage::native::Recorder::postgres();
+        let f = ProductFilter { search: Some(SearchText::parse("Wire mouse").unwrap()), sort: Sort::Relevance, ..filter() };
+        list_products(&db, &f, false, 0).unwrap();
+        let log = db.log.borrow();
+        let (sql, params) = &log[0];
+        assert!(!sql.contains("products_fts") && !sql.contains("rowid") && !sql.contains("bm25"), "{sql}");
+        assert!(sql.contains("to_tsquery('simple', ?) AS q(q) WHERE s.search @@ q.q"), "{sql}");
+        assert!(sql.contains("ORDER BY CASE WHEN p.search @@ to_tsquery('simple', ?) THEN 0 ELSE 1 END, m.fts_rank, p.id"), "{sql}");
+        assert_eq!(params[0], Value::Text("'wire':* & 'mouse':*".into()));
+        assert!(params.contains(&Value::Text("'wire':*A & 'mouse':*A".into())), "{params:?}");
+        // Placeholders and parameters line up once numbered for Postgres.
+        let numbered = storage::number_placeholders(sql);
+        assert!(numbered.contains(&format!("${}", params.len())) && !numbered.contains(&format!("${}", params.len() + 1)), "{numbered}");
+    }
+
+    #[test]
+    fn sqlite_search_sql_is_unchanged() {
+        let db = demo_db();
+        let f = ProductFilter { search: Some(SearchText::parse("wire").unwrap()), sort: Sort::Relevance, ..filter() };
+        let page = list_products(&db, &f, false, 0).unwrap();
+        assert!(page.total > 0);
     }
 
     #[test]

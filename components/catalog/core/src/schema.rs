@@ -29,6 +29,22 @@ pub const DEMO_CATALOG: &str = include_str!("../../../../migrations/seed/demo_ca
 /// The name the demo catalog is recorded under in `data_loads`.
 pub const DEMO_CATALOG_NAME: &str = "demo_catalog";
 
+/// The Spin variable that selects this database's backend: empty for the
+/// embedded SQLite label, a `postgres://` URL for Postgres.
+pub const DATABASE_URL_VARIABLE: &str = "catalog_database_url";
+
+/// The same schema for Postgres, in `migrations/postgres/catalog/` (a test
+/// checks this list against that folder too).
+pub const PG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "catalog",
+    sql: include_str!("../../../../migrations/postgres/catalog/0001_catalog.sql"),
+}];
+
+/// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
+/// configured backend.
+pub const MIGRATION_SET: storage::MigrationSet = storage::MigrationSet { sqlite: MIGRATIONS, postgres: PG_MIGRATIONS };
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +53,14 @@ mod tests {
     fn every_migration_file_is_listed_in_order() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/catalog");
         storage::migrations::check_against_directory(MIGRATIONS, std::path::Path::new(dir)).unwrap();
+    }
+
+    #[test]
+    fn every_postgres_migration_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/postgres/catalog");
+        storage::migrations::check_against_directory(PG_MIGRATIONS, std::path::Path::new(dir)).unwrap();
+        for m in PG_MIGRATIONS {
+            storage::migrations::check_postgres_sql(m.sql).unwrap();
+        }
     }
 }

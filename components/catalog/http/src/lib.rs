@@ -71,7 +71,7 @@ fn open() -> Result<impl Db, ApiError> {
 fn health(ctx: &Ctx) -> HandlerResult {
     let database = (|| {
         let db = catalog_core::open_database()?;
-        storage::migrations::status(&db, schema::MIGRATIONS)
+        storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db)))
     })();
     http_kit::health::report(ctx, SERVICE.name, vec![http_kit::health::database_check(catalog_core::DATABASE_LABEL, database)])
 }

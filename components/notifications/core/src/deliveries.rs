@@ -88,8 +88,11 @@ pub fn cursor(db: &dyn Db, name: &str) -> Result<i64, DbError> {
 /// Move a reader forward (never back).
 pub fn advance(db: &dyn Db, name: &str, last_id: i64) -> Result<(), DbError> {
     db.execute(
-        "INSERT INTO outbox_cursors (source, last_id) VALUES (?, ?) \
-         ON CONFLICT (source) DO UPDATE SET last_id = MAX(outbox_cursors.last_id, excluded.last_id)",
+        &format!(
+            "INSERT INTO outbox_cursors (source, last_id) VALUES (?, ?) \
+             ON CONFLICT (source) DO UPDATE SET last_id = {}(outbox_cursors.last_id, excluded.last_id)",
+            db.dialect().greatest()
+        ),
         &[name.into(), last_id.into()],
     )
 }
@@ -254,6 +257,14 @@ mod tests {
 
     fn to(payload: &Json) -> Result<Option<String>, DbError> {
         Ok(payload["user"]["email"].as_str().map(str::to_string))
+    }
+
+
+    #[test]
+    fn cursors_use_greatest_on_postgres() {
+        let db = storage::native::Recorder::postgres();
+        advance(&db, "users", 7).unwrap();
+        assert!(db.statements()[0].contains("SET last_id = GREATEST(outbox_cursors.last_id, excluded.last_id)"), "{:?}", db.statements());
     }
 
     #[test]

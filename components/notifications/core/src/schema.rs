@@ -12,9 +12,25 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 }];
 
 /// Open the notifications database with its schema current.
-pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    storage::SpinSqlite::open_ready(DATABASE_LABEL, MIGRATIONS, &[])
+pub fn open_database() -> Result<storage::ServiceDb, storage::DbError> {
+    storage::ServiceDb::open(DATABASE_LABEL, DATABASE_URL_VARIABLE, &MIGRATION_SET, &[])
 }
+
+/// The Spin variable that selects this database's backend: empty for the
+/// embedded SQLite label, a `postgres://` URL for Postgres.
+pub const DATABASE_URL_VARIABLE: &str = "notifications_database_url";
+
+/// The same schema for Postgres, in `migrations/postgres/notifications/` (a test
+/// checks this list against that folder too).
+pub const PG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "notifications",
+    sql: include_str!("../../../../migrations/postgres/notifications/0001_notifications.sql"),
+}];
+
+/// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
+/// configured backend.
+pub const MIGRATION_SET: storage::MigrationSet = storage::MigrationSet { sqlite: MIGRATIONS, postgres: PG_MIGRATIONS };
 
 #[cfg(test)]
 mod tests {
@@ -22,5 +38,14 @@ mod tests {
     fn every_migration_file_is_listed_in_order() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/notifications");
         storage::migrations::check_against_directory(super::MIGRATIONS, std::path::Path::new(dir)).unwrap();
+    }
+
+    #[test]
+    fn every_postgres_migration_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/postgres/notifications");
+        storage::migrations::check_against_directory(super::PG_MIGRATIONS, std::path::Path::new(dir)).unwrap();
+        for m in super::PG_MIGRATIONS {
+            storage::migrations::check_postgres_sql(m.sql).unwrap();
+        }
     }
 }

@@ -22,7 +22,7 @@ use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
-use storage::{Db, DbError, SpinSqlite};
+use storage::{Db, DbError, ServiceDb};
 
 const SERVICE: Service = Service { name: "notifications" };
 
@@ -47,7 +47,7 @@ fn route(ctx: &Ctx) -> HandlerResult {
     }
 }
 
-fn open() -> Result<SpinSqlite, DbError> {
+fn open() -> Result<ServiceDb, DbError> {
     schema::open_database()
 }
 
@@ -60,8 +60,8 @@ fn sweep(limit: u32) -> HandlerResult {
     let db = open()?;
     let now = clock::unix_now();
     let store = store_name();
-    let users = SpinSqlite::open("users")?;
-    let orders = SpinSqlite::open("orders")?;
+    let users = ServiceDb::connect("users", "users_database_url")?;
+    let orders = ServiceDb::connect("orders", "orders_database_url")?;
     let from_user = |p: &Json| -> Result<Option<String>, DbError> { Ok(p["user"]["email"].as_str().map(str::to_string)) };
     let user_email = |p: &Json| -> Result<Option<String>, DbError> {
         let Some(id) = p["user_id"].as_str() else { return Ok(None) };
@@ -123,7 +123,7 @@ fn get(ctx: &Ctx, raw: &str) -> HandlerResult {
 }
 
 fn health(ctx: &Ctx) -> HandlerResult {
-    let db = open().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+    let db = open().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(db.dialect())));
     let mode = http_kit::health::Check {
         name: "delivery",
         result: Ok(json!({ "mode": if resend::ResendConfig::from_variables().configured() { "resend" } else { "local_mail_log" } })),

@@ -100,6 +100,17 @@ pub fn load(db: &dyn Db, id: &str) -> Result<Option<Order>, DbError> {
     Ok(Some(order_from_row(&r, lines)?))
 }
 
+/// One order with its lines, its row locked until the caller's transaction
+/// ends. On Postgres (`SELECT ... FOR UPDATE`) a concurrent transaction on
+/// the same order waits here and then reads the order as the first left it;
+/// on SQLite `BEGIN IMMEDIATE` already serialises writers, so it is [`load`].
+pub fn load_locked(tx: &dyn Db, id: &str) -> Result<Option<Order>, DbError> {
+    if tx.dialect() == storage::Dialect::Postgres {
+        tx.execute("SELECT id FROM orders WHERE id = ? FOR UPDATE", &[id.into()])?;
+    }
+    load(tx, id)
+}
+
 /// A user's orders, newest first.
 pub fn list_for_user(db: &dyn Db, user_id: &str, limit: u32, offset: i64) -> Result<(Vec<Order>, i64), DbError> {
     let total = db
@@ -148,11 +159,7 @@ pub fn history(db: &dyn Db, order_id: &str) -> Result<Vec<HistoryEntry>, DbError
 
 /// Append a domain event to the outbox (idempotent per type and key).
 pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &Json) -> Result<(), DbError> {
-    db.execute(
-        "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (event_type, aggregate_id) DO NOTHING",
-        &[event_type.into(), key.into(), payload.to_string().into(), clock::now_rfc3339().into()],
-    )
+    storage::outbox::record(db, event_type, key, &payload.to_string(), &clock::now_rfc3339())
 }
 
 /// The outbox event a status change produces, if any.
@@ -191,7 +198,16 @@ impl From<DbError> for OrderError {
 pub fn transition(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str) -> Result<Order, OrderError> {
     order.status.to(to).map_err(OrderError::Transition)?;
     let now = clock::now_rfc3339();
-    tx.execute("UPDATE orders SET status = ?, updated_at = ? WHERE id = ?", &[to.as_str().into(), now.as_str().into(), order.id.as_str().into()])?;
+    // Only from the status the caller saw: an order changed since (by a
+    // concurrent transaction, on Postgres) is refused, never moved twice.
+    let moved = tx.query(
+        "UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ? RETURNING id",
+        &[to.as_str().into(), now.as_str().into(), order.id.as_str().into(), order.status.as_str().into()],
+    )?;
+    if moved.is_empty() {
+        let current = load(tx, &order.id)?.ok_or(OrderError::NotFound)?;
+        return Err(OrderError::Transition(crate::domain::InvalidTransition { from: current.status, to }));
+    }
     tx.execute(
         "INSERT INTO order_history (order_id, from_status, to_status, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
         &[order.id.as_str().into(), order.status.as_str().into(), to.as_str().into(), actor.into(), reason.into(), now.as_str().into()],
@@ -312,7 +328,7 @@ pub fn set_tracking(tx: &dyn Db, order_id: &str, carrier: &str, number: &str) ->
 /// Record the total refunded so far (monotonic: never lowered).
 pub fn set_refunded(tx: &dyn Db, order_id: &str, total_refunded: i64) -> Result<(), DbError> {
     tx.execute(
-        "UPDATE orders SET refunded_minor = MAX(refunded_minor, ?), updated_at = ? WHERE id = ?",
+        &format!("UPDATE orders SET refunded_minor = {}(refunded_minor, ?), updated_at = ? WHERE id = ?", tx.dialect().greatest()),
         &[total_refunded.into(), clock::now_rfc3339().into(), order_id.into()],
     )
 }
@@ -429,6 +445,14 @@ mod tests {
 
     fn events(db: &MemDb) -> Vec<String> {
         db.query("SELECT event_type FROM outbox ORDER BY id", &[]).unwrap().iter().map(|r| r.text("event_type").unwrap()).collect()
+    }
+
+
+    #[test]
+    fn refunds_use_greatest_on_postgres() {
+        let db = storage::native::Recorder::postgres();
+        set_refunded(&db, "o1", 500).unwrap();
+        assert!(db.statements()[0].starts_with("UPDATE orders SET refunded_minor = GREATEST(refunded_minor, ?)"), "{:?}", db.statements());
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn apply(db: &dyn Db, order_id: &str, outcome: &Outcome, event: Option<(&str
         if !first_sighting(tx, event, order_id)? {
             return Ok(Applied::Duplicate);
         }
-        let order = orders::load(tx, order_id)?.ok_or(PaymentError::UnknownOrder)?;
+        let order = orders::load_locked(tx, order_id)?.ok_or(PaymentError::UnknownOrder)?;
         let reason = event.map(|(_, kind)| kind).unwrap_or(actor);
         match outcome {
             Outcome::Paid { amount_minor, currency, payment_intent } => {
@@ -162,7 +162,7 @@ fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason
     }
     orders::set_refunded(tx, &order.id, total_refunded)?;
     tx.execute(
-        "UPDATE payments SET amount_refunded = MAX(amount_refunded, ?), updated_at = ? WHERE order_id = ?",
+        &format!("UPDATE payments SET amount_refunded = {}(amount_refunded, ?), updated_at = ? WHERE order_id = ?", tx.dialect().greatest()),
         &[total_refunded.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
     )?;
     let full = total_refunded >= order.total.amount_minor;
@@ -297,6 +297,10 @@ pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent:
 pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Result<i64, DbError> {
     transaction(db, |tx| {
         record_payment(tx, order, None, None)?;
+        if tx.dialect() == storage::Dialect::Postgres {
+            // Concurrent session requests choose one expiry between them.
+            tx.execute("SELECT order_id FROM payments WHERE order_id = ? FOR UPDATE", &[order.id.as_str().into()])?;
+        }
         let current = payment_for(tx, &order.id)?.and_then(|p| p.session_expires_at);
         match current {
             Some(t) if t > now + 60 => Ok(t),

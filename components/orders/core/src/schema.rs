@@ -19,9 +19,25 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Open the checkout database with its schema current.
-pub fn open_database() -> Result<storage::SpinSqlite, storage::DbError> {
-    storage::SpinSqlite::open_ready(DATABASE_LABEL, MIGRATIONS, &[])
+pub fn open_database() -> Result<storage::ServiceDb, storage::DbError> {
+    storage::ServiceDb::open(DATABASE_LABEL, DATABASE_URL_VARIABLE, &MIGRATION_SET, &[])
 }
+
+/// The Spin variable that selects this database's backend: empty for the
+/// embedded SQLite label, a `postgres://` URL for Postgres.
+pub const DATABASE_URL_VARIABLE: &str = "orders_database_url";
+
+/// The same schema for Postgres, in `migrations/postgres/orders/` (a test
+/// checks this list against that folder too).
+pub const PG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "orders",
+    sql: include_str!("../../../../migrations/postgres/orders/0001_orders.sql"),
+}];
+
+/// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
+/// configured backend.
+pub const MIGRATION_SET: storage::MigrationSet = storage::MigrationSet { sqlite: MIGRATIONS, postgres: PG_MIGRATIONS };
 
 #[cfg(test)]
 mod tests {
@@ -31,5 +47,14 @@ mod tests {
     fn every_migration_file_is_listed_in_order() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/orders");
         storage::migrations::check_against_directory(MIGRATIONS, std::path::Path::new(dir)).unwrap();
+    }
+
+    #[test]
+    fn every_postgres_migration_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/postgres/orders");
+        storage::migrations::check_against_directory(PG_MIGRATIONS, std::path::Path::new(dir)).unwrap();
+        for m in PG_MIGRATIONS {
+            storage::migrations::check_postgres_sql(m.sql).unwrap();
+        }
     }
 }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use storage::{transaction, Db};
 use text_input::FieldProblems;
 
-fn open() -> Result<storage::SpinSqlite, ApiError> {
+fn open() -> Result<storage::ServiceDb, ApiError> {
     Ok(schema::open_database()?)
 }
 
@@ -306,7 +306,7 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
 }
 
 pub fn health(ctx: &Ctx) -> HandlerResult {
-    let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+    let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
     http_kit::health::report(ctx, "orders", vec![http_kit::health::database_check(schema::DATABASE_LABEL, db)])
 }
 

@@ -10,7 +10,7 @@ use orders_core::stripe::{self, StripeConfig, StripeError};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
-fn open() -> Result<storage::SpinSqlite, ApiError> {
+fn open() -> Result<storage::ServiceDb, ApiError> {
     Ok(schema::open_database()?)
 }
 
@@ -51,7 +51,7 @@ struct OrderRef {
 
 /// The common start of both ways to pay: the caller's own order, pending
 /// payment, with Stripe configured.
-fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::SpinSqlite, Order), ApiError> {
+fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::ServiceDb, Order), ApiError> {
     let caller = ctx.caller()?;
     let body: OrderRef = ctx.json()?;
     let config = stripe_config()?;
@@ -213,7 +213,7 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
 }
 
 pub fn health(ctx: &Ctx) -> HandlerResult {
-    let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+    let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
     let stripe = http_kit::health::Check {
         name: "stripe",
         result: Ok(json!({ "configured": StripeConfig::from_variables().configured() })),

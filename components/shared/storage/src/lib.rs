@@ -3,7 +3,8 @@
 //! Business logic talks to a [`Db`]: run a statement, run a query, group
 //! statements in a [`transaction`]. Two backends implement it: Spin's SQLite
 //! ([`SpinSqlite`], the embedded default) and Spin's Postgres
-//! ([`SpinPostgres`]). SQL uses `?` placeholders and the subset of SQL both
+//! ([`SpinPostgres`]); [`ServiceDb`] is whichever of the two a service
+//! database's `*_database_url` variable selects. SQL uses `?` placeholders and the subset of SQL both
 //! accept (`INSERT ... ON CONFLICT`, `UPDATE ... RETURNING`, window
 //! functions); the few statements that differ ask [`Db::dialect`].
 //!
@@ -20,14 +21,17 @@
 //! the `schema_migrations` table.
 
 pub mod migrations;
+pub mod outbox;
 #[cfg(feature = "native")]
 pub mod native;
+mod service_db;
 mod spin_pg;
 mod spin_sqlite;
 pub mod split;
 mod value;
 
 pub use spin_pg::{number_placeholders, SpinPostgres};
+pub use service_db::{backend_for, configured_backend, Backend, MigrationSet, ServiceDb};
 pub use spin_sqlite::SpinSqlite;
 
 /// The SQL dialect a backend speaks.
@@ -37,6 +41,26 @@ pub enum Dialect {
     Postgres,
 }
 pub use value::{Row, Rows, Value};
+
+impl Dialect {
+    /// The scalar "larger of two values": SQLite's two-argument `MAX(a, b)`,
+    /// Postgres' `GREATEST(a, b)` (where `MAX` is only the aggregate).
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MAX",
+            Self::Postgres => "GREATEST",
+        }
+    }
+
+    /// `LIKE` that ignores ASCII case: SQLite's `LIKE` already does;
+    /// Postgres' is case-sensitive, its `ILIKE` is not.
+    pub fn like_ignoring_case(self) -> &'static str {
+        match self {
+            Self::Sqlite => "LIKE",
+            Self::Postgres => "ILIKE",
+        }
+    }
+}
 
 /// Why a storage call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +170,14 @@ mod tests {
         assert!(failed.is_err());
         let rows = db.query("SELECT x FROM t", &[]).unwrap();
         assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn dialect_spellings() {
+        assert_eq!(Dialect::Sqlite.greatest(), "MAX");
+        assert_eq!(Dialect::Postgres.greatest(), "GREATEST");
+        assert_eq!(Dialect::Sqlite.like_ignoring_case(), "LIKE");
+        assert_eq!(Dialect::Postgres.like_ignoring_case(), "ILIKE");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! was applied is reported by [`status`] (and so by `/health`) instead of
 //! being silently re-run or ignored.
 
-use crate::{split, transaction, Db, DbError, Value};
+use crate::{split, transaction, Db, DbError, Dialect, Value};
 
 /// One embedded migration file.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +33,41 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
 /// Bookkeeping of one-off data loads (and of the journal mode, see [`ensure`]).
 const CREATE_DATA_LOADS: &str =
     "CREATE TABLE IF NOT EXISTS data_loads (name TEXT PRIMARY KEY, checksum TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+/// `schema_migrations` on Postgres: versions are `BIGINT`, since Spin's
+/// Postgres interface sends every integer parameter as an `int8`.
+const PG_CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+    version BIGINT PRIMARY KEY, \
+    name TEXT NOT NULL, \
+    checksum TEXT NOT NULL, \
+    applied_at TEXT NOT NULL)";
+
+/// The transaction-scoped advisory lock every Postgres migration and data
+/// load takes first (an arbitrary constant: "shop" + "migr" in ASCII). It is
+/// the Postgres counterpart of SQLite's `BEGIN IMMEDIATE`: several instances
+/// starting at once on an empty database queue on it, and the one that gets
+/// it second re-reads the bookkeeping and finds the work done. Being
+/// transaction-scoped, it is released by COMMIT or ROLLBACK, so a pooled
+/// connection never keeps it.
+pub const PG_MIGRATION_LOCK: i64 = 0x7368_6f70_6d69_6772;
+
+/// The statements that open a migration (or data-load) transaction on
+/// Postgres, after `BEGIN`: the lock, then the bookkeeping tables, created
+/// under the lock so two first starts never race on `CREATE TABLE`.
+pub fn pg_locked_preamble() -> [String; 3] {
+    [
+        format!("SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})"),
+        PG_CREATE_TABLE.to_string(),
+        CREATE_DATA_LOADS.to_string(),
+    ]
+}
+
+fn pg_lock_and_bookkeeping(tx: &dyn Db) -> Result<(), DbError> {
+    for stmt in pg_locked_preamble() {
+        tx.execute(&stmt, &[])?;
+    }
+    Ok(())
+}
 
 /// The `data_loads` row that records that the file was switched to WAL.
 const JOURNAL_MARKER: &str = "storage:journal_mode";
@@ -95,23 +130,30 @@ fn applied_max(db: &dyn Db) -> Result<Option<i64>, DbError> {
 /// of a rewrite of the rollback journal; see README, "Benchmarks". The
 /// switch cannot happen inside a transaction, so it runs here, before the
 /// migrations, and is recorded in `data_loads` so the fast path can see it.
-/// Where the database refuses (an in-memory or remote database), the mode it
-/// keeps is recorded instead and nothing fails.
+/// An in-memory database keeps its mode and is recorded as such; a file that
+/// could not switch yet (other connections were busy) is tried again on the
+/// next call; nothing fails either way.
 pub fn ensure(db: &dyn Db, migrations: &[Migration], data: &[DataSet]) -> Result<(), DbError> {
     let latest = latest(migrations);
     let sums: Vec<String> = data.iter().map(|d| checksum(d.sql)).collect();
-    let mut marks = vec!["name = ?".to_string()];
-    let mut params: Vec<Value> = vec![JOURNAL_MARKER.into()];
+    // Postgres has no journal mode to switch: only the data sets are marked.
+    let sqlite = db.dialect() == Dialect::Sqlite;
+    let mut marks: Vec<String> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    if sqlite {
+        marks.push("name = ?".into());
+        params.push(JOURNAL_MARKER.into());
+    }
     for (d, sum) in data.iter().zip(&sums) {
         marks.push("(name = ? AND checksum = ?)".into());
         params.push(d.name.into());
         params.push(sum.as_str().into());
     }
+    let where_marks = if marks.is_empty() { "FALSE".to_string() } else { marks.join(" OR ") };
     let fast = db.query(
         &format!(
             "SELECT (SELECT MAX(version) FROM schema_migrations) AS v, \
-             (SELECT COUNT(*) FROM data_loads WHERE {}) AS d",
-            marks.join(" OR ")
+             (SELECT COUNT(*) FROM data_loads WHERE {where_marks}) AS d"
         ),
         &params,
     );
@@ -126,9 +168,17 @@ pub fn ensure(db: &dyn Db, migrations: &[Migration], data: &[DataSet]) -> Result
         Err(e) => return Err(e),
     }
     // Slow path: first use of this database, or a new build.
-    let journal = db.query("PRAGMA journal_mode = WAL", &[]).ok().and_then(|rows| {
-        rows.first().and_then(|r| r.text("journal_mode").ok())
-    });
+    let journal = if sqlite {
+        // Switching needs the file to itself: while other connections are
+        // busy it answers with the old mode, and the next slow path tries
+        // again. An in-memory database answers `memory`, recorded as such.
+        db.query("PRAGMA journal_mode = WAL", &[])
+            .ok()
+            .and_then(|rows| rows.first().and_then(|r| r.text("journal_mode").ok()))
+            .filter(|mode| mode == "wal" || mode == "memory")
+    } else {
+        None
+    };
     migrate(db, migrations)?;
     for d in data {
         apply_data_once(db, d.name, d.sql)?;
@@ -150,9 +200,15 @@ pub fn migrate(db: &dyn Db, migrations: &[Migration]) -> Result<(), DbError> {
     if applied_max(db)? == Some(latest) {
         return Ok(());
     }
-    db.execute(CREATE_TABLE, &[])?;
-    db.execute(CREATE_DATA_LOADS, &[])?;
+    let postgres = db.dialect() == Dialect::Postgres;
+    if !postgres {
+        db.execute(CREATE_TABLE, &[])?;
+        db.execute(CREATE_DATA_LOADS, &[])?;
+    }
     transaction(db, |tx| {
+        if postgres {
+            pg_lock_and_bookkeeping(tx)?;
+        }
         let current = applied_max(tx)?.unwrap_or(0);
         if current > latest {
             return Err(DbError::Other(format!(
@@ -218,10 +274,17 @@ pub fn apply_data_once(db: &dyn Db, name: &str, sql: &str) -> Result<bool, DbErr
     match done(db) {
         Ok(true) => return Ok(false),
         Ok(false) => {}
-        Err(DbError::Other(msg)) if msg.contains("no such table") => db.execute(CREATE_DATA_LOADS, &[])?,
+        Err(DbError::Other(msg)) if msg.contains("no such table") => {
+            if db.dialect() == Dialect::Sqlite {
+                db.execute(CREATE_DATA_LOADS, &[])?
+            }
+        }
         Err(e) => return Err(e),
     }
     transaction(db, |tx| {
+        if tx.dialect() == Dialect::Postgres {
+            pg_lock_and_bookkeeping(tx)?;
+        }
         if done(tx)? {
             return Ok(false);
         }
@@ -257,6 +320,26 @@ pub fn check_against_directory(migrations: &[Migration], dir: &std::path::Path) 
     } else {
         Err(format!("migrations listed {listed:?} but {} holds {files:?}", dir.display()))
     }
+}
+
+/// Check a Postgres migration for SQLite-isms that would make a column or a
+/// statement behave differently there: integer columns must be `BIGINT`
+/// (Spin's Postgres interface sends every integer as `int8`, and an `int8`
+/// parameter does not fit an `int4` placeholder), ids are identities, and
+/// FTS5, triggers, `rowid`, `strftime` and `INSERT OR ...` do not exist.
+pub fn check_postgres_sql(sql: &str) -> Result<(), String> {
+    let code: String = sql.lines().map(|l| l.split("--").next().unwrap_or("")).collect::<Vec<_>>().join("\n");
+    let upper = code.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).collect();
+    for bad in ["INTEGER", "INT", "INT4", "SMALLINT", "SERIAL", "AUTOINCREMENT", "ROWID", "STRFTIME", "FTS5", "TRIGGER", "TIMESTAMPTZ", "REAL"] {
+        if words.contains(&bad) {
+            return Err(format!("Postgres migration uses `{bad}`"));
+        }
+    }
+    if upper.contains("INSERT OR ") {
+        return Err("Postgres migration uses `INSERT OR ...`".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -352,6 +435,53 @@ mod tests {
         ensure(&db, &[V1, V2], &[changed]).unwrap();
         assert_eq!(db.query("SELECT * FROM a", &[]).unwrap().len(), 2);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Records every statement, answers every query with no rows, and says
+    /// it speaks Postgres: shows what the runner sends a Postgres database.
+    struct PgScript(std::cell::RefCell<Vec<String>>);
+
+    impl Db for PgScript {
+        fn dialect(&self) -> Dialect {
+            Dialect::Postgres
+        }
+        fn execute(&self, sql: &str, _: &[Value]) -> Result<(), DbError> {
+            self.0.borrow_mut().push(sql.to_string());
+            Ok(())
+        }
+        fn query(&self, sql: &str, _: &[Value]) -> Result<crate::Rows, DbError> {
+            self.0.borrow_mut().push(sql.to_string());
+            if sql.contains("FROM schema_migrations") || sql.contains("FROM data_loads") {
+                return Err(DbError::Other("no such table: relation does not exist (42P01)".into()));
+            }
+            Ok(crate::Rows::new(Vec::new(), Vec::new()))
+        }
+    }
+
+    #[test]
+    fn postgres_locks_first_in_the_transaction_and_skips_wal() {
+        let db = PgScript(Default::default());
+        ensure(&db, &[V1], &[]).unwrap();
+        let log = db.0.borrow().clone();
+        assert!(!log.iter().any(|s| s.contains("PRAGMA")), "{log:?}");
+        assert!(log[0].starts_with("SELECT (SELECT MAX(version)"), "{log:?}");
+        assert!(!log[0].contains("data_loads WHERE name"), "no journal marker on Postgres: {log:?}");
+        let begin = log.iter().position(|s| s == "BEGIN").expect("a transaction");
+        assert!(!log[..begin].iter().any(|s| s.starts_with("CREATE")), "bookkeeping is created under the lock: {log:?}");
+        assert_eq!(log[begin + 1], format!("SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})"));
+        assert!(log[begin + 2].contains("version BIGINT PRIMARY KEY"), "{log:?}");
+        assert!(log[begin + 3].starts_with("CREATE TABLE IF NOT EXISTS data_loads"), "{log:?}");
+        assert!(log[begin + 4].starts_with("SELECT COALESCE(MAX(version)"), "re-read under the lock: {log:?}");
+        assert_eq!(log.last().unwrap(), "COMMIT");
+    }
+
+    #[test]
+    fn postgres_sql_check_refuses_sqlite_isms() {
+        assert!(check_postgres_sql("CREATE TABLE t (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n BIGINT) -- not INTEGER").is_ok());
+        assert!(check_postgres_sql("CREATE TABLE t (n INTEGER)").is_err());
+        assert!(check_postgres_sql("CREATE TABLE t (n int)").is_err());
+        assert!(check_postgres_sql("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT)").is_err());
+        assert!(check_postgres_sql("INSERT OR IGNORE INTO t VALUES (1)").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! so their SQL runs against real SQLite without a Spin host. Not used in
 //! the wasm components (feature `native`).
 
-use crate::{Db, DbError, Rows, Value};
+use crate::{Db, DbError, Dialect, Rows, Value};
 
 /// An SQLite connection, in memory or on a file.
 pub struct MemDb(pub rusqlite::Connection);
@@ -53,5 +53,37 @@ impl Db for MemDb {
             out.push(vals);
         }
         Ok(Rows::new(columns, out))
+    }
+}
+
+/// A [`Db`] that speaks a chosen dialect, records every statement with its
+/// parameters and answers every query with no rows: shows what a service
+/// sends a backend it cannot run natively (Postgres).
+pub struct Recorder {
+    pub dialect: Dialect,
+    pub log: std::cell::RefCell<Vec<(String, Vec<Value>)>>,
+}
+
+impl Recorder {
+    pub fn postgres() -> Self {
+        Self { dialect: Dialect::Postgres, log: Default::default() }
+    }
+    /// Every statement sent, in order.
+    pub fn statements(&self) -> Vec<String> {
+        self.log.borrow().iter().map(|(s, _)| s.clone()).collect()
+    }
+}
+
+impl Db for Recorder {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<(), DbError> {
+        self.log.borrow_mut().push((sql.to_string(), params.to_vec()));
+        Ok(())
+    }
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        self.execute(sql, params)?;
+        Ok(Rows::new(Vec::new(), Vec::new()))
     }
 }

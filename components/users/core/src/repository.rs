@@ -104,9 +104,10 @@ pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<(), DbEr
 
 /// One page of accounts, newest first, optionally filtered by an email substring.
 pub fn list_users(db: &dyn Db, email_like: Option<&str>, limit: u32, offset: i64) -> Result<(Vec<UserRecord>, i64), DbError> {
-    let (filter, mut params): (&str, Vec<Value>) = match email_like {
-        Some(p) => ("WHERE email LIKE ? ESCAPE '\\'", vec![p.into()]),
-        None => ("", Vec::new()),
+    // Case-insensitive on both (emails are stored lower-case anyway).
+    let (filter, mut params): (String, Vec<Value>) = match email_like {
+        Some(p) => (format!("WHERE email {} ? ESCAPE '\\'", db.dialect().like_ignoring_case()), vec![p.into()]),
+        None => (String::new(), Vec::new()),
     };
     let total = db
         .query(&format!("SELECT COUNT(*) AS n FROM users {filter}"), &params)?
@@ -212,11 +213,7 @@ pub fn revoke_other_sessions(db: &dyn Db, user_id: &str, keep: Option<&str>, rea
 /// Append a domain event for the notifications service, in the caller's
 /// transaction (idempotent per type and key).
 pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &serde_json::Value) -> Result<(), DbError> {
-    db.execute(
-        "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (event_type, aggregate_id) DO NOTHING",
-        &[event_type.into(), key.into(), payload.to_string().into(), clock::now_rfc3339().into()],
-    )
+    storage::outbox::record(db, event_type, key, &payload.to_string(), &clock::now_rfc3339())
 }
 
 // ---------------------------------------------------------------- login failures
@@ -265,6 +262,14 @@ mod tests {
             role: Role::Customer,
             created_at: format!("2026-01-01T00:00:0{}Z", id.len() % 10),
         }
+    }
+
+
+    #[test]
+    fn email_search_is_ilike_on_postgres() {
+        let db = storage::native::Recorder::postgres();
+        list_users(&db, Some("%ann%"), 20, 0).unwrap();
+        assert!(db.statements().iter().all(|s| s.contains("WHERE email ILIKE ? ESCAPE '\\'")), "{:?}", db.statements());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::json;
 use text_input::FieldProblems;
 use storage::{transaction, Db, DbError};
 
-fn open() -> Result<storage::SpinSqlite, ApiError> {
+fn open() -> Result<storage::ServiceDb, ApiError> {
     schema::open_database().map_err(db_error)
 }
 

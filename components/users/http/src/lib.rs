@@ -38,7 +38,7 @@ fn route(ctx: &Ctx) -> HandlerResult {
         },
         ["api", "users", "password"] => only(m, "PUT", || handlers::change_password(ctx)),
         ["api", "users", "health"] => {
-            let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATIONS));
+            let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
             http_kit::health::report(ctx, SERVICE.name, vec![http_kit::health::database_check(schema::DATABASE_LABEL, db)])
         }
         ["api", "admin", "users"] => only(m, "GET", || handlers::admin_list_users(ctx)),

@@ -39,6 +39,31 @@ impl SearchText {
         self.fts_query().map(|q| format!("name : ({q})"))
     }
 
+    /// The words of the text as the FTS5 query sees them: runs of letters
+    /// and digits, lower-cased, at most 12.
+    fn words(&self) -> Vec<String> {
+        self.0.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(12).map(|w| w.to_lowercase()).collect()
+    }
+
+    /// The Postgres `tsquery` (for `to_tsquery('simple', ...)`) equivalent
+    /// to [`Self::fts_query`]: every word must match, each as a prefix
+    /// (`'wire':*`). Words hold only letters and digits, and each is quoted,
+    /// so nothing the user types is tsquery syntax.
+    pub fn pg_tsquery(&self) -> Option<String> {
+        self.pg_words("")
+    }
+
+    /// [`Self::pg_tsquery`] restricted to names (weight `A` in the document),
+    /// the equivalent of [`Self::fts_name_query`].
+    pub fn pg_name_tsquery(&self) -> Option<String> {
+        self.pg_words("A")
+    }
+
+    fn pg_words(&self, weight: &str) -> Option<String> {
+        let words: Vec<String> = self.words().iter().map(|w| format!("'{w}':*{weight}")).collect();
+        (!words.is_empty()).then(|| words.join(" & "))
+    }
+
 }
 
 /// How the listing is ordered. Every order ends with the id so that pages
@@ -145,6 +170,10 @@ mod tests {
         assert_eq!(q.fts_query().unwrap(), "\"wireless\"* \"mouse\"* \"or\"* \"near\"* \"x\"*");
         assert_eq!(SearchText::parse("%_'--").unwrap().fts_query(), None);
         assert!(SearchText::parse("tee").unwrap().fts_name_query().unwrap().starts_with("name : ("));
+        let q = SearchText::parse("Wireless MOUSE, or'x").unwrap();
+        assert_eq!(q.pg_tsquery().unwrap(), "'wireless':* & 'mouse':* & 'or':* & 'x':*");
+        assert_eq!(q.pg_name_tsquery().unwrap(), "'wireless':*A & 'mouse':*A & 'or':*A & 'x':*A");
+        assert_eq!(SearchText::parse("%_'--").unwrap().pg_tsquery(), None);
     }
 
     #[test]
