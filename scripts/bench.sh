@@ -9,7 +9,9 @@
 #   scripts/bench.sh --smoke              # a few seconds; CI runs this
 #   scripts/bench.sh --base-url http://127.0.0.1:3000 --bare-url http://127.0.0.1:3001 \
 #                    [--shop-pid PID --bare-pid PID]   # two real `spin up`s
+#   scripts/bench.sh --stores postgres    # every database on a throwaway Postgres, carts on Redis
 #   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
+#                --only TEXT --variable k=v
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

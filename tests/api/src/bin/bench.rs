@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 const USAGE: &str = "usage: bench [--duration SECS] [--connections N] [--rounds N] [--pending N] \
-[--workers W,W] [--base-url URL --bare-url URL [--shop-pid PID --bare-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--smoke]";
+[--workers W,W] [--base-url URL --bare-url URL [--shop-pid PID --bare-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--stores embedded|postgres] [--smoke]";
 
 struct Options {
     duration: u64,
@@ -45,6 +45,9 @@ struct Options {
     only: Option<String>,
     /// Extra `--variable k=v` for the shop host.
     variables: Vec<(String, String)>,
+    /// `postgres`: every service database on a throwaway Postgres, carts and
+    /// the catalog cache on a throwaway Redis.
+    postgres: bool,
 }
 
 fn parse_args() -> Options {
@@ -61,6 +64,7 @@ fn parse_args() -> Options {
         host_bin: None,
         only: None,
         variables: Vec::new(),
+        postgres: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -78,6 +82,11 @@ fn parse_args() -> Options {
             "--bare-pid" => o.bare_pid = Some(num(v()) as u32),
             "--host-bin" => o.host_bin = Some(v().into()),
             "--only" => o.only = Some(v()),
+            "--stores" => match v().as_str() {
+                "postgres" => o.postgres = true,
+                "embedded" => o.postgres = false,
+                other => die(&format!("--stores: `postgres` or `embedded`, not {other}")),
+            },
             "--variable" => {
                 let pair = v();
                 let (k, val) = pair.split_once('=').unwrap_or_else(|| die("--variable expects k=v"));
@@ -386,6 +395,7 @@ fn main() {
     });
 
     let mut hosts = Vec::new();
+    let mut servers_kept: Option<api_tests::ServerStores> = None;
     let (shop_url, bare_url, shop_pid, bare_pid) = match (&o.base_url, &o.bare_url) {
         (Some(s), Some(b)) => (s.clone(), b.clone(), o.shop_pid, o.bare_pid),
         _ => {
@@ -399,8 +409,18 @@ fn main() {
             .map(|(k, v)| (k.to_string(), v))
             .chain(o.variables.iter().cloned())
             .collect();
+            let (vars, runtime_config) = if o.postgres {
+                let servers = api_tests::ServerStores::start();
+                let mut vars = vars;
+                vars.extend(servers.variables.iter().map(|(k, v)| (k.to_string(), v.clone())));
+                let rc = servers.runtime_config.clone();
+                servers_kept = Some(servers);
+                (vars, rc)
+            } else {
+                (vars, root.join("runtime-config.toml"))
+            };
             let bare = start_host(&host_bin, "bare", &root.join("tests/fixtures/bare/spin.toml"), None, &[]);
-            let shop = start_host(&host_bin, "shop", &root.join("spin.toml"), Some(&root.join("runtime-config.toml")), &vars);
+            let shop = start_host(&host_bin, "shop", &root.join("spin.toml"), Some(&runtime_config), &vars);
             let r = (shop.url.clone(), bare.url.clone(), Some(shop.child.id()), Some(bare.child.id()));
             hosts.push(bare);
             hosts.push(shop);
@@ -461,6 +481,8 @@ fn main() {
         }
     }
 
+    println!("stores: {}", if o.postgres { "Postgres (every service database) and Redis (carts, catalog cache)" } else { "embedded (SQLite files, key-value files)" });
+    println!();
     println!("| scenario | req/s (per round) | p50 | p99 | errors | ratio to bare |");
     println!("|---|---|---|---|---|---|");
     for (label, results, bares) in &rows {
@@ -477,4 +499,5 @@ fn main() {
     println!("|---|---|---|");
     println!("| host process | {} | {} |", mem(shop_pid), mem(bare_pid));
     drop(hosts);
+    drop(servers_kept);
 }
