@@ -370,11 +370,6 @@ pub fn ever_ordered(db: &dyn Db, product_id: &str) -> Result<bool, DbError> {
         .is_empty())
 }
 
-/// Units held by live reservations for one product.
-pub fn reserved_now(db: &dyn Db, product_id: &str, now: i64) -> Result<i64, DbError> {
-    let id = ProductId::parse(product_id).map_err(|e| DbError::Other(e.to_string()))?;
-    Ok(crate::repository::get_product(db, &id, true, now)?.map(|p| p.reserved).unwrap_or(0))
-}
 
 #[cfg(test)]
 mod tests {
@@ -393,6 +388,12 @@ mod tests {
         storage::migrations::migrate(&db, schema::MIGRATIONS).unwrap();
         storage::migrations::apply_data_once(&db, "demo", schema::DEMO_CATALOG).unwrap();
         db
+    }
+
+    /// Units held by live reservations for one product, as reads see them.
+    fn reserved_now(db: &dyn Db, product_id: &str, now: i64) -> Result<i64, DbError> {
+        let id = ProductId::parse(product_id).map_err(|e| DbError::Other(e.to_string()))?;
+        Ok(crate::repository::get_product(db, &id, true, now)?.map(|p| p.reserved).unwrap_or(0))
     }
 
     fn set_stock(db: &MemDb, id: &str, n: i64) {

@@ -71,64 +71,36 @@ pub fn list_products(ctx: &Ctx) -> HandlerResult {
     if include_inactive && !admin {
         return Err(ApiError::new(403, "forbidden", "include_inactive is for admins"));
     }
-    let cached = if admin { None } else { cache::lookup(ctx, format!("products|{filter:?}|{}", page.page)) };
-    let miss = match cached {
-        Some(Ok(body)) => return Ok(public(ctx, body)),
-        Some(Err(miss)) => Some(miss),
-        None => None,
-    };
-    let db = open()?;
-    let result = repository::list_products(&db, &filter, include_inactive, clock::unix_now())?;
-    let (products, cache) = if admin {
-        (json!(result.products.into_iter().map(|p| p.for_admin()).collect::<Vec<_>>()), PRIVATE_CACHE)
-    } else {
-        (json!(result.products), PUBLIC_CACHE)
-    };
-    let body = json!({ "products": products, "page": page.page, "limit": page.limit, "total": result.total });
-    let reply = Reply::ok(&body);
-    if let Some(miss) = miss {
-        miss.store(&reply.body);
+    if admin {
+        let db = open()?;
+        let result = repository::list_products(&db, &filter, include_inactive, clock::unix_now())?;
+        let products: Vec<_> = result.products.into_iter().map(|p| p.for_admin()).collect();
+        let body = json!({ "products": products, "page": page.page, "limit": page.limit, "total": result.total });
+        return Ok(cacheable(ctx, Reply::ok(&body), PRIVATE_CACHE));
     }
-    Ok(cacheable(ctx, reply, cache))
-}
-
-/// A public answer from the cache, with the same headers as a fresh one.
-fn public(ctx: &Ctx, body: Vec<u8>) -> Reply {
-    cacheable(ctx, Reply::bytes(200, "application/json", body), PUBLIC_CACHE)
+    cache::public_read(ctx, format!("products|{filter:?}|{}", page.page), PUBLIC_CACHE, || {
+        let db = open()?;
+        let result = repository::list_products(&db, &filter, false, clock::unix_now())?;
+        Ok(Reply::ok(&json!({ "products": result.products, "page": page.page, "limit": page.limit, "total": result.total })))
+    })
 }
 
 pub fn get_product(ctx: &Ctx, raw_id: &str) -> HandlerResult {
     let id = ProductId::parse(raw_id).map_err(|e| ApiError::invalid_parameter("id", e.to_string()))?;
     let admin = is_admin(ctx)?;
-    let miss = match if admin { None } else { cache::lookup(ctx, format!("product|{id}")) } {
-        Some(Ok(body)) => return Ok(public(ctx, body)),
-        Some(Err(miss)) => Some(miss),
-        None => None,
+    let read = |admin: bool| -> Result<_, ApiError> {
+        let db = open()?;
+        repository::get_product(&db, &id, admin, clock::unix_now())?.ok_or_else(|| ApiError::not_found("product"))
     };
-    let db = open()?;
-    let product = repository::get_product(&db, &id, admin, clock::unix_now())?.ok_or_else(|| ApiError::not_found("product"))?;
     if admin {
-        Ok(cacheable(ctx, Reply::ok(&product.for_admin()), PRIVATE_CACHE))
-    } else {
-        let reply = Reply::ok(&product);
-        if let Some(miss) = miss {
-            miss.store(&reply.body);
-        }
-        Ok(cacheable(ctx, reply, PUBLIC_CACHE))
+        return Ok(cacheable(ctx, Reply::ok(&read(true)?.for_admin()), PRIVATE_CACHE));
     }
+    cache::public_read(ctx, format!("product|{id}"), PUBLIC_CACHE, || Ok(Reply::ok(&read(false)?)))
 }
 
 pub fn list_categories(ctx: &Ctx) -> HandlerResult {
-    let miss = match cache::lookup(ctx, "categories".into()) {
-        Some(Ok(body)) => return Ok(public(ctx, body)),
-        Some(Err(miss)) => Some(miss),
-        None => None,
-    };
-    let db = open()?;
-    let categories = repository::list_categories(&db)?;
-    let reply = Reply::ok(&json!({ "categories": categories }));
-    if let Some(miss) = miss {
-        miss.store(&reply.body);
-    }
-    Ok(cacheable(ctx, reply, PUBLIC_CACHE))
+    cache::public_read(ctx, "categories".into(), PUBLIC_CACHE, || {
+        let db = open()?;
+        Ok(Reply::ok(&json!({ "categories": repository::list_categories(&db)? })))
+    })
 }
