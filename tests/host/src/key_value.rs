@@ -5,7 +5,9 @@
 //! holds the storage operations both use, on the label's backend:
 //!
 //! * **SQLite** (`type = "spin"`, and labels with no runtime config): one
-//!   file per label (`<state dir>/key_value/<label>.db`), so values survive
+//!   file per label (`<state dir>/key_value/<label>.db`) in Spin's table
+//!   layout (`spin_key_value (store, key, value)`, rows keyed by the label
+//!   and the key, so tools that read Spin's files read these), so values survive
 //!   across requests and host restarts on the same state dir, as with
 //!   `spin up`. The operations follow Spin's `crates/key-value-spin/src/store.rs`.
 //!   Like Spin's `KeyValueSqlite` (a `OnceLock<Arc<Mutex<Connection>>>` per
@@ -47,8 +49,16 @@ pub(crate) type StoreResult<T> = Result<T, String>;
 /// Where an open store's data lives.
 #[derive(Clone)]
 pub(crate) enum Backend {
-    Sqlite(SharedConnection),
+    Sqlite(SqliteStore),
     Redis(RedisStore),
+}
+
+/// A label's SQLite store: the file's shared connection and the label,
+/// which Spin's table keys every row by (`store`, `key`).
+#[derive(Clone)]
+pub(crate) struct SqliteStore {
+    conn: SharedConnection,
+    name: Arc<str>,
 }
 
 /// The host side of a guest's `store` (fermyon) or `bucket` (wasi) resource.
@@ -96,7 +106,12 @@ fn open_store(path: PathBuf) -> rusqlite::Result<SharedConnection> {
     }
     let conn = rusqlite::Connection::open(&path)?;
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS spin_key_value (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS spin_key_value (
+           store TEXT NOT NULL,
+           key   TEXT NOT NULL,
+           value BLOB NOT NULL,
+           PRIMARY KEY (store, key)
+         )",
         [],
     )?;
     let shared: SharedConnection = Arc::new(Mutex::new(conn));
@@ -118,41 +133,41 @@ async fn on_connection<T: Send + 'static>(
 
 // The storage operations, shared by both interfaces.
 
-pub(crate) fn get(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+pub(crate) fn get(conn: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
     conn.query_row(
-        "SELECT value FROM spin_key_value WHERE key = ?1",
-        [key],
+        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+        [store, key],
         |row| row.get(0),
     )
     .optional()
 }
 
-pub(crate) fn set(conn: &rusqlite::Connection, key: &str, value: &[u8]) -> rusqlite::Result<()> {
+pub(crate) fn set(conn: &rusqlite::Connection, store: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO spin_key_value (key, value) VALUES (?1, ?2)
-         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        rusqlite::params![key, value],
+        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+        rusqlite::params![store, key, value],
     )
     .map(|_| ())
 }
 
-pub(crate) fn delete(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM spin_key_value WHERE key = ?1", [key])
+pub(crate) fn delete(conn: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<()> {
+    conn.execute("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2", [store, key])
         .map(|_| ())
 }
 
-pub(crate) fn exists(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<bool> {
+pub(crate) fn exists(conn: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE key = ?1)",
-        [key],
+        "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
+        [store, key],
         |row| row.get(0),
     )
 }
 
-pub(crate) fn keys(conn: &rusqlite::Connection) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT key FROM spin_key_value ORDER BY key")?;
+pub(crate) fn keys(conn: &rusqlite::Connection, store: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
     let keys = stmt
-        .query_map([], |row| row.get(0))?
+        .query_map([store], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(keys)
 }
@@ -181,11 +196,12 @@ pub(crate) fn immediate<T, E>(
 /// overflow.
 pub(crate) fn increment(
     conn: &rusqlite::Connection,
+    store: &str,
     key: &str,
     delta: i64,
 ) -> rusqlite::Result<Result<i64, String>> {
     immediate(conn, |tx| {
-        let current = match get(tx, key)? {
+        let current = match get(tx, store, key)? {
             None => 0,
             Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
                 Ok(bytes) => i64::from_le_bytes(bytes),
@@ -200,7 +216,7 @@ pub(crate) fn increment(
         let Some(new) = current.checked_add(delta) else {
             return Ok(Err(format!("increment: {current} + {delta} overflows i64")));
         };
-        set(tx, key, &new.to_le_bytes())?;
+        set(tx, store, key, &new.to_le_bytes())?;
         Ok(Ok(new))
     })
 }
@@ -213,29 +229,31 @@ pub(crate) fn increment(
 /// changed (always, for the upsert).
 pub(crate) fn compare_and_swap(
     conn: &rusqlite::Connection,
+    store: &str,
     key: &str,
     expected: Option<&[u8]>,
     value: &[u8],
 ) -> rusqlite::Result<bool> {
     let changed = match expected {
         Some(expected) => conn.execute(
-            "UPDATE spin_key_value SET value = ?3 WHERE key = ?1 AND value = ?2",
-            rusqlite::params![key, expected, value],
+            "UPDATE spin_key_value SET value = ?4 WHERE store = ?1 AND key = ?2 AND value = ?3",
+            rusqlite::params![store, key, expected, value],
         )?,
         None => conn.execute(
-            "INSERT INTO spin_key_value (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            rusqlite::params![key, value],
+            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+            rusqlite::params![store, key, value],
         )?,
     };
     Ok(changed == 1)
 }
 /// Runs `f` on a SQLite connection on the blocking pool, errors as text.
 async fn sqlite<T: Send + 'static>(
-    conn: &SharedConnection,
-    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    store: &SqliteStore,
+    f: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
 ) -> wasmtime::Result<StoreResult<T>> {
-    Ok(on_connection(conn.clone(), f)
+    let name = store.name.clone();
+    Ok(on_connection(store.conn.clone(), move |c| f(c, &name))
         .await?
         .map_err(|e| e.to_string()))
 }
@@ -245,7 +263,7 @@ async fn sqlite<T: Send + 'static>(
 impl Backend {
     pub(crate) async fn get(&self, key: String) -> wasmtime::Result<StoreResult<Option<Vec<u8>>>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c| get(c, &key)).await,
+            Backend::Sqlite(conn) => sqlite(conn, move |c, s| get(c, s, &key)).await,
             Backend::Redis(redis) => Ok(redis.get(&key).await),
         }
     }
@@ -256,28 +274,28 @@ impl Backend {
         value: Vec<u8>,
     ) -> wasmtime::Result<StoreResult<()>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c| set(c, &key, &value)).await,
+            Backend::Sqlite(conn) => sqlite(conn, move |c, s| set(c, s, &key, &value)).await,
             Backend::Redis(redis) => Ok(redis.set(&key, &value).await),
         }
     }
 
     pub(crate) async fn delete(&self, key: String) -> wasmtime::Result<StoreResult<()>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c| delete(c, &key)).await,
+            Backend::Sqlite(conn) => sqlite(conn, move |c, s| delete(c, s, &key)).await,
             Backend::Redis(redis) => Ok(redis.delete(&key).await),
         }
     }
 
     pub(crate) async fn exists(&self, key: String) -> wasmtime::Result<StoreResult<bool>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c| exists(c, &key)).await,
+            Backend::Sqlite(conn) => sqlite(conn, move |c, s| exists(c, s, &key)).await,
             Backend::Redis(redis) => Ok(redis.exists(&key).await),
         }
     }
 
     pub(crate) async fn keys(&self) -> wasmtime::Result<StoreResult<Vec<String>>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, keys).await,
+            Backend::Sqlite(conn) => sqlite(conn, |c, s| keys(c, s)).await,
             Backend::Redis(redis) => Ok(redis.keys().await),
         }
     }
@@ -289,7 +307,7 @@ impl Backend {
         delta: i64,
     ) -> wasmtime::Result<StoreResult<i64>> {
         match self {
-            Backend::Sqlite(conn) => Ok(sqlite(conn, move |c| increment(c, &key, delta))
+            Backend::Sqlite(conn) => Ok(sqlite(conn, move |c, s| increment(c, s, &key, delta))
                 .await?
                 .and_then(|outcome| outcome)),
             Backend::Redis(redis) => Ok(redis.increment(&key, delta).await),
@@ -304,14 +322,14 @@ impl Backend {
     ) -> wasmtime::Result<StoreResult<Vec<(String, Option<Vec<u8>>)>>> {
         match self {
             Backend::Sqlite(conn) => {
-                sqlite(conn, move |c| {
+                sqlite(conn, move |c, s| {
                     let mut found = Vec::new();
                     let mut seen = std::collections::HashSet::new();
                     for key in keys {
                         if !seen.insert(key.clone()) {
                             continue;
                         }
-                        if let Some(value) = get(c, &key)? {
+                        if let Some(value) = get(c, s, &key)? {
                             found.push((key, Some(value)));
                         }
                     }
@@ -329,10 +347,10 @@ impl Backend {
     ) -> wasmtime::Result<StoreResult<()>> {
         match self {
             Backend::Sqlite(conn) => {
-                sqlite(conn, move |c| {
+                sqlite(conn, move |c, s| {
                     immediate(c, |tx| {
                         for (key, value) in &key_values {
-                            set(tx, key, value)?;
+                            set(tx, s, key, value)?;
                         }
                         Ok(Ok::<(), ()>(()))
                     })
@@ -347,10 +365,10 @@ impl Backend {
     pub(crate) async fn delete_many(&self, keys: Vec<String>) -> wasmtime::Result<StoreResult<()>> {
         match self {
             Backend::Sqlite(conn) => {
-                sqlite(conn, move |c| {
+                sqlite(conn, move |c, s| {
                     immediate(c, |tx| {
                         for key in &keys {
-                            delete(tx, key)?;
+                            delete(tx, s, key)?;
                         }
                         Ok(Ok::<(), ()>(()))
                     })
@@ -409,7 +427,7 @@ impl CasHandle {
         match (backend, state) {
             (Backend::Sqlite(conn), CasState::Sqlite { snapshot }) => {
                 let read_key = key.clone();
-                let value = sqlite(conn, move |c| get(c, &read_key)).await?;
+                let value = sqlite(conn, move |c, s| get(c, s, &read_key)).await?;
                 if let Ok(value) = &value {
                     snapshot.clone_from(value);
                 }
@@ -431,8 +449,8 @@ impl CasHandle {
         Ok(match (backend, state) {
             (Backend::Sqlite(conn), CasState::Sqlite { snapshot }) => {
                 let (key, expected) = (key.clone(), snapshot.clone());
-                match sqlite(conn, move |c| {
-                    compare_and_swap(c, &key, expected.as_deref(), &value)
+                match sqlite(conn, move |c, s| {
+                    compare_and_swap(c, s, &key, expected.as_deref(), &value)
                 })
                 .await?
                 {
@@ -477,7 +495,10 @@ impl HostState {
         Ok(
             match tokio::task::spawn_blocking(move || open_store(path)).await? {
                 Ok(conn) => Ok(StoreHandle {
-                    backend: Backend::Sqlite(conn),
+                    backend: Backend::Sqlite(SqliteStore {
+                        conn,
+                        name: label.into(),
+                    }),
                 }),
                 Err(e) => Err(OpenError::Other(e.to_string())),
             },

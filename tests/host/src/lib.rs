@@ -69,6 +69,7 @@ pub struct HostOptions {
 /// stops the server and waits for the runtime thread to finish.
 pub struct RunningHost {
     addr: SocketAddr,
+    state_dir: PathBuf,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -82,6 +83,7 @@ impl RunningHost {
             .with_context(|| format!("binding {}", opts.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let state_dir = opts.state_dir.clone();
 
         // The runtime is created, used and dropped only on the server
         // thread, so `start` and `drop` also work when called from inside
@@ -125,6 +127,7 @@ impl RunningHost {
         match loaded_rx.recv() {
             Ok(Ok(())) => Ok(RunningHost {
                 addr,
+                state_dir,
                 shutdown: Some(shutdown),
                 thread: Some(thread),
             }),
@@ -147,6 +150,18 @@ impl RunningHost {
     /// `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Where the SQLite database `label` of this host lives (embedded
+    /// stores only; `spin up` puts it at the runtime config's `path`).
+    pub fn sqlite_database_path(&self, label: &str) -> PathBuf {
+        sqlite::database_path(&self.state_dir, label)
+    }
+
+    /// Where the embedded key-value store `label` of this host lives, a file
+    /// in Spin's layout (`spin_key_value (store, key, value)`).
+    pub fn key_value_path(&self, label: &str) -> PathBuf {
+        key_value::store_path(&self.state_dir, label)
     }
 
     /// Blocks until the server stops (it only stops when dropped, so this

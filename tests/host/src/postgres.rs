@@ -251,7 +251,9 @@ impl v4::HostConnection for HostState {
         let stores = self.app_stores.clone();
         let client = match stores.postgres.get_client(&address).await {
             Ok(client) => client,
-            Err(e) => return Ok(Err(v4::Error::ConnectionFailed(format!("{e:?}")))),
+            // Spin formats the chain with `{e:?}`, which also prints a captured
+            // backtrace; the chain alone keeps the logs readable.
+            Err(e) => return Ok(Err(v4::Error::ConnectionFailed(format!("{e:#}")))),
         };
         match self.table.push(PgConnection { client }) {
             Ok(handle) => Ok(Ok(handle)),

@@ -33,12 +33,16 @@ pub const POSTGRES_BINDIR_ENV: &str = "SHOP_TEST_POSTGRES_BINDIR";
 /// Dropping it shuts the server down (fast shutdown, which ends open
 /// sessions) and removes its directory.
 pub struct PostgresServer {
-    child: Child,
+    /// `None` while stopped ([`PostgresServer::stop`]).
+    child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    bindir: PathBuf,
+    run_as: Option<RunAs>,
 }
 
 /// The account the server runs as when we are root.
+#[derive(Clone, Copy)]
 struct RunAs {
     uid: u32,
     gid: u32,
@@ -120,21 +124,79 @@ impl PostgresServer {
     }
 }
 
+impl PostgresServer {
+    /// Shuts the server down (fast shutdown: open sessions end with
+    /// `57P01 admin_shutdown`) and keeps its data, so that
+    /// [`PostgresServer::restart`] brings the same databases back on the
+    /// same port. For tests of an app whose database goes away.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            shut_down(&mut child);
+        }
+    }
+
+    /// Starts the server again after [`PostgresServer::stop`], on the same
+    /// port and data directory; returns once it accepts queries.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let child = launch(&self.bindir, self.run_as.as_ref(), &self.dir, self.port)?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    /// Waits until the server answers a query (60 s at most).
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = self.url();
+        loop {
+            let child = self.child.as_mut().context("the server is stopped")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                bail!("postgres exited during start-up ({status}); its log:\n{}", self.log());
+            }
+            let ready = std::thread::scope(|s| {
+                // Own thread: the caller may be inside an async runtime.
+                s.spawn(|| BlockingClient::connect(&url).and_then(|c| c.query_i64("SELECT 1::int8")))
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("readiness check panicked"))?
+            });
+            if ready.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "postgres did not accept connections within 60 s ({:#}); its log:\n{}",
+                    ready.unwrap_err(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// SIGINT (fast shutdown: ends sessions, no waiting for clients), then
+/// SIGKILL after 10 s.
+fn shut_down(child: &mut Child) {
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for PostgresServer {
     fn drop(&mut self) {
-        // SIGINT: fast shutdown (ends sessions, no waiting for clients).
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -319,9 +381,24 @@ fn start_in(bindir: &Path, run_as: Option<&RunAs>, dir: &Path) -> Result<Postgre
     }
 
     let port = free_port()?;
-    let child = command(bindir, "postgres", run_as, &log)?
+    let child = launch(bindir, run_as, dir, port)?;
+    let mut server = PostgresServer {
+        child: Some(child),
+        port,
+        dir: dir.to_path_buf(),
+        bindir: bindir.to_path_buf(),
+        run_as: run_as.copied(),
+    };
+    // On failure the caller removes the directory; Drop stops the server.
+    server.wait_ready()?;
+    Ok(server)
+}
+
+/// Starts `postgres` on the cluster in `dir` (made by `initdb`).
+fn launch(bindir: &Path, run_as: Option<&RunAs>, dir: &Path, port: u16) -> Result<Child> {
+    command(bindir, "postgres", run_as, &dir.join("postgres.log"))?
         .arg("-D")
-        .arg(&data)
+        .arg(dir.join("data"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .arg("-k")
         .arg(dir)
@@ -329,37 +406,5 @@ fn start_in(bindir: &Path, run_as: Option<&RunAs>, dir: &Path) -> Result<Postgre
         .args(["-c", "full_page_writes=off", "-c", "max_connections=300"])
         .args(["-c", "timezone=UTC", "-c", "logging_collector=off"])
         .spawn()
-        .with_context(|| format!("starting {}", bindir.join("postgres").display()))?;
-    let mut server = PostgresServer {
-        child,
-        port,
-        dir: dir.to_path_buf(),
-    };
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let url = server.url();
-    loop {
-        if let Some(status) = server.child.try_wait()? {
-            let log = server.log();
-            // Keep the directory for the caller to remove (Drop would too).
-            bail!("postgres exited during start-up ({status}); its log:\n{log}");
-        }
-        let ready = std::thread::scope(|s| {
-            // Own thread: the caller may be inside an async runtime.
-            s.spawn(|| BlockingClient::connect(&url).and_then(|c| c.query_i64("SELECT 1::int8")))
-                .join()
-                .map_err(|_| anyhow::anyhow!("readiness check panicked"))?
-        });
-        if ready.is_ok() {
-            return Ok(server);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "postgres did not accept connections within 60 s ({:#}); its log:\n{}",
-                ready.unwrap_err(),
-                server.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        .with_context(|| format!("starting {}", bindir.join("postgres").display()))
 }
