@@ -5,9 +5,10 @@
 //!    and insert one delivery per row — unique per (source, row) and per
 //!    idempotency key — moving the cursor in the same transaction.
 //! 2. **Claim**: one `UPDATE … RETURNING` marks due deliveries `sending` with
-//!    a lease. SQLite runs writes one at a time, so concurrent sweeps claim
-//!    disjoint sets; a sweep that dies mid-send leaves its claims to be
-//!    reclaimed when the lease ends.
+//!    a lease. Concurrent sweeps claim disjoint sets: SQLite runs writes one
+//!    at a time, and on Postgres the row's due-ness is re-checked after
+//!    waiting for the other sweep's write; a sweep that dies mid-send leaves
+//!    its claims to be reclaimed when the lease ends.
 //! 3. **Send** and record the result: sent, logged (no Resend key: the
 //!    local mail log), retry later with backoff, or failed for good.
 
@@ -171,12 +172,27 @@ pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbE
          WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?",
         &[clock::now_rfc3339().into(), now.into(), MAX_ATTEMPTS.into()],
     )?;
+    // The condition is repeated outside the subquery for Postgres: two sweeps
+    // at once pick the same ids there, and the second one's UPDATE, after
+    // waiting for the first, re-checks only the outer WHERE on the row the
+    // first one wrote (now `sending` with a fresh lease), so it skips it
+    // instead of claiming it again. On SQLite it is simply true.
+    let due = "((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?))";
     let rows = db.query(
-        "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
-         WHERE id IN (SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= ?) \
-                      OR (status = 'sending' AND lease_until <= ?) ORDER BY id LIMIT ?) \
-         RETURNING *",
-        &[(now + LEASE_SECS).into(), clock::now_rfc3339().into(), now.into(), now.into(), (limit as i64).into()],
+        &format!(
+            "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+             WHERE id IN (SELECT id FROM deliveries WHERE {due} ORDER BY id LIMIT ?) AND {due} \
+             RETURNING *"
+        ),
+        &[
+            (now + LEASE_SECS).into(),
+            clock::now_rfc3339().into(),
+            now.into(),
+            now.into(),
+            (limit as i64).into(),
+            now.into(),
+            now.into(),
+        ],
     )?;
     rows.iter().map(|r| from_row(&r, true)).collect()
 }

@@ -34,7 +34,8 @@ pub fn report(ctx: &Ctx, service: &str, checks: Vec<Check>) -> HandlerResult {
         Ok(Reply::ok(&Value::Object(body)).with_header("cache-control", "no-store"))
     } else {
         Err(ApiError::unavailable("not_ready", format!("{service} is not ready"))
-            .with_details(json!({ "service": service, "failed": failed, "checks": body })))
+            .with_details(json!({ "service": service, "failed": failed, "checks": body }))
+            .with_header("retry-after", "1"))
     }
 }
 

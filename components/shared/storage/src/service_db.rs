@@ -77,7 +77,17 @@ impl ServiceDb {
     pub fn connect(label: &str, variable: &str) -> Result<Self, DbError> {
         match configured_backend(variable)? {
             Backend::Sqlite => SpinSqlite::open(label).map(Self::Sqlite),
-            Backend::Postgres(url) => SpinPostgres::open(&url).map(Self::Postgres),
+            Backend::Postgres(url) => {
+                let db = SpinPostgres::open(&url)?;
+                // Spin's pool hands a session on without rolling back, so it
+                // may still be in a transaction a guest that trapped between
+                // BEGIN and COMMIT left open; whatever ran next would join
+                // that transaction (and commit or vanish with it) and wait on
+                // its locks. No way to ask without a round trip, so end it:
+                // a ROLLBACK outside a transaction is only a warning.
+                db.execute("ROLLBACK", &[])?;
+                Ok(Self::Postgres(db))
+            }
         }
     }
 
