@@ -35,11 +35,18 @@ pub const DATABASE_URL_VARIABLE: &str = "catalog_database_url";
 
 /// The same schema for Postgres, in `migrations/postgres/catalog/` (a test
 /// checks this list against that folder too).
-pub const PG_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "catalog",
-    sql: include_str!("../../../../migrations/postgres/catalog/0001_catalog.sql"),
-}];
+pub const PG_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "catalog",
+        sql: include_str!("../../../../migrations/postgres/catalog/0001_catalog.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "search_folds_diacritics",
+        sql: include_str!("../../../../migrations/postgres/catalog/0002_search_folds_diacritics.sql"),
+    },
+];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
 /// configured backend.

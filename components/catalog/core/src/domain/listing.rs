@@ -60,10 +60,26 @@ impl SearchText {
     }
 
     fn pg_words(&self, weight: &str) -> Option<String> {
-        let words: Vec<String> = self.words().iter().map(|w| format!("'{w}':*{weight}")).collect();
+        let words: Vec<String> = self.words().iter().map(|w| format!("'{}':*{weight}", fold_latin(w))).collect();
         (!words.is_empty()).then(|| words.join(" & "))
     }
 
+}
+
+/// The accented Latin letters (Latin-1 and Latin Extended-A, both cases,
+/// those with a canonical decomposition) that search folds to
+/// [`FOLD_TO`], character for character. On Postgres the search document
+/// folds with the same table (`translate` in the catalog migration 0002);
+/// SQLite's FTS5 tokenizer folds diacritics itself.
+pub const FOLD_FROM: &str = "àáâãäåāăąÀÁÂÃÄÅĀĂĄçćĉċčÇĆĈĊČďĎèéêëēĕėęěÈÉÊËĒĔĖĘĚĝğġģĜĞĠĢĥĤìíîïĩīĭįÌÍÎÏĨĪĬĮİĵĴķĶĺļľĹĻĽñńņňÑŃŅŇòóôõöōŏőÒÓÔÕÖŌŎŐŕŗřŔŖŘśŝşšŚŜŞŠţťŢŤùúûüũūŭůűųÙÚÛÜŨŪŬŮŰŲŵŴýÿŷÝŸŶźżžŹŻŽ";
+/// The base letter of each character of [`FOLD_FROM`].
+pub const FOLD_TO: &str = "aaaaaaaaaAAAAAAAAAcccccCCCCCdDeeeeeeeeeEEEEEEEEEggggGGGGhHiiiiiiiiIIIIIIIIIjJkKlllLLLnnnnNNNNooooooooOOOOOOOOrrrRRRssssSSSSttTTuuuuuuuuuuUUUUUUUUUUwWyyyYYYzzzZZZ";
+
+/// `word` with each letter of [`FOLD_FROM`] replaced by its base letter.
+pub fn fold_latin(word: &str) -> String {
+    word.chars()
+        .map(|c| FOLD_FROM.chars().position(|f| f == c).and_then(|i| FOLD_TO.chars().nth(i)).unwrap_or(c))
+        .collect()
 }
 
 /// How the listing is ordered. Every order ends with the id so that pages
@@ -174,6 +190,18 @@ mod tests {
         assert_eq!(q.pg_tsquery().unwrap(), "'wireless':* & 'mouse':* & 'or':* & 'x':*");
         assert_eq!(q.pg_name_tsquery().unwrap(), "'wireless':*A & 'mouse':*A & 'or':*A & 'x':*A");
         assert_eq!(SearchText::parse("%_'--").unwrap().pg_tsquery(), None);
+    }
+
+    #[test]
+    fn postgres_queries_fold_latin_diacritics_like_the_document() {
+        assert_eq!(FOLD_FROM.chars().count(), FOLD_TO.chars().count());
+        assert!(FOLD_TO.chars().all(|c| c.is_ascii_alphabetic()));
+        let q = SearchText::parse("Café CRÈME Øl Straße").unwrap();
+        assert_eq!(q.pg_tsquery().unwrap(), "'cafe':* & 'creme':* & 'øl':* & 'straße':*");
+        // The Postgres document folds with the same table, in the migration.
+        let migration = include_str!("../../../../../migrations/postgres/catalog/0002_search_folds_diacritics.sql");
+        let pair = format!("'{FOLD_FROM}',\n        '{FOLD_TO}')");
+        assert_eq!(migration.matches(&pair).count(), 2, "both translate() calls use FOLD_FROM/FOLD_TO");
     }
 
     #[test]
