@@ -355,15 +355,103 @@ fn the_payment_intent_flow() {
     assert_eq!(stock(&app, &product), (3, 0, 3));
 }
 
+/// A declined card is one failed attempt (Stripe: the intent goes back to
+/// `requires_payment_method`), not the end of the order: it stays payable,
+/// its stock stays held, no email goes out, and the next card pays it.
 #[test]
-fn a_failed_payment_cancels_and_releases() {
+fn a_declined_card_leaves_the_order_payable_and_the_next_card_pays_it() {
     let app = TestApp::get();
     let (user, product) = app.customer_with_cart(5, 450, 1);
     let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
-    let pi = json!({ "id": "pi_failed_1", "object": "payment_intent", "metadata": { "order_id": id } });
-    app.stripe_sends(&event(&format!("evt_{id}_fail"), "payment_intent.payment_failed", pi));
-    assert_eq!(app.order(&user, &id)["status"], "cancelled");
-    assert_eq!(stock(&app, &product), (5, 0, 5));
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let intent_id = r.json()["id"].as_str().unwrap().to_string();
+    let declined = json!({ "id": intent_id, "object": "payment_intent", "status": "requires_payment_method", "metadata": { "order_id": id } });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_declined"), "payment_intent.payment_failed", declined)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+    assert_eq!(stock(&app, &product), (5, 1, 4), "still held");
+    let payment = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None);
+    assert_eq!(payment.status, 200, "{}", payment.body);
+    assert!(payment.body.contains("requires_payment_method"), "the attempt is recorded: {}", payment.body);
+
+    let paid = json!({ "id": intent_id, "object": "payment_intent", "amount_received": 450, "currency": "usd", "metadata": { "order_id": id } });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_second_card"), "payment_intent.succeeded", paid)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+    assert_eq!(stock(&app, &product), (4, 0, 4));
+    let history = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json();
+    let steps: Vec<&str> = history["history"].as_array().unwrap().iter().filter_map(|h| h["to"].as_str()).collect();
+    assert_eq!(steps, vec!["pending_payment", "paid"], "never cancelled on the way");
+}
+
+/// A Checkout Session that expires (or is abandoned) ends that attempt
+/// only: the order keeps its stock until its own hold lapses, and can still
+/// be paid, for example through a new session or a PaymentIntent.
+#[test]
+fn an_expired_session_ends_the_attempt_not_the_order() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 300, 2);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let expired = { let mut s = app.stripe.session(&session_id); s["status"] = json!("expired"); s };
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_sess_exp"), "checkout.session.expired", expired)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+    assert_eq!(stock(&app, &product), (5, 2, 3));
+    let canceled = json!({ "id": "pi_abandoned_elements", "object": "payment_intent", "status": "canceled", "metadata": { "order_id": id } });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_pi_cancel"), "payment_intent.canceled", canceled)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment", "an abandoned intent ends nothing either");
+    let pi = json!({ "id": "pi_late_payment", "object": "payment_intent", "amount_received": 600, "currency": "usd", "metadata": { "order_id": id } });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_pi_paid"), "payment_intent.succeeded", pi)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+}
+
+/// An admin shipping and the customer cancelling the same paid order at
+/// once: exactly one wins (the other gets 409 `invalid_transition` with the
+/// status that won), and money and goods agree — a refund only for the
+/// cancellation, never for a shipped order.
+#[test]
+fn shipping_and_cancelling_at_once_have_one_winner() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    for round in 0..3 {
+        let (user, _) = app.customer_with_cart(5, 700, 1);
+        let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+        let session_id = app.start_checkout(&user, &id);
+        let paid = app.stripe.pay_session(&session_id);
+        assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_race_paid"), "checkout.session.completed", paid)).status, 200);
+        let barrier = std::sync::Barrier::new(2);
+        let (ship, cancel) = std::thread::scope(|s| {
+            let ship = s.spawn(|| {
+                barrier.wait();
+                app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": format!("1Z{round}") })))
+            });
+            let cancel = s.spawn(|| {
+                barrier.wait();
+                app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None)
+            });
+            (ship.join().unwrap(), cancel.join().unwrap())
+        });
+        let order = app.order(&user, &id);
+        let refunds = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/refunds").count();
+        match (ship.status, cancel.status) {
+            (200, 409) => {
+                assert_eq!(cancel.json()["error"]["code"], "invalid_transition", "{}", cancel.body);
+                assert_eq!((order["status"].as_str(), refunds), (Some("shipped"), 0), "shipped, not refunded");
+            }
+            (409, 200) => {
+                assert_eq!(ship.json()["error"]["code"], "invalid_transition", "{}", ship.body);
+                assert_eq!((order["status"].as_str(), refunds), (Some("cancelled"), 1), "cancelled and refunded once");
+            }
+            other => panic!("one winner expected, got {other:?}: {} / {}", ship.body, cancel.body),
+        }
+        let history = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json();
+        let steps: Vec<(Option<&str>, &str)> =
+            history["history"].as_array().unwrap().iter().map(|h| (h["from"].as_str(), h["to"].as_str().unwrap())).collect();
+        // Each row's `from` is the status the row before it reached: no
+        // step was recorded from a status the order had already left.
+        assert!(steps.windows(2).all(|w| w[1].0 == Some(w[0].1)), "history out of step: {steps:?}");
+        assert!(!steps.iter().any(|(_, to)| *to == "cancelled") || !steps.iter().any(|(_, to)| *to == "shipped"), "{steps:?}");
+    }
 }
 
 #[test]

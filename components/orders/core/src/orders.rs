@@ -359,12 +359,22 @@ pub enum Claim {
     InFlight,
 }
 
+/// How long a claim without an order may stand before a retry with the
+/// same key takes it over: the claiming request died (a trap, a lost
+/// database) without abandoning it. Far longer than placing an order takes;
+/// a request that is merely that slow loses its claim and cannot finish
+/// (see [`complete_request`]), so one key still makes at most one order.
+pub const CLAIM_TIMEOUT_SECS: i64 = 60;
+
 /// Claim an `Idempotency-Key` for a new order, or say what it already means.
 ///
 /// The claim is one atomic `INSERT ... ON CONFLICT DO NOTHING`: exactly one
 /// of several concurrent requests with the same key inserts the row (on
 /// Postgres the others wait for its transaction and then see the conflict),
-/// and no write lock is held across statements.
+/// and no write lock is held across statements. A claim older than
+/// [`CLAIM_TIMEOUT_SECS`] with no order is taken over by one conditional
+/// update, so a retry after a dead request succeeds. The claim is
+/// identified by `now` (its `created_at`), which [`complete_request`] checks.
 pub fn claim_request(db: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64) -> Result<Claim, DbError> {
     for _ in 0..3 {
         if let Some(claim) = try_claim(db, user_id, key, hash, now)? {
@@ -393,24 +403,41 @@ fn try_claim(db: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64) -> Res
     if r.text("request_hash")? != hash {
         return Ok(Some(Claim::Mismatch));
     }
-    Ok(Some(match r.opt_text("order_id")? {
-        Some(id) => Claim::Replay(id),
-        None => Claim::InFlight,
-    }))
+    if let Some(id) = r.opt_text("order_id")? {
+        return Ok(Some(Claim::Replay(id)));
+    }
+    let taken = db.query(
+        "UPDATE order_requests SET created_at = ? \
+         WHERE user_id = ? AND idempotency_key = ? AND request_hash = ? AND order_id IS NULL AND created_at <= ? \
+         RETURNING user_id",
+        &[now.into(), user_id.into(), key.into(), hash.into(), (now - CLAIM_TIMEOUT_SECS).into()],
+    )?;
+    Ok(Some(if taken.is_empty() { Claim::InFlight } else { Claim::New }))
 }
 
-pub fn complete_request(tx: &dyn Db, user_id: &str, key: &str, order_id: &str) -> Result<(), DbError> {
-    tx.execute(
-        "UPDATE order_requests SET order_id = ? WHERE user_id = ? AND idempotency_key = ?",
-        &[order_id.into(), user_id.into(), key.into()],
-    )
+/// Record the order made under the claim taken at `claimed_at`, inside the
+/// transaction that inserts the order. Fails with a constraint error (so
+/// the transaction, and the order, roll back) when the claim is no longer
+/// this request's: another request took it over after it timed out.
+pub fn complete_request(tx: &dyn Db, user_id: &str, key: &str, claimed_at: i64, order_id: &str) -> Result<(), DbError> {
+    let done = tx.query(
+        "UPDATE order_requests SET order_id = ? \
+         WHERE user_id = ? AND idempotency_key = ? AND created_at = ? AND order_id IS NULL RETURNING user_id",
+        &[order_id.into(), user_id.into(), key.into(), claimed_at.into()],
+    )?;
+    if done.is_empty() {
+        return Err(DbError::Constraint("the Idempotency-Key claim was taken over by a later request".into()));
+    }
+    Ok(())
 }
 
-/// Forget a claim whose request failed, so the client can retry with the same key.
-pub fn abandon_request(db: &dyn Db, user_id: &str, key: &str) -> Result<(), DbError> {
+/// Forget the claim taken at `claimed_at` when its request failed, so the
+/// client can retry with the same key (a claim another request has since
+/// taken over is left alone).
+pub fn abandon_request(db: &dyn Db, user_id: &str, key: &str, claimed_at: i64) -> Result<(), DbError> {
     db.execute(
-        "DELETE FROM order_requests WHERE user_id = ? AND idempotency_key = ? AND order_id IS NULL",
-        &[user_id.into(), key.into()],
+        "DELETE FROM order_requests WHERE user_id = ? AND idempotency_key = ? AND created_at = ? AND order_id IS NULL",
+        &[user_id.into(), key.into(), claimed_at.into()],
     )
 }
 
@@ -487,10 +514,26 @@ mod tests {
         assert_eq!(claim_request(&db, "u1", "k", "h1", 1).unwrap(), Claim::InFlight);
         assert_eq!(claim_request(&db, "u1", "k", "h2", 1).unwrap(), Claim::Mismatch);
         assert_eq!(claim_request(&db, "u2", "k", "h2", 1).unwrap(), Claim::New, "keys are per user");
-        complete_request(&db, "u1", "k", "o1").unwrap();
+        complete_request(&db, "u1", "k", 1, "o1").unwrap();
         assert_eq!(claim_request(&db, "u1", "k", "h1", 1).unwrap(), Claim::Replay("o1".into()));
-        abandon_request(&db, "u2", "k").unwrap();
+        abandon_request(&db, "u2", "k", 1).unwrap();
         assert_eq!(claim_request(&db, "u2", "k", "h3", 1).unwrap(), Claim::New);
+    }
+
+    #[test]
+    fn a_claim_whose_request_died_is_taken_over_after_the_timeout() {
+        let db = db();
+        assert_eq!(claim_request(&db, "u1", "k", "h1", 100).unwrap(), Claim::New);
+        // The request died without completing or abandoning its claim.
+        assert_eq!(claim_request(&db, "u1", "k", "h1", 100 + CLAIM_TIMEOUT_SECS - 1).unwrap(), Claim::InFlight);
+        assert_eq!(claim_request(&db, "u1", "k", "h2", 100 + CLAIM_TIMEOUT_SECS).unwrap(), Claim::Mismatch, "only the same request");
+        let retry_at = 100 + CLAIM_TIMEOUT_SECS;
+        assert_eq!(claim_request(&db, "u1", "k", "h1", retry_at).unwrap(), Claim::New);
+        assert_eq!(claim_request(&db, "u1", "k", "h1", retry_at).unwrap(), Claim::InFlight, "one taker");
+        // The original, had it only been slow, can no longer finish.
+        assert!(matches!(complete_request(&db, "u1", "k", 100, "o-slow"), Err(DbError::Constraint(_))));
+        complete_request(&db, "u1", "k", retry_at, "o-retry").unwrap();
+        assert_eq!(claim_request(&db, "u1", "k", "h1", retry_at + 500).unwrap(), Claim::Replay("o-retry".into()));
     }
 
     #[test]

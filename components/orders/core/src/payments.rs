@@ -18,10 +18,17 @@ use storage::{transaction, Db, DbError};
 pub enum Outcome {
     /// The money arrived: this amount and currency.
     Paid { amount_minor: i64, currency: String, payment_intent: Option<String> },
-    /// The payment failed or was abandoned: cancel the order.
+    /// The shop ends the order unpaid (the customer cancels it): cancel it
+    /// and give its stock back.
     Failed,
-    /// The checkout session expired unpaid: expire the order.
+    /// The order's stock hold lapsed unpaid: expire it.
     Expired,
+    /// One payment attempt ended without money (a declined card, a Checkout
+    /// Session that expired, an intent cancelled, a delayed method that
+    /// failed). In Stripe's terms the customer may still pay — another
+    /// card, a new session — so the order stays `pending_payment` until its
+    /// own hold lapses; only the payment record shows the attempt.
+    AttemptEnded { payment_status: &'static str },
     /// Refunds so far total this much.
     Refunded { total_refunded: i64 },
 }
@@ -104,6 +111,15 @@ pub fn apply(db: &dyn Db, order_id: &str, outcome: &Outcome, event: Option<(&str
             }
             Outcome::Failed => give_back(tx, &order, Status::Cancelled, actor, reason, inventory),
             Outcome::Expired => give_back(tx, &order, Status::Expired, actor, reason, inventory),
+            Outcome::AttemptEnded { payment_status } => {
+                // Never over a final payment state (a late event about an
+                // old attempt of a paid order).
+                tx.execute(
+                    "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? AND status NOT IN ('paid', 'refunded', 'partially_refunded')",
+                    &[(*payment_status).into(), clock::now_rfc3339().into(), order_id.into()],
+                )?;
+                Ok(Applied::Unchanged { status: order.status })
+            }
             Outcome::Refunded { total_refunded } => refunded(tx, &order, *total_refunded, actor, reason),
         }
     })

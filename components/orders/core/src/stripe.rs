@@ -152,13 +152,28 @@ pub fn form(fields: &[(String, String)]) -> String {
     s.finish()
 }
 
+/// Stripe accepts Idempotency-Keys of at most 255 characters. Ours are
+/// derived (`refund:<order>:<client key>`...) and may be longer; those are
+/// sent as a digest of the whole key, which is as unique and as stable.
+pub fn stripe_idempotency_key(key: &str) -> String {
+    const STRIPE_MAX: usize = 255;
+    if key.len() <= STRIPE_MAX {
+        return key.to_string();
+    }
+    use sha2::Digest;
+    let digest: String = Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    // A readable prefix (the key's kind and order) and the digest.
+    let prefix: String = key.chars().take(100).collect();
+    format!("{prefix}:sha256:{digest}")
+}
+
 impl StripeConfig {
     fn send(&self, method: spin_sdk::http::Method, path: &str, body: Option<String>, idempotency_key: Option<&str>) -> Result<Json, StripeError> {
         let url = format!("{}{}", self.api_base.trim_end_matches('/'), path);
         let mut req = spin_sdk::http::Request::builder();
         req.method(method).uri(&url).header("authorization", format!("Bearer {}", self.secret_key));
         if let Some(k) = idempotency_key {
-            req.header("idempotency-key", k);
+            req.header("idempotency-key", stripe_idempotency_key(k));
         }
         if let Some(b) = body {
             req.header("content-type", "application/x-www-form-urlencoded").body(b.into_bytes());
@@ -203,14 +218,19 @@ pub fn outcome_of(event_type: &str, object: &Json) -> Option<crate::payments::Ou
     match event_type {
         "checkout.session.completed" => matches!(object["payment_status"].as_str(), Some("paid")).then(session_paid),
         "checkout.session.async_payment_succeeded" => Some(session_paid()),
-        "checkout.session.async_payment_failed" => Some(Outcome::Failed),
-        "checkout.session.expired" => Some(Outcome::Expired),
+        // One payment attempt ended without money; the order stays payable
+        // (a new session or another card) until its own stock hold lapses.
+        "checkout.session.async_payment_failed" => Some(Outcome::AttemptEnded { payment_status: "failed" }),
+        "checkout.session.expired" => Some(Outcome::AttemptEnded { payment_status: "session_expired" }),
         "payment_intent.succeeded" => Some(Outcome::Paid {
             amount_minor: object["amount_received"].as_i64().unwrap_or(-1),
             currency: currency(),
             payment_intent: object["id"].as_str().map(str::to_string),
         }),
-        "payment_intent.payment_failed" | "payment_intent.canceled" => Some(Outcome::Failed),
+        // A declined card: the intent returns to `requires_payment_method`
+        // and the customer may try another one.
+        "payment_intent.payment_failed" => Some(Outcome::AttemptEnded { payment_status: "requires_payment_method" }),
+        "payment_intent.canceled" => Some(Outcome::AttemptEnded { payment_status: "canceled" }),
         "charge.refunded" => object["amount_refunded"].as_i64().map(|total_refunded| Outcome::Refunded { total_refunded }),
         _ => None,
     }
@@ -234,6 +254,18 @@ pub fn references(event_type: &str, object: &Json) -> (Option<String>, Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_always_fit_stripes_limit() {
+        assert_eq!(stripe_idempotency_key("refund:o1:abc"), "refund:o1:abc");
+        let long = format!("refund:{}:{}", "o".repeat(36), "k".repeat(255));
+        let sent = stripe_idempotency_key(&long);
+        assert!(sent.len() <= 255, "{}", sent.len());
+        assert!(sent.starts_with("refund:oooo"));
+        assert_eq!(sent, stripe_idempotency_key(&long), "stable, so a retry is the same request");
+        let other = format!("refund:{}:{}x", "o".repeat(36), "k".repeat(254));
+        assert_ne!(stripe_idempotency_key(&other), sent);
+    }
     use crate::payments::Outcome;
     use serde_json::json;
 
@@ -246,8 +278,12 @@ mod tests {
         );
         let unpaid = json!({ "payment_status": "unpaid" });
         assert_eq!(outcome_of("checkout.session.completed", &unpaid), None, "async methods complete later");
-        assert_eq!(outcome_of("checkout.session.expired", &session), Some(Outcome::Expired));
-        assert_eq!(outcome_of("payment_intent.canceled", &json!({})), Some(Outcome::Failed));
+        assert_eq!(outcome_of("checkout.session.expired", &session), Some(Outcome::AttemptEnded { payment_status: "session_expired" }));
+        assert_eq!(outcome_of("payment_intent.canceled", &json!({})), Some(Outcome::AttemptEnded { payment_status: "canceled" }));
+        assert_eq!(
+            outcome_of("payment_intent.payment_failed", &json!({})),
+            Some(Outcome::AttemptEnded { payment_status: "requires_payment_method" })
+        );
         assert_eq!(outcome_of("charge.refunded", &json!({ "amount_refunded": 300 })), Some(Outcome::Refunded { total_refunded: 300 }));
         assert_eq!(outcome_of("customer.created", &json!({})), None);
         assert_eq!(references("checkout.session.completed", &session), (Some("o1".into()), Some("cs_1".into()), Some("pi_1".into())));

@@ -48,8 +48,9 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
         .collect();
 
     let db = open()?;
+    let claimed_at = clock::unix_now();
     if let Some(k) = &key {
-        match orders::claim_request(&db, &caller.user_id, k, &request_hash, clock::unix_now())? {
+        match orders::claim_request(&db, &caller.user_id, k, &request_hash, claimed_at)? {
             Claim::New => {}
             Claim::Replay(id) => {
                 let order = orders::load(&db, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
@@ -64,10 +65,10 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
             }
         }
     }
-    let placed = place_from_cart(&db, &caller, address, key.as_deref());
+    let placed = place_from_cart(&db, &caller, address, key.as_deref().map(|k| (k, claimed_at)));
     if placed.is_err() {
         if let Some(k) = &key {
-            let _ = orders::abandon_request(&db, &caller.user_id, k);
+            let _ = orders::abandon_request(&db, &caller.user_id, k, claimed_at);
         }
     }
     let order = placed?;
@@ -78,18 +79,24 @@ fn unavailable(code: &'static str, what: &str, cause: String) -> ApiError {
     ApiError::unavailable(code, format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1").with_internal(cause)
 }
 
-/// How long an unpaid order holds its stock: `unpaid_order_ttl_secs`, by
-/// default the Checkout Session's lifetime plus five minutes, so a payment
-/// completed at the session's last moment still lands.
+/// The longest stock hold the catalog grants (its reservation cap).
+const MAX_HOLD_SECS: i64 = 86_400;
+
+/// How long an unpaid order holds its stock: `unpaid_order_ttl_secs` (5 to
+/// 86400), by default the Checkout Session's lifetime plus five minutes, so
+/// a payment completed at the session's last moment still lands — capped
+/// at the catalog's longest hold, so every allowed session lifetime works
+/// (a session's expiry never lies after the hold: see `checkout_session`).
 fn unpaid_order_ttl_secs() -> i64 {
     spin_sdk::variables::get("unpaid_order_ttl_secs")
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|t| (5..=7 * 86400).contains(t))
-        .unwrap_or_else(|| StripeConfig::from_variables().session_ttl_secs + 300)
+        .filter(|t| (5..=MAX_HOLD_SECS).contains(t))
+        .unwrap_or_else(|| (StripeConfig::from_variables().session_ttl_secs + 300).min(MAX_HOLD_SECS))
 }
 
-fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::domain::Address>, key: Option<&str>) -> Result<Order, ApiError> {
+/// `key`: the Idempotency-Key and when this request claimed it.
+fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::domain::Address>, key: Option<(&str, i64)>) -> Result<Order, ApiError> {
     let snapshot = cart::get_cart(&caller.user_id).map_err(|e| unavailable("cart_unavailable", "the cart", format!("{e:?}")))?;
     if snapshot.lines.is_empty() {
         return Err(ApiError::new(422, "cart_empty", "the cart is empty"));
@@ -130,8 +137,13 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     let actor = format!("user:{}", caller.user_id);
     let created = transaction(db, |tx| -> Result<Order, ApiError> {
         let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
-        if let Some(k) = key {
-            orders::complete_request(tx, &caller.user_id, k, &order.id)?;
+        if let Some((k, claimed_at)) = key {
+            orders::complete_request(tx, &caller.user_id, k, claimed_at, &order.id).map_err(|e| match e {
+                // This request was so slow that a retry took its claim over.
+                storage::DbError::Constraint(_) => ApiError::new(409, "request_in_progress", "a later request with this Idempotency-Key took it over")
+                    .with_header("retry-after", "1"),
+                other => other.into(),
+            })?;
         }
         Ok(order)
     });
