@@ -280,6 +280,26 @@ fn unpaid_orders_expire_and_release_their_stock() {
     app.send_as(&user2.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": b }))).assert_error(409, "order_not_payable");
 }
 
+/// The customer paid at the last moment and comes back from Stripe after
+/// the order's hold lapsed, before anything expired it: the return applies
+/// the payment first, exactly as the webhook would, so the order is paid
+/// (its stock still there), not expired and flagged.
+#[test]
+fn a_return_just_after_the_hold_lapsed_pays_like_the_webhook() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(3, 100, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    app.stripe.pay_session(&session_id);
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let r = app.send_as(&user.access_token, "GET", &format!("/api/payments/checkout-session/{session_id}"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["order_status"], "paid", "{}", r.body);
+    let order = app.order(&user, &id);
+    assert_eq!((order["status"].as_str(), order["flags"].as_array().map(|f| f.len())), (Some("paid"), Some(0)), "{order}");
+    assert_eq!(stock(&app, &product), (2, 0, 2));
+}
+
 #[test]
 fn cancelling_before_and_after_payment() {
     let app = TestApp::get();

@@ -48,8 +48,14 @@ pub fn expire_if_overdue(db: &dyn Db, order: Order) -> Result<Order, ApiError> {
 /// The order if `caller` owns it, or is an admin and `admin_ok`. Anyone else
 /// gets the same 404 as for an order that does not exist.
 pub fn order_for(db: &dyn Db, caller: &Caller, id: &str, admin_ok: bool) -> Result<Order, ApiError> {
-    let order = orders::load(db, id.trim())?
+    expire_if_overdue(db, owned_order(db, caller, id, admin_ok)?)
+}
+
+/// [`order_for`] without the lazy expiry: for applying a payment first
+/// (the success-page return), so that the same payment has the same effect
+/// whether the browser or the webhook arrives first.
+pub fn owned_order(db: &dyn Db, caller: &Caller, id: &str, admin_ok: bool) -> Result<Order, ApiError> {
+    orders::load(db, id.trim())?
         .filter(|o| o.user_id == caller.user_id || (admin_ok && caller.is_admin()))
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    expire_if_overdue(db, order)
+        .ok_or_else(|| ApiError::not_found("order"))
 }

@@ -122,13 +122,16 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     let config = stripe_config()?;
     let db = open()?;
     let order_id = payments::order_of(&db, Some(session_id), None)?.ok_or_else(|| ApiError::not_found("checkout session"))?;
-    let order = access::order_for(&db, &caller, &order_id, false)?;
+    // The payment is applied before any lazy expiry, as the webhook would
+    // apply it: the same session has the same effect whoever comes first.
+    let order = access::owned_order(&db, &caller, &order_id, false)?;
     let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
     let applied = match stripe::outcome_of("checkout.session.completed", &session) {
         Some(outcome) => Some(payments::apply(&db, &order.id, &outcome, None, "checkout-return", &WitInventory).map_err(ApiError::from)?),
         None => None,
     };
     let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+    let order = access::expire_if_overdue(&db, order)?;
     http_kit::nudge::notifications();
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status,
