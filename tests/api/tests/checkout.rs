@@ -337,7 +337,8 @@ fn partial_and_full_refunds() {
     app.send_as(&user.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 100 }))).assert_error(403, "forbidden");
     let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 300 })));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["order"]["status"], "partially_refunded");
+    assert_eq!(r.json()["order"]["status"], "paid", "a partial refund leaves fulfilment alone");
+    assert_eq!(r.json()["order"]["refunded"]["amount_minor"], 300);
     let call = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/refunds").unwrap();
     assert!(call.headers.get("idempotency-key").unwrap().starts_with(&format!("refund:{id}:")));
     // A retried request with the same key is one refund, counted once.
@@ -350,11 +351,16 @@ fn partial_and_full_refunds() {
     let bad = [("authorization", auth.as_str()), ("idempotency-key", "has spaces in it")];
     app.request("POST", "/api/payments/refund", &bad, Some(&json!({ "order_id": id, "amount": 100 }))).assert_error(400, "invalid_parameter");
     app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 700 }))).assert_error(422, "invalid_refund_amount");
+    // The partly refunded order is still fulfilled.
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1ZPART" })));
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("shipped")), "{}", r.body);
     // Stripe tells us the rest was refunded (e.g. from its dashboard).
     let charge = json!({ "id": "ch_1", "object": "charge", "amount": 1000, "amount_refunded": 1000, "payment_intent": app.stripe.session(&session_id)["payment_intent"] });
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_refund"), "charge.refunded", charge)).status, 200);
     let order = app.order(&user, &id);
     assert_eq!((order["status"].as_str(), order["refunded"]["amount_minor"].as_i64()), (Some("refunded"), Some(1000)));
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "delivered" })));
+    r.assert_error(409, "invalid_transition");
 }
 
 #[test]

@@ -182,20 +182,20 @@ fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason
         &[total_refunded.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
     )?;
     let full = total_refunded >= order.total.amount_minor;
-    let to = if full { Status::Refunded } else { Status::PartiallyRefunded };
-    if !order.status.can_become(to) {
-        // E.g. a cancelled order whose payment was refunded: the amount is
-        // recorded above; the status stays.
-        let status = if full { "refunded" } else { "partially_refunded" };
-        set_payment_status(tx, &order.id, status)?;
-        let updated = orders::load(tx, &order.id)?.ok_or(PaymentError::UnknownOrder)?;
-        orders::record_event(tx, "order.refunded", &format!("{}:{total_refunded}", order.id), &json!({
-            "order_id": order.id, "user_id": order.user_id, "status": updated.status, "order": updated,
-        }))?;
-        return Ok(Applied::Unchanged { status: order.status });
-    }
     set_payment_status(tx, &order.id, if full { "refunded" } else { "partially_refunded" })?;
-    let updated = orders::transition(tx, order, to, actor, reason)?;
+    if full && order.status.can_become(Status::Refunded) {
+        let updated = orders::transition(tx, order, Status::Refunded, actor, reason)?;
+        return Ok(Applied::Changed { status: updated.status });
+    }
+    // A partial refund leaves fulfilment alone: a paid, processing or
+    // shipped order goes on as before, with its `refunded` amount raised
+    // (refunding one line must not freeze the rest). The same holds for an
+    // order whose status cannot become `refunded` (a cancelled one): the
+    // amount is recorded, the status stays. The customer is told either way.
+    let updated = orders::load(tx, &order.id)?.ok_or(PaymentError::UnknownOrder)?;
+    orders::record_event(tx, "order.refunded", &format!("{}:{total_refunded}", order.id), &json!({
+        "order_id": order.id, "user_id": order.user_id, "status": updated.status, "order": updated,
+    }))?;
     Ok(Applied::Changed { status: updated.status })
 }
 
@@ -434,8 +434,9 @@ mod tests {
         let db = setup();
         let inv = FakeInventory::default();
         apply(&db, "o1", &paid(), None, "stripe", &inv).unwrap();
-        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 400 }, Some(("e1", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Changed { status: Status::PartiallyRefunded });
-        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 300 }, Some(("e0", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::PartiallyRefunded }, "an older event");
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 400 }, Some(("e1", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Changed { status: Status::Paid }, "a partial refund leaves fulfilment alone");
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 300 }, Some(("e0", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::Paid }, "an older event");
+        assert_eq!(orders::load(&db, "o1").unwrap().unwrap().refunded.amount_minor, 400);
         assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000 }, Some(("e2", "charge.refunded")), "stripe", &inv).unwrap(), Applied::Changed { status: Status::Refunded });
         assert_eq!(outbox(&db, "order.refunded"), 2);
     }

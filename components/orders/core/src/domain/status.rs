@@ -4,9 +4,13 @@
 //! pending_payment ─┬─> paid ──> processing ──> shipped ──> delivered
 //!                  ├─> cancelled          (paid/processing ─> cancelled: refund)
 //!                  └─> expired
-//! paid, processing, shipped, delivered, partially_refunded
-//!                  ─> refunded | partially_refunded
+//! paid, processing, shipped, delivered ─> refunded   (refunded in full)
 //! ```
+//!
+//! A partial refund changes no status: the order's `refunded` amount grows
+//! and fulfilment goes on. `partially_refunded` is no longer entered; orders
+//! stored in it by earlier versions can still be processed, shipped,
+//! delivered or refunded in full.
 //!
 //! A transition that is not allowed is an error value carrying the current
 //! status; nothing panics and nothing fails silently.
@@ -73,7 +77,8 @@ impl Status {
                 | (Paid, Processing | Cancelled)
                 | (Processing, Shipped | Cancelled)
                 | (Shipped, Delivered)
-                | (Paid | Processing | Shipped | Delivered | PartiallyRefunded, Refunded | PartiallyRefunded)
+                | (Paid | Processing | Shipped | Delivered | PartiallyRefunded, Refunded)
+                | (PartiallyRefunded, Processing | Shipped | Delivered)
         )
     }
 
