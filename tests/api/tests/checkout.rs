@@ -300,6 +300,75 @@ fn a_return_just_after_the_hold_lapsed_pays_like_the_webhook() {
     assert_eq!(stock(&app, &product), (2, 0, 2));
 }
 
+/// Money that lands after the order expired is not kept: it is refunded
+/// in full automatically (once, however often the event comes), the order
+/// is flagged for an admin, the payment record shows it, and the customer
+/// is told. When Stripe is down at that moment, the orders sweep retries.
+#[test]
+fn money_for_an_expired_order_is_refunded_automatically() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(3, 100, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    assert_eq!(app.order(&user, &id)["status"], "expired");
+    let intent = format!("pi_late_{id}");
+    let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 100, "currency": "usd", "metadata": { "order_id": id } });
+    let evt = event(&format!("evt_{id}_late"), "payment_intent.succeeded", pi);
+    app.stripe.fail_next(500);
+    let r = app.stripe_sends(&evt);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["applied"]["problem"], "paid_after_expired", "{}", r.body);
+    let state = |app: &TestApp| app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_eq!(state(&app)["automatic_refunds"][0]["status"], "pending", "Stripe was down: {}", state(&app));
+    let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = state(&app);
+    assert_eq!(after["automatic_refunds"][0]["status"], "refunded", "{after}");
+    assert_eq!(after["automatic_refunds"][0]["reason"], "paid_after_expired");
+    assert_eq!(app.stripe_sends(&evt).json()["ignored"], "duplicate event");
+    let refunds: Vec<_> = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/refunds").collect();
+    assert!(!refunds.is_empty() && refunds.iter().all(|c| c.field("payment_intent") == Some(intent.as_str()) && c.field("amount") == Some("100")));
+    assert!(refunds.iter().all(|c| c.headers.get("idempotency-key").map(String::as_str) == Some(format!("auto-refund:{intent}").as_str())));
+    let order = app.order(&user, &id);
+    assert_eq!(order["status"], "expired");
+    assert!(order["flags"].as_array().unwrap().iter().any(|f| f == "paid_after_expired"), "{order}");
+    let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let told = app.resend.to(&user.email).into_iter().filter(|c| c.idempotency_key() == format!("order.payment_returned/{intent}")).count();
+    assert_eq!(told, 1, "one email saying the payment was returned");
+}
+
+/// A second successful payment for an order already paid (another
+/// PaymentIntent) is refunded automatically; the order and its own payment
+/// are untouched.
+#[test]
+fn a_second_payment_for_a_paid_order_is_refunded_automatically() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 250, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let paid = app.stripe.pay_session(&session_id);
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_first"), "checkout.session.completed", paid.clone())).status, 200);
+    // Checkout's own intent event for the same money changes nothing.
+    let same = json!({ "id": paid["payment_intent"], "object": "payment_intent", "amount_received": 250, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_same"), "payment_intent.succeeded", same));
+    assert_eq!(r.json()["applied"]["result"], "unchanged", "{}", r.body);
+    let other = json!({ "id": format!("pi_second_{id}"), "object": "payment_intent", "amount_received": 250, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_second"), "payment_intent.succeeded", other));
+    assert_eq!(r.json()["applied"]["problem"], "paid_twice", "{}", r.body);
+    let refund = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/refunds").expect("the second payment is refunded");
+    assert_eq!((refund.field("payment_intent"), refund.field("amount")), (Some(format!("pi_second_{id}").as_str()), Some("250")));
+    let order = app.order(&user, &id);
+    assert_eq!((order["status"].as_str(), order["refunded"]["amount_minor"].as_i64()), (Some("paid"), Some(0)), "{order}");
+    assert_eq!(stock(&app, &product), (4, 0, 4), "sold once");
+    // The order's own refunds still go to the intent that paid it.
+    let admin = app.admin();
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 50 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let own = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/refunds").last().unwrap();
+    assert_eq!(own.field("payment_intent"), paid["payment_intent"].as_str());
+}
+
 #[test]
 fn cancelling_before_and_after_payment() {
     let app = TestApp::get();

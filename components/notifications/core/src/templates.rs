@@ -23,6 +23,7 @@ fn template(name: &str) -> Option<(&'static str, &'static str)> {
         "order_shipped" => (include_str!("../templates/order_shipped.html"), include_str!("../templates/order_shipped.txt")),
         "order_cancelled" => (include_str!("../templates/order_cancelled.html"), include_str!("../templates/order_cancelled.txt")),
         "order_refunded" => (include_str!("../templates/order_refunded.html"), include_str!("../templates/order_refunded.txt")),
+        "payment_returned" => (include_str!("../templates/payment_returned.html"), include_str!("../templates/payment_returned.txt")),
         "password_changed" => (include_str!("../templates/password_changed.html"), include_str!("../templates/password_changed.txt")),
         _ => return None,
     })
@@ -151,6 +152,18 @@ pub fn render(event_type: &str, payload: &Json, store_name: &str) -> Option<Rend
                 ],
             )
         }
+        "order.payment_returned" => {
+            let why = match payload["reason"].as_str() {
+                Some("paid_twice") => "had already been paid",
+                Some("paid_after_cancelled") => "had been cancelled before the payment arrived",
+                _ => "had expired before the payment arrived",
+            };
+            (
+                "payment_returned",
+                format!("Your payment for order {} was refunded", payload["order_id"].as_str().unwrap_or("")),
+                vec![("order_id", order_id), ("amount", Var::Text(money_text(&payload["amount"]))), ("why", Var::Text(why.into()))],
+            )
+        }
         _ => return None,
     };
     let (html_t, text_t) = template(name)?;
@@ -221,5 +234,11 @@ mod tests {
         let r = render("order.refunded", &refunded, "Shop").unwrap();
         assert!(r.text.contains("5.00 USD") && r.text.contains("(of 25.00 USD)"), "{}", r.text);
         assert!(render("order.placed", &paid_order(), "Shop").is_none(), "no email for a placed order");
+        let mut returned = paid_order();
+        returned["reason"] = json!("paid_after_expired");
+        returned["amount"] = json!({ "amount_minor": 4800, "currency": "JPY" });
+        let r = render("order.payment_returned", &returned, "Shop").unwrap();
+        assert!(r.text.contains("4800 JPY") && r.text.contains("expired before the payment arrived"), "{}", r.text);
+        assert!(!r.html.contains("{{"), "{}", r.html);
     }
 }

@@ -107,7 +107,7 @@ pub fn apply(db: &dyn Db, order_id: &str, outcome: &Outcome, event: Option<(&str
                         &[pi.as_str().into(), order_id.into()],
                     )?;
                 }
-                paid(tx, &order, *amount_minor, currency, actor, reason, inventory)
+                paid(tx, &order, *amount_minor, currency, payment_intent.as_deref(), actor, reason, inventory)
             }
             Outcome::Failed => give_back(tx, &order, Status::Cancelled, actor, reason, inventory),
             Outcome::Expired => give_back(tx, &order, Status::Expired, actor, reason, inventory),
@@ -132,13 +132,36 @@ fn set_payment_status(tx: &dyn Db, order_id: &str, status: &str) -> Result<(), D
     )
 }
 
-fn paid(tx: &dyn Db, order: &Order, amount: i64, currency: &str, actor: &str, reason: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+fn paid(
+    tx: &dyn Db,
+    order: &Order,
+    amount: i64,
+    currency: &str,
+    intent: Option<&str>,
+    actor: &str,
+    reason: &str,
+    inventory: &dyn Inventory,
+) -> Result<Applied, PaymentError> {
     if order.status.is_paid() || order.status == Status::Refunded {
-        return Ok(Applied::Unchanged { status: order.status });
+        // The same payment again (the return and the webhook, or Checkout's
+        // session and intent events) changes nothing; money through another
+        // PaymentIntent is a second payment, returned automatically.
+        let paying = payment_for(tx, &order.id)?.and_then(|p| p.payment_intent);
+        return match (intent, paying) {
+            (Some(new), Some(paying)) if new != paying => {
+                owe_back(tx, order, new, amount, currency, "paid_twice")?;
+                Ok(Applied::Flagged { problem: "paid_twice".into() })
+            }
+            _ => Ok(Applied::Unchanged { status: order.status }),
+        };
     }
     if matches!(order.status, Status::Cancelled | Status::Expired) {
+        // Its stock is gone and the order is final: the money goes back.
         let problem = format!("paid_after_{}", order.status);
-        orders::flag(tx, order, &problem)?;
+        match intent {
+            Some(new) => owe_back(tx, order, new, amount, currency, &problem)?,
+            None => orders::flag(tx, order, &problem)?,
+        }
         return Ok(Applied::Flagged { problem });
     }
     if amount != order.total.amount_minor || !currency.eq_ignore_ascii_case(order.total.currency.code()) {
@@ -157,8 +180,152 @@ fn paid(tx: &dyn Db, order: &Order, amount: i64, currency: &str, actor: &str, re
         orders::flag(tx, order, "stock_unavailable")?;
     }
     set_payment_status(tx, &order.id, "paid")?;
+    if let Some(pi) = intent {
+        // Refunds go to the intent that captured the money, not to an
+        // earlier attempt recorded when payment started.
+        tx.execute("UPDATE payments SET payment_intent = ? WHERE order_id = ?", &[pi.into(), order.id.as_str().into()])?;
+    }
     let updated = orders::transition(tx, order, Status::Paid, actor, reason)?;
     Ok(Applied::Changed { status: updated.status })
+}
+
+/// Record money the order cannot keep (`reason`: `paid_after_expired`,
+/// `paid_after_cancelled`, `paid_twice`) for an automatic refund, once per
+/// PaymentIntent, and flag the order for an admin. The refund itself is
+/// sent after this transaction ([`refund_owed`]).
+fn owe_back(tx: &dyn Db, order: &Order, intent: &str, amount: i64, currency: &str, reason: &str) -> Result<(), DbError> {
+    orders::flag(tx, order, reason)?;
+    if amount < 1 {
+        return Ok(());
+    }
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "INSERT INTO automatic_refunds (payment_intent, order_id, amount_minor, currency, reason, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (payment_intent) DO NOTHING",
+        &[intent.into(), order.id.as_str().into(), amount.into(), currency.to_ascii_uppercase().into(), reason.into(), now.as_str().into(), now.as_str().into()],
+    )
+}
+
+/// A refund the shop owes: money that arrived for an order that could not
+/// take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AutomaticRefund {
+    pub payment_intent: String,
+    pub order_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub reason: String,
+    /// `pending` (being sent, or Stripe could not be reached yet),
+    /// `refunded`, or `failed` (Stripe refused it: an admin must act).
+    pub status: String,
+    pub attempts: i64,
+    pub stripe_refund: Option<String>,
+    pub last_error: Option<String>,
+}
+
+fn automatic_refund(r: &storage::Row) -> Result<AutomaticRefund, DbError> {
+    Ok(AutomaticRefund {
+        payment_intent: r.text("payment_intent")?,
+        order_id: r.text("order_id")?,
+        amount_minor: r.int("amount_minor")?,
+        currency: r.text("currency")?,
+        reason: r.text("reason")?,
+        status: r.text("status")?,
+        attempts: r.int("attempts")?,
+        stripe_refund: r.opt_text("stripe_refund")?,
+        last_error: r.opt_text("last_error")?,
+    })
+}
+
+/// The automatic refunds of one order.
+pub fn automatic_refunds(db: &dyn Db, order_id: &str) -> Result<Vec<AutomaticRefund>, DbError> {
+    db.query("SELECT * FROM automatic_refunds WHERE order_id = ? ORDER BY created_at, payment_intent", &[order_id.into()])?
+        .iter()
+        .map(|r| automatic_refund(&r))
+        .collect()
+}
+
+/// Stop retrying an automatic refund after this many attempts Stripe could
+/// not answer; it is then `failed` for an admin.
+pub const MAX_REFUND_ATTEMPTS: i64 = 20;
+
+/// Send the pending automatic refunds (of one order, or up to `limit` of
+/// all) to Stripe: a full refund of that PaymentIntent, Idempotency-Key
+/// `auto-refund:<intent>`, so a retry or two instances at once refund once.
+/// Stripe refusing it marks it `failed` and flags the order
+/// (`automatic_refund_failed`); Stripe unreachable leaves it `pending` for
+/// the next sweep. Each refund done writes an `order.payment_returned`
+/// event (the customer's email). Returns how many were refunded.
+pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: Option<&str>, limit: u32) -> Result<usize, DbError> {
+    if !stripe.configured() {
+        return Ok(0);
+    }
+    let rows = match order_id {
+        Some(id) => db.query("SELECT * FROM automatic_refunds WHERE status = 'pending' AND order_id = ?", &[id.into()])?,
+        None => db.query(
+            "SELECT * FROM automatic_refunds WHERE status = 'pending' ORDER BY created_at LIMIT ?",
+            &[(limit as i64).into()],
+        )?,
+    };
+    let owed: Vec<AutomaticRefund> = rows.iter().map(|r| automatic_refund(&r)).collect::<Result<_, _>>()?;
+    let mut done = 0;
+    for r in owed {
+        let fields = vec![
+            ("payment_intent".to_string(), r.payment_intent.clone()),
+            ("amount".to_string(), r.amount_minor.to_string()),
+            ("reason".to_string(), if r.reason == "paid_twice" { "duplicate" } else { "requested_by_customer" }.to_string()),
+            ("metadata[order_id]".to_string(), r.order_id.clone()),
+            ("metadata[automatic_refund]".to_string(), r.reason.clone()),
+        ];
+        let now = clock::now_rfc3339();
+        match stripe.post("/v1/refunds", &fields, &format!("auto-refund:{}", r.payment_intent)) {
+            Ok(refund) => {
+                let refund_id = refund["id"].as_str().unwrap_or("").to_string();
+                let changed = transaction(db, |tx| -> Result<bool, DbError> {
+                    let moved = tx.query(
+                        "UPDATE automatic_refunds SET status = 'refunded', stripe_refund = ?, attempts = attempts + 1, updated_at = ? \
+                         WHERE payment_intent = ? AND status = 'pending' RETURNING payment_intent",
+                        &[refund_id.as_str().into(), now.as_str().into(), r.payment_intent.as_str().into()],
+                    )?;
+                    if moved.is_empty() {
+                        return Ok(false);
+                    }
+                    let order = orders::load(tx, &r.order_id)?;
+                    orders::record_event(tx, "order.payment_returned", &r.payment_intent, &json!({
+                        "order_id": r.order_id,
+                        "user_id": order.as_ref().map(|o| o.user_id.clone()),
+                        "reason": r.reason,
+                        "amount": { "amount_minor": r.amount_minor, "currency": r.currency },
+                        "order": order,
+                    }))?;
+                    Ok(true)
+                })?;
+                done += usize::from(changed);
+            }
+            Err(crate::stripe::StripeError::Rejected { message, .. }) => {
+                transaction(db, |tx| -> Result<(), DbError> {
+                    tx.execute(
+                        "UPDATE automatic_refunds SET status = 'failed', last_error = ?, attempts = attempts + 1, updated_at = ? \
+                         WHERE payment_intent = ? AND status = 'pending'",
+                        &[message.as_str().into(), now.as_str().into(), r.payment_intent.as_str().into()],
+                    )?;
+                    if let Some(order) = orders::load(tx, &r.order_id)? {
+                        orders::flag(tx, &order, "automatic_refund_failed")?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Err(e) => {
+                db.execute(
+                    "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, \
+                     status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE status END \
+                     WHERE payment_intent = ? AND status = 'pending'",
+                    &[format!("{e:?}").into(), now.as_str().into(), MAX_REFUND_ATTEMPTS.into(), r.payment_intent.as_str().into()],
+                )?;
+            }
+        }
+    }
+    Ok(done)
 }
 
 fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {

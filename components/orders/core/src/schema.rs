@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "refunds_and_session_expiry",
         sql: include_str!("../../../../migrations/orders/0002_refunds_and_session_expiry.sql"),
     },
+    Migration {
+        version: 3,
+        name: "automatic_refunds",
+        sql: include_str!("../../../../migrations/orders/0003_automatic_refunds.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -29,11 +34,18 @@ pub const DATABASE_URL_VARIABLE: &str = "orders_database_url";
 
 /// The same schema for Postgres, in `migrations/postgres/orders/` (a test
 /// checks this list against that folder too).
-pub const PG_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "orders",
-    sql: include_str!("../../../../migrations/postgres/orders/0001_orders.sql"),
-}];
+pub const PG_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "orders",
+        sql: include_str!("../../../../migrations/postgres/orders/0001_orders.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "automatic_refunds",
+        sql: include_str!("../../../../migrations/postgres/orders/0002_automatic_refunds.sql"),
+    },
+];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
 /// configured backend.

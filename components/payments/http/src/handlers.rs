@@ -111,7 +111,11 @@ pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     let db = open()?;
     let order = access::order_for(&db, &caller, id, true)?;
     let payment = payments::payment_for(&db, &order.id)?;
-    Ok(Reply::ok(&json!({ "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded, "payment": payment }))
+    let automatic_refunds = payments::automatic_refunds(&db, &order.id)?;
+    Ok(Reply::ok(&json!({
+        "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded,
+        "payment": payment, "automatic_refunds": automatic_refunds,
+    }))
         .with_header("cache-control", "no-store"))
 }
 
@@ -130,6 +134,9 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
         Some(outcome) => Some(payments::apply(&db, &order.id, &outcome, None, "checkout-return", &WitInventory).map_err(ApiError::from)?),
         None => None,
     };
+    if let Some(applied) = &applied {
+        return_owed_money(&db, &order.id, applied);
+    }
     let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
     let order = access::expire_if_overdue(&db, order)?;
     http_kit::nudge::notifications();
@@ -178,6 +185,19 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     }
 }
 
+/// A payment the order could not take (it had expired or been cancelled,
+/// or was already paid) is refunded right away; if Stripe cannot be reached
+/// now, the orders sweep retries it (the debt is already recorded).
+fn return_owed_money(db: &dyn storage::Db, order_id: &str, applied: &Applied) {
+    if let Applied::Flagged { problem } = applied {
+        if problem.starts_with("paid_after_") || problem == "paid_twice" {
+            if let Err(e) = payments::refund_owed(db, &StripeConfig::from_variables(), Some(order_id), 10) {
+                println!("{}", json!({ "level": "warn", "service": "payments", "order_id": order_id, "automatic_refund_deferred": e.to_string() }));
+            }
+        }
+    }
+}
+
 /// Stripe's signed events. A bad or missing signature, or a stale one, is a
 /// 400 and changes nothing; a duplicate or unknown event is a 200 that does
 /// nothing; a passing failure is a 503 so Stripe retries.
@@ -207,6 +227,7 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
     match payments::apply(&db, &order_id, &outcome, Some((event_id, kind)), "stripe", &WitInventory) {
         Ok(Applied::Duplicate) => ignored("duplicate event"),
         Ok(applied) => {
+            return_owed_money(&db, &order_id, &applied);
             http_kit::nudge::notifications();
             Ok(Reply::ok(&json!({ "received": true, "order_id": order_id, "applied": applied })))
         }
