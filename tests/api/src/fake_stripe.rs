@@ -33,6 +33,18 @@ struct State {
     by_key: HashMap<String, (Vec<(String, String)>, Value)>,
     next: u64,
     fail_next: Option<u16>,
+    /// Amount refunded so far per PaymentIntent (API and "dashboard").
+    refunded: HashMap<String, i64>,
+}
+
+/// A prefix unique to this process, so ids never repeat across runs (an app
+/// with a persistent database, e.g. a long-lived `spin up`, sees several).
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        format!("{:x}{:x}", std::process::id(), nanos % 0xffff_ffff)
+    })
 }
 
 /// The running fake.
@@ -73,6 +85,12 @@ impl FakeStripe {
     /// The session object as Stripe would return it.
     pub fn session(&self, session_id: &str) -> Value {
         self.state.lock().unwrap().sessions.get(session_id).cloned().expect("known session")
+    }
+
+    /// A refund made outside the shop (Stripe's dashboard): the intent's
+    /// charge shows it, the shop sent no request.
+    pub fn dashboard_refund(&self, payment_intent: &str, amount: i64) {
+        *self.state.lock().unwrap().refunded.entry(payment_intent.to_string()).or_default() += amount;
     }
 
     /// Make the next call fail with this status.
@@ -222,12 +240,12 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
                 let qty: i64 = call.field(&format!("line_items[{i}][quantity]")).and_then(|q| q.parse().ok()).unwrap_or(0);
                 total += unit.parse::<i64>().unwrap_or(0) * qty;
             }
-            let id = format!("cs_test_{n}");
+            let id = format!("cs_test_{}_{n}", run_tag());
             let session = json!({
                 "id": id, "object": "checkout.session", "url": format!("https://checkout.stripe.test/c/{id}"),
                 "status": "open", "payment_status": "unpaid", "amount_total": total,
                 "currency": call.field("line_items[0][price_data][currency]").unwrap_or("usd"),
-                "payment_intent": format!("pi_test_{n}"),
+                "payment_intent": format!("pi_test_{}_{n}", run_tag()),
                 "client_reference_id": call.field("client_reference_id"),
                 "metadata": { "order_id": call.field("metadata[order_id]") },
             });
@@ -242,14 +260,29 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
             }
         }
         ("POST", "/v1/payment_intents") => json!({
-            "id": format!("pi_test_{n}"), "object": "payment_intent", "client_secret": format!("pi_test_{n}_secret_abc"),
+            "id": format!("pi_test_{}_{n}", run_tag()), "object": "payment_intent", "client_secret": format!("pi_test_{}_{n}_secret_abc", run_tag()),
             "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "currency": call.field("currency"),
             "metadata": { "order_id": call.field("metadata[order_id]") }, "status": "requires_payment_method",
         }),
-        ("POST", "/v1/refunds") => json!({
-            "id": format!("re_test_{n}"), "object": "refund", "status": "succeeded",
-            "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "payment_intent": call.field("payment_intent"),
-        }),
+        ("POST", "/v1/refunds") => {
+            let amount = call.field("amount").and_then(|a| a.parse::<i64>().ok());
+            let pi = call.field("payment_intent").unwrap_or("").to_string();
+            *st.refunded.entry(pi.clone()).or_default() += amount.unwrap_or(0);
+            json!({
+                "id": format!("re_test_{}_{n}", run_tag()), "object": "refund", "status": "succeeded",
+                "amount": amount, "payment_intent": pi, "charge": format!("ch_{pi}"),
+            })
+        }
+        // `GET /v1/payment_intents/{id}?expand[]=latest_charge`: the charge's
+        // refunded total, as Stripe reports it.
+        ("GET", p) if p.starts_with("/v1/payment_intents/") => {
+            let id = p.trim_start_matches("/v1/payment_intents/").split('?').next().unwrap_or("").to_string();
+            let refunded = st.refunded.get(&id).copied().unwrap_or(0);
+            json!({
+                "id": id, "object": "payment_intent", "status": "succeeded",
+                "latest_charge": { "id": format!("ch_{id}"), "object": "charge", "amount_refunded": refunded },
+            })
+        }
         _ => return (404, json!({ "error": { "message": "unknown endpoint in the fake" } })),
     };
     if let Some(k) = key {

@@ -432,6 +432,39 @@ fn partial_and_full_refunds() {
     r.assert_error(409, "invalid_transition");
 }
 
+/// Refunded totals stay exact whatever mix of the shop's refunds and
+/// refunds made in Stripe's dashboard happened, seen or not yet seen
+/// through `charge.refunded`; a refund never exceeds what is left.
+#[test]
+fn refund_totals_are_exact_with_dashboard_refunds() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _) = app.customer_with_cart(5, 1000, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let paid = app.stripe.pay_session(&session_id);
+    let pi = paid["payment_intent"].as_str().unwrap().to_string();
+    app.stripe_sends(&event(&format!("evt_{id}_paid_dash"), "checkout.session.completed", paid));
+    let refund = |amount: i64| {
+        let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": amount })));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["order"]["refunded"]["amount_minor"].as_i64().unwrap()
+    };
+    // 200 refunded in the dashboard, and Stripe tells us.
+    app.stripe.dashboard_refund(&pi, 200);
+    let charge = json!({ "id": format!("ch_{pi}"), "object": "charge", "amount": 1000, "amount_refunded": 200, "payment_intent": pi });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_dash1"), "charge.refunded", charge)).status, 200);
+    assert_eq!(app.order(&user, &id)["refunded"]["amount_minor"], 200);
+    assert_eq!(refund(100), 300, "our refund adds to the dashboard's");
+    // 50 more in the dashboard, its event not here yet.
+    app.stripe.dashboard_refund(&pi, 50);
+    assert_eq!(refund(100), 450, "Stripe's total for the charge counts it");
+    let left = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 600 })));
+    let v = left.assert_error(422, "invalid_refund_amount");
+    assert_eq!(v["error"]["details"]["refundable"], 550);
+    assert_eq!(app.order(&user, &id)["status"], "paid", "partly refunded, still fulfilable");
+}
+
 #[test]
 fn the_payment_intent_flow() {
     let app = TestApp::get();

@@ -397,7 +397,7 @@ pub fn refund_via_stripe(
     let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
     let Some(intent) = payment.and_then(|p| p.payment_intent) else { return Err(RefundError::NotPaid) };
     let fields = vec![
-        ("payment_intent".to_string(), intent),
+        ("payment_intent".to_string(), intent.clone()),
         ("amount".to_string(), amount.to_string()),
         ("metadata[order_id]".to_string(), order.id.clone()),
     ];
@@ -406,20 +406,37 @@ pub fn refund_via_stripe(
     // Idempotency-Key) returns the same refund and adds nothing.
     let refund_id = refund["id"].as_str().unwrap_or(idempotency_key).to_string();
     let refunded_amount = refund["amount"].as_i64().unwrap_or(amount);
-    let total = transaction(db, |tx| -> Result<i64, DbError> {
-        tx.execute(
-            "INSERT INTO refunds (id, order_id, amount_minor, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    let (total, new_refund) = transaction(db, |tx| -> Result<(i64, bool), DbError> {
+        let inserted = tx.query(
+            "INSERT INTO refunds (id, order_id, amount_minor, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",
             &[refund_id.as_str().into(), order.id.as_str().into(), refunded_amount.into(), clock::now_rfc3339().into()],
         )?;
-        tx.query("SELECT COALESCE(SUM(amount_minor), 0) AS total FROM refunds WHERE order_id = ?", &[order.id.as_str().into()])?
+        let sum = tx
+            .query("SELECT COALESCE(SUM(amount_minor), 0) AS total FROM refunds WHERE order_id = ?", &[order.id.as_str().into()])?
             .first()
             .map(|r| r.int("total"))
-            .transpose()
-            .map(|t| t.unwrap_or(0))
+            .transpose()?
+            .unwrap_or(0);
+        Ok((sum, !inserted.is_empty()))
     })
     .map_err(|e| RefundError::Payment(e.into()))?;
-    apply(db, &order.id, &Outcome::Refunded { total_refunded: total.max(order.refunded.amount_minor) }, None, actor, inventory)
-        .map_err(RefundError::Payment)
+    // This refund on top of what was known (including dashboard refunds seen
+    // in `charge.refunded`), counted only the first time it is recorded.
+    let known = order.refunded.amount_minor + if new_refund { refunded_amount } else { 0 };
+    // Stripe's own total for the charge counts refunds made outside the shop
+    // too (its dashboard), which our refund rows cannot know; ours is the
+    // floor when Stripe cannot be asked now (the next `charge.refunded`
+    // event brings the exact total).
+    let at_stripe = refunded_at_stripe(stripe, &intent).unwrap_or(0);
+    let total = total.max(known).max(at_stripe).min(order.total.amount_minor);
+    apply(db, &order.id, &Outcome::Refunded { total_refunded: total }, None, actor, inventory).map_err(RefundError::Payment)
+}
+
+/// The refunded total of the charge that captured `intent`'s money, as
+/// Stripe reports it (`latest_charge.amount_refunded`).
+fn refunded_at_stripe(stripe: &crate::stripe::StripeConfig, intent: &str) -> Option<i64> {
+    let pi = stripe.get(&format!("/v1/payment_intents/{intent}?expand[]=latest_charge")).ok()?;
+    pi["latest_charge"]["amount_refunded"].as_i64().filter(|a| *a >= 0)
 }
 
 /// The payment record for an order.
