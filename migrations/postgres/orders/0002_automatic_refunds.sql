@@ -22,3 +22,9 @@ CREATE TABLE automatic_refunds (
 
 CREATE INDEX automatic_refunds_pending ON automatic_refunds (status, created_at);
 CREATE INDEX automatic_refunds_order ON automatic_refunds (order_id);
+
+-- When an unpaid order ends (cancelled, expired), its open Checkout Session
+-- is expired and its PaymentIntent cancelled at Stripe, so nobody can pay
+-- for stock that was released: `due` until both calls succeeded (the
+-- orders sweep retries), then `done`.
+ALTER TABLE payments ADD COLUMN stripe_cleanup TEXT CHECK (stripe_cleanup IN ('due', 'done'));

@@ -32,7 +32,9 @@ struct State {
     /// Idempotency-Key → (the request's form, the first answer).
     by_key: HashMap<String, (Vec<(String, String)>, Value)>,
     next: u64,
-    fail_next: Option<u16>,
+    /// Fail the next call that mentions this text (in its path or a form
+    /// value, e.g. an order id) with this status.
+    fail_next: Option<(String, u16)>,
     /// Amount refunded so far per PaymentIntent (API and "dashboard").
     refunded: HashMap<String, i64>,
 }
@@ -93,9 +95,11 @@ impl FakeStripe {
         *self.state.lock().unwrap().refunded.entry(payment_intent.to_string()).or_default() += amount;
     }
 
-    /// Make the next call fail with this status.
-    pub fn fail_next(&self, status: u16) {
-        self.state.lock().unwrap().fail_next = Some(status);
+    /// Make the next call that mentions `text` (an order id, an object id)
+    /// fail with this status; calls of other tests running at the same
+    /// time are not affected.
+    pub fn fail_next_for(&self, text: &str, status: u16) {
+        self.state.lock().unwrap().fail_next = Some((text.to_string(), status));
     }
 }
 
@@ -217,8 +221,12 @@ fn decode(s: &str) -> String {
 fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
     let mut st = state.lock().unwrap();
     st.calls.push(call.clone());
-    if let Some(code) = st.fail_next.take() {
-        return (code, json!({ "error": { "message": "injected failure", "type": "api_error" } }));
+    let mentions = |text: &str| call.path.contains(text) || call.form.iter().any(|(_, v)| v.contains(text));
+    if let Some((text, code)) = st.fail_next.clone() {
+        if mentions(&text) {
+            st.fail_next = None;
+            return (code, json!({ "error": { "message": "injected failure", "type": "api_error" } }));
+        }
     }
     let key = call.headers.get("idempotency-key").cloned();
     if let Some(k) = &key {
@@ -258,6 +266,21 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
                 Some(s) => s.clone(),
                 None => return (404, json!({ "error": { "message": "No such checkout.session" } })),
             }
+        }
+        ("POST", p) if p.starts_with("/v1/checkout/sessions/") && p.ends_with("/expire") => {
+            let id = p.trim_start_matches("/v1/checkout/sessions/").trim_end_matches("/expire");
+            match st.sessions.get_mut(id) {
+                Some(s) if s["status"] == "open" => {
+                    s["status"] = json!("expired");
+                    s.clone()
+                }
+                Some(_) => return (400, json!({ "error": { "type": "invalid_request_error", "message": "Only Checkout Sessions with a status of open can be expired." } })),
+                None => return (404, json!({ "error": { "message": "No such checkout.session" } })),
+            }
+        }
+        ("POST", p) if p.starts_with("/v1/payment_intents/") && p.ends_with("/cancel") => {
+            let id = p.trim_start_matches("/v1/payment_intents/").trim_end_matches("/cancel");
+            json!({ "id": id, "object": "payment_intent", "status": "canceled" })
         }
         ("POST", "/v1/payment_intents") => json!({
             "id": format!("pi_test_{}_{n}", run_tag()), "object": "payment_intent", "client_secret": format!("pi_test_{}_{n}_secret_abc", run_tag()),

@@ -314,7 +314,7 @@ fn money_for_an_expired_order_is_refunded_automatically() {
     let intent = format!("pi_late_{id}");
     let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 100, "currency": "usd", "metadata": { "order_id": id } });
     let evt = event(&format!("evt_{id}_late"), "payment_intent.succeeded", pi);
-    app.stripe.fail_next(500);
+    app.stripe.fail_next_for(&intent, 500);
     let r = app.stripe_sends(&evt);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["applied"]["problem"], "paid_after_expired", "{}", r.body);
@@ -367,6 +367,43 @@ fn a_second_payment_for_a_paid_order_is_refunded_automatically() {
     assert_eq!(r.status, 200, "{}", r.body);
     let own = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/refunds").last().unwrap();
     assert_eq!(own.field("payment_intent"), paid["payment_intent"].as_str());
+}
+
+/// When an unpaid order ends, nothing can still take money for it: its
+/// Checkout Session is expired and the PaymentIntent it created is
+/// cancelled at Stripe, at once or, when Stripe is down, by the sweep.
+#[test]
+fn an_ended_order_closes_its_payment_objects_at_stripe() {
+    let app = TestApp::get();
+    let sweep = || {
+        let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    // Cancelled by the customer: the session is expired right away.
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let cancelled = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &cancelled);
+    let r = app.send_as(&user.access_token, "POST", &format!("/api/orders/{cancelled}/cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(app.stripe.session(&session_id)["status"], "expired");
+    let expire = app.stripe.calls().into_iter().find(|c| c.path == format!("/v1/checkout/sessions/{session_id}/expire")).expect("expired at Stripe");
+    assert_eq!(expire.headers.get("idempotency-key").cloned(), Some(format!("expire:{session_id}")));
+
+    // Expired while Stripe is down: the sweep retries until it is closed.
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let lapsed = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": lapsed })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let intent = r.json()["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    app.stripe.fail_next_for(&format!("/v1/payment_intents/{intent}/cancel"), 503);
+    assert_eq!(app.order(&user, &lapsed)["status"], "expired");
+    let cancels = || app.stripe.calls().into_iter().filter(|c| c.path == format!("/v1/payment_intents/{intent}/cancel")).count();
+    assert_eq!(cancels(), 1, "tried at once, and Stripe failed");
+    sweep();
+    assert_eq!(cancels(), 2, "the sweep tried again");
+    sweep();
+    assert_eq!(cancels(), 2, "and stops once it is done");
 }
 
 #[test]

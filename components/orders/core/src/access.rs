@@ -40,9 +40,18 @@ impl From<PaymentError> for ApiError {
 pub fn expire_if_overdue(db: &dyn Db, order: Order) -> Result<Order, ApiError> {
     if order.status == Status::PendingPayment && order.expires_at <= clock::unix_now() {
         payments::apply(db, &order.id, &Outcome::Expired, None, "expiry", &WitInventory)?;
+        close_payment_objects(db, &order.id);
         return orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"));
     }
     Ok(order)
+}
+
+/// After an unpaid order ended: close its Checkout Session and intent at
+/// Stripe now if possible; the orders sweep retries what could not be done.
+pub fn close_payment_objects(db: &dyn Db, order_id: &str) {
+    if let Err(e) = payments::close_at_stripe(db, &crate::stripe::StripeConfig::from_variables(), Some(order_id), 1) {
+        println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order_id, "stripe_cleanup_deferred": e.to_string() }));
+    }
 }
 
 /// The order if `caller` owns it, or is an admin and `admin_ok`. Anyone else

@@ -335,8 +335,56 @@ fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str, 
     }
     inventory.release(&order.id).map_err(PaymentError::InventoryUnavailable)?;
     set_payment_status(tx, &order.id, "failed")?;
+    // Whatever Stripe object could still take money for it is closed after
+    // this transaction ([`close_at_stripe`]).
+    tx.execute(
+        "UPDATE payments SET stripe_cleanup = 'due' WHERE order_id = ? AND (checkout_session IS NOT NULL OR payment_intent IS NOT NULL)",
+        &[order.id.as_str().into()],
+    )?;
     let updated = orders::transition(tx, order, to, actor, reason)?;
     Ok(Applied::Changed { status: updated.status })
+}
+
+/// Close the Stripe objects of ended unpaid orders (one order, or up to
+/// `limit` of all): `POST /v1/checkout/sessions/{id}/expire` for its
+/// Checkout Session and `POST /v1/payment_intents/{id}/cancel` for a
+/// PaymentIntent it created itself (Checkout's own intents end with their
+/// session). Stripe refusing because the object is already closed counts as
+/// done; a session completed meanwhile brings its payment, which is then
+/// refunded automatically. Stripe unreachable leaves it due for the next
+/// sweep. Returns how many orders were closed.
+pub fn close_at_stripe(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: Option<&str>, limit: u32) -> Result<usize, DbError> {
+    if !stripe.configured() {
+        return Ok(0);
+    }
+    let rows = match order_id {
+        Some(id) => db.query("SELECT * FROM payments WHERE stripe_cleanup = 'due' AND order_id = ?", &[id.into()])?,
+        None => db.query("SELECT * FROM payments WHERE stripe_cleanup = 'due' ORDER BY updated_at LIMIT ?", &[(limit as i64).into()])?,
+    };
+    let mut closed = 0;
+    for r in rows.iter() {
+        let order = r.text("order_id")?;
+        let session = r.opt_text("checkout_session")?;
+        // An intent recorded before payment is one this shop created;
+        // Checkout's intents are recorded only when they pay.
+        let intent = r.opt_text("payment_intent")?;
+        let mut done = true;
+        let mut call = |path: String, key: String| match stripe.post(&path, &[], &key) {
+            Ok(_) | Err(crate::stripe::StripeError::Rejected { .. }) => {}
+            Err(crate::stripe::StripeError::Unavailable(_)) => done = false,
+        };
+        if let Some(s) = &session {
+            call(format!("/v1/checkout/sessions/{s}/expire"), format!("expire:{s}"));
+        }
+        if let Some(pi) = &intent {
+            call(format!("/v1/payment_intents/{pi}/cancel"), format!("cancel:{pi}"));
+        }
+        if done {
+            db.execute("UPDATE payments SET stripe_cleanup = 'done' WHERE order_id = ? AND stripe_cleanup = 'due'", &[order.as_str().into()])?;
+            closed += 1;
+        }
+    }
+    Ok(closed)
 }
 
 fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason: &str) -> Result<Applied, PaymentError> {

@@ -204,6 +204,7 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
         Status::Cancelled => Ok(Reply::ok(&order)),
         Status::PendingPayment => {
             payments::apply(db, &order.id, &Outcome::Failed, None, actor, &WitInventory).map_err(ApiError::from)?;
+            access::close_payment_objects(db, &order.id);
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         s if s.can_become(Status::Cancelled) => {
@@ -311,12 +312,16 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
             expired.push(id);
         }
     }
-    // Money owed back whose refund Stripe could not take at the time.
-    let refunded = payments::refund_owed(&db, &StripeConfig::from_variables(), None, 50)?;
+    let stripe = StripeConfig::from_variables();
+    // Close the payment objects of ended orders (these and any earlier ones
+    // Stripe could not be reached for), and send the money owed back that
+    // Stripe could not take at the time.
+    let closed = payments::close_at_stripe(&db, &stripe, None, 200)?;
+    let refunded = payments::refund_owed(&db, &stripe, None, 50)?;
     if !expired.is_empty() || refunded > 0 {
         http_kit::nudge::notifications();
     }
-    Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired, "automatic_refunds": refunded })))
+    Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired, "automatic_refunds": refunded, "payment_objects_closed": closed })))
 }
 
 pub fn health(ctx: &Ctx) -> HandlerResult {
