@@ -280,18 +280,28 @@ fn unpaid_orders_expire_and_release_their_stock() {
     app.send_as(&user2.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": b }))).assert_error(409, "order_not_payable");
 }
 
-/// The customer paid at the last moment and comes back from Stripe after
-/// the order's hold lapsed, before anything expired it: the return applies
-/// the payment first, exactly as the webhook would, so the order is paid
-/// (its stock still there), not expired and flagged.
+/// A Checkout Session never outlives the stock it sells: starting one
+/// extends the order's hold to the session's expiry plus a minute (Stripe
+/// sessions last at least 30 minutes; the suite's orders hold stock for 8
+/// seconds). So a customer who pays at the session's last moment, and
+/// returns after the order's original hold, gets a paid order.
 #[test]
-fn a_return_just_after_the_hold_lapsed_pays_like_the_webhook() {
+fn a_checkout_session_extends_the_hold_to_cover_it() {
     let app = TestApp::get();
     let (user, product) = app.customer_with_cart(3, 100, 1);
-    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
-    let session_id = app.start_checkout(&user, &id);
-    app.stripe.pay_session(&session_id);
+    let placed_order = placed(&app, &user);
+    let id = placed_order["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let session_id = r.json()["id"].as_str().unwrap().to_string();
+    let session_end = r.json()["expires_at"].as_i64().unwrap();
+    assert!(session_end >= now() + 1790, "Stripe's minimum: {session_end}");
+    let order = app.order(&user, &id);
+    assert_eq!(order["expires_at"].as_i64(), Some(session_end + 60), "the hold covers the session: {order}");
     std::thread::sleep(std::time::Duration::from_secs(9));
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment", "past the original 8 s hold");
+    assert_eq!(stock(&app, &product), (3, 1, 2), "still held");
+    app.stripe.pay_session(&session_id);
     let r = app.send_as(&user.access_token, "GET", &format!("/api/payments/checkout-session/{session_id}"), None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["order_status"], "paid", "{}", r.body);

@@ -133,6 +133,11 @@ impl InventoryGuest for CatalogContract {
         })
     }
 
+    fn extend(order_id: String, ttl_seconds: u32) -> Result<(), InventoryError> {
+        let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
+        inv::extend(&db, &order_id, ttl_seconds, clock::unix_now()).map(|_| ()).map_err(inventory_error)
+    }
+
     fn commit(order_id: String) -> Result<(), InventoryError> {
         let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
         inv::commit(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)

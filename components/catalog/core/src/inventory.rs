@@ -331,6 +331,31 @@ pub fn commit(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, Inve
     })
 }
 
+/// Keep a live reservation until at least `now + ttl_secs` (at most
+/// [`MAX_TTL_SECS`] from now), never shortening it: checkout extends an
+/// order's hold so that a payment page opened for it cannot outlive it.
+/// Lapsed (and swept), committed or released reservations are not revived.
+pub fn extend(db: &dyn Db, order_id: &str, ttl_secs: u32, now: i64) -> Result<Reservation, InventoryError> {
+    let until = now + i64::from(ttl_secs.clamp(MIN_TTL_SECS, MAX_TTL_SECS));
+    transaction(db, |tx| {
+        sweep_lapsed(tx, now)?;
+        let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
+        match status.as_str() {
+            "committed" => return Err(InventoryError::AlreadyCommitted),
+            "released" => return Err(InventoryError::AlreadyReleased),
+            _ if !holding || expires_at <= now => return Err(InventoryError::Expired),
+            _ => {}
+        }
+        let expires_at = expires_at.max(until);
+        tx.execute(
+            "UPDATE reservations SET expires_at = ?, updated_at = ? WHERE order_id = ?",
+            &[expires_at.into(), clock::now_rfc3339().into(), order_id.into()],
+        )?;
+        let lines = lines_of(tx, order_id)?;
+        Ok(Reservation { order_id: order_id.to_string(), status: "reserved".into(), expires_at, live: true, lines })
+    })
+}
+
 /// Give the stock back (cancelled, failed or expired order).
 pub fn release(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
     transaction(db, |tx| {
@@ -417,6 +442,22 @@ mod tests {
         assert_eq!(e, ReserveError::Insufficient(vec![Shortage { product_id: P2.into(), requested: 3, available: 1 }]));
         assert_eq!(get(&db, "o1", 1000).unwrap(), None, "nothing reserved");
         assert_eq!(reserved_now(&db, P1, 1000).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_live_hold_is_extended_never_shortened_and_never_revived() {
+        let db = db_at(None);
+        set_stock(&db, P1, 5);
+        reserve(&db, "o1", &[line(P1, 2)], 600, 1000).unwrap();
+        assert_eq!(extend(&db, "o1", 3600, 1100).unwrap().expires_at, 4700);
+        assert_eq!(extend(&db, "o1", 60, 1200).unwrap().expires_at, 4700, "never shortened");
+        assert_eq!(extend(&db, "o1", 999_999, 1200).unwrap().expires_at, 1200 + i64::from(MAX_TTL_SECS), "capped");
+        assert_eq!(reserved_now(&db, P1, 4800).unwrap(), 2, "still held past the first expiry");
+        reserve(&db, "o2", &[line(P1, 1)], 60, 1000).unwrap();
+        assert_eq!(extend(&db, "o2", 600, 1061).unwrap_err(), InventoryError::Expired, "a lapsed hold is not revived");
+        commit(&db, "o1", 1300).unwrap();
+        assert_eq!(extend(&db, "o1", 600, 1301).unwrap_err(), InventoryError::AlreadyCommitted);
+        assert_eq!(extend(&db, "nope", 600, 1).unwrap_err(), InventoryError::UnknownOrder);
     }
 
     #[test]

@@ -39,6 +39,18 @@ impl WitInventory {
     }
 }
 
+impl WitInventory {
+    /// Keep the order's hold for at least `ttl_secs` more. `Ok(false)` when
+    /// it already lapsed or ended (nothing to extend).
+    pub fn extend(&self, order_id: &str, ttl_secs: u32) -> Result<bool, String> {
+        match inventory::extend(order_id, ttl_secs) {
+            Ok(()) => Ok(true),
+            Err(InventoryError::Unavailable(u)) => Err(u.message),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
 impl Inventory for WitInventory {
     fn commit(&self, order_id: &str) -> Result<bool, String> {
         match inventory::commit(order_id) {

@@ -333,6 +333,15 @@ pub fn set_refunded(tx: &dyn Db, order_id: &str, total_refunded: i64) -> Result<
     )
 }
 
+/// Move a pending order's expiry later (never earlier), after its stock
+/// hold was extended to match.
+pub fn extend_expiry(db: &dyn Db, order_id: &str, until: i64) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE orders SET expires_at = ?, updated_at = ? WHERE id = ? AND status = 'pending_payment' AND expires_at < ?",
+        &[until.into(), clock::now_rfc3339().into(), order_id.into(), until.into()],
+    )
+}
+
 /// Ids of `pending_payment` orders past their expiry.
 pub fn overdue(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<String>, DbError> {
     db.query(

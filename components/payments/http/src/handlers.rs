@@ -61,11 +61,37 @@ fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::ServiceDb, Order), 
     Ok((config, db, order))
 }
 
+/// Stripe's shortest Checkout Session.
+const STRIPE_MIN_SESSION_SECS: i64 = 1800;
+/// The longest stock hold the catalog grants.
+const MAX_HOLD_SECS: i64 = 86_400;
+/// How much longer than its payment page an order holds its stock, so a
+/// payment completed at the page's last moment still lands.
+const HOLD_MARGIN_SECS: i64 = 60;
+
 pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (config, db, order) = order_to_pay(ctx)?;
     let now = clock::unix_now();
-    // Stripe needs at least 30 minutes; the order's own window ends a little later.
-    let expires_at = payments::session_expiry(&db, &order, now, (now + config.session_ttl_secs).min(order.expires_at - 60).max(now + 1800))?;
+    // The session lives `checkout_session_ttl_secs` (Stripe needs at least 30
+    // minutes), and the order's stock hold is extended to cover it and a
+    // minute more, so that no payment page outlives the stock it sells.
+    let lifetime = config.session_ttl_secs.clamp(STRIPE_MIN_SESSION_SECS, MAX_HOLD_SECS - HOLD_MARGIN_SECS);
+    let expires_at = payments::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + STRIPE_MIN_SESSION_SECS))?;
+    let hold_until = expires_at + HOLD_MARGIN_SECS;
+    if order.expires_at < hold_until {
+        match WitInventory.extend(&order.id, (hold_until - now) as u32) {
+            Ok(true) => orders::extend_expiry(&db, &order.id, hold_until)?,
+            Ok(false) => {
+                return Err(ApiError::new(409, "order_not_payable", "the order's stock hold has ended; place the order again")
+                    .with_details(json!({ "current_status": order.status })))
+            }
+            Err(m) => {
+                return Err(ApiError::unavailable("inventory_unavailable", "stock could not be updated; retry shortly")
+                    .with_header("retry-after", "1")
+                    .with_internal(m))
+            }
+        }
+    }
     let currency = order.currency.to_ascii_lowercase();
     let mut fields: Vec<(String, String)> = vec![
         ("mode".into(), "payment".into()),
