@@ -416,6 +416,22 @@ fn an_ended_order_closes_its_payment_objects_at_stripe() {
     assert_eq!(cancels(), 2, "and stops once it is done");
 }
 
+/// An order cancelled before it was paid has a PaymentIntent on record but
+/// no money: an admin's refund is a clear 409, and Stripe is not asked.
+#[test]
+fn nothing_captured_means_nothing_to_refund() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None).status, 200);
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 100 })));
+    r.assert_error(409, "no_payment_to_refund");
+    assert!(app.stripe.calls_for(&id).iter().all(|c| c.path != "/v1/refunds"), "Stripe was not asked");
+}
+
 #[test]
 fn cancelling_before_and_after_payment() {
     let app = TestApp::get();

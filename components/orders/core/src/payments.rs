@@ -370,7 +370,7 @@ pub fn close_at_stripe(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_
         let intent = r.opt_text("payment_intent")?;
         let mut done = true;
         let mut call = |path: String, key: String| match stripe.post(&path, &[], &key) {
-            Ok(_) | Err(crate::stripe::StripeError::Rejected { .. }) => {}
+            Ok(_) | Err(crate::stripe::StripeError::Rejected { .. }) | Err(crate::stripe::StripeError::Unexpected(_)) => {}
             Err(crate::stripe::StripeError::Unavailable(_)) => done = false,
         };
         if let Some(s) = &session {
@@ -443,7 +443,10 @@ pub fn refund_via_stripe(
         return Err(RefundError::TooMuch { refundable });
     }
     let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
-    let Some(intent) = payment.and_then(|p| p.payment_intent) else { return Err(RefundError::NotPaid) };
+    // Only money that was captured can go back: an order cancelled before
+    // it was paid has an intent on record, but nothing to refund.
+    let captured = payment.as_ref().is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded"));
+    let Some(intent) = payment.and_then(|p| p.payment_intent).filter(|_| captured) else { return Err(RefundError::NotPaid) };
     let fields = vec![
         ("payment_intent".to_string(), intent.clone()),
         ("amount".to_string(), amount.to_string()),
@@ -452,8 +455,16 @@ pub fn refund_via_stripe(
     let refund = stripe.post("/v1/refunds", &fields, idempotency_key).map_err(RefundError::Stripe)?;
     // Count each Stripe refund once, by its id: a replayed request (same
     // Idempotency-Key) returns the same refund and adds nothing.
-    let refund_id = refund["id"].as_str().unwrap_or(idempotency_key).to_string();
-    let refunded_amount = refund["amount"].as_i64().unwrap_or(amount);
+    // Stripe's answer is checked before anything is recorded from it.
+    let (Some(refund_id), Some(refunded_amount)) = (refund["id"].as_str().filter(|id| !id.is_empty()), refund["amount"].as_i64()) else {
+        return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected("a refund without an id or amount".into())));
+    };
+    if !(1..=amount).contains(&refunded_amount) {
+        return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!(
+            "a refund of {refunded_amount} where {amount} was asked"
+        ))));
+    }
+    let refund_id = refund_id.to_string();
     let (total, new_refund) = transaction(db, |tx| -> Result<(i64, bool), DbError> {
         let inserted = tx.query(
             "INSERT INTO refunds (id, order_id, amount_minor, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id",

@@ -132,6 +132,8 @@ pub enum StripeError {
     Unavailable(String),
     /// Stripe refused the request (4xx): its error message.
     Rejected { status: u16, message: String },
+    /// Stripe answered 2xx with something this shop cannot use.
+    Unexpected(String),
 }
 
 impl std::fmt::Display for StripeError {
@@ -139,6 +141,7 @@ impl std::fmt::Display for StripeError {
         match self {
             Self::Unavailable(m) => write!(f, "Stripe unavailable: {m}"),
             Self::Rejected { status, message } => write!(f, "Stripe rejected the request ({status}): {message}"),
+            Self::Unexpected(m) => write!(f, "Stripe's answer was unusable: {m}"),
         }
     }
 }

@@ -31,6 +31,7 @@ fn stripe_error(e: StripeError) -> ApiError {
         StripeError::Rejected { status, message } => {
             ApiError::new(502, "payment_provider_error", "Stripe rejected the request").with_details(json!({ "stripe_status": status, "stripe_message": message }))
         }
+        StripeError::Unexpected(m) => ApiError::new(502, "payment_provider_error", "Stripe's answer could not be used; nothing was recorded").with_internal(m),
     }
 }
 
