@@ -432,6 +432,24 @@ fn nothing_captured_means_nothing_to_refund() {
     assert!(app.stripe.calls_for(&id).iter().all(|c| c.path != "/v1/refunds"), "Stripe was not asked");
 }
 
+/// Stock and orders agree even when a payment's stock commit landed but its
+/// order change did not (here: the commit made directly): when that order
+/// then ends unpaid, its units go back on hand instead of staying deducted
+/// for a sale that never happened.
+#[test]
+fn units_committed_for_an_order_that_ends_unpaid_go_back() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, product) = app.customer_with_cart(5, 300, 2);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&admin.access_token, "POST", &format!("/api/inventory/reservations/{id}/commit"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stock(&app, &product), (3, 0, 3), "sold, yet the order is unpaid");
+    assert_eq!(app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "cancelled");
+    assert_eq!(stock(&app, &product), (5, 0, 5), "the units are back");
+}
+
 #[test]
 fn cancelling_before_and_after_payment() {
     let app = TestApp::get();

@@ -356,6 +356,34 @@ pub fn extend(db: &dyn Db, order_id: &str, ttl_secs: u32, now: i64) -> Result<Re
     })
 }
 
+/// Put the units of a committed reservation back on hand: the sale did not
+/// happen after all. Checkout calls it only for an order that ended unpaid
+/// while its stock had been committed (a payment's commit whose order
+/// transaction then failed), so those units are not lost. Idempotent:
+/// a reservation already released is left alone.
+pub fn return_sold(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
+    transaction(db, |tx| {
+        sweep_lapsed(tx, now)?;
+        let (status, expires_at, _) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
+        let lines = lines_of(tx, order_id)?;
+        let done = Reservation { order_id: order_id.to_string(), status: "released".into(), expires_at, live: false, lines: lines.clone() };
+        match status.as_str() {
+            "released" => return Ok(done),
+            "committed" => {}
+            _ => return Err(InventoryError::UnknownOrder),
+        }
+        let stamp = clock::now_rfc3339();
+        for l in &lines {
+            tx.execute(
+                "UPDATE products SET stock_on_hand = stock_on_hand + ?, updated_at = ? WHERE id = ?",
+                &[l.quantity.into(), stamp.as_str().into(), l.product_id.as_str().into()],
+            )?;
+        }
+        set_status(tx, order_id, "released")?;
+        Ok(done)
+    })
+}
+
 /// Give the stock back (cancelled, failed or expired order).
 pub fn release(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
     transaction(db, |tx| {
@@ -458,6 +486,21 @@ mod tests {
         commit(&db, "o1", 1300).unwrap();
         assert_eq!(extend(&db, "o1", 600, 1301).unwrap_err(), InventoryError::AlreadyCommitted);
         assert_eq!(extend(&db, "nope", 600, 1).unwrap_err(), InventoryError::UnknownOrder);
+    }
+
+    #[test]
+    fn units_of_a_sale_that_did_not_happen_go_back_once() {
+        let db = db_at(None);
+        set_stock(&db, P1, 5);
+        reserve(&db, "o1", &[line(P1, 2)], 600, 1000).unwrap();
+        commit(&db, "o1", 1001).unwrap();
+        assert_eq!(stock(&db, P1), 3);
+        return_sold(&db, "o1", 1002).unwrap();
+        return_sold(&db, "o1", 1003).unwrap();
+        assert_eq!(stock(&db, P1), 5, "back once");
+        assert_eq!(commit(&db, "o1", 1004).unwrap_err(), InventoryError::AlreadyReleased);
+        reserve(&db, "o2", &[line(P1, 1)], 600, 1000).unwrap();
+        assert_eq!(return_sold(&db, "o2", 1001).unwrap_err(), InventoryError::UnknownOrder, "only committed holds");
     }
 
     #[test]

@@ -63,7 +63,15 @@ impl Inventory for WitInventory {
 
     fn release(&self, order_id: &str) -> Result<(), String> {
         match inventory::release(order_id) {
-            Ok(()) | Err(InventoryError::UnknownOrder) | Err(InventoryError::AlreadyCommitted) => Ok(()),
+            // Committed, yet the order is ending unpaid: a payment's commit
+            // whose order transaction failed. The units go back on hand
+            // instead of staying deducted for a sale that did not happen.
+            Err(InventoryError::AlreadyCommitted) => match inventory::return_sold(order_id) {
+                Ok(()) | Err(InventoryError::UnknownOrder) | Err(InventoryError::AlreadyReleased) => Ok(()),
+                Err(InventoryError::Unavailable(u)) => Err(u.message),
+                Err(e) => Err(format!("{e:?}")),
+            },
+            Ok(()) | Err(InventoryError::UnknownOrder) => Ok(()),
             Err(InventoryError::Expired) | Err(InventoryError::AlreadyReleased) => Ok(()),
             Err(InventoryError::Unavailable(u)) => Err(u.message),
         }
