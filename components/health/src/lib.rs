@@ -37,9 +37,24 @@ fn route(ctx: &Ctx) -> HandlerResult {
                     http_kit::health::database_check(users_core::schema::DATABASE_LABEL, users),
                     http_kit::health::database_check(orders_core::schema::DATABASE_LABEL, orders),
                     http_kit::health::database_check(notifications_core::schema::DATABASE_LABEL, notifications),
+                    configuration_check(),
                 ],
             )
         }
         _ => Err(ApiError::no_route(&ctx.path)),
     }
+}
+
+/// Settings that are wrong or conflict (checkout's, for now): not ready,
+/// each problem named, and logged, rather than failing orders later.
+fn configuration_check() -> http_kit::health::Check {
+    let get = |name: &str| spin_sdk::variables::get(name).unwrap_or_default().trim().to_string();
+    let problems = orders_core::stripe::configuration_problems(&get);
+    let result = if problems.is_empty() {
+        Ok(serde_json::json!({ "status": "ok" }))
+    } else {
+        println!("{}", serde_json::json!({ "level": "error", "service": "health", "configuration_problems": problems }));
+        Err(problems.join("; "))
+    };
+    http_kit::health::Check { name: "configuration", result }
 }

@@ -23,6 +23,29 @@ fn the_app_and_every_service_report_ready() {
     }
 }
 
+/// Settings that conflict are reported where operators look, up front:
+/// `/health` is not ready and names each problem (instead of every order
+/// or payment failing later). Needs an app started with such settings, so
+/// it starts its own test host; against `SHOP_BASE_URL` it cannot.
+#[test]
+fn conflicting_settings_make_the_app_not_ready_and_say_why() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it cannot reconfigure that app");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    // The suite sets a Stripe key; no webhook secret, and a session lifetime Stripe refuses.
+    let host = api_tests::launch_host(&keys, &[("stripe_webhook_secret", ""), ("checkout_session_ttl_secs", "60")]);
+    let app = TestApp::connect(host.base_url(), keys);
+    let r = app.get_path("/health");
+    let v = r.assert_error(503, "not_ready");
+    let failed = v["error"]["details"]["failed"].as_array().unwrap();
+    let config = failed.iter().find(|f| f["check"] == "configuration").unwrap_or_else(|| panic!("{}", r.body));
+    let problem = config["problem"].as_str().unwrap();
+    assert!(problem.contains("stripe_webhook_secret") && problem.contains("checkout_session_ttl_secs"), "{problem}");
+    assert!(!r.body.contains("sk_test_shop_suite"), "no secret in the answer: {}", r.body);
+}
+
 #[test]
 fn the_cart_reaches_the_catalog_through_the_composed_contract() {
     let v = TestApp::get().get_path("/api/cart/health").json();

@@ -114,6 +114,33 @@ impl StripeConfig {
     }
 }
 
+/// Checkout settings that are wrong on their own or conflict with each
+/// other, each as a sentence an operator can act on. `get` reads a Spin
+/// variable (empty when unset). Reported by `/health` (not ready) and in
+/// the log, instead of surfacing later as failed orders or payments.
+pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut problems = Vec::new();
+    let key = get("stripe_secret_key");
+    if !key.is_empty() && get("stripe_webhook_secret").is_empty() {
+        problems.push(
+            "stripe_secret_key is set but stripe_webhook_secret is empty: Stripe's webhook could never be verified, so payments completed outside the success page would never reach their orders"
+                .to_string(),
+        );
+    }
+    if !key.is_empty() && !(get("checkout_success_url").starts_with("http://") || get("checkout_success_url").starts_with("https://")) {
+        problems.push("stripe_secret_key is set but checkout_success_url is not an http(s) URL: Stripe refuses such sessions".to_string());
+    }
+    let ranged = |name: &str, lo: i64, hi: i64, problems: &mut Vec<String>| {
+        let raw = get(name);
+        if !raw.is_empty() && !raw.parse::<i64>().is_ok_and(|v| (lo..=hi).contains(&v)) {
+            problems.push(format!("{name} is {raw:?}; it must be a whole number of seconds from {lo} to {hi}"));
+        }
+    };
+    ranged("checkout_session_ttl_secs", 1800, 86_400, &mut problems);
+    ranged("unpaid_order_ttl_secs", 5, 86_400, &mut problems);
+    problems
+}
+
 /// Stripe fills in `{CHECKOUT_SESSION_ID}`; the storefront's success page
 /// passes it to `GET /api/payments/checkout-session/{id}`. Added when the
 /// configured URL lacks it.
@@ -257,6 +284,18 @@ pub fn references(event_type: &str, object: &Json) -> (Option<String>, Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conflicting_checkout_settings_are_named() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()).unwrap_or_default();
+        assert!(configuration_problems(&vars(&[])).is_empty(), "the defaults (payments off) are fine");
+        let good = vars(&[("stripe_secret_key", "sk"), ("stripe_webhook_secret", "wh"), ("checkout_success_url", "https://shop/ok"), ("checkout_session_ttl_secs", "86400")]);
+        assert!(configuration_problems(&good).is_empty());
+        let bad = vars(&[("stripe_secret_key", "sk"), ("checkout_success_url", "shop/ok"), ("checkout_session_ttl_secs", "60"), ("unpaid_order_ttl_secs", "a week")]);
+        let problems = configuration_problems(&bad);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("stripe_webhook_secret")) && problems.iter().any(|p| p.contains("\"a week\"")));
+    }
 
     #[test]
     fn idempotency_keys_always_fit_stripes_limit() {
