@@ -28,3 +28,5 @@ CREATE INDEX automatic_refunds_order ON automatic_refunds (order_id);
 -- for stock that was released: `due` until both calls succeeded (the
 -- orders sweep retries), then `done`.
 ALTER TABLE payments ADD COLUMN stripe_cleanup TEXT CHECK (stripe_cleanup IN ('due', 'done'));
+-- The sweep looks for these only.
+CREATE INDEX payments_stripe_cleanup_due ON payments (updated_at) WHERE stripe_cleanup = 'due';

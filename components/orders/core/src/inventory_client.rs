@@ -37,9 +37,7 @@ impl WitInventory {
             ReserveError::Unavailable(u) => HoldError::Unavailable(u.message),
         })
     }
-}
 
-impl WitInventory {
     /// Keep the order's hold for at least `ttl_secs` more. `Ok(false)` when
     /// it already lapsed or ended (nothing to extend).
     pub fn extend(&self, order_id: &str, ttl_secs: u32) -> Result<bool, String> {

@@ -95,10 +95,18 @@ pub struct StripeConfig {
     pub session_ttl_secs: i64,
 }
 
+/// Stripe's shortest Checkout Session, and the longest this shop asks for.
+pub const SESSION_TTL_SECS: std::ops::RangeInclusive<i64> = 1800..=86_400;
+/// The longest stock hold the catalog grants (its reservation cap): the
+/// upper bound of an unpaid order's hold.
+pub const MAX_HOLD_SECS: i64 = 86_400;
+/// What `unpaid_order_ttl_secs` may be.
+pub const UNPAID_HOLD_SECS: std::ops::RangeInclusive<i64> = 5..=MAX_HOLD_SECS;
+
 impl StripeConfig {
     pub fn from_variables() -> Self {
         let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();
-        let ttl = get("checkout_session_ttl_secs").parse::<i64>().ok().filter(|t| (1800..=86400).contains(t)).unwrap_or(1800);
+        let ttl = get("checkout_session_ttl_secs").parse::<i64>().ok().filter(|t| SESSION_TTL_SECS.contains(t)).unwrap_or(*SESSION_TTL_SECS.start());
         Self {
             api_base: Some(get("stripe_api_base")).filter(|s| !s.is_empty()).unwrap_or_else(|| "https://api.stripe.com".into()),
             secret_key: get("stripe_secret_key"),
@@ -130,14 +138,14 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     if !key.is_empty() && !(get("checkout_success_url").starts_with("http://") || get("checkout_success_url").starts_with("https://")) {
         problems.push("stripe_secret_key is set but checkout_success_url is not an http(s) URL: Stripe refuses such sessions".to_string());
     }
-    let ranged = |name: &str, lo: i64, hi: i64, problems: &mut Vec<String>| {
+    let ranged = |name: &str, range: &std::ops::RangeInclusive<i64>, problems: &mut Vec<String>| {
         let raw = get(name);
-        if !raw.is_empty() && !raw.parse::<i64>().is_ok_and(|v| (lo..=hi).contains(&v)) {
-            problems.push(format!("{name} is {raw:?}; it must be a whole number of seconds from {lo} to {hi}"));
+        if !raw.is_empty() && !raw.parse::<i64>().is_ok_and(|v| range.contains(&v)) {
+            problems.push(format!("{name} is {raw:?}; it must be a whole number of seconds from {} to {}", range.start(), range.end()));
         }
     };
-    ranged("checkout_session_ttl_secs", 1800, 86_400, &mut problems);
-    ranged("unpaid_order_ttl_secs", 5, 86_400, &mut problems);
+    ranged("checkout_session_ttl_secs", &SESSION_TTL_SECS, &mut problems);
+    ranged("unpaid_order_ttl_secs", &UNPAID_HOLD_SECS, &mut problems);
     problems
 }
 

@@ -10,7 +10,7 @@ use orders_core::inventory_client::{HoldError, WitInventory};
 use orders_core::orders::{self, Claim, NewOrder, Order, OrderError, OrderLine};
 use orders_core::payments::{self, Applied, Outcome, RefundError};
 use orders_core::{access, schema};
-use orders_core::stripe::StripeConfig;
+use orders_core::stripe::{self, StripeConfig};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -79,9 +79,6 @@ fn unavailable(code: &'static str, what: &str, cause: String) -> ApiError {
     ApiError::unavailable(code, format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1").with_internal(cause)
 }
 
-/// The longest stock hold the catalog grants (its reservation cap).
-const MAX_HOLD_SECS: i64 = 86_400;
-
 /// How long an unpaid order holds its stock: `unpaid_order_ttl_secs` (5 to
 /// 86400), by default the Checkout Session's lifetime plus five minutes, so
 /// a payment completed at the session's last moment still lands — capped
@@ -91,8 +88,8 @@ fn unpaid_order_ttl_secs() -> i64 {
     spin_sdk::variables::get("unpaid_order_ttl_secs")
         .ok()
         .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|t| (5..=MAX_HOLD_SECS).contains(t))
-        .unwrap_or_else(|| (StripeConfig::from_variables().session_ttl_secs + 300).min(MAX_HOLD_SECS))
+        .filter(|t| stripe::UNPAID_HOLD_SECS.contains(t))
+        .unwrap_or_else(|| (StripeConfig::from_variables().session_ttl_secs + 300).min(stripe::MAX_HOLD_SECS))
 }
 
 /// `key`: the Idempotency-Key and when this request claimed it.

@@ -62,10 +62,6 @@ fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::ServiceDb, Order), 
     Ok((config, db, order))
 }
 
-/// Stripe's shortest Checkout Session.
-const STRIPE_MIN_SESSION_SECS: i64 = 1800;
-/// The longest stock hold the catalog grants.
-const MAX_HOLD_SECS: i64 = 86_400;
 /// How much longer than its payment page an order holds its stock, so a
 /// payment completed at the page's last moment still lands.
 const HOLD_MARGIN_SECS: i64 = 60;
@@ -76,8 +72,9 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     // The session lives `checkout_session_ttl_secs` (Stripe needs at least 30
     // minutes), and the order's stock hold is extended to cover it and a
     // minute more, so that no payment page outlives the stock it sells.
-    let lifetime = config.session_ttl_secs.clamp(STRIPE_MIN_SESSION_SECS, MAX_HOLD_SECS - HOLD_MARGIN_SECS);
-    let expires_at = payments::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + STRIPE_MIN_SESSION_SECS))?;
+    let shortest = *stripe::SESSION_TTL_SECS.start();
+    let lifetime = config.session_ttl_secs.clamp(shortest, stripe::MAX_HOLD_SECS - HOLD_MARGIN_SECS);
+    let expires_at = payments::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest))?;
     let hold_until = expires_at + HOLD_MARGIN_SECS;
     if order.expires_at < hold_until {
         match WitInventory.extend(&order.id, (hold_until - now) as u32) {
