@@ -164,6 +164,17 @@ impl RunningHost {
         key_value::store_path(&self.state_dir, label)
     }
 
+    /// What component `id` has printed to stdout so far (`spin up` keeps it
+    /// in `.spin/logs/<id>_stdout.txt`; here it is under the state dir).
+    pub fn component_stdout(&self, id: &str) -> String {
+        std::fs::read_to_string(self.component_log_path(id)).unwrap_or_default()
+    }
+
+    /// Where component `id`'s stdout is kept.
+    pub fn component_log_path(&self, id: &str) -> PathBuf {
+        stdio::log_path(&self.state_dir, id, "stdout")
+    }
+
     /// Blocks until the server stops (it only stops when dropped, so this
     /// is for the binary, which runs until killed).
     pub fn wait(mut self) {

@@ -145,8 +145,9 @@ impl App {
         let req = http::Request::from_parts(parts, body);
 
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(PrefixedOutput::new(&config.id))
-            .stderr(PrefixedOutput::new(&config.id));
+        let log = |stream: &str| Some(crate::stdio::log_path(&self.stores.state_dir, &config.id, stream));
+        wasi.stdout(PrefixedOutput::new(&config.id, log("stdout")))
+            .stderr(PrefixedOutput::new(&config.id, log("stderr")));
         for (key, value) in &config.environment {
             wasi.env(key, value);
         }

@@ -1,6 +1,8 @@
 //! Guest stdout/stderr, forwarded line by line to the host's stderr with a
 //! `[component-id]` prefix, so interleaved output from several components
-//! in one test run stays attributable.
+//! in one test run stays attributable. Like `spin up`, each component's
+//! output is also appended to `<state dir>/logs/<component>_stdout.txt`
+//! (and `_stderr.txt`), where a developer finds, say, the local mail log.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -11,14 +13,22 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 /// A `StdoutStream` for one component's stdout or stderr.
 pub struct PrefixedOutput {
     prefix: String,
+    log_file: Option<std::path::PathBuf>,
 }
 
 impl PrefixedOutput {
-    pub fn new(component_id: &str) -> PrefixedOutput {
+    /// Output of `component_id`, also appended to `log_file` if given.
+    pub fn new(component_id: &str, log_file: Option<std::path::PathBuf>) -> PrefixedOutput {
         PrefixedOutput {
             prefix: format!("[{component_id}] "),
+            log_file,
         }
     }
+}
+
+/// Where `spin up` keeps a component's output: `logs/<id>_<stream>.txt`.
+pub fn log_path(state_dir: &std::path::Path, component_id: &str, stream: &str) -> std::path::PathBuf {
+    state_dir.join("logs").join(format!("{component_id}_{stream}.txt"))
 }
 
 impl IsTerminal for PrefixedOutput {
@@ -29,9 +39,16 @@ impl IsTerminal for PrefixedOutput {
 
 impl StdoutStream for PrefixedOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        let file = self.log_file.as_ref().and_then(|path| {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::OpenOptions::new().create(true).append(true).open(path).ok()
+        });
         Box::new(LineWriter {
             prefix: self.prefix.clone(),
             pending: Vec::new(),
+            file,
         })
     }
 }
@@ -41,6 +58,7 @@ impl StdoutStream for PrefixedOutput {
 struct LineWriter {
     prefix: String,
     pending: Vec<u8>,
+    file: Option<std::fs::File>,
 }
 
 impl LineWriter {
@@ -51,7 +69,15 @@ impl LineWriter {
         }
     }
 
-    fn emit(&self, line: &[u8]) {
+    fn emit(&mut self, line: &[u8]) {
+        if let Some(file) = &mut self.file {
+            // One write per line, so lines from concurrent requests never interleave.
+            let mut whole = line.to_vec();
+            if !whole.ends_with(b"\n") {
+                whole.push(b'\n');
+            }
+            let _ = file.write_all(&whole);
+        }
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(self.prefix.as_bytes());
         let _ = stderr.write_all(line);
