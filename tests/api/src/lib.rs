@@ -30,7 +30,11 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("resend_api_key", RESEND_API_KEY),
     ("store_name", "Suite Shop"),
     ("resend_timeout_ms", "1500"),
+    ("password_reset_ttl_secs", PASSWORD_RESET_TTL_SECS),
 ];
+
+/// Password-reset links work this long in the suite (seconds), so expiry can be tested.
+pub const PASSWORD_RESET_TTL_SECS: &str = "8";
 
 /// Guest-cart inactivity limit in the suite: short, so expiry can be tested.
 pub const GUEST_CART_TTL: &str = "8s";
@@ -64,6 +68,10 @@ pub struct TestApp {
     pub stripe: FakeStripe,
     /// The fake Resend the app sends email through.
     pub resend: FakeResend,
+    /// The notifications component's log, for an app without Resend whose
+    /// emails go to the local mail log (`spin up` keeps it in
+    /// `.spin/logs/notifications_stdout.txt`).
+    pub mail_log: Option<PathBuf>,
 }
 
 /// The workspace root (where `spin.toml` lives).
@@ -250,6 +258,11 @@ pub fn launch_host_with(keys: &Ed25519KeyPair, extra: &[(&str, &str)], runtime_c
         TEST_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     variables.insert("jwt_private_key".into(), STANDARD.encode(keys.to_der()));
     variables.insert("jwt_public_key".into(), STANDARD.encode(keys.public_key().to_der()));
+    if !extra.iter().any(|(k, _)| *k == "resend_api_base") {
+        // No fake Resend to send to: emails go to the local mail log (the
+        // notifications component's log), where `TestApp::for_host` reads them.
+        variables.insert("resend_api_key".into(), String::new());
+    }
     for (k, v) in extra {
         variables.insert(k.to_string(), v.to_string());
     }
@@ -299,6 +312,14 @@ impl TestApp {
         &self.base_url
     }
 
+    /// A client for a host a test started itself: emails that reach no
+    /// fake Resend are read from its local mail log.
+    pub fn for_host(host: &RunningHost, signing_key: Ed25519KeyPair) -> TestApp {
+        let mut app = TestApp::connect(host.base_url(), signing_key);
+        app.mail_log = Some(host.component_log_path("notifications"));
+        app
+    }
+
     /// A client for an app started elsewhere (benchmarks).
     pub fn connect(base_url: String, signing_key: Ed25519KeyPair) -> TestApp {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -306,7 +327,14 @@ impl TestApp {
             .max_redirects(0)
             .build()
             .into();
-        TestApp { base_url, agent, signing_key, stripe: FakeStripe::start("127.0.0.1:0"), resend: FakeResend::start("127.0.0.1:0") }
+        TestApp {
+            base_url,
+            agent,
+            signing_key,
+            stripe: FakeStripe::start("127.0.0.1:0"),
+            resend: FakeResend::start("127.0.0.1:0"),
+            mail_log: None,
+        }
     }
 
     /// `GET path`.
@@ -404,7 +432,7 @@ impl ApiResponse {
 }
 
 mod users;
-pub use users::{post_from, unique_email, TestUser, STRONG_PASSWORD};
+pub use users::{link_token, post_from, unique_email, TestUser, STRONG_PASSWORD};
 
 mod catalog_steps;
 pub use catalog_steps::unique_sku;

@@ -51,7 +51,7 @@ fn on_redis() -> OnRedis {
     let keys = Ed25519KeyPair::generate();
     let host = launch_host_with(&keys, &[], &path);
     let _ = std::fs::remove_file(&path);
-    let app = TestApp::connect(host.base_url(), keys);
+    let app = TestApp::for_host(&host, keys);
     OnRedis { app, _host: host, redis }
 }
 

@@ -246,7 +246,7 @@ fn without_a_stripe_key_payments_answer_503_and_the_rest_works() {
     }
     let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
     let host = api_tests::launch_host(&keys, &[("stripe_secret_key", ""), ("stripe_webhook_secret", "")]);
-    let app = TestApp::connect(host.base_url(), keys);
+    let app = TestApp::for_host(&host, keys);
     let (user, _) = app.customer_with_cart(5, 300, 1);
     let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
     app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id })))

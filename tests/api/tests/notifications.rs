@@ -135,12 +135,15 @@ fn the_admin_listing_is_for_admins() {
     app.get_path("/api/admin/notifications").assert_error(401, "unauthorized");
     app.request("POST", "/api/notifications/sweep", &[], None).assert_error(401, "unauthorized");
     let admin = app.admin();
+    let r = app.send_as(&customer.access_token, "PUT", "/api/users/password", Some(&json!({ "current_password": STRONG_PASSWORD, "new_password": "another fine passphrase" })));
+    assert_eq!(r.status, 204);
     sweep(&app);
     let list = app.send_as(&admin.access_token, "GET", "/api/admin/notifications?status=sent&limit=5", None).json();
     assert!(list["notifications"].as_array().unwrap().iter().all(|d| d["status"] == "sent"));
-    let id = list["notifications"][0]["id"].as_i64().unwrap();
-    let one = app.send_as(&admin.access_token, "GET", &format!("/api/admin/notifications/{id}"), None).json();
+    let changed = deliveries_to(&app, &admin, &customer.email).into_iter().find(|d| d["event_type"] == "user.password_changed").expect("announced");
+    let one = app.send_as(&admin.access_token, "GET", &format!("/api/admin/notifications/{}", changed["id"]), None).json();
     assert!(one["html"].as_str().unwrap().contains("<html"));
+    assert!(one["text"].as_str().unwrap().contains("password"));
     app.send_as(&admin.access_token, "GET", "/api/admin/notifications?status=lost", None).assert_error(400, "invalid_parameter");
 }
 
@@ -182,7 +185,7 @@ fn without_a_resend_key_emails_go_to_the_local_mail_log() {
     }
     let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
     let host = api_tests::launch_host(&keys, &[("resend_api_key", "")]);
-    let app = TestApp::connect(host.base_url(), keys);
+    let app = TestApp::for_host(&host, keys);
     let (email, user_id) = register(&app, "Logan");
     let admin = app.admin();
     let health = app.get_path("/api/notifications/health").json();
@@ -190,9 +193,21 @@ fn without_a_resend_key_emails_go_to_the_local_mail_log() {
     let d = deliveries_to(&app, &admin, &email);
     assert_eq!(d.len(), 1);
     assert_eq!((d[0]["status"].as_str(), d[0]["idempotency_key"].as_str()), (Some("logged"), Some(format!("user.registered/{user_id}").as_str())));
+    // The welcome carries a verification link: admins never see its body;
+    // the developer finds it in the component log, the local mail log.
     let full = app.send_as(&admin.access_token, "GET", &format!("/api/admin/notifications/{}", d[0]["id"]), None).json();
+    assert!(!full["text"].as_str().unwrap().contains("token="), "{full}");
+    let log = host.component_stdout("notifications");
+    assert!(log.lines().any(|l| l.contains("mail_log") && l.contains(&email) && l.contains("Hello Logan") && l.contains("verify-email?token=")), "{log}");
+    // An email without a link is shown in full.
+    let logan = app.sign_in(&email, STRONG_PASSWORD);
+    let r = app.send_as(&logan.access_token, "PUT", "/api/users/password", Some(&json!({ "current_password": STRONG_PASSWORD, "new_password": "another fine passphrase" })));
+    assert_eq!(r.status, 204);
+    sweep(&app);
+    let changed = deliveries_to(&app, &admin, &email).into_iter().find(|d| d["event_type"] == "user.password_changed").expect("announced");
+    let full = app.send_as(&admin.access_token, "GET", &format!("/api/admin/notifications/{}", changed["id"]), None).json();
     assert!(full["text"].as_str().unwrap().contains("Hello Logan"));
-    assert!(full["html"].as_str().unwrap().contains("Welcome to"));
+    assert!(full["html"].as_str().unwrap().contains("password"));
 }
 
 /// With `events_to_redis`, every domain event is also published to a Redis
@@ -238,7 +253,7 @@ fn domain_events_are_published_to_redis() {
     let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
     let address = format!("redis://127.0.0.1:{port}");
     let host = api_tests::launch_host(&keys, &[("events_to_redis", "true"), ("redis_address", address.as_str()), ("resend_api_key", "")]);
-    let app = TestApp::connect(host.base_url(), keys);
+    let app = TestApp::for_host(&host, keys);
     let (_, user_id) = register(&app, "Redis");
 
     let mut published = Vec::new();

@@ -36,7 +36,7 @@ fn conflicting_settings_make_the_app_not_ready_and_say_why() {
     let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
     // The suite sets a Stripe key; no webhook secret, and a session lifetime Stripe refuses.
     let host = api_tests::launch_host(&keys, &[("stripe_webhook_secret", ""), ("checkout_session_ttl_secs", "60")]);
-    let app = TestApp::connect(host.base_url(), keys);
+    let app = TestApp::for_host(&host, keys);
     let r = app.get_path("/health");
     let v = r.assert_error(503, "not_ready");
     let failed = v["error"]["details"]["failed"].as_array().unwrap();

@@ -232,8 +232,17 @@ pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, provider_id = COALESCE(?, provider_id), \
          lease_until = NULL, updated_at = ? WHERE id = ?",
         &[status.into(), next.into(), error.into(), provider.into(), stamp.into(), d.id.into()],
-    )
+    )?;
+    // A link email is kept only as long as it may still have to be sent.
+    if status != "pending" && templates::carries_secret(&d.event_type) {
+        db.execute("UPDATE deliveries SET html = ?, text = ? WHERE id = ?", &[REMOVED.into(), REMOVED.into(), d.id.into()])?;
+    }
+    Ok(())
 }
+
+/// What a link email's stored body becomes once handed over, and what the
+/// admin view shows of it before.
+pub const REMOVED: &str = "[not kept: this email carried a single-use link]";
 
 /// Deliveries for the admin listing, newest first.
 pub fn list(db: &dyn Db, status: Option<&str>, limit: u32, offset: i64) -> Result<(Vec<Delivery>, i64), DbError> {
@@ -248,8 +257,17 @@ pub fn list(db: &dyn Db, status: Option<&str>, limit: u32, offset: i64) -> Resul
     Ok((rows.iter().map(|r| from_row(&r, false)).collect::<Result<_, _>>()?, total))
 }
 
+/// One delivery with its content, for the admin view: a link email's body
+/// is never shown (its link would let an admin act as the customer).
 pub fn get(db: &dyn Db, id: i64) -> Result<Option<Delivery>, DbError> {
-    db.query("SELECT * FROM deliveries WHERE id = ?", &[id.into()])?.first().map(|r| from_row(&r, true)).transpose()
+    let found = db.query("SELECT * FROM deliveries WHERE id = ?", &[id.into()])?.first().map(|r| from_row(&r, true)).transpose()?;
+    Ok(found.map(|mut d| {
+        if templates::carries_secret(&d.event_type) {
+            d.html = Some(REMOVED.to_string());
+            d.text = Some(REMOVED.to_string());
+        }
+        d
+    }))
 }
 
 #[cfg(test)]
@@ -325,6 +343,23 @@ mod tests {
         db.execute("UPDATE deliveries SET attempts = ? WHERE id = ?", &[MAX_ATTEMPTS.into(), d.id.into()]).unwrap();
         assert!(claim_due(&db, 100 + LEASE_SECS, 10).unwrap().is_empty());
         assert_eq!(get(&db, d.id).unwrap().unwrap().status, "failed");
+    }
+
+    #[test]
+    fn link_emails_are_not_kept_once_handed_over_nor_shown() {
+        let (db, outbox) = setup();
+        let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" }, "expires_at": "t", "secret": { "token": "tk", "link": "https://x/?token=tk" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.password_reset_requested', 'r1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        let d = claim_due(&db, 100, 1).unwrap().remove(0);
+        assert!(d.text.as_deref().unwrap().contains("https://x/?token=tk"), "the sender gets the link");
+        assert_eq!(get(&db, d.id).unwrap().unwrap().text.as_deref(), Some(REMOVED), "admins never see it");
+        record(&db, &d, &Attempt::Retry { after_secs: None, error: "503".into() }, 100).unwrap();
+        let raw = |db: &MemDb| db.query("SELECT text FROM deliveries WHERE id = ?", &[d.id.into()]).unwrap().first().unwrap().text("text").unwrap();
+        assert!(raw(&db).contains("token=tk"), "kept while it must be retried");
+        let d = claim_due(&db, 1000, 1).unwrap().remove(0);
+        record(&db, &d, &Attempt::Sent { provider_id: Some("re_1".into()) }, 1000).unwrap();
+        assert_eq!(raw(&db), REMOVED);
     }
 
     #[test]

@@ -10,13 +10,19 @@ use crate::deliveries::OutboxEvent;
 use serde_json::{json, Value as Json};
 use storage::Db;
 
-/// The message published for an event.
+/// The message published for an event. A link email's `secret` (its
+/// single-use link) is left out: subscribers learn that a link was sent,
+/// never the link.
 pub fn message(e: &OutboxEvent) -> Json {
+    let mut data = e.payload.clone();
+    if let Some(map) = data.as_object_mut() {
+        map.remove("secret");
+    }
     json!({
         "type": e.event_type,
         "id": crate::deliveries::idempotency_key(&e.event_type, &e.aggregate_id),
         "occurred_at": e.occurred_at,
-        "data": e.payload,
+        "data": data,
     })
 }
 
@@ -61,6 +67,19 @@ pub fn publish_new(db: &dyn Db, source: &str, outbox: &dyn Db, address: &str, ch
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_never_published() {
+        let e = OutboxEvent {
+            event_type: "user.password_reset_requested".into(),
+            aggregate_id: "r-1".into(),
+            occurred_at: "t".into(),
+            payload: json!({ "user": { "id": "u-1" }, "secret": { "token": "tk", "link": "https://x/?token=tk" } }),
+        };
+        let m = message(&e);
+        assert_eq!(m["data"], json!({ "user": { "id": "u-1" } }));
+        assert!(!m.to_string().contains("tk"));
+    }
 
     #[test]
     fn messages_carry_type_id_time_and_data() {

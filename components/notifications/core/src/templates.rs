@@ -25,6 +25,8 @@ fn template(name: &str) -> Option<(&'static str, &'static str)> {
         "order_refunded" => (include_str!("../templates/order_refunded.html"), include_str!("../templates/order_refunded.txt")),
         "payment_returned" => (include_str!("../templates/payment_returned.html"), include_str!("../templates/payment_returned.txt")),
         "password_changed" => (include_str!("../templates/password_changed.html"), include_str!("../templates/password_changed.txt")),
+        "verify_email" => (include_str!("../templates/verify_email.html"), include_str!("../templates/verify_email.txt")),
+        "password_reset" => (include_str!("../templates/password_reset.html"), include_str!("../templates/password_reset.txt")),
         _ => return None,
     })
 }
@@ -95,22 +97,59 @@ fn order_lines(order: &Json) -> Var {
     Var::Html { html, text: plain }
 }
 
-/// Render the email for an outbox event; `None` for events that send none.
+/// Events whose email may carry a single-use link (under the payload's
+/// `secret`; the welcome email carries the first verification link): the link is never published, never shown to admins, and the
+/// stored copy of the email is emptied once it has been handed over.
+pub fn carries_secret(event_type: &str) -> bool {
+    matches!(event_type, "user.registered" | "user.verification_requested" | "user.password_reset_requested")
+}
+
+/// Render the email for an outbox event; `None` for events that send none
+/// (and for a link email whose link was already used or replaced).
 pub fn render(event_type: &str, payload: &Json, store_name: &str) -> Option<Rendered> {
     let store = Var::Text(store_name.to_string());
     let order = &payload["order"];
     let order_id = text(&payload["order_id"]);
     let (name, subject, vars): (&str, String, Vec<(&str, Var)>) = match event_type {
-        "user.registered" => (
-            "welcome",
-            format!("Welcome to {store_name}"),
-            vec![("first_name", text(&payload["user"]["first_name"])), ("email", text(&payload["user"]["email"]))],
-        ),
+        "user.registered" => {
+            // The first verification link, unless it was already used (or
+            // the account predates verification).
+            let confirm = match (payload["secret"]["link"].as_str(), payload["expires_at"].as_str()) {
+                (Some(link), Some(until)) => Var::Html {
+                    html: format!(
+                        "<p>Please confirm your email address: <a href=\"{}\">Confirm my email address</a> (the link works once, until {}).</p>",
+                        html_escape(link),
+                        html_escape(until)
+                    ),
+                    text: format!("\nPlease confirm your email address by opening this link (it works once, until {until}):\n\n{link}\n"),
+                },
+                _ => Var::Html { html: String::new(), text: String::new() },
+            };
+            (
+                "welcome",
+                format!("Welcome to {store_name}"),
+                vec![("first_name", text(&payload["user"]["first_name"])), ("email", text(&payload["user"]["email"])), ("confirm", confirm)],
+            )
+        }
         "user.password_changed" => (
             "password_changed",
             format!("Your {store_name} password was changed"),
             vec![("first_name", text(&payload["user"]["first_name"])), ("changed_at", text(&payload["changed_at"]))],
         ),
+        "user.verification_requested" | "user.password_reset_requested" => {
+            let link = payload["secret"]["link"].as_str()?;
+            let verify = event_type == "user.verification_requested";
+            (
+                if verify { "verify_email" } else { "password_reset" },
+                if verify { format!("Confirm your email address for {store_name}") } else { format!("Reset your {store_name} password") },
+                vec![
+                    ("first_name", text(&payload["user"]["first_name"])),
+                    ("email", text(&payload["user"]["email"])),
+                    ("link", Var::Text(link.to_string())),
+                    ("expires_at", text(&payload["expires_at"])),
+                ],
+            )
+        }
         "order.paid" => (
             "order_confirmation",
             format!("Order confirmed: {}", payload["order_id"].as_str().unwrap_or("")),
@@ -234,6 +273,25 @@ mod tests {
         let r = render("order.refunded", &refunded, "Shop").unwrap();
         assert!(r.text.contains("5.00 USD") && r.text.contains("(of 25.00 USD)"), "{}", r.text);
         assert!(render("order.placed", &paid_order(), "Shop").is_none(), "no email for a placed order");
+        let mut welcome = user.clone();
+        welcome["expires_at"] = json!("2026-01-03T00:00:00Z");
+        welcome["secret"] = json!({ "token": "w1", "link": "https://shop.test/account/verify-email?token=w1" });
+        let r = render("user.registered", &welcome, "Shop").unwrap();
+        assert!(r.text.contains("https://shop.test/account/verify-email?token=w1") && r.html.contains("href=\"https://shop.test/account/verify-email?token=w1\""), "{}", r.text);
+        let plain = render("user.registered", &user, "Shop").unwrap();
+        assert!(!plain.text.contains("confirm") && !plain.text.contains("{{"), "{}", plain.text);
+        for kind in ["user.verification_requested", "user.password_reset_requested"] {
+            let mut link = user.clone();
+            link["expires_at"] = json!("2026-01-02T00:00:00Z");
+            link["secret"] = json!({ "token": "t0k", "link": "https://shop.test/account/x?token=t0k&a=<b>" });
+            let r = render(kind, &link, "Shop").unwrap_or_else(|| panic!("{kind}"));
+            assert!(r.text.contains("https://shop.test/account/x?token=t0k&a=<b>"), "{}", r.text);
+            assert!(r.html.contains("href=\"https://shop.test/account/x?token=t0k&amp;a=&lt;b&gt;\""), "{}", r.html);
+            assert!(!r.text.contains("{{") && !r.html.contains("{{"), "{kind}");
+            assert!(carries_secret(kind));
+            link.as_object_mut().unwrap().remove("secret");
+            assert!(render(kind, &link, "Shop").is_none(), "a used link sends nothing");
+        }
         let mut returned = paid_order();
         returned["reason"] = json!("paid_after_expired");
         returned["amount"] = json!({ "amount_minor": 4800, "currency": "JPY" });

@@ -90,7 +90,7 @@ fn sweep(limit: u32) -> HandlerResult {
         let attempt = if resend.configured() {
             resend.send(&d)
         } else {
-            println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "to": d.recipient, "subject": d.subject, "text": d.text } }));
+            println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
             Attempt::Logged
         };
         let key = match &attempt {

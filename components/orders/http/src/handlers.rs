@@ -34,8 +34,21 @@ struct PlaceBody {
     shipping_address: Option<AddressInput>,
 }
 
+/// The shop's choice (`checkout_requires_verified_email`): only accounts
+/// with a proven address may place orders.
+fn verified_email_required() -> bool {
+    spin_sdk::variables::get("checkout_requires_verified_email").map(|v| v.trim() == "true").unwrap_or(false)
+}
+
 pub fn place(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.caller()?;
+    if !caller.email_verified && verified_email_required() {
+        return Err(ApiError::new(
+            403,
+            "email_not_verified",
+            "this shop needs a verified email address to place orders: use the link we emailed you (or ask for a new one), then refresh your session",
+        ));
+    }
     let body: PlaceBody = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { PlaceBody::default() } else { ctx.json()? };
     let mut problems = FieldProblems::default();
     let address = body.shipping_address.as_ref().map(|a| a.parse(&mut problems));

@@ -49,6 +49,10 @@ impl Role {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub role: Role,
+    /// The account's email address was proven when the token was issued.
+    /// Tokens from before this claim existed read as unverified.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// Who is calling, from a verified access token.
@@ -58,6 +62,9 @@ pub struct Caller {
     pub role: Role,
     /// The token's `jti`: ties the request to the session that issued it.
     pub token_id: String,
+    /// The account's email was verified when this token was issued (a
+    /// verification reaches tokens at the next refresh).
+    pub email_verified: bool,
 }
 
 impl Caller {
@@ -140,7 +147,7 @@ impl Verifier {
         else {
             return Err(invalid_token());
         };
-        Ok(Caller { user_id, role: claims.custom.role, token_id })
+        Ok(Caller { user_id, role: claims.custom.role, token_id, email_verified: claims.custom.email_verified })
     }
 }
 
@@ -223,7 +230,7 @@ mod tests {
     }
 
     fn token(kp: &Ed25519KeyPair, aud: &str, iss: &str, valid: u64) -> String {
-        let claims = Claims::with_custom_claims(AccessClaims { role: Role::Admin }, Duration::from_secs(valid))
+        let claims = Claims::with_custom_claims(AccessClaims { role: Role::Admin, email_verified: false }, Duration::from_secs(valid))
             .with_subject("user-1")
             .with_issuer(iss)
             .with_audience(aud)
@@ -236,7 +243,7 @@ mod tests {
         let (kp, public) = keys();
         let v = Verifier::new(&public, "shop", "shop-api").unwrap();
         let caller = v.verify(&token(&kp, "shop-api", "shop", 60)).unwrap();
-        assert_eq!(caller, Caller { user_id: "user-1".into(), role: Role::Admin, token_id: "jti-1".into() });
+        assert_eq!(caller, Caller { user_id: "user-1".into(), role: Role::Admin, token_id: "jti-1".into(), email_verified: false });
     }
 
     #[test]
@@ -276,7 +283,7 @@ mod tests {
         assert!(v.verify(&format!("{none_header}.{payload}")).is_err());
         // HS256 signed with the public key bytes as the HMAC secret (the classic confusion attack).
         let hmac = HS256Key::from_bytes(&STANDARD.decode(&public).unwrap());
-        let claims = Claims::with_custom_claims(AccessClaims { role: Role::Admin }, Duration::from_secs(60))
+        let claims = Claims::with_custom_claims(AccessClaims { role: Role::Admin, email_verified: false }, Duration::from_secs(60))
             .with_subject("user-1")
             .with_issuer("shop")
             .with_audience("shop-api")
@@ -288,7 +295,7 @@ mod tests {
     fn rejects_expired_tokens_beyond_the_tolerance() {
         let (kp, public) = keys();
         let v = Verifier::new(&public, "shop", "shop-api").unwrap();
-        let mut claims = Claims::with_custom_claims(AccessClaims { role: Role::Customer }, Duration::from_secs(60))
+        let mut claims = Claims::with_custom_claims(AccessClaims { role: Role::Customer, email_verified: false }, Duration::from_secs(60))
             .with_subject("u")
             .with_issuer("shop")
             .with_audience("shop-api")

@@ -3,6 +3,7 @@
 //! component (`components/users/http`) is a thin adapter over it, and the
 //! readiness check uses its schema.
 
+pub mod account_tokens;
 pub mod domain;
 pub mod login_limits;
 pub mod passwords;

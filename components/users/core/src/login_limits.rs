@@ -1,9 +1,16 @@
-//! Brute-force protection for login: failed attempts are counted per email
-//! address and per client address in a fixed window. Past the limit, login
-//! answers 429 with `Retry-After` — even with the right password — until the
-//! window ends. A successful login clears its email's count.
+//! Brute-force protection for password checks (login, password change):
+//! failed attempts are counted per email address and per client address in
+//! a fixed window. Past the limit, the check answers 429 with `Retry-After`
+//! — even with the right password — until the window ends.
+//!
+//! The count is **reserved before the password is checked**: each attempt
+//! first takes a slot on both keys in one statement each
+//! ([`repository::take_slot`]), so any number of concurrent guesses can
+//! never run more password checks than the limit. A right password gives
+//! the client slot back and clears the email's count; a wrong one keeps
+//! both.
 
-use crate::repository;
+use crate::repository::{self, Counter};
 use storage::{Db, DbError};
 
 /// The limits, from Spin variables with safe defaults.
@@ -38,9 +45,9 @@ impl LoginLimits {
     }
 }
 
-/// The counter keys for one attempt.
+/// The counter keys for one attempt: the client's first, then the email's.
 pub fn keys(email: &str, client_ip: &str) -> [(String, Limit); 2] {
-    [(format!("email:{email}"), Limit::Email), (format!("client:{client_ip}"), Limit::Client)]
+    [(format!("client:{client_ip}"), Limit::Client), (format!("email:{email}"), Limit::Email)]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,30 +56,39 @@ pub enum Limit {
     Client,
 }
 
-/// Seconds until the attempt may be retried, if a limit is reached.
-pub fn blocked_for(db: &dyn Db, limits: &LoginLimits, email: &str, client_ip: &str, now: i64) -> Result<Option<i64>, DbError> {
-    let mut wait = None;
-    for (key, kind) in keys(email, client_ip) {
-        let max = match kind {
-            Limit::Email => limits.per_email,
-            Limit::Client => limits.per_client,
-        };
-        if let Some((count, started)) = repository::failures(db, &key)? {
-            let ends = started + limits.window_secs;
-            if count >= max && ends > now {
-                wait = Some(wait.unwrap_or(0).max(ends - now));
-            }
-        }
-    }
-    Ok(wait)
+/// A password check that may go ahead: its slots are taken.
+#[derive(Debug)]
+#[must_use = "settle the attempt with `succeeded` or `failed`"]
+pub struct Attempt {
+    email_key: String,
+    client_key: String,
 }
 
-/// Count a failed attempt against both keys.
-pub fn record_failure(db: &dyn Db, limits: &LoginLimits, email: &str, client_ip: &str, now: i64) -> Result<(), DbError> {
-    for (key, _) in keys(email, client_ip) {
-        repository::record_failure(db, &key, now, limits.window_secs)?;
+/// Reserve one attempt for this email from this client. `Ok(Err(seconds))`
+/// when a limit is reached: no password may be checked, retry after that.
+pub fn reserve(db: &dyn Db, limits: &LoginLimits, email: &str, client_ip: &str, now: i64) -> Result<Result<Attempt, i64>, DbError> {
+    let [(client_key, _), (email_key, _)] = keys(email, client_ip);
+    if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &client_key, now, limits.window_secs, limits.per_client)? {
+        return Ok(Err(wait));
     }
-    Ok(())
+    if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &email_key, now, limits.window_secs, limits.per_email)? {
+        // This attempt never ran: it must not count against the client.
+        repository::give_back_slot(db, Counter::LoginFailures, &client_key)?;
+        return Ok(Err(wait));
+    }
+    Ok(Ok(Attempt { email_key, client_key }))
+}
+
+impl Attempt {
+    /// The password was right: the client's slot is given back and the
+    /// email's failures are forgotten.
+    pub fn succeeded(self, db: &dyn Db) -> Result<(), DbError> {
+        repository::give_back_slot(db, Counter::LoginFailures, &self.client_key)?;
+        repository::clear(db, Counter::LoginFailures, &self.email_key)
+    }
+
+    /// The password was wrong: the reservation stays, as the failure.
+    pub fn failed(self) {}
 }
 
 /// The client's IP from Spin's `spin-client-addr` (`ip:port` or `[v6]:port`).
@@ -85,6 +101,38 @@ pub fn client_ip(addr: Option<&str>) -> String {
         _ => addr,
     };
     host.trim_start_matches('[').trim_end_matches(']').to_string()
+}
+
+/// The address per-client limits count against.
+///
+/// With `trusted_proxy_hops = 0` (the default) it is Spin's
+/// `spin-client-addr`, the peer of the connection. Behind `n` proxies that
+/// each append the address they received from to `X-Forwarded-For` (an
+/// ingress, a CDN in front of it), the client is the `n`-th entry from the
+/// right: entries further left were written by the client itself and prove
+/// nothing. A request without the header (one that did not come through the
+/// proxies) falls back to the peer address.
+pub fn client_address(spin_client_addr: Option<&str>, forwarded_for: Option<&str>, trusted_proxy_hops: usize) -> String {
+    if trusted_proxy_hops == 0 {
+        return client_ip(spin_client_addr);
+    }
+    let entries: Vec<&str> = forwarded_for.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let Some(entry) = entries.get(entries.len().saturating_sub(trusted_proxy_hops)).or(entries.first()) else {
+        return client_ip(spin_client_addr);
+    };
+    if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
+        return ip.to_string();
+    }
+    if let Ok(sock) = entry.parse::<std::net::SocketAddr>() {
+        return sock.ip().to_string();
+    }
+    // Not an address (a proxy's obfuscated name, say): still a stable key.
+    entry.chars().take(64).collect()
+}
+
+/// `trusted_proxy_hops` from the component's variables (0 when unset or not a number).
+pub fn trusted_proxy_hops_from_variables() -> usize {
+    spin_sdk::variables::get("trusted_proxy_hops").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0).min(16)
 }
 
 #[cfg(test)]
@@ -100,29 +148,66 @@ mod tests {
         assert_eq!(client_ip(None), "unknown");
     }
 
-    #[test]
-    fn blocks_after_the_limit_until_the_window_ends() {
+    fn db() -> MemDb {
         let db = MemDb::new();
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        db
+    }
+
+    #[test]
+    fn blocks_after_the_limit_until_the_window_ends() {
+        let db = db();
         let limits = LoginLimits { window_secs: 100, per_email: 3, per_client: 10 };
         for t in 0..3 {
-            assert_eq!(blocked_for(&db, &limits, "a@b.co", "1.2.3.4", 1000 + t).unwrap(), None);
-            record_failure(&db, &limits, "a@b.co", "1.2.3.4", 1000 + t).unwrap();
+            reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000 + t).unwrap().expect("allowed").failed();
         }
-        assert_eq!(blocked_for(&db, &limits, "a@b.co", "1.2.3.4", 1010).unwrap(), Some(90));
-        assert_eq!(blocked_for(&db, &limits, "other@b.co", "1.2.3.4", 1010).unwrap(), None, "other emails are fine");
-        assert_eq!(blocked_for(&db, &limits, "a@b.co", "1.2.3.4", 1100).unwrap(), None, "window over");
+        assert_eq!(reserve(&db, &limits, "a@b.co", "1.2.3.4", 1010).unwrap().unwrap_err(), 90);
+        reserve(&db, &limits, "other@b.co", "1.2.3.4", 1010).unwrap().expect("other emails are fine").failed();
+        reserve(&db, &limits, "a@b.co", "1.2.3.4", 1100).unwrap().expect("window over").failed();
+    }
+
+    #[test]
+    fn a_refused_email_does_not_count_against_the_client() {
+        let db = db();
+        let limits = LoginLimits { window_secs: 100, per_email: 1, per_client: 3 };
+        reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000).unwrap().unwrap().failed();
+        for _ in 0..5 {
+            assert!(reserve(&db, &limits, "a@b.co", "1.2.3.4", 1001).unwrap().is_err());
+        }
+        assert_eq!(repository::count(&db, Counter::LoginFailures, "client:1.2.3.4").unwrap(), Some((1, 1000)));
+    }
+
+    #[test]
+    fn success_gives_the_client_slot_back_and_clears_the_email() {
+        let db = db();
+        let limits = LoginLimits { window_secs: 100, per_email: 2, per_client: 2 };
+        reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000).unwrap().unwrap().failed();
+        reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000).unwrap().unwrap().succeeded(&db).unwrap();
+        assert_eq!(repository::count(&db, Counter::LoginFailures, "email:a@b.co").unwrap(), None);
+        assert_eq!(repository::count(&db, Counter::LoginFailures, "client:1.2.3.4").unwrap(), Some((1, 1000)));
     }
 
     #[test]
     fn the_client_limit_spans_emails() {
-        let db = MemDb::new();
-        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let db = db();
         let limits = LoginLimits { window_secs: 100, per_email: 50, per_client: 4 };
         for i in 0..4 {
-            record_failure(&db, &limits, &format!("u{i}@b.co"), "9.9.9.9", 1000).unwrap();
+            reserve(&db, &limits, &format!("u{i}@b.co"), "9.9.9.9", 1000).unwrap().unwrap().failed();
         }
-        assert!(blocked_for(&db, &limits, "fresh@b.co", "9.9.9.9", 1001).unwrap().is_some());
-        assert!(blocked_for(&db, &limits, "fresh@b.co", "8.8.8.8", 1001).unwrap().is_none());
+        assert!(reserve(&db, &limits, "fresh@b.co", "9.9.9.9", 1001).unwrap().is_err());
+        assert!(reserve(&db, &limits, "fresh@b.co", "8.8.8.8", 1001).unwrap().is_ok());
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let peer = Some("10.0.0.9:40000");
+        assert_eq!(client_address(peer, Some("6.6.6.6, 1.2.3.4"), 0), "10.0.0.9", "no proxy trusted: the header is ignored");
+        assert_eq!(client_address(peer, Some("6.6.6.6, 1.2.3.4"), 1), "1.2.3.4", "the entry the ingress wrote");
+        assert_eq!(client_address(peer, Some("6.6.6.6, 1.2.3.4, 172.16.0.1"), 2), "1.2.3.4");
+        assert_eq!(client_address(peer, Some("1.2.3.4"), 3), "1.2.3.4", "fewer entries than hops: the leftmost");
+        assert_eq!(client_address(peer, None, 1), "10.0.0.9", "no header: the peer");
+        assert_eq!(client_address(peer, Some(" , "), 1), "10.0.0.9");
+        assert_eq!(client_address(peer, Some("[2001:db8::1]:443"), 1), "2001:db8::1");
+        assert_eq!(client_address(peer, Some("2001:db8::1"), 1), "2001:db8::1");
     }
 }

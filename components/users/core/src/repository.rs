@@ -15,6 +15,11 @@ pub struct UserRecord {
     pub last_name: String,
     pub role: Role,
     pub created_at: String,
+    /// When the owner of `email` proved it (a verification link was used).
+    pub email_verified_at: Option<String>,
+    /// When the `admin_emails` rule granted admin or an admin set the role;
+    /// the rule never applies after that.
+    pub role_decided_at: Option<String>,
 }
 
 /// The user as every API response shows it: no hash, no token material.
@@ -22,6 +27,7 @@ pub struct UserRecord {
 pub struct PublicUser {
     pub id: String,
     pub email: String,
+    pub email_verified: bool,
     pub first_name: String,
     pub last_name: String,
     pub role: Role,
@@ -33,6 +39,7 @@ impl UserRecord {
         PublicUser {
             id: self.id.clone(),
             email: self.email.clone(),
+            email_verified: self.email_verified_at.is_some(),
             first_name: self.first_name.clone(),
             last_name: self.last_name.clone(),
             role: self.role,
@@ -41,7 +48,7 @@ impl UserRecord {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, created_at";
+const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, created_at, email_verified_at, role_decided_at";
 
 fn user_from_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
     let role = r.text("role")?;
@@ -53,6 +60,8 @@ fn user_from_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
         last_name: r.text("last_name")?,
         role: Role::parse(&role).ok_or_else(|| DbError::Other(format!("unknown role `{role}` stored")))?,
         created_at: r.text("created_at")?,
+        email_verified_at: r.opt_text("email_verified_at")?,
+        role_decided_at: r.opt_text("role_decided_at")?,
     })
 }
 
@@ -98,8 +107,13 @@ pub fn update_password_hash(db: &dyn Db, id: &str, hash: &str, now: &str) -> Res
     )
 }
 
+/// An admin's decision on a role: the `admin_emails` rule no longer
+/// applies to this account afterwards.
 pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<(), DbError> {
-    db.execute("UPDATE users SET role = ?, updated_at = ? WHERE id = ?", &[role.as_str().into(), now.into(), id.into()])
+    db.execute(
+        "UPDATE users SET role = ?, role_decided_at = COALESCE(role_decided_at, ?), updated_at = ? WHERE id = ?",
+        &[role.as_str().into(), now.into(), now.into(), id.into()],
+    )
 }
 
 /// One page of accounts, newest first, optionally filtered by an email substring.
@@ -216,29 +230,110 @@ pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &serde_js
     storage::outbox::record(db, event_type, key, &payload.to_string(), &clock::now_rfc3339())
 }
 
-// ---------------------------------------------------------------- login failures
-
-/// Failures counted for a key in its current window: (failures, window start).
-pub fn failures(db: &dyn Db, key: &str) -> Result<Option<(i64, i64)>, DbError> {
-    let rows = db.query("SELECT failures, window_started_at FROM login_failures WHERE key = ?", &[key.into()])?;
-    rows.first().map(|r| Ok((r.int("failures")?, r.int("window_started_at")?))).transpose()
+/// Record that the user's password changed (the "password changed" email),
+/// in the caller's transaction. Each change is its own event.
+pub fn record_password_changed(db: &dyn Db, user: &UserRecord, changed_at: &str) -> Result<(), DbError> {
+    let key = format!("{}:{}", user.id, clock::unix_millis());
+    record_event(db, "user.password_changed", &key, &serde_json::json!({ "user": user.public(), "changed_at": changed_at }))
 }
 
-/// Count one failure; a window older than `window_secs` starts over.
-pub fn record_failure(db: &dyn Db, key: &str, now: i64, window_secs: i64) -> Result<(), DbError> {
+// ---------------------------------------------------------------- counters
+
+/// A table of fixed-window counters: failed logins, or emails requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// `login_failures`: wrong passwords per `email:` and `client:` key.
+    LoginFailures,
+    /// `request_counts`: link emails asked for per key.
+    Requests,
+}
+
+impl Counter {
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Self::LoginFailures => ("login_failures", "failures"),
+            Self::Requests => ("request_counts", "requests"),
+        }
+    }
+}
+
+/// What is counted for a key in its current window: (count, window start).
+pub fn count(db: &dyn Db, counter: Counter, key: &str) -> Result<Option<(i64, i64)>, DbError> {
+    let (t, c) = counter.table();
+    let rows = db.query(&format!("SELECT {c} AS n, window_started_at FROM {t} WHERE key = ?"), &[key.into()])?;
+    rows.first().map(|r| Ok((r.int("n")?, r.int("window_started_at")?))).transpose()
+}
+
+/// Take one of `max` slots in the key's window, in one statement, so
+/// concurrent takers can never exceed `max` between them: the upsert's
+/// condition is checked against the row as it is when the write happens
+/// (SQLite runs writes one at a time; Postgres re-checks the locked row).
+/// A window older than `window_secs` starts over. `Ok(None)` when a slot
+/// was taken, `Ok(Some(seconds))` until the window ends when none is left.
+pub fn take_slot(db: &dyn Db, counter: Counter, key: &str, now: i64, window_secs: i64, max: i64) -> Result<Option<i64>, DbError> {
+    let (t, c) = counter.table();
     let stale_before = now - window_secs;
-    db.execute(
-        "INSERT INTO login_failures (key, window_started_at, failures) VALUES (?, ?, 1) \
-         ON CONFLICT (key) DO UPDATE SET \
-           failures = CASE WHEN login_failures.window_started_at <= ? THEN 1 ELSE login_failures.failures + 1 END, \
-           window_started_at = CASE WHEN login_failures.window_started_at <= ? THEN excluded.window_started_at \
-                               ELSE login_failures.window_started_at END",
-        &[key.into(), now.into(), stale_before.into(), stale_before.into()],
-    )
+    let taken = db.query(
+        &format!(
+            "INSERT INTO {t} (key, window_started_at, {c}) VALUES (?, ?, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+               {c} = CASE WHEN {t}.window_started_at <= ? THEN 1 ELSE {t}.{c} + 1 END, \
+               window_started_at = CASE WHEN {t}.window_started_at <= ? THEN excluded.window_started_at \
+                                   ELSE {t}.window_started_at END \
+             WHERE {t}.window_started_at <= ? OR {t}.{c} < ? \
+             RETURNING {c}"
+        ),
+        &[key.into(), now.into(), stale_before.into(), stale_before.into(), stale_before.into(), max.into()],
+    )?;
+    if !taken.is_empty() {
+        return Ok(None);
+    }
+    let started = count(db, counter, key)?.map(|(_, s)| s).unwrap_or(now);
+    Ok(Some((started + window_secs - now).max(1)))
 }
 
-pub fn clear_failures(db: &dyn Db, key: &str) -> Result<(), DbError> {
-    db.execute("DELETE FROM login_failures WHERE key = ?", &[key.into()])
+/// Give back a slot taken by [`take_slot`] (the attempt turned out fine).
+pub fn give_back_slot(db: &dyn Db, counter: Counter, key: &str) -> Result<(), DbError> {
+    let (t, c) = counter.table();
+    db.execute(&format!("UPDATE {t} SET {c} = {c} - 1 WHERE key = ? AND {c} > 0"), &[key.into()])
+}
+
+/// Forget a key's count.
+pub fn clear(db: &dyn Db, counter: Counter, key: &str) -> Result<(), DbError> {
+    let (t, _) = counter.table();
+    db.execute(&format!("DELETE FROM {t} WHERE key = ?"), &[key.into()])
+}
+
+// ---------------------------------------------------------------- email proof and bootstrap
+
+/// Mark the address proven, if the account still has it. Returns the
+/// account as it now is (`None` when it has another address by now).
+pub fn mark_email_verified(db: &dyn Db, user_id: &str, email: &str, now: &str) -> Result<Option<UserRecord>, DbError> {
+    let rows = db.query(
+        &format!(
+            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?), updated_at = ? \
+             WHERE id = ? AND email = ? RETURNING {USER_COLUMNS}"
+        ),
+        &[now.into(), now.into(), user_id.into(), email.into()],
+    )?;
+    rows.first().map(|r| user_from_row(&r)).transpose()
+}
+
+/// Grant admin through the `admin_emails` rule: only to a proven address,
+/// and only while no role was decided for the account (a demotion sticks).
+/// True when granted.
+pub fn grant_bootstrap_admin(db: &dyn Db, user_id: &str, now: &str) -> Result<bool, DbError> {
+    let rows = db.query(
+        "UPDATE users SET role = 'admin', role_decided_at = ?, updated_at = ? \
+         WHERE id = ? AND email_verified_at IS NOT NULL AND role_decided_at IS NULL RETURNING id",
+        &[now.into(), now.into(), user_id.into()],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Revoke every live session of a user.
+pub fn revoke_all_sessions(db: &dyn Db, user_id: &str, reason: &str, now: &str) -> Result<(), DbError> {
+    revoke_other_sessions(db, user_id, None, reason, now)
 }
 
 #[cfg(test)]
@@ -261,6 +356,8 @@ mod tests {
             last_name: "B".into(),
             role: Role::Customer,
             created_at: format!("2026-01-01T00:00:0{}Z", id.len() % 10),
+            email_verified_at: None,
+            role_decided_at: None,
         }
     }
 
@@ -308,15 +405,37 @@ mod tests {
     }
 
     #[test]
-    fn failure_windows_count_and_restart() {
+    fn slots_are_taken_up_to_the_limit_and_windows_restart() {
         let db = db();
-        record_failure(&db, "email:a", 1000, 900).unwrap();
-        record_failure(&db, "email:a", 1100, 900).unwrap();
-        assert_eq!(failures(&db, "email:a").unwrap(), Some((2, 1000)));
-        record_failure(&db, "email:a", 1900, 900).unwrap();
-        assert_eq!(failures(&db, "email:a").unwrap(), Some((1, 1900)), "window restarted");
-        clear_failures(&db, "email:a").unwrap();
-        assert_eq!(failures(&db, "email:a").unwrap(), None);
+        for c in [Counter::LoginFailures, Counter::Requests] {
+            assert_eq!(take_slot(&db, c, "email:a", 1000, 900, 2).unwrap(), None);
+            assert_eq!(take_slot(&db, c, "email:a", 1100, 900, 2).unwrap(), None);
+            assert_eq!(count(&db, c, "email:a").unwrap(), Some((2, 1000)));
+            assert_eq!(take_slot(&db, c, "email:a", 1200, 900, 2).unwrap(), Some(700), "full until the window ends");
+            assert_eq!(count(&db, c, "email:a").unwrap(), Some((2, 1000)), "a refused take counts nothing");
+            give_back_slot(&db, c, "email:a").unwrap();
+            assert_eq!(take_slot(&db, c, "email:a", 1200, 900, 2).unwrap(), None, "a slot given back can be taken");
+            assert_eq!(take_slot(&db, c, "email:a", 1900, 900, 2).unwrap(), None);
+            assert_eq!(count(&db, c, "email:a").unwrap(), Some((1, 1900)), "window restarted");
+            clear(&db, c, "email:a").unwrap();
+            assert_eq!(count(&db, c, "email:a").unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn bootstrap_admin_needs_a_proven_address_and_is_granted_once() {
+        let db = db();
+        insert_user(&db, &user("u1", "a@b.co")).unwrap();
+        assert!(!grant_bootstrap_admin(&db, "u1", "t0").unwrap(), "unproven");
+        assert!(mark_email_verified(&db, "u1", "other@b.co", "t1").unwrap().is_none(), "another address proves nothing");
+        let u = mark_email_verified(&db, "u1", "a@b.co", "t1").unwrap().unwrap();
+        assert_eq!(u.email_verified_at.as_deref(), Some("t1"));
+        assert!(u.public().email_verified);
+        assert_eq!(mark_email_verified(&db, "u1", "a@b.co", "t2").unwrap().unwrap().email_verified_at.as_deref(), Some("t1"), "kept");
+        assert!(grant_bootstrap_admin(&db, "u1", "t3").unwrap());
+        set_role(&db, "u1", Role::Customer, "t4").unwrap();
+        assert!(!grant_bootstrap_admin(&db, "u1", "t5").unwrap(), "a demotion sticks");
+        assert_eq!(find_by_id(&db, "u1").unwrap().unwrap().role, Role::Customer);
     }
 
     #[test]

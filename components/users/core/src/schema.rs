@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/users/0001_users_and_sessions.sql"),
     },
     Migration { version: 2, name: "outbox", sql: include_str!("../../../../migrations/users/0002_outbox.sql") },
+    Migration { version: 3, name: "account_tokens", sql: include_str!("../../../../migrations/users/0003_account_tokens.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -26,11 +27,14 @@ pub const DATABASE_URL_VARIABLE: &str = "users_database_url";
 
 /// The same schema for Postgres, in `migrations/postgres/users/` (a test
 /// checks this list against that folder too).
-pub const PG_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users",
-    sql: include_str!("../../../../migrations/postgres/users/0001_users.sql"),
-}];
+pub const PG_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "users", sql: include_str!("../../../../migrations/postgres/users/0001_users.sql") },
+    Migration {
+        version: 2,
+        name: "account_tokens",
+        sql: include_str!("../../../../migrations/postgres/users/0002_account_tokens.sql"),
+    },
+];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
 /// configured backend.

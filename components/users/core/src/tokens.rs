@@ -50,8 +50,8 @@ impl Signer {
     }
 
     /// A signed access token for a user, with the given token id.
-    pub fn access_token(&self, user_id: &str, role: Role, jti: &str) -> Result<String, ApiError> {
-        let claims = Claims::with_custom_claims(AccessClaims { role }, Duration::from_secs(ACCESS_TOKEN_TTL_SECS))
+    pub fn access_token(&self, user_id: &str, role: Role, email_verified: bool, jti: &str) -> Result<String, ApiError> {
+        let claims = Claims::with_custom_claims(AccessClaims { role, email_verified }, Duration::from_secs(ACCESS_TOKEN_TTL_SECS))
             .with_subject(user_id)
             .with_issuer(&self.issuer)
             .with_audience(&self.audience)
@@ -62,14 +62,27 @@ impl Signer {
 
 /// A new opaque refresh token and the hash to store for it.
 pub fn new_refresh_token() -> Result<(String, String), ApiError> {
+    new_secret("rt_")
+}
+
+/// A new opaque secret (32 random bytes after `prefix`) and the hash to
+/// store for it.
+pub fn new_secret(prefix: &str) -> Result<(String, String), ApiError> {
     let bytes = http_kit::ids::random_bytes(32)?;
-    let token = format!("rt_{}", URL_SAFE_NO_PAD.encode(bytes));
-    let hash = hash_refresh_token(&token);
+    let token = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = hash_secret(&token);
     Ok((token, hash))
 }
 
 /// The stored form of a refresh token.
 pub fn hash_refresh_token(token: &str) -> String {
+    hash_secret(token)
+}
+
+/// The stored form of any secret we hand out: its SHA-256, in hex. (The
+/// secrets are 256 random bits, so a fast hash is enough: there is nothing
+/// to guess.)
+pub fn hash_secret(token: &str) -> String {
     Sha256::digest(token.trim().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -84,8 +97,8 @@ mod tests {
         let kp = Ed25519KeyPair::generate();
         let signer = Signer::new(&STANDARD.encode(kp.to_der()), "shop", "shop-api").unwrap();
         let verifier = Verifier::new(&STANDARD.encode(kp.public_key().to_der()), "shop", "shop-api").unwrap();
-        let caller = verifier.verify(&signer.access_token("u1", Role::Customer, "j1").unwrap()).unwrap();
-        assert_eq!((caller.user_id.as_str(), caller.role, caller.token_id.as_str()), ("u1", Role::Customer, "j1"));
+        let caller = verifier.verify(&signer.access_token("u1", Role::Customer, true, "j1").unwrap()).unwrap();
+        assert_eq!((caller.user_id.as_str(), caller.role, caller.token_id.as_str(), caller.email_verified), ("u1", Role::Customer, "j1", true));
     }
 
     #[test]

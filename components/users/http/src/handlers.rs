@@ -1,6 +1,7 @@
 //! The users service's use cases, one function per endpoint: parse at the
 //! edge, apply the rules, answer with the right status.
 
+use users_core::account_tokens::{self, Purpose};
 use users_core::domain::{Email, NewPassword, PersonName};
 use users_core::login_limits::{self, LoginLimits};
 use users_core::repository::{self, PublicUser, UserRecord};
@@ -21,8 +22,9 @@ fn user_reply(status: u16, user: &UserRecord) -> Reply {
     Reply::json(status, &json!({ "user": user.public() }))
 }
 
-/// Emails listed in the `admin_emails` variable are admins (bootstrap).
-fn is_bootstrap_admin(email: &Email) -> bool {
+/// Emails listed in the `admin_emails` variable become admins once their
+/// owner has proven the address (see [`after_proof`]).
+pub(crate) fn is_bootstrap_admin(email: &Email) -> bool {
     spin_sdk::variables::get("admin_emails")
         .unwrap_or_default()
         .split(',')
@@ -62,26 +64,35 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
         return Err(email_taken());
     }
     let hash = users_core::passwords::hash(password.expose()).map_err(ApiError::internal)?;
-    let role = if is_bootstrap_admin(&email) { Role::Admin } else { Role::Customer };
+    // Every account starts as a customer: an `admin_emails` address becomes
+    // admin only once its owner has proven it.
     let user = UserRecord {
         id: http_kit::ids::uuid_v4()?,
         email: email.as_str().to_string(),
         password_hash: hash,
         first_name: first.as_str().to_string(),
         last_name: last.as_str().to_string(),
-        role,
+        role: Role::Customer,
         created_at: clock::now_rfc3339(),
+        email_verified_at: None,
+        role_decided_at: None,
     };
-    let inserted = transaction(&db, |tx| -> Result<(), DbError> {
-        repository::insert_user(tx, &user)?;
-        repository::record_event(tx, "user.registered", &user.id, &json!({ "user": user.public() }))
+    let storefront = account_tokens::storefront_url_from_variables();
+    let inserted = transaction(&db, |tx| -> Result<(), ApiError> {
+        match repository::insert_user(tx, &user) {
+            Ok(()) => {}
+            // Two registrations raced; the unique index decided.
+            Err(DbError::Constraint(_)) => return Err(email_taken()),
+            Err(e) => return Err(db_error(e)),
+        }
+        // The welcome email carries the first verification link.
+        let ttl = Purpose::VerifyEmail.ttl_secs_from_variables();
+        let mut payload =
+            account_tokens::issue(tx, Purpose::VerifyEmail, &user.public(), &storefront, clock::unix_now(), ttl, ("user.registered", &user.id))?;
+        payload.insert("user".into(), json!(user.public()));
+        repository::record_event(tx, "user.registered", &user.id, &serde_json::Value::Object(payload)).map_err(db_error)
     });
-    match inserted {
-        Ok(()) => {}
-        // Two registrations raced; the unique index decided.
-        Err(DbError::Constraint(_)) => return Err(email_taken()),
-        Err(e) => return Err(db_error(e)),
-    }
+    inserted?;
     http_kit::nudge::notifications();
     Ok(user_reply(201, &user).with_header("location", "/api/users/profile"))
 }
@@ -110,17 +121,16 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
     let signer = Signer::from_variables()?;
     let now = clock::unix_now();
     let limits = LoginLimits::from_variables();
-    let client = login_limits::client_ip(ctx.header("spin-client-addr"));
+    let client = client_of(ctx);
     // A malformed email cannot match an account, but it still costs a hash
     // and counts as a failure, like any other wrong credential.
     let email_key = Email::parse(&raw_email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| raw_email.trim().to_lowercase());
 
     let db = open()?;
-    if let Some(wait) = login_limits::blocked_for(&db, &limits, &email_key, &client, now).map_err(db_error)? {
-        return Err(ApiError::of(ErrorCode::RateLimited, "too many failed sign-in attempts; try again later")
-            .with_header("retry-after", wait.to_string())
-            .with_details(json!({ "retry_after_seconds": wait })));
-    }
+    let attempt = match login_limits::reserve(&db, &limits, &email_key, &client, now).map_err(db_error)? {
+        Ok(attempt) => attempt,
+        Err(wait) => return Err(too_many_attempts(wait)),
+    };
     let user = repository::find_by_email(&db, &email_key).map_err(db_error)?;
     let verified = match &user {
         Some(u) => users_core::passwords::verify(&password, &u.password_hash),
@@ -130,33 +140,57 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
         }
     };
     let Some(mut user) = user.filter(|_| verified) else {
-        login_limits::record_failure(&db, &limits, &email_key, &client, now).map_err(db_error)?;
+        attempt.failed();
         return Err(invalid_credentials());
     };
-    repository::clear_failures(&db, &format!("email:{email_key}")).map_err(db_error)?;
+    attempt.succeeded(&db).map_err(db_error)?;
 
     let session_id = http_kit::ids::uuid_v4()?;
     let now_text = clock::now_rfc3339();
-    let promote = user.role == Role::Customer && Email::parse(&user.email).map(|e| is_bootstrap_admin(&e)).unwrap_or(false);
     let issued = transaction(&db, |tx| -> Result<(String, String), ApiError> {
-        if promote {
-            repository::set_role(tx, &user.id, Role::Admin, &now_text).map_err(db_error)?;
+        // An operator may list an address in `admin_emails` after its owner
+        // proved it: the rule applies at the next sign-in (once).
+        if bootstrap_applies(&user) && repository::grant_bootstrap_admin(tx, &user.id, &now_text).map_err(db_error)? {
+            user.role = Role::Admin;
+            user.role_decided_at = Some(now_text.clone());
         }
         repository::create_session(tx, &session_id, &user.id, &now_text).map_err(db_error)?;
-        issue_pair(tx, &signer, &session_id, &user.id, if promote { Role::Admin } else { user.role }, now)
+        issue_pair(tx, &signer, &session_id, &user, now)
     })?;
-    if promote {
-        user.role = Role::Admin;
-    }
     Ok(token_reply(issued, Some(user.public())))
 }
 
+/// The client address for per-client limits (see `trusted_proxy_hops`).
+pub(crate) fn client_of(ctx: &Ctx) -> String {
+    login_limits::client_address(
+        ctx.header("spin-client-addr"),
+        ctx.header("x-forwarded-for"),
+        login_limits::trusted_proxy_hops_from_variables(),
+    )
+}
+
+/// 429 for a password check refused by the limits.
+pub(crate) fn too_many_attempts(wait: i64) -> ApiError {
+    ApiError::of(ErrorCode::RateLimited, "too many failed password attempts; try again later")
+        .with_header("retry-after", wait.to_string())
+        .with_details(json!({ "retry_after_seconds": wait }))
+}
+
+/// The `admin_emails` rule would grant admin to this account now: a listed,
+/// proven address whose role nobody decided yet.
+pub(crate) fn bootstrap_applies(user: &UserRecord) -> bool {
+    user.role == Role::Customer
+        && user.email_verified_at.is_some()
+        && user.role_decided_at.is_none()
+        && Email::parse(&user.email).map(|e| is_bootstrap_admin(&e)).unwrap_or(false)
+}
+
 /// Store a new refresh token for the session and sign the matching access token.
-fn issue_pair(tx: &dyn Db, signer: &Signer, session_id: &str, user_id: &str, role: Role, now: i64) -> Result<(String, String), ApiError> {
+fn issue_pair(tx: &dyn Db, signer: &Signer, session_id: &str, user: &UserRecord, now: i64) -> Result<(String, String), ApiError> {
     let jti = http_kit::ids::uuid_v4()?;
     let (refresh, hash) = tokens::new_refresh_token()?;
     repository::insert_refresh_token(tx, &hash, session_id, &jti, now, now + REFRESH_TOKEN_TTL_SECS).map_err(db_error)?;
-    let access = signer.access_token(user_id, role, &jti)?;
+    let access = signer.access_token(&user.id, user.role, user.email_verified_at.is_some(), &jti)?;
     Ok((access, refresh))
 }
 
@@ -221,9 +255,9 @@ pub fn refresh(ctx: &Ctx) -> HandlerResult {
         let Some(user) = repository::find_by_id(tx, &rec.user_id).map_err(db_error)? else {
             return Ok(Err(invalid_refresh()));
         };
-        // The current role is read at every refresh, so role changes reach
-        // tokens within one access-token lifetime.
-        Ok(Ok(issue_pair(tx, &signer, &rec.session_id, &user.id, user.role, now)?))
+        // The current role and email proof are read at every refresh, so
+        // changes reach tokens within one access-token lifetime.
+        Ok(Ok(issue_pair(tx, &signer, &rec.session_id, &user, now)?))
     })?;
     Ok(token_reply(outcome?, None))
 }
@@ -296,9 +330,18 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
     let body: PasswordBody = ctx.json()?;
     let db = open()?;
     let user = load_user(&db, &caller)?;
+    // Counted with the same limits as sign-in: a stolen access token gives
+    // no more password guesses than the login form.
+    let limits = LoginLimits::from_variables();
+    let attempt = match login_limits::reserve(&db, &limits, &user.email, &client_of(ctx), clock::unix_now()).map_err(db_error)? {
+        Ok(attempt) => attempt,
+        Err(wait) => return Err(too_many_attempts(wait)),
+    };
     if !users_core::passwords::verify(&body.current_password, &user.password_hash) {
+        attempt.failed();
         return Err(ApiError::new(422, "current_password_incorrect", "the current password is incorrect"));
     }
+    attempt.succeeded(&db).map_err(db_error)?;
     let mut errors = FieldProblems::default();
     let new = errors.check("new_password", NewPassword::parse(&body.new_password, &user.email));
     errors.finish().map_err(ApiError::validation)?;
@@ -309,9 +352,7 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
         repository::update_password_hash(tx, &user.id, &hash, &now).map_err(db_error)?;
         let current = repository::session_of_access_token(tx, &caller.token_id).map_err(db_error)?;
         repository::revoke_other_sessions(tx, &user.id, current.as_deref(), "password_changed", &now).map_err(db_error)?;
-        let key = format!("{}:{}", user.id, clock::unix_millis());
-        repository::record_event(tx, "user.password_changed", &key, &json!({ "user": user.public(), "changed_at": now }))
-            .map_err(db_error)
+        repository::record_password_changed(tx, &user, &now).map_err(db_error)
     })?;
     http_kit::nudge::notifications();
     Ok(Reply::no_content())

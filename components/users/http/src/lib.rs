@@ -2,6 +2,8 @@
 //!
 //! Routes (see `static/openapi.yaml`):
 //! - `POST /api/auth/register`, `POST /api/auth/login`, `POST /api/auth/refresh`, `POST /api/auth/logout`
+//! - `POST /api/auth/verify-email`, `POST /api/auth/verify-email/resend`
+//! - `POST /api/auth/password-reset`, `POST /api/auth/password-reset/confirm`
 //! - `GET|PUT /api/users/profile`, `PUT /api/users/password`
 //! - `GET /api/admin/users`, `PUT /api/admin/users/{id}/role` (admins)
 //! - `GET /api/users/health`
@@ -9,6 +11,7 @@
 //! This is the only component that holds the JWT private key. Every other
 //! component verifies access tokens with the public key via `http_kit::auth`.
 
+mod accounts;
 mod handlers;
 
 use users_core::schema;
@@ -31,6 +34,10 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ["api", "auth", "login"] => only(m, "POST", || handlers::login(ctx)),
         ["api", "auth", "refresh"] => only(m, "POST", || handlers::refresh(ctx)),
         ["api", "auth", "logout"] => only(m, "POST", || handlers::logout(ctx)),
+        ["api", "auth", "verify-email"] => only(m, "POST", || accounts::verify_email(ctx)),
+        ["api", "auth", "verify-email", "resend"] => only(m, "POST", || accounts::resend_verification(ctx)),
+        ["api", "auth", "password-reset"] => only(m, "POST", || accounts::request_password_reset(ctx)),
+        ["api", "auth", "password-reset", "confirm"] => only(m, "POST", || accounts::confirm_password_reset(ctx)),
         ["api", "users", "profile"] => match m {
             "GET" => handlers::get_profile(ctx),
             "PUT" => handlers::update_profile(ctx),

@@ -396,6 +396,9 @@ fn main() {
 
     let mut hosts = Vec::new();
     let mut servers_kept: Option<api_tests::ServerStores> = None;
+    // Where the shop's local mail log is (the bootstrap admin's verification
+    // link is read from it): ours, or `spin up`'s in `.spin/logs`.
+    let mut shop_mail_log = Some(root.join(".spin").join("logs").join("notifications_stdout.txt"));
     let (shop_url, bare_url, shop_pid, bare_pid) = match (&o.base_url, &o.bare_url) {
         (Some(s), Some(b)) => (s.clone(), b.clone(), o.shop_pid, o.bare_pid),
         _ => {
@@ -421,13 +424,16 @@ fn main() {
             };
             let bare = start_host(&host_bin, "bare", &root.join("tests/fixtures/bare/spin.toml"), None, &[]);
             let shop = start_host(&host_bin, "shop", &root.join("spin.toml"), Some(&runtime_config), &vars);
+            shop_mail_log = Some(shop._state.join("logs").join("notifications_stdout.txt"));
             let r = (shop.url.clone(), bare.url.clone(), Some(shop.child.id()), Some(bare.child.id()));
             hosts.push(bare);
             hosts.push(shop);
             r
         }
     };
-    let app = Arc::new(TestApp::connect(shop_url.clone(), keys));
+    let mut app = TestApp::connect(shop_url.clone(), keys);
+    app.mail_log = shop_mail_log;
+    let app = Arc::new(app);
     let fx = prepare(&app);
     let all_ids: Vec<String> = app.all_products("").iter().filter_map(|p| p["id"].as_str().map(str::to_string)).collect();
 

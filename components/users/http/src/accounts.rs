@@ -1,0 +1,185 @@
+//! Proof of email ownership and password reset: the endpoints that work
+//! with the single-use links of `users_core::account_tokens`.
+
+use crate::handlers::{bootstrap_applies, client_of};
+use http_kit::{db_error, ApiError, Ctx, ErrorCode, HandlerResult, Reply};
+use serde::Deserialize;
+use serde_json::json;
+use storage::{transaction, Db};
+use text_input::FieldProblems;
+use users_core::account_tokens::{self, Purpose, Used};
+use users_core::domain::{Email, NewPassword};
+use users_core::repository::{self, Counter, UserRecord};
+use users_core::schema;
+
+/// Verification emails a signed-in user may ask for per hour.
+const VERIFY_RESENDS_PER_HOUR: i64 = 3;
+/// Reset emails per address per hour, and reset requests per client per hour.
+const RESETS_PER_EMAIL_PER_HOUR: i64 = 3;
+const RESETS_PER_CLIENT_PER_HOUR: i64 = 20;
+const HOUR: i64 = 3600;
+
+fn open() -> Result<storage::ServiceDb, ApiError> {
+    schema::open_database().map_err(db_error)
+}
+
+fn invalid_link() -> ApiError {
+    ApiError::new(400, "invalid_or_expired_token", "this link is invalid, has expired or was already used; ask for a new one")
+}
+
+fn too_many_requests(wait: i64, what: &str) -> ApiError {
+    ApiError::of(ErrorCode::RateLimited, format!("too many {what} requested; try again later"))
+        .with_header("retry-after", wait.to_string())
+        .with_details(json!({ "retry_after_seconds": wait }))
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: Option<String>,
+}
+
+fn token_of(raw: Option<String>) -> Result<String, ApiError> {
+    raw.map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty() && t.len() <= 200)
+        .ok_or_else(|| ApiError::new(400, "invalid_request", "token is required"))
+}
+
+/// The owner of `used.email` has proven it: mark it verified (if the
+/// account still has that address) and apply the `admin_emails` rule.
+fn after_proof(tx: &dyn Db, used: &Used, now: &str) -> Result<Option<UserRecord>, ApiError> {
+    let Some(mut user) = repository::mark_email_verified(tx, &used.user_id, &used.email, now).map_err(db_error)? else {
+        return Ok(None);
+    };
+    if bootstrap_applies(&user) && repository::grant_bootstrap_admin(tx, &user.id, now).map_err(db_error)? {
+        user.role = http_kit::auth::Role::Admin;
+        user.role_decided_at = Some(now.to_string());
+    }
+    Ok(Some(user))
+}
+
+/// `POST /api/auth/verify-email {token}`: the link from the verification email.
+pub fn verify_email(ctx: &Ctx) -> HandlerResult {
+    let body: TokenBody = ctx.json()?;
+    let token = token_of(body.token)?;
+    let db = open()?;
+    let now = clock::unix_now();
+    let stamp = clock::now_rfc3339();
+    let user = transaction(&db, |tx| -> Result<Option<UserRecord>, ApiError> {
+        let Some(used) = account_tokens::consume(tx, Purpose::VerifyEmail, &token, now).map_err(db_error)? else {
+            return Ok(None);
+        };
+        after_proof(tx, &used, &stamp)
+    })?
+    .ok_or_else(invalid_link)?;
+    Ok(Reply::ok(&json!({ "user": user.public() })).with_header("cache-control", "no-store"))
+}
+
+/// `POST /api/auth/verify-email/resend`: a new verification email for the
+/// signed-in user, a few per hour.
+pub fn resend_verification(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let user = repository::find_by_id(&db, &caller.user_id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
+    if user.email_verified_at.is_some() {
+        return Err(ApiError::new(409, "email_already_verified", "this account's email address is already verified"));
+    }
+    let now = clock::unix_now();
+    if let Some(wait) = repository::take_slot(&db, Counter::Requests, &format!("verify:{}", user.id), now, HOUR, VERIFY_RESENDS_PER_HOUR).map_err(db_error)? {
+        return Err(too_many_requests(wait, "verification emails"));
+    }
+    let storefront = account_tokens::storefront_url_from_variables();
+    transaction(&db, |tx| account_tokens::send(tx, Purpose::VerifyEmail, &user.public(), &storefront, now, Purpose::VerifyEmail.ttl_secs_from_variables()))?;
+    http_kit::nudge::notifications();
+    Ok(Reply::json(202, &json!({ "sent_to": user.email })))
+}
+
+#[derive(Deserialize)]
+struct ResetRequestBody {
+    email: Option<String>,
+}
+
+/// `POST /api/auth/password-reset {email}`: always the same answer, whether
+/// or not an account has this address.
+pub fn request_password_reset(ctx: &Ctx) -> HandlerResult {
+    let body: ResetRequestBody = ctx.json()?;
+    let raw = body.email.ok_or_else(|| ApiError::new(400, "invalid_request", "email is required"))?;
+    let mut errors = FieldProblems::default();
+    let email = errors.check("email", Email::parse(&raw));
+    errors.finish().map_err(ApiError::validation)?;
+    let Some(email) = email else { return Err(ApiError::internal("validated email missing")) };
+
+    let db = open()?;
+    let now = clock::unix_now();
+    let storefront = account_tokens::storefront_url_from_variables();
+    let ttl = Purpose::PasswordReset.ttl_secs_from_variables();
+    let client_key = format!("reset:client:{}", client_of(ctx));
+    let email_key = format!("reset:email:{}", email.as_str());
+    // One transaction whether or not the account exists (the limits are
+    // written either way), so both cost one commit: the answer's timing
+    // does not tell. Both limits apply to unknown addresses too, so a 429
+    // tells nothing either.
+    let limited = transaction(&db, |tx| -> Result<Option<i64>, ApiError> {
+        let take = |key: &str, max: i64| repository::take_slot(tx, Counter::Requests, key, now, HOUR, max).map_err(db_error);
+        if let Some(wait) = take(&client_key, RESETS_PER_CLIENT_PER_HOUR)? {
+            return Ok(Some(wait));
+        }
+        if let Some(wait) = take(&email_key, RESETS_PER_EMAIL_PER_HOUR)? {
+            return Ok(Some(wait));
+        }
+        if let Some(user) = repository::find_by_email(tx, email.as_str()).map_err(db_error)? {
+            account_tokens::send(tx, Purpose::PasswordReset, &user.public(), &storefront, now, ttl)?;
+        }
+        Ok(None)
+    })?;
+    if let Some(wait) = limited {
+        return Err(too_many_requests(wait, "password resets"));
+    }
+    // No in-process delivery here: it would make the answer slower exactly
+    // when an account exists. The email goes out at the next delivery (any
+    // other change's, or the scheduled sweep).
+    Ok(Reply::json(
+        202,
+        &json!({ "message": "If an account uses this address, an email with a link to reset its password is on its way." }),
+    )
+    .with_header("cache-control", "no-store"))
+}
+
+#[derive(Deserialize)]
+struct ResetConfirmBody {
+    token: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `POST /api/auth/password-reset/confirm {token, new_password}`: set the
+/// password, end every session, and announce the change.
+pub fn confirm_password_reset(ctx: &Ctx) -> HandlerResult {
+    let body: ResetConfirmBody = ctx.json()?;
+    let token = token_of(body.token)?;
+    let raw_password = body.new_password.ok_or_else(|| ApiError::new(400, "invalid_request", "new_password is required"))?;
+    let db = open()?;
+    let now = clock::unix_now();
+    // Check the password against the account's address before using the
+    // link, so a refused password leaves the link usable.
+    let holder = account_tokens::peek(&db, Purpose::PasswordReset, &token, now).map_err(db_error)?.ok_or_else(invalid_link)?;
+    let mut errors = FieldProblems::default();
+    let new = errors.check("new_password", NewPassword::parse(&raw_password, &holder.email));
+    errors.finish().map_err(ApiError::validation)?;
+    let Some(new) = new else { return Err(ApiError::internal("validated password missing")) };
+    let hash = users_core::passwords::hash(new.expose()).map_err(ApiError::internal)?;
+    let stamp = clock::now_rfc3339();
+    transaction(&db, |tx| -> Result<(), ApiError> {
+        // Decides between two uses of the same link: one wins.
+        let used = account_tokens::consume(tx, Purpose::PasswordReset, &token, now).map_err(db_error)?.ok_or_else(invalid_link)?;
+        let user = repository::find_by_id(tx, &used.user_id).map_err(db_error)?.ok_or_else(invalid_link)?;
+        repository::update_password_hash(tx, &user.id, &hash, &stamp).map_err(db_error)?;
+        repository::revoke_all_sessions(tx, &user.id, "password_reset", &stamp).map_err(db_error)?;
+        account_tokens::retire_unused(tx, Purpose::PasswordReset, &user.id, now).map_err(db_error)?;
+        // The owner proved the address; failed sign-ins before the reset no
+        // longer lock them out.
+        let user = after_proof(tx, &used, &stamp)?.unwrap_or(user);
+        repository::clear(tx, Counter::LoginFailures, &format!("email:{}", user.email)).map_err(db_error)?;
+        repository::record_password_changed(tx, &user, &stamp).map_err(db_error)
+    })?;
+    http_kit::nudge::notifications();
+    Ok(Reply::no_content())
+}
