@@ -1,10 +1,10 @@
 //! The orders service's use cases, one function per endpoint.
 
-use crate::shop::{cart::cart, catalog::catalog};
+use crate::shop::{cart::cart, catalog::catalog, users::addresses};
 use http_kit::auth::Caller;
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply};
 use money::{Currency, Money};
-use orders_core::domain::address::AddressInput;
+use orders_core::domain::address::{Address, AddressInput};
 use orders_core::domain::Status;
 use orders_core::inventory_client::{HoldError, WitInventory};
 use orders_core::orders::{self, Claim, NewOrder, Order, OrderError, OrderLine};
@@ -32,6 +32,8 @@ fn visible_order(db: &dyn Db, caller: &Caller, raw_id: &str) -> Result<Order, Ap
 #[serde(deny_unknown_fields)]
 struct PlaceBody {
     shipping_address: Option<AddressInput>,
+    /// An entry of the caller's address book instead of an inline address.
+    shipping_address_id: Option<String>,
 }
 
 /// The shop's choice (`checkout_requires_verified_email`): only accounts
@@ -51,11 +53,25 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
     }
     let body: PlaceBody = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { PlaceBody::default() } else { ctx.json()? };
     let mut problems = FieldProblems::default();
-    let address = body.shipping_address.as_ref().map(|a| a.parse(&mut problems));
+    let inline = body.shipping_address.as_ref().map(|a| a.parse(&mut problems, "shipping_address"));
+    if body.shipping_address.is_some() && body.shipping_address_id.is_some() {
+        problems.add("shipping_address_id", "send either shipping_address or shipping_address_id, not both");
+    }
     problems.finish().map_err(ApiError::validation)?;
-    let address = address.flatten();
+    let inline = inline.flatten();
     let key = http_kit::idempotency_key(ctx)?;
-    let request_hash: String = Sha256::digest(json!({ "shipping_address": address }).to_string().as_bytes())
+    // The request as sent (an address id, not what it resolves to), so a
+    // retry matches whatever the book holds by then.
+    let mut asked = json!({ "shipping_address": inline });
+    if let Some(id) = &body.shipping_address_id {
+        asked["shipping_address_id"] = json!(id);
+    }
+    let address = match (inline, &body.shipping_address_id) {
+        (Some(a), _) => Some(a),
+        (None, Some(id)) => Some(saved_address(&caller, id)?),
+        (None, None) => default_address(&caller)?,
+    };
+    let request_hash: String = Sha256::digest(asked.to_string().as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -86,6 +102,29 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
     }
     let order = placed?;
     Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id)))
+}
+
+fn from_book(a: addresses::PostalAddress) -> Address {
+    Address { name: a.name, line1: a.line1, line2: a.line2, city: a.city, region: a.region, postal_code: a.postal_code, country: a.country }
+}
+
+/// An entry of the caller's address book (the order keeps a copy).
+fn saved_address(caller: &Caller, id: &str) -> Result<Address, ApiError> {
+    let found = addresses::get_address(&caller.user_id, id).map_err(|e| unavailable("address_book_unavailable", "the address book", e.message))?;
+    found.map(from_book).ok_or_else(|| {
+        let mut problems = FieldProblems::default();
+        problems.add("shipping_address_id", "is not an address in your address book");
+        match problems.finish() {
+            Err(fields) => ApiError::validation(fields),
+            Ok(()) => ApiError::internal("a recorded problem vanished"),
+        }
+    })
+}
+
+/// The caller's default shipping address, used when the order names none.
+fn default_address(caller: &Caller) -> Result<Option<Address>, ApiError> {
+    let found = addresses::default_shipping_address(&caller.user_id).map_err(|e| unavailable("address_book_unavailable", "the address book", e.message))?;
+    Ok(found.map(from_book))
 }
 
 fn unavailable(code: &'static str, what: &str, cause: String) -> ApiError {

@@ -4,6 +4,7 @@
 //! readiness check uses its schema.
 
 pub mod account_tokens;
+pub mod addresses;
 pub mod domain;
 pub mod login_limits;
 pub mod passwords;

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 2, name: "outbox", sql: include_str!("../../../../migrations/users/0002_outbox.sql") },
     Migration { version: 3, name: "account_tokens", sql: include_str!("../../../../migrations/users/0003_account_tokens.sql") },
+    Migration { version: 4, name: "addresses", sql: include_str!("../../../../migrations/users/0004_addresses.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -34,6 +35,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         name: "account_tokens",
         sql: include_str!("../../../../migrations/postgres/users/0002_account_tokens.sql"),
     },
+    Migration { version: 3, name: "addresses", sql: include_str!("../../../../migrations/postgres/users/0003_addresses.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

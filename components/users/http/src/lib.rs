@@ -5,6 +5,7 @@
 //! - `POST /api/auth/verify-email`, `POST /api/auth/verify-email/resend`
 //! - `POST /api/auth/password-reset`, `POST /api/auth/password-reset/confirm`
 //! - `GET|PUT /api/users/profile`, `PUT /api/users/password`
+//! - `GET|POST /api/users/addresses`, `GET|PUT|DELETE /api/users/addresses/{id}`
 //! - `GET /api/admin/users`, `PUT /api/admin/users/{id}/role` (admins)
 //! - `GET /api/users/health`
 //!
@@ -12,6 +13,7 @@
 //! component verifies access tokens with the public key via `http_kit::auth`.
 
 mod accounts;
+mod address_book;
 mod handlers;
 
 use users_core::schema;
@@ -44,6 +46,17 @@ fn route(ctx: &Ctx) -> HandlerResult {
             _ => Err(ApiError::method_not_allowed(&["GET", "PUT"])),
         },
         ["api", "users", "password"] => only(m, "PUT", || handlers::change_password(ctx)),
+        ["api", "users", "addresses"] => match m {
+            "GET" => address_book::list(ctx),
+            "POST" => address_book::create(ctx),
+            _ => Err(ApiError::method_not_allowed(&["GET", "POST"])),
+        },
+        ["api", "users", "addresses", id] => match m {
+            "GET" => address_book::get(ctx, id),
+            "PUT" => address_book::replace(ctx, id),
+            "DELETE" => address_book::delete(ctx, id),
+            _ => Err(ApiError::method_not_allowed(&["GET", "PUT", "DELETE"])),
+        },
         ["api", "users", "health"] => {
             let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
             http_kit::health::report(ctx, SERVICE.name, vec![http_kit::health::database_check(schema::DATABASE_LABEL, db)])
