@@ -1,6 +1,5 @@
 -- Users service schema on Postgres, version 3 (SQLite's version 4): the
--- address book. Each entry is a postal
--- address validated like an order's shipping address (see the `postal`
+-- address book. Each entry is a postal address validated like an order's shipping address (see the `postal`
 -- crate), with an optional label. At most one entry per user is the
 -- default shipping address (a partial unique index). Orders keep their own
 -- copy of the address they ship to, so changing or deleting an entry never

@@ -140,7 +140,7 @@ pub fn pull(
     let mut pending = Vec::new();
     for (id, e) in &events {
         let Some(email) = templates::render(&e.event_type, &e.payload, store_name) else { continue };
-        let Some(to) = recipient(&e.payload)? else { continue };
+        let Some(to) = recipient(&e.payload)?.filter(|to| crate::privacy::deliverable(to)) else { continue };
         pending.push((*id, e.event_type.clone(), idempotency_key(&e.event_type, &e.aggregate_id), to, email));
     }
     let stamp = clock::now_rfc3339();

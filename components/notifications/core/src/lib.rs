@@ -6,6 +6,7 @@
 
 pub mod deliveries;
 pub mod events;
+pub mod privacy;
 pub mod resend;
 pub mod schema;
 pub mod templates;

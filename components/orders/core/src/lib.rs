@@ -9,5 +9,6 @@ pub mod domain;
 pub mod inventory_client;
 pub mod orders;
 pub mod payments;
+pub mod privacy;
 pub mod schema;
 pub mod stripe;

@@ -84,12 +84,12 @@ pub fn insert_user(db: &dyn Db, u: &UserRecord) -> Result<(), DbError> {
 }
 
 pub fn find_by_email(db: &dyn Db, email: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = db.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?"), &[email.into()])?;
+    let rows = db.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ? AND deleted_at IS NULL"), &[email.into()])?;
     rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
 pub fn find_by_id(db: &dyn Db, id: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = db.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"), &[id.into()])?;
+    let rows = db.query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? AND deleted_at IS NULL"), &[id.into()])?;
     rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
@@ -120,8 +120,8 @@ pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<(), DbEr
 pub fn list_users(db: &dyn Db, email_like: Option<&str>, limit: u32, offset: i64) -> Result<(Vec<UserRecord>, i64), DbError> {
     // Case-insensitive on both (emails are stored lower-case anyway).
     let (filter, mut params): (String, Vec<Value>) = match email_like {
-        Some(p) => (format!("WHERE email {} ? ESCAPE '\\'", db.dialect().like_ignoring_case()), vec![p.into()]),
-        None => (String::new(), Vec::new()),
+        Some(p) => (format!("WHERE deleted_at IS NULL AND email {} ? ESCAPE '\\'", db.dialect().like_ignoring_case()), vec![p.into()]),
+        None => ("WHERE deleted_at IS NULL".to_string(), Vec::new()),
     };
     let total = db
         .query(&format!("SELECT COUNT(*) AS n FROM users {filter}"), &params)?
@@ -213,6 +213,21 @@ pub fn session_of_access_token(db: &dyn Db, jti: &str) -> Result<Option<String>,
     rows.first().map(|r| r.text("session_id")).transpose()
 }
 
+/// A user's sessions (sign-ins), newest first, for the data export.
+pub fn sessions_of(db: &dyn Db, user_id: &str) -> Result<serde_json::Value, DbError> {
+    let rows = db.query("SELECT created_at, revoked_at, revoked_reason FROM sessions WHERE user_id = ? ORDER BY created_at DESC, id", &[user_id.into()])?;
+    rows.iter()
+        .map(|r| {
+            Ok(serde_json::json!({
+                "signed_in_at": r.text("created_at")?,
+                "revoked_at": r.opt_text("revoked_at")?,
+                "revoked_reason": r.opt_text("revoked_reason")?,
+            }))
+        })
+        .collect::<Result<Vec<_>, DbError>>()
+        .map(serde_json::Value::Array)
+}
+
 /// Revoke every live session of a user except `keep` (if any).
 pub fn revoke_other_sessions(db: &dyn Db, user_id: &str, keep: Option<&str>, reason: &str, now: &str) -> Result<(), DbError> {
     db.execute(
@@ -235,6 +250,52 @@ pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &serde_js
 pub fn record_password_changed(db: &dyn Db, user: &UserRecord, changed_at: &str) -> Result<(), DbError> {
     let key = format!("{}:{}", user.id, clock::unix_millis());
     record_event(db, "user.password_changed", &key, &serde_json::json!({ "user": user.public(), "changed_at": changed_at }))
+}
+
+// ---------------------------------------------------------------- deletion
+
+/// The email a deleted account is left with: unique, never deliverable
+/// (`.invalid` is reserved), and not the owner's.
+pub fn erased_email(user_id: &str) -> String {
+    format!("deleted+{user_id}@erased.invalid")
+}
+
+/// Erase an account's personal data in the caller's transaction: the
+/// row stays (orders refer to its id) with an unusable password, no names
+/// and [`erased_email`]; addresses, emailed tokens and its counters go;
+/// every session is revoked; its outbox events keep only the user id.
+/// False when the account was already deleted.
+pub fn erase_account(db: &dyn Db, user: &UserRecord, now: &str) -> Result<bool, DbError> {
+    let erased = db.query(
+        "UPDATE users SET email = ?, password_hash = '!', first_name = '', last_name = '', email_verified_at = NULL, \
+         role = 'customer', role_decided_at = COALESCE(role_decided_at, ?), deleted_at = ?, updated_at = ? \
+         WHERE id = ? AND deleted_at IS NULL RETURNING id",
+        &[erased_email(&user.id).into(), now.into(), now.into(), now.into(), user.id.as_str().into()],
+    )?;
+    if erased.is_empty() {
+        return Ok(false);
+    }
+    db.execute("DELETE FROM addresses WHERE user_id = ?", &[user.id.as_str().into()])?;
+    db.execute("DELETE FROM account_tokens WHERE user_id = ?", &[user.id.as_str().into()])?;
+    for key in [format!("email:{}", user.email)] {
+        clear(db, Counter::LoginFailures, &key)?;
+    }
+    for key in [format!("reset:email:{}", user.email), format!("verify:{}", user.id)] {
+        clear(db, Counter::Requests, &key)?;
+    }
+    revoke_all_sessions(db, &user.id, "account_deleted", now)?;
+    // Events about the account (registration, password changes, links):
+    // only the id is left.
+    let rows = db.query("SELECT id, payload FROM outbox", &[])?;
+    for r in rows.iter() {
+        let payload: serde_json::Value = serde_json::from_str(&r.text("payload")?).unwrap_or(serde_json::Value::Null);
+        if payload["user"]["id"] == user.id.as_str() {
+            let kept = serde_json::json!({ "user": { "id": user.id }, "erased": true });
+            db.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[kept.to_string().into(), r.int("id")?.into()])?;
+        }
+    }
+    record_event(db, "user.deleted", &user.id, &serde_json::json!({ "user_id": user.id, "deleted_at": now }))?;
+    Ok(true)
 }
 
 // ---------------------------------------------------------------- counters
@@ -366,7 +427,7 @@ mod tests {
     fn email_search_is_ilike_on_postgres() {
         let db = storage::native::Recorder::postgres();
         list_users(&db, Some("%ann%"), 20, 0).unwrap();
-        assert!(db.statements().iter().all(|s| s.contains("WHERE email ILIKE ? ESCAPE '\\'")), "{:?}", db.statements());
+        assert!(db.statements().iter().all(|s| s.contains("email ILIKE ? ESCAPE '\\'")), "{:?}", db.statements());
     }
 
     #[test]
@@ -420,6 +481,30 @@ mod tests {
             clear(&db, c, "email:a").unwrap();
             assert_eq!(count(&db, c, "email:a").unwrap(), None);
         }
+    }
+
+    #[test]
+    fn an_erased_account_keeps_only_its_id() {
+        let db = db();
+        let mut u = user("u1", "ann@b.co");
+        u.first_name = "Ann".into();
+        insert_user(&db, &u).unwrap();
+        create_session(&db, "s1", "u1", "now").unwrap();
+        insert_refresh_token(&db, "h1", "s1", "j1", 0, 100).unwrap();
+        record_event(&db, "user.registered", "u1", &serde_json::json!({ "user": u.public() })).unwrap();
+        take_slot(&db, Counter::LoginFailures, "email:ann@b.co", 0, 900, 5).unwrap();
+        assert!(erase_account(&db, &u, "t1").unwrap());
+        assert!(!erase_account(&db, &u, "t2").unwrap(), "once");
+        assert!(find_by_id(&db, "u1").unwrap().is_none() && find_by_email(&db, "ann@b.co").unwrap().is_none());
+        assert!(find_refresh_token(&db, "h1").unwrap().unwrap().session_revoked);
+        assert_eq!(count(&db, Counter::LoginFailures, "email:ann@b.co").unwrap(), None);
+        let row = db.query("SELECT email, first_name, password_hash FROM users WHERE id = 'u1'", &[]).unwrap();
+        let r = row.first().unwrap();
+        assert_eq!((r.text("email").unwrap(), r.text("first_name").unwrap(), r.text("password_hash").unwrap()), (erased_email("u1"), String::new(), "!".to_string()));
+        let outbox: Vec<String> = db.query("SELECT payload FROM outbox", &[]).unwrap().iter().map(|r| r.text("payload").unwrap()).collect();
+        assert!(outbox.iter().all(|p| !p.contains("ann@b.co") && !p.contains("Ann")), "{outbox:?}");
+        assert!(list_users(&db, None, 10, 0).unwrap().0.is_empty(), "not listed");
+        insert_user(&db, &user("u2", "ann@b.co")).expect("the address can register again");
     }
 
     #[test]

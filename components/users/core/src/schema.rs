@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "outbox", sql: include_str!("../../../../migrations/users/0002_outbox.sql") },
     Migration { version: 3, name: "account_tokens", sql: include_str!("../../../../migrations/users/0003_account_tokens.sql") },
     Migration { version: 4, name: "addresses", sql: include_str!("../../../../migrations/users/0004_addresses.sql") },
+    Migration { version: 5, name: "account_deletion", sql: include_str!("../../../../migrations/users/0005_account_deletion.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -36,6 +37,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/postgres/users/0002_account_tokens.sql"),
     },
     Migration { version: 3, name: "addresses", sql: include_str!("../../../../migrations/postgres/users/0003_addresses.sql") },
+    Migration {
+        version: 4,
+        name: "account_deletion",
+        sql: include_str!("../../../../migrations/postgres/users/0004_account_deletion.sql"),
+    },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

@@ -276,7 +276,7 @@ pub fn logout(ctx: &Ctx) -> HandlerResult {
 // ---------------------------------------------------------------- profile
 
 /// The caller's account (404 if it no longer exists).
-fn load_user(db: &dyn Db, caller: &Caller) -> Result<UserRecord, ApiError> {
+pub(crate) fn load_user(db: &dyn Db, caller: &Caller) -> Result<UserRecord, ApiError> {
     repository::find_by_id(db, &caller.user_id)
         .map_err(db_error)?
         .ok_or_else(|| ApiError::not_found("user"))

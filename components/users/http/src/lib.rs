@@ -6,6 +6,7 @@
 //! - `POST /api/auth/password-reset`, `POST /api/auth/password-reset/confirm`
 //! - `GET|PUT /api/users/profile`, `PUT /api/users/password`
 //! - `GET|POST /api/users/addresses`, `GET|PUT|DELETE /api/users/addresses/{id}`
+//! - `GET /api/users/me/export`, `DELETE /api/users/me`
 //! - `GET /api/admin/users`, `PUT /api/admin/users/{id}/role` (admins)
 //! - `GET /api/users/health`
 //!
@@ -15,12 +16,20 @@
 mod accounts;
 mod address_book;
 mod handlers;
+mod privacy;
 
 use users_core::schema;
 
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
+
+spin_sdk::wit_bindgen::generate!({
+    world: "account-client",
+    path: "../../../wit",
+    runtime_path: "spin_sdk::wit_bindgen::rt",
+    generate_all,
+});
 
 const SERVICE: Service = Service { name: "users" };
 
@@ -46,6 +55,8 @@ fn route(ctx: &Ctx) -> HandlerResult {
             _ => Err(ApiError::method_not_allowed(&["GET", "PUT"])),
         },
         ["api", "users", "password"] => only(m, "PUT", || handlers::change_password(ctx)),
+        ["api", "users", "me"] => only(m, "DELETE", || privacy::delete(ctx)),
+        ["api", "users", "me", "export"] => only(m, "GET", || privacy::export(ctx)),
         ["api", "users", "addresses"] => match m {
             "GET" => address_book::list(ctx),
             "POST" => address_book::create(ctx),

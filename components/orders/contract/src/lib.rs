@@ -1,0 +1,38 @@
+//! The orders service's side of the `shop:orders/privacy` contract: the
+//! users service exports and erases a customer's order data through it.
+//! Composed into the users component by Spin (see `spin.toml`); it uses the
+//! orders database through `orders-core`, the same code as the orders API.
+
+use exports::shop::orders::privacy::{EraseError, Guest};
+use shop::types::types::Unavailable;
+
+spin_sdk::wit_bindgen::generate!({
+    world: "orders-provider",
+    path: "../../../wit",
+    runtime_path: "spin_sdk::wit_bindgen::rt",
+    generate_all,
+});
+
+struct OrdersContract;
+
+fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable { message: e.to_string() }
+}
+
+impl Guest for OrdersContract {
+    fn export_user(user_id: String) -> Result<String, Unavailable> {
+        let db = orders_core::schema::open_database().map_err(unavailable)?;
+        Ok(orders_core::privacy::export_user(&db, &user_id).map_err(unavailable)?.to_string())
+    }
+
+    fn erase_user(user_id: String) -> Result<u32, EraseError> {
+        let db = orders_core::schema::open_database().map_err(|e| EraseError::Unavailable(unavailable(e)))?;
+        match orders_core::privacy::erase_user(&db, &user_id, clock::unix_now()) {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(ids)) => Err(EraseError::InProgress(ids)),
+            Err(e) => Err(EraseError::Unavailable(unavailable(e))),
+        }
+    }
+}
+
+export!(OrdersContract);

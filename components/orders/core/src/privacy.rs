@@ -1,0 +1,117 @@
+//! A customer's data in the orders database, for export and erasure (the
+//! users service asks through the `shop:orders/privacy` contract).
+//!
+//! Personal data here is the shipping address of each order (and its copy
+//! in the outbox events). Erasure removes it and keeps everything the shop
+//! must keep for its books: the orders, their lines and amounts, history,
+//! payments and refunds, under the customer's opaque user id.
+
+use crate::orders;
+use crate::payments;
+use serde_json::{json, Value as Json};
+use storage::{transaction, Db, DbError};
+
+/// Statuses in which an order still needs its customer: being paid, or
+/// paid and not yet delivered.
+const IN_PROGRESS: &str = "('paid', 'processing', 'shipped', 'partially_refunded')";
+
+/// Every order of the user, newest first, with its history and automatic refunds.
+pub fn export_user(db: &dyn Db, user_id: &str) -> Result<Json, DbError> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (page, total) = orders::list_for_user(db, user_id, 100, offset)?;
+        let n = page.len() as i64;
+        for order in page {
+            let history = orders::history(db, &order.id)?;
+            let refunds = payments::automatic_refunds(db, &order.id)?;
+            let mut o = json!(order);
+            o["history"] = json!(history);
+            o["automatic_refunds"] = json!(refunds);
+            out.push(o);
+        }
+        offset += n;
+        if n == 0 || offset >= total {
+            break;
+        }
+    }
+    Ok(Json::Array(out))
+}
+
+/// Erase the user's shipping addresses, unless an order is still in
+/// progress (`Err(ids)`, nothing changed). An unpaid order whose hold has
+/// not lapsed counts as in progress too. Returns how many orders it touched.
+pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Vec<String>>, DbError> {
+    transaction(db, |tx| {
+        let busy = tx.query(
+            &format!(
+                "SELECT id FROM orders WHERE user_id = ? AND (status IN {IN_PROGRESS} OR (status = 'pending_payment' AND expires_at > ?)) ORDER BY id"
+            ),
+            &[user_id.into(), now.into()],
+        )?;
+        if !busy.is_empty() {
+            return Ok(Err(busy.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?));
+        }
+        let touched = tx.query(
+            "UPDATE orders SET shipping_address = NULL WHERE user_id = ? AND shipping_address IS NOT NULL RETURNING id",
+            &[user_id.into()],
+        )?;
+        // The outbox events carry the order as it was, address included.
+        let ids: Vec<String> = tx.query("SELECT id FROM orders WHERE user_id = ?", &[user_id.into()])?.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;
+        for id in &ids {
+            let rows = tx.query("SELECT id, payload FROM outbox WHERE aggregate_id = ?", &[id.as_str().into()])?;
+            for r in rows.iter() {
+                let mut payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
+                let Some(order) = payload.get_mut("order").and_then(Json::as_object_mut) else { continue };
+                if order.remove("shipping_address").is_some() {
+                    tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), r.int("id")?.into()])?;
+                }
+            }
+        }
+        Ok(Ok(touched.len() as u32))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Address;
+    use crate::orders::{insert, NewOrder, OrderLine};
+    use money::{Currency, Money};
+    use storage::native::MemDb;
+
+    fn db_with_order(status: &str, expires_at: i64) -> MemDb {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let usd = Currency::parse("USD").unwrap();
+        let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(100, usd), quantity: 1, line_total: Money::new(100, usd) };
+        let address = Address { name: "Ann".into(), line1: "1 Main St".into(), line2: None, city: "X".into(), region: None, postal_code: "1".into(), country: "US".into() };
+        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: Some(address), expires_at }, "u").unwrap();
+        orders::record_event(&db, "order.paid", "o1", &json!({ "order_id": "o1", "order": order })).unwrap();
+        db.execute("UPDATE orders SET status = ? WHERE id = 'o1'", &[status.into()]).unwrap();
+        db
+    }
+
+    #[test]
+    fn orders_in_progress_stop_the_erasure() {
+        let db = db_with_order("shipped", 0);
+        assert_eq!(erase_user(&db, "u", 100).unwrap(), Err(vec!["o1".to_string()]));
+        let db = db_with_order("pending_payment", 200);
+        assert_eq!(erase_user(&db, "u", 100).unwrap(), Err(vec!["o1".to_string()]), "still payable");
+        assert_eq!(erase_user(&db, "u", 300).unwrap(), Ok(1), "its hold lapsed");
+    }
+
+    #[test]
+    fn erasure_removes_addresses_and_keeps_the_books() {
+        let db = db_with_order("delivered", 0);
+        assert_eq!(export_user(&db, "u").unwrap()[0]["shipping_address"]["name"], "Ann");
+        assert_eq!(erase_user(&db, "u", 100).unwrap(), Ok(1));
+        let exported = export_user(&db, "u").unwrap();
+        assert_eq!(exported.as_array().unwrap().len(), 1, "the order stays");
+        assert!(exported[0]["shipping_address"].is_null());
+        assert_eq!(exported[0]["total"]["amount_minor"], 100);
+        let payloads = db.query("SELECT payload FROM outbox", &[]).unwrap();
+        assert!(payloads.iter().all(|r| !r.text("payload").unwrap().contains("1 Main St")));
+        assert_eq!(erase_user(&db, "u", 100).unwrap(), Ok(0), "idempotent");
+    }
+}

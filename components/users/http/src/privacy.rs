@@ -1,0 +1,124 @@
+//! A customer's rights over their data: `GET /api/users/me/export` (all
+//! the shop holds about them, across services) and `DELETE /api/users/me`
+//! (erase it). The other services' parts come through their contracts
+//! (`shop:orders/privacy`, `shop:notifications/privacy`, `shop:cart/cart`),
+//! composed into this component. Both are written to the log as audit
+//! lines (with the user id, never personal data).
+
+use crate::handlers::{client_of, load_user, too_many_attempts};
+use crate::shop::cart::cart;
+use crate::shop::notifications::privacy as mail_log;
+use crate::shop::orders::privacy::{self as order_data, EraseError};
+use http_kit::auth::Role;
+use http_kit::{db_error, ApiError, Ctx, HandlerResult, Reply};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use storage::transaction;
+use users_core::login_limits::{self, LoginLimits};
+use users_core::{addresses, repository, schema};
+
+fn open() -> Result<storage::ServiceDb, ApiError> {
+    schema::open_database().map_err(db_error)
+}
+
+fn unavailable(what: &str, cause: String) -> ApiError {
+    ApiError::unavailable("service_unavailable", format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1").with_internal(cause)
+}
+
+fn audit(action: &str, user_id: &str, extra: Json) {
+    let mut line = json!({ "level": "info", "service": "users", "audit": action, "user_id": user_id, "at": clock::now_rfc3339() });
+    if let (Some(line), Some(extra)) = (line.as_object_mut(), extra.as_object()) {
+        line.extend(extra.clone());
+    }
+    println!("{line}");
+}
+
+/// `GET /api/users/me/export`: everything the shop holds about the caller.
+pub fn export(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let user = load_user(&db, &caller)?;
+    let book = addresses::list(&db, &user.id).map_err(db_error)?;
+    let sessions = repository::sessions_of(&db, &user.id).map_err(db_error)?;
+    let parse = |raw: String| serde_json::from_str::<Json>(&raw).unwrap_or(Json::Null);
+    let orders = order_data::export_user(&user.id).map_err(|e| unavailable("the order history", e.message))?;
+    let emails = mail_log::export_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
+    let cart = cart::get_cart(&user.id).map_err(|e| match e {
+        cart::CartError::Unavailable(u) => unavailable("the cart", u.message),
+        cart::CartError::Changed => unavailable("the cart", "changed while read".into()),
+    })?;
+    let document = json!({
+        "exported_at": clock::now_rfc3339(),
+        "profile": {
+            "user": user.public(),
+            "email_verified_at": user.email_verified_at,
+        },
+        "addresses": book,
+        "sessions": sessions,
+        "cart": { "lines": cart.lines.iter().map(|l| json!({ "product_id": l.product_id, "quantity": l.quantity })).collect::<Vec<_>>() },
+        "orders": parse(orders),
+        "emails": parse(emails),
+        "consent": {
+            "marketing_email": false,
+            "note": "The shop sends only transactional email (account and order messages) and records no other consent.",
+        },
+    });
+    audit("data_exported", &user.id, json!({}));
+    Ok(Reply::ok(&document)
+        .with_header("cache-control", "no-store")
+        .with_header("content-disposition", format!("attachment; filename=\"shop-data-{}.json\"", user.id)))
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    password: Option<String>,
+}
+
+/// `DELETE /api/users/me {password}`: erase the caller's account.
+pub fn delete(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: DeleteBody = ctx.json()?;
+    let password = body.password.ok_or_else(|| ApiError::new(400, "invalid_request", "password is required"))?;
+    let db = open()?;
+    let user = load_user(&db, &caller)?;
+    if user.role == Role::Admin {
+        return Err(ApiError::new(409, "admin_cannot_be_deleted", "an admin account cannot be deleted; another admin must make it a customer first"));
+    }
+    // The same limits as sign-in: a stolen access token cannot guess its way to a deletion.
+    let limits = LoginLimits::from_variables();
+    let attempt = match login_limits::reserve(&db, &limits, &user.email, &client_of(ctx), clock::unix_now()).map_err(db_error)? {
+        Ok(attempt) => attempt,
+        Err(wait) => return Err(too_many_attempts(wait)),
+    };
+    if !users_core::passwords::verify(&password, &user.password_hash) {
+        attempt.failed();
+        return Err(ApiError::new(422, "password_incorrect", "the password is incorrect"));
+    }
+    attempt.succeeded(&db).map_err(db_error)?;
+
+    // Orders first: it refuses while an order still needs the customer, and
+    // then nothing has changed anywhere.
+    let orders_erased = match order_data::erase_user(&user.id) {
+        Ok(n) => n,
+        Err(EraseError::InProgress(ids)) => {
+            return Err(ApiError::new(
+                409,
+                "orders_in_progress",
+                "some orders are still being paid or delivered; the account can be deleted once they are delivered, cancelled or expired",
+            )
+            .with_details(json!({ "order_ids": ids })))
+        }
+        Err(EraseError::Unavailable(u)) => return Err(unavailable("the order history", u.message)),
+    };
+    // The email log before the account, so a failure here leaves the
+    // request retryable; once more after, for an email queued meanwhile.
+    let emails_erased = mail_log::erase_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
+    if let Ok(snapshot) = cart::get_cart(&user.id) {
+        let _ = cart::clear_cart(&user.id, snapshot.version);
+    }
+    let now = clock::now_rfc3339();
+    transaction(&db, |tx| repository::erase_account(tx, &user, &now)).map_err(db_error)?;
+    let late = mail_log::erase_recipient(&user.email).unwrap_or(0);
+    audit("account_deleted", &user.id, json!({ "orders_anonymised": orders_erased, "emails_erased": emails_erased + late }));
+    Ok(Reply::no_content())
+}
