@@ -45,11 +45,19 @@ fn route(ctx: &Ctx) -> HandlerResult {
     }
 }
 
-/// Settings that are wrong or conflict (checkout's, for now): not ready,
-/// each problem named, and logged, rather than failing orders later.
+/// Settings that are wrong or conflict, every service's: not ready, each
+/// problem named, and logged, rather than requests failing (or a setting
+/// silently falling back to its default) later.
 fn configuration_check() -> http_kit::health::Check {
     let get = |name: &str| spin_sdk::variables::get(name).unwrap_or_default().trim().to_string();
-    let problems = orders_core::stripe::configuration_problems(&get);
+    let mut problems = orders_core::stripe::configuration_problems(&get);
+    problems.extend(users_core::settings::configuration_problems(&get));
+    problems.extend(notifications_core::settings::configuration_problems(&get));
+    problems.extend(catalog_core::settings::configuration_problems(&get));
+    let mut shared = http_kit::settings::Problems::default();
+    shared.one_of(&get, "sqlite_synchronous", &["full", "normal"]);
+    shared.duration(&get, "guest_cart_idle_ttl");
+    problems.extend(shared.0);
     let result = if problems.is_empty() {
         Ok(serde_json::json!({ "status": "ok" }))
     } else {

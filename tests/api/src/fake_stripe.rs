@@ -37,6 +37,13 @@ struct State {
     fail_next: Option<(String, u16)>,
     /// Amount refunded so far per PaymentIntent (API and "dashboard").
     refunded: HashMap<String, i64>,
+    /// The next session or intent created for a call mentioning this text
+    /// gets this id (a Stripe answer the shop already holds elsewhere).
+    reuse_id: Option<(String, String)>,
+    /// Answer the next call mentioning this text only after this many
+    /// milliseconds (Stripe hanging); the call is still processed, as a
+    /// request Stripe received but answered too late would be.
+    delay_next: Option<(String, u64)>,
 }
 
 /// A prefix unique to this process, so ids never repeat across runs (an app
@@ -101,6 +108,19 @@ impl FakeStripe {
     pub fn fail_next_for(&self, text: &str, status: u16) {
         self.state.lock().unwrap().fail_next = Some((text.to_string(), status));
     }
+
+    /// Make the next call that mentions `text` hang for `ms` before it is
+    /// answered (it is processed all the same).
+    pub fn delay_next_for(&self, text: &str, ms: u64) {
+        self.state.lock().unwrap().delay_next = Some((text.to_string(), ms));
+    }
+
+    /// Make the next Checkout Session or PaymentIntent created for a call
+    /// that mentions `text` carry the id `id` (one the shop already holds
+    /// for another order, as two shops sharing a Stripe account could see).
+    pub fn reuse_id_for(&self, text: &str, id: &str) {
+        self.state.lock().unwrap().reuse_id = Some((text.to_string(), id.to_string()));
+    }
 }
 
 /// Listen on `addr` and answer each connection on its own thread with
@@ -161,7 +181,20 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let Some((method, path, headers, body)) = read_request(&stream) else { return };
     let form: Vec<(String, String)> = form_urlencoded_parse(&body);
     let call = StripeCall { method: method.clone(), path: path.clone(), headers: headers.clone(), form: form.clone() };
+    let delay = {
+        let mut st = state.lock().unwrap();
+        match st.delay_next.clone() {
+            Some((text, ms)) if call.path.contains(&text) || call.form.iter().any(|(_, v)| v.contains(&text)) => {
+                st.delay_next = None;
+                Some(ms)
+            }
+            _ => None,
+        }
+    };
     let (status, answer) = respond(state, &call);
+    if let Some(ms) = delay {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     write_json(stream, status, "", &answer);
 }
 
@@ -240,6 +273,13 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
     }
     st.next += 1;
     let n = st.next;
+    let reused = match st.reuse_id.clone() {
+        Some((text, id)) if mentions(&text) => {
+            st.reuse_id = None;
+            Some(id)
+        }
+        _ => None,
+    };
     let answer = match (call.method.as_str(), call.path.as_str()) {
         ("POST", "/v1/checkout/sessions") => {
             let mut total = 0i64;
@@ -248,7 +288,7 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
                 let qty: i64 = call.field(&format!("line_items[{i}][quantity]")).and_then(|q| q.parse().ok()).unwrap_or(0);
                 total += unit.parse::<i64>().unwrap_or(0) * qty;
             }
-            let id = format!("cs_test_{}_{n}", run_tag());
+            let id = reused.clone().unwrap_or_else(|| format!("cs_test_{}_{n}", run_tag()));
             let session = json!({
                 "id": id, "object": "checkout.session", "url": format!("https://checkout.stripe.test/c/{id}"),
                 "status": "open", "payment_status": "unpaid", "amount_total": total,
@@ -283,7 +323,7 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
             json!({ "id": id, "object": "payment_intent", "status": "canceled" })
         }
         ("POST", "/v1/payment_intents") => json!({
-            "id": format!("pi_test_{}_{n}", run_tag()), "object": "payment_intent", "client_secret": format!("pi_test_{}_{n}_secret_abc", run_tag()),
+            "id": reused.clone().unwrap_or_else(|| format!("pi_test_{}_{n}", run_tag())), "object": "payment_intent", "client_secret": format!("pi_test_{}_{n}_secret_abc", run_tag()),
             "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "currency": call.field("currency"),
             "metadata": { "order_id": call.field("metadata[order_id]") }, "status": "requires_payment_method",
         }),

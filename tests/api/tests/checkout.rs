@@ -683,3 +683,61 @@ fn nobody_sees_anothers_orders_or_payments() {
     assert_eq!(app.send_as(&admin.access_token, "GET", &format!("/api/orders/{id}"), None).status, 200, "admins see every order");
     app.send_as(&owner.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "processing" }))).assert_error(403, "forbidden");
 }
+
+/// Stripe answering with an object id the shop already records for another
+/// order (two shops, or two test runs, on one Stripe account) is a clear
+/// 502, never a 500, and the other order's payment is left as it was.
+#[test]
+fn a_stripe_id_already_held_for_another_order_is_a_clear_502() {
+    let app = TestApp::get();
+    let (first_user, _) = app.customer_with_cart(5, 300, 1);
+    let first = placed(&app, &first_user)["id"].as_str().unwrap().to_string();
+    let session = app.start_checkout(&first_user, &first);
+    let intent = app.send_as(&first_user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": first })));
+    assert_eq!(intent.status, 201, "{}", intent.body);
+    let intent = intent.json()["id"].as_str().unwrap().to_string();
+    let before = app.send_as(&first_user.access_token, "GET", &format!("/api/payments/order/{first}"), None).json();
+
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    app.stripe.reuse_id_for(&id, &session);
+    app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id })))
+        .assert_error(502, "payment_provider_error");
+    app.stripe.reuse_id_for(&id, &intent);
+    app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })))
+        .assert_error(502, "payment_provider_error");
+    let after = app.send_as(&first_user.access_token, "GET", &format!("/api/payments/order/{first}"), None).json();
+    assert_eq!(before, after, "the other order's payment is untouched");
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+}
+
+/// A Stripe that hangs gives the client a prompt 503 with `Retry-After`
+/// (`stripe_timeout_ms`), never a hung request; the retry, under the same
+/// Idempotency-Key, gets the one session Stripe made, not a second one.
+#[test]
+fn a_hanging_stripe_is_a_prompt_503_and_the_retry_makes_no_duplicate() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it needs its own stripe_timeout_ms");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let stripe = api_tests::FakeStripe::start("127.0.0.1:0");
+    let host = api_tests::launch_host(&keys, &[("stripe_api_base", stripe.url.as_str()), ("stripe_timeout_ms", "500")]);
+    let mut app = TestApp::for_host(&host, keys);
+    app.stripe = stripe;
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    app.stripe.delay_next_for(&id, 6000);
+    let started = std::time::Instant::now();
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id })));
+    r.assert_error(503, "payment_provider_unavailable");
+    assert!(r.header("retry-after").is_some());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "the request did not wait for Stripe: {:?}", started.elapsed());
+    let again = app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id })));
+    assert_eq!(again.status, 201, "{}", again.body);
+    let created: Vec<_> = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/checkout/sessions").collect();
+    assert_eq!(created.len(), 2, "sent twice");
+    assert_eq!(created[0].headers.get("idempotency-key"), created[1].headers.get("idempotency-key"), "under one key");
+    assert_eq!(again.json()["id"], app.stripe.session(again.json()["id"].as_str().unwrap())["id"], "the session Stripe made the first time");
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+}

@@ -46,6 +46,39 @@ fn conflicting_settings_make_the_app_not_ready_and_say_why() {
     assert!(!r.body.contains("sk_test_shop_suite"), "no secret in the answer: {}", r.body);
 }
 
+/// Every service's settings are checked, not only checkout's: a value the
+/// configuration table does not allow is named on `/health` instead of
+/// being silently replaced by its default.
+#[test]
+fn every_services_bad_settings_are_named_on_health() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it cannot reconfigure that app");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let bad = [
+        ("trusted_proxy_hops", "two"),
+        ("password_reset_ttl_secs", "0"),
+        ("storefront_url", "shop.example.com"),
+        ("resend_timeout_ms", "5"),
+        ("catalog_cache_ttl_ms", "120000"),
+        ("guest_cart_idle_ttl", "10"),
+        ("sqlite_synchronous", "off"),
+        ("stripe_timeout_ms", "1000000"),
+        ("checkout_requires_verified_email", "yes"),
+    ];
+    let host = api_tests::launch_host(&keys, &bad);
+    let app = TestApp::for_host(&host, keys);
+    let r = app.get_path("/health");
+    let v = r.assert_error(503, "not_ready");
+    let failed = v["error"]["details"]["failed"].as_array().unwrap();
+    let config = failed.iter().find(|f| f["check"] == "configuration").unwrap_or_else(|| panic!("{}", r.body));
+    let problem = config["problem"].as_str().unwrap();
+    for (name, _) in bad {
+        assert!(problem.contains(name), "{name} is not named: {problem}");
+    }
+}
+
 #[test]
 fn the_cart_reaches_the_catalog_through_the_composed_contract() {
     let v = TestApp::get().get_path("/api/cart/health").json();
@@ -98,6 +131,12 @@ fn cors_preflight_and_simple_requests() {
     assert_eq!(evil.header("access-control-allow-origin"), None);
     let evil_get = app.request("GET", "/api/products?limit=1", &[("origin", "https://evil.example")], None);
     assert_eq!(evil_get.header("access-control-allow-origin"), None);
+
+    // Every answer varies by Origin, with one or without, so a shared cache
+    // never hands a browser a copy stored without the CORS headers.
+    for r in [simple, evil_get, app.get_path("/api/products?limit=1"), app.get_path("/api/nope"), app.get_path("/openapi.yaml")] {
+        assert!(r.header("vary").is_some_and(|v| v.to_ascii_lowercase().contains("origin")), "{:?}", r.header("vary"));
+    }
 }
 
 #[test]

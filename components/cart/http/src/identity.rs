@@ -42,36 +42,12 @@ pub fn new_token() -> Result<String, ApiError> {
 /// Guest carts expire after this much inactivity: `guest_cart_idle_ttl`,
 /// a number with a unit (`30d`, `12h`, `90m`, `45s`); 30 days by default.
 pub fn guest_ttl_secs() -> i64 {
-    spin_sdk::variables::get("guest_cart_idle_ttl").ok().and_then(|v| parse_duration(&v)).unwrap_or(30 * 86400)
-}
-
-fn parse_duration(raw: &str) -> Option<i64> {
-    let raw = raw.trim();
-    let (num, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok().filter(|n| *n > 0)?;
-    let scale = match unit.trim() {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return None,
-    };
-    n.checked_mul(scale)
+    spin_sdk::variables::get("guest_cart_idle_ttl").ok().and_then(|v| http_kit::settings::duration_secs(&v)).unwrap_or(30 * 86400)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30d"), Some(2_592_000));
-        assert_eq!(parse_duration(" 8s "), Some(8));
-        assert_eq!(parse_duration("90m"), Some(5400));
-        for bad in ["", "d", "10", "0s", "-5s", "1.5h", "10y"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn tokens_are_well_formed_and_unique() {

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod read_cache;
 pub mod repository;
 pub mod schema;
+pub mod settings;
 
 /// Storage failures, re-exported for the adapters.
 pub use storage::DbError as StorageError;

@@ -9,4 +9,5 @@ pub mod events;
 pub mod privacy;
 pub mod resend;
 pub mod schema;
+pub mod settings;
 pub mod templates;

@@ -93,6 +93,9 @@ pub struct StripeConfig {
     pub success_url: String,
     pub cancel_url: String,
     pub session_ttl_secs: i64,
+    /// Connect and first-byte timeout of each Stripe call
+    /// (`stripe_timeout_ms`): a hanging Stripe is a 503, not a hung request.
+    pub timeout_ms: u64,
 }
 
 /// Stripe's shortest Checkout Session, and the longest this shop asks for.
@@ -114,6 +117,7 @@ impl StripeConfig {
             success_url: with_session_placeholder(&get("checkout_success_url")),
             cancel_url: get("checkout_cancel_url"),
             session_ttl_secs: ttl,
+            timeout_ms: get("stripe_timeout_ms").parse().ok().filter(|t| (100..=60_000).contains(t)).unwrap_or(10_000),
         }
     }
 
@@ -146,7 +150,11 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     };
     ranged("checkout_session_ttl_secs", &SESSION_TTL_SECS, &mut problems);
     ranged("unpaid_order_ttl_secs", &UNPAID_HOLD_SECS, &mut problems);
-    problems
+    let mut more = http_kit::settings::Problems(problems);
+    more.whole_number(get, "stripe_timeout_ms", 100..=60_000, "milliseconds");
+    more.one_of(get, "checkout_requires_verified_email", &["true", "false"]);
+    more.http_url(get, "checkout_cancel_url");
+    more.0
 }
 
 /// Stripe fills in `{CHECKOUT_SESSION_ID}`; the storefront's success page
@@ -206,21 +214,19 @@ pub fn stripe_idempotency_key(key: &str) -> String {
 }
 
 impl StripeConfig {
-    fn send(&self, method: spin_sdk::http::Method, path: &str, body: Option<String>, idempotency_key: Option<&str>) -> Result<Json, StripeError> {
+    fn send(&self, method: &str, path: &str, body: Option<String>, idempotency_key: Option<&str>) -> Result<Json, StripeError> {
         let url = format!("{}{}", self.api_base.trim_end_matches('/'), path);
-        let mut req = spin_sdk::http::Request::builder();
-        req.method(method).uri(&url).header("authorization", format!("Bearer {}", self.secret_key));
+        let mut headers = vec![("authorization", format!("Bearer {}", self.secret_key))];
         if let Some(k) = idempotency_key {
-            req.header("idempotency-key", stripe_idempotency_key(k));
+            headers.push(("idempotency-key", stripe_idempotency_key(k)));
         }
-        if let Some(b) = body {
-            req.header("content-type", "application/x-www-form-urlencoded").body(b.into_bytes());
+        if body.is_some() {
+            headers.push(("content-type", "application/x-www-form-urlencoded".to_string()));
         }
-        let request = req.build();
-        let response: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(request))
-            .map_err(|e| StripeError::Unavailable(e.to_string()))?;
-        let status = *response.status();
-        let json: Json = serde_json::from_slice(response.body()).unwrap_or(Json::Null);
+        let answer = http_kit::outbound::send_with_timeouts(method, &url, &headers, body.as_deref().map(str::as_bytes), self.timeout_ms)
+            .map_err(StripeError::Unavailable)?;
+        let status = answer.status;
+        let json: Json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
         match status {
             200..=299 => Ok(json),
             400..=499 if status != 429 => Err(StripeError::Rejected {
@@ -233,12 +239,12 @@ impl StripeConfig {
 
     /// `POST` a form with an `Idempotency-Key`.
     pub fn post(&self, path: &str, fields: &[(String, String)], idempotency_key: &str) -> Result<Json, StripeError> {
-        self.send(spin_sdk::http::Method::Post, path, Some(form(fields)), Some(idempotency_key))
+        self.send("POST", path, Some(form(fields)), Some(idempotency_key))
     }
 
     /// `GET` an object.
     pub fn get(&self, path: &str) -> Result<Json, StripeError> {
-        self.send(spin_sdk::http::Method::Get, path, None, None)
+        self.send("GET", path, None, None)
     }
 }
 

@@ -110,8 +110,23 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
     };
-    payments::record_payment(&db, &order, Some(id), None)?;
+    payments::record_payment(&db, &order, Some(id), None).map_err(|e| held_elsewhere(e, id))?;
     Ok(Reply::created(&json!({ "id": id, "url": url, "order_id": order.id, "expires_at": expires_at })))
+}
+
+/// Stripe answered with an object id this shop already records for another
+/// order (a Stripe account shared with another shop or test run, or a
+/// Stripe defect): nothing is recorded, the client gets a clear 502 and the
+/// log says which id.
+fn held_elsewhere(e: storage::DbError, stripe_id: &str) -> ApiError {
+    match e {
+        storage::DbError::Constraint(cause) => {
+            println!("{}", json!({ "level": "error", "service": "payments", "stripe_id_already_recorded": stripe_id, "cause": cause }));
+            ApiError::new(502, "payment_provider_error", "Stripe answered with a payment object this shop already holds for another order; retry later")
+                .with_internal(format!("{stripe_id} is recorded for another order"))
+        }
+        other => http_kit::db_error(other),
+    }
 }
 
 pub fn create_intent(ctx: &Ctx) -> HandlerResult {
@@ -126,7 +141,7 @@ pub fn create_intent(ctx: &Ctx) -> HandlerResult {
     let (Some(id), Some(secret)) = (intent["id"].as_str(), intent["client_secret"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no intent id or client secret"));
     };
-    payments::record_payment(&db, &order, None, Some(id))?;
+    payments::record_payment(&db, &order, None, Some(id)).map_err(|e| held_elsewhere(e, id))?;
     Ok(Reply::created(&json!({ "id": id, "client_secret": secret, "order_id": order.id })).with_header("cache-control", "no-store"))
 }
 

@@ -22,10 +22,12 @@ pub mod health;
 pub mod ids;
 pub mod log;
 pub mod nudge;
+pub mod outbound;
 pub mod query;
 pub mod request;
 pub mod request_id;
 pub mod response;
+pub mod settings;
 mod storage_errors;
 mod service;
 

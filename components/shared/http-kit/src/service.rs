@@ -62,6 +62,10 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
         reply.body.clear();
     }
     reply.headers.push(("x-request-id".into(), request_id.clone()));
+    // The CORS headers depend on the request's Origin, so every answer says
+    // so, also one to a request without Origin: a shared cache must not
+    // give a browser a copy stored for a request that had none.
+    reply.headers.push(("vary".into(), "origin".into()));
     if origin.is_some() {
         let policy = CorsPolicy::parse(&spin_sdk::variables::get("cors_allowed_origins").unwrap_or_default());
         for (k, v) in policy.response_headers(origin.as_deref(), preflight) {

@@ -10,4 +10,5 @@ pub mod login_limits;
 pub mod passwords;
 pub mod repository;
 pub mod schema;
+pub mod settings;
 pub mod tokens;

@@ -1,0 +1,36 @@
+//! What is wrong with the users service's settings, for `/health`.
+
+use crate::domain::Email;
+use http_kit::settings::Problems;
+
+/// Each problem as a sentence; empty when every setting is usable.
+pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut p = Problems::default();
+    p.whole_number(get, "login_failure_window_secs", 1..=30 * 86_400, "seconds");
+    p.whole_number(get, "login_max_failures_per_email", 1..=1_000_000_000, "attempts");
+    p.whole_number(get, "login_max_failures_per_client", 1..=1_000_000_000, "attempts");
+    p.whole_number(get, "trusted_proxy_hops", 0..=16, "proxies");
+    p.whole_number(get, "password_reset_ttl_secs", 1..=86_400, "seconds");
+    p.http_url(get, "storefront_url");
+    for entry in get("admin_emails").split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if Email::parse(entry).is_err() {
+            p.add(format!("admin_emails lists {entry:?}, which is not an email address: nobody could become admin through it"));
+        }
+    }
+    p.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_account_settings_are_named() {
+        let vars = [("trusted_proxy_hops", "two"), ("password_reset_ttl_secs", "0"), ("storefront_url", "shop.example.com"), ("admin_emails", "a@b.co, not-an-email")];
+        let get = |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_string()).unwrap_or_default();
+        let problems = configuration_problems(&get);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[3].contains("not-an-email"));
+        assert!(configuration_problems(&|_| String::new()).is_empty(), "the defaults are fine");
+    }
+}
