@@ -23,27 +23,33 @@ fn the_app_and_every_service_report_ready() {
     }
 }
 
-/// Settings that conflict are reported where operators look, up front:
-/// `/health` is not ready and names each problem (instead of every order
-/// or payment failing later). Needs an app started with such settings, so
-/// it starts its own test host; against `SHOP_BASE_URL` it cannot.
-#[test]
-fn conflicting_settings_make_the_app_not_ready_and_say_why() {
+/// `/health` of an app started with these settings: its `configuration`
+/// problem and the whole answer, or `None` against `SHOP_BASE_URL` (an app
+/// this suite cannot reconfigure).
+fn configuration_problem(settings: &[(&str, &str)]) -> Option<(String, String)> {
     if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
         eprintln!("not applicable against SHOP_BASE_URL: it cannot reconfigure that app");
-        return;
+        return None;
     }
     let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
-    // The suite sets a Stripe key; no webhook secret, and a session lifetime Stripe refuses.
-    let host = api_tests::launch_host(&keys, &[("stripe_webhook_secret", ""), ("checkout_session_ttl_secs", "60")]);
+    let host = api_tests::launch_host(&keys, settings);
     let app = TestApp::for_host(&host, keys);
     let r = app.get_path("/health");
     let v = r.assert_error(503, "not_ready");
     let failed = v["error"]["details"]["failed"].as_array().unwrap();
     let config = failed.iter().find(|f| f["check"] == "configuration").unwrap_or_else(|| panic!("{}", r.body));
-    let problem = config["problem"].as_str().unwrap();
+    Some((config["problem"].as_str().unwrap().to_string(), r.body.clone()))
+}
+
+/// Settings that conflict are reported where operators look, up front:
+/// `/health` is not ready and names each problem (instead of every order
+/// or payment failing later).
+#[test]
+fn conflicting_settings_make_the_app_not_ready_and_say_why() {
+    // The suite sets a Stripe key; no webhook secret, and a session lifetime Stripe refuses.
+    let Some((problem, body)) = configuration_problem(&[("stripe_webhook_secret", ""), ("checkout_session_ttl_secs", "60")]) else { return };
     assert!(problem.contains("stripe_webhook_secret") && problem.contains("checkout_session_ttl_secs"), "{problem}");
-    assert!(!r.body.contains("sk_test_shop_suite"), "no secret in the answer: {}", r.body);
+    assert!(!body.contains("sk_test_shop_suite"), "no secret in the answer: {body}");
 }
 
 /// Every service's settings are checked, not only checkout's: a value the
@@ -51,11 +57,6 @@ fn conflicting_settings_make_the_app_not_ready_and_say_why() {
 /// being silently replaced by its default.
 #[test]
 fn every_services_bad_settings_are_named_on_health() {
-    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
-        eprintln!("not applicable against SHOP_BASE_URL: it cannot reconfigure that app");
-        return;
-    }
-    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
     let bad = [
         ("trusted_proxy_hops", "two"),
         ("password_reset_ttl_secs", "0"),
@@ -67,13 +68,7 @@ fn every_services_bad_settings_are_named_on_health() {
         ("stripe_timeout_ms", "1000000"),
         ("checkout_requires_verified_email", "yes"),
     ];
-    let host = api_tests::launch_host(&keys, &bad);
-    let app = TestApp::for_host(&host, keys);
-    let r = app.get_path("/health");
-    let v = r.assert_error(503, "not_ready");
-    let failed = v["error"]["details"]["failed"].as_array().unwrap();
-    let config = failed.iter().find(|f| f["check"] == "configuration").unwrap_or_else(|| panic!("{}", r.body));
-    let problem = config["problem"].as_str().unwrap();
+    let Some((problem, _)) = configuration_problem(&bad) else { return };
     for (name, _) in bad {
         assert!(problem.contains(name), "{name} is not named: {problem}");
     }
@@ -137,6 +132,15 @@ fn cors_preflight_and_simple_requests() {
     for r in [simple, evil_get, app.get_path("/api/products?limit=1"), app.get_path("/api/nope"), app.get_path("/openapi.yaml")] {
         assert!(r.header("vary").is_some_and(|v| v.to_ascii_lowercase().contains("origin")), "{:?}", r.header("vary"));
     }
+}
+
+#[test]
+fn oversized_queries_are_refused_before_routing() {
+    let app = TestApp::get();
+    let many: String = (0..33).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&");
+    app.get_path(&format!("/api/products?{many}")).assert_error(400, "too_many_parameters");
+    app.get_path(&format!("/api/products?q={}", "a".repeat(5000))).assert_error(400, "query_too_long");
+    assert_eq!(app.get_path("/api/products?limit=2&page=1").status, 200);
 }
 
 #[test]

@@ -12,15 +12,29 @@ pub struct Query {
     pairs: Vec<(String, String)>,
 }
 
+/// The longest query string decoded (bytes, before decoding).
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// The most parameters one query may carry (no route reads more than a dozen).
+pub const MAX_PARAMETERS: usize = 32;
+
 impl Query {
-    /// Decode a raw query string (without the leading `?`).
+    /// Decode a raw query string (without the leading `?`). Linear in its
+    /// length, and bounded: longer than [`MAX_QUERY_BYTES`] or with more
+    /// than [`MAX_PARAMETERS`] parameters is a 400 before anything else.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        if raw.len() > MAX_QUERY_BYTES {
+            return Err(ApiError::new(400, "query_too_long", format!("the query string is longer than {MAX_QUERY_BYTES} bytes")));
+        }
         let mut pairs: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for (k, v) in form_urlencoded::parse(raw.as_bytes()) {
             if k.is_empty() {
                 continue;
             }
-            if pairs.iter().any(|(seen, _)| *seen == k) {
+            if pairs.len() == MAX_PARAMETERS {
+                return Err(ApiError::new(400, "too_many_parameters", format!("a query may carry at most {MAX_PARAMETERS} parameters")));
+            }
+            if !seen.insert(k.clone()) {
                 return Err(ApiError::invalid_parameter(&k, "is given more than once"));
             }
             pairs.push((k.into_owned(), v.into_owned()));
@@ -110,6 +124,17 @@ impl Pagination {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_are_bounded() {
+        let many: String = (0..MAX_PARAMETERS).map(|i| format!("k{i}=v&")).collect();
+        assert!(Query::parse(&many).is_ok());
+        let too_many = format!("{many}extra=1");
+        assert_eq!(Query::parse(&too_many).unwrap_err().code, "too_many_parameters");
+        let long = format!("q={}", "a".repeat(MAX_QUERY_BYTES));
+        assert_eq!(Query::parse(&long).unwrap_err().code, "query_too_long");
+        assert!(Query::parse("a=1&b=2&a=3").is_err(), "duplicates still refused");
+    }
 
     fn q(raw: &str) -> Query {
         Query::parse(raw).unwrap()
