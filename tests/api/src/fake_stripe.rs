@@ -184,7 +184,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
     let delay = {
         let mut st = state.lock().unwrap();
         match st.delay_next.clone() {
-            Some((text, ms)) if call.path.contains(&text) || call.form.iter().any(|(_, v)| v.contains(&text)) => {
+            Some((text, ms)) if mentions(&call, &text) => {
                 st.delay_next = None;
                 Some(ms)
             }
@@ -251,10 +251,15 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The call names `text` in its path or a form value (an order or object id).
+fn mentions(call: &StripeCall, text: &str) -> bool {
+    call.path.contains(text) || call.form.iter().any(|(_, v)| v.contains(text))
+}
+
 fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
     let mut st = state.lock().unwrap();
     st.calls.push(call.clone());
-    let mentions = |text: &str| call.path.contains(text) || call.form.iter().any(|(_, v)| v.contains(text));
+    let mentions = |text: &str| mentions(call, text);
     if let Some((text, code)) = st.fail_next.clone() {
         if mentions(&text) {
             st.fail_next = None;

@@ -26,6 +26,24 @@ impl PrefixedOutput {
     }
 }
 
+/// The log file at `path`, opened once for the host's lifetime and shared
+/// by every request's output stream (a request must not cost two opens).
+fn open_log(path: &std::path::Path) -> Option<std::sync::Arc<std::fs::File>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static OPEN: OnceLock<Mutex<HashMap<std::path::PathBuf, Arc<std::fs::File>>>> = OnceLock::new();
+    let mut open = OPEN.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = open.get(path) {
+        return Some(file.clone());
+    }
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let file = Arc::new(std::fs::OpenOptions::new().create(true).append(true).open(path).ok()?);
+    open.insert(path.to_path_buf(), file.clone());
+    Some(file)
+}
+
 /// Where `spin up` keeps a component's output: `logs/<id>_<stream>.txt`.
 pub fn log_path(state_dir: &std::path::Path, component_id: &str, stream: &str) -> std::path::PathBuf {
     state_dir.join("logs").join(format!("{component_id}_{stream}.txt"))
@@ -39,12 +57,7 @@ impl IsTerminal for PrefixedOutput {
 
 impl StdoutStream for PrefixedOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        let file = self.log_file.as_ref().and_then(|path| {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            std::fs::OpenOptions::new().create(true).append(true).open(path).ok()
-        });
+        let file = self.log_file.as_deref().and_then(open_log);
         Box::new(LineWriter {
             prefix: self.prefix.clone(),
             pending: Vec::new(),
@@ -58,7 +71,7 @@ impl StdoutStream for PrefixedOutput {
 struct LineWriter {
     prefix: String,
     pending: Vec<u8>,
-    file: Option<std::fs::File>,
+    file: Option<std::sync::Arc<std::fs::File>>,
 }
 
 impl LineWriter {
@@ -70,13 +83,13 @@ impl LineWriter {
     }
 
     fn emit(&mut self, line: &[u8]) {
-        if let Some(file) = &mut self.file {
+        if let Some(file) = &self.file {
             // One write per line, so lines from concurrent requests never interleave.
             let mut whole = line.to_vec();
             if !whole.ends_with(b"\n") {
                 whole.push(b'\n');
             }
-            let _ = file.write_all(&whole);
+            let _ = (&**file).write_all(&whole);
         }
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(self.prefix.as_bytes());

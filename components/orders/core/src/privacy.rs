@@ -57,15 +57,15 @@ pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Ve
             &[user_id.into()],
         )?;
         // The outbox events carry the order as it was, address included.
-        let ids: Vec<String> = tx.query("SELECT id FROM orders WHERE user_id = ?", &[user_id.into()])?.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;
-        for id in &ids {
-            let rows = tx.query("SELECT id, payload FROM outbox WHERE aggregate_id = ?", &[id.as_str().into()])?;
-            for r in rows.iter() {
-                let mut payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
-                let Some(order) = payload.get_mut("order").and_then(Json::as_object_mut) else { continue };
-                if order.remove("shipping_address").is_some() {
-                    tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), r.int("id")?.into()])?;
-                }
+        let rows = tx.query(
+            "SELECT id, payload FROM outbox WHERE aggregate_id IN (SELECT id FROM orders WHERE user_id = ?)",
+            &[user_id.into()],
+        )?;
+        for r in rows.iter() {
+            let mut payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
+            let Some(order) = payload.get_mut("order").and_then(Json::as_object_mut) else { continue };
+            if order.remove("shipping_address").is_some() {
+                tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), r.int("id")?.into()])?;
             }
         }
         Ok(Ok(touched.len() as u32))

@@ -131,30 +131,23 @@ impl StripeConfig {
 /// variable (empty when unset). Reported by `/health` (not ready) and in
 /// the log, instead of surfacing later as failed orders or payments.
 pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
-    let mut problems = Vec::new();
+    let mut p = http_kit::settings::Problems::default();
     let key = get("stripe_secret_key");
     if !key.is_empty() && get("stripe_webhook_secret").is_empty() {
-        problems.push(
+        p.add(
             "stripe_secret_key is set but stripe_webhook_secret is empty: Stripe's webhook could never be verified, so payments completed outside the success page would never reach their orders"
                 .to_string(),
         );
     }
     if !key.is_empty() && !(get("checkout_success_url").starts_with("http://") || get("checkout_success_url").starts_with("https://")) {
-        problems.push("stripe_secret_key is set but checkout_success_url is not an http(s) URL: Stripe refuses such sessions".to_string());
+        p.add("stripe_secret_key is set but checkout_success_url is not an http(s) URL: Stripe refuses such sessions".to_string());
     }
-    let ranged = |name: &str, range: &std::ops::RangeInclusive<i64>, problems: &mut Vec<String>| {
-        let raw = get(name);
-        if !raw.is_empty() && !raw.parse::<i64>().is_ok_and(|v| range.contains(&v)) {
-            problems.push(format!("{name} is {raw:?}; it must be a whole number of seconds from {} to {}", range.start(), range.end()));
-        }
-    };
-    ranged("checkout_session_ttl_secs", &SESSION_TTL_SECS, &mut problems);
-    ranged("unpaid_order_ttl_secs", &UNPAID_HOLD_SECS, &mut problems);
-    let mut more = http_kit::settings::Problems(problems);
-    more.whole_number(get, "stripe_timeout_ms", 100..=60_000, "milliseconds");
-    more.one_of(get, "checkout_requires_verified_email", &["true", "false"]);
-    more.http_url(get, "checkout_cancel_url");
-    more.0
+    p.whole_number(get, "checkout_session_ttl_secs", SESSION_TTL_SECS, "seconds");
+    p.whole_number(get, "unpaid_order_ttl_secs", UNPAID_HOLD_SECS, "seconds");
+    p.whole_number(get, "stripe_timeout_ms", 100..=60_000, "milliseconds");
+    p.one_of(get, "checkout_requires_verified_email", &["true", "false"]);
+    p.http_url(get, "checkout_cancel_url");
+    p.0
 }
 
 /// Stripe fills in `{CHECKOUT_SESSION_ID}`; the storefront's success page

@@ -45,16 +45,6 @@ impl LoginLimits {
     }
 }
 
-/// The counter keys for one attempt: the client's first, then the email's.
-pub fn keys(email: &str, client_ip: &str) -> [(String, Limit); 2] {
-    [(format!("client:{client_ip}"), Limit::Client), (format!("email:{email}"), Limit::Email)]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    Email,
-    Client,
-}
 
 /// A password check that may go ahead: its slots are taken.
 #[derive(Debug)]
@@ -67,7 +57,7 @@ pub struct Attempt {
 /// Reserve one attempt for this email from this client. `Ok(Err(seconds))`
 /// when a limit is reached: no password may be checked, retry after that.
 pub fn reserve(db: &dyn Db, limits: &LoginLimits, email: &str, client_ip: &str, now: i64) -> Result<Result<Attempt, i64>, DbError> {
-    let [(client_key, _), (email_key, _)] = keys(email, client_ip);
+    let (client_key, email_key) = (format!("client:{client_ip}"), format!("email:{email}"));
     if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &client_key, now, limits.window_secs, limits.per_client)? {
         return Ok(Err(wait));
     }

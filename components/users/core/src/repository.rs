@@ -286,7 +286,8 @@ pub fn erase_account(db: &dyn Db, user: &UserRecord, now: &str) -> Result<bool, 
     revoke_all_sessions(db, &user.id, "account_deleted", now)?;
     // Events about the account (registration, password changes, links):
     // only the id is left.
-    let rows = db.query("SELECT id, payload FROM outbox", &[])?;
+    // Only rows that mention the id are read (it is a UUID: no LIKE wildcards).
+    let rows = db.query("SELECT id, payload FROM outbox WHERE payload LIKE ?", &[format!("%{}%", user.id).into()])?;
     for r in rows.iter() {
         let payload: serde_json::Value = serde_json::from_str(&r.text("payload")?).unwrap_or(serde_json::Value::Null);
         if payload["user"]["id"] == user.id.as_str() {

@@ -1,7 +1,7 @@
 //! Proof of email ownership and password reset: the endpoints that work
 //! with the single-use links of `users_core::account_tokens`.
 
-use crate::handlers::{bootstrap_applies, client_of};
+use crate::handlers::{apply_bootstrap_admin, client_of};
 use http_kit::{db_error, ApiError, Ctx, ErrorCode, HandlerResult, Reply};
 use serde::Deserialize;
 use serde_json::json;
@@ -50,10 +50,7 @@ fn after_proof(tx: &dyn Db, used: &Used, now: &str) -> Result<Option<UserRecord>
     let Some(mut user) = repository::mark_email_verified(tx, &used.user_id, &used.email, now).map_err(db_error)? else {
         return Ok(None);
     };
-    if bootstrap_applies(&user) && repository::grant_bootstrap_admin(tx, &user.id, now).map_err(db_error)? {
-        user.role = http_kit::auth::Role::Admin;
-        user.role_decided_at = Some(now.to_string());
-    }
+    apply_bootstrap_admin(tx, &mut user, now)?;
     Ok(Some(user))
 }
 

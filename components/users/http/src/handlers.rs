@@ -150,10 +150,7 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
     let issued = transaction(&db, |tx| -> Result<(String, String), ApiError> {
         // An operator may list an address in `admin_emails` after its owner
         // proved it: the rule applies at the next sign-in (once).
-        if bootstrap_applies(&user) && repository::grant_bootstrap_admin(tx, &user.id, &now_text).map_err(db_error)? {
-            user.role = Role::Admin;
-            user.role_decided_at = Some(now_text.clone());
-        }
+        apply_bootstrap_admin(tx, &mut user, &now_text)?;
         repository::create_session(tx, &session_id, &user.id, &now_text).map_err(db_error)?;
         issue_pair(tx, &signer, &session_id, &user, now)
     })?;
@@ -176,9 +173,19 @@ pub(crate) fn too_many_attempts(wait: i64) -> ApiError {
         .with_details(json!({ "retry_after_seconds": wait }))
 }
 
+/// Apply the `admin_emails` rule to `user` (in the caller's transaction):
+/// a listed, proven address whose role nobody decided yet becomes admin.
+pub(crate) fn apply_bootstrap_admin(tx: &dyn Db, user: &mut UserRecord, now: &str) -> Result<(), ApiError> {
+    if bootstrap_applies(user) && repository::grant_bootstrap_admin(tx, &user.id, now).map_err(db_error)? {
+        user.role = Role::Admin;
+        user.role_decided_at = Some(now.to_string());
+    }
+    Ok(())
+}
+
 /// The `admin_emails` rule would grant admin to this account now: a listed,
 /// proven address whose role nobody decided yet.
-pub(crate) fn bootstrap_applies(user: &UserRecord) -> bool {
+fn bootstrap_applies(user: &UserRecord) -> bool {
     user.role == Role::Customer
         && user.email_verified_at.is_some()
         && user.role_decided_at.is_none()
