@@ -4,7 +4,13 @@
 //! build needs nothing but crates.
 //!
 //! Unknown paths under `/api/` get the JSON error envelope like every other
-//! API path; other unknown paths get the same envelope with a 404.
+//! API path. The storefront, the admin console and the API docs are
+//! single-page apps with their own client-side routes
+//! (`/account/verify-email?token=...`, `/checkout/success?session_id=...`,
+//! `/admin/orders/...`): a path with no file behind it and no extension in
+//! its last segment gets the HTML shell of the app it belongs to, so those
+//! links work when opened directly. Other unknown paths (a missing
+//! `/missing.png`) are a 404 in the envelope.
 
 use http_kit::conditional::cacheable;
 use http_kit::{ApiError, Ctx, HandlerResult, Reply, Service};
@@ -22,15 +28,40 @@ fn serve_file(ctx: &Ctx) -> HandlerResult {
     if ctx.method != "GET" {
         return Err(ApiError::method_not_allowed(&["GET", "HEAD"]));
     }
-    let path = resolve(&ctx.path).ok_or_else(|| ApiError::no_route(&ctx.path))?;
+    let path = resolve(&ctx.path, |p| std::path::Path::new(p).is_file()).ok_or_else(|| ApiError::no_route(&ctx.path))?;
     let body = std::fs::read(&path).map_err(|_| ApiError::no_route(&ctx.path))?;
     let reply = Reply::bytes(200, content_type(&path), body);
     Ok(cacheable(ctx, reply, "public, max-age=300"))
 }
 
+/// The single-page apps under `static/`, most specific first: a path under
+/// the prefix that names no file gets the app's shell.
+const APP_SHELLS: &[(&str, &str)] = &[("/admin", "/admin/index.html"), ("/docs", "/docs/index.html"), ("", "/index.html")];
+
+/// Map a URL path to the file to serve: the file itself when `is_file`
+/// says it exists, else the shell of the app the path belongs to when the
+/// path looks like a page (no extension in its last segment), else none.
+/// Never anything outside the mount, and never for `/api/...`.
+fn resolve(url_path: &str, is_file: impl Fn(&str) -> bool) -> Option<String> {
+    let direct = file_path(url_path)?;
+    if is_file(&direct) {
+        return Some(direct);
+    }
+    let last = url_path.rsplit('/').next().unwrap_or("");
+    if last.contains('.') {
+        return None;
+    }
+    let trimmed = url_path.trim_end_matches('/');
+    APP_SHELLS
+        .iter()
+        .find(|(prefix, _)| prefix.is_empty() || trimmed == *prefix || trimmed.starts_with(&format!("{prefix}/")))
+        .map(|(_, shell)| shell.to_string())
+        .filter(|shell| is_file(shell))
+}
+
 /// Map a URL path to a file under the mount, refusing anything that could
 /// leave it. `/` and directories map to their `index.html`.
-fn resolve(url_path: &str) -> Option<String> {
+fn file_path(url_path: &str) -> Option<String> {
     let mut parts = Vec::new();
     for seg in url_path.split('/').filter(|s| !s.is_empty()) {
         if seg == "." || seg == ".." || seg.contains('\\') || seg.starts_with('.') {
@@ -57,6 +88,9 @@ fn content_type(path: &str) -> &'static str {
         "yaml" | "yml" => "application/yaml",
         "svg" => "image/svg+xml",
         "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "woff2" => "font/woff2",
         "ico" => "image/x-icon",
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
@@ -68,13 +102,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolves_inside_the_mount_only() {
-        assert_eq!(resolve("/").as_deref(), Some("/index.html"));
-        assert_eq!(resolve("/openapi.yaml").as_deref(), Some("/openapi.yaml"));
-        assert_eq!(resolve("/docs/").as_deref(), Some("/docs/index.html"));
-        assert_eq!(resolve("/../etc/passwd"), None);
-        assert_eq!(resolve("/.env"), None);
-        assert_eq!(resolve("/api/nothing"), None);
+    fn maps_inside_the_mount_only() {
+        assert_eq!(file_path("/").as_deref(), Some("/index.html"));
+        assert_eq!(file_path("/openapi.yaml").as_deref(), Some("/openapi.yaml"));
+        assert_eq!(file_path("/docs/").as_deref(), Some("/docs/index.html"));
+        assert_eq!(file_path("/../etc/passwd"), None);
+        assert_eq!(file_path("/.env"), None);
+        assert_eq!(file_path("/api/nothing"), None);
+    }
+
+    /// The files of a `static/` like the real one.
+    fn mount(path: &str) -> bool {
+        ["/index.html", "/app.js", "/openapi.yaml", "/admin/index.html", "/admin/admin.js", "/docs/index.html"].contains(&path)
+    }
+
+    #[test]
+    fn existing_files_are_served_as_they_are() {
+        assert_eq!(resolve("/", mount).as_deref(), Some("/index.html"));
+        assert_eq!(resolve("/app.js", mount).as_deref(), Some("/app.js"));
+        assert_eq!(resolve("/admin/", mount).as_deref(), Some("/admin/index.html"));
+        assert_eq!(resolve("/admin/admin.js", mount).as_deref(), Some("/admin/admin.js"));
+        assert_eq!(resolve("/docs/", mount).as_deref(), Some("/docs/index.html"));
+    }
+
+    #[test]
+    fn client_side_routes_get_their_apps_shell() {
+        for storefront in ["/account/verify-email", "/account/reset-password", "/checkout/success", "/checkout/cancelled", "/products/abc", "/cart", "/administrator"] {
+            assert_eq!(resolve(storefront, mount).as_deref(), Some("/index.html"), "{storefront}");
+        }
+        for admin in ["/admin", "/admin/orders", "/admin/orders/7c9e6679-7425-40de-944b-e07fc1f90ae7", "/admin/products/"] {
+            assert_eq!(resolve(admin, mount).as_deref(), Some("/admin/index.html"), "{admin}");
+        }
+        assert_eq!(resolve("/docs", mount).as_deref(), Some("/docs/index.html"));
+        assert_eq!(resolve("/docs/catalog", mount).as_deref(), Some("/docs/index.html"));
+    }
+
+    #[test]
+    fn missing_files_and_api_paths_are_not_found() {
+        assert_eq!(resolve("/missing.png", mount), None, "a file-looking path is a real 404");
+        assert_eq!(resolve("/admin/missing.js", mount), None);
+        assert_eq!(resolve("/api/nothing", mount), None, "the API keeps its JSON 404");
+        assert_eq!(resolve("/api", mount), None);
+        assert_eq!(resolve("/../etc/passwd", mount), None);
+        assert_eq!(resolve("/.git/config", mount), None);
+        assert_eq!(resolve("/account/.hidden", mount), None);
+    }
+
+    #[test]
+    fn no_shell_when_the_app_is_missing() {
+        let bare = |p: &str| p == "/openapi.yaml";
+        assert_eq!(resolve("/checkout/success", bare), None);
+        assert_eq!(resolve("/admin/orders", bare), None);
     }
 
     #[test]
