@@ -44,6 +44,11 @@ struct State {
     /// milliseconds (Stripe hanging); the call is still processed, as a
     /// request Stripe received but answered too late would be.
     delay_next: Option<(String, u64)>,
+    /// Where the hosted checkout page sends its signed webhook: the app's
+    /// base URL and the webhook secret ([`FakeStripe::deliver_webhooks_to`]).
+    webhook_target: Option<(String, String)>,
+    /// The hosted page's `success_url` and `cancel_url` per session.
+    return_urls: HashMap<String, (String, String)>,
 }
 
 /// A prefix unique to this process, so ids never repeat across runs (an app
@@ -68,7 +73,12 @@ impl FakeStripe {
     pub fn start(addr: &str) -> FakeStripe {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let url = serve_loopback("Stripe", addr, move |stream| serve(stream, &shared));
+        // The hosted page's links need the fake's own address, known only
+        // once it listens: the handler reads it from here.
+        let own_url = Arc::new(std::sync::OnceLock::<String>::new());
+        let own = own_url.clone();
+        let url = serve_loopback("Stripe", addr, move |stream| serve(stream, &shared, own.get().map(String::as_str).unwrap_or("")));
+        let _ = own_url.set(url.clone());
         FakeStripe { url, state }
     }
 
@@ -100,6 +110,14 @@ impl FakeStripe {
     /// charge shows it, the shop sent no request.
     pub fn dashboard_refund(&self, payment_intent: &str, amount: i64) {
         *self.state.lock().unwrap().refunded.entry(payment_intent.to_string()).or_default() += amount;
+    }
+
+    /// Let the fake hosted checkout page (the session's `url`) pay: after
+    /// "Pay", it sends a `checkout.session.completed` event signed with
+    /// `webhook_secret` to `<app_base_url>/api/webhooks/stripe`, as Stripe
+    /// would, then redirects the browser to the session's success URL.
+    pub fn deliver_webhooks_to(&self, app_base_url: &str, webhook_secret: &str) {
+        self.state.lock().unwrap().webhook_target = Some((app_base_url.trim_end_matches('/').to_string(), webhook_secret.to_string()));
     }
 
     /// Make the next call that mentions `text` (an order id, an object id)
@@ -177,8 +195,11 @@ pub(crate) fn write_json(mut stream: TcpStream, status: u16, extra_headers: &str
     );
 }
 
-fn serve(stream: TcpStream, state: &Mutex<State>) {
+fn serve(stream: TcpStream, state: &Mutex<State>, own_url: &str) {
     let Some((method, path, headers, body)) = read_request(&stream) else { return };
+    if path.starts_with("/c/") {
+        return hosted_checkout::serve(stream, state, &method, &path);
+    }
     let form: Vec<(String, String)> = form_urlencoded_parse(&body);
     let call = StripeCall { method: method.clone(), path: path.clone(), headers: headers.clone(), form: form.clone() };
     let delay = {
@@ -191,7 +212,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             _ => None,
         }
     };
-    let (status, answer) = respond(state, &call);
+    let (status, answer) = respond(state, &call, own_url);
     if let Some(ms) = delay {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
@@ -256,7 +277,7 @@ fn mentions(call: &StripeCall, text: &str) -> bool {
     call.path.contains(text) || call.form.iter().any(|(_, v)| v.contains(text))
 }
 
-fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
+fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Value) {
     let mut st = state.lock().unwrap();
     st.calls.push(call.clone());
     let mentions = |text: &str| mentions(call, text);
@@ -295,13 +316,16 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
             }
             let id = reused.clone().unwrap_or_else(|| format!("cs_test_{}_{n}", run_tag()));
             let session = json!({
-                "id": id, "object": "checkout.session", "url": format!("https://checkout.stripe.test/c/{id}"),
+                "id": id, "object": "checkout.session", "url": format!("{own_url}/c/{id}"),
                 "status": "open", "payment_status": "unpaid", "amount_total": total,
                 "currency": call.field("line_items[0][price_data][currency]").unwrap_or("usd"),
                 "payment_intent": format!("pi_test_{}_{n}", run_tag()),
                 "client_reference_id": call.field("client_reference_id"),
                 "metadata": { "order_id": call.field("metadata[order_id]") },
             });
+            let success = call.field("success_url").unwrap_or("").replace("{CHECKOUT_SESSION_ID}", &id);
+            let cancel = call.field("cancel_url").unwrap_or("").to_string();
+            st.return_urls.insert(id.clone(), (success, cancel));
             st.sessions.insert(id, session.clone());
             session
         }
@@ -357,4 +381,88 @@ fn respond(state: &Mutex<State>, call: &StripeCall) -> (u16, Value) {
         st.by_key.insert(k, (call.form.clone(), answer.clone()));
     }
     (200, answer)
+}
+
+/// The fake's stand-in for Stripe's hosted payment page, for browser tests:
+/// `GET /c/{session}` shows the amount with "Pay" and "Cancel";
+/// `POST /c/{session}/pay` marks the session paid, delivers the signed
+/// `checkout.session.completed` webhook to the app (see
+/// [`FakeStripe::deliver_webhooks_to`]) and redirects to the success URL.
+/// These requests are not recorded as API calls.
+mod hosted_checkout {
+    use super::{State, TcpStream};
+    use serde_json::{json, Value};
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    pub(super) fn serve(stream: TcpStream, state: &Mutex<State>, method: &str, path: &str) {
+        let rest = path.trim_start_matches("/c/");
+        let (id, action) = match rest.split_once('/') {
+            Some((id, action)) => (id.to_string(), action.to_string()),
+            None => (rest.split('?').next().unwrap_or("").to_string(), String::new()),
+        };
+        let (session, urls, target) = {
+            let st = state.lock().unwrap();
+            (st.sessions.get(&id).cloned(), st.return_urls.get(&id).cloned(), st.webhook_target.clone())
+        };
+        let Some(session) = session else { return page(stream, 404, "<h1>No such checkout session</h1>") };
+        let (success, cancel) = urls.unwrap_or_default();
+        match (method, action.as_str()) {
+            ("GET", "") => {
+                let amount = session["amount_total"].as_i64().unwrap_or(0);
+                let currency = session["currency"].as_str().unwrap_or("").to_uppercase();
+                let state_note = if session["payment_status"] == "paid" { "<p>Already paid.</p>" } else { "" };
+                page(stream, 200, &format!(
+                    "<main><h1>Fake Stripe Checkout</h1>{state_note}<p>Amount due: <strong data-amount=\"{amount}\">{amount} {currency} (minor units)</strong></p>\
+                     <form method=\"post\" action=\"/c/{id}/pay\"><button type=\"submit\" id=\"pay\">Pay</button></form>\
+                     <p><a id=\"cancel\" href=\"{cancel}\">Cancel and return to the shop</a></p></main>"
+                ))
+            }
+            ("POST", "pay") => {
+                let paid = {
+                    let mut st = state.lock().unwrap();
+                    let Some(s) = st.sessions.get_mut(&id) else { return page(stream, 404, "<h1>No such checkout session</h1>") };
+                    s["status"] = json!("complete");
+                    s["payment_status"] = json!("paid");
+                    s.clone()
+                };
+                if let Some((app, secret)) = target {
+                    if let Err(e) = send_webhook(&app, &secret, &id, paid) {
+                        return page(stream, 502, &format!("<h1>The shop did not take the payment event</h1><p>{e}</p>"));
+                    }
+                }
+                let mut s = &stream;
+                let _ = write!(s, "HTTP/1.1 303 See Other\r\nlocation: {success}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+            _ => page(stream, 405, "<h1>Method not allowed</h1>"),
+        }
+    }
+
+    fn send_webhook(app: &str, secret: &str, session_id: &str, session: Value) -> Result<(), String> {
+        let event = crate::order_steps::event(&format!("evt_hosted_{session_id}"), "checkout.session.completed", session);
+        let body = event.to_string();
+        let signature = crate::order_steps::stripe_signature(&body, secret, crate::order_steps::now());
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent
+            .post(&format!("{app}/api/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", &signature)
+            .send(body.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let status = r.status().as_u16();
+        if status == 200 {
+            Ok(())
+        } else {
+            Err(format!("{status}: {}", r.body_mut().read_to_string().unwrap_or_default()))
+        }
+    }
+
+    fn page(stream: TcpStream, status: u16, body: &str) {
+        let html = format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Fake Stripe Checkout</title>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body>{body}</body></html>"
+        );
+        let mut s = &stream;
+        let _ = write!(s, "HTTP/1.1 {status} X\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}", html.len());
+    }
 }
