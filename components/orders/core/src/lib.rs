@@ -5,6 +5,7 @@
 //! commit together.
 
 pub mod access;
+pub mod admin_listing;
 pub mod domain;
 pub mod inventory_client;
 pub mod orders;

@@ -2,6 +2,7 @@
 //!
 //! - `POST /api/orders` — place an order from the caller's cart
 //! - `GET /api/orders`, `GET /api/orders/{id}`, `GET /api/orders/{id}/history`
+//! - `GET /api/orders/all` — every customer's orders, filtered (admins)
 //! - `POST /api/orders/{id}/cancel` — the owner, before shipping
 //! - `PUT /api/orders/{id}/status`, `PUT /api/orders/{id}/tracking` — admins
 //! - `POST /api/orders/sweep` — expire unpaid orders (scheduler, shared secret)
@@ -12,6 +13,7 @@
 //! `shop:catalog/inventory`; Spin composes those contract components into
 //! this one (see `spin.toml`).
 
+mod admin_listing;
 mod handlers;
 
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
@@ -39,6 +41,7 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ("POST", ["api", "orders"]) => handlers::place(ctx),
         ("GET", ["api", "orders"]) => handlers::list(ctx),
         (_, ["api", "orders"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD", "POST"])),
+        ("GET", ["api", "orders", "all"]) => admin_listing::list_all(ctx),
         ("GET", ["api", "orders", id]) => handlers::get(ctx, id),
         (_, ["api", "orders", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         ("GET", ["api", "orders", id, "history"]) => handlers::history(ctx, id),
