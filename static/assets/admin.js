@@ -1,0 +1,377 @@
+// The admin console: orders (filter, ship with tracking, refund), products
+// (create, edit, deactivate, stock), categories, email deliveries and
+// users' roles. Shares the storefront's session (same origin, same tokens):
+// an admin signed in on the storefront is signed in here.
+
+import { api, currentUser, signIn, signOut, onSessionChange } from './api.js';
+import { formatMoney, formatDate, statusText, STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
+
+const app = document.getElementById('app');
+
+function render(view) { app.innerHTML = view.__raw; }
+function notice(kind, text) { return html`<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${text}</div>`; }
+function show(id, kind, text) { const el = document.getElementById(id); if (el) el.innerHTML = notice(kind, text).__raw; }
+let flash = null;
+function takeFlash() { const f = flash; flash = null; return f ? notice(f.kind, f.text) : raw(''); }
+
+function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState({}, '', path); else history.pushState({}, '', path);
+  route();
+}
+document.addEventListener('click', (ev) => {
+  const a = ev.target.closest('a');
+  if (!a || a.target || ev.metaKey || ev.ctrlKey || ev.button !== 0) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || !url.pathname.startsWith('/admin')) return;
+  ev.preventDefault();
+  navigate(url.pathname + url.search);
+});
+window.addEventListener('popstate', route);
+onSessionChange((user, reason) => {
+  document.getElementById('admin-sign-out').hidden = !user;
+  if (reason === 'session_ended') { flash = { kind: 'warn', text: 'Your session has ended. Please sign in again.' }; route(); }
+});
+document.getElementById('admin-sign-out').addEventListener('click', async () => { await signOut(); route(); });
+
+const routes = [
+  [/^\/admin\/?$/, () => navigate('/admin/orders', { replace: true })],
+  [/^\/admin\/orders$/, ordersPage],
+  [/^\/admin\/orders\/([^/]+)$/, orderPage],
+  [/^\/admin\/products$/, productsPage],
+  [/^\/admin\/products\/new$/, (c) => productForm(null, c)],
+  [/^\/admin\/products\/([^/]+)$/, productForm],
+  [/^\/admin\/categories$/, categoriesPage],
+  [/^\/admin\/deliveries$/, deliveriesPage],
+  [/^\/admin\/users$/, usersPage],
+];
+
+let seq = 0;
+async function route() {
+  const mine = ++seq;
+  const isCurrent = () => mine === seq;
+  const user = currentUser();
+  document.getElementById('admin-sign-out').hidden = !user;
+  if (!user) return signInPage();
+  if (user.role !== 'admin') {
+    render(html`<h1>Admins only</h1><p>You are signed in as ${user.email}, which is not an admin account. <a href="/">Back to the shop</a></p>`);
+    return;
+  }
+  const path = location.pathname.replace(/\/+$/, '') || '/admin';
+  const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);
+  if (!match) { render(html`<h1>Not found</h1><p><a href="/admin/orders">Orders</a></p>`); return; }
+  render(html`<p class="loading" role="status">Loading…</p>`);
+  try {
+    await match[1](...match[0].slice(1).map(decodeURIComponent), isCurrent);
+  } catch (e) {
+    if (!isCurrent()) return;
+    render(html`<h1>Something went wrong</h1>${notice('error', errorText(e))}`);
+  }
+  const h = app.querySelector('h1');
+  if (isCurrent() && h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
+}
+
+function signInPage() {
+  document.title = 'Sign in · Shop admin';
+  render(html`${takeFlash()}<h1>Admin sign in</h1>
+    <form class="box" id="sign-in" style="max-width:28rem">
+      <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
+      <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+      <div id="form-status" role="status"></div>
+      <p><button type="submit">Sign in</button></p>
+    </form>`);
+  const form = document.getElementById('sign-in');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(form);
+    try { await signIn(String(d.get('email')).trim(), String(d.get('password'))); route(); } catch (e) { show('form-status', 'error', errorText(e)); }
+  });
+}
+
+// ------------------------------------------------------------------ orders
+
+/** The search box: an order id (or its start), or a customer's email. */
+async function searchParams(text) {
+  const t = text.trim();
+  if (!t) return {};
+  if (t.includes('@') || !/^[0-9a-fA-F-]{4,36}$/.test(t)) {
+    const found = await api('GET', '/api/admin/users?limit=20&email=' + encodeURIComponent(t));
+    return { user_id: found.users.map((u) => u.id).join(',') || 'none', users: found.users };
+  }
+  return { order_id: t.replace(/^#/, '') };
+}
+
+async function ordersPage(isCurrent) {
+  document.title = 'Orders · Shop admin';
+  const params = new URLSearchParams(location.search);
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const query = new URLSearchParams({ limit: 25, page });
+  for (const k of ['status', 'created_from', 'created_to']) if (params.get(k)) query.set(k, params.get(k));
+  const search = await searchParams(params.get('search') || '');
+  let result = { orders: [], total: 0 };
+  if (search.user_id !== 'none') {
+    if (search.user_id) query.set('user_id', search.user_id);
+    if (search.order_id) query.set('order_id', search.order_id);
+    result = await api('GET', '/api/orders/all?' + query);
+  }
+  if (!isCurrent()) return;
+  const emails = new Map((search.users || []).map((u) => [u.id, u.email]));
+  const pages = Math.max(1, Math.ceil(result.total / 25));
+  const link = (n) => { const p = new URLSearchParams(params); p.set('page', n); return '/admin/orders?' + p; };
+  render(html`${takeFlash()}
+    <h1>Orders</h1>
+    <form class="filters" id="order-filters" aria-label="Filter orders">
+      <label>Status<br><select name="status"><option value="">Any status</option>
+        ${Object.keys(STATUS_TEXT).map((s) => html`<option value="${s}" ${s === params.get('status') ? raw('selected') : ''}>${statusText(s)}</option>`)}</select></label>
+      <label>Placed from<br><input type="date" name="created_from" value="${params.get('created_from') || ''}"></label>
+      <label>Placed until<br><input type="date" name="created_to" value="${params.get('created_to') || ''}"></label>
+      <label>Order id or customer email<br><input name="search" value="${params.get('search') || ''}" size="28"></label>
+      <button type="submit">Filter</button>
+    </form>
+    <p class="muted" role="status">${result.total} ${result.total === 1 ? 'order' : 'orders'}</p>
+    <div class="table-wrap" tabindex="0"><table id="admin-orders">
+      <caption class="visually-hidden">Orders, newest first</caption>
+      <thead><tr><th scope="col">Order</th><th scope="col">Placed</th><th scope="col">Customer</th><th scope="col">Status</th><th scope="col" class="num">Total</th><th scope="col" class="num">Refunded</th></tr></thead>
+      <tbody>${result.orders.map((o) => html`<tr data-order-id="${o.id}">
+        <td><a href="/admin/orders/${o.id}">#${o.id.slice(0, 8)}</a></td><td>${formatDate(o.created_at)}</td>
+        <td>${emails.get(o.user_id) || html`<span class="muted">${o.user_id.slice(0, 8)}</span>`}</td>
+        <td><span class="badge status-${o.status}">${statusText(o.status)}</span>${o.flags.length ? html` <span class="badge bad">${o.flags.join(', ')}</span>` : ''}</td>
+        <td class="num">${formatMoney(o.total)}</td><td class="num">${o.refunded.amount_minor ? formatMoney(o.refunded) : ''}</td></tr>`)}</tbody>
+    </table></div>
+    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="${link(page - 1)}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="${link(page + 1)}">Next</a>` : ''}</nav>` : ''}
+  `);
+  document.getElementById('order-filters').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const next = new URLSearchParams();
+    for (const [k, v] of new FormData(ev.target)) if (String(v).trim()) next.set(k, String(v).trim());
+    navigate('/admin/orders?' + next);
+  });
+}
+
+async function orderPage(id, isCurrent) {
+  const [order, history, payment] = await Promise.all([
+    api('GET', `/api/orders/${encodeURIComponent(id)}`),
+    api('GET', `/api/orders/${encodeURIComponent(id)}/history`),
+    api('GET', `/api/payments/order/${encodeURIComponent(id)}`).catch(() => null),
+  ]);
+  if (!isCurrent()) return;
+  document.title = `Order #${order.id.slice(0, 8)} · Shop admin`;
+  const exp = minorExponent(order.currency);
+  const refundable = order.total.amount_minor - order.refunded.amount_minor;
+  const canShip = ['paid', 'processing', 'partially_refunded'].includes(order.status) || (order.status === 'shipped');
+  const canRefund = refundable > 0 && ['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'].includes(order.status);
+  const a = order.shipping_address;
+  render(html`${takeFlash()}
+    <p><a href="/admin/orders">← Orders</a></p>
+    <h1>Order #${order.id.slice(0, 8)}</h1>
+    <p>Status: <span class="badge status-${order.status}" id="order-status">${statusText(order.status)}</span> · ${formatDate(order.created_at)} · <span class="muted">${order.id}</span></p>
+    ${order.flags.length ? notice('warn', 'Flags: ' + order.flags.join(', ')) : ''}
+    <div class="two-col">
+      <div>
+        <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Lines</caption>
+          <thead><tr><th scope="col">Product</th><th scope="col" class="num">Qty</th><th scope="col" class="num">Total</th></tr></thead>
+          <tbody>${order.lines.map((l) => html`<tr><td>${l.name} <span class="muted">${l.sku}</span></td><td class="num">${l.quantity}</td><td class="num">${formatMoney(l.line_total)}</td></tr>`)}</tbody>
+          <tfoot><tr><th scope="row" colspan="2">Total</th><td class="num">${formatMoney(order.total)}</td></tr>
+          <tr><th scope="row" colspan="2">Refunded</th><td class="num" id="refunded">${formatMoney(order.refunded)}</td></tr></tfoot></table></div>
+        ${a ? html`<h2>Ship to</h2><address>${a.name}<br>${a.line1}${a.line2 ? html`<br>${a.line2}` : ''}<br>${a.postal_code} ${a.city}${a.region ? `, ${a.region}` : ''}<br>${a.country}</address>` : ''}
+        ${payment && payment.payment ? html`<p class="muted">Payment: ${payment.payment.status} · ${payment.payment.checkout_session || payment.payment.payment_intent || ''}</p>` : ''}
+        <h2>History</h2>
+        <ol class="timeline">${history.history.map((h) => html`<li><strong>${statusText(h.to)}</strong> <span class="muted">${formatDate(h.at)} · ${h.actor}</span><br><span class="muted">${h.reason}</span></li>`)}</ol>
+      </div>
+      <div class="stack">
+        ${canShip ? html`<form class="box" id="tracking-form">
+          <h2>${order.tracking ? 'Tracking' : 'Ship with tracking'}</h2>
+          ${order.tracking ? html`<p>${order.tracking.carrier} ${order.tracking.number}</p>` : ''}
+          <label for="carrier">Carrier</label><input id="carrier" name="carrier" required value="${order.tracking ? order.tracking.carrier : ''}">
+          <label for="tracking_number">Tracking number</label><input id="tracking_number" name="tracking_number" required value="${order.tracking ? order.tracking.number : ''}">
+          <div id="tracking-status" role="status"></div>
+          <p><button type="submit">${order.tracking ? 'Update tracking' : 'Mark shipped'}</button></p>
+        </form>` : ''}
+        ${order.status === 'shipped' ? html`<p><button type="button" class="secondary" id="mark-delivered">Mark delivered</button></p>` : ''}
+        ${canRefund ? html`<form class="box" id="refund-form">
+          <h2>Refund</h2>
+          <p class="muted">Up to ${formatMoney({ amount_minor: refundable, currency: order.currency })} can be refunded.</p>
+          <label for="refund-amount">Amount (${order.currency}); empty for everything left</label>
+          <input id="refund-amount" name="amount" inputmode="decimal" placeholder="${minorToDecimal(refundable, exp)}">
+          <div id="refund-status" role="status"></div>
+          <p><button type="submit" class="danger">Refund</button></p>
+        </form>` : ''}
+        ${['pending_payment', 'paid', 'processing'].includes(order.status) ? html`<p><button type="button" class="danger" id="cancel-order">Cancel order${order.status === 'pending_payment' ? '' : ' and refund'}</button></p>` : ''}
+        <div id="action-status" role="status"></div>
+      </div>
+    </div>`);
+  const done = (text) => { flash = { kind: 'success', text }; route(); };
+  const tracking = document.getElementById('tracking-form');
+  if (tracking) tracking.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const d = Object.fromEntries(new FormData(tracking));
+    try { await api('PUT', `/api/orders/${order.id}/tracking`, { body: { carrier: d.carrier.trim(), tracking_number: d.tracking_number.trim() } }); done('Tracking saved; the order is shipped.'); } catch (e) { show('tracking-status', 'error', errorText(e)); }
+  });
+  const refund = document.getElementById('refund-form');
+  if (refund) refund.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = String(new FormData(refund).get('amount') || '').trim();
+    const amount = text ? decimalToMinor(text, exp) : null;
+    if (text && (amount === null || amount < 1)) return show('refund-status', 'error', `“${text}” is not an amount in ${order.currency}.`);
+    if (!confirm(`Refund ${amount === null ? 'everything left' : formatMoney({ amount_minor: amount, currency: order.currency })}?`)) return;
+    try { await api('POST', '/api/payments/refund', { body: amount === null ? { order_id: order.id } : { order_id: order.id, amount } }); done('Refunded.'); } catch (e) { show('refund-status', 'error', errorText(e)); }
+  });
+  const delivered = document.getElementById('mark-delivered');
+  if (delivered) delivered.addEventListener('click', async () => {
+    try { await api('PUT', `/api/orders/${order.id}/status`, { body: { status: 'delivered' } }); done('Marked delivered.'); } catch (e) { show('action-status', 'error', errorText(e)); }
+  });
+  const cancel = document.getElementById('cancel-order');
+  if (cancel) cancel.addEventListener('click', async () => {
+    if (!confirm('Cancel this order?')) return;
+    try { await api('POST', `/api/orders/${order.id}/cancel`); done('Cancelled.'); } catch (e) { show('action-status', 'error', errorText(e)); }
+  });
+}
+
+// ------------------------------------------------------------------ products
+
+async function productsPage(isCurrent) {
+  document.title = 'Products · Shop admin';
+  const params = new URLSearchParams(location.search);
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const q = params.get('q') || '';
+  const query = new URLSearchParams({ include_inactive: 'true', limit: 50, page });
+  if (q) query.set('q', q);
+  const result = await api('GET', '/api/products?' + query);
+  if (!isCurrent()) return;
+  const pages = Math.max(1, Math.ceil(result.total / 50));
+  render(html`${takeFlash()}
+    <h1>Products</h1>
+    <p><a class="button" href="/admin/products/new">New product</a></p>
+    <form class="filters" id="product-search" role="search"><label>Search<br><input name="q" value="${q}"></label><button type="submit" class="secondary">Search</button></form>
+    <div class="table-wrap" tabindex="0"><table id="admin-products"><caption class="visually-hidden">Products</caption>
+      <thead><tr><th scope="col">Name</th><th scope="col">SKU</th><th scope="col" class="num">Price</th><th scope="col" class="num">On hand</th><th scope="col" class="num">Reserved</th><th scope="col">State</th><th scope="col">Stock</th></tr></thead>
+      <tbody>${result.products.map((p) => html`<tr data-product-id="${p.id}">
+        <td><a href="/admin/products/${p.id}">${p.name}</a></td><td>${p.sku}</td><td class="num">${formatMoney(p.price)}</td>
+        <td class="num">${p.on_hand}</td><td class="num">${p.reserved}</td>
+        <td>${p.active ? html`<span class="badge ok">active</span>` : html`<span class="badge bad">inactive</span>`}</td>
+        <td><form class="stock-form" data-id="${p.id}"><label class="visually-hidden" for="stock-${p.id}">Stock on hand of ${p.name}</label>
+          <input id="stock-${p.id}" name="stock_on_hand" type="number" min="0" value="${p.on_hand}" style="width:6rem"> <button type="submit" class="secondary">Set</button></form></td>
+      </tr>`)}</tbody></table></div>
+    <div id="products-status" role="status"></div>
+    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?page=${page - 1}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?page=${page + 1}">Next</a>` : ''}</nav>` : ''}`);
+  document.getElementById('product-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/products?q=' + encodeURIComponent(new FormData(ev.target).get('q'))); });
+  for (const f of app.querySelectorAll('form.stock-form')) {
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try {
+        await api('PUT', `/api/products/${f.dataset.id}/inventory`, { body: { stock_on_hand: Number(new FormData(f).get('stock_on_hand')) } });
+        flash = { kind: 'success', text: 'Stock updated.' };
+        route();
+      } catch (e) { show('products-status', 'error', errorText(e)); }
+    });
+  }
+}
+
+async function productForm(id, isCurrent) {
+  const [product, cats] = await Promise.all([id ? api('GET', `/api/products/${encodeURIComponent(id)}`) : null, api('GET', '/api/categories')]);
+  if (!isCurrent()) return;
+  document.title = (product ? product.name : 'New product') + ' · Shop admin';
+  const currency = product ? product.price.currency : 'USD';
+  const exp = minorExponent(currency);
+  render(html`<p><a href="/admin/products">← Products</a></p>
+    <h1>${product ? product.name : 'New product'}</h1>
+    <form class="box" id="product-form" style="max-width:40rem">
+      <label for="sku">SKU</label><input id="sku" name="sku" required value="${product ? product.sku : ''}" ${product ? raw('readonly') : ''}>
+      <label for="name">Name</label><input id="name" name="name" required value="${product ? product.name : ''}">
+      <label for="description">Description</label><textarea id="description" name="description" rows="4" style="width:100%">${product ? product.description : ''}</textarea>
+      <label for="price">Price</label><input id="price" name="price" inputmode="decimal" required value="${product ? minorToDecimal(product.price.amount_minor, exp) : ''}">
+      <label for="currency">Currency</label><input id="currency" name="currency" maxlength="3" required value="${currency}">
+      <label for="category_id">Category</label><select id="category_id" name="category_id"><option value="">None</option>
+        ${cats.categories.map((c) => html`<option value="${c.id}" ${product && product.category && product.category.id === c.id ? raw('selected') : ''}>${c.name}</option>`)}</select>
+      ${product ? '' : html`<label for="stock_on_hand">Stock on hand</label><input id="stock_on_hand" name="stock_on_hand" type="number" min="0" value="0">`}
+      <p><label class="inline"><input type="checkbox" name="active" ${!product || product.active ? raw('checked') : ''}> Active (shown in the shop)</label></p>
+      <div id="product-status" role="status"></div>
+      <p><button type="submit">${product ? 'Save' : 'Create'}</button></p>
+    </form>`);
+  const form = document.getElementById('product-form');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const d = Object.fromEntries(new FormData(form));
+    const cur = String(d.currency).trim().toUpperCase();
+    const amount = decimalToMinor(d.price, minorExponent(cur));
+    if (amount === null) return show('product-status', 'error', `“${d.price}” is not a price in ${cur}.`);
+    const body = { name: d.name, description: d.description, price: { amount_minor: amount, currency: cur }, category_id: d.category_id || null, active: d.active === 'on' };
+    try {
+      if (product) {
+        await api('PUT', `/api/products/${product.id}`, { body });
+      } else {
+        await api('POST', '/api/products', { body: { ...body, sku: d.sku, stock_on_hand: Number(d.stock_on_hand) || 0 } });
+      }
+      flash = { kind: 'success', text: product ? 'Saved.' : 'Created.' };
+      navigate('/admin/products');
+    } catch (e) { show('product-status', 'error', errorText(e)); }
+  });
+}
+
+// ------------------------------------------------------------------ categories
+
+async function categoriesPage(isCurrent) {
+  document.title = 'Categories · Shop admin';
+  const { categories } = await api('GET', '/api/categories');
+  if (!isCurrent()) return;
+  render(html`${takeFlash()}<h1>Categories</h1>
+    <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Categories</caption>
+      <thead><tr><th scope="col">Name</th><th scope="col">Slug</th><th scope="col" class="num">Active products</th></tr></thead>
+      <tbody>${categories.map((c) => html`<tr><td>${c.name}</td><td>${c.slug}</td><td class="num">${c.product_count}</td></tr>`)}</tbody></table></div>
+    <form class="box" id="category-form" style="max-width:30rem">
+      <h2>New category</h2>
+      <label for="cat-name">Name</label><input id="cat-name" name="name" required>
+      <label for="cat-slug">Slug (lower-case letters, digits, dashes)</label><input id="cat-slug" name="slug" required pattern="[a-z0-9-]+">
+      <label for="cat-description">Description</label><input id="cat-description" name="description">
+      <div id="category-status" role="status"></div>
+      <p><button type="submit">Create</button></p>
+    </form>`);
+  const form = document.getElementById('category-form');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const d = Object.fromEntries(new FormData(form));
+    try { await api('POST', '/api/categories', { body: { name: d.name, slug: d.slug, description: d.description || null } }); flash = { kind: 'success', text: 'Created.' }; route(); } catch (e) { show('category-status', 'error', errorText(e)); }
+  });
+}
+
+// ------------------------------------------------------------------ emails and users
+
+async function deliveriesPage(isCurrent) {
+  document.title = 'Emails · Shop admin';
+  const params = new URLSearchParams(location.search);
+  const status = params.get('status') || '';
+  const result = await api('GET', '/api/admin/notifications?limit=50' + (status ? '&status=' + encodeURIComponent(status) : ''));
+  if (!isCurrent()) return;
+  render(html`<h1>Email deliveries</h1>
+    <form class="filters" id="delivery-filter"><label>Status<br><select name="status"><option value="">Any</option>
+      ${['pending', 'sending', 'sent', 'logged', 'failed'].map((s) => html`<option ${s === status ? raw('selected') : ''}>${s}</option>`)}</select></label><button type="submit" class="secondary">Filter</button></form>
+    <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Email deliveries, newest first</caption>
+      <thead><tr><th scope="col">When</th><th scope="col">To</th><th scope="col">Subject</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th></tr></thead>
+      <tbody>${result.notifications.map((n) => html`<tr><td>${formatDate(n.created_at)}</td><td>${n.recipient}</td><td>${n.subject}</td><td>${n.event_type}</td>
+        <td><span class="badge ${n.status === 'failed' ? 'bad' : n.status === 'sent' || n.status === 'logged' ? 'ok' : 'warn'}">${n.status}</span>${n.last_error ? html`<br><span class="muted">${n.last_error}</span>` : ''}</td><td class="num">${n.attempts}</td></tr>`)}</tbody></table></div>`);
+  document.getElementById('delivery-filter').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/deliveries?status=' + encodeURIComponent(new FormData(ev.target).get('status'))); });
+}
+
+async function usersPage(isCurrent) {
+  document.title = 'Users · Shop admin';
+  const params = new URLSearchParams(location.search);
+  const email = params.get('email') || '';
+  const result = await api('GET', '/api/admin/users?limit=50' + (email ? '&email=' + encodeURIComponent(email) : ''));
+  if (!isCurrent()) return;
+  const me = currentUser();
+  render(html`${takeFlash()}<h1>Users</h1>
+    <form class="filters" id="user-search" role="search"><label>Email contains<br><input name="email" value="${email}"></label><button type="submit" class="secondary">Search</button></form>
+    <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Accounts, newest first</caption>
+      <thead><tr><th scope="col">Email</th><th scope="col">Name</th><th scope="col">Joined</th><th scope="col">Role</th></tr></thead>
+      <tbody>${result.users.map((u) => html`<tr><td>${u.email} ${u.email_verified ? '' : html`<span class="badge warn">unconfirmed</span>`}</td><td>${u.first_name} ${u.last_name}</td><td>${formatDate(u.created_at)}</td>
+        <td>${u.id === me.id ? u.role : html`<label class="visually-hidden" for="role-${u.id}">Role of ${u.email}</label><select id="role-${u.id}" data-user="${u.id}">
+          ${['customer', 'admin'].map((r) => html`<option ${r === u.role ? raw('selected') : ''}>${r}</option>`)}</select>`}</td></tr>`)}</tbody></table></div>
+    <div id="users-status" role="status"></div>`);
+  document.getElementById('user-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/users?email=' + encodeURIComponent(new FormData(ev.target).get('email'))); });
+  for (const s of app.querySelectorAll('select[data-user]')) {
+    s.addEventListener('change', async () => {
+      try { await api('PUT', `/api/admin/users/${s.dataset.user}/role`, { body: { role: s.value } }); show('users-status', 'success', 'Role changed. It reaches their session within 15 minutes.'); } catch (e) { show('users-status', 'error', errorText(e)); }
+    });
+  }
+}
+
+route();

@@ -1,0 +1,159 @@
+// The shop's API as the storefront and the admin console use it: one place
+// that keeps the session (access and rotating refresh token), the guest
+// cart token, and turns the error envelope into an ApiError.
+//
+// - Every request carries `Authorization: Bearer <access token>` when signed
+//   in. An access token about to expire is refreshed first, and a 401 on a
+//   request that carried one is refreshed and retried once, so an expired
+//   token never shows. Concurrent requests share one refresh (the refresh
+//   token is single-use: two refreshes with it would revoke the session).
+// - A refresh answered 401 (`refresh_token_reused`, `invalid_refresh_token`)
+//   signs the user out cleanly and tells the page why.
+// - Guests carry `X-Cart-Token`; the token the API hands back is kept.
+
+const KEYS = { access: 'shop.accessToken', refresh: 'shop.refreshToken', user: 'shop.user', cart: 'shop.cartToken' };
+const listeners = new Set();
+
+/** An answer that was not 2xx, read from the envelope `{"error": {...}}`. */
+export class ApiError extends Error {
+  constructor(status, code, message, details, requestId) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details || {};
+    this.requestId = requestId;
+  }
+}
+
+/** Who is signed in (the user object from sign-in), or null. */
+export function currentUser() {
+  try { return JSON.parse(localStorage.getItem(KEYS.user) || 'null'); } catch { return null; }
+}
+
+export function cartToken() { return localStorage.getItem(KEYS.cart); }
+export function forgetCartToken() { localStorage.removeItem(KEYS.cart); }
+
+/** Be told when the session changes: `fn(user, reason)`. */
+export function onSessionChange(fn) { listeners.add(fn); return () => listeners.delete(fn); }
+
+function announce(reason) { const user = currentUser(); for (const fn of listeners) fn(user, reason); }
+
+function keepTokens(pair, user) {
+  localStorage.setItem(KEYS.access, pair.accessToken);
+  localStorage.setItem(KEYS.refresh, pair.refreshToken);
+  if (user) localStorage.setItem(KEYS.user, JSON.stringify(user));
+}
+
+/** Forget the session in this browser (no request). */
+export function signOutLocally(reason) {
+  localStorage.removeItem(KEYS.access);
+  localStorage.removeItem(KEYS.refresh);
+  localStorage.removeItem(KEYS.user);
+  announce(reason || 'signed_out');
+}
+
+/** Seconds until the access token's `exp`, or -Infinity when unreadable. */
+function secondsLeft(token) {
+  try {
+    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+    return payload.exp - Date.now() / 1000;
+  } catch { return -Infinity; }
+}
+
+let refreshing = null;
+
+/** Exchange the refresh token for a new pair, once at a time. True when done. */
+export function refreshSession() {
+  if (!refreshing) {
+    refreshing = (async () => {
+      const refreshToken = localStorage.getItem(KEYS.refresh);
+      if (!refreshToken) return false;
+      let r;
+      try {
+        r = await fetch('/api/auth/refresh', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken }) });
+      } catch { return false; }
+      if (r.ok) { keepTokens(await r.json()); return true; }
+      if (r.status === 401) signOutLocally('session_ended');
+      return false;
+    })().finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+
+/**
+ * One API call. `body` is sent as JSON. Options: `cart` (send the guest
+ * cart token), `headers`, `auth` (default true: send the access token).
+ * Resolves to the parsed JSON (or null for 204); rejects with ApiError.
+ */
+export async function api(method, path, { body, cart = false, headers = {}, auth = true, retried = false } = {}) {
+  let access = auth ? localStorage.getItem(KEYS.access) : null;
+  if (access && secondsLeft(access) < 20 && !retried) {
+    await refreshSession();
+    access = localStorage.getItem(KEYS.access);
+  }
+  const h = { accept: 'application/json', ...headers };
+  if (body !== undefined) h['content-type'] = 'application/json';
+  if (access) h.authorization = `Bearer ${access}`;
+  const guestToken = cartToken();
+  if (cart && guestToken) h['x-cart-token'] = guestToken;
+  let r;
+  try {
+    r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, 'network_error', 'We could not reach the shop. Check your connection and try again.');
+  }
+  const newCartToken = r.headers.get('x-cart-token');
+  if (newCartToken && cart && !currentUser()) localStorage.setItem(KEYS.cart, newCartToken);
+  if (r.status === 401 && access && !retried) {
+    if (await refreshSession()) return api(method, path, { body, cart, headers, auth, retried: true });
+  }
+  if (r.status === 204) return null;
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!r.ok) {
+    const e = (data && data.error) || {};
+    throw new ApiError(r.status, e.code || 'http_' + r.status, e.message || r.statusText, e.details, e.request_id || r.headers.get('x-request-id'));
+  }
+  return data;
+}
+
+/**
+ * Sign in, then merge the guest cart into the user's cart (a signed-in
+ * `GET /api/cart` that still carries `X-Cart-Token`). Resolves to
+ * `{ user, merged }`, where `merged` is the API's `merged_guest_cart` or null.
+ */
+export async function signIn(email, password) {
+  const pair = await api('POST', '/api/auth/login', { body: { email, password }, auth: false });
+  keepTokens(pair, pair.user);
+  let merged = null;
+  if (cartToken()) {
+    try {
+      const cart = await api('GET', '/api/cart', { cart: true });
+      merged = cart.merged_guest_cart || null;
+      forgetCartToken();
+    } catch { /* the cart page will show the problem */ }
+  }
+  announce('signed_in');
+  return { user: pair.user, merged };
+}
+
+/** End the session at the API (so its refresh tokens stop working) and here. */
+export async function signOut() {
+  const refreshToken = localStorage.getItem(KEYS.refresh);
+  if (refreshToken) {
+    try { await api('POST', '/api/auth/logout', { body: { refreshToken }, auth: false }); } catch { /* signed out here anyway */ }
+  }
+  signOutLocally('signed_out');
+}
+
+/** Keep a changed user (profile edit) for the header. */
+export function rememberUser(user) {
+  localStorage.setItem(KEYS.user, JSON.stringify(user));
+  announce('profile');
+}
+
+/** A fresh Idempotency-Key. */
+export function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2);
+}

@@ -1,0 +1,734 @@
+// The storefront: a reference client of the shop's API, in plain modules.
+// Routes are client-side (the `files` component answers every page path
+// with index.html); each view reads what it needs from the API.
+
+import { api, ApiError, currentUser, signIn, signOut, onSessionChange, rememberUser, newKey, cartToken } from './api.js';
+import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
+
+const app = document.getElementById('app');
+const PAGE_SIZE = 12;
+
+// ------------------------------------------------------------------ shell
+
+function render(view) {
+  app.innerHTML = view.__raw;
+}
+
+function setTitle(text) {
+  document.title = text ? `${text} · Shop` : 'Shop';
+}
+
+/** Move focus to the new page's heading, so keyboard and screen-reader users follow. */
+function focusHeading() {
+  const h = app.querySelector('h1');
+  if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
+}
+
+function notice(kind, text) {
+  return html`<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${text}</div>`;
+}
+
+let flash = null;
+/** A message shown on the next page (after a redirect). */
+function flashNext(kind, text) { flash = { kind, text }; }
+function takeFlash() { const f = flash; flash = null; return f ? notice(f.kind, f.text) : raw(''); }
+
+export function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState({}, '', path); else history.pushState({}, '', path);
+  route();
+}
+
+document.addEventListener('click', (ev) => {
+  const a = ev.target.closest('a');
+  if (!a || a.target || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.button !== 0) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || /^\/(api|admin|docs|openapi)/.test(url.pathname) || a.hasAttribute('download')) return;
+  ev.preventDefault();
+  navigate(url.pathname + url.search);
+});
+window.addEventListener('popstate', route);
+
+function updateHeader() {
+  const user = currentUser();
+  const account = document.getElementById('account-link');
+  account.textContent = user ? `Account (${user.first_name || user.email})` : 'Sign in';
+  account.setAttribute('href', user ? '/account' : '/account/sign-in');
+  document.getElementById('admin-link').hidden = !(user && user.role === 'admin');
+}
+
+async function refreshCartCount(cart) {
+  const el = document.getElementById('cart-count');
+  try {
+    const c = cart || (currentUser() || cartToken() ? await api('GET', '/api/cart', { cart: true }) : null);
+    el.textContent = c ? String(c.item_count) : '0';
+  } catch { el.textContent = '?'; }
+}
+
+onSessionChange((user, reason) => {
+  updateHeader();
+  refreshCartCount();
+  if (reason === 'session_ended') {
+    flashNext('warn', 'Your session has ended, so you were signed out. Please sign in again.');
+    navigate('/account/sign-in?next=' + encodeURIComponent(location.pathname + location.search));
+  }
+});
+
+// Header search: typing searches as you go (debounced), Enter searches at once.
+const searchInput = document.getElementById('search');
+let searchTimer;
+searchInput.addEventListener('input', () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => searchFor(searchInput.value), 250);
+});
+document.getElementById('search-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  clearTimeout(searchTimer);
+  searchFor(searchInput.value);
+});
+function searchFor(text) {
+  const params = new URLSearchParams(location.pathname === '/' ? location.search : '');
+  if (text.trim()) params.set('q', text.trim()); else params.delete('q');
+  params.delete('page');
+  if (params.has('q') && !params.has('sort')) params.delete('sort');
+  const target = '/' + (params.toString() ? '?' + params : '');
+  navigate(target, { replace: location.pathname === '/' });
+}
+
+// ------------------------------------------------------------------ routes
+
+const routes = [
+  [/^\/$/, listing],
+  [/^\/products\/([^/]+)$/, productPage],
+  [/^\/cart$/, cartPage],
+  [/^\/checkout$/, checkoutPage],
+  [/^\/checkout\/success$/, checkoutSuccess],
+  [/^\/checkout\/cancelled$/, checkoutCancelled],
+  [/^\/account\/sign-in$/, signInPage],
+  [/^\/account\/register$/, registerPage],
+  [/^\/account\/verify-email$/, verifyEmailPage],
+  [/^\/account\/forgot-password$/, forgotPasswordPage],
+  [/^\/account\/reset-password$/, resetPasswordPage],
+  [/^\/account$/, accountPage],
+  [/^\/account\/orders$/, ordersPage],
+  [/^\/account\/orders\/([^/]+)$/, orderPage],
+];
+
+let routeSeq = 0;
+async function route() {
+  const seq = ++routeSeq;
+  const path = location.pathname.replace(/\/+$/, '') || '/';
+  const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);
+  if (path !== '/') searchInput.value = '';
+  if (!match) {
+    setTitle('Not found');
+    render(html`<h1>Page not found</h1><p>There is nothing at this address. <a href="/">Back to the shop</a></p>`);
+    return focusHeading();
+  }
+  const [m, view] = match;
+  render(html`<p class="loading" role="status">Loading…</p>`);
+  try {
+    await view(...m.slice(1).map(decodeURIComponent), () => seq === routeSeq);
+  } catch (e) {
+    if (seq !== routeSeq) return;
+    if (e instanceof ApiError && e.status === 401) {
+      flashNext('warn', 'Please sign in to continue.');
+      return navigate('/account/sign-in?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
+    }
+    render(html`<h1>Something went wrong</h1>${notice('error', errorText(e))}<p><a href="${location.pathname + location.search}">Try again</a></p>`);
+  }
+  if (seq === routeSeq) focusHeading();
+}
+
+function requireUser() {
+  if (currentUser()) return true;
+  flashNext('warn', 'Please sign in to continue.');
+  navigate('/account/sign-in?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
+  return false;
+}
+
+// ------------------------------------------------------------------ browse
+
+let categoriesCache = null;
+async function categories() {
+  if (!categoriesCache) categoriesCache = (await api('GET', '/api/categories', { auth: false })).categories;
+  return categoriesCache;
+}
+
+function availability(p) {
+  if (!p.in_stock) return html`<span class="badge bad">Out of stock</span>`;
+  if (p.available <= 5) return html`<span class="badge warn">Only ${p.available} left</span>`;
+  return html`<span class="badge ok">In stock</span>`;
+}
+
+function productCard(p) {
+  return html`<li class="card" data-product-id="${p.id}">
+    <h3><a href="/products/${p.id}">${p.name}</a></h3>
+    <span class="muted">${p.category ? p.category.name : ''}</span>
+    <span class="price">${formatMoney(p.price)}</span>
+    ${availability(p)}
+    <div class="actions"><button type="button" data-add="${p.id}" ${p.in_stock ? '' : raw('disabled')}>Add to cart<span class="visually-hidden">: ${p.name}</span></button></div>
+  </li>`;
+}
+
+async function listing(isCurrent) {
+  const params = new URLSearchParams(location.search);
+  const q = params.get('q') || '';
+  searchInput.value = q;
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const query = new URLSearchParams({ limit: PAGE_SIZE, page });
+  for (const k of ['q', 'category', 'min_price', 'max_price', 'in_stock', 'sort']) if (params.get(k)) query.set(k, params.get(k));
+  const [cats, result] = await Promise.all([categories(), api('GET', '/api/products?' + query, { auth: false })]);
+  if (!isCurrent()) return;
+  const started = performance.now();
+  const currency = result.products[0] ? result.products[0].price.currency : 'USD';
+  const exp = minorExponent(currency);
+  const priceValue = (k) => (params.get(k) ? minorToDecimal(Number(params.get(k)), exp) : '');
+  const pages = Math.max(1, Math.ceil(result.total / PAGE_SIZE));
+  const pageLink = (n) => { const p = new URLSearchParams(params); p.set('page', n); return '/?' + p; };
+  const category = cats.find((c) => c.slug === params.get('category'));
+  setTitle(q ? `Search: ${q}` : category ? category.name : '');
+  render(html`
+    ${takeFlash()}
+    <h1>${q ? `Results for “${q}”` : category ? category.name : 'All products'}</h1>
+    <form class="filters" id="filters" aria-label="Filter products">
+      <label>Category<br><select name="category"><option value="">All categories</option>
+        ${cats.map((c) => html`<option value="${c.slug}" ${c.slug === params.get('category') ? raw('selected') : ''}>${c.name} (${c.product_count})</option>`)}
+      </select></label>
+      <label>Min price (${currency})<br><input name="min_price" inputmode="decimal" size="7" value="${priceValue('min_price')}"></label>
+      <label>Max price (${currency})<br><input name="max_price" inputmode="decimal" size="7" value="${priceValue('max_price')}"></label>
+      <label class="inline"><input type="checkbox" name="in_stock" value="true" ${params.get('in_stock') === 'true' ? raw('checked') : ''}> In stock only</label>
+      <label>Sort<br><select name="sort">
+        ${[['', q ? 'Best match' : 'Newest'], ['price_asc', 'Price: low to high'], ['price_desc', 'Price: high to low'], ['name', 'Name']].map(([v, t]) => html`<option value="${v}" ${v === (params.get('sort') || '') ? raw('selected') : ''}>${t}</option>`)}
+      </select></label>
+      <button type="submit" class="secondary">Apply</button>
+    </form>
+    <div id="filter-error"></div>
+    <p class="muted" role="status">${result.total} ${result.total === 1 ? 'product' : 'products'}</p>
+    ${result.products.length ? html`<ul class="grid" id="products">${result.products.map(productCard)}</ul>` : html`<p>No products match. <a href="/">See all products</a></p>`}
+    <div id="add-status" role="status"></div>
+    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">
+      ${page > 1 ? html`<a href="${pageLink(page - 1)}" rel="prev">Previous</a>` : ''}
+      <span>Page ${page} of ${pages}</span>
+      ${page < pages ? html`<a href="${pageLink(page + 1)}" rel="next">Next</a>` : ''}
+    </nav>` : ''}
+  `);
+  window.__lastListingRenderMs = performance.now() - started;
+  document.getElementById('filters').addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT' || ev.target.type === 'checkbox') applyFilters(params, exp); });
+  document.getElementById('filters').addEventListener('submit', (ev) => { ev.preventDefault(); applyFilters(params, exp); });
+  bindAddButtons();
+}
+
+function applyFilters(current, exp) {
+  const form = document.getElementById('filters');
+  const data = new FormData(form);
+  const next = new URLSearchParams();
+  if (current.get('q')) next.set('q', current.get('q'));
+  if (data.get('category')) next.set('category', data.get('category'));
+  for (const k of ['min_price', 'max_price']) {
+    const text = String(data.get(k) || '').trim();
+    if (!text) continue;
+    const minor = decimalToMinor(text, exp);
+    if (minor === null) {
+      document.getElementById('filter-error').innerHTML = notice('error', `“${text}” is not a price.`).__raw;
+      return;
+    }
+    next.set(k, minor);
+  }
+  if (data.get('in_stock')) next.set('in_stock', 'true');
+  if (data.get('sort')) next.set('sort', data.get('sort'));
+  navigate('/?' + next);
+}
+
+function bindAddButtons() {
+  for (const b of app.querySelectorAll('button[data-add]')) {
+    b.addEventListener('click', async () => {
+      const status = document.getElementById('add-status');
+      b.disabled = true;
+      try {
+        const qtyInput = document.getElementById('quantity');
+        const quantity = qtyInput ? Math.max(1, Number(qtyInput.value) || 1) : 1;
+        const cart = await api('POST', '/api/cart/items', { body: { product_id: b.dataset.add, quantity }, cart: true });
+        refreshCartCount(cart);
+        status.innerHTML = notice('success', 'Added to your cart.').__raw;
+      } catch (e) {
+        status.innerHTML = notice('error', errorText(e)).__raw;
+      } finally {
+        b.disabled = false;
+      }
+    });
+  }
+}
+
+async function productPage(id, isCurrent) {
+  let p;
+  try {
+    p = await api('GET', `/api/products/${encodeURIComponent(id)}`, { auth: false });
+  } catch (e) {
+    if (e.status === 404 || e.status === 400) {
+      render(html`<h1>Product not found</h1><p>This product is not sold here (any more). <a href="/">Back to the shop</a></p>`);
+      return;
+    }
+    throw e;
+  }
+  if (!isCurrent()) return;
+  setTitle(p.name);
+  render(html`
+    <p><a href="/">← All products</a>${p.category ? html` · <a href="/?category=${p.category.slug}">${p.category.name}</a>` : ''}</p>
+    <article class="two-col">
+      <div>
+        <h1>${p.name}</h1>
+        <p>${p.description}</p>
+        <p class="muted">SKU ${p.sku}</p>
+      </div>
+      <section class="box stack" aria-label="Buy">
+        <p class="price">${formatMoney(p.price)}</p>
+        <p>${availability(p)} ${p.in_stock ? html`<span class="muted">${p.available} available</span>` : ''}</p>
+        ${p.in_stock ? html`<label for="quantity">Quantity</label><input id="quantity" type="number" min="1" max="${Math.min(99, p.available)}" value="1">` : ''}
+        <button type="button" data-add="${p.id}" ${p.in_stock ? '' : raw('disabled')}>Add to cart</button>
+        <div id="add-status" role="status"></div>
+      </section>
+    </article>
+  `);
+  bindAddButtons();
+}
+
+// ------------------------------------------------------------------ cart
+
+function lineIssue(line) {
+  if (line.status === 'ok') return '';
+  let text = LINE_STATUS_TEXT[line.status] || line.status;
+  if (line.status === 'insufficient_stock') text = `Only ${line.available} left: lower the quantity`;
+  return html`<span class="badge bad" data-line-status="${line.status}">${text}</span>`;
+}
+
+async function cartPage(isCurrent) {
+  const cart = await api('GET', '/api/cart', { cart: true });
+  if (!isCurrent()) return;
+  refreshCartCount(cart);
+  setTitle('Cart');
+  if (!cart.lines.length) {
+    render(html`${takeFlash()}<h1>Your cart</h1><p>Your cart is empty. <a href="/">Start shopping</a></p>`);
+    return;
+  }
+  render(html`
+    ${takeFlash()}
+    <h1>Your cart</h1>
+    ${cart.merged_guest_cart ? notice('success', mergedText(cart.merged_guest_cart)) : ''}
+    ${cart.has_issues ? notice('warn', 'Some items cannot be bought as they are. Change or remove them to check out.') : ''}
+    <div class="table-wrap" tabindex="0"><table id="cart-lines">
+      <caption class="visually-hidden">Items in your cart</caption>
+      <thead><tr><th scope="col">Product</th><th scope="col" class="num">Price</th><th scope="col">Quantity</th><th scope="col" class="num">Total</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>
+      ${cart.lines.map((l) => html`<tr data-product-id="${l.product_id}" data-status="${l.status}">
+        <td>${l.name ? html`<a href="/products/${l.product_id}">${l.name}</a>` : 'Unavailable product'} ${lineIssue(l)}</td>
+        <td class="num">${formatMoney(l.unit_price)}</td>
+        <td><label class="visually-hidden" for="qty-${l.product_id}">Quantity of ${l.name || 'product'}</label>
+          <input id="qty-${l.product_id}" type="number" min="1" max="99" value="${l.quantity}" data-qty="${l.product_id}" style="width:5rem"></td>
+        <td class="num">${formatMoney(l.line_total)}</td>
+        <td><button type="button" class="secondary" data-remove="${l.product_id}">Remove<span class="visually-hidden"> ${l.name || ''}</span></button></td>
+      </tr>`)}
+      </tbody>
+    </table></div>
+    <div id="cart-status" role="status"></div>
+    <p>Subtotal: <strong id="subtotal">${formatMoney(cart.subtotal)}</strong></p>
+    <p><a class="button" id="checkout-link" href="/checkout" ${cart.has_issues ? raw('aria-disabled="true"') : ''}>Checkout</a></p>
+  `);
+  const status = document.getElementById('cart-status');
+  for (const input of app.querySelectorAll('input[data-qty]')) {
+    input.addEventListener('change', async () => {
+      try {
+        await api('PUT', `/api/cart/items/${input.dataset.qty}`, { body: { quantity: Number(input.value) }, cart: true });
+        route();
+      } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+    });
+  }
+  for (const b of app.querySelectorAll('button[data-remove]')) {
+    b.addEventListener('click', async () => {
+      try { await api('DELETE', `/api/cart/items/${b.dataset.remove}`, { cart: true }); route(); } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+    });
+  }
+  document.getElementById('checkout-link').addEventListener('click', (ev) => {
+    if (cart.has_issues) { ev.preventDefault(); ev.stopPropagation(); status.innerHTML = notice('error', 'Some items need your attention before checkout.').__raw; }
+  }, true);
+}
+
+function mergedText(m) {
+  const n = m.merged;
+  let text = n ? `We added ${n} ${n === 1 ? 'item' : 'items'} from the cart you filled before signing in.` : 'The cart you filled before signing in was empty or could not be added.';
+  if (m.skipped && m.skipped.length) text += ` ${m.skipped.length} could not be added (sold out or no longer sold).`;
+  return text;
+}
+
+// ------------------------------------------------------------------ checkout
+
+async function checkoutPage(isCurrent) {
+  if (!requireUser()) return;
+  const cart = await api('GET', '/api/cart');
+  if (!isCurrent()) return;
+  setTitle('Checkout');
+  if (!cart.lines.length) {
+    render(html`<h1>Checkout</h1><p>Your cart is empty. <a href="/">Start shopping</a></p>`);
+    return;
+  }
+  const user = currentUser();
+  render(html`
+    <h1>Checkout</h1>
+    <div class="two-col">
+      <form class="box" id="checkout-form" novalidate>
+        <h2>Shipping address</h2>
+        <label for="ship-name">Full name</label><input id="ship-name" name="name" autocomplete="name" required value="${[user.first_name, user.last_name].filter(Boolean).join(' ')}">
+        <label for="ship-line1">Address</label><input id="ship-line1" name="line1" autocomplete="address-line1" required>
+        <label for="ship-line2">Address line 2 (optional)</label><input id="ship-line2" name="line2" autocomplete="address-line2">
+        <label for="ship-city">City</label><input id="ship-city" name="city" autocomplete="address-level2" required>
+        <label for="ship-region">State or region (optional)</label><input id="ship-region" name="region" autocomplete="address-level1">
+        <label for="ship-postal">Postal code</label><input id="ship-postal" name="postal_code" autocomplete="postal-code" required>
+        <label for="ship-country">Country (two letters, e.g. US)</label><input id="ship-country" name="country" autocomplete="country" maxlength="2" required value="US">
+        <div id="checkout-status" role="status" aria-live="polite"></div>
+        <p><button type="submit" id="place-order">Place order and pay</button></p>
+      </form>
+      <section class="box" aria-label="Order summary">
+        <h2>Summary</h2>
+        <ul>${cart.lines.map((l) => html`<li>${l.quantity} × ${l.name} — ${formatMoney(l.line_total)} ${lineIssue(l)}</li>`)}</ul>
+        <p>Total: <strong>${formatMoney(cart.subtotal)}</strong></p>
+        ${cart.has_issues ? notice('warn', html`Some items need your attention. <a href="/cart">Review your cart</a>`) : ''}
+      </section>
+    </div>
+  `);
+  const form = document.getElementById('checkout-form');
+  const button = document.getElementById('place-order');
+  const status = document.getElementById('checkout-status');
+  // One key per checkout attempt of this cart version: a double click, or a
+  // retry after a network error, sends the same key and gets the same order.
+  const keyName = `shop.checkoutKey.${user.id}.${cart.version}`;
+  let placing = false;
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (placing) return;
+    const body = { shipping_address: Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v).trim()]).filter(([, v]) => v)) };
+    placing = true;
+    button.disabled = true;
+    status.innerHTML = html`<p class="loading">Placing your order…</p>`.__raw;
+    let key = sessionStorage.getItem(keyName);
+    if (!key) { key = newKey(); sessionStorage.setItem(keyName, key); }
+    let order;
+    try {
+      order = await placeOrder(body, key);
+    } catch (e) {
+      status.innerHTML = notice('error', errorText(e)).__raw;
+      placing = false;
+      button.disabled = false;
+      // A refused request may be corrected and sent again with a new key.
+      if (e.status && e.status < 500 && e.code !== 'request_in_progress') sessionStorage.removeItem(keyName);
+      return;
+    }
+    sessionStorage.removeItem(keyName);
+    refreshCartCount();
+    await payOrder(order.id, status);
+  });
+}
+
+/** `POST /api/orders`, retried with the same key while the first is in flight. */
+async function placeOrder(body, key) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await api('POST', '/api/orders', { body, headers: { 'idempotency-key': key } });
+    } catch (e) {
+      if ((e.code === 'request_in_progress' || e.status === 0 || e.status >= 502) && attempt < 5) {
+        await new Promise((r) => setTimeout(r, 700));
+        continue;
+      }
+      throw e;
+    }
+  }
+}
+
+/** Start Stripe Checkout for the order and go there; explain when it cannot. */
+async function payOrder(orderId, status) {
+  status.innerHTML = html`<p class="loading">Taking you to the secure payment page…</p>`.__raw;
+  try {
+    const session = await api('POST', '/api/payments/checkout-session', { body: { order_id: orderId } });
+    location.assign(session.url);
+  } catch (e) {
+    status.innerHTML = notice(e.code === 'payments_not_configured' ? 'warn' : 'error',
+      html`${errorText(e)} <a href="/account/orders/${orderId}">See your order</a>`).__raw;
+  }
+}
+
+async function checkoutSuccess(isCurrent) {
+  if (!requireUser()) return;
+  const sessionId = new URLSearchParams(location.search).get('session_id');
+  setTitle('Thank you');
+  if (!sessionId) {
+    render(html`<h1>Payment</h1><p>We did not get a payment reference. <a href="/account/orders">See your orders</a></p>`);
+    return;
+  }
+  render(html`<h1>Confirming your payment…</h1><p class="loading" role="status">One moment.</p>`);
+  const result = await api('GET', `/api/payments/checkout-session/${encodeURIComponent(sessionId)}`);
+  const order = await api('GET', `/api/orders/${result.order_id}`);
+  if (!isCurrent()) return;
+  const paid = order.status !== 'pending_payment';
+  render(html`
+    <h1>${paid ? 'Thank you for your order!' : 'Payment not confirmed yet'}</h1>
+    ${paid ? notice('success', html`Your payment was received. Order status: <strong id="order-status">${statusText(order.status)}</strong>`)
+           : notice('warn', html`Stripe has not confirmed the payment yet; we will update your order as soon as it does. Status: <strong id="order-status">${statusText(order.status)}</strong>`)}
+    ${orderSummary(order)}
+    <p><a href="/account/orders/${order.id}">Order details</a> · <a href="/">Continue shopping</a></p>
+  `);
+  refreshCartCount();
+}
+
+async function checkoutCancelled() {
+  setTitle('Payment cancelled');
+  render(html`<h1>Payment cancelled</h1><p>You left the payment page, so nothing was charged. Your order waits for payment for a while: you can pay it from <a href="/account/orders">your orders</a>.</p>`);
+}
+
+function orderSummary(order) {
+  return html`<div class="table-wrap" tabindex="0"><table>
+    <caption class="visually-hidden">Order lines</caption>
+    <thead><tr><th scope="col">Product</th><th scope="col" class="num">Price</th><th scope="col" class="num">Qty</th><th scope="col" class="num">Total</th></tr></thead>
+    <tbody>${order.lines.map((l) => html`<tr><td>${l.name}</td><td class="num">${formatMoney(l.unit_price)}</td><td class="num">${l.quantity}</td><td class="num">${formatMoney(l.line_total)}</td></tr>`)}</tbody>
+    <tfoot><tr><th scope="row" colspan="3">Total</th><td class="num"><strong>${formatMoney(order.total)}</strong></td></tr>
+    ${order.refunded.amount_minor > 0 ? html`<tr><th scope="row" colspan="3">Refunded</th><td class="num" id="refunded">${formatMoney(order.refunded)}</td></tr>` : ''}</tfoot>
+  </table></div>`;
+}
+
+// ------------------------------------------------------------------ account
+
+function nextPath() {
+  const next = new URLSearchParams(location.search).get('next') || '/account';
+  return next.startsWith('/') && !next.startsWith('//') ? next : '/account';
+}
+
+async function signInPage() {
+  setTitle('Sign in');
+  render(html`
+    ${takeFlash()}
+    <h1>Sign in</h1>
+    <form class="box" id="sign-in" style="max-width:28rem">
+      <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
+      <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+      <div id="form-status" role="status"></div>
+      <p><button type="submit">Sign in</button></p>
+      <p><a href="/account/register?next=${encodeURIComponent(nextPath())}">Create an account</a> · <a href="/account/forgot-password">Forgot your password?</a></p>
+    </form>`);
+  const form = document.getElementById('sign-in');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    const button = form.querySelector('button');
+    button.disabled = true;
+    try {
+      const { merged } = await signIn(String(data.get('email')).trim(), String(data.get('password')));
+      if (merged && merged.merged) flashNext('success', mergedText(merged));
+      navigate(merged && merged.merged ? '/cart' : nextPath());
+    } catch (e) {
+      document.getElementById('form-status').innerHTML = notice('error', errorText(e)).__raw;
+      button.disabled = false;
+    }
+  });
+}
+
+async function registerPage() {
+  setTitle('Create an account');
+  render(html`
+    <h1>Create an account</h1>
+    <form class="box" id="register" style="max-width:28rem">
+      <label for="first_name">First name</label><input id="first_name" name="first_name" autocomplete="given-name" required>
+      <label for="last_name">Last name</label><input id="last_name" name="last_name" autocomplete="family-name" required>
+      <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
+      <label for="password">Password (at least 12 characters)</label><input id="password" name="password" type="password" autocomplete="new-password" required minlength="12">
+      <div id="form-status" role="status"></div>
+      <p><button type="submit">Create account</button></p>
+      <p>Already have an account? <a href="/account/sign-in">Sign in</a></p>
+    </form>`);
+  const form = document.getElementById('register');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const body = Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v)]));
+    body.email = body.email.trim();
+    const button = form.querySelector('button');
+    button.disabled = true;
+    try {
+      await api('POST', '/api/auth/register', { body, auth: false });
+      const { merged } = await signIn(body.email, body.password);
+      flashNext('success', 'Welcome! Your account is ready. We emailed you a link to confirm your address.' + (merged && merged.merged ? ' ' + mergedText(merged) : ''));
+      navigate(merged && merged.merged ? '/cart' : nextPath());
+    } catch (e) {
+      document.getElementById('form-status').innerHTML = notice('error', errorText(e)).__raw;
+      button.disabled = false;
+    }
+  });
+}
+
+async function verifyEmailPage() {
+  setTitle('Confirm your email');
+  const token = new URLSearchParams(location.search).get('token');
+  if (!token) { render(html`<h1>Confirm your email</h1>${notice('error', 'This link is incomplete. Use the link from the email exactly.')}`); return; }
+  try {
+    await api('POST', '/api/auth/verify-email', { body: { token }, auth: false });
+    render(html`<h1>Email confirmed</h1>${notice('success', 'Thank you: your email address is confirmed.')}<p><a href="/">Continue shopping</a></p>`);
+    if (currentUser()) await refreshProfile();
+  } catch (e) {
+    render(html`<h1>Confirm your email</h1>${notice('error', e.code === 'invalid_or_expired_token' ? 'This link has expired or was already used. Sign in and ask for a new one from your account page.' : errorText(e))}`);
+  }
+}
+
+async function forgotPasswordPage() {
+  setTitle('Reset your password');
+  render(html`<h1>Reset your password</h1>
+    <form class="box" id="forgot" style="max-width:28rem">
+      <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
+      <div id="form-status" role="status"></div>
+      <p><button type="submit">Email me a reset link</button></p>
+    </form>`);
+  const form = document.getElementById('forgot');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const status = document.getElementById('form-status');
+    try {
+      await api('POST', '/api/auth/password-reset', { body: { email: String(new FormData(form).get('email')).trim() }, auth: false });
+      status.innerHTML = notice('success', 'If an account uses this address, we have emailed it a link to set a new password.').__raw;
+    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+  });
+}
+
+async function resetPasswordPage() {
+  setTitle('Choose a new password');
+  const token = new URLSearchParams(location.search).get('token');
+  render(html`<h1>Choose a new password</h1>
+    <form class="box" id="reset" style="max-width:28rem">
+      <label for="new_password">New password (at least 12 characters)</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="12">
+      <div id="form-status" role="status"></div>
+      <p><button type="submit">Set password</button></p>
+    </form>`);
+  const form = document.getElementById('reset');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const status = document.getElementById('form-status');
+    try {
+      await api('POST', '/api/auth/password-reset/confirm', { body: { token, new_password: String(new FormData(form).get('new_password')) }, auth: false });
+      flashNext('success', 'Your password is changed. Sign in with it now.');
+      navigate('/account/sign-in');
+    } catch (e) {
+      status.innerHTML = notice('error', e.code === 'invalid_or_expired_token' ? 'This link has expired or was already used. Ask for a new one.' : errorText(e)).__raw;
+    }
+  });
+}
+
+async function refreshProfile() {
+  const { user } = await api('GET', '/api/users/profile');
+  rememberUser(user);
+  return user;
+}
+
+async function accountPage(isCurrent) {
+  if (!requireUser()) return;
+  const user = await refreshProfile();
+  if (!isCurrent()) return;
+  setTitle('Your account');
+  render(html`
+    ${takeFlash()}
+    <h1>Your account</h1>
+    <p>Signed in as <strong>${user.email}</strong> ${user.email_verified ? html`<span class="badge ok">confirmed</span>` : html`<span class="badge warn">not confirmed</span> <button type="button" class="secondary" id="resend">Send the confirmation link again</button>`}</p>
+    <div id="resend-status" role="status"></div>
+    <p><a href="/account/orders">Your orders</a>${user.role === 'admin' ? html` · <a href="/admin">Admin console</a>` : ''}</p>
+    <div class="two-col">
+      <form class="box" id="profile">
+        <h2>Profile</h2>
+        <label for="first_name">First name</label><input id="first_name" name="first_name" autocomplete="given-name" value="${user.first_name}">
+        <label for="last_name">Last name</label><input id="last_name" name="last_name" autocomplete="family-name" value="${user.last_name}">
+        <div id="profile-status" role="status"></div>
+        <p><button type="submit">Save</button></p>
+      </form>
+      <form class="box" id="password-form">
+        <h2>Change password</h2>
+        <label for="current_password">Current password</label><input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
+        <label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="12">
+        <div id="password-status" role="status"></div>
+        <p><button type="submit">Change password</button></p>
+      </form>
+    </div>
+    <p><button type="button" class="secondary" id="sign-out">Sign out</button></p>
+  `);
+  const formHandler = (id, statusId, send, done) => {
+    const form = document.getElementById(id);
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const status = document.getElementById(statusId);
+      try { await send(Object.fromEntries(new FormData(form))); status.innerHTML = notice('success', done).__raw; } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+    });
+  };
+  formHandler('profile', 'profile-status', async (b) => rememberUser((await api('PUT', '/api/users/profile', { body: { first_name: b.first_name, last_name: b.last_name } })).user), 'Saved.');
+  formHandler('password-form', 'password-status', (b) => api('PUT', '/api/users/password', { body: b }), 'Your password is changed. Other devices were signed out.');
+  document.getElementById('sign-out').addEventListener('click', async () => { await signOut(); flashNext('success', 'You are signed out.'); navigate('/'); });
+  const resend = document.getElementById('resend');
+  if (resend) resend.addEventListener('click', async () => {
+    const status = document.getElementById('resend-status');
+    try { await api('POST', '/api/auth/verify-email/resend'); status.innerHTML = notice('success', 'We sent you a new link.').__raw; } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+  });
+}
+
+// ------------------------------------------------------------------ orders
+
+async function ordersPage(isCurrent) {
+  if (!requireUser()) return;
+  const page = Math.max(1, Number(new URLSearchParams(location.search).get('page')) || 1);
+  const result = await api('GET', `/api/orders?limit=20&page=${page}`);
+  if (!isCurrent()) return;
+  setTitle('Your orders');
+  const pages = Math.max(1, Math.ceil(result.total / 20));
+  render(html`
+    <h1>Your orders</h1>
+    ${result.orders.length ? html`<div class="table-wrap" tabindex="0"><table id="orders">
+      <caption class="visually-hidden">Your orders, newest first</caption>
+      <thead><tr><th scope="col">Order</th><th scope="col">Placed</th><th scope="col">Status</th><th scope="col" class="num">Total</th></tr></thead>
+      <tbody>${result.orders.map((o) => html`<tr data-order-id="${o.id}"><td><a href="/account/orders/${o.id}">#${o.id.slice(0, 8)}</a></td><td>${formatDate(o.created_at)}</td>
+        <td><span class="badge status-${o.status}">${statusText(o.status)}</span></td><td class="num">${formatMoney(o.total)}</td></tr>`)}</tbody>
+    </table></div>` : html`<p>You have no orders yet. <a href="/">Start shopping</a></p>`}
+    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/account/orders?page=${page - 1}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/account/orders?page=${page + 1}">Next</a>` : ''}</nav>` : ''}
+  `);
+}
+
+async function orderPage(id, isCurrent) {
+  if (!requireUser()) return;
+  const [order, history] = await Promise.all([api('GET', `/api/orders/${encodeURIComponent(id)}`), api('GET', `/api/orders/${encodeURIComponent(id)}/history`)]);
+  if (!isCurrent()) return;
+  setTitle(`Order #${order.id.slice(0, 8)}`);
+  const cancellable = ['pending_payment', 'paid', 'processing'].includes(order.status);
+  const a = order.shipping_address;
+  render(html`
+    ${takeFlash()}
+    <h1>Order #${order.id.slice(0, 8)}</h1>
+    <p>Status: <span class="badge status-${order.status}" id="order-status">${statusText(order.status)}</span> · placed ${formatDate(order.created_at)}</p>
+    ${order.tracking ? html`<p id="tracking">Shipped with <strong>${order.tracking.carrier}</strong>, tracking number <strong>${order.tracking.number}</strong></p>` : ''}
+    ${orderSummary(order)}
+    ${a ? html`<h2>Shipping to</h2><address>${a.name}<br>${a.line1}${a.line2 ? html`<br>${a.line2}` : ''}<br>${a.postal_code} ${a.city}${a.region ? `, ${a.region}` : ''}<br>${a.country}</address>` : ''}
+    <h2>History</h2>
+    <ol class="timeline" id="timeline">${history.history.map((h) => html`<li><strong>${statusText(h.to)}</strong> <span class="muted">${formatDate(h.at)}</span>${h.reason ? html`<br><span class="muted">${h.reason}</span>` : ''}</li>`)}</ol>
+    <div id="order-actions-status" role="status"></div>
+    <p>
+      ${order.status === 'pending_payment' ? html`<button type="button" id="pay-now">Pay now</button> ` : ''}
+      ${cancellable ? html`<button type="button" class="danger" id="cancel-order">Cancel order</button>` : ''}
+    </p>
+    <p><a href="/account/orders">← All orders</a></p>
+  `);
+  const status = document.getElementById('order-actions-status');
+  const pay = document.getElementById('pay-now');
+  if (pay) pay.addEventListener('click', () => { pay.disabled = true; payOrder(order.id, status); });
+  const cancel = document.getElementById('cancel-order');
+  if (cancel) cancel.addEventListener('click', async () => {
+    if (!confirm(order.status === 'pending_payment' ? 'Cancel this order?' : 'Cancel this order? You will be refunded in full.')) return;
+    cancel.disabled = true;
+    try {
+      await api('POST', `/api/orders/${order.id}/cancel`);
+      flashNext('success', 'Your order is cancelled.');
+      route();
+    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; cancel.disabled = false; }
+  });
+}
+
+// ------------------------------------------------------------------ start
+
+updateHeader();
+refreshCartCount();
+route();
