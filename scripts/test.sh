@@ -43,3 +43,20 @@ cargo test --workspace "$@"
 if [ -z "${SHOP_BASE_URL:-}" ]; then
   SHOP_TEST_STORES=postgres cargo test -p api-tests
 fi
+
+# The storefront and the admin console in a real headless Chromium
+# (tests/browser/run.sh; README, "Storefront and admin console"). Debian's
+# chromium package: installed here when running as root, skipped with a
+# message otherwise (CI runs as root, so there it always runs).
+if [ ! -x "${SHOP_CHROMIUM:-/usr/bin/chromium}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing chromium for the browser tests" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: SKIPPING the browser tests: no ${SHOP_CHROMIUM:-/usr/bin/chromium} (sudo apt-get install chromium, then tests/browser/run.sh)" >&2
+  fi
+fi
+if [ -x "${SHOP_CHROMIUM:-/usr/bin/chromium}" ]; then
+  tests/browser/run.sh
+fi

@@ -1,0 +1,408 @@
+// End-to-end tests of the storefront and the admin console in Debian's
+// headless Chromium, against the real components on the test host with the
+// fake Stripe (whose hosted page pays) and the fake Resend.
+//
+//   node run.mjs [--host-bin PATH] [--screenshots DIR]
+//
+// tests/browser/run.sh builds the host binary and installs the pinned npm
+// packages first; scripts/test.sh runs it. Each test prints ok/FAIL; the
+// exit status is the number of failures (capped at 100).
+
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const argValue = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
+const hostBin = argValue('--host-bin', process.env.SHOP_STOREFRONT_HOST_BIN || path.join(root, 'target/debug/storefront-host'));
+const shotsDir = argValue('--screenshots', path.join(root, 'docs/screenshots'));
+const only = argValue('--only', '');
+const CHROMIUM = process.env.SHOP_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const STRONG_PASSWORD = 'correct horse battery staple';
+
+// ------------------------------------------------------------------ the shop
+
+/** Start the storefront host and read its one JSON line. */
+function startShop() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(hostBin, [], { stdio: ['pipe', 'pipe', 'pipe'], cwd: root });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`the storefront host did not start in 120 s\n${err.slice(-4000)}`)), 120_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (line) { clearTimeout(timer); resolve({ child, ...JSON.parse(line), log: () => err }); }
+    });
+    child.stderr.on('data', (d) => { err += d; if (err.length > 2_000_000) err = err.slice(-1_000_000); });
+    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`the storefront host exited (${code}) before it was ready:\n${err.slice(-4000)}`)); });
+    child.on('error', reject);
+  });
+}
+
+/** The API, from Node (set-up and checks the browser's user would not do). */
+function apiClient(base) {
+  return async function call(method, p, { token, body, headers = {} } = {}) {
+    const h = { ...headers };
+    if (token) h.authorization = `Bearer ${token}`;
+    if (body !== undefined) h['content-type'] = 'application/json';
+    const r = await fetch(base + p, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    const data = text ? JSON.parse(text) : null;
+    if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+    return data;
+  };
+}
+
+// ------------------------------------------------------------------ harness
+
+const results = [];
+const openUsers = new Set();
+async function test(name, fn) {
+  if (only && !name.includes(only)) return;
+  const started = Date.now();
+  try {
+    await fn();
+    results.push([name, null]);
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.push([name, e]);
+    console.log(`FAIL ${name}\n     ${String(e.stack || e).split('\n').slice(0, 8).join('\n     ')}`);
+    // What the browser showed, for the CI log and a screenshot beside the others.
+    let n = 0;
+    for (const u of openUsers) {
+      try {
+        const file = path.join(tmpdir(), `shop-browser-failure-${results.length}-${n++}.png`);
+        await u.page.screenshot({ path: file });
+        console.log(`     at ${u.page.url()}; screenshot ${file}; problems: ${u.problems.join(' | ') || 'none'}`);
+        console.log(`     page text: ${(await u.page.evaluate(() => document.body.innerText)).slice(0, 600).replace(/\n+/g, ' / ')}`);
+      } catch { /* the page is gone */ }
+      await u.close().catch(() => {});
+    }
+    openUsers.clear();
+  }
+}
+
+function expect(cond, message) { if (!cond) throw new Error(message); }
+
+let seq = 0;
+const uniqueEmail = (tag) => `${tag}-${process.pid}-${Date.now()}-${seq++}@example.test`;
+
+/** A fresh browser profile (its own --user-data-dir), so sessions never leak between users. */
+async function newUser(viewport = { width: 1280, height: 900 }) {
+  const dir = mkdtempSync(path.join(tmpdir(), 'shop-browser-'));
+  const context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true, viewport });
+  const page = context.pages()[0] || (await context.newPage());
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error' && !/status of (401|404|409|422)/.test(m.text())) problems.push(`console: ${m.text()}`); });
+  page.setDefaultTimeout(30_000);
+  const user = {
+    page, context, problems,
+    async close() { openUsers.delete(user); await context.close(); rmSync(dir, { recursive: true, force: true }); },
+    async assertClean() {
+      const text = await page.evaluate(() => document.body.innerText);
+      if (/\[object Object\]|\bundefined\b|\bNaN\b/.test(text)) problems.push(`the page shows a template slip: ${text.slice(0, 300)}`);
+      expect(problems.length === 0, 'the page reported errors:\n' + problems.join('\n'));
+    },
+  };
+  openUsers.add(user);
+  return user;
+}
+
+async function shot(page, name) {
+  mkdirSync(shotsDir, { recursive: true });
+  await page.screenshot({ path: path.join(shotsDir, name), fullPage: false });
+}
+
+/** axe-core on the page as it is: no serious or critical violation. */
+async function accessible(page, label) {
+  const text = await page.evaluate(() => document.body.innerText);
+  expect(!/\[object Object\]|\bundefined\b|\bNaN\b/.test(text), `${label}: the page shows a template slip: ${text.slice(0, 300)}`);
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => await window.axe.run(document, { resultTypes: ['violations'] }));
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  expect(bad.length === 0, `${label}: accessibility violations:\n` + bad.map((v) => `  ${v.impact} ${v.id}: ${v.help}\n    ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('\n    ')}`).join('\n'));
+}
+
+async function register(page, base, { first = 'Casey', last = 'Customer', email }) {
+  await page.goto(base + '/account/register');
+  await page.fill('#first_name', first);
+  await page.fill('#last_name', last);
+  await page.fill('#email', email);
+  await page.fill('#password', STRONG_PASSWORD);
+  await page.click('#register button[type=submit]');
+}
+
+async function signInUi(page, base, email, password = STRONG_PASSWORD) {
+  await page.goto(base + '/account/sign-in');
+  await page.fill('#email', email);
+  await page.fill('#password', password);
+  await page.click('#sign-in button[type=submit]');
+}
+
+async function fillAddress(page) {
+  await page.fill('#ship-line1', '1 Main St');
+  await page.fill('#ship-city', 'Springfield');
+  await page.fill('#ship-postal', '12345');
+}
+
+// ------------------------------------------------------------------ tests
+
+const shop = await startShop();
+const base = shop.base_url;
+const call = apiClient(base);
+console.log(`shop at ${base}`);
+let exitCode = 0;
+try {
+  const admin = await call('POST', '/api/auth/login', { body: { email: shop.admin_email, password: shop.admin_password } });
+  const adminToken = admin.accessToken;
+  const customerEmail = uniqueEmail('journey');
+  let journeyOrder = null;
+
+  await test('a guest searches, adds two products, signs up and sees the guest cart merged, pays, and sees the order paid', async () => {
+    const u = await newUser();
+    const { page } = u;
+    await page.goto(base + '/');
+    await page.waitForSelector('#products li');
+    await shot(page, 'storefront-listing.png');
+    // Search as you type, by word prefix: "wire" finds "Wireless ...".
+    await page.fill('#search', 'wire');
+    await page.waitForURL(/\?q=wire/);
+    await page.waitForSelector('h1:has-text("Results for “wire”")');
+    const cards = page.locator('#products li');
+    expect((await cards.count()) >= 2, 'the search finds at least two products');
+    const names = [await cards.nth(0).locator('h3').innerText(), await cards.nth(1).locator('h3').innerText()];
+    expect(names.every((n) => /wire/i.test(n)), `results match the prefix: ${names}`);
+    await cards.nth(0).locator('button[data-add]').click();
+    await page.waitForSelector('#add-status .notice.success');
+    await cards.nth(1).locator('button[data-add]').click();
+    await page.waitForFunction(() => document.getElementById('cart-count').textContent === '2');
+    expect(await page.evaluate(() => !!localStorage.getItem('shop.cartToken')), 'the guest keeps a cart token');
+    await page.click('#cart-link');
+    await page.waitForSelector('#cart-lines tbody tr');
+    expect((await page.locator('#cart-lines tbody tr').count()) === 2, 'two lines in the guest cart');
+    await shot(page, 'storefront-cart.png');
+
+    await register(page, base, { email: customerEmail });
+    await page.waitForURL(/\/cart$/);
+    await page.waitForSelector('.notice.success:has-text("We added 2 items from the cart you filled before signing in")');
+    expect((await page.locator('#cart-lines tbody tr').count()) === 2, 'the merged cart has both lines');
+    expect(await page.evaluate(() => localStorage.getItem('shop.cartToken') === null), 'the guest token is gone after the merge');
+
+    await page.click('#checkout-link');
+    await page.waitForSelector('#checkout-form');
+    await fillAddress(page);
+    await page.click('#place-order');
+    // The fake Stripe's hosted page, then back to the success page.
+    await page.waitForURL(/\/c\/cs_test_/);
+    await page.click('#pay');
+    await page.waitForURL(/\/checkout\/success\?session_id=/);
+    await page.waitForSelector('h1:has-text("Thank you for your order!")');
+    expect((await page.locator('#order-status').innerText()) === 'Paid', 'the success page shows the order paid');
+    await shot(page, 'storefront-order-paid.png');
+    await accessible(page, 'checkout success');
+    const orderLink = await page.locator('a:has-text("Order details")').getAttribute('href');
+    journeyOrder = orderLink.split('/').pop();
+    expect(await page.locator('#cart-count').innerText() === '0', 'the cart is empty after ordering');
+    await u.assertClean();
+    await u.close();
+  });
+
+  await test('an admin ships the order with tracking and refunds part of it; the customer sees both', async () => {
+    expect(journeyOrder, 'the journey test placed an order');
+    const a = await newUser();
+    const { page } = a;
+    await page.goto(base + '/admin');
+    await page.fill('#email', shop.admin_email);
+    await page.fill('#password', shop.admin_password);
+    await page.click('#sign-in button[type=submit]');
+    await page.waitForSelector('#admin-orders');
+    // Find the customer's order by email.
+    await page.fill('input[name=search]', customerEmail);
+    await page.click('#order-filters button[type=submit]');
+    await page.waitForSelector(`#admin-orders tr[data-order-id="${journeyOrder}"]`);
+    expect((await page.locator('#admin-orders tbody tr').count()) === 1, 'one order for this customer');
+    await shot(page, 'admin-orders.png');
+    await accessible(page, 'admin orders');
+    await page.click(`#admin-orders tr[data-order-id="${journeyOrder}"] a`);
+    await page.waitForSelector('#tracking-form');
+    await page.fill('#carrier', 'UPS');
+    await page.fill('#tracking_number', '1Z999AA10123456784');
+    await page.click('#tracking-form button[type=submit]');
+    await page.waitForSelector('#order-status:has-text("Shipped")');
+    page.once('dialog', (d) => d.accept());
+    await page.fill('#refund-amount', '1.50');
+    await page.click('#refund-form button[type=submit]');
+    // A partial refund leaves fulfilment as it is: still shipped, $1.50 refunded.
+    await page.waitForSelector('.notice.success:has-text("Refunded.")');
+    expect((await page.locator('#refunded').innerText()).includes('1.50'), 'the refunded amount is shown');
+    expect((await page.locator('#order-status').innerText()) === 'Shipped', 'still shipped');
+    await shot(page, 'admin-order.png');
+    await accessible(page, 'admin order');
+    await a.assertClean();
+    await a.close();
+
+    const c = await newUser();
+    await signInUi(c.page, base, customerEmail);
+    await c.page.waitForURL(/\/account$/);
+    await c.page.goto(`${base}/account/orders/${journeyOrder}`);
+    await c.page.waitForSelector('#tracking');
+    const tracking = await c.page.locator('#tracking').innerText();
+    expect(tracking.includes('UPS') && tracking.includes('1Z999AA10123456784'), `the customer sees the tracking: ${tracking}`);
+    expect((await c.page.locator('#refunded').innerText()).includes('1.50'), 'the customer sees the refund');
+    expect((await c.page.locator('#order-status').innerText()) === 'Shipped', 'and the status');
+    const steps = await c.page.locator('#timeline li strong').allInnerTexts();
+    expect(steps.join(',') === 'Awaiting payment,Paid,Being prepared,Shipped', `the timeline: ${steps}`);
+    await shot(c.page, 'storefront-order-detail.png');
+    await accessible(c.page, 'order detail');
+    await c.assertClean();
+    await c.close();
+  });
+
+  await test('a double-clicked "place order" makes one order', async () => {
+    const email = uniqueEmail('double');
+    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Dee', last_name: 'Double' } });
+    const u = await newUser();
+    const { page } = u;
+    await signInUi(page, base, email);
+    await page.waitForURL(/\/account$/);
+    await page.goto(base + '/?q=cotton');
+    await page.waitForSelector('#products li button[data-add]');
+    await page.locator('#products li button[data-add]').first().click();
+    await page.waitForFunction(() => document.getElementById('cart-count').textContent === '1');
+    await page.goto(base + '/checkout');
+    await page.waitForSelector('#checkout-form');
+    await fillAddress(page);
+    await page.dblclick('#place-order');
+    await page.waitForURL(/\/c\/cs_test_/);
+    const session = await call('POST', '/api/auth/login', { body: { email, password: STRONG_PASSWORD } });
+    const orders = await call('GET', '/api/orders', { token: session.accessToken });
+    expect(orders.total === 1, `one order, not ${orders.total}`);
+    await u.assertClean();
+    await u.close();
+  });
+
+  await test('an expired access token is refreshed without the user noticing; a reused refresh token signs out cleanly', async () => {
+    const email = uniqueEmail('refresh');
+    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Rae', last_name: 'Refresh' } });
+    const u = await newUser();
+    const { page } = u;
+    await signInUi(page, base, email);
+    await page.waitForURL(/\/account$/);
+    const before = await page.evaluate(() => ({ access: localStorage.getItem('shop.accessToken'), refresh: localStorage.getItem('shop.refreshToken') }));
+    const sub = JSON.parse(Buffer.from(before.access.split('.')[1], 'base64url').toString()).sub;
+    const expired = (await (await fetch(`${shop.control_url}/expired-token?user_id=${sub}`)).json()).token;
+
+    // 1. An access token that has expired: refreshed before the request.
+    await page.evaluate((t) => localStorage.setItem('shop.accessToken', t), expired);
+    await page.goto(base + '/account/orders');
+    await page.waitForSelector('h1:has-text("Your orders")');
+    const after = await page.evaluate(() => ({ access: localStorage.getItem('shop.accessToken'), refresh: localStorage.getItem('shop.refreshToken') }));
+    expect(after.access !== expired && after.refresh !== before.refresh, 'new tokens were obtained');
+
+    // 2. A token the API refuses although it looks fresh (401): refreshed and retried.
+    const [h, p] = after.access.split('.');
+    const tampered = `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), exp: 4102444800 })).toString('base64url')}.AAAA`;
+    await page.evaluate((t) => localStorage.setItem('shop.accessToken', t), tampered);
+    await page.goto(base + '/account');
+    await page.waitForSelector(`text=Signed in as ${email}`);
+    expect(!(await page.evaluate(() => localStorage.getItem('shop.accessToken'))).endsWith('.AAAA'), 'the refused token was replaced');
+
+    // 3. A refresh token used twice (a stolen copy): the session ends and the user is told.
+    await page.evaluate(({ t, r }) => { localStorage.setItem('shop.accessToken', t); localStorage.setItem('shop.refreshToken', r); }, { t: expired, r: before.refresh });
+    await page.goto(base + '/account/orders');
+    await page.waitForSelector('.notice:has-text("Your session has ended")');
+    expect(page.url().includes('/account/sign-in'), 'sent to sign in');
+    expect(await page.evaluate(() => localStorage.getItem('shop.refreshToken') === null), 'the session is forgotten');
+    await u.close();
+  });
+
+  await test('an out-of-stock line is shown as such and blocks checkout', async () => {
+    const sku = `BROWSER-OOS-${process.pid}-${Date.now()}`;
+    const product = await call('POST', '/api/products', { token: adminToken, body: { sku, name: 'Limited Lantern', description: 'Only a few were made.', price: { amount_minor: 4599, currency: 'USD' }, stock_on_hand: 3 } });
+    const u = await newUser();
+    const { page } = u;
+    await page.goto(`${base}/products/${product.id}`);
+    await page.waitForSelector('button[data-add]');
+    await accessible(page, 'product page');
+    await page.click('button[data-add]');
+    await page.waitForSelector('#add-status .notice.success');
+    await call('PUT', `/api/products/${product.id}/inventory`, { token: adminToken, body: { stock_on_hand: 0 } });
+    await page.goto(base + '/cart');
+    const row = page.locator(`#cart-lines tr[data-product-id="${product.id}"]`);
+    await row.waitFor();
+    expect((await row.getAttribute('data-status')) === 'out_of_stock', 'the line is flagged out of stock');
+    expect((await row.locator('.badge').innerText()) === 'Out of stock', 'and says so');
+    await page.waitForSelector('.notice.warn:has-text("cannot be bought")');
+    await shot(page, 'storefront-cart-out-of-stock.png');
+    await accessible(page, 'cart with an issue');
+    expect((await page.getAttribute('#checkout-link', 'aria-disabled')) === 'true', 'checkout is marked unavailable');
+    await page.click('#checkout-link', { force: true });
+    await page.waitForSelector('#cart-status .notice.error');
+    expect(page.url().endsWith('/cart'), 'checkout is blocked');
+    await u.assertClean();
+    await u.close();
+  });
+
+  await test('main pages have no serious or critical accessibility violations, on a phone too', async () => {
+    for (const viewport of [{ width: 1280, height: 900 }, { width: 390, height: 844 }]) {
+      const u = await newUser(viewport);
+      const { page } = u;
+      for (const [p, ready] of [['/', '#products li'], ['/account/sign-in', '#sign-in'], ['/account/register', '#register'], ['/cart', 'h1'], ['/docs', '#schemas'], ['/admin', '#sign-in'], ['/no/such/page', 'h1']]) {
+        await page.goto(base + p);
+        await page.waitForSelector(ready);
+        await accessible(page, `${p} at ${viewport.width}px`);
+      }
+      if (viewport.width < 500) { await page.goto(base + '/'); await page.waitForSelector('#products li'); await shot(page, 'storefront-phone.png'); }
+      await u.assertClean();
+      await u.close();
+    }
+  });
+
+  await test('the docs render every documented operation from openapi.yaml', async () => {
+    const u = await newUser();
+    await u.page.goto(base + '/docs');
+    await u.page.waitForSelector('#schemas');
+    const spec = readFileSync(path.join(root, 'static/openapi.yaml'), 'utf8');
+    const operations = (spec.match(/^\s+operationId: /gm) || []).length;
+    const rendered = await u.page.locator('section[id^="op-"]').count();
+    expect(rendered === operations, `${rendered} operations rendered, ${operations} in the spec`);
+    await u.page.waitForSelector('#op-adminListOrders');
+    await shot(u.page, 'api-docs.png');
+    await u.assertClean();
+    await u.close();
+  });
+
+  await test('budget: the first storefront load transfers at most 150 KB, and a listing renders in under 300 ms', async () => {
+    const u = await newUser();
+    const { page } = u;
+    await page.goto(base + '/');
+    await page.waitForSelector('#products li');
+    const { bytes, renderMs } = await page.evaluate(() => {
+      const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
+      return { bytes: entries.reduce((n, e) => n + (e.transferSize || e.encodedBodySize || 0), 0), renderMs: window.__lastListingRenderMs };
+    });
+    console.log(`     first load: ${(bytes / 1024).toFixed(1)} KB transferred; listing rendered in ${renderMs.toFixed(1)} ms after the API answered`);
+    expect(bytes <= 150 * 1024, `first load transferred ${bytes} bytes`);
+    expect(renderMs < 300, `listing took ${renderMs} ms`);
+    await u.close();
+  });
+} catch (e) {
+  console.log(`FAIL set-up: ${e.stack || e}`);
+  exitCode = 1;
+} finally {
+  shop.child.stdin.end();
+  const failed = results.filter(([, e]) => e);
+  if (failed.length) console.log(`\n--- last host log lines ---\n${shop.log().split('\n').slice(-40).join('\n')}`);
+  console.log(`\n${results.length - failed.length} passed, ${failed.length} failed`);
+  exitCode = Math.min(100, exitCode + failed.length);
+  setTimeout(() => { shop.child.kill('SIGTERM'); process.exit(exitCode); }, 500);
+}
