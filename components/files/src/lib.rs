@@ -7,10 +7,11 @@
 //! API path. The storefront, the admin console and the API docs are
 //! single-page apps with their own client-side routes
 //! (`/account/verify-email?token=...`, `/checkout/success?session_id=...`,
-//! `/admin/orders/...`): a path with no file behind it and no extension in
-//! its last segment gets the HTML shell of the app it belongs to, so those
-//! links work when opened directly. Other unknown paths (a missing
-//! `/missing.png`) are a 404 in the envelope.
+//! `/admin/orders/...`): a path under one of their sections ([`APP_SHELLS`])
+//! with no file behind it and no extension in its last segment gets the
+//! HTML shell of its app, so those links work when opened directly. Every
+//! other unknown path (`/missing.png`, `/internal/...`) is a 404 in the
+//! envelope.
 
 use http_kit::conditional::cacheable;
 use http_kit::{ApiError, Ctx, HandlerResult, Reply, Service};
@@ -34,13 +35,21 @@ fn serve_file(ctx: &Ctx) -> HandlerResult {
     Ok(cacheable(ctx, reply, "public, max-age=300"))
 }
 
-/// The single-page apps under `static/`, most specific first: a path under
-/// the prefix that names no file gets the app's shell.
-const APP_SHELLS: &[(&str, &str)] = &[("/admin", "/admin/index.html"), ("/docs", "/docs/index.html"), ("", "/index.html")];
+/// The sections of the single-page apps under `static/` and each one's
+/// shell: a path at or under a section that names no file gets the shell.
+/// Only these, so a path no app owns stays a 404.
+const APP_SHELLS: &[(&str, &str)] = &[
+    ("/admin", "/admin/index.html"),
+    ("/docs", "/docs/index.html"),
+    ("/products", "/index.html"),
+    ("/cart", "/index.html"),
+    ("/checkout", "/index.html"),
+    ("/account", "/index.html"),
+];
 
 /// Map a URL path to the file to serve: the file itself when `is_file`
-/// says it exists, else the shell of the app the path belongs to when the
-/// path looks like a page (no extension in its last segment), else none.
+/// says it exists, else the shell of the app section the path is in when
+/// the path looks like a page (no extension in its last segment), else none.
 /// Never anything outside the mount, and never for `/api/...`.
 fn resolve(url_path: &str, is_file: impl Fn(&str) -> bool) -> Option<String> {
     let direct = file_path(url_path)?;
@@ -54,7 +63,7 @@ fn resolve(url_path: &str, is_file: impl Fn(&str) -> bool) -> Option<String> {
     let trimmed = url_path.trim_end_matches('/');
     APP_SHELLS
         .iter()
-        .find(|(prefix, _)| prefix.is_empty() || trimmed == *prefix || trimmed.starts_with(&format!("{prefix}/")))
+        .find(|(prefix, _)| trimmed == *prefix || trimmed.starts_with(&format!("{prefix}/")))
         .map(|(_, shell)| shell.to_string())
         .filter(|shell| is_file(shell))
 }
@@ -127,7 +136,7 @@ mod tests {
 
     #[test]
     fn client_side_routes_get_their_apps_shell() {
-        for storefront in ["/account/verify-email", "/account/reset-password", "/checkout/success", "/checkout/cancelled", "/products/abc", "/cart", "/administrator"] {
+        for storefront in ["/account/verify-email", "/account/reset-password", "/checkout/success", "/checkout/cancelled", "/products/abc", "/cart", "/account", "/account/orders/7c9e6679"] {
             assert_eq!(resolve(storefront, mount).as_deref(), Some("/index.html"), "{storefront}");
         }
         for admin in ["/admin", "/admin/orders", "/admin/orders/7c9e6679-7425-40de-944b-e07fc1f90ae7", "/admin/products/"] {
@@ -146,6 +155,13 @@ mod tests {
         assert_eq!(resolve("/../etc/passwd", mount), None);
         assert_eq!(resolve("/.git/config", mount), None);
         assert_eq!(resolve("/account/.hidden", mount), None);
+    }
+
+    #[test]
+    fn paths_no_app_owns_are_not_found() {
+        for path in ["/internal/notifications/deliver", "/administrator", "/cartography", "/nothing", "/products-old"] {
+            assert_eq!(resolve(path, mount), None, "{path}");
+        }
     }
 
     #[test]
