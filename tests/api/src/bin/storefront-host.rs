@@ -7,11 +7,14 @@
 //! "admin_password"}`, then serves until its standard input closes. The
 //! control URL answers what a browser cannot do itself:
 //! `GET /expired-token?user_id=..&role=..` (an access token signed with the
-//! app's key that expired a minute ago), `GET /emails?to=..` (the emails the
-//! fake Resend received for that address, as JSON).
+//! app's key that expired a minute ago), `GET /emails?to=..` (due emails are
+//! delivered first, then the ones the fake Resend received for that
+//! address, as JSON).
 //!
-//! `cargo run -p api-tests --bin storefront-host` (build the components
-//! first: `scripts/build-components.sh`).
+//! `cargo run -p api-tests --bin storefront-host [-- --without-stripe]`
+//! (build the components first: `scripts/build-components.sh`).
+//! `--without-stripe` runs the shop with no Stripe key, as a shop that has
+//! not set up payments yet.
 
 use api_tests::{workspace_root, FakeStripe, TestApp, ADMIN_EMAIL, STRIPE_WEBHOOK_SECRET, STRONG_PASSWORD, TEST_VARIABLES};
 use base64::engine::general_purpose::STANDARD;
@@ -32,6 +35,7 @@ fn main() {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
     let base = format!("http://127.0.0.1:{port}");
     let mut variables: HashMap<String, String> = TEST_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let without_stripe = std::env::args().any(|a| a == "--without-stripe");
     for (k, v) in [
         ("jwt_private_key", STANDARD.encode(keys.to_der())),
         ("jwt_public_key", STANDARD.encode(keys.public_key().to_der())),
@@ -47,6 +51,10 @@ fn main() {
         ("password_reset_ttl_secs", "3600".to_string()),
     ] {
         variables.insert(k.to_string(), v);
+    }
+    if without_stripe {
+        variables.insert("stripe_secret_key".into(), String::new());
+        variables.insert("stripe_webhook_secret".into(), String::new());
     }
     let state_dir = std::env::temp_dir().join(format!("shop-storefront-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state_dir);
@@ -118,6 +126,7 @@ fn answer(mut stream: std::net::TcpStream, app: &TestApp) {
             (200, json!({ "token": token }))
         }
         "/emails" => {
+            app.deliver_emails();
             let to = param("to");
             let emails: Vec<_> = app.resend.to(&to).iter().map(|c| json!({ "key": c.idempotency_key(), "body": c.body })).collect();
             (200, json!({ "emails": emails }))
