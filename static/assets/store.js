@@ -361,9 +361,13 @@ function mergedText(m) {
 
 // ------------------------------------------------------------------ checkout
 
+function addressLine(a) {
+  return [a.name, a.line1, a.line2, `${a.postal_code} ${a.city}`, a.region, a.country].filter(Boolean).join(', ');
+}
+
 async function checkoutPage(isCurrent) {
   if (!requireUser()) return;
-  const cart = await api('GET', '/api/cart');
+  const [cart, book] = await Promise.all([api('GET', '/api/cart'), api('GET', '/api/users/addresses').catch(() => ({ addresses: [] }))]);
   if (!isCurrent()) return;
   setTitle('Checkout');
   if (!cart.lines.length) {
@@ -371,18 +375,26 @@ async function checkoutPage(isCurrent) {
     return;
   }
   const user = currentUser();
+  const saved = book.addresses || [];
   render(html`
     <h1>Checkout</h1>
     <div class="two-col">
       <form class="box" id="checkout-form" novalidate>
         <h2>Shipping address</h2>
-        <label for="ship-name">Full name</label><input id="ship-name" name="name" autocomplete="name" required value="${[user.first_name, user.last_name].filter(Boolean).join(' ')}">
-        <label for="ship-line1">Address</label><input id="ship-line1" name="line1" autocomplete="address-line1" required>
-        <label for="ship-line2">Address line 2 (optional)</label><input id="ship-line2" name="line2" autocomplete="address-line2">
-        <label for="ship-city">City</label><input id="ship-city" name="city" autocomplete="address-level2" required>
-        <label for="ship-region">State or region (optional)</label><input id="ship-region" name="region" autocomplete="address-level1">
-        <label for="ship-postal">Postal code</label><input id="ship-postal" name="postal_code" autocomplete="postal-code" required>
-        <label for="ship-country">Country (two letters, e.g. US)</label><input id="ship-country" name="country" autocomplete="country" maxlength="2" required value="US">
+        ${saved.length ? html`<fieldset id="saved-addresses"><legend class="visually-hidden">Choose an address</legend>
+          ${saved.map((a, n) => html`<p><label class="inline"><input type="radio" name="address_choice" value="${a.id}" ${n === 0 ? raw('checked') : ''}> ${a.label ? html`<strong>${a.label}</strong>: ` : ''}${addressLine(a)}</label></p>`)}
+          <p><label class="inline"><input type="radio" name="address_choice" value="new"> A new address</label></p>
+        </fieldset>` : ''}
+        <div id="new-address" ${saved.length ? raw('hidden') : ''}>
+          <label for="ship-name">Full name</label><input id="ship-name" name="name" autocomplete="name" required value="${[user.first_name, user.last_name].filter(Boolean).join(' ')}">
+          <label for="ship-line1">Address</label><input id="ship-line1" name="line1" autocomplete="address-line1" required>
+          <label for="ship-line2">Address line 2 (optional)</label><input id="ship-line2" name="line2" autocomplete="address-line2">
+          <label for="ship-city">City</label><input id="ship-city" name="city" autocomplete="address-level2" required>
+          <label for="ship-region">State or region (optional)</label><input id="ship-region" name="region" autocomplete="address-level1">
+          <label for="ship-postal">Postal code</label><input id="ship-postal" name="postal_code" autocomplete="postal-code" required>
+          <label for="ship-country">Country (two letters, e.g. US)</label><input id="ship-country" name="country" autocomplete="country" maxlength="2" required value="US">
+          <p><label class="inline"><input type="checkbox" id="save-address" ${saved.length < 20 ? raw('checked') : raw('disabled')}> Save it in my address book</label></p>
+        </div>
         <div id="checkout-status" role="status" aria-live="polite"></div>
         <p><button type="submit" id="place-order">Place order and pay</button></p>
       </form>
@@ -397,6 +409,9 @@ async function checkoutPage(isCurrent) {
   const form = document.getElementById('checkout-form');
   const button = document.getElementById('place-order');
   const status = document.getElementById('checkout-status');
+  const newAddress = document.getElementById('new-address');
+  const choice = () => (form.querySelector('input[name=address_choice]:checked') || { value: 'new' }).value;
+  form.addEventListener('change', (ev) => { if (ev.target.name === 'address_choice') newAddress.hidden = choice() !== 'new'; });
   // One key per checkout attempt of this cart version: a double click, or a
   // retry after a network error, sends the same key and gets the same order.
   const keyName = `shop.checkoutKey.${user.id}.${cart.version}`;
@@ -404,7 +419,10 @@ async function checkoutPage(isCurrent) {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (placing) return;
-    const body = { shipping_address: Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v).trim()]).filter(([, v]) => v)) };
+    const picked = choice();
+    const fields = ['name', 'line1', 'line2', 'city', 'region', 'postal_code', 'country'];
+    const address = Object.fromEntries(fields.map((k) => [k, String(form.elements[k].value).trim()]).filter(([, v]) => v));
+    const body = picked === 'new' ? { shipping_address: address } : { shipping_address_id: picked };
     placing = true;
     button.disabled = true;
     status.innerHTML = html`<p class="loading">Placing your order…</p>`.__raw;
@@ -422,6 +440,10 @@ async function checkoutPage(isCurrent) {
       return;
     }
     sessionStorage.removeItem(keyName);
+    if (picked === 'new' && document.getElementById('save-address').checked) {
+      // Best effort: the order already has its own copy of the address.
+      await api('POST', '/api/users/addresses', { body: address }).catch(() => {});
+    }
     refreshCartCount();
     await payOrder(order.id, status);
   });

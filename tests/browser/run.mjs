@@ -205,6 +205,8 @@ try {
     await page.waitForURL(/\/c\/cs_test_/);
     await page.click('#pay');
     await page.waitForURL(/\/checkout\/success\?session_id=/);
+    const book = await page.evaluate(async () => (await fetch('/api/users/addresses', { headers: { authorization: 'Bearer ' + localStorage.getItem('shop.accessToken') } })).json());
+    expect(book.addresses.length === 1 && book.addresses[0].line1 === '1 Main St', 'the new address was saved to the address book');
     await page.waitForSelector('h1:has-text("Thank you for your order!")');
     expect((await page.locator('#order-status').innerText()) === 'Paid', 'the success page shows the order paid');
     await shot(page, 'storefront-order-paid.png');
@@ -267,9 +269,11 @@ try {
     await c.close();
   });
 
-  await test('a double-clicked "place order" makes one order', async () => {
+  await test('a double-clicked "place order" makes one order, shipped to the saved default address', async () => {
     const email = uniqueEmail('double');
     await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Dee', last_name: 'Double' } });
+    const setup = await call('POST', '/api/auth/login', { body: { email, password: STRONG_PASSWORD } });
+    await call('POST', '/api/users/addresses', { token: setup.accessToken, body: { label: 'Home', name: 'Dee Double', line1: '9 Saved Lane', city: 'Portland', postal_code: '97201', country: 'US' } });
     const u = await newUser();
     const { page } = u;
     await signInUi(page, base, email);
@@ -279,13 +283,15 @@ try {
     await page.locator('#products li button[data-add]').first().click();
     await page.waitForFunction(() => document.getElementById('cart-count').textContent === '1');
     await page.goto(base + '/checkout');
-    await page.waitForSelector('#checkout-form');
-    await fillAddress(page);
+    await page.waitForSelector('#saved-addresses');
+    expect(await page.isChecked('#saved-addresses input[type=radio] >> nth=0'), 'the saved address is chosen');
+    expect(await page.isHidden('#new-address'), 'no address form to fill');
     await page.dblclick('#place-order');
     await page.waitForURL(/\/c\/cs_test_/);
     const session = await call('POST', '/api/auth/login', { body: { email, password: STRONG_PASSWORD } });
     const orders = await call('GET', '/api/orders', { token: session.accessToken });
     expect(orders.total === 1, `one order, not ${orders.total}`);
+    expect(orders.orders[0].shipping_address.line1 === '9 Saved Lane', 'shipped to the saved address');
     await u.assertClean();
     await u.close();
   });
