@@ -320,7 +320,7 @@ async function categoriesPage(isCurrent) {
     <form class="box" id="category-form" style="max-width:30rem">
       <h2>New category</h2>
       <label for="cat-name">Name</label><input id="cat-name" name="name" required>
-      <label for="cat-slug">Slug (lower-case letters, digits, dashes)</label><input id="cat-slug" name="slug" required pattern="[a-z0-9-]+">
+      <label for="cat-slug">Slug (lower-case letters, digits, dashes)</label><input id="cat-slug" name="slug" required pattern="[a-z0-9]+(-[a-z0-9]+)*">
       <label for="cat-description">Description</label><input id="cat-description" name="description">
       <div id="category-status" role="status"></div>
       <p><button type="submit">Create</button></p>

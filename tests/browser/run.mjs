@@ -269,6 +269,74 @@ try {
     await c.close();
   });
 
+  await test('the admin console manages products, stock, categories and roles, and lists email deliveries', async () => {
+    const a = await newUser();
+    const { page } = a;
+    await page.goto(base + '/admin/products');
+    await page.fill('#email', shop.admin_email);
+    await page.fill('#password', shop.admin_password);
+    await page.click('#sign-in button[type=submit]');
+    await page.waitForSelector('#admin-products');
+    await accessible(page, 'admin products');
+
+    // A category, then a product in it.
+    const slug = `browser-${process.pid}-${Date.now() % 100000}`;
+    await page.goto(base + '/admin/categories');
+    await page.fill('#cat-name', 'Browser Finds');
+    await page.fill('#cat-slug', slug);
+    await page.click('#category-form button[type=submit]');
+    await page.waitForSelector(`td:has-text("${slug}")`);
+    await accessible(page, 'admin categories');
+
+    const sku = `BROWSER-NEW-${process.pid}-${Date.now() % 100000}`;
+    await page.goto(base + '/admin/products/new');
+    await page.fill('#sku', sku);
+    await page.fill('#name', 'Console Candle');
+    await page.fill('#description', 'Made in the admin console.');
+    await page.fill('#price', '12.50');
+    await page.selectOption('#category_id', { label: 'Browser Finds' });
+    await page.fill('#stock_on_hand', '4');
+    await accessible(page, 'admin new product');
+    await page.click('#product-form button[type=submit]');
+    await page.waitForSelector('.notice.success:has-text("Created.")');
+    const found = await call('GET', `/api/products?q=${encodeURIComponent('Console Candle')}&category=${slug}`);
+    expect(found.total === 1, 'the storefront lists the new product in its category');
+    const product = found.products[0];
+    expect(product.price.amount_minor === 1250 && product.price.currency === 'USD' && product.available === 4, `price and stock as typed: ${JSON.stringify(product.price)} ${product.available}`);
+
+    // Stock from the list.
+    await page.goto(base + `/admin/products?q=${encodeURIComponent('Console Candle')}`);
+    await page.fill(`#stock-${product.id}`, '0');
+    await page.click(`form.stock-form[data-id="${product.id}"] button`);
+    await page.waitForSelector('.notice.success:has-text("Stock updated.")');
+    expect((await call('GET', `/api/products/${product.id}`)).in_stock === false, 'sold out now');
+
+    // Deactivate: gone from the storefront.
+    await page.goto(base + `/admin/products/${product.id}`);
+    await page.uncheck('input[name=active]');
+    await page.click('#product-form button[type=submit]');
+    await page.waitForSelector('.notice.success:has-text("Saved.")');
+    expect((await fetch(`${base}/api/products/${product.id}`)).status === 404, 'an inactive product is hidden from shoppers');
+
+    // Roles.
+    const email = uniqueEmail('promoted');
+    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Pat', last_name: 'Promoted' } });
+    await page.goto(base + `/admin/users?email=${encodeURIComponent(email)}`);
+    const role = page.locator('select[data-user]');
+    await role.selectOption('admin');
+    await page.waitForSelector('#users-status .notice.success');
+    const users = await call('GET', `/api/admin/users?email=${encodeURIComponent(email)}`, { token: adminToken });
+    expect(users.users[0].role === 'admin', 'the role changed');
+    await accessible(page, 'admin users');
+
+    // Email deliveries: the welcome emails of this run are listed.
+    await page.goto(base + '/admin/deliveries');
+    await page.waitForSelector('td:has-text("user.registered")');
+    await accessible(page, 'admin deliveries');
+    await a.assertClean();
+    await a.close();
+  });
+
   await test('a double-clicked "place order" makes one order, shipped to the saved default address', async () => {
     const email = uniqueEmail('double');
     await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Dee', last_name: 'Double' } });
