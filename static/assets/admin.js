@@ -67,7 +67,7 @@ async function route() {
     render(html`<h1>Something went wrong</h1>${notice('error', errorText(e))}`);
   }
   const h = app.querySelector('h1');
-  if (isCurrent() && h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
+  if (isCurrent() && h && mine > 1) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
 }
 
 function signInPage() {

@@ -122,7 +122,8 @@ async function route() {
   if (!match) {
     setTitle('Not found');
     render(html`<h1>Page not found</h1><p>There is nothing at this address. <a href="/">Back to the shop</a></p>`);
-    return focusHeading();
+    if (seq > 1) focusHeading();
+    return;
   }
   const [m, view] = match;
   render(html`<p class="loading" role="status">Loading…</p>`);
@@ -136,7 +137,9 @@ async function route() {
     }
     render(html`<h1>Something went wrong</h1>${notice('error', errorText(e))}<p><a href="${location.pathname + location.search}">Try again</a></p>`);
   }
-  if (seq === routeSeq) focusHeading();
+  // After a navigation, focus follows to the new page's heading; on the
+  // first load it stays at the top, where the skip link is.
+  if (seq === routeSeq && seq > 1) focusHeading();
 }
 
 function requireUser() {

@@ -409,6 +409,11 @@ try {
     await accessible(page, 'product page');
     await page.click('button[data-add]');
     await page.waitForSelector('#add-status .notice.success');
+    // Asking for more than there is: the envelope in words.
+    await page.goto(base + '/cart');
+    await page.fill(`#qty-${product.id}`, '5');
+    await page.press(`#qty-${product.id}`, 'Tab');
+    await page.waitForSelector('#cart-status .notice.error:has-text("Sorry, only 3 left in stock.")');
     await call('PUT', `/api/products/${product.id}/inventory`, { token: adminToken, body: { stock_on_hand: 0 } });
     await page.goto(base + '/cart');
     const row = page.locator(`#cart-lines tr[data-product-id="${product.id}"]`);
@@ -503,6 +508,32 @@ try {
       bare.child.stdin.end();
       setTimeout(() => bare.child.kill('SIGTERM'), 500);
     }
+  });
+
+  await test('the storefront works with the keyboard alone', async () => {
+    const u = await newUser();
+    const { page } = u;
+    await page.goto(base + '/');
+    await page.waitForSelector('#products li');
+    // The skip link comes first and lands in the content.
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement.classList.contains('skip')), 'the skip link is the first stop');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement.id === 'search'), 'then, after the shop name, the search box');
+    await page.keyboard.type('cotton');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('h1:has-text("Results for “cotton”")');
+    // Tab to the first "Add to cart" and press Enter.
+    for (let n = 0; n < 40; n++) {
+      await page.keyboard.press('Tab');
+      if (await page.evaluate(() => document.activeElement.matches('button[data-add]'))) break;
+    }
+    expect(await page.evaluate(() => document.activeElement.matches('button[data-add]')), 'an Add to cart button is reachable');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.getElementById('cart-count').textContent === '1');
+    await u.assertClean();
+    await u.close();
   });
 
   await test('main pages have no serious or critical accessibility violations, on a phone too', async () => {
