@@ -3,10 +3,12 @@
 // users' roles. Shares the storefront's session (same origin, same tokens):
 // an admin signed in on the storefront is signed in here.
 
-import { api, currentUser, signIn, signOut, onSessionChange } from './api.js';
+import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache } from './api.js';
 import { formatMoney, formatDate, statusText, STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
+// Admins must see their own changes at once: always revalidate.
+useHttpCache('no-cache');
 
 function render(view) { app.innerHTML = view.__raw; }
 function notice(kind, text) { return html`<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${text}</div>`; }
@@ -285,9 +287,19 @@ async function productForm(id, isCurrent) {
       ${product ? '' : html`<label for="stock_on_hand">Stock on hand</label><input id="stock_on_hand" name="stock_on_hand" type="number" min="0" value="0">`}
       <p><label class="inline"><input type="checkbox" name="active" ${!product || product.active ? raw('checked') : ''}> Active (shown in the shop)</label></p>
       <div id="product-status" role="status"></div>
-      <p><button type="submit">${product ? 'Save' : 'Create'}</button></p>
+      <p><button type="submit">${product ? 'Save' : 'Create'}</button>
+        ${product ? html` <button type="button" class="danger" id="delete-product">Delete</button>` : ''}</p>
     </form>`);
   const form = document.getElementById('product-form');
+  const del = document.getElementById('delete-product');
+  if (del) del.addEventListener('click', async () => {
+    if (!confirm('Delete this product? One that was ever ordered is deactivated instead, to keep order history.')) return;
+    try {
+      const kept = await api('DELETE', `/api/products/${product.id}`);
+      flash = { kind: 'success', text: kept ? 'It was ordered before, so it is deactivated (kept for order history).' : 'Deleted.' };
+      navigate('/admin/products');
+    } catch (e) { show('product-status', 'error', errorText(e)); }
+  });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const d = Object.fromEntries(new FormData(form));
@@ -315,8 +327,12 @@ async function categoriesPage(isCurrent) {
   if (!isCurrent()) return;
   render(html`${takeFlash()}<h1>Categories</h1>
     <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Categories</caption>
-      <thead><tr><th scope="col">Name</th><th scope="col">Slug</th><th scope="col" class="num">Active products</th></tr></thead>
-      <tbody>${categories.map((c) => html`<tr><td>${c.name}</td><td>${c.slug}</td><td class="num">${c.product_count}</td></tr>`)}</tbody></table></div>
+      <thead><tr><th scope="col">Name</th><th scope="col">Slug</th><th scope="col" class="num">Active products</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>${categories.map((c) => html`<tr data-category="${c.id}">
+        <td><form class="rename" data-id="${c.id}"><label class="visually-hidden" for="cat-${c.id}">Name of ${c.slug}</label><input id="cat-${c.id}" name="name" value="${c.name}" size="18"> <button type="submit" class="secondary">Rename</button></form></td>
+        <td>${c.slug}</td><td class="num">${c.product_count}</td>
+        <td><button type="button" class="danger" data-delete="${c.id}">Delete<span class="visually-hidden"> ${c.name}</span></button></td></tr>`)}</tbody></table></div>
+    <div id="categories-status" role="status"></div>
     <form class="box" id="category-form" style="max-width:30rem">
       <h2>New category</h2>
       <label for="cat-name">Name</label><input id="cat-name" name="name" required>
@@ -325,6 +341,18 @@ async function categoriesPage(isCurrent) {
       <div id="category-status" role="status"></div>
       <p><button type="submit">Create</button></p>
     </form>`);
+  for (const f of app.querySelectorAll('form.rename')) {
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      try { await api('PUT', `/api/categories/${f.dataset.id}`, { body: { name: String(new FormData(f).get('name')) } }); flash = { kind: 'success', text: 'Renamed.' }; route(); } catch (e) { show('categories-status', 'error', errorText(e)); }
+    });
+  }
+  for (const b of app.querySelectorAll('button[data-delete]')) {
+    b.addEventListener('click', async () => {
+      if (!confirm('Delete this category?')) return;
+      try { await api('DELETE', `/api/categories/${b.dataset.delete}`); flash = { kind: 'success', text: 'Deleted.' }; route(); } catch (e) { show('categories-status', 'error', e.code === 'category_in_use' ? e.message : errorText(e)); }
+    });
+  }
   const form = document.getElementById('category-form');
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();

@@ -61,6 +61,15 @@ function secondsLeft(token) {
 }
 
 let refreshing = null;
+let fetchCache = 'default';
+
+/**
+ * How `fetch` may use the browser's HTTP cache. The storefront keeps the
+ * default (catalog reads are cacheable for a short while, as the API says);
+ * the admin console uses `no-cache` so it always revalidates (ETag) and
+ * shows its own changes at once.
+ */
+export function useHttpCache(mode) { fetchCache = mode; }
 
 /** Exchange the refresh token for a new pair, once at a time. True when done. */
 export function refreshSession() {
@@ -98,7 +107,7 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   if (cart && guestToken) h['x-cart-token'] = guestToken;
   let r;
   try {
-    r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: fetchCache });
   } catch {
     throw new ApiError(0, 'network_error', 'We could not reach the shop. Check your connection and try again.');
   }

@@ -319,6 +319,26 @@ try {
     await page.waitForSelector('.notice.success:has-text("Saved.")');
     expect((await fetch(`${base}/api/products/${product.id}`)).status === 404, 'an inactive product is hidden from shoppers');
 
+    // The category can be renamed, but not deleted while it holds a product.
+    await page.goto(base + '/admin/categories');
+    const row = page.locator(`tr:has(td:text-is("${slug}"))`);
+    await row.locator('input[name=name]').fill('Browser Finds Renamed');
+    await row.locator('form.rename button').click();
+    await page.waitForSelector('.notice.success:has-text("Renamed.")');
+    page.once('dialog', (d) => d.accept());
+    await page.locator(`tr:has(td:text-is("${slug}")) button[data-delete]`).click();
+    await page.waitForSelector('#categories-status .notice.error');
+    // Never ordered, so deleting the product removes it for good; then the category can go.
+    await page.goto(base + `/admin/products/${product.id}`);
+    page.once('dialog', (d) => d.accept());
+    await page.click('#delete-product');
+    await page.waitForSelector('.notice.success:has-text("Deleted.")');
+    await page.goto(base + '/admin/categories');
+    page.once('dialog', (d) => d.accept());
+    await page.locator(`tr:has(td:text-is("${slug}")) button[data-delete]`).click();
+    await page.waitForSelector('.notice.success:has-text("Deleted.")');
+    expect((await page.locator(`td:text-is("${slug}")`).count()) === 0, 'the category is gone');
+
     // Roles.
     const email = uniqueEmail('promoted');
     await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Pat', last_name: 'Promoted' } });
