@@ -2,7 +2,7 @@
 // headless Chromium, against the real components on the test host with the
 // fake Stripe (whose hosted page pays) and the fake Resend.
 //
-//   node run.mjs [--host-bin PATH] [--screenshots DIR]
+//   node run.mjs [--host-bin PATH] [--screenshots DIR] [--only TEXT]
 //
 // tests/browser/run.sh builds the host binary and installs the pinned npm
 // packages first; scripts/test.sh runs it. Each test prints ok/FAIL; the
@@ -21,7 +21,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 const argValue = (name, fallback) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : fallback; };
 const hostBin = argValue('--host-bin', process.env.SHOP_STOREFRONT_HOST_BIN || path.join(root, 'target/debug/storefront-host'));
-const shotsDir = argValue('--screenshots', path.join(root, 'docs/screenshots'));
+// Screenshots go under target/ unless asked for elsewhere: the README's are
+// refreshed with `--screenshots docs/screenshots`, so a test run leaves the tree clean.
+const shotsDir = path.resolve(root, argValue('--screenshots', 'target/browser-screenshots'));
 const only = argValue('--only', '');
 const CHROMIUM = process.env.SHOP_CHROMIUM || '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];

@@ -4,8 +4,8 @@
 # npm packages (playwright-core, axe-core) from package-lock.json, and drives
 # Debian's Chromium (/usr/bin/chromium, or SHOP_CHROMIUM) headless through
 # tests/browser/run.mjs. Needs the components built (scripts/build-components.sh).
-# Screenshots go to docs/screenshots/ (README images). Extra arguments go to
-# run.mjs, e.g. `--only refund`.
+# Screenshots go to target/browser-screenshots/; `--screenshots docs/screenshots`
+# refreshes the README's. Extra arguments go to run.mjs, e.g. `--only refund`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
