@@ -252,6 +252,7 @@ function bindAddButtons() {
         const quantity = qtyInput ? Math.max(1, Number(qtyInput.value) || 1) : 1;
         const cart = await api('POST', '/api/cart/items', { body: { product_id: b.dataset.add, quantity }, cart: true });
         refreshCartCount(cart);
+        rememberPrices(cart);
         status.innerHTML = notice('success', 'Added to your cart.').__raw;
       } catch (e) {
         status.innerHTML = notice('error', errorText(e)).__raw;
@@ -297,8 +298,36 @@ async function productPage(id, isCurrent) {
 
 // ------------------------------------------------------------------ cart
 
-function lineIssue(line) {
-  if (line.status === 'ok') return '';
+// The API prices the cart live and flags lines it cannot sell; a price
+// that merely changed is not an issue for it. The storefront remembers the
+// price each line had when the shopper last saw it and points out changes.
+const SEEN_PRICES = 'shop.seenPrices';
+
+function seenPrices() {
+  try { return JSON.parse(localStorage.getItem(SEEN_PRICES) || '{}'); } catch { return {}; }
+}
+
+function rememberPrices(cart) {
+  const seen = seenPrices();
+  for (const l of cart.lines) if (l.unit_price) seen[l.product_id] = l.unit_price;
+  localStorage.setItem(SEEN_PRICES, JSON.stringify(seen));
+}
+
+/** Lines whose price is not the one the shopper saw: `{ product_id: previous price }`. */
+function priceChanges(cart) {
+  const seen = seenPrices();
+  const changed = {};
+  for (const l of cart.lines) {
+    const before = seen[l.product_id];
+    if (before && l.unit_price && (before.amount_minor !== l.unit_price.amount_minor || before.currency !== l.unit_price.currency)) changed[l.product_id] = before;
+  }
+  return changed;
+}
+
+function lineIssue(line, previousPrice) {
+  if (line.status === 'ok') {
+    return previousPrice ? html`<span class="badge warn" data-price-changed="true">Price changed from ${formatMoney(previousPrice)}</span>` : '';
+  }
   let text = LINE_STATUS_TEXT[line.status] || line.status;
   if (line.status === 'insufficient_stock') text = `Only ${line.available} left: lower the quantity`;
   return html`<span class="badge bad" data-line-status="${line.status}">${text}</span>`;
@@ -308,6 +337,8 @@ async function cartPage(isCurrent) {
   const cart = await api('GET', '/api/cart', { cart: true });
   if (!isCurrent()) return;
   refreshCartCount(cart);
+  const changed = priceChanges(cart);
+  rememberPrices(cart);
   setTitle('Cart');
   if (!cart.lines.length) {
     render(html`${takeFlash()}<h1>Your cart</h1><p>Your cart is empty. <a href="/">Start shopping</a></p>`);
@@ -318,12 +349,13 @@ async function cartPage(isCurrent) {
     <h1>Your cart</h1>
     ${cart.merged_guest_cart ? notice('success', mergedText(cart.merged_guest_cart)) : ''}
     ${cart.has_issues ? notice('warn', 'Some items cannot be bought as they are. Change or remove them to check out.') : ''}
+    ${Object.keys(changed).length ? notice('warn', 'Some prices have changed since you added the items. The cart shows the current prices.') : ''}
     <div class="table-wrap" tabindex="0"><table id="cart-lines">
       <caption class="visually-hidden">Items in your cart</caption>
       <thead><tr><th scope="col">Product</th><th scope="col" class="num">Price</th><th scope="col">Quantity</th><th scope="col" class="num">Total</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
       <tbody>
       ${cart.lines.map((l) => html`<tr data-product-id="${l.product_id}" data-status="${l.status}">
-        <td>${l.name ? html`<a href="/products/${l.product_id}">${l.name}</a>` : 'Unavailable product'} ${lineIssue(l)}</td>
+        <td>${l.name ? html`<a href="/products/${l.product_id}">${l.name}</a>` : 'Unavailable product'} ${lineIssue(l, changed[l.product_id])}</td>
         <td class="num">${formatMoney(l.unit_price)}</td>
         <td><label class="visually-hidden" for="qty-${l.product_id}">Quantity of ${l.name || 'product'}</label>
           <input id="qty-${l.product_id}" type="number" min="1" max="99" value="${l.quantity}" data-qty="${l.product_id}" style="width:5rem"></td>

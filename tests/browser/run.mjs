@@ -422,7 +422,7 @@ try {
     await u.close();
   });
 
-  await test('an out-of-stock line is shown as such and blocks checkout', async () => {
+  await test('a changed price is pointed out, and an out-of-stock line is shown as such and blocks checkout', async () => {
     const sku = `BROWSER-OOS-${process.pid}-${Date.now()}`;
     const product = await call('POST', '/api/products', { token: adminToken, body: { sku, name: 'Limited Lantern', description: 'Only a few were made.', price: { amount_minor: 4599, currency: 'USD' }, stock_on_hand: 3 } });
     const u = await newUser();
@@ -437,6 +437,14 @@ try {
     await page.fill(`#qty-${product.id}`, '5');
     await page.press(`#qty-${product.id}`, 'Tab');
     await page.waitForSelector('#cart-status .notice.error:has-text("Sorry, only 3 left in stock.")');
+    // A new price is pointed out once.
+    await call('PUT', `/api/products/${product.id}`, { token: adminToken, body: { price: { amount_minor: 4999, currency: 'USD' } } });
+    await page.goto(base + '/cart');
+    await page.waitForSelector(`tr[data-product-id="${product.id}"] .badge[data-price-changed]:has-text("Price changed from $45.99")`);
+    expect((await page.locator('#subtotal').innerText()) === '$49.99', 'the cart shows the current price');
+    await page.reload();
+    await page.waitForSelector('#cart-lines');
+    expect((await page.locator('.badge[data-price-changed]').count()) === 0, 'once seen, the new price is no longer news');
     await call('PUT', `/api/products/${product.id}/inventory`, { token: adminToken, body: { stock_on_hand: 0 } });
     await page.goto(base + '/cart');
     const row = page.locator(`#cart-lines tr[data-product-id="${product.id}"]`);

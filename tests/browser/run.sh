@@ -16,6 +16,9 @@ if [ ! -x "$chromium" ]; then
 fi
 command -v npm >/dev/null 2>&1 || { echo "browser tests: node and npm needed (Node 20+)" >&2; exit 1; }
 
+# The pure modules first (money, error texts, the YAML reader): no browser needed.
+node --test tests/browser/unit.test.mjs
+
 cargo build -p api-tests --bin storefront-host
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 SHOP_CHROMIUM="$chromium" SHOP_STOREFRONT_HOST_BIN="$PWD/target/debug/storefront-host" \

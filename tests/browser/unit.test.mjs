@@ -1,0 +1,74 @@
+// Unit tests of the storefront's pure modules, run by Node's test runner
+// (`node --test tests/browser/`): money stays integer minor units until it
+// is shown, and the docs page's YAML reader agrees with a full YAML parser
+// on the real openapi.yaml (checked against a JSON copy made by the runner
+// when python3 with PyYAML is around; otherwise on the parts checked here).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { minorExponent, minorToDecimal, decimalToMinor, formatMoney, errorText, html, raw } from '../../static/assets/format.js';
+import { parseYaml } from '../../static/assets/yaml.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+test('minor units become exact decimal strings, by the currency exponent', () => {
+  assert.equal(minorExponent('USD'), 2);
+  assert.equal(minorExponent('JPY'), 0);
+  assert.equal(minorExponent('BHD'), 3);
+  assert.equal(minorToDecimal(1999, 2), '19.99');
+  assert.equal(minorToDecimal(5, 2), '0.05');
+  assert.equal(minorToDecimal(0, 2), '0.00');
+  assert.equal(minorToDecimal(-150, 2), '-1.50');
+  assert.equal(minorToDecimal(4800, 0), '4800');
+  assert.equal(minorToDecimal(1234, 3), '1.234');
+  // Beyond float precision, still exact.
+  assert.equal(minorToDecimal(900719925474099, 2), "9007199254740.99");
+});
+
+test('typed amounts parse to integer minor units or are refused', () => {
+  assert.equal(decimalToMinor('19.99', 2), 1999);
+  assert.equal(decimalToMinor(' 19.9 ', 2), 1990);
+  assert.equal(decimalToMinor('19', 2), 1900);
+  assert.equal(decimalToMinor('0.1', 2), 10);
+  assert.equal(decimalToMinor('1,50', 2), 150);
+  assert.equal(decimalToMinor('4800', 0), 4800);
+  for (const bad of ['19.999', '-1', '1e3', 'abc', '', '1.2.3', '4800.5']) {
+    assert.equal(decimalToMinor(bad, bad === '4800.5' ? 0 : 2), null, bad);
+  }
+});
+
+test('formatMoney uses Intl with the exact decimal', () => {
+  assert.equal(new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' }).format(minorToDecimal(1999, 2)), '$19.99');
+  assert.match(formatMoney({ amount_minor: 4800, currency: 'JPY' }), /4,800/);
+  assert.match(formatMoney({ amount_minor: 1, currency: 'USD' }), /0\.01/);
+  assert.equal(formatMoney(null), '');
+});
+
+test('error envelopes read as sentences', () => {
+  assert.equal(errorText({ code: 'insufficient_stock', status: 422, details: { available: 3 } }), 'Sorry, only 3 left in stock.');
+  assert.match(errorText({ code: 'validation_failed', status: 422, details: { fields: { 'shipping_address.postal_code': 'must not be empty' } } }), /Postal code: must not be empty/);
+  assert.match(errorText({ code: 'internal_error', status: 500, requestId: 'abc' }), /Reference: abc/);
+  assert.equal(errorText({ code: 'something_new', status: 409, message: 'As the API says.' }), 'As the API says.');
+});
+
+test('html escapes interpolations unless they are raw', () => {
+  assert.equal(html`<p>${'<b>&"'}</p>`.__raw, '<p>&lt;b&gt;&amp;&quot;</p>');
+  assert.equal(html`<p>${raw('<b>x</b>')}${raw('')}${['a', raw('<i>')]}</p>`.__raw, '<p><b>x</b>a<i></p>');
+});
+
+test('the YAML reader reads the spec as a YAML parser does', () => {
+  const text = readFileSync(path.join(root, 'static/openapi.yaml'), 'utf8');
+  const mine = parseYaml(text);
+  assert.match(mine.openapi, /^3\.1/);
+  assert.ok(mine.paths['/api/orders/all'].get.parameters.length >= 5);
+  let reference = null;
+  try {
+    reference = JSON.parse(execFileSync('python3', ['-c', 'import json,sys,yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))', path.join(root, 'static/openapi.yaml')], { encoding: 'utf8', maxBuffer: 64 << 20, stdio: ['ignore', 'pipe', 'ignore'] }));
+  } catch { /* no python3 with PyYAML here */ }
+  if (reference) assert.deepEqual(mine, reference);
+  assert.deepEqual(parseYaml('a:\n  - { x: 1, y: [p, "q, r"] }\n  - b: |\n      two\n      lines\n    c: \'it\'\'s\'\n'), { a: [{ x: 1, y: ['p', 'q, r'] }, { b: 'two\nlines\n', c: "it's" }] });
+});
