@@ -462,7 +462,7 @@ try {
     await u.close();
   });
 
-  await test('account emails: the verification link confirms the address, and a reset link sets a new password', async () => {
+  await test('account: the emailed verification link confirms the address, a reset link sets a new password, and the account page changes it', async () => {
     const email = uniqueEmail('links');
     const u = await newUser();
     const { page } = u;
@@ -507,6 +507,20 @@ try {
     await page.waitForURL(/\/account$/);
     await page.waitForSelector(`text=Signed in as ${email}`);
     await accessible(page, 'account page');
+    // And changed again from the account page, which keeps this session.
+    await page.fill('#current_password', 'wrong passphrase entirely');
+    await page.fill('#new_password', 'yet another long passphrase');
+    await page.click('#password-form button[type=submit]');
+    await page.waitForSelector('#password-status .notice.error:has-text("Your current password is not correct.")');
+    await page.fill('#current_password', 'a brand new passphrase here');
+    await page.click('#password-form button[type=submit]');
+    await page.waitForSelector('#password-status .notice.success');
+    await page.goto(base + '/account/orders');
+    await page.waitForSelector('h1:has-text("Your orders")');
+    await page.goto(base + '/account');
+    await page.click('#sign-out');
+    await signInUi(page, base, email, 'yet another long passphrase');
+    await page.waitForURL(/\/account$/);
     await u.assertClean();
     await u.close();
   });
