@@ -75,7 +75,7 @@ async function route() {
 function signInPage() {
   document.title = 'Sign in · Shop admin';
   render(html`${takeFlash()}<h1>Admin sign in</h1>
-    <form class="box" id="sign-in" style="max-width:28rem">
+    <form class="narrow box" id="sign-in">
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
       <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
       <div id="form-status" role="status"></div>
@@ -251,7 +251,7 @@ async function productsPage(isCurrent) {
         <td class="num">${p.on_hand}</td><td class="num">${p.reserved}</td>
         <td>${p.active ? html`<span class="badge ok">active</span>` : html`<span class="badge bad">inactive</span>`}</td>
         <td><form class="stock-form" data-id="${p.id}"><label class="visually-hidden" for="stock-${p.id}">Stock on hand of ${p.name}</label>
-          <input id="stock-${p.id}" name="stock_on_hand" type="number" min="0" value="${p.on_hand}" style="width:6rem"> <button type="submit" class="secondary">Set</button></form></td>
+          <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
       </tr>`)}</tbody></table></div>
     <div id="products-status" role="status"></div>
     ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?page=${page - 1}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?page=${page + 1}">Next</a>` : ''}</nav>` : ''}`);
@@ -276,10 +276,10 @@ async function productForm(id, isCurrent) {
   const exp = minorExponent(currency);
   render(html`<p><a href="/admin/products">← Products</a></p>
     <h1>${product ? product.name : 'New product'}</h1>
-    <form class="box" id="product-form" style="max-width:40rem">
+    <form class="medium box" id="product-form">
       <label for="sku">SKU</label><input id="sku" name="sku" required value="${product ? product.sku : ''}" ${product ? raw('readonly') : ''}>
       <label for="name">Name</label><input id="name" name="name" required value="${product ? product.name : ''}">
-      <label for="description">Description</label><textarea id="description" name="description" rows="4" style="width:100%">${product ? product.description : ''}</textarea>
+      <label for="description">Description</label><textarea class="full" id="description" name="description" rows="4">${product ? product.description : ''}</textarea>
       <label for="price">Price</label><input id="price" name="price" inputmode="decimal" required value="${product ? minorToDecimal(product.price.amount_minor, exp) : ''}">
       <label for="currency">Currency</label><input id="currency" name="currency" maxlength="3" required value="${currency}">
       <label for="category_id">Category</label><select id="category_id" name="category_id"><option value="">None</option>
@@ -333,7 +333,7 @@ async function categoriesPage(isCurrent) {
         <td>${c.slug}</td><td class="num">${c.product_count}</td>
         <td><button type="button" class="danger" data-delete="${c.id}">Delete<span class="visually-hidden"> ${c.name}</span></button></td></tr>`)}</tbody></table></div>
     <div id="categories-status" role="status"></div>
-    <form class="box" id="category-form" style="max-width:30rem">
+    <form class="narrow box" id="category-form">
       <h2>New category</h2>
       <label for="cat-name">Name</label><input id="cat-name" name="name" required>
       <label for="cat-slug">Slug (lower-case letters, digits, dashes)</label><input id="cat-slug" name="slug" required pattern="[a-z0-9]+(-[a-z0-9]+)*">

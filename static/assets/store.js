@@ -358,7 +358,7 @@ async function cartPage(isCurrent) {
         <td>${l.name ? html`<a href="/products/${l.product_id}">${l.name}</a>` : 'Unavailable product'} ${lineIssue(l, changed[l.product_id])}</td>
         <td class="num">${formatMoney(l.unit_price)}</td>
         <td><label class="visually-hidden" for="qty-${l.product_id}">Quantity of ${l.name || 'product'}</label>
-          <input id="qty-${l.product_id}" type="number" min="1" max="99" value="${l.quantity}" data-qty="${l.product_id}" style="width:5rem"></td>
+          <input class="qty" id="qty-${l.product_id}" type="number" min="1" max="99" value="${l.quantity}" data-qty="${l.product_id}"></td>
         <td class="num">${formatMoney(l.line_total)}</td>
         <td><button type="button" class="secondary" data-remove="${l.product_id}">Remove<span class="visually-hidden"> ${l.name || ''}</span></button></td>
       </tr>`)}
@@ -561,7 +561,7 @@ async function signInPage() {
   render(html`
     ${takeFlash()}
     <h1>Sign in</h1>
-    <form class="box" id="sign-in" style="max-width:28rem">
+    <form class="narrow box" id="sign-in">
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
       <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
       <div id="form-status" role="status"></div>
@@ -589,7 +589,7 @@ async function registerPage() {
   setTitle('Create an account');
   render(html`
     <h1>Create an account</h1>
-    <form class="box" id="register" style="max-width:28rem">
+    <form class="narrow box" id="register">
       <label for="first_name">First name</label><input id="first_name" name="first_name" autocomplete="given-name" required>
       <label for="last_name">Last name</label><input id="last_name" name="last_name" autocomplete="family-name" required>
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
@@ -633,7 +633,7 @@ async function verifyEmailPage() {
 async function forgotPasswordPage() {
   setTitle('Reset your password');
   render(html`<h1>Reset your password</h1>
-    <form class="box" id="forgot" style="max-width:28rem">
+    <form class="narrow box" id="forgot">
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
       <div id="form-status" role="status"></div>
       <p><button type="submit">Email me a reset link</button></p>
@@ -653,7 +653,7 @@ async function resetPasswordPage() {
   setTitle('Choose a new password');
   const token = new URLSearchParams(location.search).get('token');
   render(html`<h1>Choose a new password</h1>
-    <form class="box" id="reset" style="max-width:28rem">
+    <form class="narrow box" id="reset">
       <label for="new_password">New password (at least 12 characters)</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="12">
       <div id="form-status" role="status"></div>
       <p><button type="submit">Set password</button></p>

@@ -31,9 +31,20 @@ fn serve_file(ctx: &Ctx) -> HandlerResult {
     }
     let path = resolve(&ctx.path, |p| std::path::Path::new(p).is_file()).ok_or_else(|| ApiError::no_route(&ctx.path))?;
     let body = std::fs::read(&path).map_err(|_| ApiError::no_route(&ctx.path))?;
-    let reply = Reply::bytes(200, content_type(&path), body);
+    let kind = content_type(&path);
+    let mut reply = Reply::bytes(200, kind, body);
+    if kind.starts_with("text/html") {
+        reply = reply.with_header("content-security-policy", CONTENT_SECURITY_POLICY);
+    }
     Ok(cacheable(ctx, reply, "public, max-age=300"))
 }
+
+/// The pages hold the shopper's tokens (localStorage), so they run only
+/// their own scripts and styles (no inline ones, no other origin), talk only
+/// to this origin, and may not be framed. Images may come from anywhere
+/// over https (product image URLs).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
+connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 /// The sections of the single-page apps under `static/` and each one's
 /// shell: a path at or under a section that names no file gets the shell.
@@ -169,6 +180,13 @@ mod tests {
         let bare = |p: &str| p == "/openapi.yaml";
         assert_eq!(resolve("/checkout/success", bare), None);
         assert_eq!(resolve("/admin/orders", bare), None);
+    }
+
+    #[test]
+    fn the_policy_allows_no_inline_code_or_framing() {
+        assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self';"));
+        assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
+        assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
     }
 
     #[test]
