@@ -680,7 +680,7 @@ async function refreshProfile() {
 
 async function accountPage(isCurrent) {
   if (!requireUser()) return;
-  const user = await refreshProfile();
+  const [user, book] = await Promise.all([refreshProfile(), api('GET', '/api/users/addresses').catch(() => ({ addresses: [] }))]);
   if (!isCurrent()) return;
   setTitle('Your account');
   render(html`
@@ -705,8 +705,29 @@ async function accountPage(isCurrent) {
         <p><button type="submit">Change password</button></p>
       </form>
     </div>
+    <section class="box" id="address-book" aria-labelledby="address-book-title">
+      <h2 id="address-book-title">Address book</h2>
+      ${book.addresses.length ? html`<ul>${book.addresses.map((a) => html`<li data-address="${a.id}">${a.label ? html`<strong>${a.label}</strong>: ` : ''}${addressLine(a)}
+        ${a.default_shipping ? html` <span class="badge ok">default</span>` : html` <button type="button" class="secondary" data-default="${a.id}">Make default<span class="visually-hidden"> for ${addressLine(a)}</span></button>`}
+        <button type="button" class="danger" data-delete-address="${a.id}">Delete<span class="visually-hidden"> ${addressLine(a)}</span></button></li>`)}</ul>`
+        : html`<p class="muted">No saved addresses yet. Checkout can save the address you ship to.</p>`}
+      <div id="address-status" role="status"></div>
+    </section>
     <p><button type="button" class="secondary" id="sign-out">Sign out</button></p>
   `);
+  const addressStatus = (e) => { document.getElementById('address-status').innerHTML = notice('error', errorText(e)).__raw; };
+  for (const b of app.querySelectorAll('button[data-default]')) {
+    b.addEventListener('click', async () => {
+      const a = book.addresses.find((x) => x.id === b.dataset.default);
+      const body = { label: a.label, name: a.name, line1: a.line1, line2: a.line2 || null, city: a.city, region: a.region || null, postal_code: a.postal_code, country: a.country, default_shipping: true };
+      try { await api('PUT', `/api/users/addresses/${a.id}`, { body }); route(); } catch (e) { addressStatus(e); }
+    });
+  }
+  for (const b of app.querySelectorAll('button[data-delete-address]')) {
+    b.addEventListener('click', async () => {
+      try { await api('DELETE', `/api/users/addresses/${b.dataset.deleteAddress}`); flashNext('success', 'Address deleted.'); route(); } catch (e) { addressStatus(e); }
+    });
+  }
   const formHandler = (id, statusId, send, done) => {
     const form = document.getElementById(id);
     form.addEventListener('submit', async (ev) => {

@@ -384,6 +384,16 @@ try {
     const orders = await call('GET', '/api/orders', { token: session.accessToken });
     expect(orders.total === 1, `one order, not ${orders.total}`);
     expect(orders.orders[0].shipping_address.line1 === '9 Saved Lane', 'shipped to the saved address');
+    // The address book on the account page: a second entry made default, then the first deleted.
+    await call('POST', '/api/users/addresses', { token: session.accessToken, body: { label: 'Work', name: 'Dee Double', line1: '1 Office Park', city: 'Portland', postal_code: '97204', country: 'US' } });
+    await page.goto(base + '/account');
+    const work = page.locator('#address-book li', { hasText: '1 Office Park' });
+    await work.locator('button[data-default]').click();
+    await page.waitForSelector('#address-book li:has-text("1 Office Park") .badge:has-text("default")');
+    await page.locator('#address-book li', { hasText: '9 Saved Lane' }).locator('button[data-delete-address]').click();
+    await page.waitForSelector('.notice.success:has-text("Address deleted.")');
+    expect((await page.locator('#address-book li').count()) === 1, 'one address left');
+    await accessible(page, 'account with an address book');
     await u.assertClean();
     await u.close();
   });
