@@ -107,8 +107,19 @@ async function newUser(viewport = { width: 1280, height: 900 }) {
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error' && !/status of (401|404|409|422)/.test(m.text())) problems.push(`console: ${m.text()}`); });
   page.setDefaultTimeout(30_000);
+  // Requests in flight, so a test can wait until the page is quiet.
+  let inflight = 0;
+  page.on('request', () => { inflight++; });
+  page.on('requestfinished', () => { inflight--; });
+  page.on('requestfailed', () => { inflight--; });
+  const quiet = async () => {
+    for (let calm = 0, n = 0; calm < 3 && n < 200; n++) {
+      await new Promise((r) => setTimeout(r, 100));
+      calm = inflight <= 0 ? calm + 1 : 0;
+    }
+  };
   const user = {
-    page, context, problems,
+    page, context, problems, quiet,
     async close() { openUsers.delete(user); await context.close(); rmSync(dir, { recursive: true, force: true }); },
     async assertClean() {
       const text = await page.evaluate(() => document.body.innerText);
@@ -404,7 +415,12 @@ try {
     const u = await newUser();
     const { page } = u;
     await signInUi(page, base, email);
-    await page.waitForURL(/\/account$/);
+    await page.waitForSelector(`text=Signed in as ${email}`);
+    // Swap tokens only while no request is in flight: a refresh answered
+    // after the page is left would rotate the token without the browser
+    // keeping the new one (the next refresh then looks like a stolen copy).
+    const settle = u.quiet;
+    await settle();
     const before = await page.evaluate(() => ({ access: localStorage.getItem('shop.accessToken'), refresh: localStorage.getItem('shop.refreshToken') }));
     const sub = JSON.parse(Buffer.from(before.access.split('.')[1], 'base64url').toString()).sub;
     const expired = (await (await fetch(`${shop.control_url}/expired-token?user_id=${sub}`)).json()).token;
@@ -413,6 +429,7 @@ try {
     await page.evaluate((t) => localStorage.setItem('shop.accessToken', t), expired);
     await page.goto(base + '/account/orders');
     await page.waitForSelector('h1:has-text("Your orders")');
+    await settle();
     const after = await page.evaluate(() => ({ access: localStorage.getItem('shop.accessToken'), refresh: localStorage.getItem('shop.refreshToken') }));
     expect(after.access !== expired && after.refresh !== before.refresh, 'new tokens were obtained');
 
@@ -422,6 +439,7 @@ try {
     await page.evaluate((t) => localStorage.setItem('shop.accessToken', t), tampered);
     await page.goto(base + '/account');
     await page.waitForSelector(`text=Signed in as ${email}`);
+    await settle();
     expect(!(await page.evaluate(() => localStorage.getItem('shop.accessToken'))).endsWith('.AAAA'), 'the refused token was replaced');
 
     // 3. A refresh token used twice (a stolen copy): the session ends and the user is told.
