@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// One engine per process, so components compiled for one host are reused
 /// by the next.
@@ -24,8 +24,65 @@ pub fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        Engine::new(&config).expect("default wasmtime config is valid")
+        if pooling_wanted() {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(spin_pooling()));
+        }
+        // `SHOP_TEST_HOST_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf`
+        // can name the guest's functions (profiling only).
+        if std::env::var_os("SHOP_TEST_HOST_PERFMAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        Engine::new(&config).expect("the engine configuration is valid")
     })
+}
+
+/// Spin runs every request's instance from wasmtime's pooling allocator
+/// when the machine has the address space for it (`spin-core`'s
+/// `use_pooling_allocator_by_default`, with the escape hatch
+/// `SPIN_WASMTIME_POOLING=0|1`): memories, tables and async stacks come
+/// from slots reserved once, so an instance costs no `mmap`/`munmap`. The
+/// test host does the same, so per-request costs compare with `spin up`.
+fn pooling_wanted() -> bool {
+    match std::env::var("SPIN_WASMTIME_POOLING").as_deref() {
+        Ok("0") => return false,
+        Ok("1") => return true,
+        _ => {}
+    }
+    // Spin's probe: can this process reserve 2^42 bytes for one memory?
+    const BITS: u32 = 42;
+    let mut probe = Config::new();
+    probe.wasm_memory64(true);
+    probe.memory_reservation(1 << BITS);
+    let Ok(engine) = Engine::new(&probe) else { return false };
+    let mut store = wasmtime::Store::new(&engine, ());
+    wasmtime::Memory::new(&mut store, wasmtime::MemoryType::new64(0, Some(1 << (BITS - 16)))).is_ok()
+}
+
+/// Spin's pooling limits (`spin-core`'s `Config::default`): 1000 instances
+/// at once, and per-component limits generous enough for composed
+/// components.
+fn spin_pooling() -> PoolingAllocationConfig {
+    const MB: usize = 1 << 20;
+    let max_instances = 1_000;
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(max_instances)
+        .total_memories(max_instances)
+        .total_tables(2 * max_instances)
+        .total_stacks(max_instances)
+        .total_core_instances(4 * max_instances)
+        .table_elements(100_000)
+        .max_component_instance_size(10 * MB)
+        .max_core_instance_size(10 * MB)
+        .max_core_instances_per_component(200)
+        .max_tables_per_component(64)
+        .max_memories_per_component(32)
+        .max_tables_per_module(2)
+        .max_memories_per_module(2)
+        .max_memory_size(4 << 30)
+        .linear_memory_keep_resident(2 * MB)
+        .table_keep_resident(MB / 2);
+    pooling
 }
 
 fn cache_dir() -> PathBuf {
