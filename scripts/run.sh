@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The README's run command: makes local development keys if there are none,
-# then builds every component and starts the app with embedded stores
-# (.spin/*.db) and the demo catalog. Extra arguments go to `spin up`.
+# puts the embedded key-value files in WAL mode, then builds every component
+# and starts the app with embedded stores (.spin/*.db) and the demo catalog. Extra arguments go to `spin up`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v spin >/dev/null || { echo "run: install the Spin CLI first (https://spinframework.dev/install)" >&2; exit 1; }
 scripts/dev-keys.sh
+# Embedded key-value files in WAL mode (one fsync per cart write instead of
+# about four; see scripts/prepare-kv.py and README, "Durability").
+if command -v python3 >/dev/null; then
+  python3 scripts/prepare-kv.py runtime-config.toml
+else
+  echo "run: python3 not found; key-value files stay in SQLite's rollback-journal mode (slower cart writes)" >&2
+fi
 exec spin up --build --runtime-config-file runtime-config.toml --variable demo_catalog=true "$@"
