@@ -116,6 +116,48 @@ fn placing_is_idempotent_per_key() {
     assert_eq!(orders["total"], 1);
 }
 
+/// A double click, or a retry while the first request still runs: several
+/// requests with one key at once make one order and hold its stock once.
+/// With stock to spare every one of them answers with that order; with only
+/// the last unit, a twin that lost the stock race before the winner
+/// committed says `insufficient_stock`, and asking again with the key
+/// returns the order.
+#[test]
+fn concurrent_requests_with_one_key_make_one_order() {
+    let app = TestApp::get();
+    for stock_on_hand in [50, 1] {
+        let (user, product) = app.customer_with_cart(stock_on_hand, 500, 1);
+        let key = unique_email("twin");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (user, key, barrier) = (user.clone(), key.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    TestApp::get().place_order(&user, Some(&key), Some(address()))
+                })
+            })
+            .collect();
+        let answers: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let placed: Vec<_> = answers.iter().filter(|a| a.status == 201).collect();
+        for a in answers.iter().filter(|a| a.status != 201) {
+            assert!(stock_on_hand == 1 && a.status == 409 && a.json()["error"]["code"] == "insufficient_stock", "stock {stock_on_hand}: {} {}", a.status, a.body);
+        }
+        if stock_on_hand > 1 {
+            assert_eq!(placed.len(), answers.len(), "stock {stock_on_hand}: every twin answers with the order");
+        }
+        let ids: std::collections::HashSet<String> = placed.iter().map(|a| a.json()["id"].as_str().unwrap().to_string()).collect();
+        assert_eq!(ids.len(), 1, "stock {stock_on_hand}: one order for every answer");
+        assert_eq!(placed.iter().filter(|a| a.header("idempotent-replayed").is_none()).count(), 1, "stock {stock_on_hand}: one request placed it");
+        assert_eq!(stock(&app, &product).1, 1, "stock {stock_on_hand}: held once");
+        let orders = app.send_as(&user.access_token, "GET", "/api/orders", None).json();
+        assert_eq!(orders["total"], 1, "stock {stock_on_hand}");
+        let again = app.place_order(&user, Some(&key), Some(address()));
+        assert_eq!((again.status, again.header("idempotent-replayed")), (201, Some("true")));
+        assert!(ids.contains(again.json()["id"].as_str().unwrap()));
+    }
+}
+
 #[test]
 fn empty_carts_short_lines_and_bad_input() {
     let app = TestApp::get();

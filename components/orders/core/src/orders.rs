@@ -354,100 +354,69 @@ pub fn overdue(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<String>, DbError
 }
 
 // ---------------------------------------------------------------- idempotent placement
+//
+// An `Idempotency-Key` costs no write of its own: it is looked up before any
+// work (a read), and recorded in the transaction that inserts the order.
+// Two requests with one key that both get past the look-up race to record
+// it; the primary key lets exactly one of them in (on Postgres the second
+// `INSERT` waits for the first transaction and then sees its row), and the
+// other rolls back, gives its stock hold back and answers with the
+// winner's order. No claim without an order is ever written, so a request
+// that dies leaves nothing behind and a retry simply runs.
 
-/// What an `Idempotency-Key` says about a new request.
+/// What an `Idempotency-Key` already means for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// First use: go ahead (and call [`complete_request`] or [`abandon_request`]).
-    New,
-    /// Same key, same body, finished: answer with this order again.
+pub enum Seen {
+    /// Not used yet by this user: go ahead.
+    Fresh,
+    /// Same key, same body: this order was placed under it.
     Replay(String),
     /// Same key, different body.
     Mismatch,
-    /// Same key, same body, still being processed by another request.
-    InFlight,
 }
 
-/// How long a claim without an order may stand before a retry with the
-/// same key takes it over: the claiming request died (a trap, a lost
-/// database) without abandoning it. Far longer than placing an order takes;
-/// a request that is merely that slow loses its claim and cannot finish
-/// (see [`complete_request`]), so one key still makes at most one order.
-pub const CLAIM_TIMEOUT_SECS: i64 = 60;
-
-/// Claim an `Idempotency-Key` for a new order, or say what it already means.
-///
-/// The claim is one atomic `INSERT ... ON CONFLICT DO NOTHING`: exactly one
-/// of several concurrent requests with the same key inserts the row (on
-/// Postgres the others wait for its transaction and then see the conflict),
-/// and no write lock is held across statements. A claim older than
-/// [`CLAIM_TIMEOUT_SECS`] with no order is taken over by one conditional
-/// update, so a retry after a dead request succeeds. The claim is
-/// identified by `now` (its `created_at`), which [`complete_request`] checks.
-pub fn claim_request(db: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64) -> Result<Claim, DbError> {
-    for _ in 0..3 {
-        if let Some(claim) = try_claim(db, user_id, key, hash, now)? {
-            return Ok(claim);
-        }
-    }
-    Ok(Claim::InFlight)
+fn seen_in(rows: &storage::Rows, hash: &str) -> Result<Seen, DbError> {
+    let Some(r) = rows.first() else { return Ok(Seen::Fresh) };
+    // A row without an order is a claim left by an older build whose
+    // request never finished: it binds nothing.
+    let Some(order_id) = r.opt_text("order_id")? else { return Ok(Seen::Fresh) };
+    Ok(if r.text("request_hash")? == hash { Seen::Replay(order_id) } else { Seen::Mismatch })
 }
 
-/// One attempt; `None` when the other request abandoned its claim between
-/// our two statements (then the key is free again).
-fn try_claim(db: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64) -> Result<Option<Claim>, DbError> {
-    let inserted = db.query(
-        "INSERT INTO order_requests (user_id, idempotency_key, request_hash, created_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING user_id",
-        &[user_id.into(), key.into(), hash.into(), now.into()],
-    )?;
-    if !inserted.is_empty() {
-        return Ok(Some(Claim::New));
-    }
+/// Look the key up before placing (no write, no lock).
+pub fn lookup_request(db: &dyn Db, user_id: &str, key: &str, hash: &str) -> Result<Seen, DbError> {
     let rows = db.query(
         "SELECT request_hash, order_id FROM order_requests WHERE user_id = ? AND idempotency_key = ?",
         &[user_id.into(), key.into()],
     )?;
-    let Some(r) = rows.first() else { return Ok(None) };
-    if r.text("request_hash")? != hash {
-        return Ok(Some(Claim::Mismatch));
-    }
-    if let Some(id) = r.opt_text("order_id")? {
-        return Ok(Some(Claim::Replay(id)));
-    }
-    let taken = db.query(
-        "UPDATE order_requests SET created_at = ? \
-         WHERE user_id = ? AND idempotency_key = ? AND request_hash = ? AND order_id IS NULL AND created_at <= ? \
-         RETURNING user_id",
-        &[now.into(), user_id.into(), key.into(), hash.into(), (now - CLAIM_TIMEOUT_SECS).into()],
-    )?;
-    Ok(Some(if taken.is_empty() { Claim::InFlight } else { Claim::New }))
+    seen_in(&rows, hash)
 }
 
-/// Record the order made under the claim taken at `claimed_at`, inside the
-/// transaction that inserts the order. Fails with a constraint error (so
-/// the transaction, and the order, roll back) when the claim is no longer
-/// this request's: another request took it over after it timed out.
-pub fn complete_request(tx: &dyn Db, user_id: &str, key: &str, claimed_at: i64, order_id: &str) -> Result<(), DbError> {
-    let done = tx.query(
-        "UPDATE order_requests SET order_id = ? \
-         WHERE user_id = ? AND idempotency_key = ? AND created_at = ? AND order_id IS NULL RETURNING user_id",
-        &[order_id.into(), user_id.into(), key.into(), claimed_at.into()],
+/// Record `order_id` under the key, inside the transaction that inserts the
+/// order and before anything else in it. `Seen::Fresh` means recorded: go
+/// on. Anything else means another request with this key recorded its
+/// order first, and this transaction wrote nothing: answer with what it
+/// says instead (a claim left by an older build is taken over).
+pub fn record_request(tx: &dyn Db, user_id: &str, key: &str, hash: &str, now: i64, order_id: &str) -> Result<Seen, DbError> {
+    let recorded = tx.query(
+        "INSERT INTO order_requests (user_id, idempotency_key, request_hash, order_id, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (user_id, idempotency_key) DO UPDATE \
+         SET request_hash = excluded.request_hash, order_id = excluded.order_id, created_at = excluded.created_at \
+         WHERE order_requests.order_id IS NULL RETURNING user_id",
+        &[user_id.into(), key.into(), hash.into(), order_id.into(), now.into()],
     )?;
-    if done.is_empty() {
-        return Err(DbError::Constraint("the Idempotency-Key claim was taken over by a later request".into()));
+    if !recorded.is_empty() {
+        return Ok(Seen::Fresh);
     }
-    Ok(())
-}
-
-/// Forget the claim taken at `claimed_at` when its request failed, so the
-/// client can retry with the same key (a claim another request has since
-/// taken over is left alone).
-pub fn abandon_request(db: &dyn Db, user_id: &str, key: &str, claimed_at: i64) -> Result<(), DbError> {
-    db.execute(
-        "DELETE FROM order_requests WHERE user_id = ? AND idempotency_key = ? AND created_at = ? AND order_id IS NULL",
-        &[user_id.into(), key.into(), claimed_at.into()],
-    )
+    let rows = tx.query(
+        "SELECT request_hash, order_id FROM order_requests WHERE user_id = ? AND idempotency_key = ?",
+        &[user_id.into(), key.into()],
+    )?;
+    match seen_in(&rows, hash)? {
+        // Only a row with an order blocks the upsert, so this cannot be.
+        Seen::Fresh => Err(DbError::Other("the Idempotency-Key row changed while it was recorded".into())),
+        other => Ok(other),
+    }
 }
 
 #[cfg(test)]
@@ -517,32 +486,30 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_claims() {
+    fn an_idempotency_key_is_recorded_with_its_order_once() {
         let db = db();
-        assert_eq!(claim_request(&db, "u1", "k", "h1", 1).unwrap(), Claim::New);
-        assert_eq!(claim_request(&db, "u1", "k", "h1", 1).unwrap(), Claim::InFlight);
-        assert_eq!(claim_request(&db, "u1", "k", "h2", 1).unwrap(), Claim::Mismatch);
-        assert_eq!(claim_request(&db, "u2", "k", "h2", 1).unwrap(), Claim::New, "keys are per user");
-        complete_request(&db, "u1", "k", 1, "o1").unwrap();
-        assert_eq!(claim_request(&db, "u1", "k", "h1", 1).unwrap(), Claim::Replay("o1".into()));
-        abandon_request(&db, "u2", "k", 1).unwrap();
-        assert_eq!(claim_request(&db, "u2", "k", "h3", 1).unwrap(), Claim::New);
+        assert_eq!(lookup_request(&db, "u1", "k", "h1").unwrap(), Seen::Fresh);
+        assert_eq!(record_request(&db, "u1", "k", "h1", 1, "o1").unwrap(), Seen::Fresh);
+        // A twin that looked before the first recorded loses, and learns the winner.
+        assert_eq!(record_request(&db, "u1", "k", "h1", 2, "o2").unwrap(), Seen::Replay("o1".into()));
+        assert_eq!(record_request(&db, "u1", "k", "h2", 2, "o3").unwrap(), Seen::Mismatch);
+        assert_eq!(lookup_request(&db, "u1", "k", "h1").unwrap(), Seen::Replay("o1".into()));
+        assert_eq!(lookup_request(&db, "u1", "k", "h2").unwrap(), Seen::Mismatch);
+        assert_eq!(lookup_request(&db, "u2", "k", "h2").unwrap(), Seen::Fresh, "keys are per user");
+        assert_eq!(record_request(&db, "u2", "k", "h2", 3, "o4").unwrap(), Seen::Fresh);
     }
 
     #[test]
-    fn a_claim_whose_request_died_is_taken_over_after_the_timeout() {
+    fn a_claim_left_by_an_older_build_binds_nothing() {
         let db = db();
-        assert_eq!(claim_request(&db, "u1", "k", "h1", 100).unwrap(), Claim::New);
-        // The request died without completing or abandoning its claim.
-        assert_eq!(claim_request(&db, "u1", "k", "h1", 100 + CLAIM_TIMEOUT_SECS - 1).unwrap(), Claim::InFlight);
-        assert_eq!(claim_request(&db, "u1", "k", "h2", 100 + CLAIM_TIMEOUT_SECS).unwrap(), Claim::Mismatch, "only the same request");
-        let retry_at = 100 + CLAIM_TIMEOUT_SECS;
-        assert_eq!(claim_request(&db, "u1", "k", "h1", retry_at).unwrap(), Claim::New);
-        assert_eq!(claim_request(&db, "u1", "k", "h1", retry_at).unwrap(), Claim::InFlight, "one taker");
-        // The original, had it only been slow, can no longer finish.
-        assert!(matches!(complete_request(&db, "u1", "k", 100, "o-slow"), Err(DbError::Constraint(_))));
-        complete_request(&db, "u1", "k", retry_at, "o-retry").unwrap();
-        assert_eq!(claim_request(&db, "u1", "k", "h1", retry_at + 500).unwrap(), Claim::Replay("o-retry".into()));
+        db.execute(
+            "INSERT INTO order_requests (user_id, idempotency_key, request_hash, order_id, created_at) VALUES ('u1', 'k', 'h1', NULL, 1)",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(lookup_request(&db, "u1", "k", "h1").unwrap(), Seen::Fresh);
+        assert_eq!(record_request(&db, "u1", "k", "h1", 5, "o1").unwrap(), Seen::Fresh);
+        assert_eq!(lookup_request(&db, "u1", "k", "h1").unwrap(), Seen::Replay("o1".into()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use money::{Currency, Money};
 use orders_core::domain::address::{Address, AddressInput};
 use orders_core::domain::Status;
 use orders_core::inventory_client::{HoldError, WitInventory};
-use orders_core::orders::{self, Claim, NewOrder, Order, OrderError, OrderLine};
+use orders_core::orders::{self, NewOrder, Order, OrderError, OrderLine, Seen};
 use orders_core::payments::{self, Applied, Outcome, RefundError};
 use orders_core::{access, schema};
 use orders_core::stripe::{self, StripeConfig};
@@ -77,31 +77,47 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
         .collect();
 
     let db = open()?;
-    let claimed_at = clock::unix_now();
     if let Some(k) = &key {
-        match orders::claim_request(&db, &caller.user_id, k, &request_hash, claimed_at)? {
-            Claim::New => {}
-            Claim::Replay(id) => {
-                let order = orders::load(&db, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
-                return Ok(Reply::created(&order).with_header("location", format!("/api/orders/{id}")).with_header("idempotent-replayed", "true"));
-            }
-            Claim::Mismatch => {
-                return Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request"))
-            }
-            Claim::InFlight => {
-                return Err(ApiError::new(409, "request_in_progress", "a request with this Idempotency-Key is still being processed")
-                    .with_header("retry-after", "1"))
-            }
+        match orders::lookup_request(&db, &caller.user_id, k, &request_hash)? {
+            Seen::Fresh => {}
+            seen => return answer_seen(&db, seen),
         }
     }
-    let placed = place_from_cart(&db, &caller, address, key.as_deref().map(|k| (k, claimed_at)));
-    if placed.is_err() {
-        if let Some(k) = &key {
-            let _ = orders::abandon_request(&db, &caller.user_id, k, claimed_at);
+    let key = key.as_deref().map(|k| (k, request_hash.as_str()));
+    match place_from_cart(&db, &caller, address, key) {
+        Ok(Placed::New(order)) => Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id))),
+        Ok(Placed::Twin(seen)) => answer_seen(&db, seen),
+        Err(e) => {
+            // A twin with the same key that placed its order meanwhile has
+            // emptied the cart or holds the stock: its order is the answer.
+            if let Some((k, hash)) = key {
+                if let Ok(seen @ (Seen::Replay(_) | Seen::Mismatch)) = orders::lookup_request(&db, &caller.user_id, k, hash) {
+                    return answer_seen(&db, seen);
+                }
+            }
+            Err(e)
         }
     }
-    let order = placed?;
-    Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id)))
+}
+
+/// What placing the cart came to.
+enum Placed {
+    /// This request placed this order.
+    New(Order),
+    /// A request with the same Idempotency-Key placed its order first.
+    Twin(Seen),
+}
+
+/// The answer to a request whose `Idempotency-Key` was used before.
+fn answer_seen(db: &dyn Db, seen: Seen) -> HandlerResult {
+    match seen {
+        Seen::Replay(id) => {
+            let order = orders::load(db, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            Ok(Reply::created(&order).with_header("location", format!("/api/orders/{id}")).with_header("idempotent-replayed", "true"))
+        }
+        Seen::Mismatch => Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request")),
+        Seen::Fresh => Err(ApiError::internal("a fresh Idempotency-Key has no answer")),
+    }
 }
 
 fn from_book(a: addresses::PostalAddress) -> Address {
@@ -144,8 +160,11 @@ fn unpaid_order_ttl_secs() -> i64 {
         .unwrap_or_else(|| (StripeConfig::from_variables().session_ttl_secs + 300).min(stripe::MAX_HOLD_SECS))
 }
 
-/// `key`: the Idempotency-Key and when this request claimed it.
-fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::domain::Address>, key: Option<(&str, i64)>) -> Result<Order, ApiError> {
+/// Place the cart as a new order. `key`: the Idempotency-Key and the
+/// request's hash. When a twin request with the same key recorded its order
+/// first, this request's stock hold is given back and the answer is what
+/// the key means now.
+fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::domain::Address>, key: Option<(&str, &str)>) -> Result<Placed, ApiError> {
     let snapshot = cart::get_cart(&caller.user_id).map_err(|e| unavailable("cart_unavailable", "the cart", format!("{e:?}")))?;
     if snapshot.lines.is_empty() {
         return Err(ApiError::new(422, "cart_empty", "the cart is empty"));
@@ -184,31 +203,31 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     })?;
     let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl };
     let actor = format!("user:{}", caller.user_id);
-    let created = transaction(db, |tx| -> Result<Order, ApiError> {
-        let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
-        if let Some((k, claimed_at)) = key {
-            orders::complete_request(tx, &caller.user_id, k, claimed_at, &order.id).map_err(|e| match e {
-                // This request was so slow that a retry took its claim over.
-                storage::DbError::Constraint(_) => ApiError::new(409, "request_in_progress", "a later request with this Idempotency-Key took it over")
-                    .with_header("retry-after", "1"),
-                other => other.into(),
-            })?;
+    let created = transaction(db, |tx| -> Result<Placed, ApiError> {
+        if let Some((k, hash)) = key {
+            // First in the transaction: a twin that got here first means
+            // nothing is written at all.
+            match orders::record_request(tx, &caller.user_id, k, hash, clock::unix_now(), &order_id)? {
+                Seen::Fresh => {}
+                taken => return Ok(Placed::Twin(taken)),
+            }
         }
-        Ok(order)
+        let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
+        Ok(Placed::New(order))
     });
     let order = match created {
-        Ok(o) => o,
-        Err(e) => {
-            // Nothing was ordered: give the stock back.
+        Ok(Placed::New(order)) => order,
+        other => {
+            // Nothing was ordered by this request: give the stock back.
             let _ = payments::Inventory::release(&WitInventory, &order_id);
-            return Err(e);
+            return other;
         }
     };
     // Only now is the cart cleared — and only if it is still what was ordered.
     if let Err(e) = cart::clear_cart(&caller.user_id, snapshot.version) {
         println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "cart_not_cleared": format!("{e:?}") }));
     }
-    Ok(order)
+    Ok(Placed::New(order))
 }
 
 // ---------------------------------------------------------------- reading
