@@ -100,23 +100,7 @@ impl OrderFilter {
 /// Every order matching `filter`, newest first, with the total across pages.
 pub fn list_all(db: &dyn Db, filter: &OrderFilter, limit: u32, offset: i64) -> Result<(Vec<Order>, i64), DbError> {
     let (clause, params) = filter.where_clause();
-    let total = db
-        .query(&format!("SELECT COUNT(*) AS n FROM orders{clause}"), &params)?
-        .first()
-        .map(|r| r.int("n"))
-        .transpose()?
-        .unwrap_or(0);
-    let mut page_params = params.clone();
-    page_params.push((limit as i64).into());
-    page_params.push(offset.into());
-    let rows = db.query(&format!("SELECT id FROM orders{clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"), &page_params)?;
-    let mut out = Vec::new();
-    for r in rows.iter() {
-        if let Some(order) = orders::load(db, &r.text("id")?)? {
-            out.push(order);
-        }
-    }
-    Ok((out, total))
+    orders::list_page(db, &clause, &params, limit, offset)
 }
 
 #[cfg(test)]

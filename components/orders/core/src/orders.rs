@@ -6,7 +6,7 @@ use crate::domain::{Address, Status};
 use money::{Currency, Money};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
-use storage::{Db, DbError, Row};
+use storage::{Db, DbError, Row, Value};
 
 /// A snapshot of one order line, as it was when the order was placed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,20 +76,61 @@ fn order_from_row(r: &Row<'_>, lines: Vec<OrderLine>) -> Result<Order, DbError> 
     })
 }
 
+fn line_from_row(r: &Row<'_>, currency: &str) -> Result<OrderLine, DbError> {
+    Ok(OrderLine {
+        product_id: r.text("product_id")?,
+        sku: r.text("sku")?,
+        name: r.text("name")?,
+        unit_price: money(r.int("unit_price_minor")?, currency)?,
+        quantity: r.int("quantity")? as u32,
+        line_total: money(r.int("line_total_minor")?, currency)?,
+    })
+}
+
 fn lines_of(db: &dyn Db, order_id: &str, currency: &str) -> Result<Vec<OrderLine>, DbError> {
     db.query("SELECT * FROM order_lines WHERE order_id = ? ORDER BY line_no", &[order_id.into()])?
         .iter()
-        .map(|r| {
-            Ok(OrderLine {
-                product_id: r.text("product_id")?,
-                sku: r.text("sku")?,
-                name: r.text("name")?,
-                unit_price: money(r.int("unit_price_minor")?, currency)?,
-                quantity: r.int("quantity")? as u32,
-                line_total: money(r.int("line_total_minor")?, currency)?,
-            })
-        })
+        .map(|r| line_from_row(&r, currency))
         .collect()
+}
+
+/// A page of orders matching `clause` (`""` or ` WHERE ...` over `orders`,
+/// with `params`), newest first, with the total across pages: three
+/// queries whatever the page size (the count, the page, and every line of
+/// the page at once).
+pub fn list_page(db: &dyn Db, clause: &str, params: &[Value], limit: u32, offset: i64) -> Result<(Vec<Order>, i64), DbError> {
+    let total = db
+        .query(&format!("SELECT COUNT(*) AS n FROM orders{clause}"), params)?
+        .first()
+        .map(|r| r.int("n"))
+        .transpose()?
+        .unwrap_or(0);
+    let mut page_params = params.to_vec();
+    page_params.push((limit as i64).into());
+    page_params.push(offset.into());
+    let rows = db.query(&format!("SELECT * FROM orders{clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"), &page_params)?;
+    if rows.is_empty() {
+        return Ok((Vec::new(), total));
+    }
+    let ids: Vec<Value> = rows.iter().map(|r| r.text("id").map(Value::from)).collect::<Result<_, _>>()?;
+    let marks = vec!["?"; ids.len()].join(", ");
+    let all_lines = db.query(&format!("SELECT * FROM order_lines WHERE order_id IN ({marks}) ORDER BY order_id, line_no"), &ids)?;
+    let mut lines_by_order: std::collections::HashMap<String, Vec<Row<'_>>> = std::collections::HashMap::new();
+    for l in all_lines.iter() {
+        lines_by_order.entry(l.text("order_id")?).or_default().push(l);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for r in rows.iter() {
+        let currency = r.text("currency")?;
+        let lines = lines_by_order
+            .remove(&r.text("id")?)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| line_from_row(l, &currency))
+            .collect::<Result<_, _>>()?;
+        out.push(order_from_row(&r, lines)?);
+    }
+    Ok((out, total))
 }
 
 /// One order with its lines.
@@ -113,23 +154,7 @@ pub fn load_locked(tx: &dyn Db, id: &str) -> Result<Option<Order>, DbError> {
 
 /// A user's orders, newest first.
 pub fn list_for_user(db: &dyn Db, user_id: &str, limit: u32, offset: i64) -> Result<(Vec<Order>, i64), DbError> {
-    let total = db
-        .query("SELECT COUNT(*) AS n FROM orders WHERE user_id = ?", &[user_id.into()])?
-        .first()
-        .map(|r| r.int("n"))
-        .transpose()?
-        .unwrap_or(0);
-    let rows = db.query(
-        "SELECT * FROM orders WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-        &[user_id.into(), (limit as i64).into(), offset.into()],
-    )?;
-    let mut out = Vec::new();
-    for r in rows.iter() {
-        let id = r.text("id")?;
-        let lines = lines_of(db, &id, &r.text("currency")?)?;
-        out.push(order_from_row(&r, lines)?);
-    }
-    Ok((out, total))
+    list_page(db, " WHERE user_id = ?", &[user_id.into()], limit, offset)
 }
 
 /// One history entry.
@@ -375,21 +400,17 @@ pub enum Seen {
     Mismatch,
 }
 
-fn seen_in(rows: &storage::Rows, hash: &str) -> Result<Seen, DbError> {
-    let Some(r) = rows.first() else { return Ok(Seen::Fresh) };
-    // A row without an order is a claim left by an older build whose
-    // request never finished: it binds nothing.
-    let Some(order_id) = r.opt_text("order_id")? else { return Ok(Seen::Fresh) };
-    Ok(if r.text("request_hash")? == hash { Seen::Replay(order_id) } else { Seen::Mismatch })
-}
-
 /// Look the key up before placing (no write, no lock).
 pub fn lookup_request(db: &dyn Db, user_id: &str, key: &str, hash: &str) -> Result<Seen, DbError> {
     let rows = db.query(
         "SELECT request_hash, order_id FROM order_requests WHERE user_id = ? AND idempotency_key = ?",
         &[user_id.into(), key.into()],
     )?;
-    seen_in(&rows, hash)
+    let Some(r) = rows.first() else { return Ok(Seen::Fresh) };
+    // A row without an order is a claim left by an older build whose
+    // request never finished: it binds nothing.
+    let Some(order_id) = r.opt_text("order_id")? else { return Ok(Seen::Fresh) };
+    Ok(if r.text("request_hash")? == hash { Seen::Replay(order_id) } else { Seen::Mismatch })
 }
 
 /// Record `order_id` under the key, inside the transaction that inserts the
@@ -408,11 +429,7 @@ pub fn record_request(tx: &dyn Db, user_id: &str, key: &str, hash: &str, now: i6
     if !recorded.is_empty() {
         return Ok(Seen::Fresh);
     }
-    let rows = tx.query(
-        "SELECT request_hash, order_id FROM order_requests WHERE user_id = ? AND idempotency_key = ?",
-        &[user_id.into(), key.into()],
-    )?;
-    match seen_in(&rows, hash)? {
+    match lookup_request(tx, user_id, key, hash)? {
         // Only a row with an order blocks the upsert, so this cannot be.
         Seen::Fresh => Err(DbError::Other("the Idempotency-Key row changed while it was recorded".into())),
         other => Ok(other),
@@ -510,6 +527,26 @@ mod tests {
         assert_eq!(lookup_request(&db, "u1", "k", "h1").unwrap(), Seen::Fresh);
         assert_eq!(record_request(&db, "u1", "k", "h1", 5, "o1").unwrap(), Seen::Fresh);
         assert_eq!(lookup_request(&db, "u1", "k", "h1").unwrap(), Seen::Replay("o1".into()));
+    }
+
+    #[test]
+    fn a_page_of_orders_carries_each_orders_own_lines() {
+        let db = db();
+        let mut one_line = new_order("o2");
+        one_line.lines.truncate(1);
+        one_line.user_id = "u2".into();
+        for o in [new_order("o1"), one_line, new_order("o3")] {
+            insert(&db, &o, "u").unwrap();
+        }
+        let (page, total) = list_page(&db, "", &[], 10, 0).unwrap();
+        assert_eq!(total, 3);
+        let lines: Vec<(String, Vec<String>)> = page.iter().map(|o| (o.id.clone(), o.lines.iter().map(|l| l.sku.clone()).collect())).collect();
+        assert!(lines.contains(&("o2".into(), vec!["A".into()])), "{lines:?}");
+        assert!(lines.contains(&("o1".into(), vec!["A".into(), "B".into()])), "{lines:?}");
+        let (mine, total) = list_for_user(&db, "u1", 1, 1).unwrap();
+        assert_eq!((mine.len(), total), (1, 2));
+        assert_eq!(mine[0].lines.len(), 2);
+        assert_eq!(list_page(&db, " WHERE user_id = ?", &["nobody".into()], 10, 0).unwrap(), (Vec::new(), 0));
     }
 
     #[test]
