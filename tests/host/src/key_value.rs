@@ -105,18 +105,33 @@ fn open_store(path: PathBuf) -> rusqlite::Result<SharedConnection> {
         return Ok(conn.clone());
     }
     let conn = rusqlite::Connection::open(&path)?;
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS spin_key_value (
+    conn.execute(SPIN_TABLE, [])?;
+    let shared: SharedConnection = Arc::new(Mutex::new(conn));
+    open.insert(path, shared.clone());
+    Ok(shared)
+}
+
+/// Spin's key-value table (`crates/key-value-spin`), created on first open.
+const SPIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
            store TEXT NOT NULL,
            key   TEXT NOT NULL,
            value BLOB NOT NULL,
            PRIMARY KEY (store, key)
-         )",
-        [],
-    )?;
-    let shared: SharedConnection = Arc::new(Mutex::new(conn));
-    open.insert(path, shared.clone());
-    Ok(shared)
+         )";
+
+/// What `scripts/prepare-kv.py` does before `spin up`: create (or convert)
+/// the embedded key-value file of `label` under `state_dir` in WAL mode,
+/// with Spin's table, before a host opens it. Answers the journal mode the
+/// file ends in (`wal` unless it is in use).
+pub fn prepare_in_wal_mode(state_dir: &Path, label: &str) -> rusqlite::Result<String> {
+    let path = store_path(state_dir, label);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let conn = rusqlite::Connection::open(&path)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.execute(SPIN_TABLE, [])?;
+    Ok(mode)
 }
 
 /// Runs `f` on `conn` on the blocking pool.

@@ -45,6 +45,8 @@ pub mod testing;
 mod variables;
 mod wasi_keyvalue;
 
+pub use key_value::prepare_in_wal_mode;
+
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -143,29 +143,18 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or_else(|e| die(&e.to_string()))
 }
 
-/// What `scripts/run.sh` does before `spin up` (scripts/prepare-kv.py): the
-/// embedded key-value file starts in WAL mode, in Spin's table layout, where
-/// the test host keeps that label's store.
-fn key_value_in_wal(path: &Path) {
-    let _ = std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
-    let conn = rusqlite::Connection::open(path).unwrap_or_else(|e| die(&format!("{}: {e}", path.display())));
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap_or_else(|e| die(&e.to_string()));
-    assert_eq!(mode, "wal", "{} did not switch to WAL", path.display());
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS spin_key_value (store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (store, key))",
-        [],
-    )
-    .unwrap_or_else(|e| die(&e.to_string()));
-}
-
 /// `wal_key_value`: embedded key-value labels to prepare as scripts/run.sh does.
 fn start_host(bin: &Path, name: &str, manifest: &Path, runtime_config: Option<&Path>, variables: &[(String, String)], wal_key_value: &[&str]) -> HostProcess {
     let port = free_port();
     let state = std::env::temp_dir().join(format!("shop-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).unwrap_or_else(|e| die(&format!("state dir: {e}")));
+    // As scripts/run.sh prepares them, where the test host keeps each label.
     for label in wal_key_value {
-        key_value_in_wal(&state.join("key_value").join(format!("{label}.db")));
+        match shop_test_host::prepare_in_wal_mode(&state, label) {
+            Ok(mode) if mode == "wal" => {}
+            other => die(&format!("key-value store {label}: not in WAL mode ({other:?})")),
+        }
     }
     let mut cmd = Command::new(bin);
     cmd.arg("--manifest").arg(manifest).arg("--listen").arg(format!("127.0.0.1:{port}")).arg("--state-dir").arg(&state);
