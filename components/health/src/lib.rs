@@ -50,7 +50,7 @@ fn route(ctx: &Ctx) -> HandlerResult {
 /// silently falling back to its default) later.
 fn configuration_check() -> http_kit::health::Check {
     let get = |name: &str| spin_sdk::variables::get(name).unwrap_or_default().trim().to_string();
-    let mut problems = orders_core::stripe::configuration_problems(&get);
+    let mut problems = payments_core::stripe::configuration_problems(&get);
     problems.extend(users_core::settings::configuration_problems(&get));
     problems.extend(notifications_core::settings::configuration_problems(&get));
     problems.extend(catalog_core::settings::configuration_problems(&get));

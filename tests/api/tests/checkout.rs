@@ -352,17 +352,22 @@ fn a_checkout_session_extends_the_hold_to_cover_it() {
     assert_eq!(stock(&app, &product), (2, 0, 2));
 }
 
-/// Money that lands after the order expired is not kept: it is refunded
-/// in full automatically (once, however often the event comes), the order
-/// is flagged for an admin, the payment record shows it, and the customer
-/// is told. When Stripe is down at that moment, the orders sweep retries.
+/// Money that lands after the order expired, when its units are no longer
+/// free, is not kept: it is refunded in full automatically (once, however
+/// often the event comes), the order is flagged for an admin, the payment
+/// record shows it, and the customer is told. When Stripe is down at that
+/// moment, the orders sweep retries.
 #[test]
-fn money_for_an_expired_order_is_refunded_automatically() {
+fn money_for_an_expired_order_whose_stock_is_gone_is_refunded_automatically() {
     let app = TestApp::get();
-    let (user, _) = app.customer_with_cart(3, 100, 1);
+    let (user, product) = app.customer_with_cart(1, 100, 1);
     let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
     std::thread::sleep(std::time::Duration::from_secs(9));
     assert_eq!(app.order(&user, &id)["status"], "expired");
+    // Someone else holds the last unit now.
+    let rival = app.register_customer();
+    assert_eq!(app.add_to_cart(&mut Shopper::user(&rival.access_token), &product, 1).status, 200);
+    placed(&app, &rival);
     let intent = format!("pi_late_{id}");
     let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 100, "currency": "usd", "metadata": { "order_id": id } });
     let evt = event(&format!("evt_{id}_late"), "payment_intent.succeeded", pi);
@@ -377,6 +382,9 @@ fn money_for_an_expired_order_is_refunded_automatically() {
     let after = state(&app);
     assert_eq!(after["automatic_refunds"][0]["status"], "refunded", "{after}");
     assert_eq!(after["automatic_refunds"][0]["reason"], "paid_after_expired");
+    let objects = after["objects"].as_array().unwrap();
+    assert!(objects.iter().any(|o| o["id"] == intent.as_str() && o["status"] == "succeeded" && o["amount_minor"] == 100), "{after}");
+    assert!(objects.iter().any(|o| o["kind"] == "refund" && o["parent_id"] == intent.as_str() && o["amount_minor"] == 100), "{after}");
     assert_eq!(app.stripe_sends(&evt).json()["ignored"], "duplicate event");
     let refunds: Vec<_> = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/refunds").collect();
     assert!(!refunds.is_empty() && refunds.iter().all(|c| c.field("payment_intent") == Some(intent.as_str()) && c.field("amount") == Some("100")));
@@ -384,10 +392,152 @@ fn money_for_an_expired_order_is_refunded_automatically() {
     let order = app.order(&user, &id);
     assert_eq!(order["status"], "expired");
     assert!(order["flags"].as_array().unwrap().iter().any(|f| f == "paid_after_expired"), "{order}");
+    assert_eq!(stock(&app, &product), (1, 1, 0), "the rival's hold is untouched");
     let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
     assert_eq!(r.status, 200, "{}", r.body);
     let told = app.resend.to(&user.email).into_iter().filter(|c| c.idempotency_key() == format!("order.payment_returned/{intent}")).count();
     assert_eq!(told, 1, "one email saying the payment was returned");
+}
+
+/// A payment that lands after the order expired, while its units are all
+/// still free, is honoured: the units are sold again, the order is paid
+/// (history says why), the customer gets the paid email, nothing is refunded.
+#[test]
+fn a_late_payment_is_honoured_while_the_units_are_free() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(3, 100, 2);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    assert_eq!(app.order(&user, &id)["status"], "expired");
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+    let intent = format!("pi_honoured_{id}");
+    let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 200, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_late"), "payment_intent.succeeded", pi));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.json()["applied"]["result"].as_str(), r.json()["applied"]["status"].as_str()), (Some("changed"), Some("paid")), "{}", r.body);
+    let order = app.order(&user, &id);
+    assert_eq!((order["status"].as_str(), order["flags"].as_array().map(|f| f.len())), (Some("paid"), Some(0)), "{order}");
+    assert_eq!(stock(&app, &product), (1, 0, 1), "sold again, once");
+    let history = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json();
+    let last = history["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["from"].as_str(), last["to"].as_str()), (Some("expired"), Some("paid")), "{history}");
+    assert!(last["reason"].as_str().unwrap().contains("late payment honoured"), "{last}");
+    assert!(app.stripe.calls_for(&id).iter().all(|c| c.path != "/v1/refunds"), "nothing refunded");
+    let payment = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_eq!((payment["payment"]["status"].as_str(), payment["payment"]["payment_intent"].as_str()), (Some("paid"), Some(intent.as_str())), "{payment}");
+    // Refunds then go to the intent that paid.
+    let admin = app.admin();
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 50 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let refund = app.stripe.calls_for(&id).into_iter().find(|c| c.path == "/v1/refunds").unwrap();
+    assert_eq!(refund.field("payment_intent"), Some(intent.as_str()));
+}
+
+/// The success page's return and the webhook for the same payment, racing
+/// the order's expiry (read, swept and paid at once at the moment its hold
+/// lapses): whoever comes first, the order ends paid once, its units sold
+/// once, one paid email, nothing refunded.
+#[test]
+fn a_payment_racing_the_orders_expiry_has_one_outcome() {
+    let app = TestApp::get();
+    for round in 0..3 {
+        let (user, product) = app.customer_with_cart(4, 100, 1);
+        let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+        let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })));
+        assert_eq!(r.status, 201, "{}", r.body);
+        let intent = r.json()["id"].as_str().unwrap().to_string();
+        let expires_at = app.order(&user, &id)["expires_at"].as_i64().unwrap();
+        // Up to the last second of the hold, then everything at once.
+        let wait = (expires_at - now()).max(0) as u64;
+        std::thread::sleep(std::time::Duration::from_millis(wait * 1000 + round * 300));
+        let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 100, "currency": "usd", "metadata": { "order_id": id } });
+        let evt = event(&format!("evt_{id}_race"), "payment_intent.succeeded", pi);
+        std::thread::scope(|t| {
+            t.spawn(|| app.stripe_sends(&evt));
+            t.spawn(|| app.stripe_sends(&evt));
+            t.spawn(|| app.order(&user, &id));
+            t.spawn(|| app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None));
+        });
+        let order = app.order(&user, &id);
+        assert_eq!(order["status"], "paid", "round {round}: {order}");
+        assert_eq!(stock(&app, &product), (3, 0, 3), "round {round}: sold once");
+        assert!(app.stripe.calls_for(&id).iter().all(|c| c.path != "/v1/refunds"), "round {round}: nothing refunded");
+        let paid_rows = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/history"), None).json()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["to"] == "paid")
+            .count();
+        assert_eq!(paid_rows, 1, "round {round}");
+    }
+}
+
+/// Every Stripe object of an order is recorded with its own status, and
+/// an event about one object changes only that object: an old session
+/// expiring, a declined card, or the cancel of an abandoned intent never
+/// ends the order, and late events never reopen a finished object.
+#[test]
+fn every_payment_object_is_recorded_with_its_own_status() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(5, 300, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id })));
+    let own_intent = r.json()["id"].as_str().unwrap().to_string();
+    let objects = |app: &TestApp| -> Vec<Value> {
+        let r = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["objects"].as_array().unwrap().clone()
+    };
+    let status_of = |objects: &[Value], object: &str| objects.iter().find(|o| o["id"] == object).map(|o| o["status"].as_str().unwrap().to_string());
+    let now_objects = objects(&app);
+    assert_eq!(status_of(&now_objects, &session_id).as_deref(), Some("open"), "{now_objects:?}");
+    assert_eq!(status_of(&now_objects, &own_intent).as_deref(), Some("requires_payment_method"));
+    assert!(now_objects.iter().all(|o| o["origin"] == "shop"));
+
+    // An older session of this order (from before; Stripe only tells of it now) expires.
+    let old = format!("cs_old_{id}");
+    let r = app.stripe_sends(&event(&format!("evt_{id}_old"), "checkout.session.expired", json!({ "id": old, "object": "checkout.session", "status": "expired", "metadata": { "order_id": id } })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A declined card on the Payment Element's intent.
+    let declined = json!({ "id": own_intent, "object": "payment_intent", "status": "requires_payment_method", "metadata": { "order_id": id } });
+    app.stripe_sends(&event(&format!("evt_{id}_declined"), "payment_intent.payment_failed", declined));
+    let after = objects(&app);
+    assert_eq!(status_of(&after, &old).as_deref(), Some("expired"));
+    assert_eq!(status_of(&after, &session_id).as_deref(), Some("open"), "the current session is untouched");
+    assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+    let payment = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_ne!(payment["payment"]["status"], "session_expired", "an old session does not speak for the payment: {payment}");
+
+    // Paid through the current session; the abandoned intent is cancelled later.
+    let paid = app.stripe.pay_session(&session_id);
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_paid"), "checkout.session.completed", paid.clone())).status, 200);
+    let checkout_intent = paid["payment_intent"].as_str().unwrap().to_string();
+    let canceled = json!({ "id": own_intent, "object": "payment_intent", "status": "canceled", "metadata": { "order_id": id } });
+    app.stripe_sends(&event(&format!("evt_{id}_canceled"), "payment_intent.canceled", canceled));
+    // A late "expired" for the completed session reopens nothing.
+    app.stripe_sends(&event(&format!("evt_{id}_late_expiry"), "checkout.session.expired", json!({ "id": session_id, "object": "checkout.session", "metadata": { "order_id": id } })));
+    let done = objects(&app);
+    assert_eq!(status_of(&done, &session_id).as_deref(), Some("complete"), "{done:?}");
+    assert_eq!(status_of(&done, &own_intent).as_deref(), Some("canceled"));
+    let paying = done.iter().find(|o| o["id"] == checkout_intent.as_str()).expect("Checkout's intent recorded");
+    assert_eq!((paying["status"].as_str(), paying["parent_id"].as_str(), paying["amount_minor"].as_i64()), (Some("succeeded"), Some(session_id.as_str()), Some(300)));
+    assert_eq!(app.order(&user, &id)["status"], "paid");
+
+    // An admin's refund, then one from Stripe's dashboard: both on the ledger, totals exact.
+    let admin = app.admin();
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 100 })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let refunds: Vec<Value> = objects(&app).into_iter().filter(|o| o["kind"] == "refund").collect();
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!((refunds[0]["parent_id"].as_str(), refunds[0]["amount_minor"].as_i64()), (Some(checkout_intent.as_str()), Some(100)));
+    // Someone else's object named in an event changes nothing of this order.
+    let (other_user, _) = app.customer_with_cart(5, 300, 1);
+    let other = placed(&app, &other_user)["id"].as_str().unwrap().to_string();
+    let stolen = json!({ "id": checkout_intent, "object": "payment_intent", "amount_received": 300, "currency": "usd", "metadata": { "order_id": other } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_stolen"), "payment_intent.succeeded", stolen));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(app.order(&other_user, &other)["status"], "pending_payment", "{}", r.body);
 }
 
 /// A second successful payment for an order already paid (another

@@ -1,7 +1,8 @@
 //! Stock and orders always agree, whatever happens to the orders at once:
 //! a seeded random mix of payments (by webhook, by the success page, twice,
-//! after a declined card), cancellations, payments racing cancellations and
-//! orders left to expire, all running concurrently on one scarce product.
+//! after a declined card, as the hold lapses), cancellations, payments
+//! racing cancellations and orders left to expire, all running concurrently
+//! on one scarce product.
 //! Afterwards, once every hold has lapsed: nothing is reserved, and the
 //! units gone from stock are exactly those of the orders that were paid.
 //!
@@ -35,9 +36,22 @@ enum Plan {
     Cancel,
     PayAndCancelAtOnce,
     LetExpire,
+    /// Pay through the Payment Element just as the hold lapses, while the
+    /// order is read (lazy expiry): paid, or expired and then honoured or
+    /// refunded, never both kept and released.
+    PayAsTheHoldLapses,
 }
 
-const PLANS: [Plan; 7] = [Plan::PayByWebhook, Plan::PayTwice, Plan::PayOnReturnAndWebhookAtOnce, Plan::DeclineThenPay, Plan::Cancel, Plan::PayAndCancelAtOnce, Plan::LetExpire];
+const PLANS: [Plan; 8] = [
+    Plan::PayByWebhook,
+    Plan::PayTwice,
+    Plan::PayOnReturnAndWebhookAtOnce,
+    Plan::DeclineThenPay,
+    Plan::Cancel,
+    Plan::PayAndCancelAtOnce,
+    Plan::LetExpire,
+    Plan::PayAsTheHoldLapses,
+];
 
 fn stock(app: &TestApp, admin: &TestUser, product: &str) -> (i64, i64, i64) {
     let v = app.send_as(&admin.access_token, "GET", &format!("/api/products/{product}"), None).json();
@@ -98,6 +112,22 @@ fn carry_out(app: &TestApp, user: &TestUser, order_id: &str, plan: Plan) {
             }
         }
         Plan::LetExpire => {}
+        Plan::PayAsTheHoldLapses => {
+            let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": order_id })));
+            if let Some(intent) = r.json()["id"].as_str() {
+                let ttl: u64 = UNPAID_ORDER_TTL_SECS.parse().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(ttl * 1000 - 300));
+                let ok = json!({ "id": intent, "object": "payment_intent", "status": "succeeded", "amount_received": 500, "currency": "usd", "metadata": { "order_id": order_id } });
+                let evt = event(&format!("evt_{order_id}_lapsing"), "payment_intent.succeeded", ok);
+                std::thread::scope(|t| {
+                    t.spawn(|| app.stripe_sends(&evt));
+                    t.spawn(|| {
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        app.send_as(&user.access_token, "GET", &format!("/api/orders/{order_id}"), None)
+                    });
+                });
+            }
+        }
     }
 }
 

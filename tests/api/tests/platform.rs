@@ -67,6 +67,7 @@ fn every_services_bad_settings_are_named_on_health() {
         ("sqlite_synchronous", "off"),
         ("stripe_timeout_ms", "1000000"),
         ("checkout_requires_verified_email", "yes"),
+        ("late_payments", "keep"),
     ];
     let Some((problem, _)) = configuration_problem(&bad) else { return };
     for (name, _) in bad {

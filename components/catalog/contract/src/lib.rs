@@ -148,6 +148,11 @@ impl InventoryGuest for CatalogContract {
         inv::release(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)
     }
 
+    fn recommit(order_id: String) -> Result<(), InventoryError> {
+        let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
+        inv::recommit(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)
+    }
+
     fn return_sold(order_id: String) -> Result<(), InventoryError> {
         let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
         inv::return_sold(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)

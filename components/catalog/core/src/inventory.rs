@@ -295,6 +295,19 @@ pub fn reserve(db: &dyn Db, order_id: &str, lines: &[Line], ttl_secs: u32, now: 
 /// A reservation that lapsed is still committed if its stock is still free
 /// (nobody else reserved it meanwhile); otherwise `Expired`, and nothing changes.
 pub fn commit(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
+    sell(db, order_id, now, false)
+}
+
+/// Sell the units of a reservation whose hold ended — released, or lapsed —
+/// after all: a payment arrived after its order expired, and checkout
+/// honours it. Like the lapsed case of [`commit`], only what is free now is
+/// sold, all lines or none (`Expired`, nothing changes). A live reservation
+/// is committed as by [`commit`]; a committed one is left as it is.
+pub fn recommit(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
+    sell(db, order_id, now, true)
+}
+
+fn sell(db: &dyn Db, order_id: &str, now: i64, revive_released: bool) -> Result<Reservation, InventoryError> {
     transaction(db, |tx| {
         sweep_lapsed(tx, now)?;
         let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
@@ -302,9 +315,10 @@ pub fn commit(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, Inve
         let done = |status: &str| Reservation { order_id: order_id.to_string(), status: status.into(), expires_at, live: false, lines: lines.clone() };
         match status.as_str() {
             "committed" => return Ok(done("committed")),
-            "released" => return Err(InventoryError::AlreadyReleased),
+            "released" if !revive_released => return Err(InventoryError::AlreadyReleased),
             _ => {}
         }
+        // A released reservation holds nothing (`holding` was cleared).
         let stamp = clock::now_rfc3339();
         for l in &lines {
             if holding {
@@ -501,6 +515,25 @@ mod tests {
         assert_eq!(commit(&db, "o1", 1004).unwrap_err(), InventoryError::AlreadyReleased);
         reserve(&db, "o2", &[line(P1, 1)], 600, 1000).unwrap();
         assert_eq!(return_sold(&db, "o2", 1001).unwrap_err(), InventoryError::UnknownOrder, "only committed holds");
+    }
+
+    #[test]
+    fn a_released_hold_is_sold_after_all_only_when_every_unit_is_free() {
+        let db = db_at(None);
+        set_stock(&db, P1, 3);
+        set_stock(&db, P2, 1);
+        reserve(&db, "o1", &[line(P1, 2), line(P2, 1)], 600, 1000).unwrap();
+        release(&db, "o1", 1001).unwrap();
+        reserve(&db, "o2", &[line(P2, 1)], 600, 1002).unwrap();
+        assert_eq!(recommit(&db, "o1", 1003).unwrap_err(), InventoryError::Expired, "P2's last unit is held by o2");
+        assert_eq!((stock(&db, P1), stock(&db, P2)), (3, 1), "all or nothing");
+        release(&db, "o2", 1004).unwrap();
+        assert_eq!(recommit(&db, "o1", 1005).unwrap().status, "committed");
+        assert_eq!((stock(&db, P1), stock(&db, P2)), (1, 0));
+        assert_eq!(recommit(&db, "o1", 1006).unwrap().status, "committed", "idempotent");
+        assert_eq!((stock(&db, P1), stock(&db, P2)), (1, 0), "sold once");
+        assert_eq!(reserved_now(&db, P1, 1006).unwrap(), 0);
+        assert_eq!(recommit(&db, "nope", 1).unwrap_err(), InventoryError::UnknownOrder);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The orders service's side of the `shop:orders/privacy` contract: the
 //! users service exports and erases a customer's order data through it.
 //! Composed into the users component by Spin (see `spin.toml`); it uses the
-//! orders database through `orders-core`, the same code as the orders API.
+//! orders database through `orders-core` and `payments-core`, the same
+//! code as the orders and payments APIs.
 
 use exports::shop::orders::privacy::{EraseError, Guest};
 use shop::types::types::Unavailable;
@@ -22,7 +23,7 @@ fn unavailable(e: impl std::fmt::Display) -> Unavailable {
 impl Guest for OrdersContract {
     fn export_user(user_id: String) -> Result<String, Unavailable> {
         let db = orders_core::schema::open_database().map_err(unavailable)?;
-        Ok(orders_core::privacy::export_user(&db, &user_id).map_err(unavailable)?.to_string())
+        Ok(orders_core::privacy::export_user(&db, &user_id, &payments_core::privacy::add_payments).map_err(unavailable)?.to_string())
     }
 
     fn erase_user(user_id: String) -> Result<u32, EraseError> {

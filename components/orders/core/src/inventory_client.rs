@@ -2,7 +2,6 @@
 //! Spin composes the catalog's contract component into the orders and
 //! payments components, so these are in-process calls.
 
-use crate::payments::Inventory;
 use bindings::shop::catalog::inventory::{self, InventoryError, ReservationLine, ReserveError, Shortage};
 
 mod bindings {
@@ -12,6 +11,19 @@ mod bindings {
         runtime_path: "spin_sdk::wit_bindgen::rt",
         generate_all,
     });
+}
+
+/// Checkout's view of the inventory contract once an order exists.
+pub trait Inventory {
+    /// Turn the order's reservation into a sale. `Ok(false)` when the
+    /// reservation lapsed and its stock is gone.
+    fn commit(&self, order_id: &str) -> Result<bool, String>;
+    /// Give the order's stock back.
+    fn release(&self, order_id: &str) -> Result<(), String>;
+    /// Sell the order's units after all, although its hold ended (a late
+    /// payment honoured): all or nothing, `Ok(false)` when they are no
+    /// longer all free.
+    fn recommit(&self, order_id: &str) -> Result<bool, String>;
 }
 
 /// Why stock could not be held.
@@ -72,6 +84,14 @@ impl Inventory for WitInventory {
             Ok(()) | Err(InventoryError::UnknownOrder) => Ok(()),
             Err(InventoryError::Expired) | Err(InventoryError::AlreadyReleased) => Ok(()),
             Err(InventoryError::Unavailable(u)) => Err(u.message),
+        }
+    }
+
+    fn recommit(&self, order_id: &str) -> Result<bool, String> {
+        match inventory::recommit(order_id) {
+            Ok(()) => Ok(true),
+            Err(InventoryError::Unavailable(u)) => Err(u.message),
+            Err(_) => Ok(false),
         }
     }
 }

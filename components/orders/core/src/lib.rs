@@ -1,15 +1,15 @@
-//! Checkout: orders, their state machine, payments and Stripe. Shared by the
-//! orders component (placing, reading, cancelling, fulfilling orders) and
-//! the payments component (Stripe sessions, intents, refunds, webhooks),
-//! which use one database so a payment and the order change it causes
-//! commit together.
+//! Checkout: orders, their state machine, history and outbox, and the
+//! inventory contract as checkout uses it. Shared by the orders component
+//! (placing, reading, cancelling, fulfilling orders) and, through
+//! `payments-core`, by the payments component: both use one database, so a
+//! payment and the order change it causes commit together. The payment
+//! objects themselves (Checkout Sessions, PaymentIntents, charges, refunds)
+//! and Stripe live in `payments-core`, which builds on this crate.
 
 pub mod access;
 pub mod admin_listing;
 pub mod domain;
 pub mod inventory_client;
 pub mod orders;
-pub mod payments;
 pub mod privacy;
 pub mod schema;
-pub mod stripe;

@@ -6,7 +6,8 @@
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply};
 use orders_core::admin_listing::{self, Day, OrderFilter, OrderIdPrefix, MAX_USER_IDS};
 use orders_core::domain::Status;
-use orders_core::{access, schema};
+use orders_core::schema;
+use payments_core::access;
 use serde_json::json;
 
 /// Parse the query into a filter: every problem is a 400 naming the parameter.

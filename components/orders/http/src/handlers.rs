@@ -6,11 +6,14 @@ use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply};
 use money::{Currency, Money};
 use orders_core::domain::address::{Address, AddressInput};
 use orders_core::domain::Status;
-use orders_core::inventory_client::{HoldError, WitInventory};
+use orders_core::inventory_client::{HoldError, Inventory, WitInventory};
 use orders_core::orders::{self, NewOrder, Order, OrderError, OrderLine, Seen};
-use orders_core::payments::{self, Applied, Outcome, RefundError};
-use orders_core::{access, schema};
-use orders_core::stripe::{self, StripeConfig};
+use orders_core::schema;
+use payments_core::access;
+use payments_core::closing::close_at_stripe;
+use payments_core::lifecycle::{self, Applied, Outcome, Source};
+use payments_core::refunds::{self, RefundError};
+use payments_core::stripe::{self, StripeConfig};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -219,7 +222,7 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         Ok(Placed::New(order)) => order,
         other => {
             // Nothing was ordered by this request: give the stock back.
-            let _ = payments::Inventory::release(&WitInventory, &order_id);
+            let _ = WitInventory.release(&order_id);
             return other;
         }
     };
@@ -264,14 +267,14 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
         Status::Cancelled if order.flags.iter().any(|f| f == "refund_failed") && order.refunded.amount_minor < order.total.amount_minor => {
             let stripe = StripeConfig::from_variables();
             let key = format!("refund:{}:cancel", order.id);
-            payments::refund_via_stripe(db, &stripe, &order, None, &key, actor, &WitInventory).map_err(|e| {
+            refunds::refund_via_stripe(db, &stripe, &order, None, &key, actor, &WitInventory).map_err(|e| {
                 ApiError::new(502, "refund_failed", "the refund failed again; it stays flagged for an admin").with_internal(format!("{e:?}"))
             })?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         Status::Cancelled => Ok(Reply::ok(&order)),
         Status::PendingPayment => {
-            payments::apply(db, &order.id, &Outcome::Failed, None, actor, &WitInventory).map_err(ApiError::from)?;
+            lifecycle::apply(db, &order.id, &Outcome::Failed, Source::Shop, actor, &WitInventory).map_err(ApiError::from)?;
             access::close_payment_objects(db, &order.id);
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
@@ -282,7 +285,7 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
             }
             let cancelled = transaction(db, |tx| orders::transition(tx, &order, Status::Cancelled, actor, reason)).map_err(ApiError::from)?;
             let key = format!("refund:{}:cancel", order.id);
-            match payments::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
+            match refunds::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
                 Ok(_) | Err(RefundError::TooMuch { .. }) => {}
                 Err(e) => {
                     orders::flag(db, &cancelled, "refund_failed")?;
@@ -376,7 +379,7 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     let db = open()?;
     let mut expired = Vec::new();
     for id in orders::overdue(&db, clock::unix_now(), 200)? {
-        if let Applied::Changed { .. } = payments::apply(&db, &id, &Outcome::Expired, None, "sweep", &WitInventory).map_err(ApiError::from)? {
+        if let Applied::Changed { .. } = lifecycle::apply(&db, &id, &Outcome::Expired, Source::Shop, "sweep", &WitInventory).map_err(ApiError::from)? {
             expired.push(id);
         }
     }
@@ -384,8 +387,8 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     // Close the payment objects of ended orders (these and any earlier ones
     // Stripe could not be reached for), and send the money owed back that
     // Stripe could not take at the time.
-    let closed = payments::close_at_stripe(&db, &stripe, None, 200)?;
-    let refunded = payments::refund_owed(&db, &stripe, None, 50)?;
+    let closed = close_at_stripe(&db, &stripe, None, 200)?;
+    let refunded = refunds::refund_owed(&db, &stripe, None, 50)?;
     if !expired.is_empty() || refunded > 0 {
         http_kit::nudge::notifications();
     }

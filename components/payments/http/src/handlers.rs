@@ -1,12 +1,17 @@
 //! The payments service's use cases.
 
 use http_kit::{ApiError, Ctx, HandlerResult, Reply};
+use orders_core::access::owned_order;
 use orders_core::domain::Status;
 use orders_core::inventory_client::WitInventory;
 use orders_core::orders::{self, Order};
-use orders_core::payments::{self, Applied, PaymentError, RefundError};
-use orders_core::{access, schema};
-use orders_core::stripe::{self, StripeConfig, StripeError};
+use orders_core::schema;
+use payments_core::access;
+use payments_core::ledger::{self, Kind, LedgerError};
+use payments_core::lifecycle::{self, Applied, PaymentError, Source};
+use payments_core::refunds::{self, RefundError};
+use payments_core::stripe::{self, StripeConfig, StripeError};
+use payments_core::summary;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 
@@ -74,7 +79,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     // minute more, so that no payment page outlives the stock it sells.
     let shortest = *stripe::SESSION_TTL_SECS.start();
     let lifetime = config.session_ttl_secs.clamp(shortest, stripe::MAX_HOLD_SECS - HOLD_MARGIN_SECS);
-    let expires_at = payments::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest))?;
+    let expires_at = summary::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest))?;
     let hold_until = expires_at + HOLD_MARGIN_SECS;
     if order.expires_at < hold_until {
         match WitInventory.extend(&order.id, (hold_until - now) as u32) {
@@ -110,7 +115,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
     };
-    payments::record_payment(&db, &order, Some(id), None).map_err(|e| held_elsewhere(e, id))?;
+    summary::record_created(&db, &order, Kind::CheckoutSession, id, Some(expires_at)).map_err(|e| held_elsewhere(e, id))?;
     Ok(Reply::created(&json!({ "id": id, "url": url, "order_id": order.id, "expires_at": expires_at })))
 }
 
@@ -118,14 +123,14 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
 /// order (a Stripe account shared with another shop or test run, or a
 /// Stripe defect): nothing is recorded, the client gets a clear 502 and the
 /// log says which id.
-fn held_elsewhere(e: storage::DbError, stripe_id: &str) -> ApiError {
+fn held_elsewhere(e: LedgerError, stripe_id: &str) -> ApiError {
     match e {
-        storage::DbError::Constraint(cause) => {
+        LedgerError::HeldByAnotherOrder { order_id: cause, .. } | LedgerError::Storage(storage::DbError::Constraint(cause)) => {
             println!("{}", json!({ "level": "error", "service": "payments", "stripe_id_already_recorded": stripe_id, "cause": cause }));
             ApiError::new(502, "payment_provider_error", "Stripe answered with a payment object this shop already holds for another order; retry later")
                 .with_internal(format!("{stripe_id} is recorded for another order"))
         }
-        other => http_kit::db_error(other),
+        LedgerError::Storage(other) => http_kit::db_error(other),
     }
 }
 
@@ -141,7 +146,7 @@ pub fn create_intent(ctx: &Ctx) -> HandlerResult {
     let (Some(id), Some(secret)) = (intent["id"].as_str(), intent["client_secret"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no intent id or client secret"));
     };
-    payments::record_payment(&db, &order, None, Some(id)).map_err(|e| held_elsewhere(e, id))?;
+    summary::record_created(&db, &order, Kind::PaymentIntent, id, None).map_err(|e| held_elsewhere(e, id))?;
     Ok(Reply::created(&json!({ "id": id, "client_secret": secret, "order_id": order.id })).with_header("cache-control", "no-store"))
 }
 
@@ -149,11 +154,12 @@ pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     let caller = ctx.caller()?;
     let db = open()?;
     let order = access::order_for(&db, &caller, id, true)?;
-    let payment = payments::payment_for(&db, &order.id)?;
-    let automatic_refunds = payments::automatic_refunds(&db, &order.id)?;
+    let payment = summary::payment_for(&db, &order.id)?;
+    let objects = ledger::objects_of(&db, &order.id)?;
+    let automatic_refunds = refunds::automatic_refunds(&db, &order.id)?;
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded,
-        "payment": payment, "automatic_refunds": automatic_refunds,
+        "payment": payment, "objects": objects, "automatic_refunds": automatic_refunds,
     }))
         .with_header("cache-control", "no-store"))
 }
@@ -164,13 +170,17 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     let caller = ctx.caller()?;
     let config = stripe_config()?;
     let db = open()?;
-    let order_id = payments::order_of(&db, Some(session_id), None)?.ok_or_else(|| ApiError::not_found("checkout session"))?;
+    let order_id = summary::order_of(&db, Some(session_id), None)?.ok_or_else(|| ApiError::not_found("checkout session"))?;
     // The payment is applied before any lazy expiry, as the webhook would
     // apply it: the same session has the same effect whoever comes first.
-    let order = access::owned_order(&db, &caller, &order_id, false)?;
+    let order = owned_order(&db, &caller, &order_id, false)?;
     let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
+    if session["id"].as_str() != Some(session_id) {
+        return Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"));
+    }
+    let fetched = Source::Fetched { kind: "checkout.session.completed", object: &session };
     let applied = match stripe::outcome_of("checkout.session.completed", &session) {
-        Some(outcome) => Some(payments::apply(&db, &order.id, &outcome, None, "checkout-return", &WitInventory).map_err(ApiError::from)?),
+        Some(outcome) => Some(lifecycle::apply(&db, &order.id, &outcome, fetched, "checkout-return", &WitInventory).map_err(ApiError::from)?),
         None => None,
     };
     if let Some(applied) = &applied {
@@ -210,7 +220,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
         None => format!("refund:{}:{}:{}", order.id, order.refunded.amount_minor, body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into())),
     };
     let actor = format!("admin:{}", caller.user_id);
-    match payments::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
+    match refunds::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
         Ok(applied) => {
             let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
             http_kit::nudge::notifications();
@@ -230,7 +240,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
 fn return_owed_money(db: &dyn storage::Db, order_id: &str, applied: &Applied) {
     if let Applied::Flagged { problem } = applied {
         if problem.starts_with("paid_after_") || problem == "paid_twice" {
-            if let Err(e) = payments::refund_owed(db, &StripeConfig::from_variables(), Some(order_id), 10) {
+            if let Err(e) = refunds::refund_owed(db, &StripeConfig::from_variables(), Some(order_id), 10) {
                 println!("{}", json!({ "level": "warn", "service": "payments", "order_id": order_id, "automatic_refund_deferred": e.to_string() }));
             }
         }
@@ -255,15 +265,19 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
     let ignored = |why: &str| Ok(Reply::ok(&json!({ "received": true, "ignored": why })));
     let Some(outcome) = stripe::outcome_of(kind, object) else { return ignored("event type not handled") };
     let db = open()?;
+    // The order whose objects these are, by the ledger; an object not
+    // recorded yet (a Checkout Session's intent, a charge) belongs to the
+    // order its metadata names.
     let (order_ref, session, intent) = stripe::references(kind, object);
-    let order_id = match order_ref {
-        Some(id) if orders::load(&db, &id)?.is_some() => id,
-        _ => match payments::order_of(&db, session.as_deref(), intent.as_deref())? {
-            Some(id) => id,
-            None => return ignored("no order for this event"),
+    let order_id = match summary::order_of(&db, session.as_deref(), intent.as_deref())? {
+        Some(id) => id,
+        None => match order_ref {
+            Some(id) if orders::load(&db, &id)?.is_some() => id,
+            _ => return ignored("no order for this event"),
         },
     };
-    match payments::apply(&db, &order_id, &outcome, Some((event_id, kind)), "stripe", &WitInventory) {
+    let source = Source::Event { id: event_id, kind, object };
+    match lifecycle::apply(&db, &order_id, &outcome, source, "stripe", &WitInventory) {
         Ok(Applied::Duplicate) => ignored("duplicate event"),
         Ok(applied) => {
             return_owed_money(&db, &order_id, &applied);
@@ -271,6 +285,12 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
             Ok(Reply::ok(&json!({ "received": true, "order_id": order_id, "applied": applied })))
         }
         Err(PaymentError::UnknownOrder) => ignored("no order for this event"),
+        // Nothing was recorded; Stripe need not retry an event the shop
+        // will never apply, and the log names the object.
+        Err(PaymentError::ObjectOfAnotherOrder { id, order_id: holder }) => {
+            println!("{}", json!({ "level": "error", "service": "payments", "event": event_id, "object": id, "held_by_order": holder, "named_order": order_id }));
+            ignored("the event names a payment object of another order")
+        }
         Err(e) => Err(e.into()),
     }
 }

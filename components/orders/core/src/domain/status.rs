@@ -3,7 +3,8 @@
 //! ```text
 //! pending_payment ─┬─> paid ──> processing ──> shipped ──> delivered
 //!                  ├─> cancelled          (paid/processing ─> cancelled: refund)
-//!                  └─> expired
+//!                  └─> expired ──> paid   (a late payment honoured: its
+//!                                          units were all still free)
 //! paid, processing, shipped, delivered ─> refunded   (refunded in full)
 //! ```
 //!
@@ -74,6 +75,7 @@ impl Status {
         matches!(
             (self, to),
             (PendingPayment, Paid | Cancelled | Expired)
+                | (Expired, Paid)
                 | (Paid, Processing | Cancelled)
                 | (Processing, Shipped | Cancelled)
                 | (Shipped, Delivered)
@@ -134,7 +136,7 @@ mod tests {
     fn nothing_moves_backwards_or_out_of_a_final_state() {
         for to in Status::ALL {
             assert!(!Cancelled.can_become(to), "cancelled -> {to}");
-            assert!(!Expired.can_become(to), "expired -> {to}");
+            assert!(!Expired.can_become(to) || to == Paid, "expired -> {to}: only a late payment, honoured");
             assert!(!Refunded.can_become(to), "refunded -> {to}");
         }
         assert_eq!(Paid.to(PendingPayment), Err(InvalidTransition { from: Paid, to: PendingPayment }));

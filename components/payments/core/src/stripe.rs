@@ -146,6 +146,7 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     p.whole_number(get, "unpaid_order_ttl_secs", UNPAID_HOLD_SECS, "seconds");
     p.whole_number(get, "stripe_timeout_ms", 100..=60_000, "milliseconds");
     p.one_of(get, "checkout_requires_verified_email", &["true", "false"]);
+    p.one_of(get, "late_payments", &crate::lifecycle::LatePayments::VALUES);
     p.http_url(get, "checkout_cancel_url");
     p.0
 }
@@ -244,31 +245,36 @@ impl StripeConfig {
 /// What a Stripe event (or a retrieved Checkout Session, as
 /// `checkout.session.completed`) means for its order; `None` for events
 /// that change nothing (unknown types, a session completed but not yet paid).
-pub fn outcome_of(event_type: &str, object: &Json) -> Option<crate::payments::Outcome> {
-    use crate::payments::Outcome;
+pub fn outcome_of(event_type: &str, object: &Json) -> Option<crate::lifecycle::Outcome> {
+    use crate::lifecycle::Outcome;
     let currency = || object["currency"].as_str().unwrap_or("").to_string();
+    let id = || object["id"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let session_paid = || Outcome::Paid {
         amount_minor: object["amount_total"].as_i64().unwrap_or(-1),
         currency: currency(),
         payment_intent: object["payment_intent"].as_str().map(str::to_string),
     };
+    let attempt = |payment_status| Some(Outcome::AttemptEnded { payment_status, object: id() });
     match event_type {
         "checkout.session.completed" => matches!(object["payment_status"].as_str(), Some("paid")).then(session_paid),
         "checkout.session.async_payment_succeeded" => Some(session_paid()),
         // One payment attempt ended without money; the order stays payable
         // (a new session or another card) until its own stock hold lapses.
-        "checkout.session.async_payment_failed" => Some(Outcome::AttemptEnded { payment_status: "failed" }),
-        "checkout.session.expired" => Some(Outcome::AttemptEnded { payment_status: "session_expired" }),
+        "checkout.session.async_payment_failed" => attempt("failed"),
+        "checkout.session.expired" => attempt("session_expired"),
         "payment_intent.succeeded" => Some(Outcome::Paid {
             amount_minor: object["amount_received"].as_i64().unwrap_or(-1),
             currency: currency(),
-            payment_intent: object["id"].as_str().map(str::to_string),
+            payment_intent: id(),
         }),
         // A declined card: the intent returns to `requires_payment_method`
         // and the customer may try another one.
-        "payment_intent.payment_failed" => Some(Outcome::AttemptEnded { payment_status: "requires_payment_method" }),
-        "payment_intent.canceled" => Some(Outcome::AttemptEnded { payment_status: "canceled" }),
-        "charge.refunded" => object["amount_refunded"].as_i64().map(|total_refunded| Outcome::Refunded { total_refunded }),
+        "payment_intent.payment_failed" => attempt("requires_payment_method"),
+        "payment_intent.canceled" => attempt("canceled"),
+        "charge.refunded" => object["amount_refunded"].as_i64().filter(|a| *a >= 0).map(|total_refunded| Outcome::Refunded {
+            total_refunded,
+            payment_intent: object["payment_intent"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+        }),
         _ => None,
     }
 }
@@ -315,7 +321,7 @@ mod tests {
         let other = format!("refund:{}:{}x", "o".repeat(36), "k".repeat(254));
         assert_ne!(stripe_idempotency_key(&other), sent);
     }
-    use crate::payments::Outcome;
+    use crate::lifecycle::Outcome;
     use serde_json::json;
 
     #[test]
@@ -327,13 +333,13 @@ mod tests {
         );
         let unpaid = json!({ "payment_status": "unpaid" });
         assert_eq!(outcome_of("checkout.session.completed", &unpaid), None, "async methods complete later");
-        assert_eq!(outcome_of("checkout.session.expired", &session), Some(Outcome::AttemptEnded { payment_status: "session_expired" }));
-        assert_eq!(outcome_of("payment_intent.canceled", &json!({})), Some(Outcome::AttemptEnded { payment_status: "canceled" }));
+        assert_eq!(outcome_of("checkout.session.expired", &session), Some(Outcome::AttemptEnded { payment_status: "session_expired", object: Some("cs_1".into()) }));
+        assert_eq!(outcome_of("payment_intent.canceled", &json!({})), Some(Outcome::AttemptEnded { payment_status: "canceled", object: None }));
         assert_eq!(
             outcome_of("payment_intent.payment_failed", &json!({})),
-            Some(Outcome::AttemptEnded { payment_status: "requires_payment_method" })
+            Some(Outcome::AttemptEnded { payment_status: "requires_payment_method", object: None })
         );
-        assert_eq!(outcome_of("charge.refunded", &json!({ "amount_refunded": 300 })), Some(Outcome::Refunded { total_refunded: 300 }));
+        assert_eq!(outcome_of("charge.refunded", &json!({ "amount_refunded": 300 })), Some(Outcome::Refunded { total_refunded: 300, payment_intent: None }));
         assert_eq!(outcome_of("customer.created", &json!({})), None);
         assert_eq!(references("checkout.session.completed", &session), (Some("o1".into()), Some("cs_1".into()), Some("pi_1".into())));
         assert_eq!(references("charge.refunded", &json!({ "payment_intent": "pi_9" })), (None, None, Some("pi_9".into())));

@@ -1,0 +1,314 @@
+//! The payment ledger: every Stripe object that pays for an order, with its
+//! own status, as Stripe defines them.
+//!
+//! | kind | created by | statuses (final in bold) |
+//! |---|---|---|
+//! | `checkout_session` | the shop (`POST /v1/checkout/sessions`) | `open` → **`complete`** or **`expired`** |
+//! | `payment_intent` | the shop (Payment Element) or Checkout | `requires_payment_method` ⇄ `processing` → **`succeeded`** or **`canceled`** |
+//! | `charge` | Stripe, when an intent captures money | `succeeded` (its `amount_refunded` grows) |
+//! | `refund` | the shop, or the Stripe dashboard | `pending` → **`succeeded`**, **`failed`** or **`canceled`** |
+//!
+//! A declined card is not final: the intent goes back to
+//! `requires_payment_method` and the customer may try another card, so no
+//! failed attempt ends an order. An object belongs to exactly one order (its
+//! primary key is Stripe's id); an event about an object of another order,
+//! or about an old object, changes only that object's row. Statuses only
+//! move forward: a late event never reopens a final one.
+
+use serde::Serialize;
+use serde_json::Value as Json;
+use storage::{Db, DbError, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    CheckoutSession,
+    PaymentIntent,
+    Charge,
+    Refund,
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::CheckoutSession => "checkout_session",
+            Kind::PaymentIntent => "payment_intent",
+            Kind::Charge => "charge",
+            Kind::Refund => "refund",
+        }
+    }
+
+    /// How far along its lifecycle a status is: a change is applied only
+    /// when it moves the object forward (equal ranks may alternate, as an
+    /// intent does between `requires_payment_method` and `processing`).
+    fn rank(&self, status: &str) -> u8 {
+        match (self, status) {
+            (Kind::CheckoutSession, "open") => 0,
+            (Kind::CheckoutSession, _) => 2,
+            (Kind::PaymentIntent, "requires_payment_method" | "processing" | "requires_action" | "requires_confirmation") => 0,
+            (Kind::PaymentIntent, _) => 2,
+            (Kind::Refund, "pending" | "requires_action") => 0,
+            (Kind::Refund, _) => 2,
+            (Kind::Charge, _) => 1,
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Kind> {
+        [Kind::CheckoutSession, Kind::PaymentIntent, Kind::Charge, Kind::Refund].into_iter().find(|k| k.as_str() == raw)
+    }
+}
+
+/// One Stripe object of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentObject {
+    pub id: String,
+    pub order_id: String,
+    pub kind: Kind,
+    pub status: String,
+    /// A Checkout Session's intent: the session; a charge: its intent; a
+    /// refund: the intent it returns money from.
+    pub parent_id: Option<String>,
+    /// `shop` (this shop created it) or `event` (first known from Stripe).
+    pub origin: String,
+    /// Intent and charge: the money captured; refund: the money returned.
+    pub amount_minor: Option<i64>,
+    /// Intent and charge: Stripe's refunded total.
+    pub amount_refunded: i64,
+    pub currency: Option<String>,
+    /// A Checkout Session's expiry (Unix seconds).
+    pub expires_at: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn object(r: &Row) -> Result<PaymentObject, DbError> {
+    Ok(PaymentObject {
+        id: r.text("id")?,
+        order_id: r.text("order_id")?,
+        kind: Kind::parse(&r.text("kind")?).ok_or_else(|| DbError::Other("unknown payment object kind".into()))?,
+        status: r.text("status")?,
+        parent_id: r.opt_text("parent_id")?,
+        origin: r.text("origin")?,
+        amount_minor: r.opt_int("amount_minor")?,
+        amount_refunded: r.int("amount_refunded")?,
+        currency: r.opt_text("currency")?,
+        expires_at: r.opt_int("expires_at")?,
+        created_at: r.text("created_at")?,
+        updated_at: r.text("updated_at")?,
+    })
+}
+
+/// Every object of an order, oldest first.
+pub fn objects_of(db: &dyn Db, order_id: &str) -> Result<Vec<PaymentObject>, DbError> {
+    db.query("SELECT * FROM payment_objects WHERE order_id = ? ORDER BY created_at, id", &[order_id.into()])?
+        .iter()
+        .map(|r| object(&r))
+        .collect()
+}
+
+/// One object by its Stripe id.
+pub fn find(db: &dyn Db, id: &str) -> Result<Option<PaymentObject>, DbError> {
+    db.query("SELECT * FROM payment_objects WHERE id = ?", &[id.into()])?.first().map(|r| object(&r)).transpose()
+}
+
+/// What is known of an object when it is recorded or seen again.
+#[derive(Debug, Clone, Default)]
+pub struct Sighting<'a> {
+    pub parent_id: Option<&'a str>,
+    pub amount_minor: Option<i64>,
+    pub amount_refunded: Option<i64>,
+    pub currency: Option<&'a str>,
+    pub expires_at: Option<i64>,
+}
+
+/// Why an object could not be recorded for an order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LedgerError {
+    /// Stripe's id is already recorded for another order (an account shared
+    /// with another shop, or a Stripe defect): nothing was recorded.
+    HeldByAnotherOrder { id: String, order_id: String },
+    Storage(DbError),
+}
+
+impl From<DbError> for LedgerError {
+    fn from(e: DbError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// Record `id` as an object of `order_id` with `status`, or move the
+/// recorded one forward: its status only when that is a step forward in
+/// its lifecycle, its amounts only upwards, the rest filled in where
+/// unknown. Returns the object as it now is.
+pub fn record(tx: &dyn Db, order_id: &str, kind: Kind, id: &str, status: &str, origin: &str, seen: &Sighting) -> Result<PaymentObject, LedgerError> {
+    let now = clock::now_rfc3339();
+    let inserted = tx.query(
+        "INSERT INTO payment_objects (id, order_id, kind, status, parent_id, origin, amount_minor, amount_refunded, currency, expires_at, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING *",
+        &[
+            id.into(),
+            order_id.into(),
+            kind.as_str().into(),
+            status.into(),
+            seen.parent_id.into(),
+            origin.into(),
+            seen.amount_minor.into(),
+            seen.amount_refunded.unwrap_or(0).into(),
+            seen.currency.map(|c| c.to_ascii_uppercase()).into(),
+            seen.expires_at.into(),
+            now.as_str().into(),
+            now.as_str().into(),
+        ],
+    )?;
+    if let Some(row) = inserted.first() {
+        return Ok(object(&row)?);
+    }
+    let existing = find(tx, id)?.ok_or_else(|| DbError::Other(format!("payment object {id} vanished")))?;
+    if existing.order_id != order_id || existing.kind != kind {
+        return Err(LedgerError::HeldByAnotherOrder { id: id.to_string(), order_id: existing.order_id });
+    }
+    let forward = kind.rank(status) >= kind.rank(&existing.status) && kind.rank(&existing.status) < 2;
+    let status = if forward { status } else { existing.status.as_str() };
+    let greatest = tx.dialect().greatest();
+    let rows = tx.query(
+        &format!(
+            "UPDATE payment_objects SET status = ?, parent_id = COALESCE(parent_id, ?), \
+             amount_minor = COALESCE(?, amount_minor), amount_refunded = {greatest}(amount_refunded, ?), \
+             currency = COALESCE(currency, ?), expires_at = COALESCE(expires_at, ?), updated_at = ? \
+             WHERE id = ? RETURNING *"
+        ),
+        &[
+            status.into(),
+            seen.parent_id.into(),
+            seen.amount_minor.into(),
+            seen.amount_refunded.unwrap_or(0).into(),
+            seen.currency.map(|c| c.to_ascii_uppercase()).into(),
+            seen.expires_at.into(),
+            now.as_str().into(),
+            id.into(),
+        ],
+    )?;
+    Ok(object(&rows.first().ok_or_else(|| DbError::Other(format!("payment object {id} vanished")))?)?)
+}
+
+/// The Stripe objects a signed event (or an object the shop fetched, read
+/// as that event) tells about, with the status each now has, in the order
+/// they are recorded (a parent before its children). This is Stripe's
+/// event catalogue as far as checkout uses it.
+pub fn sightings<'a>(event_type: &str, o: &'a Json) -> Vec<(Kind, &'a str, &'static str, Sighting<'a>)> {
+    let id = |v: &'a Json| v.as_str().filter(|s| !s.is_empty());
+    let currency = id(&o["currency"]);
+    let mut out = Vec::new();
+    match event_type {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" | "checkout.session.async_payment_failed" | "checkout.session.expired" => {
+            let Some(session) = id(&o["id"]) else { return out };
+            let status = if event_type == "checkout.session.expired" { "expired" } else { "complete" };
+            out.push((Kind::CheckoutSession, session, status, Sighting { currency, expires_at: o["expires_at"].as_i64(), ..Default::default() }));
+            if let Some(intent) = id(&o["payment_intent"]) {
+                let paid = o["payment_status"].as_str() == Some("paid") && event_type != "checkout.session.async_payment_failed";
+                let (status, amount) = match event_type {
+                    _ if paid => ("succeeded", o["amount_total"].as_i64()),
+                    "checkout.session.async_payment_failed" => ("requires_payment_method", None),
+                    _ => ("processing", None),
+                };
+                out.push((Kind::PaymentIntent, intent, status, Sighting { parent_id: Some(session), amount_minor: amount, currency, ..Default::default() }));
+            }
+        }
+        "payment_intent.succeeded" | "payment_intent.payment_failed" | "payment_intent.canceled" | "payment_intent.processing" => {
+            let Some(intent) = id(&o["id"]) else { return out };
+            let (status, amount) = match event_type {
+                "payment_intent.succeeded" => ("succeeded", o["amount_received"].as_i64()),
+                "payment_intent.payment_failed" => ("requires_payment_method", None),
+                "payment_intent.canceled" => ("canceled", None),
+                _ => ("processing", None),
+            };
+            out.push((Kind::PaymentIntent, intent, status, Sighting { amount_minor: amount, currency, ..Default::default() }));
+            if let (Some(charge), Some(amount)) = (id(&o["latest_charge"]), amount) {
+                out.push((Kind::Charge, charge, "succeeded", Sighting { parent_id: Some(intent), amount_minor: Some(amount), currency, ..Default::default() }));
+            }
+        }
+        "charge.refunded" => {
+            let Some(charge) = id(&o["id"]) else { return out };
+            let intent = id(&o["payment_intent"]);
+            let refunded = o["amount_refunded"].as_i64().filter(|a| *a >= 0);
+            if let Some(intent) = intent {
+                out.push((Kind::PaymentIntent, intent, "succeeded", Sighting { amount_refunded: refunded, currency, ..Default::default() }));
+            }
+            let captured = o["amount_captured"].as_i64().or(o["amount"].as_i64());
+            out.push((Kind::Charge, charge, "succeeded", Sighting { parent_id: intent, amount_minor: captured, amount_refunded: refunded, currency, ..Default::default() }));
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The order the objects of an event belong to, if any is recorded.
+pub fn owner(db: &dyn Db, ids: &[&str]) -> Result<Option<String>, DbError> {
+    for id in ids {
+        if let Some(o) = find(db, id)? {
+            return Ok(Some(o.order_id));
+        }
+    }
+    Ok(None)
+}
+
+/// The total refunded from `intent`'s money by refunds recorded here (the
+/// shop's own and those seen in events), failed and canceled ones aside.
+pub fn refunded_from(db: &dyn Db, intent: &str) -> Result<i64, DbError> {
+    Ok(db
+        .query(
+            "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM payment_objects \
+             WHERE kind = 'refund' AND parent_id = ? AND status NOT IN ('failed', 'canceled')",
+            &[intent.into()],
+        )?
+        .first()
+        .map(|r| r.int("total"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// The objects of an order that can still take money: open Checkout
+/// Sessions, and PaymentIntents this shop created that have not ended
+/// (Checkout's own intents end with their session).
+pub fn still_payable(db: &dyn Db, order_id: &str) -> Result<Vec<PaymentObject>, DbError> {
+    db.query(
+        "SELECT * FROM payment_objects WHERE order_id = ? AND ((kind = 'checkout_session' AND status = 'open') \
+         OR (kind = 'payment_intent' AND origin = 'shop' AND status NOT IN ('succeeded', 'canceled'))) ORDER BY created_at, id",
+        &[order_id.into()],
+    )?
+    .iter()
+    .map(|r| object(&r))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_name_their_objects_parents_first() {
+        let session = json!({ "id": "cs_1", "payment_intent": "pi_1", "payment_status": "paid", "amount_total": 1000, "currency": "usd" });
+        let seen = sightings("checkout.session.completed", &session);
+        let short: Vec<_> = seen.iter().map(|(k, id, s, _)| (*k, *id, *s)).collect();
+        assert_eq!(short, vec![(Kind::CheckoutSession, "cs_1", "complete"), (Kind::PaymentIntent, "pi_1", "succeeded")]);
+        assert_eq!(seen[1].3.parent_id, Some("cs_1"));
+        assert_eq!(seen[1].3.amount_minor, Some(1000));
+        let pi2 = json!({ "id": "pi_2" });
+        let declined = sightings("payment_intent.payment_failed", &pi2);
+        assert_eq!(declined[0].2, "requires_payment_method", "a declined card is one attempt, not the end");
+        let charge = json!({ "id": "ch_1", "payment_intent": "pi_1", "amount_refunded": 300, "amount_captured": 1000 });
+        let refunded = sightings("charge.refunded", &charge);
+        assert_eq!(refunded.iter().map(|s| s.0).collect::<Vec<_>>(), vec![Kind::PaymentIntent, Kind::Charge]);
+        assert!(sightings("customer.created", &json!({ "id": "cus_1" })).is_empty());
+        assert!(sightings("checkout.session.completed", &json!({})).is_empty(), "no id, nothing to record");
+    }
+
+    #[test]
+    fn final_statuses_never_go_back() {
+        for (kind, done) in [(Kind::CheckoutSession, "expired"), (Kind::PaymentIntent, "succeeded"), (Kind::Refund, "failed")] {
+            assert_eq!(kind.rank(done), 2);
+        }
+        assert!(Kind::PaymentIntent.rank("requires_payment_method") == Kind::PaymentIntent.rank("processing"), "attempts alternate");
+    }
+}

@@ -1,0 +1,564 @@
+//! How a payment moves its order: idempotent and monotonic.
+//!
+//! The Stripe webhook, the success-page return, the sweep and the shop's
+//! own decisions (cancel, expire) all end here. Each is applied inside one
+//! write transaction that first records the Stripe event (at most once),
+//! then records what it says about each Stripe object in the ledger
+//! ([`crate::ledger`]), then re-reads the order under a lock, so concurrent
+//! deliveries of the same outcome (the return and the webhook at once, or a
+//! webhook delivered twice) change the order once, commit the stock once and
+//! write one outbox event. An outcome that arrives after a later state was
+//! reached never moves the order backwards.
+//!
+//! Stripe's semantics, as checkout applies them:
+//! - money captured for a `pending_payment` order pays it;
+//! - a failed attempt (declined card, expired session, canceled intent) is
+//!   recorded on its object and leaves the order payable until its hold lapses;
+//! - money captured for an order that ended unpaid is honoured when the
+//!   order only expired and its units are all still free (they are sold
+//!   again and the order is paid), and refunded in full otherwise (a
+//!   cancelled order, stock gone, `late_payments=refund`);
+//! - money captured through a second PaymentIntent of a paid order is
+//!   refunded in full;
+//! - a refund counts towards the order only when it returns money of the
+//!   intent that paid for it.
+
+use crate::ledger;
+use orders_core::domain::Status;
+use orders_core::inventory_client::Inventory;
+use orders_core::orders::{self, Order, OrderError};
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+use storage::{transaction, Db, DbError};
+
+/// What happened to the payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The money arrived: this amount and currency.
+    Paid { amount_minor: i64, currency: String, payment_intent: Option<String> },
+    /// The shop ends the order unpaid (the customer cancels it): cancel it
+    /// and give its stock back.
+    Failed,
+    /// The order's stock hold lapsed unpaid: expire it.
+    Expired,
+    /// One payment attempt ended without money (a declined card, a Checkout
+    /// Session that expired, an intent cancelled, a delayed method that
+    /// failed). In Stripe's terms the customer may still pay — another
+    /// card, a new session — so the order stays `pending_payment` until its
+    /// own hold lapses; only the object (and, when it is the order's current
+    /// one, the payment summary) shows the attempt.
+    AttemptEnded { payment_status: &'static str, object: Option<String> },
+    /// The charge of `payment_intent` has this much refunded in all.
+    Refunded { total_refunded: i64, payment_intent: Option<String> },
+}
+
+/// Where an outcome comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A signed Stripe event: processed at most once by its id, and what it
+    /// says about its objects is recorded in the ledger.
+    Event { id: &'a str, kind: &'a str, object: &'a Json },
+    /// A Stripe object the shop fetched itself (the success page's session),
+    /// read as an event of type `kind` would be.
+    Fetched { kind: &'a str, object: &'a Json },
+    /// The shop's own decision (expiry, cancellation, a refund it made).
+    Shop,
+}
+
+impl Source<'_> {
+    fn event(&self) -> Option<(&str, &str)> {
+        match self {
+            Source::Event { id, kind, .. } => Some((id, kind)),
+            _ => None,
+        }
+    }
+}
+
+/// What to do with money that arrives for an order that expired unpaid
+/// (the `late_payments` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatePayments {
+    /// Sell the units again when they are all still free and pay the order;
+    /// refund otherwise. The default.
+    Honour,
+    /// Always refund.
+    Refund,
+}
+
+impl LatePayments {
+    pub const VALUES: [&'static str; 2] = ["honour", "refund"];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "" | "honour" => Some(Self::Honour),
+            "refund" => Some(Self::Refund),
+            _ => None,
+        }
+    }
+
+    /// From the Spin variable (a bad value is reported by `/health`; the
+    /// default applies meanwhile).
+    pub fn from_variables() -> Self {
+        Self::parse(&spin_sdk::variables::get("late_payments").unwrap_or_default()).unwrap_or(Self::Honour)
+    }
+}
+
+/// What applying an outcome did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Applied {
+    Changed { status: Status },
+    Unchanged { status: Status },
+    /// Not applied; an admin must look (amount mismatch, paid after cancel...).
+    Flagged { problem: String },
+    /// This Stripe event was processed before.
+    Duplicate,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PaymentError {
+    UnknownOrder,
+    /// The inventory could not be reached: nothing changed; retry.
+    InventoryUnavailable(String),
+    /// The event names a Stripe object recorded for another order: nothing
+    /// changed.
+    ObjectOfAnotherOrder { id: String, order_id: String },
+    Storage(DbError),
+}
+
+impl From<DbError> for PaymentError {
+    fn from(e: DbError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+impl From<ledger::LedgerError> for PaymentError {
+    fn from(e: ledger::LedgerError) -> Self {
+        match e {
+            ledger::LedgerError::HeldByAnotherOrder { id, order_id } => Self::ObjectOfAnotherOrder { id, order_id },
+            ledger::LedgerError::Storage(d) => Self::Storage(d),
+        }
+    }
+}
+
+impl From<OrderError> for PaymentError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotFound => Self::UnknownOrder,
+            OrderError::Storage(d) => Self::Storage(d),
+            // `apply` only asks for allowed transitions.
+            OrderError::Transition(t) => Self::Storage(DbError::Other(t.to_string())),
+        }
+    }
+}
+
+/// Record a Stripe event id; false if it was seen before.
+fn first_sighting(tx: &dyn Db, event: Option<(&str, &str)>, order_id: &str) -> Result<bool, DbError> {
+    let Some((id, kind)) = event else { return Ok(true) };
+    let rows = tx.query(
+        "INSERT INTO stripe_events (id, type, order_id, outcome, received_at) VALUES (?, ?, ?, 'processed', ?) \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        &[id.into(), kind.into(), order_id.into(), clock::now_rfc3339().into()],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Record in the ledger what an event (or a fetched object) says about the
+/// order's Stripe objects.
+fn record_sightings(tx: &dyn Db, order_id: &str, source: &Source) -> Result<(), PaymentError> {
+    let (Source::Event { kind, object, .. } | Source::Fetched { kind, object }) = source else { return Ok(()) };
+    for (k, id, status, seen) in ledger::sightings(kind, object) {
+        ledger::record(tx, order_id, k, id, status, "event", &seen)?;
+    }
+    Ok(())
+}
+
+/// Apply `outcome` to an order, with the default late-payment policy.
+pub fn apply(db: &dyn Db, order_id: &str, outcome: &Outcome, source: Source, actor: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+    apply_with(db, order_id, outcome, source, actor, inventory, LatePayments::from_variables())
+}
+
+/// [`apply`] with an explicit late-payment policy.
+pub fn apply_with(
+    db: &dyn Db,
+    order_id: &str,
+    outcome: &Outcome,
+    source: Source,
+    actor: &str,
+    inventory: &dyn Inventory,
+    late: LatePayments,
+) -> Result<Applied, PaymentError> {
+    transaction(db, |tx| {
+        if !first_sighting(tx, source.event(), order_id)? {
+            return Ok(Applied::Duplicate);
+        }
+        let order = orders::load_locked(tx, order_id)?.ok_or(PaymentError::UnknownOrder)?;
+        record_sightings(tx, order_id, &source)?;
+        let reason = source.event().map(|(_, kind)| kind).unwrap_or(actor);
+        match outcome {
+            Outcome::Paid { amount_minor, currency, payment_intent } => {
+                paid(tx, &order, *amount_minor, currency, payment_intent.as_deref(), actor, reason, inventory, late)
+            }
+            Outcome::Failed => give_back(tx, &order, Status::Cancelled, actor, reason, inventory),
+            Outcome::Expired => give_back(tx, &order, Status::Expired, actor, reason, inventory),
+            Outcome::AttemptEnded { payment_status, object } => {
+                // Only the order's current session or intent speaks for the
+                // payment as a whole, and never over a final state (a late
+                // event about an old attempt of a paid order).
+                let mut sql = "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ? \
+                               AND status NOT IN ('paid', 'refunded', 'partially_refunded')"
+                    .to_string();
+                let mut params: Vec<storage::Value> = vec![(*payment_status).into(), clock::now_rfc3339().into(), order_id.into()];
+                if let Some(id) = object {
+                    sql.push_str(" AND (checkout_session = ? OR payment_intent = ?)");
+                    params.extend([id.as_str().into(), id.as_str().into()]);
+                }
+                tx.execute(&sql, &params)?;
+                Ok(Applied::Unchanged { status: order.status })
+            }
+            Outcome::Refunded { total_refunded, payment_intent } => {
+                let paying = crate::summary::payment_for(tx, order_id)?.and_then(|p| p.payment_intent);
+                match (payment_intent, paying) {
+                    // Money of another intent went back (a second payment
+                    // refunded automatically): the ledger has it; the
+                    // order's own payment is untouched.
+                    (Some(refunded_intent), Some(paying)) if *refunded_intent != paying => Ok(Applied::Unchanged { status: order.status }),
+                    (Some(_), None) => Ok(Applied::Unchanged { status: order.status }),
+                    _ => refunded(tx, &order, *total_refunded, actor, reason),
+                }
+            }
+        }
+    })
+}
+
+fn set_payment_status(tx: &dyn Db, order_id: &str, status: &str) -> Result<(), DbError> {
+    tx.execute(
+        "UPDATE payments SET status = ?, updated_at = ? WHERE order_id = ?",
+        &[status.into(), clock::now_rfc3339().into(), order_id.into()],
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn paid(
+    tx: &dyn Db,
+    order: &Order,
+    amount: i64,
+    currency: &str,
+    intent: Option<&str>,
+    actor: &str,
+    reason: &str,
+    inventory: &dyn Inventory,
+    late: LatePayments,
+) -> Result<Applied, PaymentError> {
+    if order.status.is_paid() || order.status == Status::Refunded {
+        // The same payment again (the return and the webhook, or Checkout's
+        // session and intent events) changes nothing; money through another
+        // PaymentIntent is a second payment, returned automatically.
+        let paying = crate::summary::payment_for(tx, &order.id)?.and_then(|p| p.payment_intent);
+        return match (intent, paying) {
+            (Some(new), Some(paying)) if new != paying => {
+                owe_back(tx, order, new, amount, currency, "paid_twice")?;
+                Ok(Applied::Flagged { problem: "paid_twice".into() })
+            }
+            _ => Ok(Applied::Unchanged { status: order.status }),
+        };
+    }
+    let exact = amount == order.total.amount_minor && currency.eq_ignore_ascii_case(order.total.currency.code());
+    if matches!(order.status, Status::Cancelled | Status::Expired) {
+        // The order ended unpaid and gave its stock back. An order that only
+        // expired is honoured if its units are all still free: they are sold
+        // again, in this transaction, and the order is paid after all.
+        if order.status == Status::Expired && late == LatePayments::Honour && exact && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
+            return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
+        }
+        // Otherwise the money goes back in full.
+        let problem = format!("paid_after_{}", order.status);
+        match intent {
+            Some(new) => owe_back(tx, order, new, amount, currency, &problem)?,
+            None => orders::flag(tx, order, &problem)?,
+        }
+        return Ok(Applied::Flagged { problem });
+    }
+    if !exact {
+        let problem = "amount_mismatch".to_string();
+        orders::flag(tx, order, &problem)?;
+        orders::record_event(tx, "order.flagged", &format!("{}:{problem}", order.id), &json!({
+            "order_id": order.id, "problem": problem, "expected": order.total,
+            "received": { "amount_minor": amount, "currency": currency.to_uppercase() },
+        }))?;
+        return Ok(Applied::Flagged { problem });
+    }
+    // The stock is committed while this transaction holds the order, so a
+    // concurrent delivery of the same payment waits and then sees it paid.
+    let stock_ok = inventory.commit(&order.id).map_err(PaymentError::InventoryUnavailable)?;
+    if !stock_ok {
+        orders::flag(tx, order, "stock_unavailable")?;
+    }
+    pay(tx, order, intent, actor, reason)
+}
+
+/// Mark the order paid by `intent`: refunds go to the intent that captured
+/// the money, not to an earlier attempt recorded when payment started.
+fn pay(tx: &dyn Db, order: &Order, intent: Option<&str>, actor: &str, reason: &str) -> Result<Applied, PaymentError> {
+    // An order paid through an intent the shop never saw before (a late
+    // payment) gets its summary here.
+    crate::summary::record_payment(tx, order, None, intent)?;
+    set_payment_status(tx, &order.id, "paid")?;
+    if let Some(pi) = intent {
+        tx.execute("UPDATE payments SET payment_intent = ? WHERE order_id = ?", &[pi.into(), order.id.as_str().into()])?;
+    }
+    let updated = orders::transition(tx, order, Status::Paid, actor, reason)?;
+    Ok(Applied::Changed { status: updated.status })
+}
+
+/// Record money the order cannot keep (`reason`: `paid_after_expired`,
+/// `paid_after_cancelled`, `paid_twice`) for an automatic refund, once per
+/// PaymentIntent, and flag the order for an admin. The refund itself is
+/// sent after this transaction ([`crate::refunds::refund_owed`]).
+fn owe_back(tx: &dyn Db, order: &Order, intent: &str, amount: i64, currency: &str, reason: &str) -> Result<(), DbError> {
+    orders::flag(tx, order, reason)?;
+    if amount < 1 {
+        return Ok(());
+    }
+    let now = clock::now_rfc3339();
+    tx.execute(
+        "INSERT INTO automatic_refunds (payment_intent, order_id, amount_minor, currency, reason, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (payment_intent) DO NOTHING",
+        &[intent.into(), order.id.as_str().into(), amount.into(), currency.to_ascii_uppercase().into(), reason.into(), now.as_str().into(), now.as_str().into()],
+    )
+}
+
+
+fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+    if order.status != Status::PendingPayment {
+        // Already paid (a late failure/expiry) or already closed: monotonic.
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    inventory.release(&order.id).map_err(PaymentError::InventoryUnavailable)?;
+    set_payment_status(tx, &order.id, "failed")?;
+    // Whatever Stripe object could still take money for it is closed after
+    // this transaction ([`close_at_stripe`]).
+    tx.execute(
+        "UPDATE payments SET stripe_cleanup = 'due' WHERE order_id = ? AND (checkout_session IS NOT NULL OR payment_intent IS NOT NULL)",
+        &[order.id.as_str().into()],
+    )?;
+    let updated = orders::transition(tx, order, to, actor, reason)?;
+    Ok(Applied::Changed { status: updated.status })
+}
+
+
+fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason: &str) -> Result<Applied, PaymentError> {
+    if total_refunded <= order.refunded.amount_minor {
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    orders::set_refunded(tx, &order.id, total_refunded)?;
+    tx.execute(
+        &format!("UPDATE payments SET amount_refunded = {}(amount_refunded, ?), updated_at = ? WHERE order_id = ?", tx.dialect().greatest()),
+        &[total_refunded.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
+    )?;
+    let full = total_refunded >= order.total.amount_minor;
+    set_payment_status(tx, &order.id, if full { "refunded" } else { "partially_refunded" })?;
+    if full && order.status.can_become(Status::Refunded) {
+        let updated = orders::transition(tx, order, Status::Refunded, actor, reason)?;
+        return Ok(Applied::Changed { status: updated.status });
+    }
+    // A partial refund leaves fulfilment alone: a paid, processing or
+    // shipped order goes on as before, with its `refunded` amount raised
+    // (refunding one line must not freeze the rest). The same holds for an
+    // order whose status cannot become `refunded` (a cancelled one): the
+    // amount is recorded, the status stays. The customer is told either way.
+    let updated = orders::load(tx, &order.id)?.ok_or(PaymentError::UnknownOrder)?;
+    orders::record_event(tx, "order.refunded", &format!("{}:{total_refunded}", order.id), &json!({
+        "order_id": order.id, "user_id": order.user_id, "status": updated.status, "order": updated,
+    }))?;
+    Ok(Applied::Changed { status: updated.status })
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::summary::{order_of, record_created};
+    use orders_core::orders::{insert, NewOrder, OrderLine};
+    use money::{Currency, Money};
+    use std::cell::RefCell;
+    use storage::native::MemDb;
+
+    #[derive(Default)]
+    struct FakeInventory {
+        calls: RefCell<Vec<String>>,
+        stock_gone: bool,
+    }
+
+    impl Inventory for FakeInventory {
+        fn commit(&self, order_id: &str) -> Result<bool, String> {
+            self.calls.borrow_mut().push(format!("commit {order_id}"));
+            Ok(!self.stock_gone)
+        }
+        fn release(&self, order_id: &str) -> Result<(), String> {
+            self.calls.borrow_mut().push(format!("release {order_id}"));
+            Ok(())
+        }
+        fn recommit(&self, order_id: &str) -> Result<bool, String> {
+            self.calls.borrow_mut().push(format!("recommit {order_id}"));
+            Ok(!self.stock_gone)
+        }
+    }
+
+    fn setup() -> MemDb {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, orders_core::schema::MIGRATIONS).unwrap();
+        let usd = Currency::parse("USD").unwrap();
+        let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(500, usd), quantity: 2, line_total: Money::new(1000, usd) };
+        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10 }, "u").unwrap();
+        record_created(&db, &order, ledger::Kind::CheckoutSession, "cs_1", None).unwrap();
+        db
+    }
+
+    /// The policy is explicit in tests (the Spin variable is not there).
+    fn apply(db: &MemDb, id: &str, outcome: &Outcome, source: Source, actor: &str, inv: &FakeInventory) -> Result<Applied, PaymentError> {
+        apply_with(db, id, outcome, source, actor, inv, LatePayments::Refund)
+    }
+
+    fn paid() -> Outcome {
+        Outcome::Paid { amount_minor: 1000, currency: "usd".into(), payment_intent: Some("pi_1".into()) }
+    }
+
+    fn status(db: &MemDb) -> Status {
+        orders::load(db, "o1").unwrap().unwrap().status
+    }
+
+    fn outbox(db: &MemDb, kind: &str) -> i64 {
+        db.query("SELECT COUNT(*) AS n FROM outbox WHERE event_type = ?", &[kind.into()]).unwrap().first().unwrap().int("n").unwrap()
+    }
+
+    #[test]
+    fn paid_once_even_when_delivered_twice() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        assert_eq!(apply(&db, "o1", &paid(), Source::Event { id: "evt_1", kind: "checkout.session.completed", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Changed { status: Status::Paid });
+        assert_eq!(apply(&db, "o1", &paid(), Source::Event { id: "evt_1", kind: "checkout.session.completed", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Duplicate);
+        assert_eq!(apply(&db, "o1", &paid(), Source::Shop, "return", &inv).unwrap(), Applied::Unchanged { status: Status::Paid });
+        assert_eq!(inv.calls.borrow().as_slice(), ["commit o1"]);
+        assert_eq!(outbox(&db, "order.paid"), 1);
+        assert_eq!(order_of(&db, None, Some("pi_1")).unwrap().as_deref(), Some("o1"));
+    }
+
+    #[test]
+    fn late_failures_never_move_a_paid_order_back() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        assert_eq!(apply(&db, "o1", &Outcome::Expired, Source::Event { id: "evt_2", kind: "checkout.session.expired", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::Paid });
+        assert_eq!(status(&db), Status::Paid);
+        assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("release")));
+    }
+
+    #[test]
+    fn expiry_releases_stock_and_a_late_payment_is_flagged() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        assert_eq!(apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap(), Applied::Changed { status: Status::Expired });
+        assert_eq!(apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { problem: "paid_after_expired".into() });
+        assert_eq!(status(&db), Status::Expired);
+        assert_eq!(orders::load(&db, "o1").unwrap().unwrap().flags, vec!["paid_after_expired".to_string()]);
+    }
+
+    #[test]
+    fn a_late_payment_is_honoured_when_its_units_are_still_free() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap();
+        let honoured = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
+        assert_eq!(honoured, Applied::Changed { status: Status::Paid });
+        assert_eq!(inv.calls.borrow().as_slice(), ["release o1", "recommit o1"]);
+        assert_eq!(outbox(&db, "order.paid"), 1);
+        let history = orders::history(&db, "o1").unwrap();
+        assert!(history.last().unwrap().reason.contains("late payment honoured"), "{history:?}");
+
+        let db = setup();
+        let gone = FakeInventory { stock_gone: true, ..Default::default() };
+        apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &gone).unwrap();
+        let refunded = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &gone, LatePayments::Honour).unwrap();
+        assert_eq!(refunded, Applied::Flagged { problem: "paid_after_expired".into() }, "units gone: the money goes back");
+        assert_eq!(crate::refunds::automatic_refunds(&db, "o1").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_cancelled_order_is_never_honoured() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &Outcome::Failed, Source::Shop, "customer", &inv).unwrap();
+        let late = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
+        assert_eq!(late, Applied::Flagged { problem: "paid_after_cancelled".into() });
+        assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("recommit")));
+    }
+
+    #[test]
+    fn events_record_their_objects_and_old_attempts_touch_only_theirs() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        let old = serde_json::json!({ "id": "cs_0" });
+        // An older session of the order, expiring late: its own row only.
+        ledger::record(&db, "o1", ledger::Kind::CheckoutSession, "cs_0", "open", "shop", &Default::default()).unwrap();
+        let ended = Outcome::AttemptEnded { payment_status: "session_expired", object: Some("cs_0".into()) };
+        apply(&db, "o1", &ended, Source::Event { id: "e1", kind: "checkout.session.expired", object: &old }, "stripe", &inv).unwrap();
+        assert_eq!(ledger::find(&db, "cs_0").unwrap().unwrap().status, "expired");
+        assert_eq!(crate::summary::payment_for(&db, "o1").unwrap().unwrap().status, "awaiting_payment", "cs_1 is still payable");
+        assert_eq!(status(&db), Status::PendingPayment);
+        let session = serde_json::json!({ "id": "cs_1", "payment_intent": "pi_1", "payment_status": "paid", "amount_total": 1000, "currency": "usd" });
+        apply(&db, "o1", &paid(), Source::Event { id: "e2", kind: "checkout.session.completed", object: &session }, "stripe", &inv).unwrap();
+        let objects = ledger::objects_of(&db, "o1").unwrap();
+        let brief: Vec<_> = objects.iter().map(|o| (o.id.as_str(), o.status.as_str())).collect();
+        assert!(brief.contains(&("cs_1", "complete")) && brief.contains(&("pi_1", "succeeded")), "{brief:?}");
+        // A late "expired" for the completed session changes nothing.
+        let expired = serde_json::json!({ "id": "cs_1" });
+        apply(&db, "o1", &ended, Source::Event { id: "e3", kind: "checkout.session.expired", object: &expired }, "stripe", &inv).unwrap();
+        assert_eq!(ledger::find(&db, "cs_1").unwrap().unwrap().status, "complete");
+    }
+
+    #[test]
+    fn a_refund_of_another_intent_leaves_the_orders_payment_alone() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        let other = Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_2".into()) };
+        assert_eq!(apply(&db, "o1", &other, Source::Shop, "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::Paid });
+        let own = Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) };
+        assert_eq!(apply(&db, "o1", &own, Source::Shop, "stripe", &inv).unwrap(), Applied::Changed { status: Status::Refunded });
+    }
+
+    #[test]
+    fn amount_mismatch_is_flagged_not_paid() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        let short = Outcome::Paid { amount_minor: 999, currency: "usd".into(), payment_intent: None };
+        assert_eq!(apply(&db, "o1", &short, Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { problem: "amount_mismatch".into() });
+        let wrong_currency = Outcome::Paid { amount_minor: 1000, currency: "eur".into(), payment_intent: None };
+        assert!(matches!(apply(&db, "o1", &wrong_currency, Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { .. }));
+        assert_eq!(status(&db), Status::PendingPayment);
+        assert!(inv.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn refunds_are_partial_then_full_and_monotonic() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 400, payment_intent: None }, Source::Event { id: "e1", kind: "charge.refunded", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Changed { status: Status::Paid }, "a partial refund leaves fulfilment alone");
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 300, payment_intent: None }, Source::Event { id: "e0", kind: "charge.refunded", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::Paid }, "an older event");
+        assert_eq!(orders::load(&db, "o1").unwrap().unwrap().refunded.amount_minor, 400);
+        assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: None }, Source::Event { id: "e2", kind: "charge.refunded", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Changed { status: Status::Refunded });
+        assert_eq!(outbox(&db, "order.refunded"), 2);
+    }
+
+    #[test]
+    fn lost_stock_is_flagged_but_the_payment_counts() {
+        let db = setup();
+        let inv = FakeInventory { stock_gone: true, ..Default::default() };
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        let o = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!((o.status, o.flags), (Status::Paid, vec!["stock_unavailable".to_string()]));
+    }
+}
+

@@ -1,0 +1,235 @@
+//! Refunds: the ones an admin asks for (to the intent that paid, never
+//! more than it captured, totals exact with dashboard refunds), and the
+//! automatic ones for money an order could not take (paid after it ended,
+//! or paid twice). Every refund is a row in the ledger.
+
+use crate::ledger::{self, Kind, Sighting};
+use crate::lifecycle::{apply, Applied, Outcome, PaymentError, Source};
+use crate::summary::payment_for;
+use orders_core::inventory_client::Inventory;
+use orders_core::orders::{self, Order};
+use serde::Serialize;
+use serde_json::json;
+use storage::{transaction, Db, DbError};
+
+/// A refund the shop owes: money that arrived for an order that could not
+/// take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AutomaticRefund {
+    pub payment_intent: String,
+    pub order_id: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub reason: String,
+    /// `pending` (being sent, or Stripe could not be reached yet),
+    /// `refunded`, or `failed` (Stripe refused it: an admin must act).
+    pub status: String,
+    pub attempts: i64,
+    pub stripe_refund: Option<String>,
+    pub last_error: Option<String>,
+}
+
+fn automatic_refund(r: &storage::Row) -> Result<AutomaticRefund, DbError> {
+    Ok(AutomaticRefund {
+        payment_intent: r.text("payment_intent")?,
+        order_id: r.text("order_id")?,
+        amount_minor: r.int("amount_minor")?,
+        currency: r.text("currency")?,
+        reason: r.text("reason")?,
+        status: r.text("status")?,
+        attempts: r.int("attempts")?,
+        stripe_refund: r.opt_text("stripe_refund")?,
+        last_error: r.opt_text("last_error")?,
+    })
+}
+
+/// The automatic refunds of one order.
+pub fn automatic_refunds(db: &dyn Db, order_id: &str) -> Result<Vec<AutomaticRefund>, DbError> {
+    db.query("SELECT * FROM automatic_refunds WHERE order_id = ? ORDER BY created_at, payment_intent", &[order_id.into()])?
+        .iter()
+        .map(|r| automatic_refund(&r))
+        .collect()
+}
+
+/// Stop retrying an automatic refund after this many attempts Stripe could
+/// not answer; it is then `failed` for an admin.
+pub const MAX_REFUND_ATTEMPTS: i64 = 20;
+
+/// Send the pending automatic refunds (of one order, or up to `limit` of
+/// all) to Stripe: a full refund of that PaymentIntent, Idempotency-Key
+/// `auto-refund:<intent>`, so a retry or two instances at once refund once.
+/// Stripe refusing it marks it `failed` and flags the order
+/// (`automatic_refund_failed`); Stripe unreachable leaves it `pending` for
+/// the next sweep. Each refund done writes an `order.payment_returned`
+/// event (the customer's email). Returns how many were refunded.
+pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: Option<&str>, limit: u32) -> Result<usize, DbError> {
+    if !stripe.configured() {
+        return Ok(0);
+    }
+    let rows = match order_id {
+        Some(id) => db.query("SELECT * FROM automatic_refunds WHERE status = 'pending' AND order_id = ?", &[id.into()])?,
+        None => db.query(
+            "SELECT * FROM automatic_refunds WHERE status = 'pending' ORDER BY created_at LIMIT ?",
+            &[(limit as i64).into()],
+        )?,
+    };
+    let owed: Vec<AutomaticRefund> = rows.iter().map(|r| automatic_refund(&r)).collect::<Result<_, _>>()?;
+    let mut done = 0;
+    for r in owed {
+        let fields = vec![
+            ("payment_intent".to_string(), r.payment_intent.clone()),
+            ("amount".to_string(), r.amount_minor.to_string()),
+            ("reason".to_string(), if r.reason == "paid_twice" { "duplicate" } else { "requested_by_customer" }.to_string()),
+            ("metadata[order_id]".to_string(), r.order_id.clone()),
+            ("metadata[automatic_refund]".to_string(), r.reason.clone()),
+        ];
+        let now = clock::now_rfc3339();
+        match stripe.post("/v1/refunds", &fields, &format!("auto-refund:{}", r.payment_intent)) {
+            Ok(refund) => {
+                let refund_id = refund["id"].as_str().unwrap_or("").to_string();
+                let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
+                let changed = transaction(db, |tx| -> Result<bool, PaymentError> {
+                    let moved = tx.query(
+                        "UPDATE automatic_refunds SET status = 'refunded', stripe_refund = ?, attempts = attempts + 1, updated_at = ? \
+                         WHERE payment_intent = ? AND status = 'pending' RETURNING payment_intent",
+                        &[refund_id.as_str().into(), now.as_str().into(), r.payment_intent.as_str().into()],
+                    )?;
+                    if moved.is_empty() {
+                        return Ok(false);
+                    }
+                    if !refund_id.is_empty() {
+                        let seen = Sighting {
+                            parent_id: Some(&r.payment_intent),
+                            amount_minor: refund["amount"].as_i64().filter(|a| *a > 0).or(Some(r.amount_minor)),
+                            currency: Some(&r.currency),
+                            ..Default::default()
+                        };
+                        ledger::record(tx, &r.order_id, Kind::Refund, &refund_id, status, "shop", &seen)?;
+                    }
+                    let order = orders::load(tx, &r.order_id)?;
+                    orders::record_event(tx, "order.payment_returned", &r.payment_intent, &json!({
+                        "order_id": r.order_id,
+                        "user_id": order.as_ref().map(|o| o.user_id.clone()),
+                        "reason": r.reason,
+                        "amount": { "amount_minor": r.amount_minor, "currency": r.currency },
+                        "order": order,
+                    }))?;
+                    Ok(true)
+                })
+                .map_err(|e| match e {
+                    PaymentError::Storage(d) => d,
+                    other => DbError::Other(format!("{other:?}")),
+                })?;
+                done += usize::from(changed);
+            }
+            Err(crate::stripe::StripeError::Rejected { message, .. }) => {
+                transaction(db, |tx| -> Result<(), DbError> {
+                    tx.execute(
+                        "UPDATE automatic_refunds SET status = 'failed', last_error = ?, attempts = attempts + 1, updated_at = ? \
+                         WHERE payment_intent = ? AND status = 'pending'",
+                        &[message.as_str().into(), now.as_str().into(), r.payment_intent.as_str().into()],
+                    )?;
+                    if let Some(order) = orders::load(tx, &r.order_id)? {
+                        orders::flag(tx, &order, "automatic_refund_failed")?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Err(e) => {
+                db.execute(
+                    "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, \
+                     status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE status END \
+                     WHERE payment_intent = ? AND status = 'pending'",
+                    &[format!("{e:?}").into(), now.as_str().into(), MAX_REFUND_ATTEMPTS.into(), r.payment_intent.as_str().into()],
+                )?;
+            }
+        }
+    }
+    Ok(done)
+}
+
+
+/// Why a refund could not be made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefundError {
+    /// Nothing (or less than asked) is left to refund: the refundable amount.
+    TooMuch { refundable: i64 },
+    /// The order was never paid through a PaymentIntent we know.
+    NotPaid,
+    Stripe(crate::stripe::StripeError),
+    Payment(PaymentError),
+}
+
+/// Refund `amount` (default: everything not yet refunded) through Stripe,
+/// then record it. The Stripe call carries `idempotency_key`, so a retried
+/// request refunds once.
+pub fn refund_via_stripe(
+    db: &dyn Db,
+    stripe: &crate::stripe::StripeConfig,
+    order: &Order,
+    amount: Option<i64>,
+    idempotency_key: &str,
+    actor: &str,
+    inventory: &dyn Inventory,
+) -> Result<Applied, RefundError> {
+    let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
+    // Only money that was captured can go back: an order cancelled before
+    // it was paid has an intent on record, but nothing to refund.
+    let captured = payment.as_ref().is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded"));
+    let Some(intent) = payment.and_then(|p| p.payment_intent).filter(|_| captured) else { return Err(RefundError::NotPaid) };
+    // Never more than the intent that paid captured, less what went back
+    // already (by the shop, or seen in Stripe's events for its charge).
+    let paying = ledger::find(db, &intent).map_err(|e| RefundError::Payment(e.into()))?;
+    let captured = paying.as_ref().and_then(|p| p.amount_minor).unwrap_or(order.total.amount_minor).min(order.total.amount_minor);
+    let already = order.refunded.amount_minor.max(paying.as_ref().map_or(0, |p| p.amount_refunded));
+    let refundable = (captured - already).max(0);
+    let amount = amount.unwrap_or(refundable);
+    if amount < 1 || amount > refundable {
+        return Err(RefundError::TooMuch { refundable });
+    }
+    let fields = vec![
+        ("payment_intent".to_string(), intent.clone()),
+        ("amount".to_string(), amount.to_string()),
+        ("metadata[order_id]".to_string(), order.id.clone()),
+    ];
+    let refund = stripe.post("/v1/refunds", &fields, idempotency_key).map_err(RefundError::Stripe)?;
+    // Count each Stripe refund once, by its id: a replayed request (same
+    // Idempotency-Key) returns the same refund and adds nothing.
+    // Stripe's answer is checked before anything is recorded from it.
+    let (Some(refund_id), Some(refunded_amount)) = (refund["id"].as_str().filter(|id| !id.is_empty()), refund["amount"].as_i64()) else {
+        return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected("a refund without an id or amount".into())));
+    };
+    if !(1..=amount).contains(&refunded_amount) {
+        return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!(
+            "a refund of {refunded_amount} where {amount} was asked"
+        ))));
+    }
+    let refund_id = refund_id.to_string();
+    let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
+    let (total, new_refund) = transaction(db, |tx| -> Result<(i64, bool), PaymentError> {
+        let new = ledger::find(tx, &refund_id)?.is_none();
+        let seen = Sighting { parent_id: Some(&intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
+        ledger::record(tx, &order.id, Kind::Refund, &refund_id, status, "shop", &seen)?;
+        Ok((ledger::refunded_from(tx, &intent)?, new))
+    })
+    .map_err(RefundError::Payment)?;
+    // This refund on top of what was known (including dashboard refunds seen
+    // in `charge.refunded`), counted only the first time it is recorded.
+    let known = order.refunded.amount_minor + if new_refund { refunded_amount } else { 0 };
+    // Stripe's own total for the charge counts refunds made outside the shop
+    // too (its dashboard), which our refund rows cannot know; ours is the
+    // floor when Stripe cannot be asked now (the next `charge.refunded`
+    // event brings the exact total).
+    let at_stripe = refunded_at_stripe(stripe, &intent).unwrap_or(0);
+    let total = total.max(known).max(at_stripe).min(captured);
+    let refunded = Outcome::Refunded { total_refunded: total, payment_intent: Some(intent) };
+    apply(db, &order.id, &refunded, Source::Shop, actor, inventory).map_err(RefundError::Payment)
+}
+
+/// The refunded total of the charge that captured `intent`'s money, as
+/// Stripe reports it (`latest_charge.amount_refunded`).
+fn refunded_at_stripe(stripe: &crate::stripe::StripeConfig, intent: &str) -> Option<i64> {
+    let pi = stripe.get(&format!("/v1/payment_intents/{intent}?expand[]=latest_charge")).ok()?;
+    pi["latest_charge"]["amount_refunded"].as_i64().filter(|a| *a >= 0)
+}
+

@@ -1,0 +1,116 @@
+//! Each order's payment summary (`payments`): the current Checkout Session
+//! and the intent that paid (or the one the shop created), the payment's
+//! overall status, refunded total, the expiry chosen for the next session,
+//! and the mark that its Stripe objects must be closed. The objects
+//! themselves, with their own statuses, are in the ledger ([`crate::ledger`]).
+
+use crate::ledger::{self, Kind, LedgerError, Sighting};
+use orders_core::orders::Order;
+use serde::Serialize;
+use storage::{transaction, Db, DbError};
+
+/// The payment record for an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentRecord {
+    pub order_id: String,
+    pub status: String,
+    pub checkout_session: Option<String>,
+    pub payment_intent: Option<String>,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub amount_refunded: i64,
+    /// When the current Checkout Session expires (Unix seconds).
+    pub session_expires_at: Option<i64>,
+}
+
+pub fn payment_for(db: &dyn Db, order_id: &str) -> Result<Option<PaymentRecord>, DbError> {
+    let rows = db.query("SELECT * FROM payments WHERE order_id = ?", &[order_id.into()])?;
+    rows.first()
+        .map(|r| {
+            Ok(PaymentRecord {
+                order_id: r.text("order_id")?,
+                status: r.text("status")?,
+                checkout_session: r.opt_text("checkout_session")?,
+                payment_intent: r.opt_text("payment_intent")?,
+                amount_minor: r.int("amount_minor")?,
+                currency: r.text("currency")?,
+                amount_refunded: r.int("amount_refunded")?,
+                session_expires_at: r.opt_int("session_expires_at")?,
+            })
+        })
+        .transpose()
+}
+
+/// Create or update the payment record when a session or intent is created.
+pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent: Option<&str>) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO payments (order_id, checkout_session, payment_intent, status, amount_minor, currency, updated_at) \
+         VALUES (?, ?, ?, 'awaiting_payment', ?, ?, ?) \
+         ON CONFLICT (order_id) DO UPDATE SET \
+           checkout_session = COALESCE(excluded.checkout_session, payments.checkout_session), \
+           payment_intent = COALESCE(excluded.payment_intent, payments.payment_intent), updated_at = excluded.updated_at",
+        &[
+            order.id.as_str().into(),
+            session.into(),
+            intent.into(),
+            order.total.amount_minor.into(),
+            order.total.currency.code().into(),
+            clock::now_rfc3339().into(),
+        ],
+    )
+}
+
+/// Fix the expiry of the order's next Checkout Session, once: a retried
+/// request then sends Stripe exactly the same parameters under the same
+/// Idempotency-Key. A new expiry is chosen only when the previous session
+/// is (nearly) over.
+pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Result<i64, DbError> {
+    transaction(db, |tx| {
+        record_payment(tx, order, None, None)?;
+        if tx.dialect() == storage::Dialect::Postgres {
+            // Concurrent session requests choose one expiry between them.
+            tx.execute("SELECT order_id FROM payments WHERE order_id = ? FOR UPDATE", &[order.id.as_str().into()])?;
+        }
+        let current = payment_for(tx, &order.id)?.and_then(|p| p.session_expires_at);
+        match current {
+            Some(t) if t > now + 60 => Ok(t),
+            _ => {
+                tx.execute("UPDATE payments SET session_expires_at = ? WHERE order_id = ?", &[choose.into(), order.id.as_str().into()])?;
+                Ok(choose)
+            }
+        }
+    })
+}
+
+/// The order a Checkout Session or PaymentIntent belongs to: by the
+/// ledger, or by the summary (the intent that paid).
+pub fn order_of(db: &dyn Db, session: Option<&str>, intent: Option<&str>) -> Result<Option<String>, DbError> {
+    let ids: Vec<&str> = [session, intent].into_iter().flatten().collect();
+    if let Some(order) = ledger::owner(db, &ids)? {
+        return Ok(Some(order));
+    }
+    let rows = db.query(
+        "SELECT order_id FROM payments WHERE (checkout_session IS NOT NULL AND checkout_session = ?) \
+         OR (payment_intent IS NOT NULL AND payment_intent = ?) LIMIT 1",
+        &[session.into(), intent.into()],
+    )?;
+    rows.first().map(|r| r.text("order_id")).transpose()
+}
+
+/// Record a Checkout Session or PaymentIntent the shop just created for the
+/// order: in the ledger (its own row and status) and as the order's
+/// current one in the summary, in one transaction. A Stripe id already
+/// recorded for another order is refused and nothing is written.
+pub fn record_created(db: &dyn Db, order: &Order, kind: Kind, id: &str, expires_at: Option<i64>) -> Result<(), LedgerError> {
+    let status = match kind {
+        Kind::CheckoutSession => "open",
+        _ => "requires_payment_method",
+    };
+    transaction(db, |tx| {
+        let seen = Sighting { currency: Some(order.total.currency.code()), expires_at, ..Default::default() };
+        ledger::record(tx, &order.id, kind, id, status, "shop", &seen)?;
+        let (session, intent) = if kind == Kind::CheckoutSession { (Some(id), None) } else { (None, Some(id)) };
+        record_payment(tx, order, session, intent)?;
+        Ok(())
+    })
+}
