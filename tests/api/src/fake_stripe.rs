@@ -243,7 +243,7 @@ fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
     body
 }
 
-fn form_urlencoded_parse(body: &[u8]) -> Vec<(String, String)> {
+pub(crate) fn form_urlencoded_parse(body: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(body);
     text.split('&')
         .filter(|p| !p.is_empty())
@@ -255,7 +255,12 @@ fn form_urlencoded_parse(body: &[u8]) -> Vec<(String, String)> {
 }
 
 fn decode(s: &str) -> String {
-    let bytes = s.replace('+', " ").into_bytes();
+    String::from_utf8_lossy(&percent_decode(&s.replace('+', " "))).into_owned()
+}
+
+/// `%XX` escapes decoded; everything else kept as it is.
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -269,7 +274,7 @@ fn decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// The call names `text` in its path or a form value (an order or object id).

@@ -49,6 +49,11 @@ pub const SWEEP_SECRET: &str = "sweep-suite-secret";
 pub const EXTERNAL_FAKE_STRIPE_ADDR: &str = "127.0.0.1:12111";
 /// Where the fake Resend listens when the suite runs against a real `spin up`.
 pub const EXTERNAL_FAKE_RESEND_ADDR: &str = "127.0.0.1:12112";
+/// Where the fake object storage listens when the suite runs against a real
+/// `spin up` (start it with the variables of [`object_storage_variables`]).
+pub const EXTERNAL_FAKE_OBJECT_STORAGE_ADDR: &str = "127.0.0.1:12113";
+/// Where the fake Twilio listens when the suite runs against a real `spin up`.
+pub const EXTERNAL_FAKE_TWILIO_ADDR: &str = "127.0.0.1:12114";
 pub const RESEND_API_KEY: &str = "re_shop_suite";
 
 /// The account the app is configured to treat as an admin.
@@ -68,6 +73,10 @@ pub struct TestApp {
     pub stripe: FakeStripe,
     /// The fake Resend the app sends email through.
     pub resend: FakeResend,
+    /// The fake object storage product images are uploaded to.
+    pub object_storage: FakeObjectStorage,
+    /// The fake Twilio the app sends SMS through.
+    pub twilio: FakeTwilio,
     /// The notifications component's log, for an app without Resend whose
     /// emails go to the local mail log (`spin up` keeps it in
     /// `.spin/logs/notifications_stdout.txt`).
@@ -102,9 +111,39 @@ fn external_key() -> Ed25519KeyPair {
     Ed25519KeyPair::from_der(&der).expect("private key is Ed25519")
 }
 
-fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend) -> RunningHost {
-    launch_host(keys, &[("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str())])
+fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend, storage: &FakeObjectStorage, twilio: &FakeTwilio) -> RunningHost {
+    let mut vars = vec![("stripe_api_base", stripe.url.clone()), ("resend_api_base", resend.url.clone())];
+    vars.extend(object_storage_variables(storage));
+    vars.extend(twilio_variables(twilio));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    launch_host(keys, &vars)
 }
+
+/// The `object_storage_*` variables that point the app at `storage`.
+pub fn object_storage_variables(storage: &FakeObjectStorage) -> Vec<(&'static str, String)> {
+    vec![
+        ("object_storage_endpoint", storage.url.clone()),
+        ("object_storage_bucket", fake_object_storage::BUCKET.into()),
+        ("object_storage_region", fake_object_storage::REGION.into()),
+        ("object_storage_access_key_id", fake_object_storage::ACCESS_KEY_ID.into()),
+        ("object_storage_secret_access_key", fake_object_storage::SECRET_ACCESS_KEY.into()),
+        ("object_storage_public_url", storage.public_url()),
+        ("image_upload_max_bytes", IMAGE_UPLOAD_MAX_BYTES.to_string()),
+    ]
+}
+
+/// The variables that send the app's SMS to `twilio`.
+pub fn twilio_variables(twilio: &FakeTwilio) -> Vec<(&'static str, String)> {
+    vec![
+        ("twilio_api_base", twilio.url.clone()),
+        ("twilio_account_sid", fake_twilio::ACCOUNT_SID.into()),
+        ("twilio_auth_token", fake_twilio::AUTH_TOKEN.into()),
+        ("sms_from", fake_twilio::SMS_FROM.into()),
+    ]
+}
+
+/// The largest image upload the suite's app accepts (bytes).
+pub const IMAGE_UPLOAD_MAX_BYTES: u64 = 200_000;
 
 /// Which stores [`TestApp::get`] runs the app on, from `SHOP_TEST_STORES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,23 +326,36 @@ impl TestApp {
         static APP: OnceLock<TestApp> = OnceLock::new();
         static HOST: OnceLock<RunningHost> = OnceLock::new();
         APP.get_or_init(|| {
-            let (base_url, signing_key, stripe, resend) = match std::env::var("SHOP_BASE_URL") {
+            let (base_url, signing_key, stripe, resend, storage, twilio) = match std::env::var("SHOP_BASE_URL") {
                 Ok(url) if !url.trim().is_empty() => {
                     let addr = std::env::var("SHOP_FAKE_STRIPE_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_STRIPE_ADDR.to_string());
                     let resend_addr = std::env::var("SHOP_FAKE_RESEND_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_RESEND_ADDR.to_string());
-                    (url.trim().trim_end_matches('/').to_string(), external_key(), FakeStripe::start(&addr), FakeResend::start(&resend_addr))
+                    let storage_addr = std::env::var("SHOP_FAKE_OBJECT_STORAGE_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_OBJECT_STORAGE_ADDR.to_string());
+                    let twilio_addr = std::env::var("SHOP_FAKE_TWILIO_ADDR").unwrap_or_else(|_| EXTERNAL_FAKE_TWILIO_ADDR.to_string());
+                    (
+                        url.trim().trim_end_matches('/').to_string(),
+                        external_key(),
+                        FakeStripe::start(&addr),
+                        FakeResend::start(&resend_addr),
+                        FakeObjectStorage::start(&storage_addr),
+                        FakeTwilio::start(&twilio_addr),
+                    )
                 }
                 _ => {
                     let keys = fresh_keys();
                     let stripe = FakeStripe::start("127.0.0.1:0");
                     let resend = FakeResend::start("127.0.0.1:0");
-                    let url = HOST.get_or_init(|| start_host(&keys, &stripe, &resend)).base_url();
-                    (url, keys, stripe, resend)
+                    let storage = FakeObjectStorage::start("127.0.0.1:0");
+                    let twilio = FakeTwilio::start("127.0.0.1:0");
+                    let url = HOST.get_or_init(|| start_host(&keys, &stripe, &resend, &storage, &twilio)).base_url();
+                    (url, keys, stripe, resend, storage, twilio)
                 }
             };
             let mut app = TestApp::connect(base_url, signing_key);
             app.stripe = stripe;
             app.resend = resend;
+            app.object_storage = storage;
+            app.twilio = twilio;
             app
         })
     }
@@ -333,6 +385,8 @@ impl TestApp {
             signing_key,
             stripe: FakeStripe::start("127.0.0.1:0"),
             resend: FakeResend::start("127.0.0.1:0"),
+            object_storage: FakeObjectStorage::start("127.0.0.1:0"),
+            twilio: FakeTwilio::start("127.0.0.1:0"),
             mail_log: None,
         }
     }
@@ -446,3 +500,7 @@ mod order_steps;
 pub use order_steps::{event, now, stripe_signature};
 pub mod fake_resend;
 pub use fake_resend::FakeResend;
+pub mod fake_object_storage;
+pub use fake_object_storage::FakeObjectStorage;
+pub mod fake_twilio;
+pub use fake_twilio::FakeTwilio;

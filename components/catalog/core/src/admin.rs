@@ -346,6 +346,7 @@ pub fn delete_product(db: &dyn Db, id: &ProductId, now: i64) -> Result<Deletion,
             Ok(Deletion::Deactivated(p))
         } else {
             tx.execute("DELETE FROM products WHERE id = ?", &[id.as_str().into()])?;
+            crate::images::forget_uploads(tx, id)?;
             Ok(Deletion::Deleted)
         }
     })

@@ -3,13 +3,15 @@
 //!
 //! - `domain`: types that cannot hold invalid values and the listing rules;
 //! - `repository`: the SQL, through the storage trait only;
-//! - `schema`: the embedded migrations and the demo catalog.
+//! - `schema`: the embedded migrations and the demo catalog;
+//! - `images`: uploads to object storage (presigned `PUT`) and product images.
 //!
 //! The HTTP component (`components/catalog/http`) and the WIT contract
 //! component (`components/catalog/contract`) are thin adapters over it.
 
 pub mod admin;
 pub mod domain;
+pub mod images;
 pub mod inventory;
 pub mod read_cache;
 pub mod repository;

@@ -22,7 +22,7 @@ const LAPSED_JOIN: &str = "LEFT JOIN (SELECT l.product_id, SUM(l.quantity) AS qt
 const AVAILABLE: &str = "(p.stock_on_hand - p.reserved + COALESCE(lapsed.qty, 0))";
 
 const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
-     p.stock_on_hand, p.reserved - COALESCE(lapsed.qty, 0) AS reserved, p.image_urls, p.active, p.created_at, p.updated_at, \
+     p.stock_on_hand, p.reserved - COALESCE(lapsed.qty, 0) AS reserved, p.image_urls, p.images, p.active, p.created_at, p.updated_at, \
      c.id AS category_id, c.slug AS category_slug, c.name AS category_name";
 
 const CATEGORY_JOIN: &str = "LEFT JOIN categories c ON c.id = p.category_id";
@@ -219,6 +219,7 @@ fn product_from_row(r: &Row<'_>) -> Result<Product, DbError> {
         in_stock: available > 0,
         category,
         image_urls,
+        images: crate::images::parse_stored(&r.text("images")?)?,
         active: r.bool("active")?,
         created_at: r.text("created_at")?,
         updated_at: r.text("updated_at")?,

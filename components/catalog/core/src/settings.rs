@@ -7,5 +7,9 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     let mut p = Problems::default();
     p.whole_number(get, "catalog_cache_ttl_ms", 0..=60_000, "milliseconds");
     p.one_of(get, "demo_catalog", &["true", "false"]);
-    p.0
+    let mut problems = p.0;
+    if let Err(storage) = crate::images::StorageSettings::load(get) {
+        problems.extend(storage);
+    }
+    problems
 }

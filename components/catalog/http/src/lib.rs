@@ -4,13 +4,16 @@
 //! Routes (see `static/openapi.yaml`):
 //! - public: `GET /api/products`, `GET /api/products/{id}`, `GET /api/categories`
 //! - admins: `POST /api/products`, `PUT|DELETE /api/products/{id}`,
-//!   `PUT /api/products/{id}/inventory`, `POST /api/categories`,
+//!   `PUT /api/products/{id}/inventory`, `POST /api/products/{id}/images/uploads`,
+//!   `POST /api/products/{id}/images`, `PUT|DELETE /api/products/{id}/images/{image_id}`,
+//!   `POST /api/categories`,
 //!   `PUT|DELETE /api/categories/{id}`, and stock holds under
 //!   `/api/inventory/reservations`
 //! - `GET /api/catalog/health`
 
 mod cache;
 mod errors;
+mod images;
 mod manage;
 mod reads;
 mod reservations;
@@ -47,6 +50,13 @@ fn route(ctx: &Ctx) -> HandlerResult {
         (_, ["api", "products", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD", "PUT", "DELETE"])),
         ("PUT", ["api", "products", id, "inventory"]) => manage::set_inventory(ctx, id),
         (_, ["api", "products", _, "inventory"]) => Err(ApiError::method_not_allowed(&["PUT"])),
+        ("POST", ["api", "products", id, "images", "uploads"]) => images::issue_upload(ctx, id),
+        (_, ["api", "products", _, "images", "uploads"]) => Err(ApiError::method_not_allowed(&["POST"])),
+        ("POST", ["api", "products", id, "images"]) => images::attach(ctx, id),
+        (_, ["api", "products", _, "images"]) => Err(ApiError::method_not_allowed(&["POST"])),
+        ("PUT", ["api", "products", id, "images", image]) => images::change(ctx, id, image),
+        ("DELETE", ["api", "products", id, "images", image]) => images::remove(ctx, id, image),
+        (_, ["api", "products", _, "images", _]) => Err(ApiError::method_not_allowed(&["PUT", "DELETE"])),
         ("GET", ["api", "categories"]) => reads::list_categories(ctx),
         ("POST", ["api", "categories"]) => manage::create_category(ctx),
         (_, ["api", "categories"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD", "POST"])),

@@ -8,7 +8,8 @@ use catalog_core::domain::{ids::parse_uuid, ProductId};
 use http_kit::{ApiError, Ctx, HandlerResult, Reply};
 use serde::Deserialize;
 
-fn product_id(raw: &str) -> Result<ProductId, ApiError> {
+/// The `{id}` path segment as a product id, or 400.
+pub(crate) fn product_id(raw: &str) -> Result<ProductId, ApiError> {
     ProductId::parse(raw).map_err(|e| ApiError::invalid_parameter("id", e.to_string()))
 }
 

@@ -1,5 +1,7 @@
-//! From outbox rows to delivered emails, with nothing lost and nothing sent
-//! twice.
+//! From outbox rows to delivered emails and SMS, with nothing lost and
+//! nothing sent twice. An outbox row gives at most one delivery per channel
+//! (`email`, `sms`); both go through the same claims, leases, retries and
+//! backoff.
 //!
 //! 1. **Pull**: read each source's outbox past its cursor, render the email,
 //!    and insert one delivery per row — unique per (source, row) and per
@@ -26,6 +28,8 @@ pub const MAX_ATTEMPTS: i64 = 10;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delivery {
     pub id: i64,
+    /// `email` or `sms`.
+    pub channel: String,
     pub event_type: String,
     pub idempotency_key: String,
     pub recipient: String,
@@ -46,6 +50,7 @@ pub struct Delivery {
 fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbError> {
     Ok(Delivery {
         id: r.int("id")?,
+        channel: r.text("channel")?,
         event_type: r.text("event_type")?,
         idempotency_key: r.text("idempotency_key")?,
         recipient: r.text("recipient")?,
@@ -124,35 +129,48 @@ pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)
         .collect()
 }
 
-/// Pull new outbox rows of `source` into deliveries. `recipient` finds the
-/// email address for an event. Returns how many deliveries were created.
-pub fn pull(
-    db: &dyn Db,
-    source: &str,
-    outbox: &dyn Db,
-    store_name: &str,
-    recipient: &dyn Fn(&Json) -> Result<Option<String>, DbError>,
-    now: i64,
-) -> Result<usize, DbError> {
+/// Finds the address of an event's recipient on one channel (`None`: not
+/// sent on it).
+pub type Addressee<'a> = &'a dyn Fn(&Json) -> Result<Option<String>, DbError>;
+
+/// The idempotency key of an event's SMS (the email keeps the plain key).
+pub fn sms_idempotency_key(event_type: &str, aggregate_id: &str) -> String {
+    format!("sms/{}", idempotency_key(event_type, aggregate_id))
+}
+
+/// Pull new outbox rows of `source` into deliveries. `email_to` finds the
+/// email address for an event, `sms_to` the phone number of a customer who
+/// consented to SMS. Returns how many deliveries were created.
+pub fn pull(db: &dyn Db, source: &str, outbox: &dyn Db, store_name: &str, email_to: Addressee, sms_to: Addressee, now: i64) -> Result<usize, DbError> {
     let events = read_outbox(outbox, cursor(db, source)?)?;
     let Some(last) = events.last().map(|(id, _)| *id) else { return Ok(0) };
-    // Render and address everything before taking the write lock.
+    // Render and address everything before taking the write lock:
+    // (outbox id, channel, event type, key, recipient, subject, html, text).
     let mut pending = Vec::new();
     for (id, e) in &events {
-        let Some(email) = templates::render(&e.event_type, &e.payload, store_name) else { continue };
-        let Some(to) = recipient(&e.payload)?.filter(|to| crate::privacy::deliverable(to)) else { continue };
-        pending.push((*id, e.event_type.clone(), idempotency_key(&e.event_type, &e.aggregate_id), to, email));
+        if let Some(email) = templates::render(&e.event_type, &e.payload, store_name) {
+            if let Some(to) = email_to(&e.payload)?.filter(|to| crate::privacy::deliverable(to)) {
+                let key = idempotency_key(&e.event_type, &e.aggregate_id);
+                pending.push((*id, "email", e.event_type.clone(), key, to, email.subject, email.html, email.text));
+            }
+        }
+        if let Some(sms) = crate::sms::render(&e.event_type, &e.payload, store_name) {
+            if let Some(phone) = sms_to(&e.payload)? {
+                let key = sms_idempotency_key(&e.event_type, &e.aggregate_id);
+                pending.push((*id, "sms", e.event_type.clone(), key, phone, sms.label, String::new(), sms.body));
+            }
+        }
     }
     let stamp = clock::now_rfc3339();
     transaction(db, |tx| {
         let mut created = 0;
-        for (id, kind, key, to, email) in &pending {
+        for (id, channel, kind, key, to, subject, html, text) in &pending {
             let inserted = tx.query(
-                "INSERT INTO deliveries (source, source_id, event_type, idempotency_key, recipient, subject, html, text, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, status, next_attempt_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                 &[
-                    source.into(), (*id).into(), kind.as_str().into(), key.as_str().into(), to.as_str().into(),
-                    email.subject.as_str().into(), email.html.as_str().into(), email.text.as_str().into(),
+                    source.into(), (*id).into(), (*channel).into(), kind.as_str().into(), key.as_str().into(), to.as_str().into(),
+                    subject.as_str().into(), html.as_str().into(), text.as_str().into(),
                     now.into(), stamp.as_str().into(), stamp.as_str().into(),
                 ],
             )?;
@@ -244,12 +262,18 @@ pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<
 /// admin view shows of it before.
 pub const REMOVED: &str = "[not kept: this email carried a single-use link]";
 
-/// Deliveries for the admin listing, newest first.
-pub fn list(db: &dyn Db, status: Option<&str>, limit: u32, offset: i64) -> Result<(Vec<Delivery>, i64), DbError> {
-    let (filter, mut params): (&str, Vec<storage::Value>) = match status {
-        Some(s) => ("WHERE status = ?", vec![s.into()]),
-        None => ("", Vec::new()),
-    };
+/// Deliveries for the admin listing, newest first, optionally of one
+/// status and one channel.
+pub fn list(db: &dyn Db, status: Option<&str>, channel: Option<&str>, limit: u32, offset: i64) -> Result<(Vec<Delivery>, i64), DbError> {
+    let mut clauses = Vec::new();
+    let mut params: Vec<storage::Value> = Vec::new();
+    for (column, value) in [("status", status), ("channel", channel)] {
+        if let Some(v) = value {
+            clauses.push(format!("{column} = ?"));
+            params.push(v.into());
+        }
+    }
+    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     let total = db.query(&format!("SELECT COUNT(*) AS n FROM deliveries {filter}"), &params)?.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
     params.push((limit as i64).into());
     params.push(offset.into());
@@ -293,6 +317,30 @@ mod tests {
         Ok(payload["user"]["email"].as_str().map(str::to_string))
     }
 
+    fn no_sms(_: &Json) -> Result<Option<String>, DbError> {
+        Ok(None)
+    }
+
+    fn phone(payload: &Json) -> Result<Option<String>, DbError> {
+        Ok(payload["user"]["phone"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn an_order_event_gives_one_email_and_one_sms_once() {
+        let (db, outbox) = setup();
+        let payload = json!({ "order_id": "o-1", "user": { "email": "ann@example.com", "phone": "+14155550123" }, "order": { "tracking": { "carrier": "DHL", "number": "1" } } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('order.shipped', 'o-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('order.paid', 'o-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        assert_eq!(pull(&db, "orders", &outbox, "Shop", &to, &phone, 100).unwrap(), 3, "shipped: email + SMS; paid: email only");
+        db.execute("DELETE FROM outbox_cursors", &[]).unwrap();
+        assert_eq!(pull(&db, "orders", &outbox, "Shop", &to, &phone, 100).unwrap(), 0);
+        let (sms, total) = list(&db, None, Some("sms"), 10, 0).unwrap();
+        assert_eq!((total, sms[0].recipient.as_str(), sms[0].idempotency_key.as_str()), (1, "+14155550123", "sms/order.shipped/o-1"));
+        let claimed = claim_due(&db, 100, 10).unwrap();
+        assert_eq!(claimed.iter().filter(|d| d.channel == "sms").count(), 1, "SMS share the claims");
+        assert!(claimed.iter().find(|d| d.channel == "sms").unwrap().text.as_deref().unwrap().contains("has shipped"));
+    }
+
 
     #[test]
     fn cursors_use_greatest_on_postgres() {
@@ -307,12 +355,12 @@ mod tests {
         add(&outbox, "user.registered", "u1");
         add(&outbox, "user.unknown_event", "u1");
         add(&outbox, "user.registered", "u2");
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 2);
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 2);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 0);
         // Even if the cursor were lost, the unique keys stop duplicates.
         db.execute("DELETE FROM outbox_cursors", &[]).unwrap();
-        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, 100).unwrap(), 0);
-        let (all, total) = list(&db, None, 10, 0).unwrap();
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 0);
+        let (all, total) = list(&db, None, None, 10, 0).unwrap();
         assert_eq!(total, 2);
         assert_eq!(all[1].idempotency_key, "user.registered/u1");
     }
@@ -323,7 +371,7 @@ mod tests {
         for i in 0..3 {
             add(&outbox, "user.registered", &format!("u{i}"));
         }
-        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let first = claim_due(&db, 100, 2).unwrap();
         let second = claim_due(&db, 100, 10).unwrap();
         assert_eq!((first.len(), second.len()), (2, 1));
@@ -338,7 +386,7 @@ mod tests {
     fn a_lapsed_last_attempt_fails_instead_of_retrying_forever() {
         let (db, outbox) = setup();
         add(&outbox, "user.registered", "u1");
-        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         db.execute("UPDATE deliveries SET attempts = ? WHERE id = ?", &[MAX_ATTEMPTS.into(), d.id.into()]).unwrap();
         assert!(claim_due(&db, 100 + LEASE_SECS, 10).unwrap().is_empty());
@@ -350,7 +398,7 @@ mod tests {
         let (db, outbox) = setup();
         let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" }, "expires_at": "t", "secret": { "token": "tk", "link": "https://x/?token=tk" } });
         outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.password_reset_requested', 'r1', ?, 'now')", &[payload.to_string().into()]).unwrap();
-        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         assert!(d.text.as_deref().unwrap().contains("https://x/?token=tk"), "the sender gets the link");
         assert_eq!(get(&db, d.id).unwrap().unwrap().text.as_deref(), Some(REMOVED), "admins never see it");
@@ -366,7 +414,7 @@ mod tests {
     fn outcomes_and_backoff() {
         let (db, outbox) = setup();
         add(&outbox, "user.registered", "u1");
-        pull(&db, "users", &outbox, "Shop", &to, 100).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         record(&db, &d, &Attempt::Retry { after_secs: Some(30), error: "429".into() }, 100).unwrap();
         let after = get(&db, d.id).unwrap().unwrap();

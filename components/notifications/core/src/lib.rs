@@ -1,6 +1,7 @@
 //! The notifications service, minus its HTTP entry point: email templates
 //! and rendering, the delivery pipeline (outbox → deliveries → Resend or
-//! the local mail log) and the Resend client. The HTTP component
+//! the local mail log; SMS to Twilio or the same log) and the Resend and
+//! Twilio clients. The HTTP component
 //! (`components/notifications/http`) is a thin adapter; the readiness check
 //! uses the schema.
 
@@ -10,4 +11,6 @@ pub mod privacy;
 pub mod resend;
 pub mod schema;
 pub mod settings;
+pub mod sms;
 pub mod templates;
+pub mod twilio;

@@ -16,6 +16,7 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     if get("events_to_redis") == "true" && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
         p.add(format!("events_to_redis is true but redis_address is {redis:?}; it must be a redis:// or rediss:// address"));
     }
+    crate::twilio::configuration_problems(get, &mut p);
     p.0
 }
 

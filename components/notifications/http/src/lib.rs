@@ -1,4 +1,5 @@
-//! The notifications service: transactional email through Resend.
+//! The notifications service: transactional email through Resend, and SMS
+//! about orders through Twilio to customers who consented.
 //!
 //! Domain events are written by the users and checkout services to their
 //! own `outbox` tables, in the same transaction as the change. This
@@ -17,7 +18,7 @@
 //! - `GET /api/notifications/health`
 
 use notifications_core::deliveries::{self, Attempt};
-use notifications_core::{events, resend, schema};
+use notifications_core::{events, resend, schema, twilio};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{Request, Response};
@@ -67,8 +68,19 @@ fn sweep(limit: u32) -> HandlerResult {
         let Some(id) = p["user_id"].as_str() else { return Ok(None) };
         users.query("SELECT email FROM users WHERE id = ?", &[id.into()])?.first().map(|r| r.text("email")).transpose()
     };
-    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, now)?;
-    pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, now)?;
+    // A phone number only with the customer's SMS consent. A users
+    // database not yet migrated to phone numbers has none.
+    let consenting_phone = |p: &Json| -> Result<Option<String>, DbError> {
+        let Some(id) = p["user_id"].as_str() else { return Ok(None) };
+        match users.query("SELECT phone FROM users WHERE id = ? AND sms_consent_at IS NOT NULL AND deleted_at IS NULL", &[id.into()]) {
+            Ok(rows) => rows.first().map(|r| r.opt_text("phone")).transpose().map(Option::flatten),
+            Err(DbError::Other(m)) if m.contains("phone") => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let no_sms = |_: &Json| -> Result<Option<String>, DbError> { Ok(None) };
+    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, &no_sms, now)?;
+    pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &consenting_phone, now)?;
     let published = match events::target_from_variables() {
         Some((address, channel)) => {
             let outcome = events::publish_new(&db, "users", &users, &address, &channel)
@@ -85,9 +97,17 @@ fn sweep(limit: u32) -> HandlerResult {
     };
 
     let resend = resend::ResendConfig::from_variables();
+    let twilio = twilio::TwilioConfig::from_variables();
     let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
     for d in deliveries::claim_due(&db, now, limit)? {
-        let attempt = if resend.configured() {
+        let attempt = if d.channel == "sms" {
+            if twilio.configured() {
+                twilio.send(&d)
+            } else {
+                println!("{}", json!({ "level": "info", "service": "notifications", "sms_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "text": d.text } }));
+                Attempt::Logged
+            }
+        } else if resend.configured() {
             resend.send(&d)
         } else {
             println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
@@ -109,8 +129,9 @@ fn list(ctx: &Ctx) -> HandlerResult {
     ctx.admin()?;
     let page = Pagination::from_query(&ctx.query)?;
     let status = ctx.query.one_of("status", &["pending", "sending", "sent", "logged", "failed"])?;
+    let channel = ctx.query.one_of("channel", &["email", "sms"])?;
     let db = open()?;
-    let (items, total) = deliveries::list(&db, status, page.limit, page.offset())?;
+    let (items, total) = deliveries::list(&db, status, channel, page.limit, page.offset())?;
     Ok(Reply::ok(&json!({ "notifications": items, "page": page.page, "limit": page.limit, "total": total })).with_header("cache-control", "no-store"))
 }
 
@@ -126,7 +147,10 @@ fn health(ctx: &Ctx) -> HandlerResult {
     let db = open().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(db.dialect())));
     let mode = http_kit::health::Check {
         name: "delivery",
-        result: Ok(json!({ "mode": if resend::ResendConfig::from_variables().configured() { "resend" } else { "local_mail_log" } })),
+        result: Ok(json!({
+            "mode": if resend::ResendConfig::from_variables().configured() { "resend" } else { "local_mail_log" },
+            "sms_mode": if twilio::TwilioConfig::from_variables().configured() { "twilio" } else { "local_log" },
+        })),
     };
     http_kit::health::report(ctx, "notifications", vec![http_kit::health::database_check(schema::DATABASE_LABEL, db), mode])
 }

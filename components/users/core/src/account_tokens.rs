@@ -225,6 +225,8 @@ mod tests {
             created_at: "t".into(),
             email_verified_at: None,
             role_decided_at: None,
+            phone: None,
+            sms_consent_at: None,
         };
         insert_user(&db, &u).unwrap();
         (db, u.public())

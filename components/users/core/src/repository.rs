@@ -20,6 +20,10 @@ pub struct UserRecord {
     /// When the `admin_emails` rule granted admin or an admin set the role;
     /// the rule never applies after that.
     pub role_decided_at: Option<String>,
+    /// E.164 phone number for SMS, if the customer gave one.
+    pub phone: Option<String>,
+    /// When the customer consented to SMS about their orders (None: no consent).
+    pub sms_consent_at: Option<String>,
 }
 
 /// The user as every API response shows it: no hash, no token material.
@@ -32,6 +36,8 @@ pub struct PublicUser {
     pub last_name: String,
     pub role: Role,
     pub created_at: String,
+    pub phone: Option<String>,
+    pub sms_consent_at: Option<String>,
 }
 
 impl UserRecord {
@@ -44,11 +50,13 @@ impl UserRecord {
             last_name: self.last_name.clone(),
             role: self.role,
             created_at: self.created_at.clone(),
+            phone: self.phone.clone(),
+            sms_consent_at: self.sms_consent_at.clone(),
         }
     }
 }
 
-const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, created_at, email_verified_at, role_decided_at";
+const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, created_at, email_verified_at, role_decided_at, phone, sms_consent_at";
 
 fn user_from_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
     let role = r.text("role")?;
@@ -62,7 +70,19 @@ fn user_from_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
         created_at: r.text("created_at")?,
         email_verified_at: r.opt_text("email_verified_at")?,
         role_decided_at: r.opt_text("role_decided_at")?,
+        phone: r.opt_text("phone")?,
+        sms_consent_at: r.opt_text("sms_consent_at")?,
     })
+}
+
+/// Store the account's phone number and SMS consent time (both `None`
+/// removes them).
+pub fn set_phone(db: &dyn Db, id: &str, phone: Option<&str>, sms_consent_at: Option<&str>, now: &str) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE users SET phone = ?, sms_consent_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+        &[phone.into(), sms_consent_at.into(), now.into(), id.into()],
+    )
+    .map(|_| ())
 }
 
 /// Insert a new account. A duplicate email is `DbError::Constraint`.
@@ -268,6 +288,7 @@ pub fn erased_email(user_id: &str) -> String {
 pub fn erase_account(db: &dyn Db, user: &UserRecord, now: &str) -> Result<bool, DbError> {
     let erased = db.query(
         "UPDATE users SET email = ?, password_hash = '!', first_name = '', last_name = '', email_verified_at = NULL, \
+         phone = NULL, sms_consent_at = NULL, \
          role = 'customer', role_decided_at = COALESCE(role_decided_at, ?), deleted_at = ?, updated_at = ? \
          WHERE id = ? AND deleted_at IS NULL RETURNING id",
         &[erased_email(&user.id).into(), now.into(), now.into(), now.into(), user.id.as_str().into()],
@@ -420,6 +441,8 @@ mod tests {
             created_at: format!("2026-01-01T00:00:0{}Z", id.len() % 10),
             email_verified_at: None,
             role_decided_at: None,
+            phone: None,
+            sms_consent_at: None,
         }
     }
 

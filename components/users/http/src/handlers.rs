@@ -2,7 +2,7 @@
 //! edge, apply the rules, answer with the right status.
 
 use users_core::account_tokens::{self, Purpose};
-use users_core::domain::{Email, NewPassword, PersonName};
+use users_core::domain::{Email, NewPassword, PersonName, PhoneNumber};
 use users_core::login_limits::{self, LoginLimits};
 use users_core::repository::{self, PublicUser, UserRecord};
 use users_core::schema;
@@ -76,6 +76,8 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
         created_at: clock::now_rfc3339(),
         email_verified_at: None,
         role_decided_at: None,
+        phone: None,
+        sms_consent_at: None,
     };
     let storefront = account_tokens::storefront_url_from_variables();
     let inserted = transaction(&db, |tx| -> Result<(), ApiError> {
@@ -323,6 +325,50 @@ pub fn update_profile(ctx: &Ctx) -> HandlerResult {
     }
     repository::update_names(&db, &user.id, &user.first_name, &user.last_name, &clock::now_rfc3339()).map_err(db_error)?;
     Ok(user_reply(200, &user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhoneBody {
+    phone: String,
+    /// Required and explicit: `true` consents to SMS about orders, `false`
+    /// stores the number without it. Never assumed.
+    sms_consent: bool,
+}
+
+/// `PUT /api/users/phone`: set the phone number for SMS and the consent.
+/// Consent already given for the same number keeps its first time; a new
+/// number needs (and records) consent anew.
+pub fn set_phone(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let body: PhoneBody = ctx.json()?;
+    let mut errors = FieldProblems::default();
+    let phone = errors.check("phone", PhoneNumber::parse(&body.phone));
+    errors.finish().map_err(ApiError::validation)?;
+    let Some(phone) = phone else { return Err(ApiError::internal("validated phone missing")) };
+    let db = open()?;
+    let mut user = load_user(&db, &caller)?;
+    let now = clock::now_rfc3339();
+    let consent_at = match (&user.sms_consent_at, body.sms_consent) {
+        (Some(at), true) if user.phone.as_deref() == Some(phone.as_str()) => Some(at.clone()),
+        (_, true) => Some(now.clone()),
+        (_, false) => None,
+    };
+    repository::set_phone(&db, &user.id, Some(phone.as_str()), consent_at.as_deref(), &now).map_err(db_error)?;
+    user.phone = Some(phone.as_str().to_string());
+    user.sms_consent_at = consent_at;
+    Ok(user_reply(200, &user).with_header("cache-control", "no-store"))
+}
+
+/// `DELETE /api/users/phone`: remove the number and withdraw SMS consent.
+pub fn remove_phone(ctx: &Ctx) -> HandlerResult {
+    let caller = ctx.caller()?;
+    let db = open()?;
+    let mut user = load_user(&db, &caller)?;
+    repository::set_phone(&db, &user.id, None, None, &clock::now_rfc3339()).map_err(db_error)?;
+    user.phone = None;
+    user.sms_consent_at = None;
+    Ok(user_reply(200, &user).with_header("cache-control", "no-store"))
 }
 
 #[derive(Deserialize)]

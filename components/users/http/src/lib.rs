@@ -5,6 +5,7 @@
 //! - `POST /api/auth/verify-email`, `POST /api/auth/verify-email/resend`
 //! - `POST /api/auth/password-reset`, `POST /api/auth/password-reset/confirm`
 //! - `GET|PUT /api/users/profile`, `PUT /api/users/password`
+//! - `PUT|DELETE /api/users/phone` (phone number for SMS, with consent)
 //! - `GET|POST /api/users/addresses`, `GET|PUT|DELETE /api/users/addresses/{id}`
 //! - `GET /api/users/me/export`, `DELETE /api/users/me`
 //! - `GET /api/admin/users`, `PUT /api/admin/users/{id}/role` (admins)
@@ -55,6 +56,11 @@ fn route(ctx: &Ctx) -> HandlerResult {
             _ => Err(ApiError::method_not_allowed(&["GET", "PUT"])),
         },
         ["api", "users", "password"] => only(m, "PUT", || handlers::change_password(ctx)),
+        ["api", "users", "phone"] => match m {
+            "PUT" => handlers::set_phone(ctx),
+            "DELETE" => handlers::remove_phone(ctx),
+            _ => Err(ApiError::method_not_allowed(&["PUT", "DELETE"])),
+        },
         ["api", "users", "me"] => only(m, "DELETE", || privacy::delete(ctx)),
         ["api", "users", "me", "export"] => only(m, "GET", || privacy::export(ctx)),
         ["api", "users", "addresses"] => match m {

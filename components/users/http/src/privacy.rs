@@ -43,6 +43,11 @@ pub fn export(ctx: &Ctx) -> HandlerResult {
     let parse = |raw: String| serde_json::from_str::<Json>(&raw).unwrap_or(Json::Null);
     let orders = order_data::export_user(&user.id).map_err(|e| unavailable("the order history", e.message))?;
     let emails = mail_log::export_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
+    // SMS are logged with the phone number as their recipient.
+    let sms = match &user.phone {
+        Some(phone) => parse(mail_log::export_recipient(phone).map_err(|e| unavailable("the message log", e.message))?),
+        None => Json::Array(Vec::new()),
+    };
     let cart = cart::get_cart(&user.id).map_err(|e| match e {
         cart::CartError::Unavailable(u) => unavailable("the cart", u.message),
         cart::CartError::Changed => unavailable("the cart", "changed while read".into()),
@@ -52,15 +57,18 @@ pub fn export(ctx: &Ctx) -> HandlerResult {
         "profile": {
             "user": user.public(),
             "email_verified_at": user.email_verified_at,
+            "phone": user.phone,
         },
         "addresses": book,
         "sessions": sessions,
         "cart": { "lines": cart.lines.iter().map(|l| json!({ "product_id": l.product_id, "quantity": l.quantity })).collect::<Vec<_>>() },
         "orders": parse(orders),
         "emails": parse(emails),
+        "sms": sms,
         "consent": {
             "marketing_email": false,
-            "note": "The shop sends only transactional email (account and order messages) and records no other consent.",
+            "sms": { "given": user.sms_consent_at.is_some(), "given_at": user.sms_consent_at, "phone": user.phone },
+            "note": "Email is transactional only (account and order messages). SMS about orders go only to a phone number with the consent above.",
         },
     });
     audit("data_exported", &user.id, json!({}));
@@ -112,13 +120,17 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
     };
     // The email log before the account, so a failure here leaves the
     // request retryable; once more after, for an email queued meanwhile.
-    let emails_erased = mail_log::erase_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
+    let mut emails_erased = mail_log::erase_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
+    if let Some(phone) = &user.phone {
+        emails_erased += mail_log::erase_recipient(phone).map_err(|e| unavailable("the message log", e.message))?;
+    }
     if let Ok(snapshot) = cart::get_cart(&user.id) {
         let _ = cart::clear_cart(&user.id, snapshot.version);
     }
     let now = clock::now_rfc3339();
     transaction(&db, |tx| repository::erase_account(tx, &user, &now)).map_err(db_error)?;
-    let late = mail_log::erase_recipient(&user.email).unwrap_or(0);
+    let late = mail_log::erase_recipient(&user.email).unwrap_or(0)
+        + user.phone.as_deref().map(|p| mail_log::erase_recipient(p).unwrap_or(0)).unwrap_or(0);
     audit("account_deleted", &user.id, json!({ "orders_anonymised": orders_erased, "emails_erased": emails_erased + late }));
     Ok(Reply::no_content())
 }

@@ -1,6 +1,7 @@
 //! Products and categories as the catalog serves them.
 
 use super::ProductId;
+use crate::images::ProductImage;
 use money::Money;
 use serde::Serialize;
 
@@ -19,7 +20,10 @@ pub struct Product {
     pub available: i64,
     pub in_stock: bool,
     pub category: Option<CategoryRef>,
+    /// Externally hosted image URLs, set directly by admins.
     pub image_urls: Vec<String>,
+    /// Images uploaded to the shop's object storage, in display order.
+    pub images: Vec<ProductImage>,
     pub active: bool,
     pub created_at: String,
     pub updated_at: String,

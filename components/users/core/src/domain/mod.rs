@@ -3,7 +3,9 @@
 pub mod email;
 pub mod names;
 pub mod password;
+pub mod phone;
 
 pub use email::Email;
 pub use names::PersonName;
 pub use password::NewPassword;
+pub use phone::PhoneNumber;

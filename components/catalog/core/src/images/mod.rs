@@ -1,0 +1,432 @@
+//! Product images uploaded by admins straight to S3-compatible object
+//! storage (AWS S3, Cloudflare R2, MinIO): the image bytes never pass
+//! through a Spin component.
+//!
+//! 1. [`issue_upload`]: the admin declares the content type (JPEG, PNG or
+//!    WebP) and the exact size (at most `image_upload_max_bytes`); the
+//!    catalog records the upload and answers a presigned `PUT` URL whose
+//!    signature covers both (see [`sigv4`]).
+//! 2. The admin's browser `PUT`s the bytes to that URL.
+//! 3. [`attach`]: the admin attaches the uploaded object to the product
+//!    with alt text and a position. Only keys the catalog issued for that
+//!    product can be attached.
+//!
+//! A product's images are kept in order on the product row (`images`, a
+//! JSON list), so reading a product or a page of products costs no extra
+//! statement.
+
+pub mod sigv4;
+
+use crate::admin::{AdminError, MAX_IMAGES};
+use crate::domain::ProductId;
+use crate::repository;
+use serde::{Deserialize, Serialize};
+use storage::{transaction, Db, DbError};
+use text_input::FieldProblems;
+
+/// Longest alt text, in characters.
+pub const MAX_ALT_CHARS: usize = 300;
+/// Default and ceiling of `image_upload_max_bytes`.
+pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
+pub const MAX_MAX_BYTES: u64 = 100 * 1024 * 1024;
+/// Default lifetime of an upload URL (seconds), and the allowed range.
+pub const DEFAULT_URL_TTL_SECS: u32 = 900;
+pub const URL_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=3600;
+
+/// An image attached to a product, as product JSON lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductImage {
+    /// The image's id (also the last part of its key).
+    pub id: String,
+    /// The object key in the bucket.
+    pub key: String,
+    /// Where browsers load it: `object_storage_public_url` + `/` + key, as
+    /// configured when the image was attached.
+    pub url: String,
+    /// Alt text; empty for a purely decorative image.
+    pub alt: String,
+}
+
+/// The image types an upload may declare, with the file extension its key gets.
+pub fn extension_for(content_type: &str) -> Option<&'static str> {
+    match content_type {
+        "image/jpeg" => Some("jpg"),
+        "image/png" => Some("png"),
+        "image/webp" => Some("webp"),
+        _ => None,
+    }
+}
+
+/// Where uploads go, from the Spin variables `object_storage_*` and
+/// `image_upload_*`. Complete or absent: see [`StorageSettings::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// `scheme://host[:port]`, no path (path-style addressing).
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Base of the images' public URLs (no trailing `/`).
+    pub public_url: String,
+    pub max_bytes: u64,
+    pub url_ttl_secs: u32,
+}
+
+/// The variables that must all be set for uploads to work.
+pub const REQUIRED_VARIABLES: &[&str] = &[
+    "object_storage_endpoint",
+    "object_storage_bucket",
+    "object_storage_access_key_id",
+    "object_storage_secret_access_key",
+    "object_storage_public_url",
+];
+
+impl StorageSettings {
+    /// `Ok(None)` when no storage is configured (every required variable
+    /// empty: uploads answer 503); `Err` with the problems when it is
+    /// configured wrongly (also reported by `/health`).
+    pub fn load(get: &dyn Fn(&str) -> String) -> Result<Option<StorageSettings>, Vec<String>> {
+        let value = |name: &str| get(name).trim().to_string();
+        let set: Vec<&str> = REQUIRED_VARIABLES.iter().copied().filter(|n| !value(n).is_empty()).collect();
+        let mut problems = Vec::new();
+        if set.is_empty() {
+            // Still check the tunables, so a typo shows before storage is set up.
+            let _ = limits(get, &mut problems);
+            return if problems.is_empty() { Ok(None) } else { Err(problems) };
+        }
+        for missing in REQUIRED_VARIABLES.iter().filter(|n| !set.contains(n)) {
+            problems.push(format!("{missing} is empty, but other object_storage_* variables are set; image uploads need all of {}", REQUIRED_VARIABLES.join(", ")));
+        }
+        let endpoint = value("object_storage_endpoint").trim_end_matches('/').to_string();
+        let after_scheme = endpoint.strip_prefix("https://").or_else(|| endpoint.strip_prefix("http://"));
+        if !endpoint.is_empty() && !after_scheme.is_some_and(|h| !h.is_empty() && !h.contains('/') && !h.contains('?')) {
+            problems.push(format!("object_storage_endpoint is {endpoint:?}; it must be http(s)://host[:port] with no path (the bucket goes in object_storage_bucket)"));
+        }
+        let bucket = value("object_storage_bucket");
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket.is_empty() && !bucket_ok {
+            problems.push(format!("object_storage_bucket is {bucket:?}; it must be 3-63 lower-case letters, digits, '-' or '.'"));
+        }
+        let region = match value("object_storage_region") {
+            r if r.is_empty() => "us-east-1".to_string(),
+            r => r,
+        };
+        if !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            problems.push(format!("object_storage_region is {region:?}; it must be a region name such as eu-central-1 (R2: auto)"));
+        }
+        let public_url = value("object_storage_public_url").trim_end_matches('/').to_string();
+        if !public_url.is_empty() && !(public_url.starts_with("https://") || public_url.starts_with("http://")) {
+            problems.push(format!("object_storage_public_url is {public_url:?}; it must be an http:// or https:// URL"));
+        }
+        let (max_bytes, url_ttl_secs) = limits(get, &mut problems);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Some(StorageSettings {
+            endpoint,
+            bucket,
+            region,
+            access_key_id: value("object_storage_access_key_id"),
+            secret_access_key: value("object_storage_secret_access_key"),
+            public_url,
+            max_bytes,
+            url_ttl_secs,
+        }))
+    }
+}
+
+/// `image_upload_max_bytes` and `image_upload_url_ttl_secs`, defaults when empty.
+fn limits(get: &dyn Fn(&str) -> String, problems: &mut Vec<String>) -> (u64, u32) {
+    let mut p = http_kit::settings::Problems::default();
+    p.whole_number(get, "image_upload_max_bytes", 1..=MAX_MAX_BYTES as i64, "bytes");
+    p.whole_number(get, "image_upload_url_ttl_secs", URL_TTL_RANGE, "seconds");
+    problems.extend(p.0);
+    let max = get("image_upload_max_bytes").trim().parse().unwrap_or(DEFAULT_MAX_BYTES);
+    let ttl = get("image_upload_url_ttl_secs").trim().parse().unwrap_or(DEFAULT_URL_TTL_SECS);
+    (max, ttl)
+}
+
+/// What an admin asks to upload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    pub content_type: String,
+    pub content_length: i64,
+}
+
+/// A granted upload: where to `PUT`, with which headers, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upload {
+    pub image_id: String,
+    pub key: String,
+    pub method: &'static str,
+    pub upload_url: String,
+    /// Headers the `PUT` must carry exactly as given (they are signed).
+    pub headers: UploadHeaders,
+    pub expires_at: String,
+    /// Where the image will be served from once uploaded.
+    pub url: String,
+}
+
+/// The signed headers of an upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UploadHeaders {
+    #[serde(rename = "content-type")]
+    pub content_type: String,
+    #[serde(rename = "content-length")]
+    pub content_length: String,
+}
+
+/// Issue a presigned upload for a new image of `product` and record it.
+/// `image_id` is a fresh UUID from the caller.
+pub fn issue_upload(
+    db: &dyn Db,
+    settings: &StorageSettings,
+    product: &ProductId,
+    image_id: &str,
+    request: &UploadRequest,
+    now: i64,
+) -> Result<Upload, AdminError> {
+    let mut p = FieldProblems::default();
+    let content_type = request.content_type.trim().to_ascii_lowercase();
+    let ext = p.check(
+        "content_type",
+        extension_for(&content_type).ok_or_else(|| "must be image/jpeg, image/png or image/webp".to_string()),
+    );
+    let max = settings.max_bytes;
+    let length = p.check(
+        "content_length",
+        u64::try_from(request.content_length)
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| format!("must be the image's exact size in bytes, from 1 to {max}")),
+    );
+    p.finish().map_err(AdminError::Invalid)?;
+    let (Some(ext), Some(content_length)) = (ext, length) else {
+        return Err(AdminError::Storage(DbError::Other("validated upload incomplete".into())));
+    };
+    repository::get_product(db, product, true, now)?.ok_or(AdminError::NotFound("product"))?;
+    let key = format!("products/{product}/{image_id}.{ext}");
+    let expires = now + i64::from(settings.url_ttl_secs);
+    db.execute(
+        "INSERT INTO image_uploads (id, product_id, object_key, content_type, content_length, expires_at, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[
+            image_id.into(),
+            product.as_str().into(),
+            key.as_str().into(),
+            content_type.as_str().into(),
+            (content_length as i64).into(),
+            expires.into(),
+            clock::format_rfc3339(now).into(),
+        ],
+    )?;
+    let upload_url = sigv4::presign_put(&sigv4::PresignPut {
+        endpoint: &settings.endpoint,
+        bucket: &settings.bucket,
+        key: &key,
+        region: &settings.region,
+        access_key_id: &settings.access_key_id,
+        secret_access_key: &settings.secret_access_key,
+        content_type: &content_type,
+        content_length,
+        now,
+        expires_secs: settings.url_ttl_secs,
+    });
+    Ok(Upload {
+        image_id: image_id.to_string(),
+        url: format!("{}/{key}", settings.public_url),
+        key,
+        method: "PUT",
+        upload_url,
+        headers: UploadHeaders { content_type, content_length: content_length.to_string() },
+        expires_at: clock::format_rfc3339(expires),
+    })
+}
+
+/// Attach an uploaded object to its product.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    pub key: String,
+    #[serde(default)]
+    pub alt: String,
+    /// 0-based place in the product's list; the end when absent.
+    pub position: Option<i64>,
+}
+
+/// A change to an attached image: alt text and/or position.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageChange {
+    pub alt: Option<String>,
+    pub position: Option<i64>,
+}
+
+fn parse_alt(raw: &str) -> Result<String, String> {
+    if raw.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        text_input::bounded(raw, MAX_ALT_CHARS)
+    }
+}
+
+/// A position from 0 to `len - 1` (`len` itself when inserting).
+fn parse_position(raw: i64, len: usize) -> Result<usize, String> {
+    usize::try_from(raw).ok().filter(|p| *p <= len).ok_or_else(|| format!("must be from 0 to {len}"))
+}
+
+/// The images stored on a product row.
+fn stored_images(db: &dyn Db, product: &ProductId) -> Result<Vec<ProductImage>, AdminError> {
+    let rows = db.query("SELECT images FROM products WHERE id = ?", &[product.as_str().into()])?;
+    let row = rows.first().ok_or(AdminError::NotFound("product"))?;
+    Ok(parse_stored(&row.text("images")?)?)
+}
+
+/// Decode the `images` column.
+pub fn parse_stored(json: &str) -> Result<Vec<ProductImage>, DbError> {
+    serde_json::from_str(json).map_err(|e| DbError::Other(format!("products.images is not a list of images: {e}")))
+}
+
+fn store(db: &dyn Db, product: &ProductId, images: &[ProductImage], now: i64) -> Result<crate::domain::Product, AdminError> {
+    let json = serde_json::to_string(images).map_err(|e| DbError::Other(e.to_string()))?;
+    db.execute(
+        "UPDATE products SET images = ?, updated_at = ? WHERE id = ?",
+        &[json.into(), clock::format_rfc3339(now).into(), product.as_str().into()],
+    )?;
+    repository::get_product(db, product, true, now)?.ok_or(AdminError::NotFound("product"))
+}
+
+/// Record an uploaded object on its product, at `position` (default: last).
+pub fn attach(
+    db: &dyn Db,
+    settings: &StorageSettings,
+    product: &ProductId,
+    request: &AttachRequest,
+    now: i64,
+) -> Result<crate::domain::Product, AdminError> {
+    transaction(db, |tx| {
+        let mut images = stored_images(tx, product)?;
+        let mut p = FieldProblems::default();
+        let alt = p.check("alt", parse_alt(&request.alt));
+        let position = match request.position {
+            Some(raw) => p.check("position", parse_position(raw, images.len())),
+            None => Some(images.len()),
+        };
+        let key = request.key.trim();
+        let upload = tx.query(
+            "SELECT id FROM image_uploads WHERE object_key = ? AND product_id = ?",
+            &[key.into(), product.as_str().into()],
+        )?;
+        let image_id = match upload.first() {
+            Some(row) => Some(row.text("id")?),
+            None => {
+                p.add("key", "is not an upload issued for this product");
+                None
+            }
+        };
+        if let Some(id) = &image_id {
+            if images.iter().any(|i| &i.id == id) {
+                p.add("key", "is already attached to this product");
+            }
+        }
+        if images.len() >= MAX_IMAGES {
+            p.add("key", &format!("a product has at most {MAX_IMAGES} images; remove one first"));
+        }
+        p.finish().map_err(AdminError::Invalid)?;
+        let (Some(alt), Some(position), Some(id)) = (alt, position, image_id) else {
+            return Err(AdminError::Storage(DbError::Other("validated attachment incomplete".into())));
+        };
+        let image = ProductImage { id, key: key.to_string(), url: format!("{}/{key}", settings.public_url), alt };
+        images.insert(position, image);
+        store(tx, product, &images, now)
+    })
+}
+
+/// Change an attached image's alt text or move it to another position.
+pub fn change(db: &dyn Db, product: &ProductId, image_id: &str, change: &ImageChange, now: i64) -> Result<crate::domain::Product, AdminError> {
+    transaction(db, |tx| {
+        let mut images = stored_images(tx, product)?;
+        let at = images.iter().position(|i| i.id == image_id).ok_or(AdminError::NotFound("image"))?;
+        let mut p = FieldProblems::default();
+        let alt = change.alt.as_deref().map(|a| p.check("alt", parse_alt(a)));
+        let to = change.position.map(|raw| p.check("position", parse_position(raw, images.len() - 1)));
+        p.finish().map_err(AdminError::Invalid)?;
+        let mut image = images.remove(at);
+        if let Some(Some(alt)) = alt {
+            image.alt = alt;
+        }
+        images.insert(to.flatten().unwrap_or(at), image);
+        store(tx, product, &images, now)
+    })
+}
+
+/// Take an image off its product. The object stays in the bucket (a
+/// lifecycle rule there, or an operator, removes it).
+pub fn remove(db: &dyn Db, product: &ProductId, image_id: &str, now: i64) -> Result<crate::domain::Product, AdminError> {
+    transaction(db, |tx| {
+        let mut images = stored_images(tx, product)?;
+        let at = images.iter().position(|i| i.id == image_id).ok_or(AdminError::NotFound("image"))?;
+        images.remove(at);
+        store(tx, product, &images, now)
+    })
+}
+
+/// Forget the uploads of a product that is deleted for good.
+pub fn forget_uploads(db: &dyn Db, product: &ProductId) -> Result<(), DbError> {
+    db.execute("DELETE FROM image_uploads WHERE product_id = ?", &[product.as_str().into()]).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> String {
+        let map: std::collections::HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k: &str| map.get(k).cloned().unwrap_or_default()
+    }
+
+    const FULL: &[(&str, &str)] = &[
+        ("object_storage_endpoint", "http://127.0.0.1:9000/"),
+        ("object_storage_bucket", "shop-images"),
+        ("object_storage_access_key_id", "AKID"),
+        ("object_storage_secret_access_key", "secret"),
+        ("object_storage_public_url", "https://cdn.example.com/shop-images/"),
+    ];
+
+    #[test]
+    fn storage_is_off_complete_or_reported() {
+        assert_eq!(StorageSettings::load(&vars(&[])), Ok(None));
+        let s = StorageSettings::load(&vars(FULL)).unwrap().unwrap();
+        assert_eq!((s.endpoint.as_str(), s.region.as_str(), s.public_url.as_str()), ("http://127.0.0.1:9000", "us-east-1", "https://cdn.example.com/shop-images"));
+        assert_eq!((s.max_bytes, s.url_ttl_secs), (DEFAULT_MAX_BYTES, DEFAULT_URL_TTL_SECS));
+        let half = StorageSettings::load(&vars(&FULL[..2])).unwrap_err();
+        assert_eq!(half.len(), 3, "{half:?}");
+        let mut bad = FULL.to_vec();
+        bad.extend([("object_storage_endpoint", "http://x/bucket"), ("image_upload_max_bytes", "0")]);
+        let problems = StorageSettings::load(&vars(&bad)).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(StorageSettings::load(&vars(&[("image_upload_url_ttl_secs", "5")])).is_err());
+    }
+
+    #[test]
+    fn only_three_image_types() {
+        assert_eq!(extension_for("image/jpeg"), Some("jpg"));
+        assert_eq!(extension_for("image/webp"), Some("webp"));
+        for bad in ["image/gif", "image/svg+xml", "text/html", ""] {
+            assert_eq!(extension_for(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn positions_and_alt_text() {
+        assert_eq!(parse_position(0, 0), Ok(0));
+        assert_eq!(parse_position(2, 2), Ok(2));
+        assert!(parse_position(3, 2).is_err() && parse_position(-1, 2).is_err());
+        assert_eq!(parse_alt("  "), Ok(String::new()));
+        assert!(parse_alt(&"a".repeat(MAX_ALT_CHARS + 1)).is_err());
+        assert!(parse_alt("a\u{7}").is_err());
+    }
+}
