@@ -176,6 +176,11 @@ async function orderPage(id, isCurrent) {
           <tr><th scope="row" colspan="2">Refunded</th><td class="num" id="refunded">${formatMoney(order.refunded)}</td></tr></tfoot></table></div>
         ${a ? html`<h2>Ship to</h2><address>${a.name}<br>${a.line1}${a.line2 ? html`<br>${a.line2}` : ''}<br>${a.postal_code} ${a.city}${a.region ? `, ${a.region}` : ''}<br>${a.country}</address>` : ''}
         ${payment && payment.payment ? html`<p class="muted">Payment: ${payment.payment.status} · ${payment.payment.checkout_session || payment.payment.payment_intent || ''}</p>` : ''}
+        ${payment && payment.objects && payment.objects.length ? html`<h2>Stripe objects</h2>
+        <div class="table-wrap" tabindex="0"><table id="payment-objects"><caption class="visually-hidden">Stripe objects of this order</caption>
+          <thead><tr><th scope="col">Object</th><th scope="col">Status</th><th scope="col" class="num">Amount</th></tr></thead>
+          <tbody>${payment.objects.map((o) => html`<tr><td>${o.kind.replace('_', ' ')} <span class="muted">${o.id}</span></td><td>${o.status}</td><td class="num">${o.amount_minor === null ? '' : formatMoney({ amount_minor: o.amount_minor, currency: o.currency || order.currency })}</td></tr>`)}</tbody></table></div>` : ''}
+        ${payment && payment.automatic_refunds && payment.automatic_refunds.length ? notice('warn', 'Returned automatically: ' + payment.automatic_refunds.map((r) => `${formatMoney({ amount_minor: r.amount_minor, currency: r.currency })} (${r.reason}, ${r.status})`).join('; ')) : ''}
         <h2>History</h2>
         <ol class="timeline">${history.history.map((h) => html`<li><strong>${statusText(h.to)}</strong> <span class="muted">${formatDate(h.at)} · ${h.actor}</span><br><span class="muted">${h.reason}</span></li>`)}</ol>
       </div>

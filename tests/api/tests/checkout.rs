@@ -665,6 +665,60 @@ fn cancelling_before_and_after_payment() {
     assert_eq!(refund.field("amount"), Some("1200"));
     assert_eq!(refund.field("payment_intent"), app.stripe.session(&session_id)["payment_intent"].as_str());
     assert_eq!(refund.headers.get("idempotency-key").cloned(), Some(format!("refund:{paid_id}:cancel")));
+    assert_eq!(stock(&app, &product), (5, 0, 5), "nothing was shipped: a customer's cancellation puts the units back");
+}
+
+/// Cancelling or refunding a paid order lets an admin choose whether its
+/// units go back on hand — all, some lines, or none — each restock once
+/// (a retried request restocks nothing more), never more than was sold,
+/// written in the order's history; stock stays exact throughout.
+#[test]
+fn restocking_is_the_admins_choice_and_exact() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, product) = app.customer_with_cart(5, 100, 3);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    app.stripe_sends(&event(&format!("evt_{id}_paid"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    assert_eq!(stock(&app, &product), (2, 0, 2));
+    let refund = |body: Value, key: &str| {
+        app.request("POST", "/api/payments/refund", &[("authorization", &format!("Bearer {}", admin.access_token)), ("idempotency-key", key)], Some(&body))
+    };
+    // Asking for more than the order has is refused before any money moves.
+    refund(json!({ "order_id": id, "amount": 100, "restock_lines": [{ "product_id": product, "quantity": 4 }] }), &format!("{id}-too-many"))
+        .assert_error(422, "validation_failed");
+    refund(json!({ "order_id": id, "amount": 100, "restock": false, "restock_lines": [{ "product_id": product, "quantity": 1 }] }), &format!("{id}-both"))
+        .assert_error(422, "validation_failed");
+    assert!(app.stripe.calls_for(&id).iter().all(|c| c.path != "/v1/refunds"));
+    // One line's unit back with a partial refund; retried, nothing more.
+    let body = json!({ "order_id": id, "amount": 100, "restock_lines": [{ "product_id": product, "quantity": 1 }] });
+    let first = refund(body.clone(), &format!("{id}-one"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["restocked"], json!([{ "product_id": product, "quantity": 1 }]));
+    let again = refund(body, &format!("{id}-one"));
+    assert_eq!(again.json()["refund_id"], first.json()["refund_id"], "{}", again.body);
+    assert_eq!(stock(&app, &product), (3, 0, 3), "one unit back, once");
+    // A refund without a choice restocks nothing (the default for refunds).
+    let r = refund(json!({ "order_id": id, "amount": 50 }), &format!("{id}-money-only"));
+    assert_eq!((r.status, r.json()["restocked"].clone()), (200, json!([])), "{}", r.body);
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+    // Cancelled without restocking, then the admin changes their mind.
+    let cancel = |body: Value| app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&body));
+    let r = cancel(json!({ "status": "cancelled", "reason": "damaged in the warehouse", "restock": false }));
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    assert_eq!(stock(&app, &product), (3, 0, 3), "kept off the shelf");
+    let r = cancel(json!({ "status": "cancelled", "restock": true }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "the two units left go back: 5 on hand, as before the sale");
+    let r = cancel(json!({ "status": "cancelled", "restock": true }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "never more than was sold");
+    let history = app.send_as(&admin.access_token, "GET", &format!("/api/orders/{id}/history"), None).json()["history"].as_array().unwrap().clone();
+    let restocks: Vec<&Value> = history.iter().filter(|h| h["reason"].as_str().unwrap_or("").starts_with("restocked")).collect();
+    assert_eq!(restocks.len(), 2, "{history:?}");
+    assert!(restocks.iter().all(|h| h["from"] == h["to"] && h["actor"].as_str().unwrap().starts_with("admin:")), "{restocks:?}");
+    app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "processing", "restock": true })))
+        .assert_error(422, "validation_failed");
 }
 
 #[test]

@@ -105,6 +105,17 @@ fn inventory_error(e: CoreInventoryError) -> InventoryError {
     }
 }
 
+fn reserve_error(e: CoreReserveError) -> ReserveError {
+    match e {
+        CoreReserveError::Insufficient(s) => ReserveError::InsufficientStock(
+            s.into_iter().map(|s| Shortage { product_id: s.product_id, requested: s.requested, available: s.available }).collect(),
+        ),
+        CoreReserveError::Invalid(m) => ReserveError::InvalidRequest(m),
+        CoreReserveError::Conflict(m) => ReserveError::Conflict(m),
+        CoreReserveError::Storage(e) => ReserveError::Unavailable(unavailable(e)),
+    }
+}
+
 impl InventoryGuest for CatalogContract {
     fn reserve(order_id: String, lines: Vec<ReservationLine>, ttl_seconds: u32) -> Result<(), ReserveError> {
         let order = inv::parse_order_id(&order_id).map_err(ReserveError::InvalidRequest)?;
@@ -121,16 +132,7 @@ impl InventoryGuest for CatalogContract {
             return Err(ReserveError::InsufficientStock(unknown));
         }
         let db = catalog_core::open_database().map_err(|e| ReserveError::Unavailable(unavailable(e)))?;
-        inv::reserve(&db, &order, &parsed, ttl_seconds, clock::unix_now()).map(|_| ()).map_err(|e| match e {
-            CoreReserveError::Insufficient(s) => ReserveError::InsufficientStock(
-                s.into_iter()
-                    .map(|s| Shortage { product_id: s.product_id, requested: s.requested, available: s.available })
-                    .collect(),
-            ),
-            CoreReserveError::Invalid(m) => ReserveError::InvalidRequest(m),
-            CoreReserveError::Conflict(m) => ReserveError::Conflict(m),
-            CoreReserveError::Storage(e) => ReserveError::Unavailable(unavailable(e)),
-        })
+        inv::reserve(&db, &order, &parsed, ttl_seconds, clock::unix_now()).map(|_| ()).map_err(reserve_error)
     }
 
     fn extend(order_id: String, ttl_seconds: u32) -> Result<(), InventoryError> {
@@ -151,6 +153,14 @@ impl InventoryGuest for CatalogContract {
     fn recommit(order_id: String) -> Result<(), InventoryError> {
         let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
         inv::recommit(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)
+    }
+
+    fn restock(order_id: String, operation_id: String, lines: Vec<ReservationLine>) -> Result<Vec<ReservationLine>, ReserveError> {
+        let db = catalog_core::open_database().map_err(|e| ReserveError::Unavailable(unavailable(e)))?;
+        let lines: Vec<(String, u32)> = lines.into_iter().map(|l| (l.product_id, l.quantity)).collect();
+        inv::restock(&db, &order_id, &operation_id, &lines, clock::unix_now())
+            .map(|back| back.into_iter().map(|l| ReservationLine { product_id: l.product_id, quantity: l.quantity }).collect())
+            .map_err(reserve_error)
     }
 
     fn return_sold(order_id: String) -> Result<(), InventoryError> {

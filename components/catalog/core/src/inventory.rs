@@ -398,6 +398,82 @@ pub fn return_sold(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation,
     })
 }
 
+/// Put units of a sale back on hand: a paid order was cancelled or refunded
+/// and an admin chose to restock. `lines` names products and quantities;
+/// empty means every unit still sold. Only a committed reservation's units,
+/// never more of a line than it sold less what went back already
+/// (`reservation_lines.returned`), all lines or none. Once per
+/// `operation_id`: repeating it returns what that operation put back and
+/// changes nothing. Returns the lines put back (quantities > 0).
+pub fn restock(db: &dyn Db, order_id: &str, operation_id: &str, lines: &[(String, u32)], now: i64) -> Result<Vec<ReservedLine>, ReserveError> {
+    if operation_id.is_empty() || operation_id.len() > 255 {
+        return Err(ReserveError::Invalid("an operation id is 1-255 characters".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if lines.iter().any(|(p, q)| *q == 0 || !seen.insert(p.as_str())) {
+        return Err(ReserveError::Invalid("each product at most once, with a quantity of at least 1".into()));
+    }
+    transaction(db, |tx| {
+        sweep_lapsed(tx, now)?;
+        let (status, _, _) = lock(tx, order_id)?.ok_or_else(|| ReserveError::Conflict(format!("order {order_id} has no reservation")))?;
+        let done = tx.query(
+            "SELECT lines FROM restocks WHERE order_id = ? AND operation_id = ?",
+            &[order_id.into(), operation_id.into()],
+        )?;
+        if let Some(row) = done.first() {
+            let recorded: Vec<(String, u32)> = serde_json::from_str::<Vec<serde_json::Value>>(&row.text("lines")?)
+                .map_err(|e| DbError::Other(e.to_string()))?
+                .iter()
+                .map(|l| (l["product_id"].as_str().unwrap_or_default().to_string(), l["quantity"].as_u64().unwrap_or(0) as u32))
+                .collect();
+            return Ok(recorded.into_iter().map(|(product_id, quantity)| ReservedLine { product_id, quantity }).collect());
+        }
+        if status != "committed" {
+            return Err(ReserveError::Conflict(format!("order {order_id}'s units are not sold ({status}): nothing to restock")));
+        }
+        let sold: BTreeMap<String, (i64, i64)> = tx
+            .query("SELECT product_id, quantity, returned FROM reservation_lines WHERE order_id = ? ORDER BY product_id", &[order_id.into()])?
+            .iter()
+            .map(|r| Ok((r.text("product_id")?, (r.int("quantity")?, r.int("returned")?))))
+            .collect::<Result<_, DbError>>()?;
+        let mut wanted: Vec<(String, i64)> = if lines.is_empty() {
+            sold.iter().map(|(p, (q, back))| (p.clone(), q - back)).filter(|(_, n)| *n > 0).collect()
+        } else {
+            lines.iter().map(|(p, q)| (p.clone(), i64::from(*q))).collect()
+        };
+        // Products in id order, as every stock write locks them.
+        wanted.sort();
+        for (product, n) in &wanted {
+            let left = sold.get(product).map(|(q, back)| q - back);
+            match left {
+                None => return Err(ReserveError::Invalid(format!("product {product} is not part of order {order_id}"))),
+                Some(left) if *n > left => {
+                    return Err(ReserveError::Invalid(format!("order {order_id} has {left} unit(s) of {product} left to restock, not {n}")))
+                }
+                _ => {}
+            }
+        }
+        let stamp = clock::now_rfc3339();
+        for (product, n) in &wanted {
+            tx.execute(
+                "UPDATE reservation_lines SET returned = returned + ? WHERE order_id = ? AND product_id = ?",
+                &[(*n).into(), order_id.into(), product.as_str().into()],
+            )?;
+            tx.execute(
+                "UPDATE products SET stock_on_hand = stock_on_hand + ?, updated_at = ? WHERE id = ?",
+                &[(*n).into(), stamp.as_str().into(), product.as_str().into()],
+            )?;
+        }
+        let put_back: Vec<ReservedLine> = wanted.iter().map(|(p, n)| ReservedLine { product_id: p.clone(), quantity: *n as u32 }).collect();
+        let json = serde_json::to_string(&put_back).map_err(|e| DbError::Other(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO restocks (order_id, operation_id, lines, created_at) VALUES (?, ?, ?, ?)",
+            &[order_id.into(), operation_id.into(), json.into(), stamp.as_str().into()],
+        )?;
+        Ok(put_back)
+    })
+}
+
 /// Give the stock back (cancelled, failed or expired order).
 pub fn release(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
     transaction(db, |tx| {
@@ -534,6 +610,27 @@ mod tests {
         assert_eq!((stock(&db, P1), stock(&db, P2)), (1, 0), "sold once");
         assert_eq!(reserved_now(&db, P1, 1006).unwrap(), 0);
         assert_eq!(recommit(&db, "nope", 1).unwrap_err(), InventoryError::UnknownOrder);
+    }
+
+    #[test]
+    fn restocking_puts_sold_units_back_once_and_never_more_than_sold() {
+        let db = db_at(None);
+        set_stock(&db, P1, 5);
+        set_stock(&db, P2, 5);
+        reserve(&db, "o1", &[line(P1, 2), line(P2, 1)], 600, 1000).unwrap();
+        assert!(matches!(restock(&db, "o1", "r1", &[], 1001), Err(ReserveError::Conflict(_))), "not sold yet");
+        commit(&db, "o1", 1001).unwrap();
+        assert_eq!((stock(&db, P1), stock(&db, P2)), (3, 4));
+        let back = restock(&db, "o1", "refund-1", &[(P1.to_string(), 1)], 1002).unwrap();
+        assert_eq!(back, vec![ReservedLine { product_id: P1.into(), quantity: 1 }]);
+        assert_eq!(restock(&db, "o1", "refund-1", &[(P1.to_string(), 1)], 1003).unwrap(), back, "once per operation");
+        assert_eq!(stock(&db, P1), 4);
+        assert!(matches!(restock(&db, "o1", "refund-2", &[(P1.to_string(), 2)], 1004), Err(ReserveError::Invalid(_))), "only 1 left");
+        assert!(matches!(restock(&db, "o1", "refund-2", &[(P2.to_string(), 0)], 1004), Err(ReserveError::Invalid(_))));
+        let rest = restock(&db, "o1", "cancel", &[], 1005).unwrap();
+        assert_eq!(rest, vec![ReservedLine { product_id: P1.into(), quantity: 1 }, ReservedLine { product_id: P2.into(), quantity: 1 }]);
+        assert_eq!((stock(&db, P1), stock(&db, P2)), (5, 5), "all back, exactly");
+        assert_eq!(restock(&db, "o1", "again", &[], 1006).unwrap(), vec![], "nothing left");
     }
 
     #[test]

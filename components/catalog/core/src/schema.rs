@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "product_images",
         sql: include_str!("../../../../migrations/catalog/0004_product_images.sql"),
     },
+    Migration {
+        version: 5,
+        name: "restocks",
+        sql: include_str!("../../../../migrations/catalog/0005_restocks.sql"),
+    },
 ];
 
 /// The demo catalog (see the README): idempotent inserts keyed on fixed ids.
@@ -55,6 +60,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "product_images",
         sql: include_str!("../../../../migrations/postgres/catalog/0003_product_images.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "restocks",
+        sql: include_str!("../../../../migrations/postgres/catalog/0004_restocks.sql"),
     },
 ];
 

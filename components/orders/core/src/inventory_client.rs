@@ -24,6 +24,10 @@ pub trait Inventory {
     /// payment honoured): all or nothing, `Ok(false)` when they are no
     /// longer all free.
     fn recommit(&self, order_id: &str) -> Result<bool, String>;
+    /// Put units of the order's sale back on hand, once per `operation`:
+    /// `lines` (product, quantity), or every unit still sold when empty.
+    /// Returns what was put back.
+    fn restock(&self, order_id: &str, operation: &str, lines: &[(String, u32)]) -> Result<Vec<(String, u32)>, HoldError>;
 }
 
 /// Why stock could not be held.
@@ -34,6 +38,16 @@ pub enum HoldError {
     Unavailable(String),
 }
 
+fn hold_error(e: ReserveError) -> HoldError {
+    match e {
+        ReserveError::InsufficientStock(s) => {
+            HoldError::Short(s.into_iter().map(|Shortage { product_id, requested, available }| (product_id, requested, available)).collect())
+        }
+        ReserveError::InvalidRequest(m) | ReserveError::Conflict(m) => HoldError::Refused(m),
+        ReserveError::Unavailable(u) => HoldError::Unavailable(u.message),
+    }
+}
+
 /// The inventory, through the WIT contract.
 pub struct WitInventory;
 
@@ -41,13 +55,7 @@ impl WitInventory {
     /// Reserve all lines for the order (idempotent per order id).
     pub fn reserve(&self, order_id: &str, lines: &[(String, u32)], ttl_secs: u32) -> Result<(), HoldError> {
         let lines: Vec<ReservationLine> = lines.iter().map(|(p, q)| ReservationLine { product_id: p.clone(), quantity: *q }).collect();
-        inventory::reserve(order_id, &lines, ttl_secs).map_err(|e| match e {
-            ReserveError::InsufficientStock(s) => HoldError::Short(
-                s.into_iter().map(|Shortage { product_id, requested, available }| (product_id, requested, available)).collect(),
-            ),
-            ReserveError::InvalidRequest(m) | ReserveError::Conflict(m) => HoldError::Refused(m),
-            ReserveError::Unavailable(u) => HoldError::Unavailable(u.message),
-        })
+        inventory::reserve(order_id, &lines, ttl_secs).map_err(hold_error)
     }
 
     /// Keep the order's hold for at least `ttl_secs` more. `Ok(false)` when
@@ -93,5 +101,12 @@ impl Inventory for WitInventory {
             Err(InventoryError::Unavailable(u)) => Err(u.message),
             Err(_) => Ok(false),
         }
+    }
+
+    fn restock(&self, order_id: &str, operation: &str, lines: &[(String, u32)]) -> Result<Vec<(String, u32)>, HoldError> {
+        let lines: Vec<ReservationLine> = lines.iter().map(|(p, q)| ReservationLine { product_id: p.clone(), quantity: *q }).collect();
+        inventory::restock(order_id, operation, &lines)
+            .map(|back| back.into_iter().map(|l| (l.product_id, l.quantity)).collect())
+            .map_err(hold_error)
     }
 }

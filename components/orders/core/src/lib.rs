@@ -12,4 +12,5 @@ pub mod domain;
 pub mod inventory_client;
 pub mod orders;
 pub mod privacy;
+pub mod restock;
 pub mod schema;

@@ -248,6 +248,16 @@ pub fn transition(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &
     Ok(updated)
 }
 
+/// Record something that happened to the order without changing its status
+/// (a restock): a history row from and to its current status.
+pub fn note(tx: &dyn Db, order: &Order, actor: &str, reason: &str) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO order_history (order_id, from_status, to_status, actor, reason, at) \
+         SELECT id, status, status, ?, ?, ? FROM orders WHERE id = ?",
+        &[actor.into(), reason.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
+    )
+}
+
 /// Add a problem for an admin to look at (once).
 pub fn flag(tx: &dyn Db, order: &Order, problem: &str) -> Result<(), DbError> {
     if order.flags.iter().any(|f| f == problem) {

@@ -8,6 +8,7 @@ use orders_core::domain::address::{Address, AddressInput};
 use orders_core::domain::Status;
 use orders_core::inventory_client::{HoldError, Inventory, WitInventory};
 use orders_core::orders::{self, NewOrder, Order, OrderError, OrderLine, Seen};
+use orders_core::restock::{self, Restock, RestockError};
 use orders_core::schema;
 use payments_core::access;
 use payments_core::closing::close_at_stripe;
@@ -259,9 +260,12 @@ pub fn history(ctx: &Ctx, id: &str) -> HandlerResult {
 
 // ---------------------------------------------------------------- changing
 
-/// Cancel an order: unpaid → its stock is released; paid → refunded in full
-/// through Stripe. Already cancelled → answered as is (idempotent).
-fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> HandlerResult {
+/// Cancel an order: unpaid → its stock is released; paid → its units go
+/// back on hand as `put_back` says (by default all: nothing was shipped) and
+/// it is refunded in full through Stripe. Already cancelled → answered as is
+/// (idempotent), restocking once more only when asked explicitly (a restock
+/// that failed before).
+fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: &Restock, explicit: bool) -> HandlerResult {
     match order.status {
         // A cancellation whose refund failed: asking again retries the refund.
         Status::Cancelled if order.flags.iter().any(|f| f == "refund_failed") && order.refunded.amount_minor < order.total.amount_minor => {
@@ -272,7 +276,12 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
             })?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
-        Status::Cancelled => Ok(Reply::ok(&order)),
+        Status::Cancelled => {
+            if explicit && *put_back != Restock::Nothing {
+                restock_on_cancel(db, &order, put_back, actor, true)?;
+            }
+            Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
+        }
         Status::PendingPayment => {
             lifecycle::apply(db, &order.id, &Outcome::Failed, Source::Shop, actor, &WitInventory).map_err(ApiError::from)?;
             access::close_payment_objects(db, &order.id);
@@ -284,6 +293,7 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
                 return Err(ApiError::unavailable("payments_not_configured", "refunds need Stripe to be configured"));
             }
             let cancelled = transaction(db, |tx| orders::transition(tx, &order, Status::Cancelled, actor, reason)).map_err(ApiError::from)?;
+            restock_on_cancel(db, &cancelled, put_back, actor, false)?;
             let key = format!("refund:{}:cancel", order.id);
             match refunds::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
                 Ok(_) | Err(RefundError::TooMuch { .. }) => {}
@@ -299,12 +309,33 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str) -> Handler
     }
 }
 
+/// The units of a cancelled paid order go back on hand (operation
+/// `cancel`: once). Once the order is cancelled nothing undoes that: a
+/// restock the catalog could not make leaves the order flagged
+/// `restock_failed` (cancelling again with `restock` retries it), and one it
+/// refuses (the units were never sold: a payment whose stock was gone)
+/// changes nothing. Only a retry on an order already cancelled reports a
+/// refusal (409 `restock_refused`).
+fn restock_on_cancel(db: &dyn Db, order: &Order, put_back: &Restock, actor: &str, retry: bool) -> Result<(), ApiError> {
+    match restock::restock(db, order, "cancel", put_back, actor, &WitInventory) {
+        Ok(_) => Ok(()),
+        Err(RestockError::Refused(m)) if retry => Err(ApiError::new(409, "restock_refused", m)),
+        Err(e) => {
+            if !matches!(e, RestockError::Refused(_)) {
+                orders::flag(db, order, "restock_failed")?;
+            }
+            println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "restock_not_made": format!("{e:?}") }));
+            Ok(())
+        }
+    }
+}
+
 pub fn cancel(ctx: &Ctx, id: &str) -> HandlerResult {
     let caller = ctx.caller()?;
     let db = open()?;
     let order = visible_order(&db, &caller, id)?;
     let actor = if caller.is_admin() && order.user_id != caller.user_id { format!("admin:{}", caller.user_id) } else { format!("user:{}", caller.user_id) };
-    let reply = cancel_order(&db, order, &actor, "cancelled on request");
+    let reply = cancel_order(&db, order, &actor, "cancelled on request", &Restock::Everything, false);
     http_kit::nudge::notifications();
     reply
 }
@@ -314,6 +345,9 @@ pub fn cancel(ctx: &Ctx, id: &str) -> HandlerResult {
 struct StatusBody {
     status: String,
     reason: Option<String>,
+    /// Cancelling a paid order: put its units back on hand (default true).
+    restock: Option<bool>,
+    restock_lines: Option<Vec<restock::RestockLine>>,
 }
 
 pub fn set_status(ctx: &Ctx, id: &str) -> HandlerResult {
@@ -330,7 +364,12 @@ pub fn set_status(ctx: &Ctx, id: &str) -> HandlerResult {
     let order = visible_order(&db, &caller, id)?;
     let actor = format!("admin:{}", caller.user_id);
     if to == Status::Cancelled {
-        return cancel_order(&db, order, &actor, &reason);
+        let explicit = body.restock.is_some() || body.restock_lines.is_some();
+        let put_back = restock::choice(&order, body.restock, body.restock_lines, true)?;
+        return cancel_order(&db, order, &actor, &reason, &put_back, explicit);
+    }
+    if body.restock.is_some() || body.restock_lines.is_some() {
+        return Err(ApiError::validation([("restock".to_string(), json!("only when cancelling"))].into_iter().collect()));
     }
     let updated = transaction(&db, |tx| orders::transition(tx, &order, to, &actor, &reason)).map_err(ApiError::from)?;
     http_kit::nudge::notifications();

@@ -403,6 +403,10 @@ mod tests {
             self.calls.borrow_mut().push(format!("recommit {order_id}"));
             Ok(!self.stock_gone)
         }
+        fn restock(&self, order_id: &str, operation: &str, _: &[(String, u32)]) -> Result<Vec<(String, u32)>, orders_core::inventory_client::HoldError> {
+            self.calls.borrow_mut().push(format!("restock {order_id} {operation}"));
+            Ok(Vec::new())
+        }
     }
 
     fn setup() -> MemDb {

@@ -160,6 +160,14 @@ pub enum RefundError {
     Payment(PaymentError),
 }
 
+/// A refund made: what it did to the order, and Stripe's refund id (the
+/// operation a restock for it is recorded under).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefundMade {
+    pub applied: Applied,
+    pub refund_id: String,
+}
+
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
 /// then record it. The Stripe call carries `idempotency_key`, so a retried
 /// request refunds once.
@@ -171,7 +179,7 @@ pub fn refund_via_stripe(
     idempotency_key: &str,
     actor: &str,
     inventory: &dyn Inventory,
-) -> Result<Applied, RefundError> {
+) -> Result<RefundMade, RefundError> {
     let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
     // Only money that was captured can go back: an order cancelled before
     // it was paid has an intent on record, but nothing to refund.
@@ -223,7 +231,8 @@ pub fn refund_via_stripe(
     let at_stripe = refunded_at_stripe(stripe, &intent).unwrap_or(0);
     let total = total.max(known).max(at_stripe).min(captured);
     let refunded = Outcome::Refunded { total_refunded: total, payment_intent: Some(intent) };
-    apply(db, &order.id, &refunded, Source::Shop, actor, inventory).map_err(RefundError::Payment)
+    let applied = apply(db, &order.id, &refunded, Source::Shop, actor, inventory).map_err(RefundError::Payment)?;
+    Ok(RefundMade { applied, refund_id })
 }
 
 /// The refunded total of the charge that captured `intent`'s money, as

@@ -5,6 +5,7 @@ use orders_core::access::owned_order;
 use orders_core::domain::Status;
 use orders_core::inventory_client::WitInventory;
 use orders_core::orders::{self, Order};
+use orders_core::restock;
 use orders_core::schema;
 use payments_core::access;
 use payments_core::ledger::{self, Kind, LedgerError};
@@ -201,6 +202,10 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
 struct RefundBody {
     order_id: String,
     amount: Option<i64>,
+    /// Put every unit still sold back on hand (default false).
+    restock: Option<bool>,
+    /// Or put these back.
+    restock_lines: Option<Vec<restock::RestockLine>>,
 }
 
 pub fn refund(ctx: &Ctx) -> HandlerResult {
@@ -213,6 +218,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
         return Err(ApiError::new(409, "not_refundable", format!("an order that is {} has nothing to refund", order.status))
             .with_details(json!({ "current_status": order.status })));
     }
+    let put_back = restock::choice(&order, body.restock, body.restock_lines, false)?;
     // A client key makes retries safe; without one the key is derived from
     // the order's refund state, so a retry before it is recorded is still one refund.
     let key = match http_kit::idempotency_key(ctx)? {
@@ -221,10 +227,22 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     };
     let actor = format!("admin:{}", caller.user_id);
     match refunds::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
-        Ok(applied) => {
+        Ok(made) => {
+            // The refund stands whatever happens to the restock; a restock
+            // that could not be made is reported and flagged, and asking
+            // again with the same Idempotency-Key makes it (same refund,
+            // same operation).
+            let (restocked, restock_problem) = match restock::restock(&db, &order, &made.refund_id, &put_back, &actor, &WitInventory) {
+                Ok(back) => (Some(back), None),
+                Err(e) => {
+                    orders::flag(&db, &order, "restock_failed")?;
+                    (None, Some(format!("{e:?}")))
+                }
+            };
             let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
             http_kit::nudge::notifications();
-            Ok(Reply::ok(&json!({ "order": order, "applied": applied })))
+            let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
+            Ok(Reply::ok(&json!({ "order": order, "applied": made.applied, "refund_id": made.refund_id, "restocked": restocked, "restock_problem": restock_problem })))
         }
         Err(RefundError::TooMuch { refundable }) => Err(ApiError::new(422, "invalid_refund_amount", format!("the amount must be from 1 to {refundable}"))
             .with_details(json!({ "refundable": refundable }))),
