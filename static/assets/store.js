@@ -111,6 +111,7 @@ const routes = [
   [/^\/account$/, accountPage],
   [/^\/account\/orders$/, ordersPage],
   [/^\/account\/orders\/([^/]+)$/, orderPage],
+  [/^\/account\/orders\/([^/]+)\/invoice$/, invoicePage],
 ];
 
 let routeSeq = 0;
@@ -788,6 +789,7 @@ async function orderPage(id, isCurrent) {
       ${order.status === 'pending_payment' ? html`<button type="button" id="pay-now">Pay now</button> ` : ''}
       ${cancellable ? html`<button type="button" class="danger" id="cancel-order">Cancel order</button>` : ''}
     </p>
+    ${['paid', 'processing', 'shipped', 'delivered', 'refunded', 'partially_refunded'].includes(order.status) || (order.status === 'cancelled' && order.refunded.amount_minor > 0) ? html`<p><a href="/account/orders/${order.id}/invoice" id="invoice-link">Invoice</a></p>` : ''}
     <p><a href="/account/orders">← All orders</a></p>
   `);
   const status = document.getElementById('order-actions-status');
@@ -803,6 +805,43 @@ async function orderPage(id, isCurrent) {
       route();
     } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; cancel.disabled = false; }
   });
+}
+
+/** The order's invoice and credit notes, printable (the paid email links here). */
+async function invoicePage(id, isCurrent) {
+  if (!requireUser()) return;
+  let result;
+  try { result = await api('GET', `/api/orders/${encodeURIComponent(id)}/invoice`); } catch (e) {
+    if (!isCurrent()) return;
+    setTitle('Invoice');
+    render(html`<h1>Invoice</h1>${notice('error', errorText(e))}<p><a href="/account/orders/${id}">← The order</a></p>`);
+    return;
+  }
+  if (!isCurrent()) return;
+  const inv = result.invoice;
+  const d = inv.document;
+  setTitle(`Invoice ${inv.number}`);
+  const b = d.buyer.billing_address;
+  const rate = (d.tax.rate_bps / 100).toFixed(2);
+  render(html`
+    <article class="invoice" id="invoice">
+      <h1>Invoice ${inv.number}</h1>
+      <p>Issued ${formatDate(inv.issued_at)} · Order #${inv.order_id.slice(0, 8)}</p>
+      <div class="two-col">
+        <div><h2>From</h2><p>${d.seller.name}${d.seller.address.map((l) => html`<br>${l}`)}${d.seller.tax_id ? html`<br>Tax id: ${d.seller.tax_id}` : ''}${d.seller.email ? html`<br>${d.seller.email}` : ''}</p></div>
+        <div><h2>Bill to</h2>${b ? html`<address>${b.name}<br>${b.line1}${b.line2 ? html`<br>${b.line2}` : ''}<br>${b.postal_code} ${b.city}${b.region ? `, ${b.region}` : ''}<br>${b.country}</address>` : html`<p class="muted">No address on the order.</p>`}</div>
+      </div>
+      <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Invoice lines</caption>
+        <thead><tr><th scope="col">Item</th><th scope="col" class="num">Qty</th><th scope="col" class="num">Unit price</th><th scope="col" class="num">Total</th></tr></thead>
+        <tbody>${d.lines.map((l) => html`<tr><td>${l.name} <span class="muted">${l.sku}</span></td><td class="num">${l.quantity}</td><td class="num">${formatMoney(l.unit_price)}</td><td class="num">${formatMoney(l.line_total)}</td></tr>`)}</tbody>
+        <tfoot><tr><th scope="row" colspan="3">Net</th><td class="num">${formatMoney(d.net)}</td></tr>
+        <tr><th scope="row" colspan="3">${d.tax.label} (${rate} %, included)</th><td class="num">${formatMoney(d.tax_amount)}</td></tr>
+        <tr><th scope="row" colspan="3">Total</th><td class="num"><strong>${formatMoney(d.total)}</strong></td></tr></tfoot></table></div>
+      ${result.credit_notes.length ? html`<h2>Credit notes</h2><ul id="credit-notes">${result.credit_notes.map((n) => html`<li>${n.number} · ${formatDate(n.issued_at)} · ${formatMoney(n.total)} credited</li>`)}</ul>` : ''}
+    </article>
+    <p><button type="button" id="print-invoice">Print</button> <a href="/account/orders/${inv.order_id}">← The order</a></p>
+  `);
+  document.getElementById('print-invoice').addEventListener('click', () => window.print());
 }
 
 // ------------------------------------------------------------------ start

@@ -79,6 +79,19 @@ fn text(v: &Json) -> Var {
     Var::Text(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
 }
 
+/// The invoice issued with the payment, and the storefront page that shows
+/// it (empty for events from before invoices).
+fn invoice_link(invoice: &Json) -> Var {
+    match (invoice["number"].as_str(), invoice["url"].as_str()) {
+        (Some(number), Some(url)) => Var::Html {
+            html: format!("<p>Your invoice <strong>{}</strong>: <a href=\"{}\">view and print it</a>.</p>", html_escape(number), html_escape(url)),
+            text: format!("\nYour invoice {number}: {url}\n"),
+        },
+        (Some(number), None) => Var::Html { html: format!("<p>Your invoice: <strong>{}</strong>.</p>", html_escape(number)), text: format!("\nYour invoice: {number}\n") },
+        _ => Var::Html { html: String::new(), text: String::new() },
+    }
+}
+
 fn order_lines(order: &Json) -> Var {
     let mut html = String::new();
     let mut plain = String::new();
@@ -153,7 +166,7 @@ pub fn render(event_type: &str, payload: &Json, store_name: &str) -> Option<Rend
         "order.paid" => (
             "order_confirmation",
             format!("Order confirmed: {}", payload["order_id"].as_str().unwrap_or("")),
-            vec![("order_id", order_id), ("lines", order_lines(order)), ("total", Var::Text(money_text(&order["total"])))],
+            vec![("order_id", order_id), ("lines", order_lines(order)), ("total", Var::Text(money_text(&order["total"]))), ("invoice", invoice_link(&payload["invoice"]))],
         ),
         "order.shipped" => (
             "order_shipped",
@@ -268,6 +281,11 @@ mod tests {
         shipped["order"]["tracking"] = json!({ "carrier": "UPS", "number": "1Z<9>" });
         let r = render("order.shipped", &shipped, "Shop").unwrap();
         assert!(r.html.contains("1Z&lt;9&gt;") && r.text.contains("1Z<9>"));
+        let mut invoiced = paid_order();
+        invoiced["invoice"] = json!({ "number": "INV-2026-000042", "url": "https://shop.example/account/orders/o-1/invoice?a=1&b=2" });
+        let r = render("order.paid", &invoiced, "Shop").unwrap();
+        assert!(r.html.contains("INV-2026-000042") && r.html.contains("invoice?a=1&amp;b=2"), "{}", r.html);
+        assert!(r.text.contains("Your invoice INV-2026-000042: https://shop.example/account/orders/o-1/invoice?a=1&b=2"), "{}", r.text);
         let mut refunded = paid_order();
         refunded["order"]["refunded"] = json!({ "amount_minor": 500, "currency": "USD" });
         let r = render("order.refunded", &refunded, "Shop").unwrap();

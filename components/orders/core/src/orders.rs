@@ -243,7 +243,14 @@ pub fn transition(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &
             Status::Refunded | Status::PartiallyRefunded => format!("{}:{}", order.id, updated.refunded.amount_minor),
             _ => order.id.clone(),
         };
-        record_event(tx, event, &key, &event_payload(&updated, to))?;
+        let mut payload = event_payload(&updated, to);
+        if to == Status::Paid {
+            // The paid email links to the invoice issued in this transaction.
+            if let Some(invoice) = crate::invoices::invoice_of(tx, &order.id)? {
+                payload["invoice"] = json!({ "number": invoice.number, "url": invoice.document["url"] });
+            }
+        }
+        record_event(tx, event, &key, &payload)?;
     }
     Ok(updated)
 }

@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "payment_objects",
         sql: include_str!("../../../../migrations/orders/0004_payment_objects.sql"),
     },
+    Migration {
+        version: 5,
+        name: "invoices",
+        sql: include_str!("../../../../migrations/orders/0005_invoices.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -54,6 +59,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "payment_objects",
         sql: include_str!("../../../../migrations/postgres/orders/0003_payment_objects.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "invoices",
+        sql: include_str!("../../../../migrations/postgres/orders/0004_invoices.sql"),
     },
 ];
 

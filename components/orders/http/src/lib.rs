@@ -3,6 +3,9 @@
 //! - `POST /api/orders` — place an order from the caller's cart
 //! - `GET /api/orders`, `GET /api/orders/{id}`, `GET /api/orders/{id}/history`
 //! - `GET /api/orders/all` — every customer's orders, filtered (admins)
+//! - `GET /api/orders/{id}/invoice` — the invoice and credit notes (owner or
+//!   admin; JSON, or printable HTML); `GET /api/orders/invoices` — every
+//!   document of a period, JSON or CSV (admins)
 //! - `POST /api/orders/{id}/cancel` — the owner, before shipping
 //! - `PUT /api/orders/{id}/status`, `PUT /api/orders/{id}/tracking` — admins
 //! - `POST /api/orders/sweep` — expire unpaid orders (scheduler, shared secret)
@@ -15,6 +18,7 @@
 
 mod admin_listing;
 mod handlers;
+mod invoices;
 
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
 use spin_sdk::http::{Request, Response};
@@ -42,9 +46,11 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ("GET", ["api", "orders"]) => handlers::list(ctx),
         (_, ["api", "orders"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD", "POST"])),
         ("GET", ["api", "orders", "all"]) => admin_listing::list_all(ctx),
+        ("GET", ["api", "orders", "invoices"]) => invoices::in_period(ctx),
         ("GET", ["api", "orders", id]) => handlers::get(ctx, id),
         (_, ["api", "orders", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         ("GET", ["api", "orders", id, "history"]) => handlers::history(ctx, id),
+        ("GET", ["api", "orders", id, "invoice"]) => invoices::of_order(ctx, id),
         ("POST", ["api", "orders", id, "cancel"]) => handlers::cancel(ctx, id),
         ("PUT", ["api", "orders", id, "status"]) => handlers::set_status(ctx, id),
         ("PUT", ["api", "orders", id, "tracking"]) => handlers::set_tracking(ctx, id),

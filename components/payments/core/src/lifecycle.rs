@@ -26,6 +26,7 @@
 use crate::ledger;
 use orders_core::domain::Status;
 use orders_core::inventory_client::Inventory;
+use orders_core::invoices::InvoiceSettings;
 use orders_core::orders::{self, Order, OrderError};
 use serde::Serialize;
 use serde_json::{json, Value as Json};
@@ -304,6 +305,8 @@ fn pay(tx: &dyn Db, order: &Order, intent: Option<&str>, actor: &str, reason: &s
     // payment) gets its summary here.
     crate::summary::record_payment(tx, order, None, intent)?;
     set_payment_status(tx, &order.id, "paid")?;
+    // The invoice is issued with the payment, in this transaction.
+    orders_core::invoices::issue_invoice(tx, order, &InvoiceSettings::from_variables())?;
     if let Some(pi) = intent {
         tx.execute("UPDATE payments SET payment_intent = ? WHERE order_id = ?", &[pi.into(), order.id.as_str().into()])?;
     }
@@ -352,6 +355,9 @@ fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason
         return Ok(Applied::Unchanged { status: order.status });
     }
     orders::set_refunded(tx, &order.id, total_refunded)?;
+    // A credit note for what this refund returned, against the invoice.
+    let returned = total_refunded - order.refunded.amount_minor;
+    orders_core::invoices::issue_credit_note(tx, order, returned, &format!("refunded:{total_refunded}"), &InvoiceSettings::from_variables())?;
     tx.execute(
         &format!("UPDATE payments SET amount_refunded = {}(amount_refunded, ?), updated_at = ? WHERE order_id = ?", tx.dialect().greatest()),
         &[total_refunded.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
@@ -554,6 +560,23 @@ mod tests {
         assert_eq!(orders::load(&db, "o1").unwrap().unwrap().refunded.amount_minor, 400);
         assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: None }, Source::Event { id: "e2", kind: "charge.refunded", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Changed { status: Status::Refunded });
         assert_eq!(outbox(&db, "order.refunded"), 2);
+    }
+
+    #[test]
+    fn paying_issues_the_invoice_and_refunds_issue_credit_notes() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        let invoice = orders_core::invoices::invoice_of(&db, "o1").unwrap().expect("issued with the payment");
+        assert_eq!(invoice.total.amount_minor, 1000);
+        let paid_event = db.query("SELECT payload FROM outbox WHERE event_type = 'order.paid'", &[]).unwrap();
+        assert!(paid_event.first().unwrap().text("payload").unwrap().contains(&invoice.number), "the paid email names it");
+        apply(&db, "o1", &Outcome::Refunded { total_refunded: 300, payment_intent: None }, Source::Shop, "stripe", &inv).unwrap();
+        apply(&db, "o1", &Outcome::Refunded { total_refunded: 300, payment_intent: None }, Source::Shop, "stripe", &inv).unwrap();
+        apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: None }, Source::Shop, "stripe", &inv).unwrap();
+        let notes = orders_core::invoices::credit_notes_of(&db, "o1").unwrap();
+        assert_eq!(notes.iter().map(|n| n.total.amount_minor).collect::<Vec<_>>(), vec![300, 700], "one per refund, for what it returned");
+        assert!(notes.iter().all(|n| n.invoice_number.as_deref() == Some(invoice.number.as_str())));
     }
 
     #[test]

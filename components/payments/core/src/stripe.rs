@@ -147,6 +147,7 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     p.whole_number(get, "stripe_timeout_ms", 100..=60_000, "milliseconds");
     p.one_of(get, "checkout_requires_verified_email", &["true", "false"]);
     p.one_of(get, "late_payments", &crate::lifecycle::LatePayments::VALUES);
+    p.whole_number(get, "invoice_tax_rate_bps", 0..=i64::from(orders_core::invoices::MAX_TAX_RATE_BPS), "basis points");
     p.http_url(get, "checkout_cancel_url");
     p.0
 }
