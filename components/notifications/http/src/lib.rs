@@ -44,6 +44,8 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ("POST", ["internal", "notifications", "deliver"]) => sweep(10),
         ("GET", ["api", "admin", "notifications"]) => list(ctx),
         ("GET", ["api", "admin", "notifications", id]) => get(ctx, id),
+        (_, ["api", "admin", "notifications"] | ["api", "admin", "notifications", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
+        (_, ["api", "notifications", "sweep"]) => Err(ApiError::method_not_allowed(&["POST"])),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }

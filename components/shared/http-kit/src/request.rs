@@ -86,8 +86,31 @@ pub fn parse_json_body<T: DeserializeOwned>(
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::of(ErrorCode::InvalidJson, "request body is empty; expected a JSON object"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))?;
+    integral_numbers_as_integers(&mut value);
+    T::deserialize(value).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))
+}
+
+/// JSON has one number type: `2.0` is the integer 2 (JSON Schema agrees,
+/// and so do clients that write every number with a decimal point). Such
+/// numbers become integers before the body meets its Rust type, so an
+/// integer field accepts them; `2.5` stays a fraction and is refused there.
+fn integral_numbers_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Exactly representable integers only (|f| < 2^53 keeps every
+                // digit the client wrote).
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +129,18 @@ mod tests {
     fn parses_a_valid_body() {
         let item: Item = parse_json_body(Some("application/json; charset=utf-8"), br#"{"sku":"A","quantity":2}"#, 100).unwrap();
         assert_eq!(item, Item { sku: "A".into(), quantity: 2 });
+    }
+
+    #[test]
+    fn integral_numbers_written_with_a_decimal_point_are_integers() {
+        let item: Item = parse_json_body(None, br#"{"sku":"A","quantity":2.0}"#, 100).unwrap();
+        assert_eq!(item.quantity, 2);
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":2.5}"#, 100).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":1e300}"#, 100).unwrap_err();
+        assert_eq!(e.status, 400, "too big for any integer");
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":-0.0}"#, 100);
+        assert_eq!(e.unwrap().quantity, 0);
     }
 
     #[test]
