@@ -31,7 +31,11 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("store_name", "Suite Shop"),
     ("resend_timeout_ms", "1500"),
     ("password_reset_ttl_secs", PASSWORD_RESET_TTL_SECS),
+    ("unsubscribe_secret", UNSUBSCRIBE_SECRET),
 ];
+
+/// Signs the suite app's one-click unsubscribe links.
+pub const UNSUBSCRIBE_SECRET: &str = "suite-unsubscribe-secret";
 
 /// Password-reset links work this long in the suite (seconds), so expiry can be tested.
 pub const PASSWORD_RESET_TTL_SECS: &str = "8";

@@ -8,6 +8,7 @@
 pub mod deliveries;
 pub mod events;
 pub mod privacy;
+pub mod promotions;
 pub mod resend;
 pub mod schema;
 pub mod settings;

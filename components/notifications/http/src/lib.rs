@@ -18,7 +18,8 @@
 //! - `GET /api/notifications/health`
 
 use notifications_core::deliveries::{self, Attempt};
-use notifications_core::{events, resend, schema, twilio};
+use notifications_core::deliveries::{Delivery, OwnEmail, OutboxEvent};
+use notifications_core::{events, promotions, resend, schema, twilio};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{Request, Response};
@@ -81,7 +82,8 @@ fn sweep(limit: u32) -> HandlerResult {
         }
     };
     let no_sms = |_: &Json| -> Result<Option<String>, DbError> { Ok(None) };
-    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, &no_sms, now)?;
+    let promotion_email = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> { promotion_email(&users, e, &store) };
+    let mut pulled = deliveries::pull_with(&db, "users", &users, &store, &from_user, &no_sms, &promotion_email, now)?;
     pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &consenting_phone, now)?;
     let published = match events::target_from_variables() {
         Some((address, channel)) => {
@@ -112,7 +114,7 @@ fn sweep(limit: u32) -> HandlerResult {
         } else if resend.configured() {
             resend.send(&d)
         } else {
-            println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
+            mail_log(&d);
             Attempt::Logged
         };
         let key = match &attempt {
@@ -124,7 +126,80 @@ fn sweep(limit: u32) -> HandlerResult {
         counts[key] = json!(counts[key].as_i64().unwrap_or(0) + 1);
         deliveries::record(&db, &d, &attempt, clock::unix_now())?;
     }
+    counts["promotions"] = json!(send_promotions(&db, &users, &resend)?);
     Ok(Reply::ok(&counts))
+}
+
+/// Write an email to the local mail log (no Resend key): the component's log.
+fn mail_log(d: &Delivery) {
+    println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
+}
+
+/// The variables promotions need: the unsubscribe secret and the public address.
+fn promotion_settings() -> Option<(String, String)> {
+    let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();
+    let secret = get("unsubscribe_secret");
+    let base = Some(get("storefront_url")).filter(|s| !s.is_empty()).unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    (!secret.is_empty()).then_some((secret, base))
+}
+
+/// The email of a `promotion.send` event: to the customer's address while
+/// they consent, with the promotion's content and a signed unsubscribe link.
+fn promotion_email(users: &ServiceDb, e: &OutboxEvent, store: &str) -> Result<Option<OwnEmail>, DbError> {
+    if e.event_type != deliveries::PROMOTION {
+        return Ok(None);
+    }
+    let (Some(promotion_id), Some(user_id)) = (e.payload["promotion_id"].as_str(), e.payload["user"]["id"].as_str()) else { return Ok(None) };
+    let Some((secret, base)) = promotion_settings() else { return Ok(None) };
+    let Some(to) = consenting_email(users, user_id)? else { return Ok(None) };
+    let rows = users.query("SELECT subject, html, text FROM promotions WHERE id = ?", &[promotion_id.into()])?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let promotion = promotions::Promotion { subject: row.text("subject")?, html: row.text("html")?, text: row.text("text")? };
+    Ok(Some(promotions::render(&promotion, &to, &promotions::unsubscribe_link(&base, &secret, user_id), store)))
+}
+
+/// The address of a customer who consents to promotions now.
+fn consenting_email(users: &ServiceDb, user_id: &str) -> Result<Option<String>, DbError> {
+    users
+        .query("SELECT email FROM users WHERE id = ? AND marketing_consent_at IS NOT NULL AND deleted_at IS NULL", &[user_id.into()])?
+        .first()
+        .map(|r| r.text("email"))
+        .transpose()
+}
+
+/// Send one batch of due promotional emails, if the shared pacing slot is
+/// free. Consent is checked again first: a customer who unsubscribed since
+/// the promotion was sent gets nothing. Returns how many went out.
+fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendConfig) -> Result<usize, DbError> {
+    let now = clock::unix_now();
+    if !deliveries::take_promotion_slot(db, clock::unix_millis(), promotions::BATCH_GAP_MS)? {
+        return Ok(0);
+    }
+    let mut batch: Vec<Delivery> = Vec::new();
+    for d in deliveries::claim_due_promotions(db, now, promotions::BATCH_SIZE)? {
+        let consents = match promotions::user_of(&d.idempotency_key) {
+            Some(user) => consenting_email(users, user)?.is_some(),
+            None => false,
+        };
+        if consents {
+            batch.push(d);
+        } else {
+            let withdrawn = Attempt::Permanent { error: "not sent: the customer withdrew consent to promotions".into() };
+            deliveries::record(db, &d, &withdrawn, now)?;
+        }
+    }
+    let outcomes = if resend.configured() {
+        if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch) }
+    } else {
+        batch.iter().for_each(mail_log);
+        batch.iter().map(|_| Attempt::Logged).collect()
+    };
+    let mut sent = 0;
+    for (d, attempt) in batch.iter().zip(&outcomes) {
+        sent += usize::from(matches!(attempt, Attempt::Sent { .. } | Attempt::Logged));
+        deliveries::record(db, d, attempt, clock::unix_now())?;
+    }
+    Ok(sent)
 }
 
 fn list(ctx: &Ctx) -> HandlerResult {
