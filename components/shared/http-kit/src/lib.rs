@@ -28,6 +28,7 @@ pub mod request;
 pub mod request_id;
 pub mod response;
 pub mod settings;
+pub mod trace;
 mod storage_errors;
 mod service;
 
