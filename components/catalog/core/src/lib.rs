@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod domain;
 pub mod inventory;
+pub mod metrics;
 pub mod read_cache;
 pub mod repository;
 pub mod schema;

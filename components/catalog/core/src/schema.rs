@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reserved_stock",
         sql: include_str!("../../../../migrations/catalog/0003_reserved_stock.sql"),
     },
+    Migration {
+        version: 4,
+        name: "stock_index",
+        sql: include_str!("../../../../migrations/catalog/0004_stock_index.sql"),
+    },
 ];
 
 /// The demo catalog (see the README): idempotent inserts keyed on fixed ids.
@@ -45,6 +50,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "search_folds_diacritics",
         sql: include_str!("../../../../migrations/postgres/catalog/0002_search_folds_diacritics.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "stock_index",
+        sql: include_str!("../../../../migrations/postgres/catalog/0003_stock_index.sql"),
     },
 ];
 

@@ -5,11 +5,18 @@ use storage::migrations::Migration;
 /// The Spin SQLite label of the notifications database.
 pub const DATABASE_LABEL: &str = "notifications";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "deliveries",
-    sql: include_str!("../../../../migrations/notifications/0001_deliveries.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "deliveries",
+        sql: include_str!("../../../../migrations/notifications/0001_deliveries.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/notifications/0002_metrics.sql"),
+    },
+];
 
 /// Open the notifications database with its schema current.
 pub fn open_database() -> Result<storage::ServiceDb, storage::DbError> {
@@ -22,11 +29,18 @@ pub const DATABASE_URL_VARIABLE: &str = "notifications_database_url";
 
 /// The same schema for Postgres, in `migrations/postgres/notifications/` (a test
 /// checks this list against that folder too).
-pub const PG_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "notifications",
-    sql: include_str!("../../../../migrations/postgres/notifications/0001_notifications.sql"),
-}];
+pub const PG_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "notifications",
+        sql: include_str!("../../../../migrations/postgres/notifications/0001_notifications.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/postgres/notifications/0002_metrics.sql"),
+    },
+];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
 /// configured backend.

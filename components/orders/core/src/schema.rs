@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "automatic_refunds",
         sql: include_str!("../../../../migrations/orders/0003_automatic_refunds.sql"),
     },
+    Migration {
+        version: 4,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/orders/0004_metrics.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -44,6 +49,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "automatic_refunds",
         sql: include_str!("../../../../migrations/postgres/orders/0002_automatic_refunds.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/postgres/orders/0003_metrics.sql"),
     },
 ];
 

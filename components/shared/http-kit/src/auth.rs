@@ -191,6 +191,22 @@ pub fn require_shared_secret(ctx: &Ctx, variable: &str, header: &str) -> Result<
     }
 }
 
+/// For a scraper (Prometheus sends `Authorization: Bearer <secret>` from its
+/// `authorization` setting): the bearer token must be the value of Spin
+/// variable `variable`. 503 when the variable is not set (the route is off),
+/// 401 (with `WWW-Authenticate: Bearer`) when it is missing or wrong.
+/// Compared in constant time.
+pub fn require_bearer_secret(ctx: &Ctx, variable: &str) -> Result<(), ApiError> {
+    let expected = configured_secret(variable)?;
+    let token = bearer_token(ctx)?;
+    if secret_matches(token.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::of(ErrorCode::Unauthorized, format!("the bearer token must be the `{variable}` secret"))
+            .with_header("www-authenticate", "Bearer"))
+    }
+}
+
 /// The secret in `variable`, or 503 `not_configured` when it is empty.
 fn configured_secret(variable: &str) -> Result<String, ApiError> {
     let expected = spin_sdk::variables::get(variable).unwrap_or_default().trim().to_string();
