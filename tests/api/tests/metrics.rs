@@ -2,7 +2,8 @@
 //! pinned `prometheus-client` of deploy/requirements.txt, in a venv this
 //! test makes), behind the metrics secret, with figures that follow what
 //! the shop does: orders by status, paid revenue, flagged orders, stock-outs,
-//! live holds, failed emails, refused webhooks and sweep runs.
+//! live holds, failed emails, refused webhooks and sweep runs; a service
+//! whose database is down is reported as such, the others still answer.
 
 use api_tests::{event, now, stripe_signature, unique_email, TestApp, METRICS_SECRET, STRONG_PASSWORD, SWEEP_SECRET};
 use serde_json::{json, Value};
@@ -228,4 +229,28 @@ fn figures_follow_what_the_shop_does() {
     // A refused sweep is not a run.
     assert_eq!(app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", "wrong")], None).status, 401);
     assert_eq!(runs(&scrape(&app), "orders"), runs(&swept, "orders"));
+}
+
+#[test]
+fn a_service_whose_database_is_down_is_reported_and_the_others_still_answer() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it needs its own host with a database that cannot be reached");
+        return;
+    }
+    // The checkout database on a Postgres nobody listens on (port 9); the
+    // rest embedded. The notifications figures read the orders outbox, so
+    // they are missing too; the catalog's still arrive.
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host_with(
+        &keys,
+        &[("orders_database_url", "postgres://shop@127.0.0.1:9/orders"), ("postgres_host", "127.0.0.1:9")],
+        &api_tests::workspace_root().join("runtime-config.toml"),
+    );
+    let app = TestApp::for_host(&host, keys);
+    let s = scrape(&app);
+    assert_eq!(s.gauge("shop_metrics_source_up", &[("source", "orders")]), 0.0);
+    assert_eq!(s.gauge("shop_metrics_source_up", &[("source", "notifications")]), 0.0);
+    assert_eq!(s.gauge("shop_metrics_source_up", &[("source", "catalog")]), 1.0);
+    assert!(!s.0.contains_key("shop_orders") && !s.0.contains_key("shop_deliveries_pending"), "no figures for a service that did not answer: {:?}", s.0.keys());
+    assert_eq!(s.gauge("shop_products_out_of_stock", &[]), 5.0, "the demo catalog's sold-out products");
 }
