@@ -1,7 +1,8 @@
 //! W3C trace context: a request's `traceparent` goes on to the third
 //! parties it calls (Stripe, Resend), in the same trace with the request's
 //! own span as the parent, through the in-process nudge too; a request
-//! without one starts a trace of its own.
+//! without one starts a trace of its own; and the request's one JSON log
+//! line carries the trace id and span id beside the request id.
 
 use api_tests::{unique_email, TestApp, STRONG_PASSWORD};
 use serde_json::json;
@@ -89,4 +90,29 @@ fn the_welcome_email_is_sent_in_the_registrations_trace() {
     let (trace, parent, _) = parts(calls[0].headers.get("traceparent").expect("traceparent sent to Resend"));
     assert_eq!(trace, TRACE_ID);
     assert_ne!(parent, CALLER_SPAN);
+}
+
+#[test]
+fn the_log_line_carries_the_trace_beside_the_request_id() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it reads the log of a host it starts");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host_with(&keys, &[], &api_tests::workspace_root().join("runtime-config.toml"));
+    let app = TestApp::for_host(&host, keys);
+    let traceparent = incoming();
+    let r = app.request("GET", "/api/products?limit=1", &[("traceparent", &traceparent), ("x-request-id", "trace-log-check-1")], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("x-request-id"), Some("trace-log-check-1"));
+    let log = std::fs::read_to_string(host.component_log_path("catalog")).expect("the catalog's log");
+    let line: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["request_id"] == "trace-log-check-1")
+        .unwrap_or_else(|| panic!("no log line for the request in {log}"));
+    assert_eq!(line["trace_id"], TRACE_ID);
+    let span = line["span_id"].as_str().expect("span_id");
+    assert_eq!(span.len(), 16);
+    assert_ne!(span, CALLER_SPAN, "the request's own span, not the caller's");
 }
