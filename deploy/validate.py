@@ -12,9 +12,10 @@
   the runtime config defining every store label spin.toml grants, key-value on
   Redis; the kustomization listing every manifest; the CronJobs calling real
   sweep routes with the sweep secret.
-- deploy/grafana/: the dashboard JSON and the Prometheus alert rules
-  (structure, durations, and every metric they use being one the app
-  exports, as listed in README.md's metrics table).
+- deploy/grafana/: the dashboard JSON and the Prometheus alert rules:
+  structure, every expression parsed by a real PromQL parser
+  (promql-parser) and every `for` as a Prometheus duration, and every
+  metric they use being one the app exports (README.md's metrics table).
 - .github/workflows/*.yml with check-jsonschema's vendored GitHub workflow
   schema.
 
@@ -35,6 +36,7 @@ import tomllib
 
 import jsonschema
 import kubernetes_validate
+import promql_parser
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -219,7 +221,21 @@ def metric_names_in(expr):
     return set(re.findall(r"\bshop_[a-z0-9_]+", expr))
 
 
-DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+def promql_problem(expr):
+    """Why PromQL's parser refuses `expr`, or None."""
+    try:
+        promql_parser.parse(expr)
+        return None
+    except ValueError as e:
+        return str(e)
+
+
+def duration_problem(text):
+    try:
+        promql_parser.parse_duration(text)
+        return None
+    except ValueError as e:
+        return str(e)
 
 
 def check_grafana(dashboard, rules, metrics):
@@ -239,6 +255,8 @@ def check_grafana(dashboard, rules, metrics):
         for target in panel.get("targets", []):
             if not target.get("expr"):
                 problems.append(f"dashboard panel {panel.get('title')!r}: a target without expr")
+            elif why := promql_problem(target["expr"]):
+                problems.append(f"dashboard panel {panel.get('title')!r}: not PromQL: {why}: {target['expr']}")
             used |= metric_names_in(target.get("expr", ""))
     for name in sorted(used - metrics):
         problems.append(f"dashboard uses {name}, which the app does not export (README.md metrics table)")
@@ -264,10 +282,10 @@ def check_grafana(dashboard, rules, metrics):
             if name in seen:
                 problems.append(f"alert {name}: defined twice")
             seen.add(name)
-            if "for" in rule and not DURATION.match(str(rule["for"])):
-                problems.append(f"alert {name}: `for` is not a Prometheus duration: {rule['for']!r}")
-            if rule["expr"].count("(") != rule["expr"].count(")"):
-                problems.append(f"alert {name}: unbalanced parentheses in expr")
+            if "for" in rule and (why := duration_problem(str(rule["for"]))):
+                problems.append(f"alert {name}: `for` is not a Prometheus duration: {why}")
+            if why := promql_problem(rule["expr"]):
+                problems.append(f"alert {name}: not PromQL: {why}")
             if not rule.get("labels", {}).get("severity"):
                 problems.append(f"alert {name}: needs labels.severity")
             if not rule.get("annotations", {}).get("summary"):
@@ -331,7 +349,15 @@ def self_test(manifests, spin, readme, validator, dashboard, rules, metrics):
     bad_rules["groups"][0]["rules"][0]["for"] = "ten minutes"
     if not check_grafana(dashboard, bad_rules, metrics):
         failures.append("self-test: a malformed `for` was not reported")
-    return failures, len(breaks) + 2
+    bad_rules = copy.deepcopy(rules)
+    bad_rules["groups"][0]["rules"][0]["expr"] = "max by (sweep (shop_sweep_runs_total) > 600"
+    if not check_grafana(dashboard, bad_rules, metrics):
+        failures.append("self-test: an alert expression that is not PromQL was not reported")
+    bad_dashboard = copy.deepcopy(dashboard)
+    bad_dashboard["panels"][0]["targets"][0]["expr"] = "sum by status (shop_orders)"
+    if not check_grafana(bad_dashboard, rules, metrics):
+        failures.append("self-test: a dashboard query that is not PromQL was not reported")
+    return failures, len(breaks) + 4
 
 
 def main():
