@@ -341,23 +341,24 @@ def self_test(manifests, spin, readme, validator, dashboard, rules, metrics):
         breaker(broken)
         if not check_manifests(broken, spin, readme, validator):
             failures.append(f"self-test: {what} was not reported")
-    bad_rules = copy.deepcopy(rules)
-    bad_rules["groups"][0]["rules"][0]["expr"] = "shop_no_such_metric > 0"
-    if not check_grafana(dashboard, bad_rules, metrics):
-        failures.append("self-test: an alert on an unknown metric was not reported")
-    bad_rules = copy.deepcopy(rules)
-    bad_rules["groups"][0]["rules"][0]["for"] = "ten minutes"
-    if not check_grafana(dashboard, bad_rules, metrics):
-        failures.append("self-test: a malformed `for` was not reported")
-    bad_rules = copy.deepcopy(rules)
-    bad_rules["groups"][0]["rules"][0]["expr"] = "max by (sweep (shop_sweep_runs_total) > 600"
-    if not check_grafana(dashboard, bad_rules, metrics):
-        failures.append("self-test: an alert expression that is not PromQL was not reported")
-    bad_dashboard = copy.deepcopy(dashboard)
-    bad_dashboard["panels"][0]["targets"][0]["expr"] = "sum by status (shop_orders)"
-    if not check_grafana(bad_dashboard, rules, metrics):
-        failures.append("self-test: a dashboard query that is not PromQL was not reported")
-    return failures, len(breaks) + 4
+    def first_rule(g):
+        return g["rules"]["groups"][0]["rules"][0]
+
+    def first_query(g):
+        return g["dashboard"]["panels"][0]["targets"][0]
+
+    grafana_breaks = {
+        "an alert on an unknown metric": lambda g: first_rule(g).update(expr="shop_no_such_metric > 0"),
+        "a malformed `for`": lambda g: first_rule(g).update({"for": "ten minutes"}),
+        "an alert expression that is not PromQL": lambda g: first_rule(g).update(expr="max by (sweep (shop_sweep_runs_total) > 600"),
+        "a dashboard query that is not PromQL": lambda g: first_query(g).update(expr="sum by status (shop_orders)"),
+    }
+    for what, breaker in grafana_breaks.items():
+        broken = copy.deepcopy({"dashboard": dashboard, "rules": rules})
+        breaker(broken)
+        if not check_grafana(broken["dashboard"], broken["rules"], metrics):
+            failures.append(f"self-test: {what} was not reported")
+    return failures, len(breaks) + len(grafana_breaks)
 
 
 def main():
