@@ -107,6 +107,12 @@ pub fn advance(db: &dyn Db, name: &str, last_id: i64) -> Result<(), DbError> {
     )
 }
 
+/// Whether `e` says the outbox table does not exist (its owner has not
+/// created its schema yet): SQLite's and Postgres' wording.
+pub fn outbox_absent(e: &DbError) -> bool {
+    matches!(e, DbError::Other(m) if m.contains("no such table") || (m.contains("relation") && m.contains("does not exist")))
+}
+
 /// Up to 200 outbox events after `after`, with their row ids. A source whose
 /// owner has not created its schema yet has none.
 pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
@@ -115,7 +121,7 @@ pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)
         &[after.into()],
     ) {
         Ok(rows) => rows,
-        Err(DbError::Other(m)) if m.contains("no such table") => return Ok(Vec::new()),
+        Err(e) if outbox_absent(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     rows.iter()
@@ -377,13 +383,7 @@ mod tests {
     use serde_json::json;
     use storage::native::MemDb;
 
-    fn setup() -> (MemDb, MemDb) {
-        let db = MemDb::new();
-        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
-        let outbox = MemDb::new();
-        outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
-        (db, outbox)
-    }
+    use crate::test_support::setup;
 
     fn add(outbox: &MemDb, kind: &str, id: &str) {
         let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" } });

@@ -38,7 +38,10 @@ fn route(ctx: &Ctx) -> HandlerResult {
         (_, ["api", "notifications", "health"]) => health(ctx),
         ("POST", ["api", "notifications", "sweep"]) => {
             http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
-            sweep(50)
+            let reply = sweep(50)?;
+            // For GET /metrics: when the sweep last ran (an alert fires when it stops).
+            storage::counters::bump(&open()?, notifications_core::metrics::SWEEP, clock::unix_now())?;
+            Ok(reply)
         }
         // Reachable only in-process (no public route maps `/internal/...` to
         // this component): other services call it right after a change.

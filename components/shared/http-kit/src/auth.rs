@@ -183,21 +183,46 @@ pub fn bearer_token(ctx: &Ctx) -> Result<&str, ApiError> {
 /// variable is not set (the route is off), 401 when the value is wrong.
 /// Compared in constant time.
 pub fn require_shared_secret(ctx: &Ctx, variable: &str, header: &str) -> Result<(), ApiError> {
-    let expected = spin_sdk::variables::get(variable).unwrap_or_default();
-    if expected.trim().is_empty() {
-        return Err(ApiError::unavailable("not_configured", format!("set the `{variable}` variable to enable this route")));
-    }
-    let given = ctx.header(header).unwrap_or("").as_bytes();
-    let expected = expected.trim().as_bytes();
-    let mut diff = (given.len() ^ expected.len()) as u8;
-    for (i, b) in expected.iter().enumerate() {
-        diff |= b ^ given.get(i).copied().unwrap_or(0);
-    }
-    if diff == 0 {
+    let expected = configured_secret(variable)?;
+    if secret_matches(ctx.header(header).unwrap_or("").as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::of(ErrorCode::Unauthorized, format!("a valid `{header}` header is required")))
     }
+}
+
+/// For a scraper (Prometheus sends `Authorization: Bearer <secret>` from its
+/// `authorization` setting): the bearer token must be the value of Spin
+/// variable `variable`. 503 when the variable is not set (the route is off),
+/// 401 (with `WWW-Authenticate: Bearer`) when it is missing or wrong.
+/// Compared in constant time.
+pub fn require_bearer_secret(ctx: &Ctx, variable: &str) -> Result<(), ApiError> {
+    let expected = configured_secret(variable)?;
+    let token = bearer_token(ctx)?;
+    if secret_matches(token.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::of(ErrorCode::Unauthorized, format!("the bearer token must be the `{variable}` secret"))
+            .with_header("www-authenticate", "Bearer"))
+    }
+}
+
+/// The secret in `variable`, or 503 `not_configured` when it is empty.
+fn configured_secret(variable: &str) -> Result<String, ApiError> {
+    let expected = spin_sdk::variables::get(variable).unwrap_or_default().trim().to_string();
+    if expected.is_empty() {
+        return Err(ApiError::unavailable("not_configured", format!("set the `{variable}` variable to enable this route")));
+    }
+    Ok(expected)
+}
+
+/// Equal, in time that depends only on the expected value's length.
+fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = (given.len() ^ expected.len()) as u8 | u8::from(given.len() != expected.len());
+    for (i, b) in expected.iter().enumerate() {
+        diff |= b ^ given.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
 }
 
 impl Ctx {
@@ -222,6 +247,17 @@ impl Ctx {
 mod tests {
     use super::*;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(secret_matches(b"s3cret", b"s3cret"));
+        assert!(!secret_matches(b"s3creT", b"s3cret"));
+        assert!(!secret_matches(b"s3cre", b"s3cret"));
+        assert!(!secret_matches(b"", b"s3cret"));
+        // A length differing by a multiple of 256 with the secret as prefix.
+        let long = [b"s3cret".as_slice(), &[b'x'; 256]].concat();
+        assert!(!secret_matches(&long, b"s3cret"));
+    }
 
     fn keys() -> (Ed25519KeyPair, String) {
         let kp = Ed25519KeyPair::generate();

@@ -29,6 +29,7 @@ pub mod request_id;
 pub mod response;
 pub mod settings;
 pub mod signed_links;
+pub mod trace;
 mod storage_errors;
 mod service;
 

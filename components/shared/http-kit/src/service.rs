@@ -6,6 +6,7 @@ use crate::query::Query;
 use crate::request::Ctx;
 use crate::request_id;
 use crate::response::Reply;
+use crate::trace::TraceContext;
 use crate::HandlerResult;
 use spin_sdk::http::{Method, Request, Response};
 use std::time::Instant;
@@ -28,6 +29,8 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
         .headers()
         .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
+    let trace = TraceContext::for_request(header(&headers, "traceparent"), header(&headers, "tracestate"));
+    trace.clone().install();
     let origin = header(&headers, "origin").map(str::to_string);
     let preflight = raw_method == "OPTIONS" && header(&headers, "access-control-request-method").is_some();
 
@@ -76,6 +79,7 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
     RequestLog {
         service: service.name,
         request_id: &request_id,
+        trace: Some((trace.trace_id.as_str(), trace.span_id.as_str())),
         method: &raw_method,
         path: &path,
         status: reply.status,
