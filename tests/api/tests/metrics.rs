@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        if let Ok(p) = std::env::var("SHOP_METRICS_PYTHON") {
+        if let Some(p) = std::env::var("SHOP_METRICS_PYTHON").ok().filter(|p| !p.trim().is_empty()) {
             return PathBuf::from(p);
         }
         let root = api_tests::workspace_root();
