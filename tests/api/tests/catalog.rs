@@ -164,7 +164,9 @@ fn price_filters_and_sorting() {
     app.list_products("min_price=-1").assert_error(400, "invalid_parameter");
     app.list_products("max_price=12.50").assert_error(400, "invalid_parameter");
     app.list_products("sort=cheapest").assert_error(400, "invalid_parameter");
-    app.list_products("sort=relevance").assert_error(400, "invalid_parameter");
+    let relevance = app.list_products("sort=relevance&limit=100");
+    assert_eq!(relevance.status, 200, "relevance without a search text is newest first");
+    assert_eq!(relevance.json()["products"], app.list_products("sort=newest&limit=100").json()["products"]);
     app.list_products("currency=XYZ").assert_error(400, "invalid_parameter");
 }
 

@@ -46,9 +46,8 @@ fn filter_from_query(ctx: &Ctx, page: &Pagination) -> Result<ProductFilter, ApiE
         .map_err(|e| ApiError::invalid_parameter("currency", e.to_string()))?;
     let sort = match q.one_of("sort", Sort::NAMES)? {
         None => ProductFilter::default_sort(search.as_ref()),
-        Some("relevance") if search.is_none() => {
-            return Err(ApiError::invalid_parameter("sort", "relevance needs a search text in `q`"))
-        }
+        // Without a search text every product is as relevant as the next:
+        // newest first, as by default.
         Some(name) => Sort::from_name(name).unwrap_or(Sort::Newest),
     };
     Ok(ProductFilter {
