@@ -3,7 +3,8 @@
 -- `List-Unsubscribe-Post`, RFC 8058); NULL for the others. `pacing` keeps
 -- the earliest time (Unix milliseconds) the next promotional batch may go
 -- to Resend, shared by every sweep and instance, so promotions stay under
--- Resend's team rate limit with room left for transactional email.
+-- Resend's team rate limit with room left for transactional email. A lane's
+-- row is made by its first use (a migrated database holds no data).
 
 ALTER TABLE deliveries ADD COLUMN headers TEXT;
 
@@ -11,5 +12,3 @@ CREATE TABLE pacing (
     lane       TEXT PRIMARY KEY,
     next_at_ms INTEGER NOT NULL
 );
-
-INSERT INTO pacing (lane, next_at_ms) VALUES ('promotions', 0);

@@ -291,8 +291,10 @@ fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool) -> Result<Vec
 /// `gap_ms` across every sweep and instance (a conditional update on the
 /// shared `pacing` row).
 pub fn take_promotion_slot(db: &dyn Db, now_ms: i64, gap_ms: i64) -> Result<bool, DbError> {
+    // The first use makes the row; later ones move it only once it is due.
     let rows = db.query(
-        "UPDATE pacing SET next_at_ms = ? WHERE lane = 'promotions' AND next_at_ms <= ? RETURNING lane",
+        "INSERT INTO pacing (lane, next_at_ms) VALUES ('promotions', ?) \
+         ON CONFLICT (lane) DO UPDATE SET next_at_ms = excluded.next_at_ms WHERE pacing.next_at_ms <= ? RETURNING lane",
         &[(now_ms + gap_ms).into(), now_ms.into()],
     )?;
     Ok(!rows.is_empty())

@@ -108,7 +108,9 @@ fn sweep(limit: u32) -> HandlerResult {
     let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
     for d in deliveries::claim_due(&db, now, limit)? {
         let attempt = if d.channel == "sms" {
-            if twilio.configured() {
+            if !phone_consents(&users, &d.recipient)? {
+                Attempt::Permanent { error: "not sent: the customer withdrew SMS consent (or the number) since the event".into() }
+            } else if twilio.configured() {
                 twilio.send(&d)
             } else {
                 println!("{}", json!({ "level": "info", "service": "notifications", "sms_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "text": d.text } }));
@@ -131,6 +133,17 @@ fn sweep(limit: u32) -> HandlerResult {
     }
     counts["promotions"] = json!(send_promotions(&db, &users, &resend)?);
     Ok(Reply::ok(&counts))
+}
+
+/// True while some live account has this phone number with SMS consent:
+/// checked again just before each SMS, so a withdrawal stops queued ones
+/// too. A users database not yet migrated to phone numbers has none.
+fn phone_consents(users: &ServiceDb, phone: &str) -> Result<bool, DbError> {
+    match users.query("SELECT id FROM users WHERE phone = ? AND sms_consent_at IS NOT NULL AND deleted_at IS NULL LIMIT 1", &[phone.into()]) {
+        Ok(rows) => Ok(!rows.is_empty()),
+        Err(DbError::Other(m)) if m.contains("phone") => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write an email to the local mail log (no Resend key): the component's log.
