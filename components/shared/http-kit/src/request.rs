@@ -28,6 +28,7 @@ impl Ctx {
         self.path.split('/').filter(|s| !s.is_empty()).collect()
     }
 
+
     /// The first value of a header (name in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -183,5 +184,46 @@ mod tests {
         };
         assert_eq!(ctx.segments(), vec!["api", "products", "42"]);
         assert_eq!(ctx.header("x-thing"), Some("1"));
+    }
+}
+
+
+/// A request path with its percent-escapes decoded (`%3A` is `:`), as the
+/// routers and handlers see it; `+` stays a plus, as in any path. An escape
+/// that does not decode to UTF-8 is kept as written, so such a path matches
+/// no id and answers as any malformed one does.
+pub fn decode_path(raw: &str) -> String {
+    if !raw.contains('%') {
+        return raw.to_string();
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| raw.to_string())
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::decode_path;
+
+    #[test]
+    fn escapes_decode_and_nothing_else_changes() {
+        assert_eq!(decode_path("/api/inventory/reservations/ord%3A1/release"), "/api/inventory/reservations/ord:1/release");
+        assert_eq!(decode_path("/a+b/%zz/%4"), "/a+b/%zz/%4");
+        assert_eq!(decode_path("/%FF"), "/%FF", "not UTF-8: kept as written");
+        assert_eq!(decode_path("/caf%C3%A9"), "/café");
     }
 }

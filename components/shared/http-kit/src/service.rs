@@ -17,6 +17,19 @@ pub struct Service {
     pub name: &'static str,
 }
 
+impl Service {
+    /// The API's services refuse a query parameter sent empty (`?q=`):
+    /// the description says what each one takes, and an empty value is none
+    /// of those. The `files` service serves pages, whose links may carry
+    /// empty parameters a browser form left; it ignores them.
+    fn refuses_empty_parameters(&self, method: &str) -> bool {
+        // Reads only: the API takes query parameters on reads (and the
+        // unsubscribe link); another method on a route is answered by the
+        // router (405 where it is not allowed), whatever its query.
+        self.name != "files" && matches!(method, "GET" | "HEAD")
+    }
+}
+
 /// Run one request through the shared pipeline and the component's router.
 pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> HandlerResult) -> Response {
     let started = Instant::now();
@@ -37,12 +50,12 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
     let outcome: HandlerResult = if raw_method == "OPTIONS" {
         Ok(Reply::no_content())
     } else {
-        match Query::parse(req.query()) {
+        match Query::parse(req.query()).and_then(|q| if service.refuses_empty_parameters(&raw_method) { q.refuse_empty().map(|()| q) } else { Ok(q) }) {
             Err(e) => Err(e),
             Ok(query) => {
                 let ctx = Ctx {
                     method: if is_head { "GET".to_string() } else { raw_method.clone() },
-                    path: path.clone(),
+                    path: crate::request::decode_path(&path),
                     query,
                     headers,
                     body: req.into_body(),
