@@ -187,17 +187,22 @@ pub fn require_shared_secret(ctx: &Ctx, variable: &str, header: &str) -> Result<
     if expected.trim().is_empty() {
         return Err(ApiError::unavailable("not_configured", format!("set the `{variable}` variable to enable this route")));
     }
-    let given = ctx.header(header).unwrap_or("").as_bytes();
-    let expected = expected.trim().as_bytes();
-    let mut diff = (given.len() ^ expected.len()) as u8;
-    for (i, b) in expected.iter().enumerate() {
-        diff |= b ^ given.get(i).copied().unwrap_or(0);
-    }
-    if diff == 0 {
+    if secrets_match(ctx.header(header).unwrap_or("").as_bytes(), expected.trim().as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::of(ErrorCode::Unauthorized, format!("a valid `{header}` header is required")))
     }
+}
+
+/// `given == expected`, in time that depends only on `expected`'s length.
+/// (The length difference once went through `as u8`, so a secret followed
+/// by 256 more bytes — any multiple of 256 — matched.)
+pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, b) in expected.iter().enumerate() {
+        diff |= b ^ given.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
 }
 
 impl Ctx {
@@ -289,6 +294,20 @@ mod tests {
             .with_audience("shop-api")
             .with_jwt_id("j");
         assert!(v.verify(&hmac.authenticate(claims).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_shared_secret_with_anything_after_it_does_not_match() {
+        let secret = b"sweep-suite-secret";
+        assert!(secrets_match(secret, secret));
+        // Regression: the length difference was cast to u8, so 256 (or any
+        // multiple of 256) bytes after the secret were accepted.
+        for extra in [1, 255, 256, 512] {
+            let mut given = secret.to_vec();
+            given.extend(std::iter::repeat_n(b'x', extra));
+            assert!(!secrets_match(&given, secret), "{extra} bytes more");
+        }
+        assert!(!secrets_match(b"", secret) && !secrets_match(b"sweep-suite-secreT", secret));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub mod response;
 pub mod settings;
 mod storage_errors;
 mod service;
+#[cfg(test)]
+mod properties;
 
 pub use error::{ApiError, ErrorCode};
 pub use query::{Pagination, Query};
