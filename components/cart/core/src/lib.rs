@@ -11,5 +11,8 @@ pub mod expiry;
 pub mod pricing;
 pub mod store;
 
+#[cfg(test)]
+mod properties;
+
 /// The key-value store label holding carts.
 pub const STORE_LABEL: &str = "carts";

@@ -410,3 +410,30 @@ pub fn health(ctx: &Ctx) -> HandlerResult {
     };
     http_kit::health::report(ctx, "cart", vec![store_check, catalog_check])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A product id in a path or body is a canonical UUID or a 422;
+        /// a quantity is 1 to 99 or a 422.
+        #[test]
+        fn product_ids_and_quantities_are_values_or_422s(raw in prop_oneof![".{0,40}", "[0-9a-fA-F-]{36}"], q in any::<i64>()) {
+            match product_id(&raw) {
+                Ok(id) => {
+                    prop_assert_eq!(&id, &raw.to_ascii_lowercase());
+                    prop_assert_eq!(product_id(&id).ok(), Some(id.clone()));
+                }
+                Err(e) => prop_assert_eq!(e.status, 422),
+            }
+            match quantity(q) {
+                Ok(n) => prop_assert!((1..=MAX_QUANTITY).contains(&n) && i64::from(n) == q),
+                Err(e) => prop_assert_eq!(e.status, 422),
+            }
+        }
+    }
+}
