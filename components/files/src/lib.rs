@@ -124,8 +124,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
-
         /// Whatever the path, the file served (if any) is inside the mount:
         /// absolute, no `.`/`..`/hidden segment, no backslash, never `/api`.
         #[test]

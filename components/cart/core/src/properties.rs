@@ -7,9 +7,6 @@ use crate::store::{decode, StoreError};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 #[derive(Debug, Clone)]
 enum Change {
@@ -30,8 +27,6 @@ fn change() -> impl Strategy<Value = Change> {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
-
     #[test]
     fn any_token_header_is_well_formed_or_not(raw in prop_oneof![".{0,60}", "ct_[A-Za-z0-9_\\-]{40,46}", "ct_.{43}"]) {
         if is_well_formed_token(&raw) {
@@ -52,8 +47,6 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
-
     /// Whatever the requests, a cart keeps its rules: 1 to 99 of a product,
     /// at most 100 lines, one currency exactly when it has lines, the
     /// version moving forward by one per stored change; and it survives

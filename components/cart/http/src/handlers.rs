@@ -417,8 +417,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
-
         /// A product id in a path or body is a canonical UUID or a 422;
         /// a quantity is 1 to 99 or a 422.
         #[test]

@@ -135,8 +135,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
-
         /// A day parses iff it is a day of the calendar, as the shop's own
         /// clock formats it; any other text is refused, never a panic.
         #[test]

@@ -14,9 +14,6 @@ use proptest::prelude::*;
 use serde::Deserialize;
 use serde_json::Value;
 
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 /// Text a client could put in a query string: bytes that matter to the
 /// decoder (`%`, `+`, `&`, `=`), stray percent escapes, any Unicode.
@@ -49,8 +46,6 @@ fn ctx_with(headers: &[(&str, &str)]) -> Ctx {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
-
     #[test]
     fn any_query_string_parses_or_is_a_400(raw in query_text()) {
         match Query::parse(&raw) {
@@ -152,9 +147,6 @@ proptest! {
 }
 
 proptest! {
-    // Each case verifies a signature: fewer of them.
-    #![proptest_config(config(64))]
-
     #[test]
     fn any_bearer_token_is_a_caller_or_a_401(token in prop_oneof![".{0,200}", jwt_like()]) {
         let verifier = verifier();

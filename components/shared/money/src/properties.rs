@@ -3,9 +3,6 @@
 use super::*;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 fn currency() -> impl Strategy<Value = Currency> {
     proptest::sample::select(CURRENCIES).prop_map(|(code, _)| Currency::parse(code).unwrap())
@@ -30,8 +27,6 @@ fn read_decimal(text: &str, digits: u8) -> Option<i128> {
 }
 
 proptest! {
-    #![proptest_config(config())]
-
     #[test]
     fn any_code_is_a_currency_or_refused(raw in prop_oneof![".{0,8}", "[a-zA-Z]{3}", "\\s{0,2}[a-zA-Z]{3}\\s{0,2}"]) {
         if let Ok(c) = Currency::parse(&raw) {

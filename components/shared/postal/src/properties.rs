@@ -5,9 +5,6 @@ use super::*;
 use proptest::option;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 fn field() -> impl Strategy<Value = Option<String>> {
     option::of(prop_oneof![".{0,30}", "[ \t\n\u{0}a-zA-Z0-9é漢]{0,8}", "[a-zA-Z]{2}", ".{190,230}"])
@@ -30,8 +27,6 @@ fn clean(s: &str, max: usize) -> bool {
 }
 
 proptest! {
-    #![proptest_config(config())]
-
     #[test]
     fn any_address_is_clean_or_its_problems_are_named(input in input(), prefix in prop_oneof![Just(""), Just("shipping_address")]) {
         let mut problems = FieldProblems::default();

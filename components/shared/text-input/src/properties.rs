@@ -4,9 +4,6 @@
 use super::*;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 /// Text with the characters that matter here: whitespace of every kind,
 /// control characters, multi-byte letters, SQL wildcards.
@@ -15,8 +12,6 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
-
     #[test]
     fn bounded_text_is_clean_or_refused(raw in text(), max in 0usize..50) {
         let t = raw.trim();

@@ -5,9 +5,6 @@
 use super::*;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() }
-}
 
 fn email_like() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -18,8 +15,6 @@ fn email_like() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
-
     #[test]
     fn emails_are_normalised_or_refused(raw in email_like()) {
         if let Ok(e) = Email::parse(&raw) {
