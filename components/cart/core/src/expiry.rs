@@ -34,8 +34,13 @@
 //!   (text, written by sweeps; every value any sweep writes is safe, since
 //!   it only moves past buckets that sweep saw fully claimed);
 //! * `first` / `first-claim` — where the very first sweep starts: the
-//!   bucket of the first entry ever filed, minus a little slack, written by
-//!   the one writer that wins the `first-claim` increment.
+//!   bucket of the *moment* the first entry was filed (not of its expiry),
+//!   minus a little slack, written by the one writer that wins the
+//!   `first-claim` increment. Every entry expires after it was filed, so
+//!   none is ever below it, whatever `guest_cart_idle_ttl` was or becomes;
+//!   the sweep then walks time forward from there, one `exists` per empty
+//!   bucket (a first sweep after a long idle time catches up over several
+//!   calls, each saying `more`).
 //!
 //! A bucket is only swept once [`CLOSE_MARGIN_SECS`] have passed after its
 //! end, so every entry filed in it has been written (a writer files an
@@ -94,17 +99,18 @@ fn read_number<S: Kv>(store: &S, key: &str) -> Result<Option<i64>, StoreError> {
 }
 
 /// Files the guest cart at `cart_key` to be looked at once `due` (Unix
-/// seconds: its last change plus the idle limit, read from the clock just
-/// before) has passed. Call it before the cart's first write, so a cart
-/// never exists unfiled (an entry whose cart never appeared is dropped).
-pub fn schedule<S: Kv>(store: &S, cart_key: &str, due: i64) -> Result<(), StoreError> {
-    let b = bucket_of(due);
+/// seconds: its last change plus the idle limit) has passed; `now` is the
+/// clock read just before (`due` > `now`). Call it before the cart's first
+/// write, so a cart never exists unfiled (an entry whose cart never
+/// appeared is dropped).
+pub fn schedule<S: Kv>(store: &S, cart_key: &str, now: i64, due: i64) -> Result<(), StoreError> {
+    let b = bucket_of(due.max(now.saturating_add(1)));
     let slot = store.increment(&count_key(b), 1)?;
     store.set(&entry_key(b, slot), cart_key.as_bytes())?;
     if slot == 1 && !store.exists(FIRST)? && store.increment(FIRST_CLAIM, 1)? == 1 {
         // The first entry ever. A writer that lost this race read its clock
         // at about the same moment; the slack covers one that was slower.
-        store.set(FIRST, (b - 2).to_string().as_bytes())?;
+        store.set(FIRST, (bucket_of(now) - 2).to_string().as_bytes())?;
     }
     Ok(())
 }
@@ -232,7 +238,7 @@ fn process<S: Kv>(store: &S, cart_key: &str, now: i64, ttl: i64, report: &mut Sw
             report.removed += 1;
         }
         Found::Live(updated_at) => {
-            schedule(store, cart_key, updated_at.saturating_add(ttl).max(now + 1))?;
+            schedule(store, cart_key, now, updated_at.saturating_add(ttl))?;
             report.rescheduled += 1;
         }
         Found::Nothing => {}

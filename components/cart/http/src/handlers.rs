@@ -197,7 +197,8 @@ fn merge_guest_cart(store: &KvCarts, user: &Owner, token: &str, now: i64, ttl: i
 /// Files a new guest cart in the expiry index (before its first write, so
 /// it never exists unfiled; see `cart_core::expiry`).
 fn file_for_expiry(store: &KvCarts, owner: &Owner) -> Result<(), ApiError> {
-    expiry::schedule(store, &owner.key(), clock::unix_now().saturating_add(identity::guest_ttl_secs())).map_err(store_error)
+    let now = clock::unix_now();
+    expiry::schedule(store, &owner.key(), now, now.saturating_add(identity::guest_ttl_secs())).map_err(store_error)
 }
 
 /// `POST /api/cart/sweep` (scheduler, `X-Sweep-Secret`): removes expired

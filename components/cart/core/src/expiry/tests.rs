@@ -41,7 +41,7 @@ fn guest_key(n: usize) -> String {
 
 /// A guest's first add at `now`, filed as the cart handler files it.
 fn create_guest_cart<S: Kv>(store: &S, key: &str, now: i64) {
-    schedule(store, key, now + TTL).unwrap();
+    schedule(store, key, now, now + TTL).unwrap();
     update(store, key, Create::NewKey, |c| {
         let mut c = c.unwrap_or_default();
         c.set("p", 1, "USD", now).unwrap();
@@ -230,4 +230,56 @@ fn counters_are_told_apart_from_values() {
     assert!(is_counter_key(&count_key(5)) && is_counter_key(&claimed_key(5)) && is_counter_key(FIRST_CLAIM));
     assert!(!is_counter_key(&entry_key(5, 1)) && !is_counter_key(CURSOR) && !is_counter_key(FIRST));
     assert!(crate::store::is_counter_key("claim:cart:user:u1") && !crate::store::is_counter_key(&guest_key(1)));
+}
+
+/// The idle limit may change between deployments: entries filed under a
+/// shorter one are due before entries filed earlier under a longer one,
+/// and are still found (the walk starts where the first entry was filed,
+/// not where it is due).
+fn a_shorter_idle_limit_later_is_still_swept<S: Keys>() {
+    let store = S::default();
+    // First carts under a 30-day limit, then one under 100 s.
+    let long = 30 * 86_400;
+    schedule(&store, &guest_key(1), T0, T0 + long).unwrap();
+    update(&store, &guest_key(1), Create::NewKey, |_| Ok::<_, StoreError>(Step::Write(Cart { updated_at: T0, ..Cart::default() }, ()))).unwrap();
+    create_guest_cart(&store, &guest_key(2), T0 + 10);
+    let mut removed = 0;
+    for _ in 0..10 {
+        let report = sweep(&store, T0 + 10 + TTL + 30, TTL, 100).unwrap();
+        removed += report.removed;
+        if !report.more {
+            break;
+        }
+    }
+    assert_eq!(removed, 1, "the cart filed under the shorter limit");
+    assert_eq!(guest_carts(&store), vec![guest_key(1)], "the other one is not due yet");
+}
+
+#[test]
+fn a_shorter_idle_limit_later_is_still_swept_on_sqlite() {
+    a_shorter_idle_limit_later_is_still_swept::<SpinSqlite>();
+}
+
+#[test]
+fn a_shorter_idle_limit_later_is_still_swept_on_redis() {
+    a_shorter_idle_limit_later_is_still_swept::<SpinRedis>();
+}
+
+#[test]
+fn a_long_idle_time_is_caught_up_over_several_calls() {
+    let store = SpinSqlite::default();
+    create_guest_cart(&store, &guest_key(1), T0);
+    // Nobody swept for a day: 17 280 buckets to walk, 2 000 per call.
+    let later = T0 + 86_400;
+    let mut calls = 0;
+    let removed = loop {
+        calls += 1;
+        let report = sweep(&store, later, TTL, 100).unwrap();
+        if !report.more {
+            break report.removed;
+        }
+        assert!(calls < 20);
+    };
+    assert!(calls >= 2, "bounded per call: {calls}");
+    assert!(removed <= 1 && guest_carts(&store).is_empty());
 }
