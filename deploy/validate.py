@@ -44,7 +44,7 @@ SPINKUBE = ROOT / "deploy" / "spinkube"
 GRAFANA = ROOT / "deploy" / "grafana"
 CRD = ROOT.parent / "shared" / "spinkube" / "core.spinkube.dev_spinapps.yaml"
 KUBERNETES_VERSION = "1.33.0"
-SWEEP_ROUTES = {"/api/orders/sweep", "/api/notifications/sweep"}
+SWEEP_ROUTES = {"/api/orders/sweep", "/api/notifications/sweep", "/api/cart/sweep"}
 # Manifests that are documentation, applied by hand after editing.
 NOT_IN_KUSTOMIZATION = {"secrets.example.yaml", "kustomization.yaml"}
 

@@ -121,6 +121,22 @@ fn content_type(path: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the path, the file served (if any) is inside the mount:
+        /// absolute, no `.`/`..`/hidden segment, no backslash, never `/api`.
+        #[test]
+        fn any_path_maps_inside_the_mount_or_nowhere(path in prop_oneof![".{0,40}", "(/([.]{1,3}|api|docs|admin|cart|[a-z.%\\\\]{1,6})){0,6}/?"]) {
+            for mapped in [file_path(&path), resolve(&path, |_| true), resolve(&path, |p| p.ends_with("index.html"))].into_iter().flatten() {
+                prop_assert!(mapped.starts_with('/'));
+                prop_assert!(mapped.split('/').skip(1).all(|seg| !seg.is_empty() && !seg.starts_with('.') && !seg.contains('\\')), "{}", mapped);
+                prop_assert!(!mapped.starts_with("/api/") && mapped != "/api");
+                let _ = content_type(&mapped);
+            }
+        }
+    }
+
     #[test]
     fn maps_inside_the_mount_only() {
         assert_eq!(file_path("/").as_deref(), Some("/index.html"));

@@ -15,7 +15,7 @@
 //! redis-server`; `scripts/test.sh` installs it). With `SHOP_BASE_URL` set,
 //! the `embedded_*` tests run against that app instead, unchanged.
 
-use api_tests::{launch_host_with, unique_sku, workspace_root, Shopper, TestApp};
+use api_tests::{launch_host_with, unique_sku, workspace_root, Shopper, TestApp, SWEEP_SECRET};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -33,6 +33,11 @@ struct OnRedis {
 }
 
 fn on_redis() -> OnRedis {
+    on_redis_with(&[])
+}
+
+/// [`on_redis`] with extra variables.
+fn on_redis_with(extra: &[(&str, &str)]) -> OnRedis {
     let redis = RedisServer::start();
     // The suite's runtime config with only `carts` moved to Redis.
     let text = std::fs::read_to_string(workspace_root().join("runtime-config.toml")).unwrap();
@@ -49,7 +54,7 @@ fn on_redis() -> OnRedis {
     let path = std::env::temp_dir().join(format!("shop-api-carts-on-redis-{}-{}.toml", std::process::id(), redis.port()));
     std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
     let keys = Ed25519KeyPair::generate();
-    let host = launch_host_with(&keys, &[], &path);
+    let host = launch_host_with(&keys, extra, &path);
     let _ = std::fs::remove_file(&path);
     let app = TestApp::for_host(&host, keys);
     OnRedis { app, _host: host, redis }
@@ -262,4 +267,71 @@ fn the_scale_runtime_config_puts_carts_on_redis_and_loads() {
     assert_eq!((carts["type"].as_str(), carts["url"].as_str()), (Some("redis"), Some("redis://127.0.0.1:6379")));
     let host = launch_host_with(&Ed25519KeyPair::generate(), &[], &path);
     drop(host);
+}
+
+/// Guest carts idle this long in the expiry tests (shorter than the suite's).
+const SHORT_GUEST_TTL: &str = "3s";
+
+/// Anonymous adds leave one key-value entry each; once they expire, the
+/// scheduler's `POST /api/cart/sweep` removes them (the store's count of
+/// guest carts goes down to the carts still in use), while a guest who
+/// keeps shopping keeps their cart, whole, across the sweeps.
+fn expired_guest_carts_are_removed(app: &TestApp, guest_carts: impl Fn() -> usize) {
+    let p = product(app, "Swept", 1000);
+    let sweep = |secret: &str| app.request("POST", "/api/cart/sweep", &[("x-sweep-secret", secret)], None);
+    sweep("wrong").assert_error(401, "unauthorized");
+    app.request("POST", "/api/cart/sweep?limit=0", &[("x-sweep-secret", SWEEP_SECRET)], None).assert_error(400, "invalid_parameter");
+
+    let mut live = Shopper::guest();
+    assert_eq!(app.add_to_cart(&mut live, &p, 1).status, 200);
+    let mut gone: Vec<Shopper> = (0..8).map(|_| Shopper::guest()).collect();
+    for g in &mut gone {
+        assert_eq!(app.add_to_cart(g, &p, 1).status, 200);
+    }
+    assert_eq!(guest_carts(), 9, "one key per guest cart");
+
+    // The live guest adds one more every second; the sweep runs as a
+    // scheduler would (buckets of 5 s, swept 5 s after they end).
+    let (mut removed, mut added) = (0, 1);
+    let started = std::time::Instant::now();
+    while removed < 8 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(40), "removed only {removed} of 8");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        assert_eq!(app.add_to_cart(&mut live, &p, 1).status, 200);
+        added += 1;
+        let r = sweep(SWEEP_SECRET);
+        assert_eq!(r.status, 200, "{}", r.body);
+        removed += r.json()["removed"].as_u64().unwrap() as usize;
+    }
+    assert_eq!(removed, 8, "the live cart was never removed");
+    assert_eq!(guest_carts(), 1, "only the live guest's cart is left");
+    let cart = app.get_cart(&mut live).json();
+    assert_eq!(quantity(&cart, &p), added, "every add of the live guest is there: {cart}");
+
+    // A removed cart's token opens an empty cart; the next add starts a new one.
+    let old = gone[0].cart_token.clone();
+    assert_eq!(app.get_cart(&mut gone[0]).json()["item_count"], 0);
+    assert_eq!(app.add_to_cart(&mut gone[0], &p, 2).status, 200);
+    assert_ne!(gone[0].cart_token, old, "a new token for a new cart");
+    assert_eq!(app.get_cart(&mut gone[0]).json()["item_count"], 2);
+    assert_eq!(guest_carts(), 2);
+}
+
+#[test]
+fn embedded_expired_guest_carts_are_removed() {
+    let keys = Ed25519KeyPair::generate();
+    let host = launch_host_with(&keys, &[("guest_cart_idle_ttl", SHORT_GUEST_TTL)], &workspace_root().join("runtime-config.toml"));
+    let file = host.key_value_path("carts");
+    let app = TestApp::for_host(&host, keys);
+    expired_guest_carts_are_removed(&app, || {
+        let db = rusqlite::Connection::open(&file).unwrap();
+        db.query_row("SELECT count(*) FROM spin_key_value WHERE store = 'carts' AND key LIKE 'cart:guest:%'", [], |r| r.get::<_, i64>(0))
+            .unwrap() as usize
+    });
+}
+
+#[test]
+fn redis_expired_guest_carts_are_removed() {
+    let on = on_redis_with(&[("guest_cart_idle_ttl", SHORT_GUEST_TTL)]);
+    expired_guest_carts_are_removed(&on.app, || on.redis.keys("cart:guest:*").len());
 }

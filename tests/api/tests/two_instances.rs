@@ -40,6 +40,11 @@ fn external() -> bool {
 
 /// `count` instances on one fresh Postgres + Redis.
 fn instances(count: usize) -> (Vec<TestApp>, Vec<RunningHost>, ServerStores) {
+    instances_with(count, &[])
+}
+
+/// [`instances`] with extra variables.
+fn instances_with(count: usize, extra: &[(&str, &str)]) -> (Vec<TestApp>, Vec<RunningHost>, ServerStores) {
     let stores = ServerStores::start();
     let keys = Ed25519KeyPair::generate();
     let stripe = FakeStripe::start("127.0.0.1:0");
@@ -51,6 +56,7 @@ fn instances(count: usize) -> (Vec<TestApp>, Vec<RunningHost>, ServerStores) {
         ("unpaid_order_ttl_secs", "600"),
     ];
     vars.extend(stores.variables.iter().map(|(k, v)| (*k, v.as_str())));
+    vars.extend_from_slice(extra);
     let hosts: Vec<RunningHost> = (0..count).map(|_| launch_host_with(&keys, &vars, &stores.runtime_config)).collect();
     let apps = hosts
         .iter()
@@ -122,6 +128,54 @@ fn a_cart_changed_on_one_instance_is_read_on_the_other() {
     let a_view = p.a.get_cart(&mut Shopper::user(&user.access_token)).json();
     let b_view = p.b.get_cart(&mut Shopper::user(&user.access_token)).json();
     assert_eq!((quantity_in(&a_view, &id), quantity_in(&b_view, &id)), (8, 8), "{a_view}\n{b_view}");
+}
+
+/// Guests shop on both instances while both run the guest-cart sweep at
+/// once: the expired carts are removed from Redis, each once, and the guest
+/// who keeps shopping (on either instance) keeps every add.
+#[test]
+fn both_instances_sweep_expired_guest_carts_while_guests_shop_on_both() {
+    if external() {
+        return;
+    }
+    let (apps, _hosts, stores) = instances_with(2, &[("guest_cart_idle_ttl", "3s")]);
+    let (a, b) = (&apps[0], &apps[1]);
+    let admin = a.admin();
+    let id = a.new_product(&admin, "Swept Twice", 1000)["id"].as_str().unwrap().to_string();
+    let guest_carts = || stores.redis.keys("cart:guest:*").len();
+    let mut live = Shopper::guest();
+    assert_eq!(a.add_to_cart(&mut live, &id, 1).status, 200);
+    for i in 0..8 {
+        let app = if i % 2 == 0 { a } else { b };
+        assert_eq!(app.add_to_cart(&mut Shopper::guest(), &id, 1).status, 200);
+    }
+    assert_eq!(guest_carts(), 9);
+    let (mut removed, mut added) = (0, 1);
+    let started = std::time::Instant::now();
+    while removed < 8 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(40), "removed only {removed} of 8");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let app = if added % 2 == 0 { a } else { b };
+        assert_eq!(app.add_to_cart(&mut live, &id, 1).status, 200);
+        added += 1;
+        removed += std::thread::scope(|s| {
+            let sweeps: Vec<_> = [a, b]
+                .into_iter()
+                .map(|app| s.spawn(move || app.request("POST", "/api/cart/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None)))
+                .collect();
+            sweeps
+                .into_iter()
+                .map(|h| {
+                    let r = h.join().unwrap();
+                    assert_eq!(r.status, 200, "{}", r.body);
+                    r.json()["removed"].as_u64().unwrap() as usize
+                })
+                .sum::<usize>()
+        });
+    }
+    assert_eq!(removed, 8, "each expired cart removed once, the live one never");
+    assert_eq!(guest_carts(), 1);
+    assert_eq!(quantity_in(&b.get_cart(&mut live).json(), &id), added, "every add of the live guest is there");
 }
 
 #[test]

@@ -286,12 +286,23 @@ pub fn copy_key_value(file: &Path, store: &str, redis_url: &str) -> Result<usize
         }
     }
     for (key, value) in &entries {
+        let value = redis_value(key, value);
         let set: Option<String> = redis::cmd("SET").arg(key).arg(value).arg("NX").query(&mut redis)?;
         if set.is_none() {
             bail!("Redis gained key {key:?} during the copy; is the app running?");
         }
     }
     Ok(entries.len())
+}
+
+/// A key's value as Redis should hold it: the cart's counters (claims,
+/// the guest-cart expiry index) are 8 little-endian bytes in Spin's SQLite
+/// store but decimal text for Redis `INCRBY`, which refuses anything else.
+fn redis_value(key: &str, value: &[u8]) -> Vec<u8> {
+    match <[u8; 8]>::try_from(value) {
+        Ok(bytes) if cart_core::store::is_counter_key(key) => i64::from_le_bytes(bytes).to_string().into_bytes(),
+        _ => value.to_vec(),
+    }
 }
 
 /// A blocking Postgres session that is also a [`storage::Db`], so the app's

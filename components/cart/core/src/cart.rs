@@ -70,6 +70,12 @@ pub struct Cart {
     /// maintained by `store::update` (absent in carts stored before it).
     #[serde(default)]
     pub writes: Vec<String>,
+    /// A guest cart the expiry sweep took away (`expiry.rs`): nobody writes
+    /// to it again (a change needing it is [`crate::store::StoreError::Missing`],
+    /// so the guest gets a new token), which is what makes deleting the key
+    /// afterwards safe.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
 }
 
 /// Why a change was refused (before any catalog check).

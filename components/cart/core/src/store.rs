@@ -56,8 +56,13 @@
 //!      and on Redis the genesis swap is `WATCH`-conditional anyway;
 //!    * everywhere else a missing cart is not created ([`Create::Never`]).
 //!
-//!    Nothing deletes carts (there is no conditional delete, and a plain one
-//!    could erase a concurrent change), so a created key stays created.
+//!    Nothing deletes a live cart (there is no conditional delete, and a
+//!    plain one could erase a concurrent change). The expiry sweep
+//!    (`expiry.rs`) first swaps an expired guest cart for a *removed*
+//!    marker with this same conditional update; a marker is never written
+//!    again (a change that needs it gets [`StoreError::Missing`]), so only
+//!    then is its key deleted. A deleted guest key is never created again:
+//!    its token was minted once.
 //!
 //! The counters are only ever touched by `increment` (Spin's SQLite store
 //! panics on `increment` of a value that is not 8 bytes, so a cart key is
@@ -119,6 +124,12 @@ pub trait Kv {
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// `bucket.get`.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// `bucket.set` (unconditional: only for keys with a single writer).
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// `bucket.delete` (unconditional: see `expiry.rs` for when it is safe).
+    fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// `bucket.exists`.
+    fn exists(&self, key: &str) -> Result<bool, StoreError>;
 }
 
 /// May [`update`] create the cart if it does not exist?
@@ -173,6 +184,13 @@ pub fn claim_key(key: &str) -> String {
     format!("claim:{key}")
 }
 
+/// Is `key` a counter (only ever changed by `increment`)? Each backend
+/// keeps counters in its own form (Spin's SQLite store: 8 little-endian
+/// bytes; Redis: decimal text), so a copy between backends converts them.
+pub fn is_counter_key(key: &str) -> bool {
+    key.starts_with("claim:") || crate::expiry::is_counter_key(key)
+}
+
 fn new_write_id() -> Result<String, StoreError> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Unavailable(format!("random source failed: {e}")))?;
@@ -222,7 +240,11 @@ where
     let mut bytes = store.current(&mut cas)?;
     let mut failed = 0;
     loop {
-        let current = bytes.as_deref().map(decode).transpose()?;
+        let stored = bytes.as_deref().map(decode).transpose()?;
+        // A cart the expiry sweep removed is never written again: the
+        // change sees no cart, and may not create one under this key.
+        let removed = stored.as_ref().is_some_and(|c| c.removed);
+        let current = stored.filter(|c| !c.removed);
         let base_version = current.as_ref().map_or(0, |c| c.version);
         let mut writes = current.as_ref().map(|c| c.writes.clone()).unwrap_or_default();
         let missing = current.is_none();
@@ -230,6 +252,9 @@ where
             Step::Keep(out) => return Ok((out, None)),
             Step::Write(next, out) => (next, out),
         };
+        if removed {
+            return Err(StoreError::Missing.into());
+        }
         if missing {
             match create {
                 Create::Never => return Err(StoreError::Missing.into()),
@@ -347,9 +372,10 @@ impl KvCarts {
         store::open(label).map(|bucket| Self { bucket }).map_err(unavailable)
     }
 
-    /// A plain read, for answering GETs.
+    /// A plain read, for answering GETs (a cart the expiry sweep removed
+    /// reads as none).
     pub fn load(&self, key: &str) -> Result<Option<Cart>, StoreError> {
-        self.get(key)?.map(|b| decode(&b)).transpose()
+        Ok(self.get(key)?.map(|b| decode(&b)).transpose()?.filter(|c| !c.removed))
     }
 }
 
@@ -379,10 +405,22 @@ impl Kv for KvCarts {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.bucket.get(key).map_err(unavailable)
     }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.bucket.set(key, value).map_err(unavailable)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.bucket.delete(key).map_err(unavailable)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.bucket.exists(key).map_err(unavailable)
+    }
 }
 
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 
 #[cfg(test)]
 mod tests;

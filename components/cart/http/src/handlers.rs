@@ -3,8 +3,9 @@
 use crate::identity::{self, identify, Identity, TOKEN_HEADER};
 use crate::shop::catalog::catalog;
 use cart_core::cart::{Cart, CartRule, Owner, MAX_QUANTITY};
+use cart_core::expiry;
 use cart_core::pricing::{price, CatalogProduct};
-use cart_core::store::{update, Create, Kv, KvCarts, Step, StoreError};
+use cart_core::store::{update, Create, KvCarts, Step, StoreError};
 use http_kit::health::Check;
 use http_kit::{ApiError, Ctx, HandlerResult, Reply};
 use money::{Currency, Money};
@@ -145,7 +146,7 @@ fn target(ctx: &Ctx, store: &KvCarts, for_write: bool) -> Result<Option<Target>,
         return Ok(Some(Target { owner, token: None, minted: false, merged }));
     }
     let live = match &guest_token {
-        Some(t) => store.get(&Owner::guest(t).key()).map_err(store_error)?.is_some(),
+        Some(t) => store.load(&Owner::guest(t).key()).map_err(store_error)?.is_some(),
         None => false,
     };
     match (guest_token, live) {
@@ -191,6 +192,24 @@ fn merge_guest_cart(store: &KvCarts, user: &Owner, token: &str, now: i64, ttl: i
     })
     .map_err(store_error)?;
     Ok(Some(json!({ "merged": guest.lines.len() - skipped.len(), "skipped": skipped })))
+}
+
+/// Files a new guest cart in the expiry index (before its first write, so
+/// it never exists unfiled; see `cart_core::expiry`).
+fn file_for_expiry(store: &KvCarts, owner: &Owner) -> Result<(), ApiError> {
+    let now = clock::unix_now();
+    expiry::schedule(store, &owner.key(), now, now.saturating_add(identity::guest_ttl_secs())).map_err(store_error)
+}
+
+/// `POST /api/cart/sweep` (scheduler, `X-Sweep-Secret`): removes expired
+/// guest carts, at most `limit` index entries per call (`more` says to
+/// call again).
+pub fn sweep(ctx: &Ctx) -> HandlerResult {
+    http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
+    let limit = ctx.query.int("limit", 1, expiry::MAX_LIMIT as i64)?.map_or(expiry::DEFAULT_LIMIT, |n| n as usize);
+    let store = store()?;
+    let report = expiry::sweep(&store, clock::unix_now(), identity::guest_ttl_secs(), limit).map_err(store_error)?;
+    Ok(Reply::json(200, &json!(report)).with_header("cache-control", "no-store"))
 }
 
 /// A guest cart idle too long reads as empty (the next change replaces it
@@ -296,12 +315,16 @@ fn change_line(ctx: &Ctx, id: &str, new_quantity: impl Fn(u32) -> u32) -> Handle
         cart.set(id, wanted, product.unit_price.currency.code(), now).map_err(rule_error)?;
         Ok(Step::Write(cart, ()))
     };
+    if t.minted {
+        file_for_expiry(&store, &t.owner)?;
+    }
     let written = match update(&store, &t.owner.key(), t.create(), &mut change) {
-        // A guest cart that vanished (deleted by an older version of this
-        // service): start a new one under a new token.
+        // A guest cart that the expiry sweep removed meanwhile: start a new
+        // one under a new token.
         Err(Failure::Store(StoreError::Missing)) if guest => {
             let merged = t.merged.take();
             t = Target { merged, ..Target::new_guest()? };
+            file_for_expiry(&store, &t.owner)?;
             update(&store, &t.owner.key(), t.create(), &mut change)
         }
         other => other,
@@ -387,4 +410,29 @@ pub fn health(ctx: &Ctx) -> HandlerResult {
             .map_err(|e| e.message),
     };
     http_kit::health::report(ctx, "cart", vec![store_check, catalog_check])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A product id in a path or body is a canonical UUID or a 422;
+        /// a quantity is 1 to 99 or a 422.
+        #[test]
+        fn product_ids_and_quantities_are_values_or_422s(raw in prop_oneof![".{0,40}", "[0-9a-fA-F-]{36}"], q in any::<i64>()) {
+            match product_id(&raw) {
+                Ok(id) => {
+                    prop_assert_eq!(&id, &raw.to_ascii_lowercase());
+                    prop_assert_eq!(product_id(&id).ok(), Some(id.clone()));
+                }
+                Err(e) => prop_assert_eq!(e.status, 422),
+            }
+            match quantity(q) {
+                Ok(n) => prop_assert!((1..=MAX_QUANTITY).contains(&n) && i64::from(n) == q),
+                Err(e) => prop_assert_eq!(e.status, 422),
+            }
+        }
+    }
 }

@@ -8,6 +8,7 @@
 //!
 //! - `GET /api/cart`, `DELETE /api/cart`
 //! - `POST /api/cart/items`, `PUT|DELETE /api/cart/items/{product_id}`
+//! - `POST /api/cart/sweep` — remove expired guest carts (scheduler, shared secret)
 //! - `GET /api/cart/health`
 
 mod handlers;
@@ -42,6 +43,8 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ("DELETE", ["api", "cart", "items", id]) => handlers::remove_item(ctx, id),
         (_, ["api", "cart", "items", _]) => Err(ApiError::method_not_allowed(&["PUT", "DELETE"])),
         (_, ["api", "cart", "health"]) => handlers::health(ctx),
+        ("POST", ["api", "cart", "sweep"]) => handlers::sweep(ctx),
+        (_, ["api", "cart", "sweep"]) => Err(ApiError::method_not_allowed(&["POST"])),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }

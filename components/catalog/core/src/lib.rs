@@ -19,6 +19,9 @@ pub mod repository;
 pub mod schema;
 pub mod settings;
 
+#[cfg(test)]
+mod properties;
+
 /// Storage failures, re-exported for the adapters.
 pub use storage::DbError as StorageError;
 

@@ -16,7 +16,8 @@ pub const MAX_USER_IDS: usize = 20;
 pub struct Day(String);
 
 impl Day {
-    /// Accepts exactly `YYYY-MM-DD` with a real month and day (1 to 31).
+    /// Accepts exactly `YYYY-MM-DD` naming a day of the calendar (so
+    /// `2026-02-29` and `2026-04-31` are refused, `2028-02-29` is not).
     pub fn parse(raw: &str) -> Result<Day, &'static str> {
         let raw = raw.trim();
         let b = raw.as_bytes();
@@ -24,10 +25,19 @@ impl Day {
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' || !digits(0..4) || !digits(5..7) || !digits(8..10) {
             return Err("must be a date written YYYY-MM-DD");
         }
+        let year: u32 = raw[0..4].parse().map_err(|_| "must be a date written YYYY-MM-DD")?;
         let month: u32 = raw[5..7].parse().map_err(|_| "must be a date written YYYY-MM-DD")?;
         let day: u32 = raw[8..10].parse().map_err(|_| "must be a date written YYYY-MM-DD")?;
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
-            return Err("must be a real date (month 01-12, day 01-31)");
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days_in_month = match month {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => 0,
+        };
+        if !(1..=days_in_month).contains(&day) {
+            return Err("must be a real date (month 01-12, and a day that month has)");
         }
         Ok(Day(raw.to_string()))
     }
@@ -112,6 +122,38 @@ mod tests {
         assert_eq!(Day::parse(" 2026-12-02 ").unwrap().as_str(), "2026-12-02");
         for bad in ["2026-1-02", "2026-13-01", "2026-00-10", "2026-12-32", "02-12-2026", "2026-12-02T00:00:00Z", "", "2026/12/02"] {
             assert!(Day::parse(bad).is_err(), "{bad}");
+        }
+        // Regression: any day 01-31 passed in any month.
+        for bad in ["2026-02-29", "2026-02-30", "2026-04-31", "2100-02-29", "2026-11-31"] {
+            assert!(Day::parse(bad).is_err(), "{bad}");
+        }
+        for good in ["2028-02-29", "2000-02-29", "2026-01-31", "2026-04-30"] {
+            assert!(Day::parse(good).is_ok(), "{good}");
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A day parses iff it is a day of the calendar, as the shop's own
+        /// clock formats it; any other text is refused, never a panic.
+        #[test]
+        fn days_are_calendar_days(secs in -62_135_596_800i64..253_402_300_799, raw in prop_oneof![".{0,12}", "[0-9]{4}-[0-9]{2}-[0-9]{2}"]) {
+            let date = &clock::format_rfc3339(secs)[..10];
+            prop_assert_eq!(Day::parse(date).map(|d| d.as_str().to_string()), Ok(date.to_string()));
+            if let Ok(d) = Day::parse(&raw) {
+                prop_assert_eq!(d.as_str(), raw.trim());
+            }
+        }
+
+        #[test]
+        fn order_id_prefixes_and_statuses_never_panic(raw in ".{0,40}") {
+            if let Ok(p) = OrderIdPrefix::parse(&raw) {
+                prop_assert!(p.0.len() >= 4 && p.0.len() <= 36 && p.0.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase() || b == b'-'));
+            }
+            if let Some(s) = Status::parse(&raw) {
+                prop_assert_eq!(s.as_str(), raw.as_str());
+            }
         }
     }
 

@@ -184,7 +184,7 @@ pub fn bearer_token(ctx: &Ctx) -> Result<&str, ApiError> {
 /// Compared in constant time.
 pub fn require_shared_secret(ctx: &Ctx, variable: &str, header: &str) -> Result<(), ApiError> {
     let expected = configured_secret(variable)?;
-    if secret_matches(ctx.header(header).unwrap_or("").as_bytes(), expected.as_bytes()) {
+    if secrets_match(ctx.header(header).unwrap_or("").as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::of(ErrorCode::Unauthorized, format!("a valid `{header}` header is required")))
@@ -199,7 +199,7 @@ pub fn require_shared_secret(ctx: &Ctx, variable: &str, header: &str) -> Result<
 pub fn require_bearer_secret(ctx: &Ctx, variable: &str) -> Result<(), ApiError> {
     let expected = configured_secret(variable)?;
     let token = bearer_token(ctx)?;
-    if secret_matches(token.as_bytes(), expected.as_bytes()) {
+    if secrets_match(token.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::of(ErrorCode::Unauthorized, format!("the bearer token must be the `{variable}` secret"))
@@ -216,9 +216,11 @@ fn configured_secret(variable: &str) -> Result<String, ApiError> {
     Ok(expected)
 }
 
-/// Equal, in time that depends only on the expected value's length.
-fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = (given.len() ^ expected.len()) as u8 | u8::from(given.len() != expected.len());
+/// `given == expected`, in time that depends only on `expected`'s length.
+/// (The length difference once went through `as u8`, so a secret followed
+/// by 256 more bytes — any multiple of 256 — matched.)
+pub fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
     for (i, b) in expected.iter().enumerate() {
         diff |= b ^ given.get(i).copied().unwrap_or(0);
     }
@@ -250,13 +252,13 @@ mod tests {
 
     #[test]
     fn secrets_match_only_when_equal() {
-        assert!(secret_matches(b"s3cret", b"s3cret"));
-        assert!(!secret_matches(b"s3creT", b"s3cret"));
-        assert!(!secret_matches(b"s3cre", b"s3cret"));
-        assert!(!secret_matches(b"", b"s3cret"));
+        assert!(secrets_match(b"s3cret", b"s3cret"));
+        assert!(!secrets_match(b"s3creT", b"s3cret"));
+        assert!(!secrets_match(b"s3cre", b"s3cret"));
+        assert!(!secrets_match(b"", b"s3cret"));
         // A length differing by a multiple of 256 with the secret as prefix.
         let long = [b"s3cret".as_slice(), &[b'x'; 256]].concat();
-        assert!(!secret_matches(&long, b"s3cret"));
+        assert!(!secrets_match(&long, b"s3cret"));
     }
 
     fn keys() -> (Ed25519KeyPair, String) {
@@ -325,6 +327,20 @@ mod tests {
             .with_audience("shop-api")
             .with_jwt_id("j");
         assert!(v.verify(&hmac.authenticate(claims).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_shared_secret_with_anything_after_it_does_not_match() {
+        let secret = b"sweep-suite-secret";
+        assert!(secrets_match(secret, secret));
+        // Regression: the length difference was cast to u8, so 256 (or any
+        // multiple of 256) bytes after the secret were accepted.
+        for extra in [1, 255, 256, 512] {
+            let mut given = secret.to_vec();
+            given.extend(std::iter::repeat_n(b'x', extra));
+            assert!(!secrets_match(&given, secret), "{extra} bytes more");
+        }
+        assert!(!secrets_match(b"", secret) && !secrets_match(b"sweep-suite-secreT", secret));
     }
 
     #[test]

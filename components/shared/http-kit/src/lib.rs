@@ -32,6 +32,8 @@ pub mod signed_links;
 pub mod trace;
 mod storage_errors;
 mod service;
+#[cfg(test)]
+mod properties;
 
 pub use error::{ApiError, ErrorCode};
 pub use query::{Pagination, Query};

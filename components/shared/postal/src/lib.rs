@@ -60,6 +60,9 @@ impl AddressInput {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -68,6 +68,9 @@ impl FieldProblems {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

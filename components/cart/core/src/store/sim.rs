@@ -31,6 +31,15 @@ pub struct SpinSqlite {
     pub latency: Duration,
 }
 
+impl SpinSqlite {
+    /// Every key stored, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.data.lock().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
 pub struct SqliteCas {
     key: String,
     snapshot: Option<Vec<u8>>,
@@ -88,6 +97,23 @@ impl Kv for SpinSqlite {
         wait(self.latency);
         Ok(self.data.lock().unwrap().get(key).cloned())
     }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        wait(self.latency);
+        self.data.lock().unwrap().insert(key.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        wait(self.latency);
+        self.data.lock().unwrap().remove(key);
+        Ok(())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        wait(self.latency);
+        Ok(self.data.lock().unwrap().contains_key(key))
+    }
 }
 
 /// A key's value, and how many times the key was modified (what `WATCH`
@@ -116,6 +142,14 @@ impl RedisCas {
 impl SpinRedis {
     pub fn value(&self, key: &str) -> Option<Vec<u8>> {
         self.data.lock().unwrap().get(key).and_then(|(v, _)| v.clone())
+    }
+
+    /// Every key holding a value, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let data = self.data.lock().unwrap();
+        let mut keys: Vec<String> = data.iter().filter(|(_, (v, _))| v.is_some()).map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys
     }
 
 }
@@ -171,5 +205,29 @@ impl Kv for SpinRedis {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         wait(self.latency);
         Ok(self.value(key))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        wait(self.latency);
+        let mut data = self.data.lock().unwrap();
+        let entry = data.entry(key.to_string()).or_default();
+        entry.0 = Some(value.to_vec());
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        wait(self.latency);
+        // DEL touches the key for WATCH; the count survives the value.
+        if let Some(entry) = self.data.lock().unwrap().get_mut(key) {
+            entry.0 = None;
+            entry.1 += 1;
+        }
+        Ok(())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        wait(self.latency);
+        Ok(self.value(key).is_some())
     }
 }

@@ -9,3 +9,6 @@ pub use email::Email;
 pub use names::PersonName;
 pub use password::NewPassword;
 pub use phone::PhoneNumber;
+
+#[cfg(test)]
+mod properties;

@@ -1,0 +1,250 @@
+//! Expired guest carts are removed, at a bounded cost per call.
+//!
+//! Every guest cart gets one entry in an **expiry index** when it is
+//! created: the cart's key, filed under the time bucket (of
+//! [`BUCKET_SECS`]) in which it would expire if nobody touched it again.
+//! The sweep (`POST /api/cart/sweep`, run by a scheduler) walks the buckets
+//! whose time has passed, oldest first, and for each entry:
+//!
+//! * the cart expired → it is swapped for a *removed* marker with the
+//!   cart's usual compare-and-swap ([`crate::store::update`]), and only
+//!   then deleted. A guest writing at that moment either wins the swap (the
+//!   cart is live again and simply re-filed) or finds the marker, which no
+//!   change ever writes over (it is [`StoreError::Missing`]: the guest is
+//!   given a new token and a new cart). So no live change is ever lost, on
+//!   the embedded store and on Redis, with any number of instances.
+//! * the cart was touched since → it is re-filed under its new expiry;
+//! * the cart is gone (or the key is a marker left by a failed delete) →
+//!   the key is deleted and the entry dropped.
+//!
+//! Writes never scan: a guest's first change costs one `increment` and one
+//! `set` more, later changes nothing. The sweep never lists keys: it costs
+//! a few store calls per entry and one `exists` per empty bucket, and stops
+//! after `limit` entries or [`MAX_BUCKETS_PER_CALL`] buckets (it reports
+//! `more`, so a scheduler can call again at once).
+//!
+//! # Keys (all under `guest-expiry:`)
+//!
+//! * `<bucket>:count` — entries filed in the bucket (`increment`: each
+//!   writer gets its own slot number) and `<bucket>:claimed` — slots handed
+//!   to sweeps (`increment` by one: two sweeps never process one entry);
+//!   both deleted once every slot is claimed;
+//! * `<bucket>:<slot>` — the cart key; deleted once processed;
+//! * `cursor` — the oldest bucket that may still hold unclaimed entries
+//!   (text, written by sweeps; every value any sweep writes is safe, since
+//!   it only moves past buckets that sweep saw fully claimed);
+//! * `first` / `first-claim` — where the very first sweep starts: the
+//!   bucket of the *moment* the first entry was filed (not of its expiry),
+//!   minus a little slack, written by the one writer that wins the
+//!   `first-claim` increment. Every entry expires after it was filed, so
+//!   none is ever below it, whatever `guest_cart_idle_ttl` was or becomes;
+//!   the sweep then walks time forward from there, one `exists` per empty
+//!   bucket (a first sweep after a long idle time catches up over several
+//!   calls, each saying `more`).
+//!
+//! A bucket is only swept once [`CLOSE_MARGIN_SECS`] have passed after its
+//! end, so every entry filed in it has been written (a writer files an
+//! entry under a bucket that ends after its own clock reading, and writes
+//! it right away); the margin also covers clock skew between instances.
+
+use crate::cart::Cart;
+use crate::store::{update, Kv, Step, StoreError};
+
+/// The width of an expiry bucket (seconds).
+pub const BUCKET_SECS: i64 = 5;
+/// A bucket is swept this long after its end at the earliest (seconds).
+pub const CLOSE_MARGIN_SECS: i64 = 5;
+/// The most buckets (empty ones included) one sweep call looks at.
+pub const MAX_BUCKETS_PER_CALL: usize = 2000;
+/// The most index entries one sweep call processes, and its default.
+pub const MAX_LIMIT: usize = 1000;
+pub const DEFAULT_LIMIT: usize = 200;
+
+const PREFIX: &str = "guest-expiry:";
+const CURSOR: &str = "guest-expiry:cursor";
+const FIRST: &str = "guest-expiry:first";
+const FIRST_CLAIM: &str = "guest-expiry:first-claim";
+/// Guest cart keys start with this (see `Owner::key`).
+const GUEST_KEY_PREFIX: &str = "cart:guest:";
+
+/// The bucket a cart due to expire at `due` (Unix seconds) is filed under.
+pub fn bucket_of(due: i64) -> i64 {
+    due.div_euclid(BUCKET_SECS)
+}
+
+/// May bucket `b` be swept at `now` (every entry in it written)?
+pub fn is_closed(b: i64, now: i64) -> bool {
+    b.saturating_add(1).saturating_mul(BUCKET_SECS).saturating_add(CLOSE_MARGIN_SECS) <= now
+}
+
+/// Is `key` one of the index's counters (changed only by `increment`)?
+pub fn is_counter_key(key: &str) -> bool {
+    key == FIRST_CLAIM || key.strip_prefix(PREFIX).is_some_and(|rest| rest.ends_with(":count") || rest.ends_with(":claimed"))
+}
+
+fn count_key(b: i64) -> String {
+    format!("{PREFIX}{b}:count")
+}
+
+fn claimed_key(b: i64) -> String {
+    format!("{PREFIX}{b}:claimed")
+}
+
+fn entry_key(b: i64, slot: i64) -> String {
+    format!("{PREFIX}{b}:{slot}")
+}
+
+fn read_number<S: Kv>(store: &S, key: &str) -> Result<Option<i64>, StoreError> {
+    Ok(store.get(key)?.and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse().ok()))
+}
+
+/// Files the guest cart at `cart_key` to be looked at once `due` (Unix
+/// seconds: its last change plus the idle limit) has passed; `now` is the
+/// clock read just before (`due` > `now`). Call it before the cart's first
+/// write, so a cart never exists unfiled (an entry whose cart never
+/// appeared is dropped).
+pub fn schedule<S: Kv>(store: &S, cart_key: &str, now: i64, due: i64) -> Result<(), StoreError> {
+    let b = bucket_of(due.max(now.saturating_add(1)));
+    let slot = store.increment(&count_key(b), 1)?;
+    store.set(&entry_key(b, slot), cart_key.as_bytes())?;
+    if slot == 1 && !store.exists(FIRST)? && store.increment(FIRST_CLAIM, 1)? == 1 {
+        // The first entry ever. A writer that lost this race read its clock
+        // at about the same moment; the slack covers one that was slower.
+        store.set(FIRST, (bucket_of(now) - 2).to_string().as_bytes())?;
+    }
+    Ok(())
+}
+
+/// What one sweep call did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Index entries processed.
+    pub checked: usize,
+    /// Guest carts removed (expired ones, and markers left behind).
+    pub removed: usize,
+    /// Carts changed since they were filed, filed again under their new expiry.
+    pub rescheduled: usize,
+    /// Due entries remain: call again.
+    pub more: bool,
+}
+
+/// Removes expired guest carts due by `now` (idle limit `ttl` seconds),
+/// processing at most `limit` index entries.
+pub fn sweep<S: Kv>(store: &S, now: i64, ttl: i64, limit: usize) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    let start = match read_number(store, CURSOR)? {
+        Some(c) => c,
+        None => match read_number(store, FIRST)? {
+            Some(first) => first,
+            // Nothing was ever filed.
+            None => return Ok(report),
+        },
+    };
+    let mut b = start;
+    // Every bucket below this one was seen fully claimed by this call.
+    let mut done_below = start;
+    let mut looked = 0;
+    while is_closed(b, now) {
+        if looked == MAX_BUCKETS_PER_CALL || report.checked >= limit {
+            report.more = true;
+            break;
+        }
+        looked += 1;
+        if sweep_bucket(store, b, now, ttl, limit, &mut report)? {
+            if done_below == b {
+                done_below = b + 1;
+            }
+            b += 1;
+        } else {
+            report.more = true;
+            break;
+        }
+    }
+    if done_below > start {
+        store.set(CURSOR, done_below.to_string().as_bytes())?;
+    }
+    Ok(report)
+}
+
+/// Claims and processes entries of bucket `b` until it is fully claimed
+/// (true) or the call's limit is reached (false).
+fn sweep_bucket<S: Kv>(store: &S, b: i64, now: i64, ttl: i64, limit: usize, report: &mut SweepReport) -> Result<bool, StoreError> {
+    let (count_key, claimed_key) = (count_key(b), claimed_key(b));
+    if !store.exists(&count_key)? {
+        return Ok(true);
+    }
+    let count = store.increment(&count_key, 0)?;
+    loop {
+        if report.checked >= limit {
+            return Ok(false);
+        }
+        // One slot at a time: a failure mid-call loses at most the one entry in hand.
+        let slot = store.increment(&claimed_key, 1)?;
+        if slot > count {
+            // Fully claimed (the bucket is closed: `count` does not grow).
+            // Other sweeps may still be processing their slots; they need
+            // only their entries, not these counters.
+            store.delete(&count_key)?;
+            store.delete(&claimed_key)?;
+            return Ok(true);
+        }
+        let entry = entry_key(b, slot);
+        if let Some(cart_key) = store.get(&entry)? {
+            report.checked += 1;
+            if let Ok(cart_key) = String::from_utf8(cart_key) {
+                if cart_key.starts_with(GUEST_KEY_PREFIX) {
+                    process(store, &cart_key, now, ttl, report)?;
+                }
+            }
+            store.delete(&entry)?;
+        }
+    }
+}
+
+/// What the sweep found at a filed cart key.
+enum Found {
+    Removed,
+    Live(i64),
+    Nothing,
+}
+
+/// Removes the cart at `cart_key` if it expired, or files it again.
+fn process<S: Kv>(store: &S, cart_key: &str, now: i64, ttl: i64, report: &mut SweepReport) -> Result<(), StoreError> {
+    let Some(bytes) = store.get(cart_key)? else { return Ok(()) };
+    let marker_left = crate::store::decode(&bytes).map(|c| c.removed).unwrap_or(false);
+    let found = if marker_left {
+        Found::Removed
+    } else {
+        let outcome = update(store, cart_key, crate::store::Create::Never, |current| -> Result<Step<Found>, StoreError> {
+            Ok(match current {
+                Some(c) if c.expired(now, ttl) => Step::Write(Cart { removed: true, ..Cart::default() }, Found::Removed),
+                Some(c) => Step::Keep(Found::Live(c.updated_at)),
+                None => Step::Keep(Found::Nothing),
+            })
+        });
+        match outcome {
+            Ok((found, _)) => found,
+            // Changed by guests too often right now: look again shortly.
+            Err(StoreError::Contended | StoreError::Unconfirmed) => Found::Live(now - ttl + 1),
+            // Never written by this code: leave it alone.
+            Err(StoreError::Corrupt(_)) => Found::Nothing,
+            Err(e) => return Err(e),
+        }
+    };
+    match found {
+        Found::Removed => {
+            // A marker is never written again, so this delete loses nothing.
+            store.delete(cart_key)?;
+            report.removed += 1;
+        }
+        Found::Live(updated_at) => {
+            schedule(store, cart_key, now, updated_at.saturating_add(ttl))?;
+            report.rescheduled += 1;
+        }
+        Found::Nothing => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

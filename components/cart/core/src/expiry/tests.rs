@@ -1,0 +1,285 @@
+//! The expiry sweep against the simulations of Spin's SQLite and Redis
+//! key-value stores (`store/sim.rs`), defects included.
+
+use super::*;
+use crate::cart::{Cart, Owner};
+use crate::store::sim::{SpinRedis, SpinSqlite};
+use crate::store::{decode, update, Create, StoreError};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+const TTL: i64 = 100;
+const T0: i64 = 1_800_000_000;
+
+/// A store round trip, in the concurrency test.
+const LATENCY: Duration = Duration::from_micros(100);
+
+trait Keys: Kv + Default + Send + Sync + 'static {
+    fn all_keys(&self) -> Vec<String>;
+    fn slow() -> Self;
+}
+impl Keys for SpinSqlite {
+    fn all_keys(&self) -> Vec<String> {
+        self.keys()
+    }
+    fn slow() -> Self {
+        SpinSqlite { latency: LATENCY, ..Default::default() }
+    }
+}
+impl Keys for SpinRedis {
+    fn all_keys(&self) -> Vec<String> {
+        self.keys()
+    }
+    fn slow() -> Self {
+        SpinRedis { latency: LATENCY, ..Default::default() }
+    }
+}
+
+fn guest_key(n: usize) -> String {
+    Owner::guest(&format!("ct_{n:0>43}")).key()
+}
+
+/// A guest's first add at `now`, filed as the cart handler files it.
+fn create_guest_cart<S: Kv>(store: &S, key: &str, now: i64) {
+    schedule(store, key, now, now + TTL).unwrap();
+    update(store, key, Create::NewKey, |c| {
+        let mut c = c.unwrap_or_default();
+        c.set("p", 1, "USD", now).unwrap();
+        Ok::<_, StoreError>(Step::Write(c, ()))
+    })
+    .unwrap();
+}
+
+/// A guest's later add at `now`: Err(Missing) if the cart was removed.
+fn touch<S: Kv>(store: &S, key: &str, now: i64) -> Result<(), StoreError> {
+    update(store, key, Create::Never, |c| {
+        let mut c = c.unwrap_or_default();
+        let q = c.quantity_of("p");
+        c.set("p", q + 1, "USD", now).unwrap();
+        Ok::<_, StoreError>(Step::Write(c, ()))
+    })
+    .map(|_| ())
+}
+
+fn guest_carts<S: Keys>(store: &S) -> Vec<String> {
+    store.all_keys().into_iter().filter(|k| k.starts_with("cart:guest:")).collect()
+}
+
+/// Index keys other than the cursor and the first-bucket bookkeeping.
+fn index_entries<S: Keys>(store: &S) -> Vec<String> {
+    store
+        .all_keys()
+        .into_iter()
+        .filter(|k| k.starts_with(PREFIX) && ![CURSOR, FIRST, FIRST_CLAIM].contains(&k.as_str()))
+        .collect()
+}
+
+fn removes_expired_carts_and_its_own_keys<S: Keys>() {
+    let store = S::default();
+    for n in 0..5 {
+        create_guest_cart(&store, &guest_key(n), T0 + n as i64);
+    }
+    assert_eq!(sweep(&store, T0 + 50, TTL, 100).unwrap(), SweepReport::default(), "nothing is due yet");
+    // Guest 4 came back before its cart expired.
+    touch(&store, &guest_key(4), T0 + 90).unwrap();
+    let report = sweep(&store, T0 + TTL + 30, TTL, 100).unwrap();
+    assert_eq!((report.removed, report.rescheduled, report.more), (4, 1, false), "{report:?}");
+    assert_eq!(guest_carts(&store), vec![guest_key(4)], "only the live cart is left");
+    assert_eq!(index_entries(&store).len(), 2, "the live cart's new entry and its bucket's count: {:?}", index_entries(&store));
+    // Once it expires too, nothing is left but the cursor bookkeeping.
+    let report = sweep(&store, T0 + 90 + TTL + 30, TTL, 100).unwrap();
+    assert_eq!((report.removed, report.rescheduled), (1, 0));
+    assert!(guest_carts(&store).is_empty());
+    assert!(index_entries(&store).is_empty(), "{:?}", index_entries(&store));
+    // A removed guest's token opens nothing, and nothing re-creates its key.
+    assert_eq!(touch(&store, &guest_key(0), T0 + 500), Err(StoreError::Missing));
+    assert!(guest_carts(&store).is_empty());
+}
+
+#[test]
+fn removes_expired_carts_on_sqlite() {
+    removes_expired_carts_and_its_own_keys::<SpinSqlite>();
+}
+
+#[test]
+fn removes_expired_carts_on_redis() {
+    removes_expired_carts_and_its_own_keys::<SpinRedis>();
+}
+
+fn a_bounded_batch_per_call<S: Keys>() {
+    let store = S::default();
+    for n in 0..25 {
+        create_guest_cart(&store, &guest_key(n), T0 + (n as i64) * 3);
+    }
+    let later = T0 + 1000;
+    let mut calls = 0;
+    loop {
+        let report = sweep(&store, later, TTL, 10).unwrap();
+        assert!(report.checked <= 10);
+        calls += 1;
+        if !report.more {
+            break;
+        }
+    }
+    assert_eq!(calls, 3);
+    assert!(guest_carts(&store).is_empty());
+    assert!(index_entries(&store).is_empty(), "{:?}", index_entries(&store));
+}
+
+#[test]
+fn a_bounded_batch_per_call_on_sqlite() {
+    a_bounded_batch_per_call::<SpinSqlite>();
+}
+
+#[test]
+fn a_bounded_batch_per_call_on_redis() {
+    a_bounded_batch_per_call::<SpinRedis>();
+}
+
+#[test]
+fn a_marker_is_never_written_over() {
+    let store = SpinSqlite::default();
+    let key = guest_key(1);
+    create_guest_cart(&store, &key, T0);
+    // The sweep's first step landed, its delete did not (say the store went away).
+    update(&store, &key, Create::Never, |_| Ok::<_, StoreError>(Step::Write(Cart { removed: true, ..Cart::default() }, ()))).unwrap();
+    assert_eq!(touch(&store, &key, T0 + 1), Err(StoreError::Missing));
+    assert_eq!(update(&store, &key, Create::NewKey, |_| Ok::<_, StoreError>(Step::Write(Cart::default(), ()))).err(), Some(StoreError::Missing));
+    assert!(decode(&store.get(&key).unwrap().unwrap()).unwrap().removed);
+}
+
+/// Guests add to their carts while two sweeps remove the expired ones: a
+/// change reported stored is never lost (its cart is still there, holding
+/// it), and a cart the sweep removed first makes the change `Missing` (the
+/// handler then starts a new cart under a new token).
+fn guests_racing_two_sweeps<S: Keys>() {
+    const CARTS: usize = 24;
+    let store = Arc::new(S::slow());
+    for n in 0..CARTS {
+        create_guest_cart(&*store, &guest_key(n), T0);
+    }
+    let now = T0 + TTL + 30;
+    let barrier = Arc::new(Barrier::new(CARTS + 2));
+    let guests: Vec<_> = (0..CARTS)
+        .map(|n| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                // Spread out, so some guests come before the sweeps reach
+                // their carts and some after.
+                std::thread::sleep(Duration::from_millis(n as u64));
+                touch(&*store, &guest_key(n), now)
+            })
+        })
+        .collect();
+    let sweeps: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                sweep(&*store, now, TTL, 100).unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = guests.into_iter().map(|g| g.join().unwrap()).collect();
+    let reports: Vec<_> = sweeps.into_iter().map(|s| s.join().unwrap()).collect();
+    let removed: usize = reports.iter().map(|r| r.removed).sum();
+    let mut kept = 0;
+    for (n, outcome) in outcomes.iter().enumerate() {
+        let key = guest_key(n);
+        match outcome {
+            Ok(()) => {
+                let cart = decode(&store.get(&key).unwrap().expect("a stored change keeps its cart")).unwrap();
+                assert!(!cart.removed && cart.quantity_of("p") == 2, "cart {n}: {cart:?}");
+                kept += 1;
+            }
+            Err(StoreError::Missing) => assert!(store.get(&key).unwrap().is_none(), "cart {n} removed"),
+            Err(e) => panic!("cart {n}: {e}"),
+        }
+    }
+    assert_eq!(kept + removed, CARTS, "every cart either kept its change or was removed once");
+    assert_eq!(reports.iter().map(|r| r.checked).sum::<usize>(), CARTS, "each entry processed once");
+    // The live carts are filed again and go once they expire.
+    sweep(&*store, now + TTL + 30, TTL, 100).unwrap();
+    assert!(guest_carts(&*store).is_empty());
+    assert!(index_entries(&*store).is_empty(), "{:?}", index_entries(&*store));
+}
+
+#[test]
+fn guests_racing_two_sweeps_on_sqlite() {
+    guests_racing_two_sweeps::<SpinSqlite>();
+}
+
+#[test]
+fn guests_racing_two_sweeps_on_redis() {
+    guests_racing_two_sweeps::<SpinRedis>();
+}
+
+#[test]
+fn buckets_close_after_their_end_and_the_margin() {
+    let b = bucket_of(T0);
+    assert!(!is_closed(b, T0));
+    assert!(!is_closed(b, (b + 1) * BUCKET_SECS + CLOSE_MARGIN_SECS - 1));
+    assert!(is_closed(b, (b + 1) * BUCKET_SECS + CLOSE_MARGIN_SECS));
+    assert!(!is_closed(i64::MAX, i64::MAX - 1), "no overflow");
+    assert_eq!(bucket_of(-1), -1);
+}
+
+#[test]
+fn counters_are_told_apart_from_values() {
+    assert!(is_counter_key(&count_key(5)) && is_counter_key(&claimed_key(5)) && is_counter_key(FIRST_CLAIM));
+    assert!(!is_counter_key(&entry_key(5, 1)) && !is_counter_key(CURSOR) && !is_counter_key(FIRST));
+    assert!(crate::store::is_counter_key("claim:cart:user:u1") && !crate::store::is_counter_key(&guest_key(1)));
+}
+
+/// The idle limit may change between deployments: entries filed under a
+/// shorter one are due before entries filed earlier under a longer one,
+/// and are still found (the walk starts where the first entry was filed,
+/// not where it is due).
+fn a_shorter_idle_limit_later_is_still_swept<S: Keys>() {
+    let store = S::default();
+    // First carts under a 30-day limit, then one under 100 s.
+    let long = 30 * 86_400;
+    schedule(&store, &guest_key(1), T0, T0 + long).unwrap();
+    update(&store, &guest_key(1), Create::NewKey, |_| Ok::<_, StoreError>(Step::Write(Cart { updated_at: T0, ..Cart::default() }, ()))).unwrap();
+    create_guest_cart(&store, &guest_key(2), T0 + 10);
+    let mut removed = 0;
+    for _ in 0..10 {
+        let report = sweep(&store, T0 + 10 + TTL + 30, TTL, 100).unwrap();
+        removed += report.removed;
+        if !report.more {
+            break;
+        }
+    }
+    assert_eq!(removed, 1, "the cart filed under the shorter limit");
+    assert_eq!(guest_carts(&store), vec![guest_key(1)], "the other one is not due yet");
+}
+
+#[test]
+fn a_shorter_idle_limit_later_is_still_swept_on_sqlite() {
+    a_shorter_idle_limit_later_is_still_swept::<SpinSqlite>();
+}
+
+#[test]
+fn a_shorter_idle_limit_later_is_still_swept_on_redis() {
+    a_shorter_idle_limit_later_is_still_swept::<SpinRedis>();
+}
+
+#[test]
+fn a_long_idle_time_is_caught_up_over_several_calls() {
+    let store = SpinSqlite::default();
+    create_guest_cart(&store, &guest_key(1), T0);
+    // Nobody swept for a day: 17 280 buckets to walk, 2 000 per call.
+    let later = T0 + 86_400;
+    let mut calls = 0;
+    let removed = loop {
+        calls += 1;
+        let report = sweep(&store, later, TTL, 100).unwrap();
+        if !report.more {
+            break report.removed;
+        }
+        assert!(calls < 20);
+    };
+    assert!(calls >= 2, "bounded per call: {calls}");
+    assert!(removed <= 1 && guest_carts(&store).is_empty());
+}
