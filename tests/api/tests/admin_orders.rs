@@ -89,7 +89,6 @@ fn malformed_filters_are_named() {
         ("status=bogus", "status"),
         ("created_from=2026-13-01", "created_from"),
         ("created_to=yesterday", "created_to"),
-        ("created_from=2026-12-02&created_to=2026-12-01", "created_to"),
         ("order_id=ab%25", "order_id"),
         ("order_id=abc", "order_id"),
         ("user_id=a'b", "user_id"),
@@ -98,6 +97,9 @@ fn malformed_filters_are_named() {
         let v = app.send_as(&admin.access_token, "GET", &format!("/api/orders/all?{query}"), None).assert_error(400, "invalid_parameter");
         assert_eq!(v["error"]["details"]["parameter"], parameter, "{query}");
     }
+    let backwards = app.send_as(&admin.access_token, "GET", "/api/orders/all?created_from=2026-12-02&created_to=2026-12-01", None);
+    assert_eq!(backwards.json()["total"], 0, "a range that ends before it starts matches nothing: {}", backwards.body);
+    app.send_as(&admin.access_token, "GET", "/api/orders/all?status=", None).assert_error(400, "invalid_parameter");
     let many: Vec<String> = (0..21).map(|i| format!("u{i}")).collect();
     app.send_as(&admin.access_token, "GET", &format!("/api/orders/all?user_id={}", many.join(",")), None).assert_error(400, "invalid_parameter");
 }
