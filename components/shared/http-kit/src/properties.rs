@@ -109,10 +109,14 @@ proptest! {
     }
 
     #[test]
-    fn a_valid_body_parses_whole(name in ".{0,20}", quantity in any::<i64>()) {
+    fn a_valid_body_parses_whole_unless_it_holds_a_nul(name in prop_oneof![".{0,20}", "[a\\\\u0\u{0}]{0,12}"], quantity in any::<i64>()) {
         let body = serde_json::to_vec(&serde_json::json!({ "name": name, "quantity": quantity })).unwrap();
-        let item: Item = parse_json_body(Some("application/json"), &body, 1 << 16).unwrap();
-        prop_assert_eq!(item, Item { name, quantity });
+        let parsed = parse_json_body::<Item>(Some("application/json"), &body, 1 << 16);
+        if name.contains('\0') {
+            prop_assert_eq!(parsed.unwrap_err().status, 400);
+        } else {
+            prop_assert_eq!(parsed.unwrap(), Item { name, quantity });
+        }
     }
 
     #[test]
