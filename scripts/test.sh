@@ -44,6 +44,14 @@ if [ -z "${SHOP_BASE_URL:-}" ]; then
   SHOP_TEST_STORES=postgres cargo test -p api-tests
 fi
 
+# Schemathesis over every operation of static/openapi.yaml, as a customer
+# and as an admin, all checks and phases (tests/schemathesis/run.sh;
+# README, "Schemathesis"). Against the test host, or skipped against
+# SHOP_BASE_URL (it needs the fakes the test host is wired to).
+if [ -z "${SHOP_BASE_URL:-}" ]; then
+  tests/schemathesis/run.sh
+fi
+
 # The storefront and the admin console in a real headless Chromium
 # (tests/browser/run.sh; README, "Storefront and admin console"). Debian's
 # chromium package: installed here when running as root, skipped with a

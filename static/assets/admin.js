@@ -369,19 +369,27 @@ async function categoriesPage(isCurrent) {
 // ------------------------------------------------------------------ emails and users
 
 async function deliveriesPage(isCurrent) {
-  document.title = 'Emails · Shop admin';
+  document.title = 'Emails and SMS · Shop admin';
   const params = new URLSearchParams(location.search);
   const status = params.get('status') || '';
-  const result = await api('GET', '/api/admin/notifications?limit=50' + (status ? '&status=' + encodeURIComponent(status) : ''));
+  const channel = params.get('channel') || '';
+  const query = (status ? '&status=' + encodeURIComponent(status) : '') + (channel ? '&channel=' + encodeURIComponent(channel) : '');
+  const result = await api('GET', '/api/admin/notifications?limit=50' + query);
   if (!isCurrent()) return;
-  render(html`<h1>Email deliveries</h1>
+  render(html`<h1>Email and SMS deliveries</h1>
     <form class="filters" id="delivery-filter"><label>Status<br><select name="status"><option value="">Any</option>
-      ${['pending', 'sending', 'sent', 'logged', 'failed'].map((s) => html`<option ${s === status ? raw('selected') : ''}>${s}</option>`)}</select></label><button type="submit" class="secondary">Filter</button></form>
-    <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Email deliveries, newest first</caption>
-      <thead><tr><th scope="col">When</th><th scope="col">To</th><th scope="col">Subject</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th></tr></thead>
-      <tbody>${result.notifications.map((n) => html`<tr><td>${formatDate(n.created_at)}</td><td>${n.recipient}</td><td>${n.subject}</td><td>${n.event_type}</td>
+      ${['pending', 'sending', 'sent', 'logged', 'failed'].map((s) => html`<option ${s === status ? raw('selected') : ''}>${s}</option>`)}</select></label>
+      <label>Channel<br><select name="channel"><option value="">Any</option>
+      ${['email', 'sms'].map((c) => html`<option ${c === channel ? raw('selected') : ''}>${c}</option>`)}</select></label><button type="submit" class="secondary">Filter</button></form>
+    <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Email and SMS deliveries, newest first</caption>
+      <thead><tr><th scope="col">When</th><th scope="col">Channel</th><th scope="col">To</th><th scope="col">Subject</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th></tr></thead>
+      <tbody>${result.notifications.map((n) => html`<tr><td>${formatDate(n.created_at)}</td><td>${n.channel}</td><td>${n.recipient}</td><td>${n.subject}</td><td>${n.event_type === 'promotion.send' ? 'promotion' : n.event_type}</td>
         <td><span class="badge ${n.status === 'failed' ? 'bad' : n.status === 'sent' || n.status === 'logged' ? 'ok' : 'warn'}">${n.status}</span>${n.last_error ? html`<br><span class="muted">${n.last_error}</span>` : ''}</td><td class="num">${n.attempts}</td></tr>`)}</tbody></table></div>`);
-  document.getElementById('delivery-filter').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/deliveries?status=' + encodeURIComponent(new FormData(ev.target).get('status'))); });
+  document.getElementById('delivery-filter').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    navigate('/admin/deliveries?status=' + encodeURIComponent(f.get('status')) + '&channel=' + encodeURIComponent(f.get('channel')));
+  });
 }
 
 async function usersPage(isCurrent) {

@@ -1,6 +1,8 @@
 //! A fake Resend API on loopback: records every `POST /emails` and answers
 //! with scripted statuses (default 200), so tests can assert bodies,
-//! idempotency keys, retries and the number of emails.
+//! idempotency keys, retries and the number of emails. `POST /emails/batch`
+//! records each email of the batch (with the batch's headers) and the
+//! batch itself, and answers 200 with one id per email.
 
 use crate::fake_stripe::{read_request, serve_loopback, write_json};
 use serde_json::{json, Value};
@@ -29,6 +31,8 @@ struct State {
     script: HashMap<String, VecDeque<(u16, Option<u64>)>>,
     /// Answer emails to these recipients only after this many milliseconds.
     delays: HashMap<String, u64>,
+    /// Each batch request: (arrival, number of emails).
+    batches: Vec<(std::time::Instant, usize)>,
 }
 
 #[derive(Clone)]
@@ -44,6 +48,18 @@ impl FakeResend {
         let url = serve_loopback("Resend", addr, move |stream| {
             let state = &shared;
             let Some((method, path, headers, body)) = read_request(&stream) else { return };
+            if method == "POST" && path == "/emails/batch" {
+                let emails = serde_json::from_slice::<Value>(&body).ok().and_then(|b| b.as_array().cloned()).unwrap_or_default();
+                let mut st = state.lock().unwrap();
+                st.batches.push((std::time::Instant::now(), emails.len()));
+                let first = st.calls.len();
+                for email in &emails {
+                    st.calls.push(EmailCall { headers: headers.clone(), body: email.clone(), status: 200 });
+                }
+                let ids: Vec<Value> = (0..emails.len()).map(|i| json!({ "id": format!("email_{}", first + i + 1) })).collect();
+                drop(st);
+                return write_json(stream, 200, "", &json!({ "data": ids }));
+            }
             if method != "POST" || path != "/emails" {
                 return write_json(stream, 404, "", &json!({ "name": "not_found", "message": "unknown endpoint", "statusCode": 404 }));
             }
@@ -88,6 +104,11 @@ impl FakeResend {
             Some(ms) => st.delays.insert(recipient.to_string(), ms),
             None => st.delays.remove(recipient),
         };
+    }
+
+    /// Each batch request so far: (arrival, number of emails).
+    pub fn batches(&self) -> Vec<(std::time::Instant, usize)> {
+        self.state.lock().unwrap().batches.clone()
     }
 
     pub fn calls(&self) -> Vec<EmailCall> {

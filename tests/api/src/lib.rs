@@ -27,11 +27,16 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("stripe_secret_key", STRIPE_SECRET_KEY),
     ("stripe_webhook_secret", STRIPE_WEBHOOK_SECRET),
     ("sweep_secret", SWEEP_SECRET),
+    ("metrics_secret", METRICS_SECRET),
     ("resend_api_key", RESEND_API_KEY),
     ("store_name", "Suite Shop"),
     ("resend_timeout_ms", "1500"),
     ("password_reset_ttl_secs", PASSWORD_RESET_TTL_SECS),
+    ("unsubscribe_secret", UNSUBSCRIBE_SECRET),
 ];
+
+/// Signs the suite app's one-click unsubscribe links.
+pub const UNSUBSCRIBE_SECRET: &str = "suite-unsubscribe-secret";
 
 /// Password-reset links work this long in the suite (seconds), so expiry can be tested.
 pub const PASSWORD_RESET_TTL_SECS: &str = "8";
@@ -45,6 +50,8 @@ pub const UNPAID_ORDER_TTL_SECS: &str = "8";
 pub const STRIPE_SECRET_KEY: &str = "sk_test_shop_suite";
 pub const STRIPE_WEBHOOK_SECRET: &str = "whsec_shop_suite";
 pub const SWEEP_SECRET: &str = "sweep-suite-secret";
+/// The bearer token `GET /metrics` wants in the suite.
+pub const METRICS_SECRET: &str = "metrics-suite-secret";
 /// Where the fake Stripe listens when the suite runs against a real `spin up`.
 pub const EXTERNAL_FAKE_STRIPE_ADDR: &str = "127.0.0.1:12111";
 /// Where the fake Resend listens when the suite runs against a real `spin up`.

@@ -203,6 +203,25 @@ fn twilio_rate_limits_are_retried_and_bad_numbers_fail_for_good() {
     assert_eq!(app.twilio.to(&phone).len(), 1);
 }
 
+#[test]
+fn withdrawing_consent_stops_a_queued_sms() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, phone) = customer_with_phone(&app, true);
+    app.twilio.script(&phone, &[(503, 20503, None)]);
+    place_and_cancel(&app, &user);
+    sms_to(&app, &phone, 1);
+    delivery_with_status(&app, &admin, &phone, "pending");
+    let r = app.send_as(&user.access_token, "DELETE", "/api/users/phone", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Past the 2 s backoff the retry is due, and is dropped instead of sent.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    sweep(&app);
+    let d = delivery_with_status(&app, &admin, &phone, "failed");
+    assert!(d["last_error"].as_str().unwrap().contains("withdrew SMS consent"), "{d:?}");
+    assert_eq!(app.twilio.to(&phone).len(), 1, "no second attempt");
+}
+
 /// Without Twilio credentials, SMS go to the local log like email.
 #[test]
 fn without_twilio_sms_go_to_the_local_log() {

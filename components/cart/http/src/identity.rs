@@ -22,7 +22,8 @@ pub struct Identity {
 }
 
 pub fn identify(ctx: &Ctx) -> Result<Identity, ApiError> {
-    let guest_token = match ctx.header(TOKEN_HEADER).map(str::trim).filter(|t| !t.is_empty()) {
+    // A header that is sent must hold a token: an empty one is refused too.
+    let guest_token = match ctx.header(TOKEN_HEADER).map(str::trim) {
         Some(t) if is_well_formed_token(t) => Some(t.to_string()),
         Some(_) => return Err(ApiError::invalid_parameter("X-Cart-Token", "is not a cart token issued by this shop")),
         None => None,

@@ -1,5 +1,5 @@
-//! The catalog's side of the `shop:catalog/catalog` and
-//! `shop:catalog/inventory` contracts.
+//! The catalog's side of the `shop:catalog/catalog`,
+//! `shop:catalog/inventory` and `shop:catalog/metrics` contracts.
 //!
 //! This component is not an HTTP handler: Spin composes it into each service
 //! that declares it as a dependency (see `[component.cart.dependencies]` in
@@ -16,6 +16,7 @@ use exports::shop::catalog::catalog::{Guest as CatalogGuest, ProductSummary};
 use exports::shop::catalog::inventory::{
     Guest as InventoryGuest, InventoryError, ReservationLine, ReserveError, Shortage,
 };
+use exports::shop::catalog::metrics::{Guest as MetricsGuest, StockFigures};
 use shop::types::types::{Money, Unavailable};
 
 spin_sdk::wit_bindgen::generate!({
@@ -166,6 +167,15 @@ impl InventoryGuest for CatalogContract {
     fn return_sold(order_id: String) -> Result<(), InventoryError> {
         let db = catalog_core::open_database().map_err(|e| InventoryError::Unavailable(unavailable(e)))?;
         inv::return_sold(&db, &order_id, clock::unix_now()).map(|_| ()).map_err(inventory_error)
+    }
+}
+
+impl MetricsGuest for CatalogContract {
+    /// For `GET /metrics`: two indexed counts (`catalog_core::metrics`).
+    fn figures() -> Result<StockFigures, Unavailable> {
+        let db = catalog_core::open_database().map_err(unavailable)?;
+        let f = catalog_core::metrics::stock_figures(&db, clock::unix_now()).map_err(unavailable)?;
+        Ok(StockFigures { products_out_of_stock: f.products_out_of_stock, live_reservations: f.live_reservations })
     }
 }
 

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod domain;
 pub mod images;
 pub mod inventory;
+pub mod metrics;
 pub mod read_cache;
 pub mod repository;
 pub mod schema;

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "restocks",
         sql: include_str!("../../../../migrations/catalog/0005_restocks.sql"),
     },
+    Migration {
+        version: 6,
+        name: "stock_index",
+        sql: include_str!("../../../../migrations/catalog/0006_stock_index.sql"),
+    },
 ];
 
 /// The demo catalog (see the README): idempotent inserts keyed on fixed ids.
@@ -65,6 +70,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "restocks",
         sql: include_str!("../../../../migrations/postgres/catalog/0004_restocks.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "stock_index",
+        sql: include_str!("../../../../migrations/postgres/catalog/0005_stock_index.sql"),
     },
 ];
 

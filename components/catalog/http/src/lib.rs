@@ -67,6 +67,8 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ("GET", ["api", "inventory", "reservations", order]) => reservations::get(ctx, order),
         ("POST", ["api", "inventory", "reservations", order, "commit"]) => reservations::commit(ctx, order),
         ("POST", ["api", "inventory", "reservations", order, "release"]) => reservations::release(ctx, order),
+        (_, ["api", "inventory", "reservations"] | ["api", "inventory", "reservations", _, "commit" | "release"]) => Err(ApiError::method_not_allowed(&["POST"])),
+        (_, ["api", "inventory", "reservations", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         (_, ["api", "inventory", ..]) => Err(ApiError::no_route(&ctx.path)),
         (_, ["api", "catalog", "health"]) => health(ctx),
         _ => Err(ApiError::no_route(&ctx.path)),

@@ -24,7 +24,10 @@ fn is_admin(ctx: &Ctx) -> Result<bool, ApiError> {
     Ok(ctx.caller()?.is_admin())
 }
 
-fn filter_from_query(ctx: &Ctx, page: &Pagination) -> Result<ProductFilter, ApiError> {
+/// The listing's filter, every parameter checked; `None` when the filter
+/// can match nothing although it is well-formed: a code that is no ISO 4217
+/// currency (`XYZ`), or a price range whose minimum is above its maximum.
+fn filter_from_query(ctx: &Ctx, page: &Pagination) -> Result<Option<ProductFilter>, ApiError> {
     let q = &ctx.query;
     let search = q
         .get("q")
@@ -37,21 +40,24 @@ fn filter_from_query(ctx: &Ctx, page: &Pagination) -> Result<ProductFilter, ApiE
         .transpose()
         .map_err(|e| ApiError::invalid_parameter("category", e))?;
     let max_minor = catalog_core::admin::MAX_PRICE_MINOR;
-    let price = PriceRange::new(q.int("min_price", 0, max_minor)?, q.int("max_price", 0, max_minor)?)
-        .map_err(|e| ApiError::invalid_parameter("min_price", e))?;
-    let currency = q
-        .get("currency")
-        .map(Currency::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid_parameter("currency", e.to_string()))?;
+    let (lo, hi) = (q.int("min_price", 0, max_minor)?, q.int("max_price", 0, max_minor)?);
+    let inverted = matches!((lo, hi), (Some(lo), Some(hi)) if lo > hi);
+    let price = if inverted { PriceRange::default() } else { PriceRange::new(lo, hi).map_err(|e| ApiError::invalid_parameter("min_price", e))? };
+    let (currency, unknown_currency) = match q.get("currency").map(str::trim) {
+        None => (None, false),
+        Some(raw) => match Currency::parse(raw) {
+            Ok(c) => (Some(c), false),
+            Err(_) if raw.len() == 3 && raw.bytes().all(|b| b.is_ascii_alphabetic()) => (None, true),
+            Err(e) => return Err(ApiError::invalid_parameter("currency", e.to_string())),
+        },
+    };
     let sort = match q.one_of("sort", Sort::NAMES)? {
         None => ProductFilter::default_sort(search.as_ref()),
-        Some("relevance") if search.is_none() => {
-            return Err(ApiError::invalid_parameter("sort", "relevance needs a search text in `q`"))
-        }
+        // Without a search text every product is as relevant as the next:
+        // newest first, as by default.
         Some(name) => Sort::from_name(name).unwrap_or(Sort::Newest),
     };
-    Ok(ProductFilter {
+    let filter = ProductFilter {
         category,
         search,
         price,
@@ -60,7 +66,8 @@ fn filter_from_query(ctx: &Ctx, page: &Pagination) -> Result<ProductFilter, ApiE
         sort,
         limit: page.limit,
         offset: page.offset(),
-    })
+    };
+    Ok((!(inverted || unknown_currency)).then_some(filter))
 }
 
 pub fn list_products(ctx: &Ctx) -> HandlerResult {
@@ -71,6 +78,10 @@ pub fn list_products(ctx: &Ctx) -> HandlerResult {
     if include_inactive && !admin {
         return Err(ApiError::new(403, "forbidden", "include_inactive is for admins"));
     }
+    // A filter nothing can match gives an empty listing.
+    let Some(filter) = filter else {
+        return Ok(Reply::ok(&json!({ "products": [], "page": page.page, "limit": page.limit, "total": 0 })));
+    };
     if admin {
         let db = open()?;
         let result = repository::list_products(&db, &filter, include_inactive, clock::unix_now())?;

@@ -43,6 +43,9 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub provider_id: Option<String>,
+    /// Extra email headers (a JSON object), for promotions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -62,6 +65,7 @@ fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbErro
         next_attempt_at: r.int("next_attempt_at")?,
         last_error: r.opt_text("last_error")?,
         provider_id: r.opt_text("provider_id")?,
+        headers: r.opt_text("headers")?,
         created_at: r.text("created_at")?,
         updated_at: r.text("updated_at")?,
     })
@@ -103,6 +107,12 @@ pub fn advance(db: &dyn Db, name: &str, last_id: i64) -> Result<(), DbError> {
     )
 }
 
+/// Whether `e` says the outbox table does not exist (its owner has not
+/// created its schema yet): SQLite's and Postgres' wording.
+pub fn outbox_absent(e: &DbError) -> bool {
+    matches!(e, DbError::Other(m) if m.contains("no such table") || (m.contains("relation") && m.contains("does not exist")))
+}
+
 /// Up to 200 outbox events after `after`, with their row ids. A source whose
 /// owner has not created its schema yet has none.
 pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
@@ -111,7 +121,7 @@ pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)
         &[after.into()],
     ) {
         Ok(rows) => rows,
-        Err(DbError::Other(m)) if m.contains("no such table") => return Ok(Vec::new()),
+        Err(e) if outbox_absent(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     rows.iter()
@@ -138,39 +148,86 @@ pub fn sms_idempotency_key(event_type: &str, aggregate_id: &str) -> String {
     format!("sms/{}", idempotency_key(event_type, aggregate_id))
 }
 
+/// An email the templates do not cover, rendered by the caller (a
+/// promotion, whose content lives in the users database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnEmail {
+    pub to: String,
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    /// Extra email headers, a JSON object.
+    pub headers: Option<String>,
+}
+
+/// Renders events the templates do not cover (`None`: nothing to send).
+pub type OwnRenderer<'a> = &'a dyn Fn(&OutboxEvent) -> Result<Option<OwnEmail>, DbError>;
+
+/// One delivery to insert.
+struct NewDelivery {
+    source_id: i64,
+    channel: &'static str,
+    event_type: String,
+    key: String,
+    to: String,
+    subject: String,
+    html: String,
+    text: String,
+    headers: Option<String>,
+}
+
 /// Pull new outbox rows of `source` into deliveries. `email_to` finds the
 /// email address for an event, `sms_to` the phone number of a customer who
 /// consented to SMS. Returns how many deliveries were created.
 pub fn pull(db: &dyn Db, source: &str, outbox: &dyn Db, store_name: &str, email_to: Addressee, sms_to: Addressee, now: i64) -> Result<usize, DbError> {
+    pull_with(db, source, outbox, store_name, email_to, sms_to, &|_| Ok(None), now)
+}
+
+/// [`pull`], with `own` rendering the events the templates do not cover.
+#[allow(clippy::too_many_arguments)]
+pub fn pull_with(
+    db: &dyn Db,
+    source: &str,
+    outbox: &dyn Db,
+    store_name: &str,
+    email_to: Addressee,
+    sms_to: Addressee,
+    own: OwnRenderer,
+    now: i64,
+) -> Result<usize, DbError> {
     let events = read_outbox(outbox, cursor(db, source)?)?;
     let Some(last) = events.last().map(|(id, _)| *id) else { return Ok(0) };
-    // Render and address everything before taking the write lock:
-    // (outbox id, channel, event type, key, recipient, subject, html, text).
+    // Render and address everything before taking the write lock.
     let mut pending = Vec::new();
     for (id, e) in &events {
+        let key = idempotency_key(&e.event_type, &e.aggregate_id);
         if let Some(email) = templates::render(&e.event_type, &e.payload, store_name) {
             if let Some(to) = email_to(&e.payload)?.filter(|to| crate::privacy::deliverable(to)) {
-                let key = idempotency_key(&e.event_type, &e.aggregate_id);
-                pending.push((*id, "email", e.event_type.clone(), key, to, email.subject, email.html, email.text));
+                let (subject, html, text) = (email.subject, email.html, email.text);
+                pending.push(NewDelivery { source_id: *id, channel: "email", event_type: e.event_type.clone(), key: key.clone(), to, subject, html, text, headers: None });
             }
+        } else if let Some(email) = own(e)?.filter(|m| crate::privacy::deliverable(&m.to)) {
+            let OwnEmail { to, subject, html, text, headers } = email;
+            pending.push(NewDelivery { source_id: *id, channel: "email", event_type: e.event_type.clone(), key: key.clone(), to, subject, html, text, headers });
         }
         if let Some(sms) = crate::sms::render(&e.event_type, &e.payload, store_name) {
-            if let Some(phone) = sms_to(&e.payload)? {
+            if let Some(to) = sms_to(&e.payload)? {
                 let key = sms_idempotency_key(&e.event_type, &e.aggregate_id);
-                pending.push((*id, "sms", e.event_type.clone(), key, phone, sms.label, String::new(), sms.body));
+                let (subject, text) = (sms.label, sms.body);
+                pending.push(NewDelivery { source_id: *id, channel: "sms", event_type: e.event_type.clone(), key, to, subject, html: String::new(), text, headers: None });
             }
         }
     }
     let stamp = clock::now_rfc3339();
     transaction(db, |tx| {
         let mut created = 0;
-        for (id, channel, kind, key, to, subject, html, text) in &pending {
+        for d in &pending {
             let inserted = tx.query(
-                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, headers, status, next_attempt_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                 &[
-                    source.into(), (*id).into(), (*channel).into(), kind.as_str().into(), key.as_str().into(), to.as_str().into(),
-                    subject.as_str().into(), html.as_str().into(), text.as_str().into(),
+                    source.into(), d.source_id.into(), d.channel.into(), d.event_type.as_str().into(), d.key.as_str().into(), d.to.as_str().into(),
+                    d.subject.as_str().into(), d.html.as_str().into(), d.text.as_str().into(), d.headers.clone().into(),
                     now.into(), stamp.as_str().into(), stamp.as_str().into(),
                 ],
             )?;
@@ -181,9 +238,23 @@ pub fn pull(db: &dyn Db, source: &str, outbox: &dyn Db, store_name: &str, email_
     })
 }
 
-/// Claim up to `limit` due deliveries (pending and due, or with a lapsed lease).
-/// A lapsed lease on a delivery that already used its last attempt fails it.
+/// The event type of promotional email: sent in paced batches, apart from
+/// the transactional deliveries.
+pub const PROMOTION: &str = "promotion.send";
+
+/// Claim up to `limit` due transactional deliveries (pending and due, or
+/// with a lapsed lease). A lapsed lease on a delivery that already used its
+/// last attempt fails it.
 pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
+    claim_lane(db, now, limit, false)
+}
+
+/// Claim up to `limit` due promotional deliveries (see [`claim_due`]).
+pub fn claim_due_promotions(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
+    claim_lane(db, now, limit, true)
+}
+
+fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool) -> Result<Vec<Delivery>, DbError> {
     db.execute(
         "UPDATE deliveries SET status = 'failed', lease_until = NULL, updated_at = ?, \
          last_error = COALESCE(last_error, 'the last attempt did not finish') \
@@ -195,7 +266,8 @@ pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbE
     // waiting for the first, re-checks only the outer WHERE on the row the
     // first one wrote (now `sending` with a fresh lease), so it skips it
     // instead of claiming it again. On SQLite it is simply true.
-    let due = "((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?))";
+    let lane = if promotions { "=" } else { "<>" };
+    let due = format!("((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?)) AND event_type {lane} '{PROMOTION}'");
     let rows = db.query(
         &format!(
             "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
@@ -213,6 +285,19 @@ pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbE
         ],
     )?;
     rows.iter().map(|r| from_row(&r, true)).collect()
+}
+
+/// Take the next slot for a promotional batch: true at most once per
+/// `gap_ms` across every sweep and instance (a conditional update on the
+/// shared `pacing` row).
+pub fn take_promotion_slot(db: &dyn Db, now_ms: i64, gap_ms: i64) -> Result<bool, DbError> {
+    // The first use makes the row; later ones move it only once it is due.
+    let rows = db.query(
+        "INSERT INTO pacing (lane, next_at_ms) VALUES ('promotions', ?) \
+         ON CONFLICT (lane) DO UPDATE SET next_at_ms = excluded.next_at_ms WHERE pacing.next_at_ms <= ? RETURNING lane",
+        &[(now_ms + gap_ms).into(), now_ms.into()],
+    )?;
+    Ok(!rows.is_empty())
 }
 
 /// How a send attempt ended.
@@ -300,13 +385,7 @@ mod tests {
     use serde_json::json;
     use storage::native::MemDb;
 
-    fn setup() -> (MemDb, MemDb) {
-        let db = MemDb::new();
-        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
-        let outbox = MemDb::new();
-        outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
-        (db, outbox)
-    }
+    use crate::test_support::setup;
 
     fn add(outbox: &MemDb, kind: &str, id: &str) {
         let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" } });
@@ -323,6 +402,32 @@ mod tests {
 
     fn phone(payload: &Json) -> Result<Option<String>, DbError> {
         Ok(payload["user"]["phone"].as_str().map(str::to_string))
+    }
+
+    #[test]
+    fn promotions_have_their_own_lane_and_pace() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        add(&outbox, PROMOTION, "p1/u1");
+        let own = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> {
+            Ok((e.event_type == PROMOTION).then(|| OwnEmail {
+                to: "ann@example.com".into(),
+                subject: "Sale".into(),
+                html: "<p>Sale</p>".into(),
+                text: "Sale".into(),
+                headers: Some(r#"{"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}"#.into()),
+            }))
+        };
+        assert_eq!(pull_with(&db, "users", &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 2);
+        let transactional = claim_due(&db, 100, 10).unwrap();
+        assert_eq!(transactional.iter().map(|d| d.event_type.as_str()).collect::<Vec<_>>(), ["user.registered"]);
+        let promotional = claim_due_promotions(&db, 100, 10).unwrap();
+        assert_eq!(promotional.len(), 1);
+        assert!(promotional[0].headers.as_deref().unwrap().contains("One-Click"));
+        assert_eq!(promotional[0].idempotency_key, "promotion.send/p1/u1");
+        assert!(take_promotion_slot(&db, 10_000, 1000).unwrap());
+        assert!(!take_promotion_slot(&db, 10_999, 1000).unwrap(), "one batch per gap");
+        assert!(take_promotion_slot(&db, 11_000, 1000).unwrap());
     }
 
     #[test]

@@ -7,10 +7,29 @@
 
 pub mod deliveries;
 pub mod events;
+pub mod metrics;
 pub mod privacy;
+pub mod promotions;
 pub mod resend;
 pub mod schema;
 pub mod settings;
 pub mod sms;
 pub mod templates;
 pub mod twilio;
+
+/// What the unit tests of several modules start from.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use storage::native::MemDb;
+    use storage::Db;
+
+    /// A notifications database with its schema, and an empty outbox of
+    /// the shape the services write.
+    pub fn setup() -> (MemDb, MemDb) {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let outbox = MemDb::new();
+        outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
+        (db, outbox)
+    }
+}

@@ -4,6 +4,20 @@
 use crate::deliveries::{Attempt, Delivery};
 use serde_json::json;
 
+/// Resend's answer as an outcome: 2xx sent (with the id `id_of` finds),
+/// 429 and 5xx retried (after `Retry-After`), other 4xx permanent.
+fn classify(status: u16, answer: &serde_json::Value, retry_after: Option<String>, id_of: impl Fn(&serde_json::Value) -> Option<String>) -> Attempt {
+    let message = answer["message"].as_str().unwrap_or("");
+    match status {
+        200..=299 => Attempt::Sent { provider_id: id_of(answer) },
+        429 | 500..=599 => {
+            let after = retry_after.and_then(|v| v.trim().parse::<i64>().ok());
+            Attempt::Retry { after_secs: after, error: format!("{status} {message}") }
+        }
+        _ => Attempt::Permanent { error: format!("{status} {message}") },
+    }
+}
+
 /// Resend settings from Spin variables.
 pub struct ResendConfig {
     pub api_base: String,
@@ -29,9 +43,9 @@ impl ResendConfig {
         !self.api_key.is_empty()
     }
 
-    /// Send one delivery and classify the answer.
-    pub fn send(&self, d: &Delivery) -> Attempt {
-        let body = json!({
+    /// One delivery as Resend's email object.
+    fn email(&self, d: &Delivery) -> serde_json::Value {
+        let mut email = json!({
             "from": self.from,
             "to": [d.recipient],
             "subject": d.subject,
@@ -39,25 +53,49 @@ impl ResendConfig {
             "text": d.text,
             "tags": [{ "name": "event", "value": d.event_type.replace('.', "_") }],
         });
-        let url = format!("{}/emails", self.api_base.trim_end_matches('/'));
+        if let Some(headers) = d.headers.as_deref().and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok()) {
+            email["headers"] = headers;
+        }
+        email
+    }
+
+    /// POST `body` to `path` with this idempotency key: the status, the
+    /// parsed answer and `Retry-After`, or the outcome of a failed call.
+    fn post(&self, path: &str, body: &serde_json::Value, key: &str) -> Result<(u16, serde_json::Value, Option<String>), Attempt> {
+        let url = format!("{}{path}", self.api_base.trim_end_matches('/'));
         let headers = [
             ("authorization", format!("Bearer {}", self.api_key)),
             ("content-type", "application/json".to_string()),
-            ("idempotency-key", d.idempotency_key.clone()),
+            ("idempotency-key", key.to_string()),
         ];
-        let (status, retry_after, body_bytes) = match http_kit::outbound::send_with_timeouts("POST", &url, &headers, Some(body.to_string().as_bytes()), self.timeout_ms) {
-            Ok(a) => (a.status, a.retry_after, a.body),
-            Err(e) => return Attempt::Retry { after_secs: None, error: format!("network: {e}") },
-        };
-        let answer: serde_json::Value = serde_json::from_slice(&body_bytes).unwrap_or_default();
-        let message = answer["message"].as_str().unwrap_or("").to_string();
-        match status {
-            200..=299 => Attempt::Sent { provider_id: answer["id"].as_str().map(str::to_string) },
-            429 | 500..=599 => {
-                let after = retry_after.and_then(|v| v.trim().parse::<i64>().ok());
-                Attempt::Retry { after_secs: after, error: format!("{status} {message}") }
-            }
-            _ => Attempt::Permanent { error: format!("{status} {message}") },
+        match http_kit::outbound::send_with_timeouts("POST", &url, &headers, Some(body.to_string().as_bytes()), self.timeout_ms) {
+            Ok(a) => Ok((a.status, serde_json::from_slice(&a.body).unwrap_or_default(), a.retry_after)),
+            Err(e) => Err(Attempt::Retry { after_secs: None, error: format!("network: {e}") }),
+        }
+    }
+
+    /// Send one delivery and classify the answer.
+    pub fn send(&self, d: &Delivery) -> Attempt {
+        match self.post("/emails", &self.email(d), &d.idempotency_key) {
+            Ok((status, answer, retry_after)) => classify(status, &answer, retry_after, |a| a["id"].as_str().map(str::to_string)),
+            Err(failed) => failed,
+        }
+    }
+
+    /// Send up to 100 deliveries in one call to Resend's batch endpoint
+    /// (`POST /emails/batch`); one outcome per delivery, in order. The
+    /// batch's `Idempotency-Key` is derived from its deliveries' keys, so a
+    /// retry of the same batch is not sent twice.
+    pub fn send_batch(&self, ds: &[Delivery]) -> Vec<Attempt> {
+        use sha2::{Digest, Sha256};
+        let body = serde_json::Value::Array(ds.iter().map(|d| self.email(d)).collect());
+        let digest = Sha256::digest(ds.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
+        let key = format!("promotions/{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
+        match self.post("/emails/batch", &body, &key) {
+            Ok((status, answer, retry_after)) => (0..ds.len())
+                .map(|i| classify(status, &answer, retry_after.clone(), |a| a["data"][i]["id"].as_str().map(str::to_string)))
+                .collect(),
+            Err(failed) => ds.iter().map(|_| failed.clone()).collect(),
         }
     }
 }

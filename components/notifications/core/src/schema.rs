@@ -8,6 +8,8 @@ pub const DATABASE_LABEL: &str = "notifications";
 pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "deliveries", sql: include_str!("../../../../migrations/notifications/0001_deliveries.sql") },
     Migration { version: 2, name: "sms_channel", sql: include_str!("../../../../migrations/notifications/0002_sms_channel.sql") },
+    Migration { version: 3, name: "promotions", sql: include_str!("../../../../migrations/notifications/0003_promotions.sql") },
+    Migration { version: 4, name: "metrics", sql: include_str!("../../../../migrations/notifications/0004_metrics.sql") },
 ];
 
 /// Open the notifications database with its schema current.
@@ -31,6 +33,16 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "sms_channel",
         sql: include_str!("../../../../migrations/postgres/notifications/0002_sms_channel.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "promotions",
+        sql: include_str!("../../../../migrations/postgres/notifications/0003_promotions.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/postgres/notifications/0004_metrics.sql"),
     },
 ];
 

@@ -26,19 +26,6 @@ pub struct TwilioConfig {
     pub timeout_ms: u64,
 }
 
-/// `application/x-www-form-urlencoded` value encoding.
-fn form_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 impl TwilioConfig {
     pub fn from_variables() -> Self {
         Self::from_getter(&|n: &str| spin_sdk::variables::get(n).unwrap_or_default())
@@ -63,12 +50,16 @@ impl TwilioConfig {
     /// The form body of one message.
     pub fn form(&self, d: &Delivery) -> String {
         let from_field = if self.from.starts_with("MG") { "MessagingServiceSid" } else { "From" };
-        format!("To={}&{from_field}={}&Body={}", form_value(&d.recipient), form_value(&self.from), form_value(d.text.as_deref().unwrap_or("")))
+        form_urlencoded::Serializer::new(String::new())
+            .append_pair("To", &d.recipient)
+            .append_pair(from_field, &self.from)
+            .append_pair("Body", d.text.as_deref().unwrap_or(""))
+            .finish()
     }
 
     /// Send one SMS delivery and classify the answer.
     pub fn send(&self, d: &Delivery) -> Attempt {
-        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.api_base.trim_end_matches('/'), form_value(&self.account_sid));
+        let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.api_base.trim_end_matches('/'), self.account_sid);
         let headers = [
             ("authorization", format!("Basic {}", STANDARD.encode(format!("{}:{}", self.account_sid, self.auth_token)))),
             ("content-type", "application/x-www-form-urlencoded".to_string()),
@@ -132,6 +123,7 @@ mod tests {
             next_attempt_at: 0,
             last_error: None,
             provider_id: None,
+            headers: None,
             created_at: "t".into(),
             updated_at: "t".into(),
         }

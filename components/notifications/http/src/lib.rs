@@ -18,7 +18,8 @@
 //! - `GET /api/notifications/health`
 
 use notifications_core::deliveries::{self, Attempt};
-use notifications_core::{events, resend, schema, twilio};
+use notifications_core::deliveries::{Delivery, OwnEmail, OutboxEvent};
+use notifications_core::{events, promotions, resend, schema, twilio};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{Request, Response};
@@ -37,13 +38,18 @@ fn route(ctx: &Ctx) -> HandlerResult {
         (_, ["api", "notifications", "health"]) => health(ctx),
         ("POST", ["api", "notifications", "sweep"]) => {
             http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
-            sweep(50)
+            let reply = sweep(50)?;
+            // For GET /metrics: when the sweep last ran (an alert fires when it stops).
+            storage::counters::bump(&open()?, notifications_core::metrics::SWEEP, clock::unix_now())?;
+            Ok(reply)
         }
         // Reachable only in-process (no public route maps `/internal/...` to
         // this component): other services call it right after a change.
         ("POST", ["internal", "notifications", "deliver"]) => sweep(10),
         ("GET", ["api", "admin", "notifications"]) => list(ctx),
         ("GET", ["api", "admin", "notifications", id]) => get(ctx, id),
+        (_, ["api", "admin", "notifications"] | ["api", "admin", "notifications", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
+        (_, ["api", "notifications", "sweep"]) => Err(ApiError::method_not_allowed(&["POST"])),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }
@@ -79,7 +85,8 @@ fn sweep(limit: u32) -> HandlerResult {
         }
     };
     let no_sms = |_: &Json| -> Result<Option<String>, DbError> { Ok(None) };
-    let mut pulled = deliveries::pull(&db, "users", &users, &store, &from_user, &no_sms, now)?;
+    let promotion_email = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> { promotion_email(&users, e, &store) };
+    let mut pulled = deliveries::pull_with(&db, "users", &users, &store, &from_user, &no_sms, &promotion_email, now)?;
     pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &consenting_phone, now)?;
     let published = match events::target_from_variables() {
         Some((address, channel)) => {
@@ -101,7 +108,9 @@ fn sweep(limit: u32) -> HandlerResult {
     let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
     for d in deliveries::claim_due(&db, now, limit)? {
         let attempt = if d.channel == "sms" {
-            if twilio.configured() {
+            if !phone_consents(&users, &d.recipient)? {
+                Attempt::Permanent { error: "not sent: the customer withdrew SMS consent (or the number) since the event".into() }
+            } else if twilio.configured() {
                 twilio.send(&d)
             } else {
                 println!("{}", json!({ "level": "info", "service": "notifications", "sms_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "text": d.text } }));
@@ -110,7 +119,7 @@ fn sweep(limit: u32) -> HandlerResult {
         } else if resend.configured() {
             resend.send(&d)
         } else {
-            println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
+            mail_log(&d);
             Attempt::Logged
         };
         let key = match &attempt {
@@ -122,7 +131,91 @@ fn sweep(limit: u32) -> HandlerResult {
         counts[key] = json!(counts[key].as_i64().unwrap_or(0) + 1);
         deliveries::record(&db, &d, &attempt, clock::unix_now())?;
     }
+    counts["promotions"] = json!(send_promotions(&db, &users, &resend)?);
     Ok(Reply::ok(&counts))
+}
+
+/// True while some live account has this phone number with SMS consent:
+/// checked again just before each SMS, so a withdrawal stops queued ones
+/// too. A users database not yet migrated to phone numbers has none.
+fn phone_consents(users: &ServiceDb, phone: &str) -> Result<bool, DbError> {
+    match users.query("SELECT id FROM users WHERE phone = ? AND sms_consent_at IS NOT NULL AND deleted_at IS NULL LIMIT 1", &[phone.into()]) {
+        Ok(rows) => Ok(!rows.is_empty()),
+        Err(DbError::Other(m)) if m.contains("phone") => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Write an email to the local mail log (no Resend key): the component's log.
+fn mail_log(d: &Delivery) {
+    println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
+}
+
+/// The variables promotions need: the unsubscribe secret and the public address.
+fn promotion_settings() -> Option<(String, String)> {
+    let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();
+    let secret = get("unsubscribe_secret");
+    let base = Some(get("storefront_url")).filter(|s| !s.is_empty()).unwrap_or_else(|| "http://127.0.0.1:3000".into());
+    (!secret.is_empty()).then_some((secret, base))
+}
+
+/// The email of a `promotion.send` event: to the customer's address while
+/// they consent, with the promotion's content and a signed unsubscribe link.
+fn promotion_email(users: &ServiceDb, e: &OutboxEvent, store: &str) -> Result<Option<OwnEmail>, DbError> {
+    if e.event_type != deliveries::PROMOTION {
+        return Ok(None);
+    }
+    let (Some(promotion_id), Some(user_id)) = (e.payload["promotion_id"].as_str(), e.payload["user"]["id"].as_str()) else { return Ok(None) };
+    let Some((secret, base)) = promotion_settings() else { return Ok(None) };
+    let Some(to) = consenting_email(users, user_id)? else { return Ok(None) };
+    let rows = users.query("SELECT subject, html, text FROM promotions WHERE id = ?", &[promotion_id.into()])?;
+    let Some(row) = rows.first() else { return Ok(None) };
+    let promotion = promotions::Promotion { subject: row.text("subject")?, html: row.text("html")?, text: row.text("text")? };
+    Ok(Some(promotions::render(&promotion, &to, &promotions::unsubscribe_link(&base, &secret, user_id), store)))
+}
+
+/// The address of a customer who consents to promotions now.
+fn consenting_email(users: &ServiceDb, user_id: &str) -> Result<Option<String>, DbError> {
+    users
+        .query("SELECT email FROM users WHERE id = ? AND marketing_consent_at IS NOT NULL AND deleted_at IS NULL", &[user_id.into()])?
+        .first()
+        .map(|r| r.text("email"))
+        .transpose()
+}
+
+/// Send one batch of due promotional emails, if the shared pacing slot is
+/// free. Consent is checked again first: a customer who unsubscribed since
+/// the promotion was sent gets nothing. Returns how many went out.
+fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendConfig) -> Result<usize, DbError> {
+    let now = clock::unix_now();
+    if !deliveries::take_promotion_slot(db, clock::unix_millis(), promotions::BATCH_GAP_MS)? {
+        return Ok(0);
+    }
+    let mut batch: Vec<Delivery> = Vec::new();
+    for d in deliveries::claim_due_promotions(db, now, promotions::BATCH_SIZE)? {
+        let consents = match promotions::user_of(&d.idempotency_key) {
+            Some(user) => consenting_email(users, user)?.is_some(),
+            None => false,
+        };
+        if consents {
+            batch.push(d);
+        } else {
+            let withdrawn = Attempt::Permanent { error: "not sent: the customer withdrew consent to promotions".into() };
+            deliveries::record(db, &d, &withdrawn, now)?;
+        }
+    }
+    let outcomes = if resend.configured() {
+        if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch) }
+    } else {
+        batch.iter().for_each(mail_log);
+        batch.iter().map(|_| Attempt::Logged).collect()
+    };
+    let mut sent = 0;
+    for (d, attempt) in batch.iter().zip(&outcomes) {
+        sent += usize::from(matches!(attempt, Attempt::Sent { .. } | Attempt::Logged));
+        deliveries::record(db, d, attempt, clock::unix_now())?;
+    }
+    Ok(sent)
 }
 
 fn list(ctx: &Ctx) -> HandlerResult {

@@ -1,11 +1,13 @@
-//! The orders service's side of the `shop:orders/privacy` contract: the
-//! users service exports and erases a customer's order data through it.
-//! Composed into the users component by Spin (see `spin.toml`); it uses the
-//! orders database through `orders-core` and `payments-core`, the same
-//! code as the orders and payments APIs.
+//! The orders service's side of the `shop:orders/privacy` contract (the
+//! users service exports and erases a customer's order data through it) and
+//! of `shop:orders/metrics` (checkout's figures for `GET /metrics`).
+//! Composed into the users and metrics components by Spin (see
+//! `spin.toml`); it uses the orders database through `orders-core` and
+//! `payments-core`, the same code as the orders and payments APIs.
 
+use exports::shop::orders::metrics::{Guest as MetricsGuest, OrderFigures, StatusCount};
 use exports::shop::orders::privacy::{EraseError, Guest};
-use shop::types::types::Unavailable;
+use shop::types::types::{Money, SweepRuns, Unavailable};
 
 spin_sdk::wit_bindgen::generate!({
     world: "orders-provider",
@@ -33,6 +35,21 @@ impl Guest for OrdersContract {
             Ok(Err(ids)) => Err(EraseError::InProgress(ids)),
             Err(e) => Err(EraseError::Unavailable(unavailable(e))),
         }
+    }
+}
+
+impl MetricsGuest for OrdersContract {
+    /// For `GET /metrics`: five indexed reads (`orders_core::metrics`).
+    fn figures() -> Result<OrderFigures, Unavailable> {
+        let db = orders_core::schema::open_database().map_err(unavailable)?;
+        let f = orders_core::metrics::order_figures(&db).map_err(unavailable)?;
+        Ok(OrderFigures {
+            by_status: f.by_status.into_iter().map(|(status, orders)| StatusCount { status: status.to_string(), orders }).collect(),
+            paid_revenue: f.paid_revenue.into_iter().map(|(currency, amount_minor)| Money { amount_minor, currency }).collect(),
+            flagged: f.flagged,
+            sweep: SweepRuns { runs: f.sweep.value, last_run_at: f.sweep.updated_at },
+            webhook_signature_failures: f.webhook_signature_failures,
+        })
     }
 }
 

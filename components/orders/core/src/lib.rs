@@ -11,6 +11,7 @@ pub mod admin_listing;
 pub mod domain;
 pub mod inventory_client;
 pub mod invoices;
+pub mod metrics;
 pub mod orders;
 pub mod privacy;
 pub mod restock;

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "invoices",
         sql: include_str!("../../../../migrations/orders/0005_invoices.sql"),
     },
+    Migration {
+        version: 6,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/orders/0006_metrics.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -64,6 +69,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "invoices",
         sql: include_str!("../../../../migrations/postgres/orders/0004_invoices.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "metrics",
+        sql: include_str!("../../../../migrations/postgres/orders/0005_metrics.sql"),
     },
 ];
 

@@ -431,6 +431,8 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     if !expired.is_empty() || refunded > 0 {
         http_kit::nudge::notifications();
     }
+    // For GET /metrics: when the sweep last ran (an alert fires when it stops).
+    storage::counters::bump(&db, orders_core::metrics::SWEEP, clock::unix_now())?;
     Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired, "automatic_refunds": refunded, "payment_objects_closed": closed })))
 }
 

@@ -42,18 +42,23 @@ fn route(ctx: &Ctx) -> HandlerResult {
     match (ctx.method.as_str(), ctx.segments().as_slice()) {
         (_, ["api", "orders", "health"]) => handlers::health(ctx),
         ("POST", ["api", "orders", "sweep"]) => handlers::sweep(ctx),
+        (_, ["api", "orders", "sweep"]) => Err(ApiError::method_not_allowed(&["POST"])),
         ("POST", ["api", "orders"]) => handlers::place(ctx),
         ("GET", ["api", "orders"]) => handlers::list(ctx),
         (_, ["api", "orders"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD", "POST"])),
         ("GET", ["api", "orders", "all"]) => admin_listing::list_all(ctx),
         ("GET", ["api", "orders", "invoices"]) => invoices::in_period(ctx),
+        (_, ["api", "orders", "all" | "invoices"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         ("GET", ["api", "orders", id]) => handlers::get(ctx, id),
         (_, ["api", "orders", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         ("GET", ["api", "orders", id, "history"]) => handlers::history(ctx, id),
         ("GET", ["api", "orders", id, "invoice"]) => invoices::of_order(ctx, id),
+        (_, ["api", "orders", _, "history" | "invoice"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         ("POST", ["api", "orders", id, "cancel"]) => handlers::cancel(ctx, id),
+        (_, ["api", "orders", _, "cancel"]) => Err(ApiError::method_not_allowed(&["POST"])),
         ("PUT", ["api", "orders", id, "status"]) => handlers::set_status(ctx, id),
         ("PUT", ["api", "orders", id, "tracking"]) => handlers::set_tracking(ctx, id),
+        (_, ["api", "orders", _, "status" | "tracking"]) => Err(ApiError::method_not_allowed(&["PUT"])),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }

@@ -265,6 +265,16 @@ fn return_owed_money(db: &dyn storage::Db, order_id: &str, applied: &Applied) {
     }
 }
 
+/// Count a webhook request refused for its signature, for GET /metrics (an
+/// alert watches it: a rotated secret not updated, or forged events). Best
+/// effort: the request is refused either way.
+fn count_bad_signature() {
+    let counted = schema::open_database().and_then(|db| storage::counters::bump(&db, orders_core::metrics::BAD_WEBHOOK_SIGNATURE, clock::unix_now()));
+    if let Err(e) = counted {
+        println!("{}", json!({ "level": "warn", "service": "payments", "bad_signature_not_counted": e.to_string() }));
+    }
+}
+
 /// Stripe's signed events. A bad or missing signature, or a stale one, is a
 /// 400 and changes nothing; a duplicate or unknown event is a 200 that does
 /// nothing; a passing failure is a 503 so Stripe retries.
@@ -273,8 +283,10 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
     if secret.is_empty() {
         return Err(ApiError::unavailable("payments_not_configured", "the Stripe webhook secret is not configured"));
     }
-    stripe::verify_signature(ctx.header("stripe-signature"), &ctx.body, &secret, clock::unix_now(), stripe::SIGNATURE_TOLERANCE_SECS)
-        .map_err(|e| ApiError::new(400, "invalid_signature", e.to_string()))?;
+    if let Err(e) = stripe::verify_signature(ctx.header("stripe-signature"), &ctx.body, &secret, clock::unix_now(), stripe::SIGNATURE_TOLERANCE_SECS) {
+        count_bad_signature();
+        return Err(ApiError::new(400, "invalid_signature", e.to_string()));
+    }
     let event: Json = serde_json::from_slice(&ctx.body).map_err(|e| ApiError::new(400, "invalid_json", format!("event is not JSON: {e}")))?;
     let (Some(event_id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
         return Err(ApiError::new(400, "invalid_event", "event has no id or type"));

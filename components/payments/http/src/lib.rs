@@ -36,6 +36,8 @@ fn route(ctx: &Ctx) -> HandlerResult {
         ("POST", ["api", "payments", "create-intent"]) => handlers::create_intent(ctx),
         ("GET", ["api", "payments", "order", id]) => handlers::payment_of_order(ctx, id),
         ("POST", ["api", "payments", "refund"]) => handlers::refund(ctx),
+        (_, ["api", "payments", "checkout-session" | "create-intent" | "refund"]) => Err(ApiError::method_not_allowed(&["POST"])),
+        (_, ["api", "payments", "checkout-session" | "order", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }

@@ -28,6 +28,8 @@ pub mod request;
 pub mod request_id;
 pub mod response;
 pub mod settings;
+pub mod signed_links;
+pub mod trace;
 mod storage_errors;
 mod service;
 #[cfg(test)]

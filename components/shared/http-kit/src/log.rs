@@ -9,6 +9,9 @@ use serde_json::json;
 pub struct RequestLog<'a> {
     pub service: &'a str,
     pub request_id: &'a str,
+    /// The request's W3C trace id and span id ([`crate::trace`]), so the
+    /// line can be found from a trace and the trace from the line.
+    pub trace: Option<(&'a str, &'a str)>,
     pub method: &'a str,
     pub path: &'a str,
     pub status: u16,
@@ -31,6 +34,10 @@ impl RequestLog<'_> {
             "status": self.status,
             "duration_ms": self.duration_ms as u64,
         });
+        if let Some((trace_id, span_id)) = self.trace {
+            v["trace_id"] = json!(trace_id);
+            v["span_id"] = json!(span_id);
+        }
         if let Some(cause) = self.internal_error {
             v["error"] = json!(cause);
         }
@@ -52,6 +59,7 @@ mod tests {
         let l = RequestLog {
             service: "catalog",
             request_id: "abc",
+            trace: Some(("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")),
             method: "GET",
             path: "/api/products",
             status: 500,
@@ -62,6 +70,8 @@ mod tests {
         assert!(!l.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert_eq!(v["request_id"], "abc");
+        assert_eq!(v["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(v["span_id"], "00f067aa0ba902b7");
         assert_eq!(v["level"], "error");
         assert_eq!(v["error"], "boom\nsecond line");
     }

@@ -15,6 +15,12 @@ pub const DELIVER_NOW_URL: &str = "http://notifications.spin.internal/internal/n
 pub fn notifications() {
     let mut req = spin_sdk::http::Request::builder();
     req.method(spin_sdk::http::Method::Post).uri(DELIVER_NOW_URL);
+    // The delivery runs in the same trace as the change that caused it.
+    if let Some(trace) = crate::trace::current() {
+        for (name, value) in trace.outbound_headers() {
+            req.header(name, value);
+        }
+    }
     let outcome: Result<spin_sdk::http::Response, _> = spin_sdk::http::run(spin_sdk::http::send(req.build()));
     if let Err(e) = outcome {
         println!("{}", serde_json::json!({ "level": "info", "nudge": "notifications", "skipped": e.to_string() }));

@@ -1,7 +1,8 @@
 //! Outbound HTTP with connect, first-byte and between-bytes timeouts, for
 //! every call to a third party (Stripe, Resend), so one that hangs cannot
 //! hold up the request that made the call. Written on the raw `wasi:http`
-//! bindings because the SDK's `send` cannot set request options.
+//! bindings because the SDK's `send` cannot set request options. Every call
+//! carries the request's `traceparent` (and `tracestate`), see [`crate::trace`].
 
 /// A third party's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +22,15 @@ pub fn send_with_timeouts(method: &str, url: &str, headers: &[(&str, String)], b
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let fields: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.to_string(), v.clone().into_bytes())).collect();
+    let mut fields: Vec<(String, Vec<u8>)> = headers.iter().map(|(k, v)| (k.to_string(), v.clone().into_bytes())).collect();
+    // The request's trace goes along (crate::trace), unless the caller set its own.
+    if let Some(trace) = crate::trace::current() {
+        for (name, value) in trace.outbound_headers() {
+            if !fields.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                fields.push((name.to_string(), value.into_bytes()));
+            }
+        }
+    }
     let request = types::OutgoingRequest::new(types::Fields::from_list(&fields).map_err(|e| format!("headers: {e:?}"))?);
     let method = match method {
         "GET" => types::Method::Get,

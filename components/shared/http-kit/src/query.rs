@@ -46,6 +46,15 @@ impl Query {
         Ok(Self { pairs })
     }
 
+    /// A 400 naming the first parameter sent with an empty (or blank) value:
+    /// the API's routes take no empty values (leave the parameter out).
+    pub fn refuse_empty(&self) -> Result<(), ApiError> {
+        match self.pairs.iter().find(|(_, v)| v.trim().is_empty()) {
+            Some((k, _)) => Err(ApiError::invalid_parameter(k, "is empty; leave it out instead")),
+            None => Ok(()),
+        }
+    }
+
     /// The raw value of a parameter; an empty value counts as absent.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs
@@ -176,8 +185,11 @@ mod tests {
     }
 
     #[test]
-    fn empty_values_count_as_absent() {
+    fn empty_values_count_as_absent_or_are_refused() {
         assert_eq!(Pagination::from_query(&q("page=&limit=")).unwrap().page, 1);
+        assert_eq!(q("page=&limit=").refuse_empty().unwrap_err().status, 400);
+        assert!(q("page=1&q=%20").refuse_empty().unwrap_err().message.contains("`q`"));
+        assert!(q("page=1").refuse_empty().is_ok());
     }
 
     #[test]

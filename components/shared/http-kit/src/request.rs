@@ -28,6 +28,7 @@ impl Ctx {
         self.path.split('/').filter(|s| !s.is_empty()).collect()
     }
 
+
     /// The first value of a header (name in any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -91,8 +92,31 @@ pub fn parse_json_body<T: DeserializeOwned>(
         // this, a `\u0000` reaching a query was a 500 on Postgres.
         return Err(ApiError::of(ErrorCode::InvalidJson, "request body has a NUL character (\\u0000) in a string; no field accepts one"));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))?;
+    integral_numbers_as_integers(&mut value);
+    T::deserialize(value).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))
+}
+
+/// JSON has one number type: `2.0` is the integer 2 (JSON Schema agrees,
+/// and so do clients that write every number with a decimal point). Such
+/// numbers become integers before the body meets its Rust type, so an
+/// integer field accepts them; `2.5` stays a fraction and is refused there.
+fn integral_numbers_as_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Exactly representable integers only (|f| < 2^53 keeps every
+                // digit the client wrote).
+                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// Does this JSON text hold the escape `\u0000` (the only way JSON can
@@ -119,6 +143,18 @@ mod tests {
     fn parses_a_valid_body() {
         let item: Item = parse_json_body(Some("application/json; charset=utf-8"), br#"{"sku":"A","quantity":2}"#, 100).unwrap();
         assert_eq!(item, Item { sku: "A".into(), quantity: 2 });
+    }
+
+    #[test]
+    fn integral_numbers_written_with_a_decimal_point_are_integers() {
+        let item: Item = parse_json_body(None, br#"{"sku":"A","quantity":2.0}"#, 100).unwrap();
+        assert_eq!(item.quantity, 2);
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":2.5}"#, 100).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":1e300}"#, 100).unwrap_err();
+        assert_eq!(e.status, 400, "too big for any integer");
+        let e = parse_json_body::<Item>(None, br#"{"sku":"A","quantity":-0.0}"#, 100);
+        assert_eq!(e.unwrap().quantity, 0);
     }
 
     #[test]
@@ -173,5 +209,48 @@ mod tests {
         };
         assert_eq!(ctx.segments(), vec!["api", "products", "42"]);
         assert_eq!(ctx.header("x-thing"), Some("1"));
+    }
+}
+
+
+/// A request path with its percent-escapes decoded (`%3A` is `:`), as the
+/// routers and handlers see it; `+` stays a plus, as in any path. An escape
+/// that does not decode to UTF-8, or decodes to a NUL (which Postgres
+/// refuses in text: `/api/orders/%00` was a 500 there), is kept as written,
+/// so such a path matches no id and answers as any malformed one does.
+pub fn decode_path(raw: &str) -> String {
+    if !raw.contains('%') {
+        return raw.to_string();
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().filter(|p| !p.contains('\0')).unwrap_or_else(|| raw.to_string())
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::decode_path;
+
+    #[test]
+    fn escapes_decode_and_nothing_else_changes() {
+        assert_eq!(decode_path("/api/inventory/reservations/ord%3A1/release"), "/api/inventory/reservations/ord:1/release");
+        assert_eq!(decode_path("/a+b/%zz/%4"), "/a+b/%zz/%4");
+        assert_eq!(decode_path("/%FF"), "/%FF", "not UTF-8: kept as written");
+        assert_eq!(decode_path("/caf%C3%A9"), "/café");
+        assert_eq!(decode_path("/api/orders/%00"), "/api/orders/%00", "a NUL: kept as written");
     }
 }

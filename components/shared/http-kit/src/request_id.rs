@@ -18,12 +18,7 @@ pub fn accept_incoming(raw: Option<&str>) -> Option<String> {
 
 /// A fresh random id: 16 random bytes as 32 hex digits.
 pub fn generate() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // Randomness is a host guarantee; fall back to the clock rather than fail a request.
-        bytes[..8].copy_from_slice(&clock::unix_millis().to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::trace::random_hex::<16>()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use crate::query::Query;
 use crate::request::Ctx;
 use crate::request_id;
 use crate::response::Reply;
+use crate::trace::TraceContext;
 use crate::HandlerResult;
 use spin_sdk::http::{Method, Request, Response};
 use std::time::Instant;
@@ -14,6 +15,19 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct Service {
     pub name: &'static str,
+}
+
+impl Service {
+    /// The API's services refuse a query parameter sent empty (`?q=`):
+    /// the description says what each one takes, and an empty value is none
+    /// of those. The `files` service serves pages, whose links may carry
+    /// empty parameters a browser form left; it ignores them.
+    fn refuses_empty_parameters(&self, method: &str) -> bool {
+        // Reads only: the API takes query parameters on reads (and the
+        // unsubscribe link); another method on a route is answered by the
+        // router (405 where it is not allowed), whatever its query.
+        self.name != "files" && matches!(method, "GET" | "HEAD")
+    }
 }
 
 /// Run one request through the shared pipeline and the component's router.
@@ -28,18 +42,20 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
         .headers()
         .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
         .collect();
+    let trace = TraceContext::for_request(header(&headers, "traceparent"), header(&headers, "tracestate"));
+    trace.clone().install();
     let origin = header(&headers, "origin").map(str::to_string);
     let preflight = raw_method == "OPTIONS" && header(&headers, "access-control-request-method").is_some();
 
     let outcome: HandlerResult = if raw_method == "OPTIONS" {
         Ok(Reply::no_content())
     } else {
-        match Query::parse(req.query()) {
+        match Query::parse(req.query()).and_then(|q| if service.refuses_empty_parameters(&raw_method) { q.refuse_empty().map(|()| q) } else { Ok(q) }) {
             Err(e) => Err(e),
             Ok(query) => {
                 let ctx = Ctx {
                     method: if is_head { "GET".to_string() } else { raw_method.clone() },
-                    path: path.clone(),
+                    path: crate::request::decode_path(&path),
                     query,
                     headers,
                     body: req.into_body(),
@@ -76,6 +92,7 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
     RequestLog {
         service: service.name,
         request_id: &request_id,
+        trace: Some((trace.trace_id.as_str(), trace.span_id.as_str())),
         method: &raw_method,
         path: &path,
         status: reply.status,

@@ -20,6 +20,7 @@
 //! applied exactly once per database by [`migrations::migrate`] and recorded in
 //! the `schema_migrations` table.
 
+pub mod counters;
 pub mod migrations;
 pub mod outbox;
 #[cfg(feature = "native")]

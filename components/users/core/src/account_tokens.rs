@@ -227,6 +227,7 @@ mod tests {
             role_decided_at: None,
             phone: None,
             sms_consent_at: None,
+            marketing_consent_at: None,
         };
         insert_user(&db, &u).unwrap();
         (db, u.public())

@@ -24,6 +24,8 @@ pub struct UserRecord {
     pub phone: Option<String>,
     /// When the customer consented to SMS about their orders (None: no consent).
     pub sms_consent_at: Option<String>,
+    /// When the customer opted in to promotional email (None: no consent).
+    pub marketing_consent_at: Option<String>,
 }
 
 /// The user as every API response shows it: no hash, no token material.
@@ -38,6 +40,7 @@ pub struct PublicUser {
     pub created_at: String,
     pub phone: Option<String>,
     pub sms_consent_at: Option<String>,
+    pub marketing_consent_at: Option<String>,
 }
 
 impl UserRecord {
@@ -52,11 +55,12 @@ impl UserRecord {
             created_at: self.created_at.clone(),
             phone: self.phone.clone(),
             sms_consent_at: self.sms_consent_at.clone(),
+            marketing_consent_at: self.marketing_consent_at.clone(),
         }
     }
 }
 
-const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, created_at, email_verified_at, role_decided_at, phone, sms_consent_at";
+const USER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, role, created_at, email_verified_at, role_decided_at, phone, sms_consent_at, marketing_consent_at";
 
 fn user_from_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
     let role = r.text("role")?;
@@ -72,6 +76,7 @@ fn user_from_row(r: &Row<'_>) -> Result<UserRecord, DbError> {
         role_decided_at: r.opt_text("role_decided_at")?,
         phone: r.opt_text("phone")?,
         sms_consent_at: r.opt_text("sms_consent_at")?,
+        marketing_consent_at: r.opt_text("marketing_consent_at")?,
     })
 }
 
@@ -83,6 +88,35 @@ pub fn set_phone(db: &dyn Db, id: &str, phone: Option<&str>, sms_consent_at: Opt
         &[phone.into(), sms_consent_at.into(), now.into(), id.into()],
     )
     .map(|_| ())
+}
+
+/// Set (`Some(time)`) or clear the account's promotional-email consent.
+/// False when there is no such live account.
+pub fn set_marketing_consent(db: &dyn Db, id: &str, consent_at: Option<&str>, now: &str) -> Result<bool, DbError> {
+    let rows = db.query(
+        "UPDATE users SET marketing_consent_at = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL RETURNING id",
+        &[consent_at.into(), now.into(), id.into()],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Record a promotion and one `promotion.send` outbox event per customer
+/// who consents now, in the caller's transaction. Returns how many.
+pub fn record_promotion(db: &dyn Db, id: &str, subject: &str, html: &str, text: &str, admin_id: &str, now: &str) -> Result<i64, DbError> {
+    let consenting = db.query(
+        "SELECT id FROM users WHERE marketing_consent_at IS NOT NULL AND deleted_at IS NULL ORDER BY id",
+        &[],
+    )?;
+    let ids: Vec<String> = consenting.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;
+    db.execute(
+        "INSERT INTO promotions (id, subject, html, text, recipients, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        &[id.into(), subject.into(), html.into(), text.into(), (ids.len() as i64).into(), admin_id.into(), now.into()],
+    )?;
+    for user_id in &ids {
+        let payload = serde_json::json!({ "promotion_id": id, "user": { "id": user_id } });
+        record_event(db, "promotion.send", &format!("{id}/{user_id}"), &payload)?;
+    }
+    Ok(ids.len() as i64)
 }
 
 /// Insert a new account. A duplicate email is `DbError::Constraint`.
@@ -288,7 +322,7 @@ pub fn erased_email(user_id: &str) -> String {
 pub fn erase_account(db: &dyn Db, user: &UserRecord, now: &str) -> Result<bool, DbError> {
     let erased = db.query(
         "UPDATE users SET email = ?, password_hash = '!', first_name = '', last_name = '', email_verified_at = NULL, \
-         phone = NULL, sms_consent_at = NULL, \
+         phone = NULL, sms_consent_at = NULL, marketing_consent_at = NULL, \
          role = 'customer', role_decided_at = COALESCE(role_decided_at, ?), deleted_at = ?, updated_at = ? \
          WHERE id = ? AND deleted_at IS NULL RETURNING id",
         &[erased_email(&user.id).into(), now.into(), now.into(), now.into(), user.id.as_str().into()],
@@ -443,6 +477,7 @@ mod tests {
             role_decided_at: None,
             phone: None,
             sms_consent_at: None,
+            marketing_consent_at: None,
         }
     }
 

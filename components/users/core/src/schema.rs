@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "addresses", sql: include_str!("../../../../migrations/users/0004_addresses.sql") },
     Migration { version: 5, name: "account_deletion", sql: include_str!("../../../../migrations/users/0005_account_deletion.sql") },
     Migration { version: 6, name: "sms_consent", sql: include_str!("../../../../migrations/users/0006_sms_consent.sql") },
+    Migration { version: 7, name: "promotions", sql: include_str!("../../../../migrations/users/0007_promotions.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -44,6 +45,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/postgres/users/0004_account_deletion.sql"),
     },
     Migration { version: 5, name: "sms_consent", sql: include_str!("../../../../migrations/postgres/users/0005_sms_consent.sql") },
+    Migration { version: 6, name: "promotions", sql: include_str!("../../../../migrations/postgres/users/0006_promotions.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

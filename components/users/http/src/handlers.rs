@@ -18,7 +18,7 @@ fn open() -> Result<storage::ServiceDb, ApiError> {
     schema::open_database().map_err(db_error)
 }
 
-fn user_reply(status: u16, user: &UserRecord) -> Reply {
+pub(crate) fn user_reply(status: u16, user: &UserRecord) -> Reply {
     Reply::json(status, &json!({ "user": user.public() }))
 }
 
@@ -78,6 +78,7 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
         role_decided_at: None,
         phone: None,
         sms_consent_at: None,
+        marketing_consent_at: None,
     };
     let storefront = account_tokens::storefront_url_from_variables();
     let inserted = transaction(&db, |tx| -> Result<(), ApiError> {

@@ -6,6 +6,8 @@
 //! - `POST /api/auth/password-reset`, `POST /api/auth/password-reset/confirm`
 //! - `GET|PUT /api/users/profile`, `PUT /api/users/password`
 //! - `PUT|DELETE /api/users/phone` (phone number for SMS, with consent)
+//! - `PUT /api/users/marketing-consent`, `GET|POST /api/users/unsubscribe`
+//!   (signed one-click link, no sign-in), `POST /api/admin/promotions` (admins)
 //! - `GET|POST /api/users/addresses`, `GET|PUT|DELETE /api/users/addresses/{id}`
 //! - `GET /api/users/me/export`, `DELETE /api/users/me`
 //! - `GET /api/admin/users`, `PUT /api/admin/users/{id}/role` (admins)
@@ -18,6 +20,7 @@ mod accounts;
 mod address_book;
 mod handlers;
 mod privacy;
+mod promotions;
 
 use users_core::schema;
 
@@ -56,6 +59,12 @@ fn route(ctx: &Ctx) -> HandlerResult {
             _ => Err(ApiError::method_not_allowed(&["GET", "PUT"])),
         },
         ["api", "users", "password"] => only(m, "PUT", || handlers::change_password(ctx)),
+        ["api", "users", "marketing-consent"] => only(m, "PUT", || promotions::set_consent(ctx)),
+        ["api", "users", "unsubscribe"] => match m {
+            "GET" | "POST" => promotions::unsubscribe(ctx),
+            _ => Err(ApiError::method_not_allowed(&["GET", "POST"])),
+        },
+        ["api", "admin", "promotions"] => only(m, "POST", || promotions::send(ctx)),
         ["api", "users", "phone"] => match m {
             "PUT" => handlers::set_phone(ctx),
             "DELETE" => handlers::remove_phone(ctx),

@@ -66,9 +66,10 @@ pub fn export(ctx: &Ctx) -> HandlerResult {
         "emails": parse(emails),
         "sms": sms,
         "consent": {
-            "marketing_email": false,
+            "marketing_email": user.marketing_consent_at.is_some(),
+            "marketing_email_given_at": user.marketing_consent_at,
             "sms": { "given": user.sms_consent_at.is_some(), "given_at": user.sms_consent_at, "phone": user.phone },
-            "note": "Email is transactional only (account and order messages). SMS about orders go only to a phone number with the consent above.",
+            "note": "Account and order emails are sent regardless of consent; promotional email only with marketing_email consent, SMS about orders only to a phone number with SMS consent.",
         },
     });
     audit("data_exported", &user.id, json!({}));

@@ -30,6 +30,10 @@ fn main() {
     let keys = Ed25519KeyPair::generate();
     let stripe = FakeStripe::start("127.0.0.1:0");
     let resend = api_tests::fake_resend::FakeResend::start("127.0.0.1:0");
+    // Image uploads and SMS work too (the schemathesis run exercises every
+    // operation, and a feature left unconfigured answers 503).
+    let storage = api_tests::fake_object_storage::FakeObjectStorage::start("127.0.0.1:0");
+    let twilio = api_tests::fake_twilio::FakeTwilio::start("127.0.0.1:0");
     // The success and cancel URLs name the app's own address, so pick the
     // port before starting.
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
@@ -50,6 +54,9 @@ fn main() {
         ("unpaid_order_ttl_secs", "3600".to_string()),
         ("password_reset_ttl_secs", "3600".to_string()),
     ] {
+        variables.insert(k.to_string(), v);
+    }
+    for (k, v) in api_tests::object_storage_variables(&storage).into_iter().chain(api_tests::twilio_variables(&twilio)) {
         variables.insert(k.to_string(), v);
     }
     if without_stripe {
@@ -87,7 +94,10 @@ fn main() {
     });
     println!(
         "{}",
-        json!({ "base_url": host.base_url(), "control_url": control_url, "admin_email": ADMIN_EMAIL, "admin_password": STRONG_PASSWORD })
+        json!({
+            "base_url": host.base_url(), "control_url": control_url, "admin_email": ADMIN_EMAIL, "admin_password": STRONG_PASSWORD,
+            "sweep_secret": api_tests::SWEEP_SECRET, "metrics_secret": api_tests::METRICS_SECRET,
+        })
     );
     let _ = std::io::stdout().flush();
     // Serve until the runner closes our standard input (or kills us).
