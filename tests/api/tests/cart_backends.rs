@@ -280,7 +280,9 @@ fn expired_guest_carts_are_removed(app: &TestApp, guest_carts: impl Fn() -> usiz
     let p = product(app, "Swept", 1000);
     let sweep = |secret: &str| app.request("POST", "/api/cart/sweep", &[("x-sweep-secret", secret)], None);
     sweep("wrong").assert_error(401, "unauthorized");
-    app.request("POST", "/api/cart/sweep?limit=0", &[("x-sweep-secret", SWEEP_SECRET)], None).assert_error(400, "invalid_parameter");
+    for bad in ["limit=0", "limit=1001", "limit=", "limit=ten"] {
+        app.request("POST", &format!("/api/cart/sweep?{bad}"), &[("x-sweep-secret", SWEEP_SECRET)], None).assert_error(400, "invalid_parameter");
+    }
 
     let mut live = Shopper::guest();
     assert_eq!(app.add_to_cart(&mut live, &p, 1).status, 200);

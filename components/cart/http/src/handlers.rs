@@ -206,6 +206,8 @@ fn file_for_expiry(store: &KvCarts, owner: &Owner) -> Result<(), ApiError> {
 /// call again).
 pub fn sweep(ctx: &Ctx) -> HandlerResult {
     http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
+    // A POST, so the pipeline leaves empty parameters to the handler: `limit=` is a 400 as on reads.
+    ctx.query.refuse_empty()?;
     let limit = ctx.query.int("limit", 1, expiry::MAX_LIMIT as i64)?.map_or(expiry::DEFAULT_LIMIT, |n| n as usize);
     let store = store()?;
     let report = expiry::sweep(&store, clock::unix_now(), identity::guest_ttl_secs(), limit).map_err(store_error)?;

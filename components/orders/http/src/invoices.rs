@@ -38,6 +38,8 @@ pub fn in_period(ctx: &Ctx) -> HandlerResult {
     let (from, to) = (day("from")?, day("to")?);
     // A period that ends before it starts is valid and holds nothing.
     let format = ctx.query.one_of("format", &["json", "csv"])?.unwrap_or("json");
+    // Checked whatever the format (the CSV holds the whole period).
+    let page = Pagination::from_query(&ctx.query)?;
     let db = schema::open_database()?;
     if format == "csv" {
         // The whole period, a page of the database at a time.
@@ -58,7 +60,6 @@ pub fn in_period(ctx: &Ctx) -> HandlerResult {
         let name = format!("attachment; filename=\"documents-{}-{}.csv\"", from.as_str(), to.as_str());
         return Ok(Reply::bytes(200, "text/csv; charset=utf-8", csv.into_bytes()).with_header("content-disposition", name).with_header("cache-control", "no-store"));
     }
-    let page = Pagination::from_query(&ctx.query)?;
     let (found, total) = invoices::in_period(&db, from.as_str(), to.as_str(), page.limit, page.offset())?;
     Ok(Reply::ok(&json!({ "documents": found, "page": page.page, "limit": page.limit, "total": total })).with_header("cache-control", "no-store"))
 }

@@ -4,7 +4,7 @@
 //! the access token itself. Whatever a client sends, each gives a value or
 //! a clean 4xx — never a panic, which in a component is a trap and a 500.
 
-use crate::auth::{secrets_match, Verifier};
+use crate::auth::{secret_matches, Verifier};
 use crate::conditional::if_none_match_matches;
 use crate::query::{Query, MAX_PARAMETERS, MAX_QUERY_BYTES};
 use crate::request::{idempotency_key, parse_json_body, Ctx};
@@ -109,22 +109,35 @@ proptest! {
     }
 
     #[test]
-    fn a_valid_body_parses_whole(name in ".{0,20}", quantity in any::<i64>()) {
+    fn a_valid_body_parses_whole_unless_it_holds_a_nul(name in prop_oneof![".{0,20}", "[a\\\\u0\u{0}]{0,12}"], quantity in any::<i64>()) {
         let body = serde_json::to_vec(&serde_json::json!({ "name": name, "quantity": quantity })).unwrap();
-        let item: Item = parse_json_body(Some("application/json"), &body, 1 << 16).unwrap();
-        prop_assert_eq!(item, Item { name, quantity });
+        let parsed = parse_json_body::<Item>(Some("application/json"), &body, 1 << 16);
+        if name.contains('\0') {
+            prop_assert_eq!(parsed.unwrap_err().status, 400);
+        } else {
+            prop_assert_eq!(parsed.unwrap(), Item { name, quantity });
+        }
     }
 
     #[test]
     fn shared_secrets_match_only_themselves(secret in vec(any::<u8>(), 1..40), tail in vec(any::<u8>(), 1..600), at in any::<prop::sample::Index>(), flip in 1u8..=255) {
-        prop_assert!(secrets_match(&secret, &secret));
+        prop_assert!(secret_matches(&secret, &secret));
         let mut longer = secret.clone();
         longer.extend_from_slice(&tail);
-        prop_assert!(!secrets_match(&longer, &secret), "a longer value");
-        prop_assert!(!secrets_match(&secret[..secret.len() - 1], &secret), "a prefix");
+        prop_assert!(!secret_matches(&longer, &secret), "a longer value");
+        prop_assert!(!secret_matches(&secret[..secret.len() - 1], &secret), "a prefix");
         let mut changed = secret.clone();
         changed[at.index(secret.len())] ^= flip;
-        prop_assert!(!secrets_match(&changed, &secret), "one byte changed");
+        prop_assert!(!secret_matches(&changed, &secret), "one byte changed");
+    }
+
+    #[test]
+    fn any_path_decodes_without_a_nul(raw in prop_oneof![".{0,60}", "(/([a-z0-9%+]|%[0-9a-fA-F]{2}){0,8}){1,4}"]) {
+        let decoded = crate::request::decode_path(&raw);
+        prop_assert!(!decoded.contains('\0') || raw.contains('\0'));
+        if !raw.contains('%') {
+            prop_assert_eq!(decoded, raw);
+        }
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub fn parse_json_body<T: DeserializeOwned>(
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::of(ErrorCode::InvalidJson, "request body is empty; expected a JSON object"));
     }
+    if has_escaped_nul(body) {
+        // No field takes one, and Postgres refuses NUL in text: without
+        // this, a `\u0000` reaching a query was a 500 on Postgres.
+        return Err(ApiError::of(ErrorCode::InvalidJson, "request body has a NUL character (\\u0000) in a string; no field accepts one"));
+    }
     let mut value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))?;
     integral_numbers_as_integers(&mut value);
@@ -112,6 +117,14 @@ fn integral_numbers_as_integers(v: &mut serde_json::Value) {
         serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
         _ => {}
     }
+}
+
+/// Does this JSON text hold the escape `\u0000` (the only way JSON can
+/// carry a NUL)? An escape is a `\` preceded by an even number of `\`.
+fn has_escaped_nul(body: &[u8]) -> bool {
+    body.windows(6).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"\\u0000") && body[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
 }
 
 #[cfg(test)]
@@ -164,6 +177,18 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_in_any_string_is_refused() {
+        // Regression: on Postgres a NUL in a text parameter was a 500.
+        let e = parse_json_body::<serde_json::Value>(None, br#"{"order_id":"a\u0000b"}"#, 100).unwrap_err();
+        assert_eq!((e.status, e.code.as_ref()), (400, "invalid_json"));
+        assert!(parse_json_body::<serde_json::Value>(None, br#"{"k\u0000":1}"#, 100).is_err(), "keys too");
+        assert!(parse_json_body::<serde_json::Value>(None, br#"["\\\u0000"]"#, 100).is_err(), "after an escaped backslash");
+        // A backslash followed by the text `u0000` is no NUL.
+        let v: serde_json::Value = parse_json_body(None, br#"{"note":"\\u0000"}"#, 100).unwrap();
+        assert_eq!(v["note"], "\\u0000");
+    }
+
+    #[test]
     fn oversized_and_wrong_type_bodies() {
         let e = parse_json_body::<Item>(None, &[b' '; 101], 100).unwrap_err();
         assert_eq!((e.status, e.code.as_ref()), (413, "payload_too_large"));
@@ -190,8 +215,9 @@ mod tests {
 
 /// A request path with its percent-escapes decoded (`%3A` is `:`), as the
 /// routers and handlers see it; `+` stays a plus, as in any path. An escape
-/// that does not decode to UTF-8 is kept as written, so such a path matches
-/// no id and answers as any malformed one does.
+/// that does not decode to UTF-8, or decodes to a NUL (which Postgres
+/// refuses in text: `/api/orders/%00` was a 500 there), is kept as written,
+/// so such a path matches no id and answers as any malformed one does.
 pub fn decode_path(raw: &str) -> String {
     if !raw.contains('%') {
         return raw.to_string();
@@ -212,7 +238,7 @@ pub fn decode_path(raw: &str) -> String {
             }
         }
     }
-    String::from_utf8(out).unwrap_or_else(|_| raw.to_string())
+    String::from_utf8(out).ok().filter(|p| !p.contains('\0')).unwrap_or_else(|| raw.to_string())
 }
 
 #[cfg(test)]
@@ -225,5 +251,6 @@ mod path_tests {
         assert_eq!(decode_path("/a+b/%zz/%4"), "/a+b/%zz/%4");
         assert_eq!(decode_path("/%FF"), "/%FF", "not UTF-8: kept as written");
         assert_eq!(decode_path("/caf%C3%A9"), "/café");
+        assert_eq!(decode_path("/api/orders/%00"), "/api/orders/%00", "a NUL: kept as written");
     }
 }
