@@ -4,7 +4,7 @@
 //! the access token itself. Whatever a client sends, each gives a value or
 //! a clean 4xx — never a panic, which in a component is a trap and a 500.
 
-use crate::auth::{secret_matches, Verifier};
+use crate::auth::{secrets_match, Verifier};
 use crate::conditional::if_none_match_matches;
 use crate::query::{Query, MAX_PARAMETERS, MAX_QUERY_BYTES};
 use crate::request::{idempotency_key, parse_json_body, Ctx};
@@ -121,14 +121,14 @@ proptest! {
 
     #[test]
     fn shared_secrets_match_only_themselves(secret in vec(any::<u8>(), 1..40), tail in vec(any::<u8>(), 1..600), at in any::<prop::sample::Index>(), flip in 1u8..=255) {
-        prop_assert!(secret_matches(&secret, &secret));
+        prop_assert!(secrets_match(&secret, &secret));
         let mut longer = secret.clone();
         longer.extend_from_slice(&tail);
-        prop_assert!(!secret_matches(&longer, &secret), "a longer value");
-        prop_assert!(!secret_matches(&secret[..secret.len() - 1], &secret), "a prefix");
+        prop_assert!(!secrets_match(&longer, &secret), "a longer value");
+        prop_assert!(!secrets_match(&secret[..secret.len() - 1], &secret), "a prefix");
         let mut changed = secret.clone();
         changed[at.index(secret.len())] ^= flip;
-        prop_assert!(!secret_matches(&changed, &secret), "one byte changed");
+        prop_assert!(!secrets_match(&changed, &secret), "one byte changed");
     }
 
     #[test]
