@@ -34,7 +34,9 @@ struct State {
     next: u64,
     /// Fail the next call that mentions this text (in its path or a form
     /// value, e.g. an order id) with this status.
-    fail_next: Option<(String, u16)>,
+    /// Pending injected failures, each for the next call mentioning its text
+    /// (several tests may inject at once: each keeps its own).
+    fail_next: Vec<(String, u16)>,
     /// Amount refunded so far per PaymentIntent (API and "dashboard").
     refunded: HashMap<String, i64>,
     /// The next session or intent created for a call mentioning this text
@@ -124,7 +126,7 @@ impl FakeStripe {
     /// fail with this status; calls of other tests running at the same
     /// time are not affected.
     pub fn fail_next_for(&self, text: &str, status: u16) {
-        self.state.lock().unwrap().fail_next = Some((text.to_string(), status));
+        self.state.lock().unwrap().fail_next.push((text.to_string(), status));
     }
 
     /// Make the next call that mentions `text` hang for `ms` before it is
@@ -286,11 +288,9 @@ fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Valu
     let mut st = state.lock().unwrap();
     st.calls.push(call.clone());
     let mentions = |text: &str| mentions(call, text);
-    if let Some((text, code)) = st.fail_next.clone() {
-        if mentions(&text) {
-            st.fail_next = None;
-            return (code, json!({ "error": { "message": "injected failure", "type": "api_error" } }));
-        }
+    if let Some(i) = st.fail_next.iter().position(|(text, _)| mentions(text)) {
+        let (_, code) = st.fail_next.remove(i);
+        return (code, json!({ "error": { "message": "injected failure", "type": "api_error" } }));
     }
     let key = call.headers.get("idempotency-key").cloned();
     if let Some(k) = &key {
