@@ -597,15 +597,18 @@ fn an_ended_order_closes_its_payment_objects_at_stripe() {
     let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": lapsed })));
     assert_eq!(r.status, 201, "{}", r.body);
     let intent = r.json()["id"].as_str().unwrap().to_string();
-    std::thread::sleep(std::time::Duration::from_secs(9));
+    // Stripe is down for the first attempt, whoever makes it: this read's
+    // lazy expiry, or another test's sweep that expires the order first.
     app.stripe.fail_next_for(&format!("/v1/payment_intents/{intent}/cancel"), 503);
+    std::thread::sleep(std::time::Duration::from_secs(9));
     assert_eq!(app.order(&user, &lapsed)["status"], "expired");
     let cancels = || app.stripe.calls().into_iter().filter(|c| c.path == format!("/v1/payment_intents/{intent}/cancel")).count();
-    assert_eq!(cancels(), 1, "tried at once, and Stripe failed");
+    assert!(cancels() >= 1, "tried at once, and Stripe failed");
     sweep();
-    assert_eq!(cancels(), 2, "the sweep tried again");
+    let tried = cancels();
+    assert!(tried >= 2, "a sweep tried again: {tried}");
     sweep();
-    assert_eq!(cancels(), 2, "and stops once it is done");
+    assert_eq!(cancels(), tried, "and stops once it is done");
 }
 
 /// An order cancelled before it was paid has a PaymentIntent on record but
