@@ -15,13 +15,13 @@
 
 use http_kit::conditional::cacheable;
 use http_kit::{ApiError, Ctx, HandlerResult, Reply, Service};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 const SERVICE: Service = Service { name: "files" };
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<Response> {
+fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, serve_file))
 }
 

@@ -8,13 +8,13 @@
 //! each new service with a database adds its check here.
 
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 const SERVICE: Service = Service { name: "health" };
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<Response> {
+fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, route))
 }
 

@@ -15,7 +15,7 @@ mod exposition;
 
 use exposition::{Family, Kind};
 use http_kit::{ApiError, Ctx, HandlerResult, Reply, Service};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 spin_sdk::wit_bindgen::generate!({
@@ -36,7 +36,7 @@ const SERVICE: Service = Service { name: "metrics" };
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<Response> {
+fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, route))
 }
 

@@ -119,30 +119,60 @@ fn external_key() -> Ed25519KeyPair {
 }
 
 fn start_host(keys: &Ed25519KeyPair, stripe: &FakeStripe, resend: &FakeResend, storage: &FakeObjectStorage, twilio: &FakeTwilio) -> RunningHost {
-    let mut vars = vec![("stripe_api_base", stripe.url.clone()), ("resend_api_base", resend.url.clone())];
-    vars.extend(object_storage_variables(storage));
-    vars.extend(twilio_variables(twilio));
+    let vars = fake_variables(&stripe.url, &resend.url, &storage.url, &twilio.url);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     launch_host(keys, &vars)
 }
 
+/// The variables that wire the app to the suite's fakes at these base URLs
+/// (on top of [`TEST_VARIABLES`]).
+pub fn fake_variables(stripe: &str, resend: &str, storage: &str, twilio: &str) -> Vec<(&'static str, String)> {
+    let mut vars = vec![("stripe_api_base", stripe.to_string()), ("resend_api_base", resend.to_string())];
+    vars.extend(object_storage_variables_at(storage));
+    vars.extend(twilio_variables_at(twilio));
+    vars
+}
+
+/// Every variable an app the suite runs against (`SHOP_BASE_URL`) must be
+/// started with, besides its keys: [`TEST_VARIABLES`] and the fakes at
+/// their fixed external addresses. `suite-variables` prints them.
+pub fn external_app_variables() -> Vec<(&'static str, String)> {
+    let url = |addr: &str| format!("http://{addr}");
+    let mut vars: Vec<(&'static str, String)> = TEST_VARIABLES.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    vars.extend(fake_variables(
+        &url(EXTERNAL_FAKE_STRIPE_ADDR),
+        &url(EXTERNAL_FAKE_RESEND_ADDR),
+        &url(EXTERNAL_FAKE_OBJECT_STORAGE_ADDR),
+        &url(EXTERNAL_FAKE_TWILIO_ADDR),
+    ));
+    vars
+}
+
 /// The `object_storage_*` variables that point the app at `storage`.
 pub fn object_storage_variables(storage: &FakeObjectStorage) -> Vec<(&'static str, String)> {
+    object_storage_variables_at(&storage.url)
+}
+
+fn object_storage_variables_at(url: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("object_storage_endpoint", storage.url.clone()),
+        ("object_storage_endpoint", url.to_string()),
         ("object_storage_bucket", fake_object_storage::BUCKET.into()),
         ("object_storage_region", fake_object_storage::REGION.into()),
         ("object_storage_access_key_id", fake_object_storage::ACCESS_KEY_ID.into()),
         ("object_storage_secret_access_key", fake_object_storage::SECRET_ACCESS_KEY.into()),
-        ("object_storage_public_url", storage.public_url()),
+        ("object_storage_public_url", format!("{url}/{}", fake_object_storage::BUCKET)),
         ("image_upload_max_bytes", IMAGE_UPLOAD_MAX_BYTES.to_string()),
     ]
 }
 
 /// The variables that send the app's SMS to `twilio`.
 pub fn twilio_variables(twilio: &FakeTwilio) -> Vec<(&'static str, String)> {
+    twilio_variables_at(&twilio.url)
+}
+
+fn twilio_variables_at(url: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("twilio_api_base", twilio.url.clone()),
+        ("twilio_api_base", url.to_string()),
         ("twilio_account_sid", fake_twilio::ACCOUNT_SID.into()),
         ("twilio_auth_token", fake_twilio::AUTH_TOKEN.into()),
         ("sms_from", fake_twilio::SMS_FROM.into()),

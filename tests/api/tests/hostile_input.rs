@@ -224,3 +224,85 @@ fn a_nul_character_is_a_400_on_every_backend() {
     r.assert_error(400, "invalid_json");
     app.request("GET", "/api/products?q=lamp%00", &[], None).assert_error(400, "invalid_parameter");
 }
+
+/// Sends the request head and `sent` bytes of body, never the rest, and
+/// reads the answer: the shop must answer without the whole body.
+fn answer_to_a_partial_body(app: &TestApp, head: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let authority = app.base_url().trim_start_matches("http://").trim_end_matches('/');
+    let mut socket = std::net::TcpStream::connect(authority).unwrap();
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    socket.write_all(head.replace("{host}", authority).as_bytes()).unwrap();
+    // The shop may stop reading (and answer) part way; a failed write then
+    // is expected, the answer is what counts.
+    let _ = socket.write_all(body);
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                answer.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&answer);
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+                    if length.is_some_and(|len| rest.len() >= len) {
+                        break;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !answer.is_empty() => break,
+            Err(e) => panic!("no answer while the body was still being sent ({} bytes so far): {e}", answer.len()),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (head, mut rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return (status, rest.to_string());
+    }
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    (status, body)
+}
+
+/// A body over a route's limit is refused as it arrives: a declared length
+/// over the limit before a byte of it is read, and a chunked body (no
+/// declared length) once what arrived passes the limit, without waiting
+/// for the rest. Here the rest never comes: the test sends 100 KB of a
+/// declared 50 MB, or 100 KB of chunks and no final chunk, and still gets
+/// its 413 in the envelope.
+#[test]
+fn a_body_over_the_limit_is_refused_while_it_arrives() {
+    let app = TestApp::get();
+    let declared = "POST /api/cart/items HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: 50000000\r\n\r\n";
+    let (status, body) = answer_to_a_partial_body(&app, declared, &vec![b' '; 100_000]);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "payload_too_large", "{body}");
+
+    let chunked = "POST /api/webhooks/stripe HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let mut chunks = Vec::new();
+    for _ in 0..50 {
+        chunks.extend_from_slice(format!("{:x}\r\n", 8192).as_bytes());
+        chunks.extend_from_slice(&[b' '; 8192]);
+        chunks.extend_from_slice(b"\r\n");
+    }
+    let (status, body) = answer_to_a_partial_body(&app, chunked, &chunks);
+    assert_eq!(status, 413, "the webhook takes at most 256 KiB: {body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], "payload_too_large", "{body}");
+
+    let chunked_cart = chunked.replace("/api/webhooks/stripe", "/api/cart/items");
+    let (status, body) = answer_to_a_partial_body(&app, &chunked_cart, &chunks[..100_000]);
+    assert_eq!(status, 413, "{body}");
+
+    // A body within the limit, chunked, is read to its end as before.
+    let r = app.request_raw("POST", "/api/cart/items", &[("content-type", "application/json")], b"{\"product_id\": 1}".to_vec());
+    assert_ne!(r.status, 413, "{}", r.body);
+}

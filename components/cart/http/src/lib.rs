@@ -15,7 +15,7 @@ mod handlers;
 mod identity;
 
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 
 spin_sdk::wit_bindgen::generate!({
@@ -28,7 +28,7 @@ spin_sdk::wit_bindgen::generate!({
 const SERVICE: Service = Service { name: "cart" };
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<Response> {
+fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, route))
 }
 

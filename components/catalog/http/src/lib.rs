@@ -20,14 +20,14 @@ mod reservations;
 
 use catalog_core::schema;
 use http_kit::{ApiError, Ctx, HandlerResult, Service};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 use storage::Db;
 
 const SERVICE: Service = Service { name: "catalog" };
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<Response> {
+fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, |ctx| {
         let result = route(ctx);
         // Every successful write makes earlier cached public reads stale.

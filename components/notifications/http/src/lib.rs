@@ -22,14 +22,14 @@ use notifications_core::deliveries::{Delivery, OwnEmail, OutboxEvent};
 use notifications_core::{events, promotions, resend, schema, twilio};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Response};
 use spin_sdk::http_component;
 use storage::{Db, DbError, ServiceDb};
 
 const SERVICE: Service = Service { name: "notifications" };
 
 #[http_component]
-fn handle(req: Request) -> anyhow::Result<Response> {
+fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, route))
 }
 

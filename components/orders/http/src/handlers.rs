@@ -55,7 +55,8 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
             "this shop needs a verified email address to place orders: use the link we emailed you (or ask for a new one), then refresh your session",
         ));
     }
-    let body: PlaceBody = if ctx.body.iter().all(|b| b.is_ascii_whitespace()) { PlaceBody::default() } else { ctx.json()? };
+    let blank = ctx.body_limited(http_kit::request::DEFAULT_JSON_LIMIT)?.iter().all(|b| b.is_ascii_whitespace());
+    let body: PlaceBody = if blank { PlaceBody::default() } else { ctx.json()? };
     let mut problems = FieldProblems::default();
     let inline = body.shipping_address.as_ref().map(|a| a.parse(&mut problems, "shipping_address"));
     if body.shipping_address.is_some() && body.shipping_address_id.is_some() {

@@ -275,6 +275,11 @@ fn count_bad_signature() {
     }
 }
 
+/// The largest webhook body taken. Stripe's events for the shop's objects
+/// are a few kilobytes; this leaves room for metadata and line items while
+/// bounding what a caller without the secret can make the shop read.
+const WEBHOOK_BODY_LIMIT: usize = 256 * 1024;
+
 /// Stripe's signed events. A bad or missing signature, or a stale one, is a
 /// 400 and changes nothing; a duplicate or unknown event is a 200 that does
 /// nothing; a passing failure is a 503 so Stripe retries.
@@ -283,11 +288,12 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
     if secret.is_empty() {
         return Err(ApiError::unavailable("payments_not_configured", "the Stripe webhook secret is not configured"));
     }
-    if let Err(e) = stripe::verify_signature(ctx.header("stripe-signature"), &ctx.body, &secret, clock::unix_now(), stripe::SIGNATURE_TOLERANCE_SECS) {
+    let body = ctx.body_limited(WEBHOOK_BODY_LIMIT)?;
+    if let Err(e) = stripe::verify_signature(ctx.header("stripe-signature"), body, &secret, clock::unix_now(), stripe::SIGNATURE_TOLERANCE_SECS) {
         count_bad_signature();
         return Err(ApiError::new(400, "invalid_signature", e.to_string()));
     }
-    let event: Json = serde_json::from_slice(&ctx.body).map_err(|e| ApiError::new(400, "invalid_json", format!("event is not JSON: {e}")))?;
+    let event: Json = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "invalid_json", format!("event is not JSON: {e}")))?;
     let (Some(event_id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
         return Err(ApiError::new(400, "invalid_event", "event has no id or type"));
     };

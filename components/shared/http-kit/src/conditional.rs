@@ -48,7 +48,7 @@ mod tests {
             path: "/".into(),
             query: Query::default(),
             headers: inm.map(|v| vec![("if-none-match".to_string(), v.to_string())]).unwrap_or_default(),
-            body: vec![],
+            body: crate::body::Body::from_bytes(vec![]),
             request_id: "r".into(),
         }
     }

@@ -15,6 +15,7 @@
 //! Everything that is not Spin I/O is a plain function with unit tests beside it.
 
 pub mod auth;
+pub mod body;
 pub mod conditional;
 pub mod cors;
 pub mod error;

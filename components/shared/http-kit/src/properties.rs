@@ -40,7 +40,7 @@ fn ctx_with(headers: &[(&str, &str)]) -> Ctx {
         path: "/".into(),
         query: Query::default(),
         headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        body: Vec::new(),
+        body: crate::body::Body::from_bytes(Vec::new()),
         request_id: "t".into(),
     }
 }

@@ -1,5 +1,6 @@
 //! The parsed request a handler sees.
 
+use crate::body::Body;
 use crate::error::{ApiError, ErrorCode};
 use crate::query::Query;
 use serde::de::DeserializeOwned;
@@ -9,7 +10,7 @@ use serde::de::DeserializeOwned;
 pub const DEFAULT_JSON_LIMIT: usize = 64 * 1024;
 
 /// A request, parsed once at the edge.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Ctx {
     /// Upper-case method; `HEAD` is routed as `GET` (the body is dropped later).
     pub method: String,
@@ -18,7 +19,8 @@ pub struct Ctx {
     pub query: Query,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Read on demand, within a limit: [`Ctx::body_limited`].
+    pub body: Body,
     pub request_id: String,
 }
 
@@ -44,7 +46,13 @@ impl Ctx {
 
     /// Parse the body as JSON into `T`, refusing bodies over `limit` bytes.
     pub fn json_limited<T: DeserializeOwned>(&self, limit: usize) -> Result<T, ApiError> {
-        parse_json_body(self.header("content-type"), &self.body, limit)
+        parse_json_body(self.header("content-type"), self.body_limited(limit)?, limit)
+    }
+
+    /// The raw body, or a 413 once it passes `limit` bytes (refused by its
+    /// `Content-Length` before reading, or while it is read).
+    pub fn body_limited(&self, limit: usize) -> Result<&[u8], ApiError> {
+        self.body.get(limit, self.header("content-length"))
     }
 }
 
@@ -69,11 +77,7 @@ pub fn parse_json_body<T: DeserializeOwned>(
     limit: usize,
 ) -> Result<T, ApiError> {
     if body.len() > limit {
-        return Err(ApiError::of(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is {} bytes; the limit is {limit}", body.len()),
-        )
-        .with_details(serde_json::json!({ "limit_bytes": limit })));
+        return Err(crate::body::too_large(format!("request body is {} bytes; the limit is {limit}", body.len()), limit));
     }
     if let Some(ct) = content_type {
         let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
@@ -92,30 +96,42 @@ pub fn parse_json_body<T: DeserializeOwned>(
         // this, a `\u0000` reaching a query was a 500 on Postgres.
         return Err(ApiError::of(ErrorCode::InvalidJson, "request body has a NUL character (\\u0000) in a string; no field accepts one"));
     }
-    let mut value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))?;
-    integral_numbers_as_integers(&mut value);
-    T::deserialize(value).map_err(|e| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}")))
+    let invalid = |e: serde_json::Error| ApiError::of(ErrorCode::InvalidJson, format!("request body is not valid: {e}"));
+    // The typed parse first: one pass for the bodies clients send. Only a
+    // body it refuses is read again as a JSON value, to see whether an
+    // integral float (`2.0`) was all that stood in the way.
+    let direct = match serde_json::from_slice::<T>(body) {
+        Ok(parsed) => return Ok(parsed),
+        Err(e) => e,
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(invalid)?;
+    if !integral_numbers_as_integers(&mut value) {
+        return Err(invalid(direct));
+    }
+    T::deserialize(value).map_err(invalid)
 }
 
 /// JSON has one number type: `2.0` is the integer 2 (JSON Schema agrees,
 /// and so do clients that write every number with a decimal point). Such
 /// numbers become integers before the body meets its Rust type, so an
 /// integer field accepts them; `2.5` stays a fraction and is refused there.
-fn integral_numbers_as_integers(v: &mut serde_json::Value) {
+/// Whether any number changed.
+fn integral_numbers_as_integers(v: &mut serde_json::Value) -> bool {
     match v {
         serde_json::Value::Number(n) if n.is_f64() => {
-            if let Some(f) = n.as_f64() {
-                // Exactly representable integers only (|f| < 2^53 keeps every
-                // digit the client wrote).
-                if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 {
+            // Exactly representable integers only (|f| < 2^53 keeps every
+            // digit the client wrote).
+            match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
                     *v = serde_json::Value::from(f as i64);
+                    true
                 }
+                _ => false,
             }
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers_as_integers),
-        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers_as_integers),
-        _ => {}
+        serde_json::Value::Array(items) => items.iter_mut().fold(false, |changed, item| integral_numbers_as_integers(item) | changed),
+        serde_json::Value::Object(fields) => fields.values_mut().fold(false, |changed, field| integral_numbers_as_integers(field) | changed),
+        _ => false,
     }
 }
 
@@ -204,7 +220,7 @@ mod tests {
             path: "/api//products/42/".into(),
             query: Query::default(),
             headers: vec![("X-Thing".into(), "1".into())],
-            body: vec![],
+            body: Body::from_bytes(vec![]),
             request_id: "r".into(),
         };
         assert_eq!(ctx.segments(), vec!["api", "products", "42"]);

@@ -1,5 +1,6 @@
 //! The request pipeline every component runs (see the crate docs).
 
+use crate::body::Body;
 use crate::cors::CorsPolicy;
 use crate::log::RequestLog;
 use crate::query::Query;
@@ -8,7 +9,7 @@ use crate::request_id;
 use crate::response::Reply;
 use crate::trace::TraceContext;
 use crate::HandlerResult;
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{IncomingRequest, Method, Response};
 use std::time::Instant;
 
 /// Identifies the component in logs.
@@ -31,17 +32,23 @@ impl Service {
 }
 
 /// Run one request through the shared pipeline and the component's router.
-pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> HandlerResult) -> Response {
+/// The body stays in the host until a route reads it ([`Ctx::body_limited`]).
+pub fn serve(service: &Service, req: IncomingRequest, route: impl FnOnce(&Ctx) -> HandlerResult) -> Response {
     let started = Instant::now();
-    let incoming_id = req.header("x-request-id").and_then(|v| v.as_str());
-    let request_id = request_id::accept_incoming(incoming_id).unwrap_or_else(request_id::generate);
-    let raw_method = method_name(req.method());
-    let is_head = raw_method == "HEAD";
-    let path = req.path().to_string();
     let headers: Vec<(String, String)> = req
         .headers()
-        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
         .collect();
+    let request_id = request_id::accept_incoming(header(&headers, "x-request-id")).unwrap_or_else(request_id::generate);
+    let raw_method = method_name(&req.method());
+    let is_head = raw_method == "HEAD";
+    let path_with_query = req.path_with_query().unwrap_or_else(|| "/".to_string());
+    let (path, raw_query) = match path_with_query.split_once('?') {
+        Some((path, query)) => (path.to_string(), query.to_string()),
+        None => (path_with_query, String::new()),
+    };
     let trace = TraceContext::for_request(header(&headers, "traceparent"), header(&headers, "tracestate"));
     trace.clone().install();
     let origin = header(&headers, "origin").map(str::to_string);
@@ -50,7 +57,7 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
     let outcome: HandlerResult = if raw_method == "OPTIONS" {
         Ok(Reply::no_content())
     } else {
-        match Query::parse(req.query()).and_then(|q| if service.refuses_empty_parameters(&raw_method) { q.refuse_empty().map(|()| q) } else { Ok(q) }) {
+        match Query::parse(&raw_query).and_then(|q| if service.refuses_empty_parameters(&raw_method) { q.refuse_empty().map(|()| q) } else { Ok(q) }) {
             Err(e) => Err(e),
             Ok(query) => {
                 let ctx = Ctx {
@@ -58,7 +65,7 @@ pub fn serve(service: &Service, req: Request, route: impl FnOnce(&Ctx) -> Handle
                     path: crate::request::decode_path(&path),
                     query,
                     headers,
-                    body: req.into_body(),
+                    body: Body::from_incoming(req),
                     request_id: request_id.clone(),
                 };
                 route(&ctx)
