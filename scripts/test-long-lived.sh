@@ -56,7 +56,7 @@ fi
 for round in $(seq 1 "$rounds"); do
   echo "== long-lived: round $round of $rounds against $SHOP_BASE_URL" >&2
   started=$(date +%s)
-  if ! cargo test -q -p api-tests; then
+  if ! cargo test -q -p api-tests --no-fail-fast; then
     echo "long-lived: round $round failed" >&2
     [ -n "$state" ] && { echo "app log (last 40 lines):" >&2; tail -n 40 "$state/host.log" >&2; }
     exit 1

@@ -109,6 +109,7 @@ fn own_host() -> Option<&'static (shop_test_host::RunningHost, TestApp, [String;
                 ("admin_emails", admins.as_str()),
                 ("trusted_proxy_hops", "1"),
                 ("login_max_failures_per_client", "3"),
+                ("password_reset_requests_per_client", "2"),
                 ("checkout_requires_verified_email", "true"),
             ],
         );
@@ -186,6 +187,21 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
 }
 
 // ---------------------------------------------------------------- password reset
+
+#[test]
+fn reset_requests_are_limited_per_client_address() {
+    let Some((_host, app, _)) = own_host() else { return };
+    let ask_via = |xff: &str| {
+        app.request("POST", "/api/auth/password-reset", &[("x-forwarded-for", xff)], Some(&json!({ "email": unique_email("reset-spray") })))
+    };
+    for _ in 0..2 {
+        assert_eq!(ask_via("203.0.113.20").status, 202);
+    }
+    let r = ask_via("203.0.113.20");
+    r.assert_error(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(ask_via("203.0.113.21").status, 202, "another client behind the same proxy is unaffected");
+}
 
 #[test]
 fn a_reset_request_answers_the_same_whether_or_not_the_account_exists() {

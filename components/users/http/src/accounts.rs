@@ -14,9 +14,20 @@ use users_core::schema;
 
 /// Verification emails a signed-in user may ask for per hour.
 const VERIFY_RESENDS_PER_HOUR: i64 = 3;
-/// Reset emails per address per hour, and reset requests per client per hour.
+/// Reset emails per address per hour.
 const RESETS_PER_EMAIL_PER_HOUR: i64 = 3;
+/// Reset requests per client address per hour, unless
+/// `password_reset_requests_per_client` says otherwise (an office or a
+/// carrier behind one address may need more).
 const RESETS_PER_CLIENT_PER_HOUR: i64 = 20;
+
+fn resets_per_client_per_hour() -> i64 {
+    spin_sdk::variables::get("password_reset_requests_per_client")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(RESETS_PER_CLIENT_PER_HOUR)
+}
 const HOUR: i64 = 3600;
 
 fn open() -> Result<storage::ServiceDb, ApiError> {
@@ -117,7 +128,7 @@ pub fn request_password_reset(ctx: &Ctx) -> HandlerResult {
     // tells nothing either.
     let limited = transaction(&db, |tx| -> Result<Option<i64>, ApiError> {
         let take = |key: &str, max: i64| repository::take_slot(tx, Counter::Requests, key, now, HOUR, max).map_err(db_error);
-        if let Some(wait) = take(&client_key, RESETS_PER_CLIENT_PER_HOUR)? {
+        if let Some(wait) = take(&client_key, resets_per_client_per_hour())? {
             return Ok(Some(wait));
         }
         if let Some(wait) = take(&email_key, RESETS_PER_EMAIL_PER_HOUR)? {
