@@ -32,9 +32,11 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("store_name", "Suite Shop"),
     ("resend_timeout_ms", "1500"),
     ("password_reset_ttl_secs", PASSWORD_RESET_TTL_SECS),
-    // Every test asks from 127.0.0.1; the per-client limit has its own test
-    // (`accounts.rs`) on an app of its own.
+    // Every test asks from 127.0.0.1, in every run against a long-lived
+    // app: the per-client limits have their own tests (`accounts.rs`) on an
+    // app of their own.
     ("password_reset_requests_per_client", "100000"),
+    ("login_max_failures_per_client", "100000"),
     ("unsubscribe_secret", UNSUBSCRIBE_SECRET),
 ];
 

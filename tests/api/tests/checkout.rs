@@ -754,7 +754,7 @@ fn partial_and_full_refunds() {
     let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1ZPART" })));
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("shipped")), "{}", r.body);
     // Stripe tells us the rest was refunded (e.g. from its dashboard).
-    let charge = json!({ "id": "ch_1", "object": "charge", "amount": 1000, "amount_refunded": 1000, "payment_intent": app.stripe.session(&session_id)["payment_intent"] });
+    let charge = json!({ "id": format!("ch_{id}"), "object": "charge", "amount": 1000, "amount_refunded": 1000, "payment_intent": app.stripe.session(&session_id)["payment_intent"] });
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_refund"), "charge.refunded", charge)).status, 200);
     let order = app.order(&user, &id);
     assert_eq!((order["status"].as_str(), order["refunded"]["amount_minor"].as_i64()), (Some("refunded"), Some(1000)));
@@ -854,10 +854,10 @@ fn an_expired_session_ends_the_attempt_not_the_order() {
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_sess_exp"), "checkout.session.expired", expired)).status, 200);
     assert_eq!(app.order(&user, &id)["status"], "pending_payment");
     assert_eq!(stock(&app, &product), (5, 2, 3));
-    let canceled = json!({ "id": "pi_abandoned_elements", "object": "payment_intent", "status": "canceled", "metadata": { "order_id": id } });
+    let canceled = json!({ "id": format!("pi_abandoned_{id}"), "object": "payment_intent", "status": "canceled", "metadata": { "order_id": id } });
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_pi_cancel"), "payment_intent.canceled", canceled)).status, 200);
     assert_eq!(app.order(&user, &id)["status"], "pending_payment", "an abandoned intent ends nothing either");
-    let pi = json!({ "id": "pi_late_payment", "object": "payment_intent", "amount_received": 600, "currency": "usd", "metadata": { "order_id": id } });
+    let pi = json!({ "id": format!("pi_late_{id}"), "object": "payment_intent", "amount_received": 600, "currency": "usd", "metadata": { "order_id": id } });
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_pi_paid"), "payment_intent.succeeded", pi)).status, 200);
     assert_eq!(app.order(&user, &id)["status"], "paid");
     assert_eq!(stock(&app, &product), (3, 0, 3));
