@@ -4,8 +4,10 @@
 //! webhook whose processing fails part way. Each time the client gets a
 //! clear 502/503 in the error envelope, nothing is half written, and the
 //! retry after the fault succeeds once. (Resend failing is covered in
-//! `notifications.rs`: `a_failing_provider_is_retried_with_backoff_and_one_key`
-//! and the tests around it.)
+//! `notifications.rs`: `rate_limits_are_retried_after_retry_after`,
+//! `other_client_errors_fail_for_good`,
+//! `delivery_is_tried_right_after_the_change_and_an_outage_does_not_hurt`,
+//! `a_hanging_resend_times_out_and_is_retried_later`.)
 //!
 //! Every test here starts its own host (its own fake Stripe, a short
 //! `stripe_timeout_ms`, files it may lock), so a fault never reaches
