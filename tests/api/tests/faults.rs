@@ -228,10 +228,10 @@ fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
     let of_kind = |kind: &str| objects.iter().filter(|o| o["kind"] == kind).cloned().collect::<Vec<Value>>();
     match call {
         Call::CreateSession | Call::CreateIntent => {
-            let (kind, id_field) = if call == Call::CreateSession { ("checkout_session", "id") } else { ("payment_intent", "id") };
+            let kind = if call == Call::CreateSession { "checkout_session" } else { "payment_intent" };
             assert_eq!(created.len(), 1, "{what}: one object at Stripe: {created:?}");
-            assert_eq!(again.json()[id_field], created[0].as_str(), "{what}: the retry got the object Stripe made");
-            assert_eq!(twice.json()[id_field], created[0].as_str(), "{what}");
+            assert_eq!(again.json()["id"], created[0].as_str(), "{what}: the retry got the object Stripe made");
+            assert_eq!(twice.json()["id"], created[0].as_str(), "{what}");
             let recorded = of_kind(kind);
             assert_eq!(recorded.len(), 1, "{what}: {objects:?}");
             assert_eq!(recorded[0]["id"], created[0].as_str(), "{what}");
