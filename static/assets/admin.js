@@ -3,7 +3,7 @@
 // users' roles. Shares the storefront's session (same origin, same tokens):
 // an admin signed in on the storefront is signed in here.
 
-import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache } from './api.js';
+import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache, newKey } from './api.js';
 import { formatMoney, formatDate, statusText, STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
@@ -214,13 +214,19 @@ async function orderPage(id, isCurrent) {
     try { await api('PUT', `/api/orders/${order.id}/tracking`, { body: { carrier: d.carrier.trim(), tracking_number: d.tracking_number.trim() } }); done('Tracking saved; the order is shipped.'); } catch (e) { show('tracking-status', 'error', errorText(e)); }
   });
   const refund = document.getElementById('refund-form');
+  // One Idempotency-Key per refund asked for on this page: submitting the
+  // same amount again after an error (Stripe slow or down) is the same
+  // refund, whatever Stripe's events changed meanwhile.
+  let asked = null;
   if (refund) refund.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const text = String(new FormData(refund).get('amount') || '').trim();
     const amount = text ? decimalToMinor(text, exp) : null;
     if (text && (amount === null || amount < 1)) return show('refund-status', 'error', `“${text}” is not an amount in ${order.currency}.`);
     if (!confirm(`Refund ${amount === null ? 'everything left' : formatMoney({ amount_minor: amount, currency: order.currency })}?`)) return;
-    try { await api('POST', '/api/payments/refund', { body: amount === null ? { order_id: order.id } : { order_id: order.id, amount } }); done('Refunded.'); } catch (e) { show('refund-status', 'error', errorText(e)); }
+    if (!asked || asked.amount !== amount) asked = { amount, key: newKey() };
+    const body = amount === null ? { order_id: order.id } : { order_id: order.id, amount };
+    try { await api('POST', '/api/payments/refund', { body, headers: { 'idempotency-key': asked.key } }); done('Refunded.'); } catch (e) { show('refund-status', 'error', errorText(e)); }
   });
   const delivered = document.getElementById('mark-delivered');
   if (delivered) delivered.addEventListener('click', async () => {

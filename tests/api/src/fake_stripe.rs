@@ -32,11 +32,15 @@ struct State {
     /// Idempotency-Key → (the request's form, the first answer).
     by_key: HashMap<String, (Vec<(String, String)>, Value)>,
     next: u64,
-    /// Fail the next call that mentions this text (in its path or a form
-    /// value, e.g. an order id) with this status.
     /// Pending injected failures, each for the next call mentioning its text
-    /// (several tests may inject at once: each keeps its own).
-    fail_next: Vec<(String, u16)>,
+    /// (in its path or a form value, e.g. an order id) with this status and
+    /// `Retry-After` (several tests may inject at once: each keeps its own).
+    fail_next: Vec<(String, u16, Option<u64>)>,
+    /// Outages: every call mentioning the text fails with the status until
+    /// the test ends it ([`FakeStripe::start_outage`]).
+    outages: Vec<(String, u16)>,
+    /// Objects created (not replayed) so far: the call that made each, and its id.
+    created: Vec<(StripeCall, String)>,
     /// Amount refunded so far per PaymentIntent (API and "dashboard").
     refunded: HashMap<String, i64>,
     /// The next session or intent created for a call mentioning this text
@@ -44,8 +48,9 @@ struct State {
     reuse_id: Option<(String, String)>,
     /// Answer the next call mentioning this text only after this many
     /// milliseconds (Stripe hanging); the call is still processed, as a
-    /// request Stripe received but answered too late would be.
-    delay_next: Option<(String, u64)>,
+    /// request Stripe received but answered too late would be. Each pending
+    /// delay waits for its own call.
+    delay_next: Vec<(String, u64)>,
     /// Where the hosted checkout page sends its signed webhook: the app's
     /// base URL and the webhook secret ([`FakeStripe::deliver_webhooks_to`]).
     webhook_target: Option<(String, String)>,
@@ -125,14 +130,54 @@ impl FakeStripe {
     /// Make the next call that mentions `text` (an order id, an object id)
     /// fail with this status; calls of other tests running at the same
     /// time are not affected.
+    ///
+    /// The failure comes before Stripe runs the request (as a 5xx from its
+    /// edge, or a 429, does), so nothing is created and no answer is kept
+    /// under the call's Idempotency-Key: a retry with the key runs afresh.
+    /// (Stripe keeps a 5xx that its endpoint itself returned under the key
+    /// and replays it; such a request cannot be made to succeed by a retry
+    /// with the same key, and is not what this injects.)
     pub fn fail_next_for(&self, text: &str, status: u16) {
-        self.state.lock().unwrap().fail_next.push((text.to_string(), status));
+        self.state.lock().unwrap().fail_next.push((text.to_string(), status, None));
+    }
+
+    /// Make the next call that mentions `text` a 429 (Stripe's rate limit,
+    /// `rate_limit` error) with `Retry-After: retry_after_secs`; nothing is
+    /// run or kept, as [`FakeStripe::fail_next_for`].
+    pub fn rate_limit_next_for(&self, text: &str, retry_after_secs: u64) {
+        self.state.lock().unwrap().fail_next.push((text.to_string(), 429, Some(retry_after_secs)));
+    }
+
+    /// Stripe down for every call that mentions `text` (any number of them,
+    /// retries included) with this status, until [`FakeStripe::end_outage`].
+    /// Like [`FakeStripe::fail_next_for`], nothing is run or kept.
+    pub fn start_outage(&self, text: &str, status: u16) {
+        self.state.lock().unwrap().outages.push((text.to_string(), status));
+    }
+
+    /// End the outage started for `text`.
+    pub fn end_outage(&self, text: &str) {
+        self.state.lock().unwrap().outages.retain(|(t, _)| t != text);
     }
 
     /// Make the next call that mentions `text` hang for `ms` before it is
     /// answered (it is processed all the same).
     pub fn delay_next_for(&self, text: &str, ms: u64) {
-        self.state.lock().unwrap().delay_next = Some((text.to_string(), ms));
+        self.state.lock().unwrap().delay_next.push((text.to_string(), ms));
+    }
+
+    /// The ids of the objects Stripe created through `POST path`
+    /// (`/v1/checkout/sessions`, `/v1/payment_intents`, `/v1/refunds`) for
+    /// calls that mention `text`, in order; a request replayed under its
+    /// Idempotency-Key creates nothing.
+    pub fn created_for(&self, path: &str, text: &str) -> Vec<String> {
+        let st = self.state.lock().unwrap();
+        st.created.iter().filter(|(call, _)| call.path == path && mentions(call, text)).map(|(_, id)| id.clone()).collect()
+    }
+
+    /// What Stripe has refunded of this PaymentIntent's charge in all.
+    pub fn refunded_total(&self, payment_intent: &str) -> i64 {
+        self.state.lock().unwrap().refunded.get(payment_intent).copied().unwrap_or(0)
     }
 
     /// Make the next Checkout Session or PaymentIntent created for a call
@@ -206,19 +251,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>, own_url: &str) {
     let call = StripeCall { method: method.clone(), path: path.clone(), headers: headers.clone(), form: form.clone() };
     let delay = {
         let mut st = state.lock().unwrap();
-        match st.delay_next.clone() {
-            Some((text, ms)) if mentions(&call, &text) => {
-                st.delay_next = None;
-                Some(ms)
-            }
-            _ => None,
-        }
+        let i = st.delay_next.iter().position(|(text, _)| mentions(&call, text));
+        i.map(|i| st.delay_next.remove(i).1)
     };
-    let (status, answer) = respond(state, &call, own_url);
+    let (status, answer, extra_headers) = respond(state, &call, own_url);
     if let Some(ms) = delay {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    write_json(stream, status, "", &answer);
+    write_json(stream, status, &extra_headers, &answer);
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
@@ -284,14 +324,32 @@ fn mentions(call: &StripeCall, text: &str) -> bool {
     call.path.contains(text) || call.form.iter().any(|(_, v)| v.contains(text))
 }
 
-fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Value) {
+/// A status, a body and extra header lines.
+fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Value, String) {
     let mut st = state.lock().unwrap();
     st.calls.push(call.clone());
-    let mentions = |text: &str| mentions(call, text);
-    if let Some(i) = st.fail_next.iter().position(|(text, _)| mentions(text)) {
-        let (_, code) = st.fail_next.remove(i);
-        return (code, json!({ "error": { "message": "injected failure", "type": "api_error" } }));
+    let injected = match st.fail_next.iter().position(|(text, ..)| mentions(call, text)) {
+        Some(i) => {
+            let (_, code, retry_after) = st.fail_next.remove(i);
+            Some((code, retry_after))
+        }
+        None => st.outages.iter().find(|(text, _)| mentions(call, text)).map(|(_, code)| (*code, None)),
+    };
+    if let Some((code, retry_after)) = injected {
+        let error = if code == 429 {
+            json!({ "error": { "message": "Request rate limit exceeded.", "type": "invalid_request_error", "code": "rate_limit" } })
+        } else {
+            json!({ "error": { "message": "injected failure", "type": "api_error" } })
+        };
+        return (code, error, retry_after.map(|s| format!("retry-after: {s}\r\n")).unwrap_or_default());
     }
+    let (status, answer) = run(&mut st, call, own_url);
+    (status, answer, String::new())
+}
+
+/// What Stripe does with a call that reaches its endpoint.
+fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
+    let mentions = |text: &str| mentions(call, text);
     let key = call.headers.get("idempotency-key").cloned();
     if let Some(k) = &key {
         if let Some((form, previous)) = st.by_key.get(k) {
@@ -382,6 +440,11 @@ fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Valu
         }
         _ => return (404, json!({ "error": { "message": "unknown endpoint in the fake" } })),
     };
+    if call.method == "POST" && !call.path.ends_with("/expire") && !call.path.ends_with("/cancel") {
+        if let Some(id) = answer["id"].as_str() {
+            st.created.push((call.clone(), id.to_string()));
+        }
+    }
     if let Some(k) = key {
         st.by_key.insert(k, (call.form.clone(), answer.clone()));
     }

@@ -38,7 +38,7 @@ pub fn close_at_stripe(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_
                 // Already closed (Stripe says which way when asked: a
                 // completed session's payment arrives as its own event).
                 Err(StripeError::Rejected { .. }) | Err(StripeError::Unexpected(_)) => continue,
-                Err(StripeError::Unavailable(_)) => {
+                Err(StripeError::Unavailable(_) | StripeError::RateLimited { .. }) => {
                     done = false;
                     continue;
                 }

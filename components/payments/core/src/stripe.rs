@@ -182,6 +182,10 @@ fn with_session_placeholder(url: &str) -> String {
 pub enum StripeError {
     /// Network or 5xx: try again later.
     Unavailable(String),
+    /// 429: Stripe is limiting this shop's requests; try again after its
+    /// `Retry-After` when it sent one. Nothing was done (Stripe refuses the
+    /// request before running it, so no answer is kept under its key).
+    RateLimited { retry_after_secs: Option<u64> },
     /// Stripe refused the request (4xx): its error message.
     Rejected { status: u16, message: String },
     /// Stripe answered 2xx with something this shop cannot use.
@@ -192,6 +196,7 @@ impl std::fmt::Display for StripeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unavailable(m) => write!(f, "Stripe unavailable: {m}"),
+            Self::RateLimited { retry_after_secs } => write!(f, "Stripe is rate limiting (retry after {retry_after_secs:?} s)"),
             Self::Rejected { status, message } => write!(f, "Stripe rejected the request ({status}): {message}"),
             Self::Unexpected(m) => write!(f, "Stripe's answer was unusable: {m}"),
         }
@@ -238,7 +243,8 @@ impl StripeConfig {
         let json: Json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
         match status {
             200..=299 => Ok(json),
-            400..=499 if status != 429 => Err(StripeError::Rejected {
+            429 => Err(StripeError::RateLimited { retry_after_secs: answer.retry_after.as_deref().and_then(|v| v.trim().parse().ok()) }),
+            400..=499 => Err(StripeError::Rejected {
                 status,
                 message: json["error"]["message"].as_str().unwrap_or("request rejected").to_string(),
             }),

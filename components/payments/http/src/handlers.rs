@@ -34,6 +34,13 @@ fn stripe_error(e: StripeError) -> ApiError {
         StripeError::Unavailable(m) => ApiError::unavailable("payment_provider_unavailable", "Stripe could not be reached; retry shortly")
             .with_header("retry-after", "2")
             .with_internal(m),
+        // Stripe's own wait when it names one (within reason), else ours.
+        StripeError::RateLimited { retry_after_secs } => {
+            let wait = retry_after_secs.unwrap_or(2).clamp(1, 60);
+            ApiError::unavailable("payment_provider_unavailable", "Stripe is busy; retry shortly")
+                .with_header("retry-after", wait.to_string())
+                .with_internal(format!("Stripe answered 429 (retry after {retry_after_secs:?} s)"))
+        }
         StripeError::Rejected { status, message } => {
             ApiError::new(502, "payment_provider_error", "Stripe rejected the request").with_details(json!({ "stripe_status": status, "stripe_message": message }))
         }

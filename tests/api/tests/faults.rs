@@ -1,0 +1,487 @@
+//! Faults from outside the shop (issue #15, item 4): Stripe failing,
+//! rate limiting or hanging on each call the shop makes; a SQLite database
+//! write-locked by another process for longer than the busy timeout; a
+//! webhook whose processing fails part way. Each time the client gets a
+//! clear 502/503 in the error envelope, nothing is half written, and the
+//! retry after the fault succeeds once. (Resend failing is covered in
+//! `notifications.rs`: `rate_limits_are_retried_after_retry_after`,
+//! `other_client_errors_fail_for_good`,
+//! `delivery_is_tried_right_after_the_change_and_an_outage_does_not_hurt`,
+//! `a_hanging_resend_times_out_and_is_retried_later`.)
+//!
+//! Every test here starts its own host (its own fake Stripe, a short
+//! `stripe_timeout_ms`, files it may lock), so a fault never reaches
+//! another test's requests.
+
+use api_tests::fake_resend::FakeResend;
+use api_tests::{event, launch_host, unique_email, unique_sku, FakeStripe, Shopper, Stores, TestApp, TestUser, SWEEP_SECRET};
+use serde_json::{json, Value};
+use shop_test_host::RunningHost;
+use std::time::{Duration, Instant};
+
+/// The Stripe timeout of the hosts here; a hang lasts far longer.
+const STRIPE_TIMEOUT_MS: u64 = 500;
+const HANG_MS: u64 = 4000;
+
+fn against_external_app(test: &str) -> bool {
+    let external = std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty());
+    if external {
+        eprintln!("{test}: not applicable against SHOP_BASE_URL (it needs a host of its own)");
+    }
+    external
+}
+
+/// A host of its own, with its own fake Stripe and Resend.
+fn own_host() -> (RunningHost, TestApp) {
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let stripe = FakeStripe::start("127.0.0.1:0");
+    let resend = FakeResend::start("127.0.0.1:0");
+    let timeout = STRIPE_TIMEOUT_MS.to_string();
+    let host = launch_host(
+        &keys,
+        &[("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str()), ("stripe_timeout_ms", timeout.as_str())],
+    );
+    let mut app = TestApp::for_host(&host, keys);
+    app.stripe = stripe;
+    app.resend = resend;
+    (host, app)
+}
+
+fn address() -> Value {
+    json!({ "shipping_address": { "name": "Ann Lee", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "us" } })
+}
+
+fn place(app: &TestApp, user: &TestUser) -> String {
+    let r = app.place_order(user, Some(&unique_email("key")), Some(address()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// (on hand, reserved, available) of a product.
+fn stock(app: &TestApp, product: &str) -> (i64, i64, i64) {
+    let admin = app.admin();
+    let v = app.send_as(&admin.access_token, "GET", &format!("/api/products/{product}"), None).json();
+    (v["on_hand"].as_i64().unwrap(), v["reserved"].as_i64().unwrap(), v["available"].as_i64().unwrap())
+}
+
+fn payment_of(app: &TestApp, user: &TestUser, order: &str) -> Value {
+    let r = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{order}"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+fn history(app: &TestApp, user: &TestUser, order: &str) -> Vec<Value> {
+    let r = app.send_as(&user.access_token, "GET", &format!("/api/orders/{order}/history"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["history"].as_array().cloned().unwrap_or_default()
+}
+
+/// Everything a fault must leave as it was: the order (status, money,
+/// flags, history), its payment (the summary's objects and status, every
+/// ledger row) and the product's stock. A payment summary row with no
+/// session or intent yet (`awaiting_payment`) is the same as none: the
+/// session request writes it, with the session's expiry, before it calls
+/// Stripe (so a retry sends Stripe the same parameters).
+fn state(app: &TestApp, user: &TestUser, order: &str, product: &str) -> Value {
+    let o = app.order(user, order);
+    let p = payment_of(app, user, order);
+    let none_yet = json!({ "status": "awaiting_payment", "checkout_session": null, "payment_intent": null, "amount_refunded": 0 });
+    let summary = if p["payment"].is_null() { &none_yet } else { &p["payment"] };
+    json!({
+        "order": { "status": o["status"], "total": o["total"], "refunded": o["refunded"], "flags": o["flags"] },
+        "history": history(app, user, order).len(),
+        "payment": { "status": summary["status"], "checkout_session": summary["checkout_session"], "payment_intent": summary["payment_intent"], "amount_refunded": summary["amount_refunded"] },
+        "objects": p["objects"],
+        "automatic_refunds": p["automatic_refunds"],
+        "stock": format!("{:?}", stock(app, product)),
+    })
+}
+
+/// Each Stripe call the shop makes for a client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Call {
+    /// `POST /api/payments/checkout-session` → `POST /v1/checkout/sessions`.
+    CreateSession,
+    /// `POST /api/payments/create-intent` → `POST /v1/payment_intents`.
+    CreateIntent,
+    /// `POST /api/payments/refund` → `POST /v1/refunds`.
+    Refund,
+    /// The success page's `GET /api/payments/checkout-session/{id}` →
+    /// `GET /v1/checkout/sessions/{id}`.
+    RetrieveSession,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// 500 from Stripe, before its endpoint ran.
+    ServerError,
+    /// 429 with `Retry-After`.
+    RateLimited,
+    /// Stripe runs the request but answers after the shop's timeout.
+    Hanging,
+}
+
+/// One order set up for a call: who asks, what to ask, which Stripe calls
+/// are this call's (the text they mention and their path).
+struct Case {
+    user: TestUser,
+    order: String,
+    product: String,
+    /// The payment's intent (refunds).
+    intent: Option<String>,
+    /// Text every Stripe call of this case mentions (the fault's target).
+    target: String,
+    stripe_path: String,
+}
+
+fn set_up(app: &TestApp, call: Call) -> Case {
+    let (user, product) = app.customer_with_cart(5, 1000, 1);
+    let order = place(app, &user);
+    let mut case = Case { user, order: order.clone(), product, intent: None, target: order.clone(), stripe_path: String::new() };
+    match call {
+        Call::CreateSession => case.stripe_path = "/v1/checkout/sessions".into(),
+        Call::CreateIntent => case.stripe_path = "/v1/payment_intents".into(),
+        Call::Refund => {
+            let session = app.start_checkout(&case.user, &order);
+            let paid = app.stripe.pay_session(&session);
+            case.intent = paid["payment_intent"].as_str().map(str::to_string);
+            let r = app.stripe_sends(&event(&format!("evt_{order}_paid"), "checkout.session.completed", paid));
+            assert_eq!(r.status, 200, "{}", r.body);
+            case.stripe_path = "/v1/refunds".into();
+        }
+        Call::RetrieveSession => {
+            let session = app.start_checkout(&case.user, &order);
+            app.stripe.pay_session(&session);
+            case.stripe_path = format!("/v1/checkout/sessions/{session}");
+            case.target = session;
+        }
+    }
+    case
+}
+
+/// The client's request for `call`.
+fn ask(app: &TestApp, call: Call, case: &Case) -> api_tests::ApiResponse {
+    let body = json!({ "order_id": case.order });
+    match call {
+        Call::CreateSession => app.send_as(&case.user.access_token, "POST", "/api/payments/checkout-session", Some(&body)),
+        Call::CreateIntent => app.send_as(&case.user.access_token, "POST", "/api/payments/create-intent", Some(&body)),
+        Call::Refund => {
+            let admin = app.admin();
+            let auth = format!("Bearer {}", admin.access_token);
+            let key = format!("refund-{}", case.order);
+            let headers = [("authorization", auth.as_str()), ("idempotency-key", key.as_str())];
+            app.request("POST", "/api/payments/refund", &headers, Some(&json!({ "order_id": case.order, "amount": 400 })))
+        }
+        Call::RetrieveSession => app.send_as(&case.user.access_token, "GET", &format!("/api/payments/checkout-session/{}", case.target), None),
+    }
+}
+
+/// The Stripe calls of this case so far.
+fn stripe_calls(app: &TestApp, case: &Case) -> Vec<api_tests::fake_stripe::StripeCall> {
+    app.stripe.calls_for(&case.target).into_iter().filter(|c| c.path == case.stripe_path).collect()
+}
+
+fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
+    let what = format!("{call:?} with Stripe {fault:?}");
+    let case = set_up(app, call);
+    let before = state(app, &case.user, &case.order, &case.product);
+    match fault {
+        Fault::ServerError => app.stripe.fail_next_for(&case.target, 500),
+        Fault::RateLimited => app.stripe.rate_limit_next_for(&case.target, 7),
+        Fault::Hanging => app.stripe.delay_next_for(&case.target, HANG_MS),
+    }
+    let started = Instant::now();
+    let failed = ask(app, call, &case);
+    let took = started.elapsed();
+
+    // A clear 503 in the envelope, with Retry-After (Stripe's own after a 429), and soon.
+    failed.assert_error(503, "payment_provider_unavailable");
+    let retry_after = failed.header("retry-after").unwrap_or_else(|| panic!("{what}: no Retry-After"));
+    if fault == Fault::RateLimited {
+        assert_eq!(retry_after, "7", "{what}: Stripe's Retry-After is passed on");
+    }
+    assert!(took < Duration::from_millis(HANG_MS - 1000), "{what}: the request waited {took:?} for Stripe");
+    assert_eq!(stripe_calls(app, &case).len(), 1, "{what}: Stripe was asked once");
+
+    // The order and its payment are as they were.
+    assert_eq!(state(app, &case.user, &case.order, &case.product), before, "{what}: the failure changed the order");
+    let created_first = app.stripe.created_for(&case.stripe_path, &case.target);
+    match (fault, call) {
+        // Stripe did the work and answered too late.
+        (Fault::Hanging, Call::CreateSession | Call::CreateIntent | Call::Refund) => assert_eq!(created_first.len(), 1, "{what}"),
+        _ => assert!(created_first.is_empty(), "{what}: Stripe created {created_first:?}"),
+    }
+
+    // The retry succeeds, once; a second retry changes nothing more.
+    let again = ask(app, call, &case);
+    assert!(again.status == 200 || again.status == 201, "{what}: the retry: {} {}", again.status, again.body);
+    let twice = ask(app, call, &case);
+    assert!(twice.status == 200 || twice.status == 201, "{what}: the second retry: {} {}", twice.status, twice.body);
+    let calls = stripe_calls(app, &case);
+    assert_eq!(calls.len(), 3, "{what}: each attempt asked Stripe");
+    if call != Call::RetrieveSession {
+        let key = calls[0].headers.get("idempotency-key").cloned();
+        assert!(key.is_some() && calls.iter().all(|c| c.headers.get("idempotency-key") == key.as_ref()), "{what}: one Idempotency-Key for every attempt");
+    }
+    let created = app.stripe.created_for(&case.stripe_path, &case.target);
+    let objects = payment_of(app, &case.user, &case.order)["objects"].as_array().cloned().unwrap_or_default();
+    let of_kind = |kind: &str| objects.iter().filter(|o| o["kind"] == kind).cloned().collect::<Vec<Value>>();
+    match call {
+        Call::CreateSession | Call::CreateIntent => {
+            let kind = if call == Call::CreateSession { "checkout_session" } else { "payment_intent" };
+            assert_eq!(created.len(), 1, "{what}: one object at Stripe: {created:?}");
+            assert_eq!(again.json()["id"], created[0].as_str(), "{what}: the retry got the object Stripe made");
+            assert_eq!(twice.json()["id"], created[0].as_str(), "{what}");
+            let recorded = of_kind(kind);
+            assert_eq!(recorded.len(), 1, "{what}: {objects:?}");
+            assert_eq!(recorded[0]["id"], created[0].as_str(), "{what}");
+            assert_eq!(app.order(&case.user, &case.order)["status"], "pending_payment", "{what}");
+        }
+        Call::Refund => {
+            assert_eq!(created.len(), 1, "{what}: one refund at Stripe: {created:?}");
+            assert_eq!(app.stripe.refunded_total(case.intent.as_deref().unwrap()), 400, "{what}: refunded once at Stripe");
+            for r in [&again, &twice] {
+                assert_eq!(r.json()["refund_id"], created[0].as_str(), "{what}: {}", r.body);
+                assert_eq!(r.json()["order"]["refunded"]["amount_minor"], 400, "{what}: counted once: {}", r.body);
+            }
+            let refunds = of_kind("refund");
+            assert_eq!(refunds.len(), 1, "{what}: {objects:?}");
+            let order = app.order(&case.user, &case.order);
+            assert_eq!((order["status"].as_str(), order["refunded"]["amount_minor"].as_i64()), (Some("paid"), Some(400)), "{what}");
+            let invoice = app.send_as(&case.user.access_token, "GET", &format!("/api/orders/{}/invoice", case.order), None);
+            assert_eq!(invoice.json()["credit_notes"].as_array().map(Vec::len), Some(1), "{what}: one credit note: {}", invoice.body);
+        }
+        Call::RetrieveSession => {
+            assert!(created.is_empty(), "{what}: a retrieval creates nothing");
+            assert_eq!(again.json()["order_status"], "paid", "{what}: {}", again.body);
+            assert_eq!(twice.json()["order_status"], "paid", "{what}");
+            // The webhook for the same payment, after the return applied it, changes nothing.
+            let session = app.stripe.session(&case.target);
+            assert_eq!(app.stripe_sends(&event(&format!("evt_{}_late", case.order), "checkout.session.completed", session)).status, 200);
+            let paid_steps = history(app, &case.user, &case.order).iter().filter(|h| h["to"] == "paid").count();
+            assert_eq!(paid_steps, 1, "{what}: paid once");
+            assert_eq!(stock(app, &case.product), (4, 0, 4), "{what}: the stock committed once");
+            let invoice = app.send_as(&case.user.access_token, "GET", &format!("/api/orders/{}/invoice", case.order), None);
+            assert_eq!(invoice.status, 200, "{what}: {}", invoice.body);
+        }
+    }
+}
+
+/// Stripe answering 500, answering 429 with `Retry-After`, or hanging past
+/// `stripe_timeout_ms`, on each call the shop makes: the client gets a
+/// prompt 503 `payment_provider_unavailable` with `Retry-After`, the order
+/// and its payment stay as they were, and the retry succeeds with no
+/// second object at Stripe (one Idempotency-Key for every attempt; after a
+/// hang Stripe replays the object it made, and the shop records it once).
+#[test]
+fn stripe_failing_on_each_call_is_a_clear_503_and_the_retry_makes_no_duplicate() {
+    if against_external_app("stripe faults") {
+        return;
+    }
+    let (_host, app) = own_host();
+    for call in [Call::CreateSession, Call::CreateIntent, Call::Refund, Call::RetrieveSession] {
+        for fault in [Fault::ServerError, Fault::RateLimited, Fault::Hanging] {
+            stripe_fault(&app, call, fault);
+        }
+    }
+}
+
+/// Stripe down for a while: every attempt during the outage is a 503 and
+/// leaves nothing behind; the first one after it creates the one intent.
+#[test]
+fn every_retry_during_a_stripe_outage_fails_cleanly_and_the_first_after_it_pays() {
+    if against_external_app("stripe outage") {
+        return;
+    }
+    let (_host, app) = own_host();
+    let case = set_up(&app, Call::CreateIntent);
+    let before = state(&app, &case.user, &case.order, &case.product);
+    app.stripe.start_outage(&case.order, 503);
+    for _ in 0..3 {
+        ask(&app, Call::CreateIntent, &case).assert_error(503, "payment_provider_unavailable");
+    }
+    assert_eq!(state(&app, &case.user, &case.order, &case.product), before);
+    app.stripe.end_outage(&case.order);
+    let paid = ask(&app, Call::CreateIntent, &case);
+    assert_eq!(paid.status, 201, "{}", paid.body);
+    assert_eq!(app.stripe.created_for("/v1/payment_intents", &case.order), vec![paid.json()["id"].as_str().unwrap().to_string()]);
+    assert_eq!(stripe_calls(&app, &case).len(), 4);
+}
+
+// ------------------------------------------------------------ SQLite locks
+
+/// Another process holding a SQLite database's write lock (`BEGIN
+/// IMMEDIATE`: in WAL mode readers go on, writers wait). Dropped: rolled
+/// back, lock gone.
+struct WriteLock(rusqlite::Connection);
+
+impl WriteLock {
+    fn take(host: &RunningHost, label: &str) -> WriteLock {
+        let conn = rusqlite::Connection::open(host.sqlite_database_path(label)).expect("open the SQLite file");
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
+        WriteLock(conn)
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
+}
+
+fn count(host: &RunningHost, label: &str, sql: &str, param: &str) -> i64 {
+    let conn = rusqlite::Connection::open(host.sqlite_database_path(label)).expect("open the SQLite file");
+    conn.query_row(sql, [param], |r| r.get(0)).expect(sql)
+}
+
+fn not_on_embedded_sqlite(test: &str) -> bool {
+    if against_external_app(test) {
+        return true;
+    }
+    if Stores::from_env() == Stores::Servers {
+        // The app sets no lock or statement timeout on Postgres: a request
+        // behind another session's lock waits for it (see README, "Faults").
+        eprintln!("{test}: SQLite only (on Postgres a locked table makes requests wait, with no timeout of the app's)");
+        return true;
+    }
+    false
+}
+
+/// A SQLite database write-locked from outside for longer than the busy
+/// timeout (5 s: rusqlite's default, which Spin's SQLite and the test
+/// host keep): each write answers 503 `database_unavailable` with
+/// `Retry-After`, writes nothing of itself, and succeeds once the lock goes.
+#[test]
+fn a_sqlite_database_locked_from_outside_is_a_503_and_nothing_is_half_written() {
+    if not_on_embedded_sqlite("locked SQLite") {
+        return;
+    }
+    let (host, app) = own_host();
+    let admin = app.admin();
+    let (user, product) = app.customer_with_cart(5, 1000, 2);
+    // The orders database exists and is migrated before it is locked.
+    assert_eq!(app.send_as(&user.access_token, "GET", "/api/orders", None).status, 200);
+
+    // The catalog locked: an admin's new product.
+    let sku = unique_sku("locked");
+    let body = json!({ "sku": sku, "name": "Locked Lamp", "price": { "amount_minor": 500, "currency": "USD" }, "stock_on_hand": 3 });
+    {
+        let _lock = WriteLock::take(&host, "catalog");
+        let r = app.create_product(&admin, body.clone());
+        r.assert_error(503, "database_unavailable");
+        assert!(r.header("retry-after").is_some(), "{}", r.body);
+    }
+    assert_eq!(count(&host, "catalog", "SELECT COUNT(*) FROM products WHERE sku = ?", &sku), 0, "nothing written");
+    let r = app.create_product(&admin, body);
+    assert_eq!(r.status, 201, "after the lock: {}", r.body);
+    assert_eq!(count(&host, "catalog", "SELECT COUNT(*) FROM products WHERE sku = ?", &sku), 1);
+
+    // The orders database locked: placing an order, whose stock hold (in the
+    // catalog) is taken first and must be given back.
+    let key = unique_email("locked-order");
+    {
+        let _lock = WriteLock::take(&host, "orders");
+        let r = app.place_order(&user, Some(&key), Some(address()));
+        r.assert_error(503, "database_unavailable");
+        assert!(r.header("retry-after").is_some(), "{}", r.body);
+    }
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM orders WHERE user_id = ?", &user.id), 0, "no order");
+    assert_eq!(stock(&app, &product), (5, 0, 5), "the hold was given back");
+    let cart = app.get_cart(&mut Shopper::user(&user.access_token)).json();
+    assert_eq!(cart["item_count"], 2, "the cart is untouched: {cart}");
+    let r = app.place_order(&user, Some(&key), Some(address()));
+    assert_eq!(r.status, 201, "after the lock: {}", r.body);
+    let order = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(stock(&app, &product), (5, 2, 3));
+
+    // The orders database locked: Stripe's signed webhook for that order's
+    // payment. Not recorded, so Stripe's redelivery is applied, once.
+    let session = app.start_checkout(&user, &order);
+    let paid = event(&format!("evt_{order}_locked"), "checkout.session.completed", app.stripe.pay_session(&session));
+    {
+        let _lock = WriteLock::take(&host, "orders");
+        let r = app.stripe_sends(&paid);
+        r.assert_error(503, "database_unavailable");
+        assert!(r.header("retry-after").is_some(), "{}", r.body);
+    }
+    assert_eq!(app.order(&user, &order)["status"], "pending_payment");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM stripe_events WHERE order_id = ?", &order), 0);
+    assert_eq!(stock(&app, &product), (5, 2, 3));
+    assert_eq!(app.stripe_sends(&paid).status, 200);
+    assert_eq!(app.order(&user, &order)["status"], "paid");
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+}
+
+// ------------------------------------------------ a webhook failing mid-way
+
+/// The emails to `email` whose idempotency key is `key`, once at least one
+/// has gone out (sweeping until then).
+fn emails_with_key(app: &TestApp, email: &str, key: &str) -> usize {
+    let count = || app.resend.to(email).iter().filter(|c| c.idempotency_key() == key).count();
+    for _ in 0..100 {
+        if count() > 0 {
+            break;
+        }
+        let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One more sweep: a second email would have gone out with it.
+    app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    count()
+}
+
+/// A payment event whose processing fails part way: the orders transaction
+/// has recorded the event and begun the order's change when the stock
+/// commit (catalog database, locked from outside) fails. The app answers
+/// 503 so Stripe retries; nothing of it stays (no event id, no paid order,
+/// no invoice, no committed stock, the ledger as before); Stripe's
+/// redelivery after the fault is applied exactly once: one paid
+/// transition, one invoice, one paid email, the stock committed once. For
+/// a Checkout Session and for a PaymentIntent.
+#[test]
+fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
+    if not_on_embedded_sqlite("webhook failing mid-way") {
+        return;
+    }
+    let (host, app) = own_host();
+    for kind in ["checkout.session.completed", "payment_intent.succeeded"] {
+        let (user, product) = app.customer_with_cart(5, 1000, 2);
+        let order = place(&app, &user);
+        let object = if kind == "checkout.session.completed" {
+            let session = app.start_checkout(&user, &order);
+            app.stripe.pay_session(&session)
+        } else {
+            let r = app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": order })));
+            assert_eq!(r.status, 201, "{}", r.body);
+            json!({ "id": r.json()["id"], "object": "payment_intent", "status": "succeeded", "amount_received": 2000, "currency": "usd", "metadata": { "order_id": order } })
+        };
+        let paid = event(&format!("evt_{order}_midway"), kind, object);
+        let before = state(&app, &user, &order, &product);
+        {
+            let _lock = WriteLock::take(&host, "catalog");
+            let r = app.stripe_sends(&paid);
+            r.assert_error(503, "inventory_unavailable");
+            assert!(r.header("retry-after").is_some(), "{kind}: {}", r.body);
+        }
+        assert_eq!(state(&app, &user, &order, &product), before, "{kind}: nothing of the failed delivery stays");
+        assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM stripe_events WHERE order_id = ?", &order), 0, "{kind}");
+        app.send_as(&user.access_token, "GET", &format!("/api/orders/{order}/invoice"), None).assert_error(404, "no_invoice");
+
+        // Stripe redelivers the event, twice.
+        let r = app.stripe_sends(&paid);
+        assert_eq!(r.status, 200, "{kind}: {}", r.body);
+        assert_eq!(r.json()["applied"]["result"], "changed", "{kind}: {}", r.body);
+        let r = app.stripe_sends(&paid);
+        assert_eq!((r.status, r.json()["ignored"].as_str()), (200, Some("duplicate event")), "{kind}: {}", r.body);
+        assert_eq!(app.order(&user, &order)["status"], "paid", "{kind}");
+        assert_eq!(history(&app, &user, &order).iter().filter(|h| h["to"] == "paid").count(), 1, "{kind}: one paid transition");
+        assert_eq!(stock(&app, &product), (3, 0, 3), "{kind}: the stock committed once");
+        let invoice = app.send_as(&user.access_token, "GET", &format!("/api/orders/{order}/invoice"), None);
+        assert_eq!(invoice.status, 200, "{kind}: {}", invoice.body);
+        let number = invoice.json()["invoice"]["number"].as_str().unwrap_or_default().to_string();
+        assert!(!number.is_empty(), "{kind}: {}", invoice.body);
+        assert_eq!(emails_with_key(&app, &user.email, &format!("order.paid/{order}")), 1, "{kind}: one paid email");
+    }
+}
