@@ -33,12 +33,17 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     ("resend_timeout_ms", "1500"),
     ("password_reset_ttl_secs", PASSWORD_RESET_TTL_SECS),
     // Every test asks from 127.0.0.1, in every run against a long-lived
-    // app: the per-client limits have their own tests (`accounts.rs`) on an
-    // app of their own.
+    // app, so the per-client limits are raised: failed sign-ins to
+    // LOGIN_FAILURES_PER_CLIENT (`users.rs` reaches it from an address of
+    // its own), reset requests out of reach (`accounts.rs` tests that limit
+    // on an app of its own).
     ("password_reset_requests_per_client", "100000"),
-    ("login_max_failures_per_client", "100000"),
+    ("login_max_failures_per_client", LOGIN_FAILURES_PER_CLIENT),
     ("unsubscribe_secret", UNSUBSCRIBE_SECRET),
 ];
+
+/// Failed sign-ins per client address per window in the suite's app.
+pub const LOGIN_FAILURES_PER_CLIENT: &str = "100";
 
 /// Signs the suite app's one-click unsubscribe links.
 pub const UNSUBSCRIBE_SECRET: &str = "suite-unsubscribe-secret";

@@ -147,7 +147,8 @@ fn repeated_failures_from_one_client_are_rate_limited() {
     let octet = 2 + (std::process::id() % 250) as u8;
     let ip = std::net::Ipv4Addr::new(127, 0, 1, octet);
     let mut limited = None;
-    for i in 0..40 {
+    let limit: u32 = api_tests::LOGIN_FAILURES_PER_CLIENT.parse().unwrap();
+    for i in 0..limit + 10 {
         let login = format!(r#"{{"email":"{}","password":"wrong password {i}"}}"#, unique_email("spray"));
         let (status, headers) = post_from(ip, app.base_url(), "/api/auth/login", &login);
         if status == 429 {
@@ -156,7 +157,7 @@ fn repeated_failures_from_one_client_are_rate_limited() {
         }
         assert_eq!(status, 401);
     }
-    let headers = limited.expect("the client was limited within 40 failures");
+    let headers = limited.unwrap_or_else(|| panic!("the client was not limited within {} failures", limit + 10));
     assert!(headers.iter().any(|(k, _)| k == "retry-after"));
 }
 
