@@ -502,7 +502,7 @@ mod cart_steps;
 pub use cart_steps::Shopper;
 
 pub mod fake_stripe;
-pub use fake_stripe::FakeStripe;
+pub use fake_stripe::{Capture, FakeStripe};
 mod order_steps;
 pub use order_steps::{event, now, stripe_signature};
 pub mod fake_resend;
