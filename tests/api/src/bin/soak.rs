@@ -19,7 +19,7 @@
 //! captured payment and every other order none; 5. every email sent at most
 //! once. The exact definitions are in the README and in [`check`].
 
-use api_tests::{event, now, stripe_signature, unique_email, ApiResponse, FakeResend, FakeStripe, TestApp, STRIPE_WEBHOOK_SECRET, STRONG_PASSWORD, SWEEP_SECRET};
+use api_tests::{event, now, stripe_signature, unique_email, ApiResponse, FakeResend, FakeStripe, Rng, TestApp, STRIPE_WEBHOOK_SECRET, STRONG_PASSWORD, SWEEP_SECRET};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -75,32 +75,6 @@ fn parse_args() -> Options {
 fn die(msg: &str) -> ! {
     eprintln!("soak: {msg}");
     std::process::exit(2)
-}
-
-/// A small deterministic generator (xorshift64*): the workers' choices
-/// replay with `--seed`, their timing does not.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// `true` with probability `p`.
-    fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 /// One request as the client saw it.
@@ -453,32 +427,12 @@ fn start(o: &Options) -> (shop_test_host::RunningHost, TestApp) {
 
 /// Every product as an admin sees it (`on_hand`, `reserved`), inactive too.
 fn admin_products(app: &TestApp, admin: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    for page in 1.. {
-        let r = app.send_as(admin, "GET", &format!("/api/products?include_inactive=true&limit=100&page={page}"), None);
-        assert_eq!(r.status, 200, "{}", r.body);
-        let batch = r.json()["products"].as_array().cloned().unwrap_or_default();
-        if batch.is_empty() {
-            break;
-        }
-        out.extend(batch);
-    }
-    out
+    app.all_pages(Some(admin), "/api/products", "include_inactive=true", "products")
 }
 
 /// Every order, newest first.
 fn admin_orders(app: &TestApp, admin: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    for page in 1.. {
-        let r = app.send_as(admin, "GET", &format!("/api/orders/all?limit=100&page={page}"), None);
-        assert_eq!(r.status, 200, "{}", r.body);
-        let batch = r.json()["orders"].as_array().cloned().unwrap_or_default();
-        if batch.is_empty() {
-            break;
-        }
-        out.extend(batch);
-    }
-    out
+    app.all_pages(Some(admin), "/api/orders/all", "", "orders")
 }
 
 fn sweep(app: &TestApp) -> (u16, u16) {
