@@ -56,6 +56,9 @@ struct State {
     /// Money taken: each intent captured once ([`FakeStripe::pay_session`],
     /// [`FakeStripe::pay_intent`]), in order.
     captures: Vec<Capture>,
+    /// The `charge.refunded` events Stripe would send for the refunds made
+    /// so far, not yet taken by [`FakeStripe::take_refund_events`].
+    refund_events: Vec<Value>,
 }
 
 /// A payment the fake captured: the customer's money, taken once per intent.
@@ -150,6 +153,13 @@ impl FakeStripe {
         let pi = pi.clone();
         st.capture(intent_id, pi["metadata"]["order_id"].as_str().unwrap_or(""), pi["amount"].as_i64().unwrap_or(0), pi["currency"].as_str().unwrap_or(""));
         pi
+    }
+
+    /// The `charge.refunded` events for the refunds made through the API
+    /// since the last call (Stripe sends one after every refund, carrying the
+    /// charge's refunded total), for a caller to deliver as Stripe would.
+    pub fn take_refund_events(&self) -> Vec<Value> {
+        std::mem::take(&mut self.state.lock().unwrap().refund_events)
     }
 
     /// Every capture so far, oldest first.
@@ -430,6 +440,11 @@ fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Valu
             let amount = call.field("amount").and_then(|a| a.parse::<i64>().ok());
             let pi = call.field("payment_intent").unwrap_or("").to_string();
             *st.refunded.entry(pi.clone()).or_default() += amount.unwrap_or(0);
+            let charge = json!({
+                "id": format!("ch_{pi}"), "object": "charge", "payment_intent": pi,
+                "amount_refunded": st.refunded[&pi], "metadata": { "order_id": call.field("metadata[order_id]") },
+            });
+            st.refund_events.push(crate::order_steps::event(&format!("evt_refund_{}_{n}", run_tag()), "charge.refunded", charge));
             json!({
                 "id": format!("re_test_{}_{n}", run_tag()), "object": "refund", "status": "succeeded",
                 "amount": amount, "payment_intent": pi, "charge": format!("ch_{pi}"),

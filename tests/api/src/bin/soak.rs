@@ -120,6 +120,10 @@ struct Worker<'w> {
 }
 
 impl<'w> Worker<'w> {
+    fn new(w: &'w World, n: usize, rng: Rng, email: String, token: String) -> Worker<'w> {
+        Worker { w, n, rng, email, token, guest_cart: None, later: vec![], samples: vec![], findings: vec![], seq: 0 }
+    }
+
     /// Send a request and record it; a dropped connection is status 0.
     fn call(&mut self, kind: &'static str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> ApiResponse {
         let t = Instant::now();
@@ -148,10 +152,20 @@ impl<'w> Worker<'w> {
         self.call(kind, method, path, &all, body)
     }
 
-    /// Deliver a Stripe event signed now, as Stripe would.
+    /// Deliver a Stripe event signed now, as Stripe would, and like Stripe
+    /// deliver it again (signed anew) while the answer is not a 2xx: after
+    /// 1, 2, 4 and 8 s here, over days at Stripe. Every attempt is recorded.
     fn webhook(&mut self, evt: &Value) -> ApiResponse {
-        let signature = stripe_signature(&evt.to_string(), STRIPE_WEBHOOK_SECRET, now());
-        self.call("webhook", "POST", "/api/webhooks/stripe", &[("stripe-signature", &signature)], Some(evt))
+        let mut wait = 1;
+        loop {
+            let signature = stripe_signature(&evt.to_string(), STRIPE_WEBHOOK_SECRET, now());
+            let r = self.call("webhook", "POST", "/api/webhooks/stripe", &[("stripe-signature", &signature)], Some(evt));
+            if (200..300).contains(&r.status) || wait > 8 {
+                return r;
+            }
+            std::thread::sleep(StdDuration::from_secs(wait));
+            wait *= 2;
+        }
     }
 
     fn key(&mut self, what: &str) -> String {
@@ -369,9 +383,28 @@ impl<'w> Worker<'w> {
             let cancel = timed("POST", &cancel_path, &[("authorization", &auth)], None);
             (hook.join().expect("webhook thread"), cancel)
         });
+        let delivered = (200..300).contains(&hook.0.status);
         for (kind, what, (r, ms)) in [("webhook", "POST /api/webhooks/stripe", hook), ("cancel", cancel_path.as_str(), cancel)] {
             let what = if r.status >= 400 || r.status == 0 || ms > SLOW_MS { format!("{what} → {} in {ms:.0} ms: {}", r.status, r.body) } else { String::new() };
             self.samples.push(Sample { kind, status: r.status, ms, what });
+        }
+        if !delivered {
+            // Stripe delivers it again.
+            self.webhook(&evt);
+        }
+    }
+
+    /// The orders sweep and the notifications sweep, as a scheduler calls them.
+    fn sweeps(&mut self) {
+        for path in ["/api/orders/sweep", "/api/notifications/sweep"] {
+            self.call("sweep", "POST", path, &[("x-sweep-secret", SWEEP_SECRET)], None);
+        }
+    }
+
+    /// Deliver the `charge.refunded` events of the refunds made so far.
+    fn refund_events(&mut self) {
+        for evt in self.w.app.stripe.take_refund_events() {
+            self.webhook(&evt);
         }
     }
 
@@ -379,7 +412,7 @@ impl<'w> Worker<'w> {
     fn after_payment(&mut self, id: &str) {
         match self.rng.below(100) {
             0..=14 => {
-                let body = json!({ "carrier": "UPS", "number": format!("1Z{}", self.rng.next() % 1_000_000_000) });
+                let body = json!({ "carrier": "UPS", "tracking_number": format!("1Z{}", self.rng.next() % 1_000_000_000) });
                 self.as_admin("admin", "PUT", &format!("/api/orders/{id}/tracking"), &[], Some(&body));
                 if self.rng.chance(0.5) {
                     self.as_admin("admin", "PUT", &format!("/api/orders/{id}/status"), &[], Some(&json!({ "status": "delivered" })));
@@ -435,11 +468,6 @@ fn admin_orders(app: &TestApp, admin: &str) -> Vec<Value> {
     app.all_pages(Some(admin), "/api/orders/all", "", "orders")
 }
 
-fn sweep(app: &TestApp) -> (u16, u16) {
-    let h = [("x-sweep-secret", SWEEP_SECRET)];
-    (app.request("POST", "/api/orders/sweep", &h, None).status, app.request("POST", "/api/notifications/sweep", &h, None).status)
-}
-
 fn main() {
     let o = parse_args();
     eprintln!("soak: seed {}, {} workers, {} s, {} stores", o.seed, o.connections, o.duration, if o.postgres { "postgres" } else { "embedded" });
@@ -487,25 +515,23 @@ fn main() {
                 let (world, stop) = (&world, &stop);
                 let rng = Rng::new(o.seed ^ (n as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
                 s.spawn(move || {
-                    let mut w = Worker { w: world, n, rng, email, token, guest_cart: None, later: vec![], samples: vec![], findings: vec![], seq: 0 };
+                    let mut w = Worker::new(world, n, rng, email, token);
                     w.run(stop);
                     (w.samples, w.findings)
                 })
             })
             .collect();
         let scheduler = s.spawn(|| {
-            let mut samples = Vec::new();
+            // The scheduler's sweeps, and Stripe sending `charge.refunded`
+            // after each refund (recorded like any request).
+            let rng = Rng::new(o.seed);
+            let mut w = Worker::new(&world, o.connections, rng, String::new(), String::new());
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(StdDuration::from_secs(1));
-                for path in ["/api/orders/sweep", "/api/notifications/sweep"] {
-                    let t = Instant::now();
-                    let r = world.app.request("POST", path, &[("x-sweep-secret", SWEEP_SECRET)], None);
-                    let ms = t.elapsed().as_secs_f64() * 1000.0;
-                    let what = if r.status >= 400 || ms > SLOW_MS { format!("POST {path} → {} in {ms:.0} ms: {}", r.status, r.body) } else { String::new() };
-                    samples.push(Sample { kind: "sweep", status: r.status, ms, what });
-                }
+                w.sweeps();
+                w.refund_events();
             }
-            samples
+            w.samples
         });
         std::thread::sleep(StdDuration::from_secs(o.duration));
         stop.store(true, Ordering::Relaxed);
@@ -533,13 +559,14 @@ fn main() {
         eprintln!("soak: waiting {wait} s for the last short holds to lapse");
         std::thread::sleep(StdDuration::from_secs(wait));
     }
+    // Twice: the first sweep's automatic refunds bring refund events.
+    let mut last = Worker::new(&world, o.connections, Rng::new(o.seed), String::new(), String::new());
     for _ in 0..2 {
-        let (a, b) = sweep(app);
-        if a != 200 || b != 200 {
-            findings.push(format!("final sweeps answered {a} and {b}"));
-        }
+        last.refund_events();
+        last.sweeps();
     }
-    std::thread::sleep(StdDuration::from_millis(500));
+    last.refund_events();
+    samples.extend(last.samples);
 
     let report = check(&world, &initial, &samples, findings);
     print_report(&o, elapsed, &samples, &report);
@@ -673,21 +700,49 @@ fn check(world: &World, initial: &HashMap<String, i64>, samples: &[Sample], mut 
             kept.entry(c.order_id.as_str()).or_default().push(c.payment_intent.as_str());
         }
     }
+    // What an admin would look at for an order whose money is wrong.
+    let story = |id: &str| {
+        let r = app.send_as(admin, "GET", &format!("/api/orders/{id}/history"), None);
+        let steps: Vec<String> = serde_json::from_str::<Value>(&r.body).unwrap_or_default()["history"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| format!("{}→{} ({}, {})", h["from"].as_str().unwrap_or("·"), h["to"].as_str().unwrap_or("?"), h["actor"].as_str().unwrap_or(""), h["reason"].as_str().unwrap_or("")))
+            .collect();
+        let p: Value = serde_json::from_str(&app.send_as(admin, "GET", &format!("/api/payments/order/{id}"), None).body).unwrap_or_default();
+        let objects: Vec<String> = p["objects"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|o| format!("{} {} {} {}/{}", o["kind"].as_str().unwrap_or(""), o["id"].as_str().unwrap_or(""), o["status"].as_str().unwrap_or(""), o["amount_minor"], o["amount_refunded"]))
+            .collect();
+        let stripe_side: Vec<String> = captures.iter().filter(|c| c.order_id == id).map(|c| format!("{} captured {} refunded {}", c.payment_intent, c.amount_minor, stripe.refunded(&c.payment_intent))).collect();
+        format!(
+            "\n    history: {}\n    payment: {}\n    ledger: {}\n    automatic refunds: {}\n    fake Stripe: {}",
+            steps.join("; "),
+            p["payment"],
+            objects.join("; "),
+            p["automatic_refunds"],
+            stripe_side.join("; ")
+        )
+    };
     for o in &orders {
         let id = o["id"].as_str().unwrap_or("");
         let status = o["status"].as_str().unwrap_or("");
         let keeps = kept.get(id).cloned().unwrap_or_default();
         if matches!(status, "paid" | "processing" | "shipped" | "delivered") {
             if keeps.len() != 1 {
-                violations.push(format!("payment: {status} order {id} keeps {} captured payments: {keeps:?}", keeps.len()));
+                violations.push(format!("payment: {status} order {id} keeps {} captured payments: {keeps:?}{}", keeps.len(), story(id)));
             } else {
                 let named = payments.get(id).and_then(|p| p["payment"]["payment_intent"].as_str().map(str::to_string));
                 if named.as_deref() != Some(keeps[0]) {
-                    violations.push(format!("payment: {status} order {id} kept {} but its payment record names {named:?}", keeps[0]));
+                    violations.push(format!("payment: {status} order {id} kept {} but its payment record names {named:?}{}", keeps[0], story(id)));
                 }
             }
         } else if !keeps.is_empty() {
-            violations.push(format!("payment: {status} order {id} keeps money: {keeps:?}"));
+            violations.push(format!("payment: {status} order {id} keeps money: {keeps:?}{}", story(id)));
         }
     }
 
