@@ -394,11 +394,16 @@ impl<'w> Worker<'w> {
         }
     }
 
-    /// The orders sweep and the notifications sweep, as a scheduler calls them.
+    /// The orders sweep (again while it says `more`) and the notifications
+    /// sweep, as a scheduler calls them.
     fn sweeps(&mut self) {
-        for path in ["/api/orders/sweep", "/api/notifications/sweep"] {
-            self.call("sweep", "POST", path, &[("x-sweep-secret", SWEEP_SECRET)], None);
+        for _ in 0..20 {
+            let r = self.call("sweep", "POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+            if serde_json::from_str::<Value>(&r.body).ok().and_then(|v| v["more"].as_bool()) != Some(true) {
+                break;
+            }
         }
+        self.call("sweep", "POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
     }
 
     /// Deliver the `charge.refunded` events of the refunds made so far.
