@@ -640,6 +640,9 @@ fn check(world: &World, initial: &HashMap<String, i64>, samples: &[Sample], mut 
     let mut pending: HashMap<String, i64> = HashMap::new();
     let mut orders_ever_paid = 0;
     let mut automatic_refunds = 0;
+    // Per product: the ever-paid orders that ended cancelled with no restock
+    // noted for it (where units put back without a note would hide).
+    let mut cancelled_unnoted: HashMap<String, Vec<String>> = HashMap::new();
     for o in &orders {
         let id = o["id"].as_str().unwrap_or("");
         let lines = o["lines"].as_array().cloned().unwrap_or_default();
@@ -674,6 +677,18 @@ fn check(world: &World, initial: &HashMap<String, i64>, samples: &[Sample], mut 
                 }
             }
         }
+        if o["status"] == "cancelled" {
+            let cancel = rows.iter().find(|r| r["to"] == "cancelled");
+            let by = cancel.and_then(|r| r["actor"].as_str()).unwrap_or("?");
+            for l in &lines {
+                let sku = l["sku"].as_str().unwrap_or("");
+                let noted = rows.iter().filter_map(|r| r["reason"].as_str()).any(|r| r.starts_with("restocked (") && r.contains(&format!(" × {sku}")));
+                if !noted {
+                    let flags = o["flags"].to_string();
+                    cancelled_unnoted.entry(l["product_id"].as_str().unwrap_or("").to_string()).or_default().push(format!("{id} (cancelled by {by}, flags {flags})"));
+                }
+            }
+        }
     }
     for p in &products {
         let id = p["id"].as_str().unwrap_or("");
@@ -681,7 +696,8 @@ fn check(world: &World, initial: &HashMap<String, i64>, samples: &[Sample], mut 
         let start = initial.get(id).copied().unwrap_or(-1);
         let (s, r) = (sold.get(id).copied().unwrap_or(0), pending.get(id).copied().unwrap_or(0));
         if on_hand != start - s {
-            violations.push(format!("stock: {} on hand {on_hand}, but initial {start} − sold {s} = {}", p["sku"], start - s));
+            let suspects = cancelled_unnoted.get(id).map(|v| v.join("; ")).unwrap_or_default();
+            violations.push(format!("stock: {} on hand {on_hand}, but initial {start} − sold {s} = {}; paid orders cancelled without a restock noted for it: [{suspects}]", p["sku"], start - s));
         }
         if reserved != r {
             violations.push(format!("stock: {} reserved {reserved}, but pending orders hold {r}", p["sku"]));
