@@ -43,7 +43,7 @@ for arg in "$@"; do [ "$arg" = "--smoke" ] && profile=dev; done
 scripts/build-components.sh
 dir=$profile; [ "$profile" = dev ] && dir=debug
 if $soak; then
-  # The soak runs the test host in its own process (as the API tests do).
+  # The soak runs the test host inside its own process, as the API tests do.
   cargo build -q --profile "$profile" -p api-tests --bin soak
   exec "target/$dir/soak" "$@"
 fi
