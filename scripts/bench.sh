@@ -12,10 +12,20 @@
 #   scripts/bench.sh --stores postgres    # every database on a throwaway Postgres, carts on Redis
 #   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
 #                --only TEXT --variable k=v
+#
+# The soak with invariants (README, "The soak"): a mixed storefront workload
+# on the test host with a fake Stripe and a fake Resend, then checks from the
+# outside; exits 1 on any violation, listing each.
+#   scripts/bench.sh --soak [--duration S] [--connections N]   # 60 s, 32 workers
+#   scripts/bench.sh --soak --smoke       # 10 s on the dev-profile build; CI runs this
+#   extra flags: --stores postgres --stock N --seed N
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v wrk >/dev/null 2>&1; then
+soak=false
+for arg in "$@"; do [ "$arg" = "--soak" ] && soak=true; done
+
+if ! $soak && ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bench: installing wrk" >&2
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
@@ -31,6 +41,11 @@ profile=bench-host
 for arg in "$@"; do [ "$arg" = "--smoke" ] && profile=dev; done
 
 scripts/build-components.sh
-cargo build -q --profile "$profile" -p shop-test-host -p api-tests --bin shop-test-host --bin bench
 dir=$profile; [ "$profile" = dev ] && dir=debug
+if $soak; then
+  # The soak runs the test host inside its own process, as the API tests do.
+  cargo build -q --profile "$profile" -p api-tests --bin soak
+  exec "target/$dir/soak" "$@"
+fi
+cargo build -q --profile "$profile" -p shop-test-host -p api-tests --bin shop-test-host --bin bench
 exec "target/$dir/bench" --host-bin "target/$dir/shop-test-host" "$@"

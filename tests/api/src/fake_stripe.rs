@@ -56,6 +56,47 @@ struct State {
     webhook_target: Option<(String, String)>,
     /// The hosted page's `success_url` and `cancel_url` per session.
     return_urls: HashMap<String, (String, String)>,
+    /// Every PaymentIntent created through the API, by id.
+    intents: HashMap<String, Value>,
+    /// Money taken: each intent captured once ([`FakeStripe::pay_session`],
+    /// [`FakeStripe::pay_intent`]), in order.
+    captures: Vec<Capture>,
+    /// The `charge.refunded` events Stripe would send for the refunds made
+    /// so far, not yet taken by [`FakeStripe::take_refund_events`].
+    refund_events: Vec<Value>,
+}
+
+/// A payment the fake captured: the customer's money, taken once per intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub payment_intent: String,
+    /// The order its metadata names.
+    pub order_id: String,
+    pub amount_minor: i64,
+    /// Lower case, as Stripe writes it.
+    pub currency: String,
+}
+
+impl State {
+    /// Record the capture of `intent` unless it was captured already (Stripe
+    /// captures an intent at most once).
+    fn capture(&mut self, intent: &str, order_id: &str, amount_minor: i64, currency: &str) {
+        if !self.captures.iter().any(|c| c.payment_intent == intent) {
+            self.captures.push(Capture { payment_intent: intent.into(), order_id: order_id.into(), amount_minor, currency: currency.into() });
+        }
+    }
+
+    /// The customer pays a session: it completes and its intent's money is
+    /// captured. `None` for an unknown session.
+    fn complete_session(&mut self, session_id: &str) -> Option<Value> {
+        let s = self.sessions.get_mut(session_id)?;
+        s["status"] = json!("complete");
+        s["payment_status"] = json!("paid");
+        let s = s.clone();
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        self.capture(&text(&s["payment_intent"]), &text(&s["metadata"]["order_id"]), s["amount_total"].as_i64().unwrap_or(0), &text(&s["currency"]));
+        Some(s)
+    }
 }
 
 /// A prefix unique to this process, so ids never repeat across runs (an app
@@ -99,13 +140,41 @@ impl FakeStripe {
         self.calls().into_iter().filter(|c| c.form.iter().any(|(_, v)| v == order_id) || c.path.contains(order_id)).collect()
     }
 
-    /// Mark a session paid, as if the customer completed checkout.
+    /// Mark a session paid, as if the customer completed checkout (its
+    /// intent's money is captured, once).
     pub fn pay_session(&self, session_id: &str) -> Value {
+        self.state.lock().unwrap().complete_session(session_id).expect("known session")
+    }
+
+    /// Mark a PaymentIntent the shop created as succeeded, as if the
+    /// customer confirmed it in the browser: its money is captured (once)
+    /// and the intent object is returned as a `payment_intent.succeeded`
+    /// event carries it.
+    pub fn pay_intent(&self, intent_id: &str) -> Value {
         let mut st = self.state.lock().unwrap();
-        let s = st.sessions.get_mut(session_id).expect("known session");
-        s["status"] = json!("complete");
-        s["payment_status"] = json!("paid");
-        s.clone()
+        let pi = st.intents.get_mut(intent_id).expect("known payment intent");
+        pi["status"] = json!("succeeded");
+        pi["amount_received"] = pi["amount"].clone();
+        let pi = pi.clone();
+        st.capture(intent_id, pi["metadata"]["order_id"].as_str().unwrap_or(""), pi["amount"].as_i64().unwrap_or(0), pi["currency"].as_str().unwrap_or(""));
+        pi
+    }
+
+    /// The `charge.refunded` events for the refunds made through the API
+    /// since the last call (Stripe sends one after every refund, carrying the
+    /// charge's refunded total), for a caller to deliver as Stripe would.
+    pub fn take_refund_events(&self) -> Vec<Value> {
+        std::mem::take(&mut self.state.lock().unwrap().refund_events)
+    }
+
+    /// Every capture so far, oldest first.
+    pub fn captures(&self) -> Vec<Capture> {
+        self.state.lock().unwrap().captures.clone()
+    }
+
+    /// What went back on this intent so far (the shop's refunds and the dashboard's).
+    pub fn refunded(&self, payment_intent: &str) -> i64 {
+        self.state.lock().unwrap().refunded.get(payment_intent).copied().unwrap_or(0)
     }
 
     /// The session object as Stripe would return it.
@@ -414,15 +483,26 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
             let id = p.trim_start_matches("/v1/payment_intents/").trim_end_matches("/cancel");
             json!({ "id": id, "object": "payment_intent", "status": "canceled" })
         }
-        ("POST", "/v1/payment_intents") => json!({
-            "id": reused.clone().unwrap_or_else(|| format!("pi_test_{}_{n}", run_tag())), "object": "payment_intent", "client_secret": format!("pi_test_{}_{n}_secret_abc", run_tag()),
-            "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "currency": call.field("currency"),
-            "metadata": { "order_id": call.field("metadata[order_id]") }, "status": "requires_payment_method",
-        }),
+        ("POST", "/v1/payment_intents") => {
+            let intent = json!({
+                "id": reused.clone().unwrap_or_else(|| format!("pi_test_{}_{n}", run_tag())), "object": "payment_intent", "client_secret": format!("pi_test_{}_{n}_secret_abc", run_tag()),
+                "amount": call.field("amount").and_then(|a| a.parse::<i64>().ok()), "currency": call.field("currency"),
+                "metadata": { "order_id": call.field("metadata[order_id]") }, "status": "requires_payment_method",
+            });
+            // A reused id keeps the intent first created under it.
+            let id = intent["id"].as_str().unwrap_or("").to_string();
+            st.intents.entry(id).or_insert_with(|| intent.clone());
+            intent
+        }
         ("POST", "/v1/refunds") => {
             let amount = call.field("amount").and_then(|a| a.parse::<i64>().ok());
             let pi = call.field("payment_intent").unwrap_or("").to_string();
             *st.refunded.entry(pi.clone()).or_default() += amount.unwrap_or(0);
+            let charge = json!({
+                "id": format!("ch_{pi}"), "object": "charge", "payment_intent": pi,
+                "amount_refunded": st.refunded[&pi], "metadata": { "order_id": call.field("metadata[order_id]") },
+            });
+            st.refund_events.push(crate::order_steps::event(&format!("evt_refund_{}_{n}", run_tag()), "charge.refunded", charge));
             json!({
                 "id": format!("re_test_{}_{n}", run_tag()), "object": "refund", "status": "succeeded",
                 "amount": amount, "payment_intent": pi, "charge": format!("ch_{pi}"),
@@ -459,7 +539,7 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
 /// These requests are not recorded as API calls.
 mod hosted_checkout {
     use super::{State, TcpStream};
-    use serde_json::{json, Value};
+    use serde_json::Value;
     use std::io::Write;
     use std::sync::Mutex;
 
@@ -487,13 +567,7 @@ mod hosted_checkout {
                 ))
             }
             ("POST", "pay") => {
-                let paid = {
-                    let mut st = state.lock().unwrap();
-                    let Some(s) = st.sessions.get_mut(&id) else { return page(stream, 404, "<h1>No such checkout session</h1>") };
-                    s["status"] = json!("complete");
-                    s["payment_status"] = json!("paid");
-                    s.clone()
-                };
+                let Some(paid) = state.lock().unwrap().complete_session(&id) else { return page(stream, 404, "<h1>No such checkout session</h1>") };
                 if let Some((app, secret)) = target {
                     if let Err(e) = send_webhook(&app, &secret, &id, paid) {
                         return page(stream, 502, &format!("<h1>The shop did not take the payment event</h1><p>{e}</p>"));

@@ -483,12 +483,20 @@ impl TestApp {
 
     /// Every active product, following pages.
     pub fn all_products(&self, query: &str) -> Vec<Value> {
+        self.all_pages(None, "/api/products", query, "products")
+    }
+
+    /// Every item of a paged list (`page`, `limit=100`) under `field`,
+    /// following pages until one is empty; with `token`, as that caller.
+    pub fn all_pages(&self, token: Option<&str>, path: &str, query: &str, field: &str) -> Vec<Value> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
         let mut out = Vec::new();
         for page in 1.. {
             let sep = if query.is_empty() { "" } else { "&" };
-            let r = self.list_products(&format!("{query}{sep}limit=100&page={page}"));
-            assert_eq!(r.status, 200, "{}", r.body);
-            let batch = r.json()["products"].as_array().cloned().unwrap_or_default();
+            let r = self.request("GET", &format!("{path}?{query}{sep}limit=100&page={page}"), &headers, None);
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+            let batch = r.json()[field].as_array().cloned().unwrap_or_default();
             if batch.is_empty() {
                 break;
             }
@@ -542,7 +550,7 @@ mod cart_steps;
 pub use cart_steps::Shopper;
 
 pub mod fake_stripe;
-pub use fake_stripe::FakeStripe;
+pub use fake_stripe::{Capture, FakeStripe};
 mod order_steps;
 pub use order_steps::{event, now, stripe_signature};
 pub mod fake_resend;
@@ -551,3 +559,5 @@ pub mod fake_object_storage;
 pub use fake_object_storage::FakeObjectStorage;
 pub mod fake_twilio;
 pub use fake_twilio::FakeTwilio;
+mod rng;
+pub use rng::Rng;

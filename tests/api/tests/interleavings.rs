@@ -8,24 +8,8 @@
 //!
 //! The seed is printed; `SHOP_INTERLEAVING_SEED=<n>` replays a run's choices.
 
-use api_tests::{event, unique_email, Shopper, TestApp, TestUser, SWEEP_SECRET, UNPAID_ORDER_TTL_SECS};
+use api_tests::{event, unique_email, Rng, Shopper, TestApp, TestUser, SWEEP_SECRET, UNPAID_ORDER_TTL_SECS};
 use serde_json::{json, Value};
-
-/// A small deterministic generator (xorshift64*), so a seed replays a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Plan {
@@ -139,7 +123,7 @@ fn stock_and_orders_agree_after_any_interleaving() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     eprintln!("interleavings: SHOP_INTERLEAVING_SEED={seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let admin = app.admin();
     const STOCK: i64 = 12;
     let product = app.new_product(&admin, "Contended Widget", STOCK)["id"].as_str().unwrap().to_string();
@@ -153,7 +137,7 @@ fn stock_and_orders_agree_after_any_interleaving() {
             app.register(json!({ "email": email, "password": api_tests::STRONG_PASSWORD, "first_name": "I", "last_name": "L" }));
             let user = app.sign_in(&email, api_tests::STRONG_PASSWORD);
             app.add_to_cart(&mut Shopper::user(&user.access_token), &product, 1);
-            (user, PLANS[rng.below(PLANS.len() as u64) as usize])
+            (user, PLANS[rng.below(PLANS.len())])
         })
         .collect();
     let placed: Vec<(usize, Option<String>)> = std::thread::scope(|s| {
