@@ -134,10 +134,11 @@ pub fn transaction<T, E>(db: &dyn Db, work: impl FnOnce(&dyn Db) -> Result<T, E>
 where
     E: From<DbError>,
 {
-    match db.dialect() {
-        Dialect::Sqlite => begin_immediate(db)?,
-        Dialect::Postgres => db.execute("BEGIN", &[])?,
-    }
+    let begin = match db.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    db.execute(begin, &[])?;
     match work(db) {
         Ok(v) => match db.execute("COMMIT", &[]) {
             Ok(()) => Ok(v),
@@ -153,46 +154,37 @@ where
     }
 }
 
-/// How long a SQLite writer waits for the write lock before it gives up
-/// with [`DbError::Busy`] (a 503 with `Retry-After`): the busy timeout
-/// Spin's connections have (rusqlite's default).
-pub const SQLITE_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a SQLite statement waits for a lock before it gives up with
+/// [`DbError::Busy`] (a 503 with `Retry-After`): the busy timeout Spin's
+/// connections have (rusqlite's default).
+pub const SQLITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The longest pause between two tries for SQLite's write lock.
-const SQLITE_WRITE_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(2);
+/// The longest pause between two tries for a SQLite lock.
+const SQLITE_LOCK_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// `BEGIN IMMEDIATE`, waiting for the write lock in short, even steps.
+/// Run `statement` until it is not refused for a lock, trying again after
+/// 0.25, 0.5, 1 and then every 2 ms, for [`SQLITE_LOCK_WAIT`] in all.
 ///
-/// SQLite's own busy handler (the one every Spin connection has) sleeps in
-/// growing steps — 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms —
-/// so under concurrent checkouts a writer that found the lock taken sleeps
-/// on long after it came free: a commit holds it for about a millisecond,
-/// the waiter wakes up to 100 ms later. Counted with `strace` under the
-/// order benchmark at 8 workers, those sleeps were most of an order's time.
-/// So this connection's handler is switched off (`busy_timeout = 0`: a
-/// taken lock answers "database is locked" at once), the lock is tried
-/// again after 0.25, 0.5, 1 and then every 2 ms, for [`SQLITE_WRITE_WAIT`]
-/// in all, and the handler is put back for whatever the request runs next.
-fn begin_immediate(db: &dyn Db) -> Result<(), DbError> {
-    db.execute("PRAGMA busy_timeout = 0", &[])?;
+/// This replaces SQLite's own busy handler (the one every Spin connection
+/// has), which sleeps in growing steps — 1, 2, 5, 10, 15, 20, 25, 25, 25,
+/// 50, 50, then 100 ms — so under concurrent checkouts a writer that found
+/// the lock taken sleeps on long after it came free: a commit holds it for
+/// about a millisecond, the waiter wakes up to 100 ms later. Counted with
+/// `strace` under the order benchmark at 8 workers, those sleeps were most
+/// of an order's time. The connection's handler is switched off first
+/// (`PRAGMA busy_timeout = 0`, see `spin_sqlite`), so a taken lock answers
+/// at once. A refused statement did nothing, so trying it again is safe.
+pub fn polling_for_locks<T>(mut statement: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_micros(250);
-    let began = loop {
-        match db.execute("BEGIN IMMEDIATE", &[]) {
-            Err(DbError::Busy(_)) if started.elapsed() + pause < SQLITE_WRITE_WAIT => {
+    loop {
+        match statement() {
+            Err(DbError::Busy(_)) if started.elapsed() + pause < SQLITE_LOCK_WAIT => {
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(SQLITE_WRITE_POLL_MAX);
+                pause = (pause * 2).min(SQLITE_LOCK_POLL_MAX);
             }
-            other => break other,
+            other => return other,
         }
-    };
-    let restored = db.execute(&format!("PRAGMA busy_timeout = {}", SQLITE_WRITE_WAIT.as_millis()), &[]);
-    match (began, restored) {
-        (Ok(()), Err(e)) => {
-            let _ = db.execute("ROLLBACK", &[]);
-            Err(e)
-        }
-        (began, _) => began,
     }
 }
 
@@ -202,8 +194,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_writer_waits_for_the_lock_in_short_steps_and_keeps_the_busy_timeout() {
-        let dir = std::env::temp_dir().join(format!("storage-begin-{}", std::process::id()));
+    fn a_statement_refused_for_a_lock_is_tried_again_until_the_lock_is_free() {
+        let dir = std::env::temp_dir().join(format!("storage-poll-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("wait.db");
         let _ = std::fs::remove_file(&path);
@@ -214,20 +206,26 @@ mod tests {
         let waiter_path = path.clone();
         let waiter = std::thread::spawn(move || {
             let db = MemDb::file(&waiter_path);
+            db.execute("PRAGMA busy_timeout = 0", &[]).unwrap();
             let started = std::time::Instant::now();
-            transaction(&db, |tx| tx.execute("INSERT INTO t VALUES (2)", &[])).unwrap();
-            let waited = started.elapsed();
-            let timeout = db.query("PRAGMA busy_timeout", &[]).unwrap().first().unwrap().int("timeout").unwrap();
-            (waited, timeout)
+            let mut tries = 0;
+            polling_for_locks(|| {
+                tries += 1;
+                db.execute("INSERT INTO t VALUES (2)", &[])
+            })
+            .unwrap();
+            (started.elapsed(), tries)
         });
         std::thread::sleep(std::time::Duration::from_millis(60));
         holder.execute("INSERT INTO t VALUES (1)", &[]).unwrap();
         holder.execute("COMMIT", &[]).unwrap();
-        let (waited, timeout) = waiter.join().unwrap();
+        let (waited, tries) = waiter.join().unwrap();
         assert!(waited >= std::time::Duration::from_millis(55), "it waited for the lock: {waited:?}");
         assert!(waited < std::time::Duration::from_millis(1000), "and took it soon after it came free: {waited:?}");
-        assert_eq!(timeout, SQLITE_WRITE_WAIT.as_millis() as i64, "the connection's busy handler is back");
+        assert!(tries > 1, "refused at first");
         assert_eq!(holder.query("SELECT x FROM t ORDER BY x", &[]).unwrap().len(), 2);
+        let other: Result<(), DbError> = polling_for_locks(|| Err(DbError::Other("no".into())));
+        assert!(matches!(other, Err(DbError::Other(_))), "other errors are not retried");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -8,14 +8,15 @@ use spin_sdk::sqlite::{Connection, Error, Value as SqlValue};
 /// A connection to one labelled Spin SQLite database.
 pub struct SpinSqlite {
     conn: Connection,
-    /// Whether this connection's durability level was set (before its first write).
-    synchronous_set: std::cell::Cell<bool>,
+    /// Whether this connection was set up for writing (durability level,
+    /// busy handler off), which happens before its first write.
+    writer: std::cell::Cell<bool>,
 }
 
 impl SpinSqlite {
     /// Open the database with this label (it must be granted in `spin.toml`).
     pub fn open(label: &str) -> Result<Self, DbError> {
-        Connection::open(label).map(|conn| Self { conn, synchronous_set: std::cell::Cell::new(false) }).map_err(|e| map_error(label, e))
+        Connection::open(label).map(|conn| Self { conn, writer: std::cell::Cell::new(false) }).map_err(|e| map_error(label, e))
     }
 
     /// Open the database and make it ready for this build: migrations
@@ -86,19 +87,29 @@ impl Db for SpinSqlite {
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        if !self.synchronous_set.get() && is_write(sql) {
-            self.synchronous_set.set(true);
+        if !self.writer.get() && is_write(sql) {
+            // Before the first write: the durability level, and SQLite's
+            // stepped busy handler off, so waits for a lock poll in short
+            // steps from here on (`crate::polling_for_locks`).
+            self.writer.set(true);
             if let Some(level) = synchronous_level() {
-                self.conn.execute(&format!("PRAGMA synchronous = {level}"), &[]).map_err(|e| map_error("", e))?;
+                self.run(&format!("PRAGMA synchronous = {level}"), &[])?;
             }
+            self.run("PRAGMA busy_timeout = 0", &[])?;
         }
         let params: Vec<SqlValue> = params.iter().map(to_sql).collect();
-        let result = self.conn.execute(sql, &params).map_err(|e| map_error("", e))?;
+        let result = if self.writer.get() { crate::polling_for_locks(|| self.run(sql, &params)) } else { self.run(sql, &params) }?;
         let rows = result
             .rows
             .into_iter()
             .map(|r| r.values.into_iter().map(from_sql).collect())
             .collect();
         Ok(Rows::new(result.columns, rows))
+    }
+}
+
+impl SpinSqlite {
+    fn run(&self, sql: &str, params: &[SqlValue]) -> Result<spin_sdk::sqlite::QueryResult, DbError> {
+        self.conn.execute(sql, params).map_err(|e| map_error("", e))
     }
 }
