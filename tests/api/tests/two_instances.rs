@@ -325,8 +325,9 @@ fn login_failure_limits_count_failures_on_every_instance() {
     // Per client address: spraying both instances from one address is
     // limited as soon as spraying one would be.
     let ip = std::net::Ipv4Addr::new(127, 0, 2, 2 + (std::process::id() % 250) as u8);
+    let limit: usize = api_tests::LOGIN_FAILURES_PER_CLIENT.parse().unwrap();
     let mut limited_after = None;
-    for i in 0..40 {
+    for i in 0..limit + 10 {
         let app = if i % 2 == 0 { &p.a } else { &p.b };
         let login = format!(r#"{{"email":"{}","password":"wrong password {i}"}}"#, unique_email("spray"));
         let (status, _) = post_from(ip, app.base_url(), "/api/auth/login", &login);
@@ -339,7 +340,7 @@ fn login_failure_limits_count_failures_on_every_instance() {
     let single = {
         // The same spray against one instance only, from another address.
         let ip = std::net::Ipv4Addr::new(127, 0, 3, 2 + (std::process::id() % 250) as u8);
-        (0..40).find(|i| {
+        (0..limit + 10).find(|i| {
             let login = format!(r#"{{"email":"{}","password":"wrong password {i}"}}"#, unique_email("spray"));
             post_from(ip, p.a.base_url(), "/api/auth/login", &login).0 == 429
         })
