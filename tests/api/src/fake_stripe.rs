@@ -1,7 +1,9 @@
 //! A fake Stripe API on loopback that records every request, so tests can
 //! assert the exact form fields and idempotency keys the shop sends.
 //! It answers the few endpoints the shop uses, and replays the first answer
-//! for a repeated `Idempotency-Key` as Stripe does.
+//! for a repeated `Idempotency-Key` as Stripe does: its status and body,
+//! 5xx included, once its endpoint has begun (a 429 or an outage at its
+//! edge comes before, and is not kept).
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -29,13 +31,15 @@ impl StripeCall {
 struct State {
     calls: Vec<StripeCall>,
     sessions: HashMap<String, Value>,
-    /// Idempotency-Key → (the request's form, the first answer).
-    by_key: HashMap<String, (Vec<(String, String)>, Value)>,
+    /// Idempotency-Key → (the request's form, the first answer's status
+    /// and body).
+    by_key: HashMap<String, (Vec<(String, String)>, u16, Value)>,
     next: u64,
     /// Pending injected failures, each for the next call mentioning its text
     /// (in its path or a form value, e.g. an order id) with this status and
-    /// `Retry-After` (several tests may inject at once: each keeps its own).
-    fail_next: Vec<(String, u16, Option<u64>)>,
+    /// `Retry-After`, at this point of the request (several tests may
+    /// inject at once: each keeps its own).
+    fail_next: Vec<(String, u16, Option<u64>, Stage)>,
     /// Outages: every call mentioning the text fails with the status until
     /// the test ends it ([`FakeStripe::start_outage`]).
     outages: Vec<(String, u16)>,
@@ -43,6 +47,9 @@ struct State {
     created: Vec<(StripeCall, String)>,
     /// Amount refunded so far per PaymentIntent (API and "dashboard").
     refunded: HashMap<String, i64>,
+    /// Every refund, oldest first (API and "dashboard"), as
+    /// `GET /v1/refunds` lists them.
+    refunds: Vec<Value>,
     /// The next session or intent created for a call mentioning this text
     /// gets this id (a Stripe answer the shop already holds elsewhere).
     reuse_id: Option<(String, String)>,
@@ -97,6 +104,19 @@ impl State {
         self.capture(&text(&s["payment_intent"]), &text(&s["metadata"]["order_id"]), s["amount_total"].as_i64().unwrap_or(0), &text(&s["currency"]));
         Some(s)
     }
+}
+
+/// Where in a request an injected failure happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Before Stripe runs it (its rate limit): nothing is done or kept.
+    BeforeRunning,
+    /// Its endpoint fails before making anything; the answer is kept under
+    /// the request's Idempotency-Key and replayed.
+    Endpoint,
+    /// Its endpoint makes the object, then fails; the answer is kept under
+    /// the key and replayed (the object exists all the same).
+    AfterCreating,
 }
 
 /// A prefix unique to this process, so ids never repeat across runs (an app
@@ -185,7 +205,17 @@ impl FakeStripe {
     /// A refund made outside the shop (Stripe's dashboard): the intent's
     /// charge shows it, the shop sent no request.
     pub fn dashboard_refund(&self, payment_intent: &str, amount: i64) {
-        *self.state.lock().unwrap().refunded.entry(payment_intent.to_string()).or_default() += amount;
+        let mut st = self.state.lock().unwrap();
+        st.next += 1;
+        let id = format!("re_dash_{}_{}", run_tag(), st.next);
+        *st.refunded.entry(payment_intent.to_string()).or_default() += amount;
+        st.refunds.push(json!({ "id": id, "object": "refund", "status": "succeeded", "amount": amount, "payment_intent": payment_intent, "metadata": {} }));
+    }
+
+    /// Every refund of this PaymentIntent, oldest first, as Stripe holds
+    /// them (with their `metadata`).
+    pub fn refunds_of(&self, payment_intent: &str) -> Vec<Value> {
+        self.state.lock().unwrap().refunds.iter().filter(|r| r["payment_intent"] == payment_intent).cloned().collect()
     }
 
     /// Let the fake hosted checkout page (the session's `url`) pay: after
@@ -197,29 +227,42 @@ impl FakeStripe {
     }
 
     /// Make the next call that mentions `text` (an order id, an object id)
-    /// fail with this status; calls of other tests running at the same
-    /// time are not affected.
+    /// and reaches Stripe's endpoint fail there with this status (a 5xx);
+    /// calls of other tests running at the same time are not affected.
     ///
-    /// The failure comes before Stripe runs the request (as a 5xx from its
-    /// edge, or a 429, does), so nothing is created and no answer is kept
-    /// under the call's Idempotency-Key: a retry with the key runs afresh.
-    /// (Stripe keeps a 5xx that its endpoint itself returned under the key
-    /// and replays it; such a request cannot be made to succeed by a retry
-    /// with the same key, and is not what this injects.)
+    /// As Stripe does, the answer is kept under the call's Idempotency-Key:
+    /// a retry with the same key gets the same status and body replayed
+    /// (and does not take a pending failure). Nothing is created.
     pub fn fail_next_for(&self, text: &str, status: u16) {
-        self.state.lock().unwrap().fail_next.push((text.to_string(), status, None));
+        self.state.lock().unwrap().fail_next.push((text.to_string(), status, None, Stage::Endpoint));
+    }
+
+    /// Like [`FakeStripe::fail_next_for`], but the endpoint makes its
+    /// object (a session, an intent, a refund) before it fails: the outcome
+    /// the client cannot know. The 5xx is kept under the key and replayed.
+    pub fn fail_after_create_next_for(&self, text: &str, status: u16) {
+        self.state.lock().unwrap().fail_next.push((text.to_string(), status, None, Stage::AfterCreating));
+    }
+
+    /// Send `call` again exactly as it was (its Idempotency-Key and form),
+    /// as a client retrying it would; Stripe's answer: status and body.
+    pub fn resend(&self, call: &StripeCall) -> (u16, Value) {
+        let (status, body, _) = respond(&self.state, call, &self.url);
+        (status, body)
     }
 
     /// Make the next call that mentions `text` a 429 (Stripe's rate limit,
-    /// `rate_limit` error) with `Retry-After: retry_after_secs`; nothing is
-    /// run or kept, as [`FakeStripe::fail_next_for`].
+    /// `rate_limit` error) with `Retry-After: retry_after_secs`. It comes
+    /// before Stripe runs the request: nothing is done, and nothing is kept
+    /// under its Idempotency-Key (a retry with the key runs afresh).
     pub fn rate_limit_next_for(&self, text: &str, retry_after_secs: u64) {
-        self.state.lock().unwrap().fail_next.push((text.to_string(), 429, Some(retry_after_secs)));
+        self.state.lock().unwrap().fail_next.push((text.to_string(), 429, Some(retry_after_secs), Stage::BeforeRunning));
     }
 
     /// Stripe down for every call that mentions `text` (any number of them,
     /// retries included) with this status, until [`FakeStripe::end_outage`].
-    /// Like [`FakeStripe::fail_next_for`], nothing is run or kept.
+    /// The failure is at Stripe's edge, before its endpoints: nothing is
+    /// run or kept under the calls' keys.
     pub fn start_outage(&self, text: &str, status: u16) {
         self.state.lock().unwrap().outages.push((text.to_string(), status));
     }
@@ -397,38 +440,61 @@ fn mentions(call: &StripeCall, text: &str) -> bool {
 fn respond(state: &Mutex<State>, call: &StripeCall, own_url: &str) -> (u16, Value, String) {
     let mut st = state.lock().unwrap();
     st.calls.push(call.clone());
-    let injected = match st.fail_next.iter().position(|(text, ..)| mentions(call, text)) {
-        Some(i) => {
-            let (_, code, retry_after) = st.fail_next.remove(i);
-            Some((code, retry_after))
-        }
+    // Before Stripe runs the request: its rate limit, an outage at its edge.
+    let edge = match take_failure(&mut st, call, |stage| stage == Stage::BeforeRunning) {
+        Some((code, retry_after, _)) => Some((code, retry_after)),
         None => st.outages.iter().find(|(text, _)| mentions(call, text)).map(|(_, code)| (*code, None)),
     };
-    if let Some((code, retry_after)) = injected {
+    if let Some((code, retry_after)) = edge {
         let error = if code == 429 {
             json!({ "error": { "message": "Request rate limit exceeded.", "type": "invalid_request_error", "code": "rate_limit" } })
         } else {
-            json!({ "error": { "message": "injected failure", "type": "api_error" } })
+            server_error()
         };
         return (code, error, retry_after.map(|s| format!("retry-after: {s}\r\n")).unwrap_or_default());
     }
-    let (status, answer) = run(&mut st, call, own_url);
+    let key = call.headers.get("idempotency-key").cloned();
+    if let Some(k) = &key {
+        if let Some((form, status, previous)) = st.by_key.get(k) {
+            // Like Stripe: a replay returns the first answer; other parameters under the same key are an error.
+            if *form != call.form {
+                return (400, json!({ "error": { "type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with." } }), String::new());
+            }
+            return (*status, previous.clone(), String::new());
+        }
+    }
+    let (status, answer) = match take_failure(&mut st, call, |stage| stage != Stage::BeforeRunning) {
+        Some((code, _, Stage::AfterCreating)) => {
+            run(&mut st, call, own_url);
+            (code, server_error())
+        }
+        Some((code, ..)) => (code, server_error()),
+        None => run(&mut st, call, own_url),
+    };
+    // Kept once the endpoint ran: its result, or its own 5xx (the fake's
+    // 4xx are all refusals of the request itself, which Stripe does not keep).
+    if let Some(k) = key {
+        if status == 200 || status >= 500 {
+            st.by_key.insert(k, (call.form.clone(), status, answer.clone()));
+        }
+    }
     (status, answer, String::new())
 }
 
-/// What Stripe does with a call that reaches its endpoint.
+/// The first pending failure for this call at one of these stages, taken.
+fn take_failure(st: &mut State, call: &StripeCall, at: impl Fn(Stage) -> bool) -> Option<(u16, Option<u64>, Stage)> {
+    let i = st.fail_next.iter().position(|(text, _, _, stage)| at(*stage) && mentions(call, text))?;
+    let (_, code, retry_after, stage) = st.fail_next.remove(i);
+    Some((code, retry_after, stage))
+}
+
+fn server_error() -> Value {
+    json!({ "error": { "message": "An unknown error occurred (injected)", "type": "api_error" } })
+}
+
+/// What Stripe's endpoint does with a call.
 fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
     let mentions = |text: &str| mentions(call, text);
-    let key = call.headers.get("idempotency-key").cloned();
-    if let Some(k) = &key {
-        if let Some((form, previous)) = st.by_key.get(k) {
-            // Like Stripe: a replay returns the first answer; other parameters under the same key are an error.
-            if *form != call.form {
-                return (400, json!({ "error": { "type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with." } }));
-            }
-            return (200, previous.clone());
-        }
-    }
     st.next += 1;
     let n = st.next;
     let reused = match st.reuse_id.clone() {
@@ -503,11 +569,16 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
                 "amount_refunded": st.refunded[&pi], "metadata": { "order_id": call.field("metadata[order_id]") },
             });
             st.refund_events.push(crate::order_steps::event(&format!("evt_refund_{}_{n}", run_tag()), "charge.refunded", charge));
-            json!({
+            let refund = json!({
                 "id": format!("re_test_{}_{n}", run_tag()), "object": "refund", "status": "succeeded",
-                "amount": amount, "payment_intent": pi, "charge": format!("ch_{pi}"),
-            })
+                "amount": amount, "payment_intent": pi, "charge": format!("ch_{pi}"), "metadata": metadata(call),
+            });
+            st.refunds.push(refund.clone());
+            refund
         }
+        // `GET /v1/refunds?payment_intent=…&limit=…&starting_after=…`: newest
+        // first, a page at a time.
+        ("GET", p) if p == "/v1/refunds" || p.starts_with("/v1/refunds?") => list_refunds(st, p),
         // `GET /v1/payment_intents/{id}?expand[]=latest_charge`: the charge's
         // refunded total, as Stripe reports it.
         ("GET", p) if p.starts_with("/v1/payment_intents/") => {
@@ -525,10 +596,28 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
             st.created.push((call.clone(), id.to_string()));
         }
     }
-    if let Some(k) = key {
-        st.by_key.insert(k, (call.form.clone(), answer.clone()));
-    }
     (200, answer)
+}
+
+/// The call's `metadata[...]` fields as an object.
+fn metadata(call: &StripeCall) -> Value {
+    let fields = call.form.iter().filter_map(|(k, v)| Some((k.strip_prefix("metadata[")?.strip_suffix(']')?.to_string(), json!(v))));
+    Value::Object(fields.collect())
+}
+
+/// A page of Stripe's list of refunds, filtered by `payment_intent`.
+fn list_refunds(st: &State, path: &str) -> Value {
+    let query = path.split_once('?').map(|(_, q)| form_urlencoded_parse(q.as_bytes())).unwrap_or_default();
+    let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let limit = param("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(10).clamp(1, 100);
+    let intent = param("payment_intent");
+    let newest_first = st.refunds.iter().rev().filter(|r| intent.as_deref().is_none_or(|pi| r["payment_intent"] == pi));
+    let after: Vec<&Value> = match param("starting_after") {
+        Some(last) => newest_first.skip_while(|r| r["id"] != last.as_str()).skip(1).collect(),
+        None => newest_first.collect(),
+    };
+    let page: Vec<Value> = after.iter().take(limit).map(|r| (*r).clone()).collect();
+    json!({ "object": "list", "url": "/v1/refunds", "data": page, "has_more": after.len() > limit })
 }
 
 /// The fake's stand-in for Stripe's hosted payment page, for browser tests:

@@ -113,8 +113,12 @@ enum Call {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
-    /// 500 from Stripe, before its endpoint ran.
+    /// 500 from Stripe's endpoint, which made nothing; Stripe keeps it
+    /// under the request's Idempotency-Key and replays it.
     ServerError,
+    /// 500 from Stripe's endpoint after it made the object (a session, an
+    /// intent, a refund); kept and replayed the same way.
+    CreatedThenServerError,
     /// 429 with `Retry-After`.
     RateLimited,
     /// Stripe runs the request but answers after the shop's timeout.
@@ -187,6 +191,7 @@ fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
     let before = state(app, &case.user, &case.order, &case.product);
     match fault {
         Fault::ServerError => app.stripe.fail_next_for(&case.target, 500),
+        Fault::CreatedThenServerError => app.stripe.fail_after_create_next_for(&case.target, 500),
         Fault::RateLimited => app.stripe.rate_limit_next_for(&case.target, 7),
         Fault::Hanging => app.stripe.delay_next_for(&case.target, HANG_MS),
     }
@@ -206,11 +211,12 @@ fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
     // The order and its payment are as they were.
     assert_eq!(state(app, &case.user, &case.order, &case.product), before, "{what}: the failure changed the order");
     let created_first = app.stripe.created_for(&case.stripe_path, &case.target);
-    match (fault, call) {
-        // Stripe did the work and answered too late.
-        (Fault::Hanging, Call::CreateSession | Call::CreateIntent | Call::Refund) => assert_eq!(created_first.len(), 1, "{what}"),
-        _ => assert!(created_first.is_empty(), "{what}: Stripe created {created_first:?}"),
-    }
+    let creates = matches!(call, Call::CreateSession | Call::CreateIntent | Call::Refund);
+    // Stripe did the work and answered too late, or failed after it.
+    let made_first = creates && matches!(fault, Fault::Hanging | Fault::CreatedThenServerError);
+    assert_eq!(created_first.len(), usize::from(made_first), "{what}: Stripe created {created_first:?}");
+    // Stripe answered a 5xx that it keeps under the request's key.
+    let kept_5xx = creates && matches!(fault, Fault::ServerError | Fault::CreatedThenServerError);
 
     // The retry succeeds, once; a second retry changes nothing more.
     let again = ask(app, call, &case);
@@ -218,10 +224,29 @@ fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
     let twice = ask(app, call, &case);
     assert!(twice.status == 200 || twice.status == 201, "{what}: the second retry: {} {}", twice.status, twice.body);
     let calls = stripe_calls(app, &case);
-    assert_eq!(calls.len(), 3, "{what}: each attempt asked Stripe");
-    if call != Call::RetrieveSession {
-        let key = calls[0].headers.get("idempotency-key").cloned();
-        assert!(key.is_some() && calls.iter().all(|c| c.headers.get("idempotency-key") == key.as_ref()), "{what}: one Idempotency-Key for every attempt");
+    // After a kept 500, a refund attempt first looks at Stripe's refunds
+    // (`GET /v1/refunds`) for one an attempt under this key made: the one
+    // made before the 500 (no second `POST` at all), or the first retry's
+    // (the second retry does not `POST`).
+    let posts = match (call, fault) {
+        (Call::Refund, Fault::CreatedThenServerError) => 1,
+        (Call::Refund, Fault::ServerError) => 2,
+        _ => 3,
+    };
+    assert_eq!(calls.len(), posts, "{what}: the attempts that asked Stripe");
+    let keys: Vec<Option<&String>> = calls.iter().map(|c| c.headers.get("idempotency-key")).collect();
+    if kept_5xx && posts > 1 {
+        // The first key is spent (Stripe replays its 500); the retries use its next generation.
+        let first = keys[0].cloned().unwrap_or_else(|| panic!("{what}: no Idempotency-Key"));
+        assert!(keys[1..].iter().all(|k| *k == Some(&format!("{first}#2"))), "{what}: {keys:?}");
+    } else if call != Call::RetrieveSession {
+        assert!(keys[0].is_some() && keys.iter().all(|k| *k == keys[0]), "{what}: one Idempotency-Key for every attempt: {keys:?}");
+    }
+    if kept_5xx {
+        // As Stripe does, the first request's 500 is replayed to its key:
+        // a retry under that key could not have succeeded.
+        let (status, body) = app.stripe.resend(&calls[0]);
+        assert_eq!((status, body["error"]["type"].as_str()), (500, Some("api_error")), "{what}: {body}");
     }
     let created = app.stripe.created_for(&case.stripe_path, &case.target);
     let objects = payment_of(app, &case.user, &case.order)["objects"].as_array().cloned().unwrap_or_default();
@@ -229,17 +254,34 @@ fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
     match call {
         Call::CreateSession | Call::CreateIntent => {
             let kind = if call == Call::CreateSession { "checkout_session" } else { "payment_intent" };
-            assert_eq!(created.len(), 1, "{what}: one object at Stripe: {created:?}");
-            assert_eq!(again.json()["id"], created[0].as_str(), "{what}: the retry got the object Stripe made");
-            assert_eq!(twice.json()["id"], created[0].as_str(), "{what}");
+            // After a 500 Stripe keeps, the retry is a new request: the
+            // object the failed one made (never shown to anyone) is left to
+            // lapse, a second one is made and used.
+            let at_stripe = if fault == Fault::CreatedThenServerError { 2 } else { 1 };
+            assert_eq!(created.len(), at_stripe, "{what}: objects at Stripe: {created:?}");
+            let used = created.last().unwrap().as_str();
+            assert_eq!(again.json()["id"], used, "{what}: the retry got the object Stripe made for it");
+            assert_eq!(twice.json()["id"], used, "{what}");
             let recorded = of_kind(kind);
             assert_eq!(recorded.len(), 1, "{what}: {objects:?}");
-            assert_eq!(recorded[0]["id"], created[0].as_str(), "{what}");
+            assert_eq!(recorded[0]["id"], used, "{what}");
             assert_eq!(app.order(&case.user, &case.order)["status"], "pending_payment", "{what}");
+            // It works: the session's page is there, the intent has its secret.
+            if call == Call::CreateSession {
+                let page = ureq::get(again.json()["url"].as_str().unwrap()).call().map(|r| r.status().as_u16());
+                assert_eq!(page.ok(), Some(200), "{what}: the payment page");
+            } else {
+                assert!(again.json()["client_secret"].as_str().is_some_and(|s| s.starts_with(used)), "{what}: {}", again.body);
+            }
         }
         Call::Refund => {
             assert_eq!(created.len(), 1, "{what}: one refund at Stripe: {created:?}");
-            assert_eq!(app.stripe.refunded_total(case.intent.as_deref().unwrap()), 400, "{what}: refunded once at Stripe");
+            let intent = case.intent.as_deref().unwrap();
+            assert_eq!(app.stripe.refunded_total(intent), 400, "{what}: refunded once at Stripe");
+            let at_stripe = app.stripe.refunds_of(intent);
+            assert_eq!(at_stripe.len(), 1, "{what}: {at_stripe:?}");
+            let marker = format!("refund:{}:refund-{}", case.order, case.order);
+            assert_eq!(at_stripe[0]["metadata"]["shop_idempotency_key"], marker.as_str(), "{what}: the refund carries the shop's key");
             for r in [&again, &twice] {
                 assert_eq!(r.json()["refund_id"], created[0].as_str(), "{what}: {}", r.body);
                 assert_eq!(r.json()["order"]["refunded"]["amount_minor"], 400, "{what}: counted once: {}", r.body);
@@ -267,12 +309,17 @@ fn stripe_fault(app: &TestApp, call: Call, fault: Fault) {
     }
 }
 
-/// Stripe answering 500, answering 429 with `Retry-After`, or hanging past
-/// `stripe_timeout_ms`, on each call the shop makes: the client gets a
-/// prompt 503 `payment_provider_unavailable` with `Retry-After`, the order
-/// and its payment stay as they were, and the retry succeeds with no
-/// second object at Stripe (one Idempotency-Key for every attempt; after a
-/// hang Stripe replays the object it made, and the shop records it once).
+/// Stripe answering 500 (which it keeps under the request's key and
+/// replays, having made the object or not), answering 429 with
+/// `Retry-After`, or hanging past `stripe_timeout_ms`, on each call the
+/// shop makes: the client gets a prompt 503 `payment_provider_unavailable`
+/// with `Retry-After`, the order and its payment stay as they were, and the
+/// retry succeeds at once. After a 429 or a hang it uses the same
+/// Idempotency-Key (after a hang Stripe replays the object it made, and the
+/// shop records it once); after a 500 the key's next generation (`#2`): a
+/// session or intent is made anew (the one the failed request may have
+/// made was never shown to anyone), and a refund the failed request made is
+/// found at Stripe and recorded, not made twice.
 #[test]
 fn stripe_failing_on_each_call_is_a_clear_503_and_the_retry_makes_no_duplicate() {
     if against_external_app("stripe faults") {
@@ -280,9 +327,88 @@ fn stripe_failing_on_each_call_is_a_clear_503_and_the_retry_makes_no_duplicate()
     }
     let (_host, app) = own_host();
     for call in [Call::CreateSession, Call::CreateIntent, Call::Refund, Call::RetrieveSession] {
-        for fault in [Fault::ServerError, Fault::RateLimited, Fault::Hanging] {
+        for fault in [Fault::ServerError, Fault::CreatedThenServerError, Fault::RateLimited, Fault::Hanging] {
             stripe_fault(&app, call, fault);
         }
+    }
+}
+
+/// A paid order's cancellation refund, and an automatic refund (a second
+/// payment for a paid order), when Stripe answers the refund with a 500 it
+/// keeps under the key: whether or not Stripe made the refund before its
+/// 500, the next attempt (cancelling again; the orders sweep) looks for it
+/// at Stripe by the shop's key in its metadata and records that one, or
+/// makes it under the key's next generation: one refund at Stripe, counted
+/// once.
+#[test]
+fn cancel_and_automatic_refunds_after_a_kept_500_refund_once() {
+    if against_external_app("refunds after a kept 500") {
+        return;
+    }
+    let (_host, app) = own_host();
+    let admin = app.admin();
+    let refund_posts = |text: &str| app.stripe.calls_for(text).into_iter().filter(|c| c.path == "/v1/refunds").count();
+    for made_first in [true, false] {
+        let what = if made_first { "made, then 500" } else { "500, nothing made" };
+        let inject = |text: &str| if made_first { app.stripe.fail_after_create_next_for(text, 500) } else { app.stripe.fail_next_for(text, 500) };
+
+        // The customer cancels a paid order.
+        let (user, _) = app.customer_with_cart(5, 600, 2);
+        let order = place(&app, &user);
+        let session = app.start_checkout(&user, &order);
+        let paid = app.stripe.pay_session(&session);
+        let intent = paid["payment_intent"].as_str().unwrap().to_string();
+        assert_eq!(app.stripe_sends(&event(&format!("evt_{order}_paid"), "checkout.session.completed", paid)).status, 200);
+        inject(&order);
+        let cancel = || app.send_as(&user.access_token, "POST", &format!("/api/orders/{order}/cancel"), None);
+        cancel().assert_error(502, "refund_failed");
+        let o = app.order(&user, &order);
+        assert_eq!((o["status"].as_str(), o["refunded"]["amount_minor"].as_i64()), (Some("cancelled"), Some(0)), "{what}: {o}");
+        assert!(o["flags"].as_array().unwrap().iter().any(|f| f == "refund_failed"), "{what}: {o}");
+        assert_eq!(app.stripe.refunds_of(&intent).len(), usize::from(made_first), "{what}");
+        let r = cancel();
+        assert_eq!(r.status, 200, "{what}: {}", r.body);
+        assert_eq!(r.json()["refunded"]["amount_minor"], 1200, "{what}: {}", r.body);
+        let at_stripe = app.stripe.refunds_of(&intent);
+        assert_eq!(at_stripe.len(), 1, "{what}: one refund at Stripe: {at_stripe:?}");
+        assert_eq!(app.stripe.refunded_total(&intent), 1200, "{what}");
+        assert_eq!(at_stripe[0]["metadata"]["shop_idempotency_key"], format!("refund:{order}:cancel").as_str(), "{what}");
+        assert_eq!(refund_posts(&order), if made_first { 1 } else { 2 }, "{what}: a found refund is not made again");
+        assert_eq!(cancel().status, 200, "{what}: cancelling once more");
+        let p = payment_of(&app, &user, &order);
+        let refunds: Vec<&Value> = p["objects"].as_array().unwrap().iter().filter(|o| o["kind"] == "refund").collect();
+        assert_eq!(refunds.len(), 1, "{what}: {p}");
+        assert_eq!((refunds[0]["id"].as_str(), refunds[0]["amount_minor"].as_i64()), (at_stripe[0]["id"].as_str(), Some(1200)), "{what}");
+        assert_eq!(app.order(&user, &order)["refunded"]["amount_minor"], 1200, "{what}: counted once");
+        let invoice = app.send_as(&admin.access_token, "GET", &format!("/api/orders/{order}/invoice"), None);
+        assert_eq!(invoice.json()["credit_notes"].as_array().map(Vec::len), Some(1), "{what}: one credit note: {}", invoice.body);
+
+        // A second payment for a paid order is returned automatically.
+        let (user, _) = app.customer_with_cart(5, 250, 1);
+        let order = place(&app, &user);
+        let session = app.start_checkout(&user, &order);
+        assert_eq!(app.stripe_sends(&event(&format!("evt_{order}_first"), "checkout.session.completed", app.stripe.pay_session(&session))).status, 200);
+        let second = format!("pi_second_{order}");
+        let pi = json!({ "id": second, "object": "payment_intent", "amount_received": 250, "currency": "usd", "metadata": { "order_id": order } });
+        inject(&second);
+        let r = app.stripe_sends(&event(&format!("evt_{order}_second"), "payment_intent.succeeded", pi));
+        assert_eq!((r.status, r.json()["applied"]["problem"].as_str()), (200, Some("paid_twice")), "{what}: {}", r.body);
+        let owed = || payment_of(&app, &user, &order)["automatic_refunds"][0].clone();
+        assert_eq!(owed()["status"], "pending", "{what}: {}", owed());
+        assert_eq!(app.stripe.refunds_of(&second).len(), usize::from(made_first), "{what}");
+        let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let at_stripe = app.stripe.refunds_of(&second);
+        assert_eq!(at_stripe.len(), 1, "{what}: one refund at Stripe: {at_stripe:?}");
+        assert_eq!(at_stripe[0]["metadata"]["shop_idempotency_key"], format!("auto-refund:{second}").as_str(), "{what}");
+        assert_eq!((owed()["status"].as_str(), owed()["stripe_refund"].as_str()), (Some("refunded"), at_stripe[0]["id"].as_str()), "{what}: {}", owed());
+        assert_eq!(refund_posts(&second), if made_first { 1 } else { 2 }, "{what}");
+        let p = payment_of(&app, &user, &order);
+        let refunds: Vec<&Value> = p["objects"].as_array().unwrap().iter().filter(|o| o["kind"] == "refund").collect();
+        assert_eq!(refunds.len(), 1, "{what}: {p}");
+        assert_eq!((refunds[0]["parent_id"].as_str(), refunds[0]["amount_minor"].as_i64()), (Some(second.as_str()), Some(250)), "{what}");
+        let o = app.order(&user, &order);
+        assert_eq!((o["status"].as_str(), o["refunded"]["amount_minor"].as_i64()), (Some("paid"), Some(0)), "{what}: the order's own payment is untouched");
     }
 }
 

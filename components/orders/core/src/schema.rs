@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "metrics",
         sql: include_str!("../../../../migrations/orders/0006_metrics.sql"),
     },
+    Migration {
+        version: 7,
+        name: "stripe_key_generations",
+        sql: include_str!("../../../../migrations/orders/0007_stripe_key_generations.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -74,6 +79,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "metrics",
         sql: include_str!("../../../../migrations/postgres/orders/0005_metrics.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "stripe_key_generations",
+        sql: include_str!("../../../../migrations/postgres/orders/0006_stripe_key_generations.sql"),
     },
 ];
 

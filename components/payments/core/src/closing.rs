@@ -3,6 +3,7 @@
 
 use crate::ledger::{self, Kind};
 use crate::stripe::StripeError;
+use crate::stripe_keys::StripeKey;
 use storage::{Db, DbError};
 
 /// Close the Stripe objects of ended unpaid orders (one order, or up to
@@ -33,12 +34,13 @@ pub fn close_at_stripe(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_
                 Kind::CheckoutSession => (format!("/v1/checkout/sessions/{}/expire", object.id), format!("expire:{}", object.id), "expired"),
                 _ => (format!("/v1/payment_intents/{}/cancel", object.id), format!("cancel:{}", object.id), "canceled"),
             };
-            let status = match stripe.post(&path, &[], &key) {
+            let key = StripeKey::load(db, &key)?;
+            let status = match key.post(db, stripe, &path, &[]) {
                 Ok(answer) => answer["status"].as_str().filter(|s| !s.is_empty()).unwrap_or(closed_status).to_string(),
                 // Already closed (Stripe says which way when asked: a
                 // completed session's payment arrives as its own event).
                 Err(StripeError::Rejected { .. }) | Err(StripeError::Unexpected(_)) => continue,
-                Err(StripeError::Unavailable(_) | StripeError::RateLimited { .. }) => {
+                Err(StripeError::Unavailable(_) | StripeError::ServerError { .. } | StripeError::RateLimited { .. }) => {
                     done = false;
                     continue;
                 }

@@ -11,6 +11,8 @@
 //! - [`closing`]: closing an ended order's objects at Stripe;
 //! - [`access`]: reading an order with its lazy expiry, and errors for clients;
 //! - [`stripe`]: the Stripe API (requests, webhook signatures, settings);
+//! - [`stripe_keys`]: the Idempotency-Keys sent to Stripe, and their next
+//!   generation after Stripe answered a 5xx;
 //! - [`privacy`]: a customer's payment data for the export.
 //!
 //! Used by the payments component and the orders component; both share the
@@ -24,4 +26,5 @@ pub mod lifecycle;
 pub mod privacy;
 pub mod refunds;
 pub mod stripe;
+pub mod stripe_keys;
 pub mod summary;

@@ -5,6 +5,8 @@
 
 use crate::ledger::{self, Kind, Sighting};
 use crate::lifecycle::{apply, Applied, Outcome, PaymentError, Source};
+use crate::stripe::{StripeConfig, StripeError};
+use crate::stripe_keys::StripeKey;
 use crate::summary::payment_for;
 use orders_core::inventory_client::Inventory;
 use orders_core::orders::{self, Order};
@@ -57,7 +59,9 @@ pub const MAX_REFUND_ATTEMPTS: i64 = 20;
 
 /// Send the pending automatic refunds (of one order, or up to `limit` of
 /// all) to Stripe: a full refund of that PaymentIntent, Idempotency-Key
-/// `auto-refund:<intent>`, so a retry or two instances at once refund once.
+/// `auto-refund:<intent>`, so a retry or two instances at once refund once
+/// (after Stripe answered a 5xx, the refund an earlier attempt made is
+/// looked for before the key's next generation is used: [`earlier_refund`]).
 /// Stripe refusing it marks it `failed` and flags the order
 /// (`automatic_refund_failed`); Stripe unreachable leaves it `pending` for
 /// the next sweep. Each refund done writes an `order.payment_returned`
@@ -84,7 +88,13 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
             ("metadata[automatic_refund]".to_string(), r.reason.clone()),
         ];
         let now = clock::now_rfc3339();
-        match stripe.post("/v1/refunds", &fields, &format!("auto-refund:{}", r.payment_intent)) {
+        let key = StripeKey::load(db, &format!("auto-refund:{}", r.payment_intent))?;
+        let made = match earlier_refund(stripe, &key, &r.payment_intent) {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => create_refund(db, stripe, &key, fields),
+            Err(e) => Err(e),
+        };
+        match made {
             Ok(refund) => {
                 let refund_id = refund["id"].as_str().unwrap_or("").to_string();
                 let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
@@ -169,8 +179,10 @@ pub struct RefundMade {
 }
 
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
-/// then record it. The Stripe call carries `idempotency_key`, so a retried
-/// request refunds once.
+/// then record it. The Stripe call carries `idempotency_key` (at its
+/// current generation, see [`crate::stripe_keys`]), so a retried request
+/// refunds once; after Stripe answered a 5xx, the refund an earlier attempt
+/// may have made is looked for first and recorded instead of a new one.
 pub fn refund_via_stripe(
     db: &dyn Db,
     stripe: &crate::stripe::StripeConfig,
@@ -191,25 +203,34 @@ pub fn refund_via_stripe(
     let captured = paying.as_ref().and_then(|p| p.amount_minor).unwrap_or(order.total.amount_minor).min(order.total.amount_minor);
     let already = order.refunded.amount_minor.max(paying.as_ref().map_or(0, |p| p.amount_refunded));
     let refundable = (captured - already).max(0);
-    let amount = amount.unwrap_or(refundable);
-    if amount < 1 || amount > refundable {
-        return Err(RefundError::TooMuch { refundable });
-    }
-    let fields = vec![
-        ("payment_intent".to_string(), intent.clone()),
-        ("amount".to_string(), amount.to_string()),
-        ("metadata[order_id]".to_string(), order.id.clone()),
-    ];
-    let refund = stripe.post("/v1/refunds", &fields, idempotency_key).map_err(RefundError::Stripe)?;
+    // A refund an earlier attempt made under this key (Stripe answered it a
+    // 5xx) is the result, whatever has been recorded since: it is checked
+    // against what the intent captured, not against what is left now.
+    let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
+    let (refund, most) = match earlier_refund(stripe, &key, &intent).map_err(RefundError::Stripe)? {
+        Some(found) => (found, captured),
+        None => {
+            let amount = amount.unwrap_or(refundable);
+            if amount < 1 || amount > refundable {
+                return Err(RefundError::TooMuch { refundable });
+            }
+            let fields = vec![
+                ("payment_intent".to_string(), intent.clone()),
+                ("amount".to_string(), amount.to_string()),
+                ("metadata[order_id]".to_string(), order.id.clone()),
+            ];
+            (create_refund(db, stripe, &key, fields).map_err(RefundError::Stripe)?, amount)
+        }
+    };
     // Count each Stripe refund once, by its id: a replayed request (same
-    // Idempotency-Key) returns the same refund and adds nothing.
-    // Stripe's answer is checked before anything is recorded from it.
+    // Idempotency-Key) or a refund found again returns the same refund and
+    // adds nothing. Stripe's answer is checked before anything is recorded from it.
     let (Some(refund_id), Some(refunded_amount)) = (refund["id"].as_str().filter(|id| !id.is_empty()), refund["amount"].as_i64()) else {
         return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected("a refund without an id or amount".into())));
     };
-    if !(1..=amount).contains(&refunded_amount) {
+    if !(1..=most).contains(&refunded_amount) {
         return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!(
-            "a refund of {refunded_amount} where {amount} was asked"
+            "a refund of {refunded_amount} where at most {most} could be"
         ))));
     }
     let refund_id = refund_id.to_string();
@@ -242,3 +263,50 @@ fn refunded_at_stripe(stripe: &crate::stripe::StripeConfig, intent: &str) -> Opt
     pi["latest_charge"]["amount_refunded"].as_i64().filter(|a| *a >= 0)
 }
 
+
+/// The metadata field every refund the shop creates carries: its key's
+/// marker ([`StripeKey::marker`], the same for every generation).
+pub const KEY_METADATA: &str = "shop_idempotency_key";
+
+/// Create a refund under `key`, marked with it.
+fn create_refund(db: &dyn Db, stripe: &StripeConfig, key: &StripeKey, mut fields: Vec<(String, String)>) -> Result<serde_json::Value, StripeError> {
+    fields.push((format!("metadata[{KEY_METADATA}]"), key.marker()));
+    key.post(db, stripe, "/v1/refunds", &fields)
+}
+
+/// Stripe's list of refunds is read this many at a time, and at most this
+/// many pages are read.
+const REFUNDS_PER_PAGE: usize = 100;
+const MOST_REFUND_PAGES: usize = 20;
+
+/// After Stripe answered a 5xx to a refund under an earlier generation of
+/// `key`, that refund may exist all the same: it is looked for among the
+/// intent's refunds at Stripe (`GET /v1/refunds?payment_intent=…`, every
+/// page), by the marker it carries. `None` when the key never failed (no
+/// call is made) or no refund carries it.
+pub fn earlier_refund(stripe: &StripeConfig, key: &StripeKey, intent: &str) -> Result<Option<serde_json::Value>, StripeError> {
+    if !key.after_a_failure() {
+        return Ok(None);
+    }
+    let marker = key.marker();
+    let mut after: Option<String> = None;
+    for _ in 0..MOST_REFUND_PAGES {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("payment_intent", intent).append_pair("limit", &REFUNDS_PER_PAGE.to_string());
+        if let Some(last) = &after {
+            query.append_pair("starting_after", last);
+        }
+        let page = stripe.get(&format!("/v1/refunds?{}", query.finish()))?;
+        let Some(refunds) = page["data"].as_array() else {
+            return Err(StripeError::Unexpected("a list of refunds without data".into()));
+        };
+        if let Some(found) = refunds.iter().find(|r| r["metadata"][KEY_METADATA].as_str() == Some(marker.as_str())) {
+            return Ok(Some(found.clone()));
+        }
+        match refunds.last().and_then(|r| r["id"].as_str()) {
+            Some(last) if page["has_more"].as_bool() == Some(true) => after = Some(last.to_string()),
+            _ => return Ok(None),
+        }
+    }
+    Err(StripeError::Unexpected(format!("more than {} refunds of {intent}", REFUNDS_PER_PAGE * MOST_REFUND_PAGES)))
+}

@@ -180,8 +180,15 @@ fn with_session_placeholder(url: &str) -> String {
 /// A failed Stripe call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StripeError {
-    /// Network or 5xx: try again later.
+    /// No answer (network error, timeout): try again later with the same
+    /// Idempotency-Key; Stripe may have run the request, and the key is how
+    /// to get its result.
     Unavailable(String),
+    /// Stripe answered with a 5xx. Stripe keeps that answer under the
+    /// request's Idempotency-Key and replays it for 24 hours, so a retry
+    /// needs the key's next generation (see [`crate::stripe_keys`]); the
+    /// request may or may not have done its work at Stripe.
+    ServerError { status: u16 },
     /// 429: Stripe is limiting this shop's requests; try again after its
     /// `Retry-After` when it sent one. Nothing was done (Stripe refuses the
     /// request before running it, so no answer is kept under its key).
@@ -196,6 +203,7 @@ impl std::fmt::Display for StripeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unavailable(m) => write!(f, "Stripe unavailable: {m}"),
+            Self::ServerError { status } => write!(f, "Stripe answered {status}"),
             Self::RateLimited { retry_after_secs } => write!(f, "Stripe is rate limiting (retry after {retry_after_secs:?} s)"),
             Self::Rejected { status, message } => write!(f, "Stripe rejected the request ({status}): {message}"),
             Self::Unexpected(m) => write!(f, "Stripe's answer was unusable: {m}"),
@@ -248,6 +256,7 @@ impl StripeConfig {
                 status,
                 message: json["error"]["message"].as_str().unwrap_or("request rejected").to_string(),
             }),
+            500..=599 => Err(StripeError::ServerError { status }),
             _ => Err(StripeError::Unavailable(format!("status {status}"))),
         }
     }

@@ -12,6 +12,7 @@ use payments_core::ledger::{self, Kind, LedgerError};
 use payments_core::lifecycle::{self, Applied, PaymentError, Source};
 use payments_core::refunds::{self, RefundError};
 use payments_core::stripe::{self, StripeConfig, StripeError};
+use payments_core::stripe_keys::StripeKey;
 use payments_core::summary;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -34,6 +35,11 @@ fn stripe_error(e: StripeError) -> ApiError {
         StripeError::Unavailable(m) => ApiError::unavailable("payment_provider_unavailable", "Stripe could not be reached; retry shortly")
             .with_header("retry-after", "2")
             .with_internal(m),
+        // The call's key has moved to its next generation: the retry is a
+        // new request at Stripe, not the replay of this answer.
+        StripeError::ServerError { status } => ApiError::unavailable("payment_provider_unavailable", "Stripe failed; retry shortly")
+            .with_header("retry-after", "2")
+            .with_internal(format!("Stripe answered {status}")),
         // Stripe's own wait when it names one (within reason), else ours.
         StripeError::RateLimited { retry_after_secs } => {
             let wait = retry_after_secs.unwrap_or(2).clamp(1, 60);
@@ -119,7 +125,8 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
         fields.push((format!("line_items[{i}][price_data][product_data][name]"), l.name.clone()));
         fields.push((format!("line_items[{i}][quantity]"), l.quantity.to_string()));
     }
-    let session = config.post("/v1/checkout/sessions", &fields, &format!("checkout-session:{}:{expires_at}", order.id)).map_err(stripe_error)?;
+    let key = StripeKey::load(&db, &format!("checkout-session:{}:{expires_at}", order.id))?;
+    let session = key.post(&db, &config, "/v1/checkout/sessions", &fields).map_err(stripe_error)?;
     let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
     };
@@ -150,7 +157,8 @@ pub fn create_intent(ctx: &Ctx) -> HandlerResult {
         ("metadata[order_id]".into(), order.id.clone()),
         ("automatic_payment_methods[enabled]".into(), "true".into()),
     ];
-    let intent = config.post("/v1/payment_intents", &fields, &format!("payment-intent:{}", order.id)).map_err(stripe_error)?;
+    let key = StripeKey::load(&db, &format!("payment-intent:{}", order.id))?;
+    let intent = key.post(&db, &config, "/v1/payment_intents", &fields).map_err(stripe_error)?;
     let (Some(id), Some(secret)) = (intent["id"].as_str(), intent["client_secret"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no intent id or client secret"));
     };
