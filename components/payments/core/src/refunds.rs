@@ -235,22 +235,24 @@ pub fn refund_via_stripe(
     }
     let refund_id = refund_id.to_string();
     let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
-    let (total, new_refund) = transaction(db, |tx| -> Result<(i64, bool), PaymentError> {
-        let new = ledger::find(tx, &refund_id)?.is_none();
+    let total = transaction(db, |tx| -> Result<i64, PaymentError> {
         let seen = Sighting { parent_id: Some(&intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
         ledger::record(tx, &order.id, Kind::Refund, &refund_id, status, "shop", &seen)?;
-        Ok((ledger::refunded_from(tx, &intent)?, new))
+        Ok(ledger::refunded_from(tx, &intent)?)
     })
     .map_err(RefundError::Payment)?;
-    // This refund on top of what was known (including dashboard refunds seen
-    // in `charge.refunded`), counted only the first time it is recorded.
-    let known = order.refunded.amount_minor + if new_refund { refunded_amount } else { 0 };
-    // Stripe's own total for the charge counts refunds made outside the shop
-    // too (its dashboard), which our refund rows cannot know; ours is the
-    // floor when Stripe cannot be asked now (the next `charge.refunded`
-    // event brings the exact total).
-    let at_stripe = refunded_at_stripe(stripe, &intent).unwrap_or(0);
-    let total = total.max(known).max(at_stripe).min(captured);
+    // Stripe's own total for the charge is exact: it counts this refund and
+    // refunds made outside the shop (its dashboard), which our refund rows
+    // cannot know. When Stripe cannot be asked now, the floor is what is
+    // known for sure: our refund rows, or the order's total as last seen
+    // (which a `charge.refunded` event for this very refund may already
+    // have raised, so this refund is never added on top of it); the next
+    // `charge.refunded` event brings the exact total.
+    let total = match refunded_at_stripe(stripe, &intent) {
+        Some(at_stripe) => total.max(at_stripe),
+        None => total.max(order.refunded.amount_minor),
+    }
+    .min(captured);
     let refunded = Outcome::Refunded { total_refunded: total, payment_intent: Some(intent) };
     let applied = apply(db, &order.id, &refunded, Source::Shop, actor, inventory).map_err(RefundError::Payment)?;
     Ok(RefundMade { applied, refund_id })
