@@ -611,3 +611,42 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
         assert_eq!(emails_with_key(&app, &user.email, &format!("order.paid/{order}")), 1, "{kind}: one paid email");
     }
 }
+
+/// Cancelling a paid order while the catalog cannot take the units back:
+/// the cancellation and its refund stand, the restock stays owed (recorded
+/// in the cancelling transaction), and the same cancellation sent again —
+/// what a client does after an error — puts the units back and notes it,
+/// once. Before, a restock that failed after the order was cancelled was
+/// only flagged, and a repeated cancel did nothing.
+#[test]
+fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
+    if not_on_embedded_sqlite("cancellation restock") {
+        return;
+    }
+    let (host, app) = own_host();
+    let (user, product) = app.customer_with_cart(5, 1000, 2);
+    let order = place(&app, &user);
+    let session = app.start_checkout(&user, &order);
+    let paid = event(&format!("evt_{order}_paid"), "checkout.session.completed", app.stripe.pay_session(&session));
+    assert_eq!(app.stripe_sends(&paid).status, 200);
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+    let cancel = || app.send_as(&user.access_token, "POST", &format!("/api/orders/{order}/cancel"), None);
+    {
+        let _lock = WriteLock::take(&host, "catalog");
+        let r = cancel();
+        assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    }
+    assert_eq!(stock(&app, &product), (3, 0, 3), "the catalog could not take the units back");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM owed_restocks WHERE order_id = ?", &order), 1, "the restock is owed");
+    let restocked = |app: &TestApp| history(app, &user, &order).iter().filter(|h| h["reason"].as_str().is_some_and(|r| r.starts_with("restocked (cancel)"))).count();
+    assert_eq!(restocked(&app), 0);
+
+    let r = cancel();
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "the units are back");
+    assert_eq!(restocked(&app), 1, "and noted");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM owed_restocks WHERE order_id = ?", &order), 0);
+    assert_eq!(cancel().status, 200);
+    assert_eq!((stock(&app, &product), restocked(&app)), ((5, 0, 5), 1), "once");
+    assert_eq!(app.stripe.refunded_total(app.stripe.session(&session)["payment_intent"].as_str().unwrap()), 2000, "refunded once");
+}

@@ -30,7 +30,39 @@ pub enum RestockError {
 
 /// Put the units back once per `operation` (the Stripe refund id, or
 /// `cancel`) and note it in the order's history. Returns what went back.
+///
+/// The restock is recorded as owed ([`owe`]) before the catalog is asked,
+/// so a request that fails after the catalog put the units back but before
+/// the note leaves the debt behind, and [`settle_owed`] (the same request
+/// again, or the orders sweep) records it.
 pub fn restock(db: &dyn Db, order: &Order, operation: &str, what: &Restock, actor: &str, inventory: &dyn Inventory) -> Result<Vec<(String, u32)>, RestockError> {
+    if *what == Restock::Nothing {
+        return Ok(Vec::new());
+    }
+    owe(db, &order.id, operation, what, actor).map_err(RestockError::Storage)?;
+    settle(db, order, operation, what, actor, inventory)
+}
+
+/// Record that `operation`'s restock of the order is owed. Run it in the
+/// transaction of the change that owes it (a cancellation) where there is
+/// one. Owing the same operation twice keeps the first.
+pub fn owe(tx: &dyn Db, order_id: &str, operation: &str, what: &Restock, actor: &str) -> Result<(), DbError> {
+    let lines = match what {
+        Restock::Nothing => return Ok(()),
+        Restock::Everything => serde_json::json!([]),
+        Restock::Lines(lines) => serde_json::json!(lines),
+    };
+    tx.execute(
+        "INSERT INTO owed_restocks (order_id, operation, lines, actor, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (order_id, operation) DO NOTHING",
+        &[order_id.into(), operation.into(), lines.to_string().into(), actor.into(), clock::unix_now().into()],
+    )
+}
+
+/// Ask the catalog for `operation`'s restock (it does each operation once
+/// and answers the same again), then, in one transaction, note what went
+/// back and clear the debt.
+fn settle(db: &dyn Db, order: &Order, operation: &str, what: &Restock, actor: &str, inventory: &dyn Inventory) -> Result<Vec<(String, u32)>, RestockError> {
     let lines = match what {
         Restock::Nothing => return Ok(Vec::new()),
         Restock::Everything => Vec::new(),
@@ -40,20 +72,65 @@ pub fn restock(db: &dyn Db, order: &Order, operation: &str, what: &Restock, acto
         HoldError::Unavailable(m) => RestockError::Unavailable(m),
         HoldError::Refused(m) => RestockError::Refused(m),
         HoldError::Short(_) => RestockError::Refused("nothing to restock".into()),
-    })?;
-    if !back.is_empty() {
-        let sku = |product: &str| order.lines.iter().find(|l| l.product_id == product).map(|l| l.sku.clone()).unwrap_or_else(|| product.to_string());
-        let what: Vec<String> = back.iter().map(|(p, q)| format!("{q} × {}", sku(p))).collect();
-        let reason = format!("restocked ({operation}): {}", what.join(", "));
+    });
+    let back = match back {
+        Ok(back) => back,
+        // Refused: there is nothing to put back (and never will be), so
+        // nothing is owed any more. Unavailable: still owed.
+        Err(e @ RestockError::Refused(_)) => {
+            clear(db, &order.id, operation).map_err(RestockError::Storage)?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let sku = |product: &str| order.lines.iter().find(|l| l.product_id == product).map(|l| l.sku.clone()).unwrap_or_else(|| product.to_string());
+    let what: Vec<String> = back.iter().map(|(p, q)| format!("{q} × {}", sku(p))).collect();
+    let reason = format!("restocked ({operation}): {}", what.join(", "));
+    storage::transaction(db, |tx| -> Result<(), DbError> {
+        clear(tx, &order.id, operation)?;
+        if back.is_empty() {
+            return Ok(());
+        }
         // The same operation again (a retried request) is noted once.
-        let already = db
-            .query("SELECT 1 AS one FROM order_history WHERE order_id = ? AND reason = ?", &[order.id.as_str().into(), reason.as_str().into()])
-            .map_err(RestockError::Storage)?;
+        let already = tx.query("SELECT 1 AS one FROM order_history WHERE order_id = ? AND reason = ?", &[order.id.as_str().into(), reason.as_str().into()])?;
         if already.is_empty() {
-            orders::note(db, order, actor, &reason).map_err(RestockError::Storage)?;
+            orders::note(tx, order, actor, &reason)?;
+        }
+        Ok(())
+    })
+    .map_err(RestockError::Storage)?;
+    Ok(back)
+}
+
+fn clear(db: &dyn Db, order_id: &str, operation: &str) -> Result<(), DbError> {
+    db.execute("DELETE FROM owed_restocks WHERE order_id = ? AND operation = ?", &[order_id.into(), operation.into()])
+}
+
+/// Finish restocks still owed — of one order (`Some`: a retried request
+/// for it), or of any order (`None`: the sweep), at most `limit`, oldest
+/// first. Returns how many were settled; one the catalog cannot do now
+/// stays owed for the next attempt.
+pub fn settle_owed(db: &dyn Db, order_id: Option<&str>, limit: usize, inventory: &dyn Inventory) -> Result<usize, DbError> {
+    let rows = match order_id {
+        Some(id) => db.query("SELECT * FROM owed_restocks WHERE order_id = ? ORDER BY created_at LIMIT ?", &[id.into(), (limit as i64).into()])?,
+        None => db.query("SELECT * FROM owed_restocks ORDER BY created_at LIMIT ?", &[(limit as i64).into()])?,
+    };
+    let mut settled = 0;
+    for row in rows.iter() {
+        let (id, operation, actor) = (row.text("order_id")?, row.text("operation")?, row.text("actor")?);
+        let lines: Vec<(String, u32)> = serde_json::from_str(&row.text("lines")?).map_err(|e| DbError::Other(e.to_string()))?;
+        let what = if lines.is_empty() { Restock::Everything } else { Restock::Lines(lines) };
+        let Some(order) = orders::load(db, &id)? else {
+            clear(db, &id, &operation)?;
+            continue;
+        };
+        match settle(db, &order, &operation, &what, &actor, inventory) {
+            Ok(_) | Err(RestockError::Refused(_)) => settled += 1,
+            Err(RestockError::Storage(e)) => return Err(e),
+            Err(RestockError::Unavailable(_)) => {}
         }
     }
-    Ok(back)
+    Ok(settled)
 }
 
 /// One line of a restock request.
@@ -90,5 +167,109 @@ pub fn choice(order: &Order, restock: Option<bool>, lines: Option<Vec<RestockLin
         (Some(true), None) => Ok(Restock::Everything),
         (Some(false), None) => Ok(Restock::Nothing),
         (None, None) => Ok(if default { Restock::Everything } else { Restock::Nothing }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory_client::HoldError;
+    use crate::orders::{NewOrder, OrderLine};
+    use money::{Currency, Money};
+    use std::cell::{Cell, RefCell};
+    use storage::native::MemDb;
+
+    /// The catalog's side: each operation once, the same answer again.
+    #[derive(Default)]
+    struct Catalog {
+        done: RefCell<Vec<(String, Vec<(String, u32)>)>>,
+        calls: Cell<u32>,
+        down: Cell<bool>,
+    }
+
+    impl Inventory for Catalog {
+        fn commit(&self, _: &str) -> Result<bool, String> {
+            Ok(true)
+        }
+        fn release(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        fn recommit(&self, _: &str) -> Result<bool, String> {
+            Ok(true)
+        }
+        fn restock(&self, _: &str, operation: &str, lines: &[(String, u32)]) -> Result<Vec<(String, u32)>, HoldError> {
+            self.calls.set(self.calls.get() + 1);
+            if self.down.get() {
+                return Err(HoldError::Unavailable("catalog down".into()));
+            }
+            if let Some((_, back)) = self.done.borrow().iter().find(|(op, _)| op == operation) {
+                return Ok(back.clone());
+            }
+            let back = if lines.is_empty() { vec![("p1".to_string(), 2)] } else { lines.to_vec() };
+            self.done.borrow_mut().push((operation.to_string(), back.clone()));
+            Ok(back)
+        }
+    }
+
+    fn paid_order(db: &MemDb) -> Order {
+        let usd = |n| Money::new(n, Currency::parse("USD").unwrap());
+        let new = NewOrder {
+            id: "o1".into(),
+            user_id: "u1".into(),
+            currency: Currency::parse("USD").unwrap(),
+            lines: vec![OrderLine { product_id: "p1".into(), sku: "A".into(), name: "A".into(), unit_price: usd(250), quantity: 2, line_total: usd(500) }],
+            shipping_address: None,
+            expires_at: 2000,
+        };
+        storage::transaction(db, |tx| orders::insert(tx, &new, "user:u1")).unwrap()
+    }
+
+    fn notes(db: &MemDb) -> Vec<String> {
+        let rows = db.query("SELECT reason FROM order_history WHERE reason LIKE 'restocked%' ORDER BY id", &[]).unwrap();
+        rows.iter().map(|r| r.text("reason").unwrap()).collect()
+    }
+
+    fn owed(db: &MemDb) -> usize {
+        db.query("SELECT 1 AS one FROM owed_restocks", &[]).unwrap().len()
+    }
+
+    #[test]
+    fn a_restock_owed_when_the_catalog_is_down_is_settled_once_later() {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let order = paid_order(&db);
+        let catalog = Catalog::default();
+        catalog.down.set(true);
+        assert!(matches!(restock(&db, &order, "cancel", &Restock::Everything, "admin:a", &catalog), Err(RestockError::Unavailable(_))));
+        assert_eq!((owed(&db), notes(&db).len()), (1, 0), "still owed, nothing noted");
+
+        catalog.down.set(false);
+        assert_eq!(settle_owed(&db, None, 50, &catalog).unwrap(), 1);
+        assert_eq!(owed(&db), 0);
+        assert_eq!(notes(&db), vec!["restocked (cancel): 2 × A".to_string()]);
+        assert_eq!(settle_owed(&db, Some("o1"), 50, &catalog).unwrap(), 0, "nothing left to settle");
+        // The same operation asked again is noted once and puts nothing back twice.
+        restock(&db, &order, "cancel", &Restock::Everything, "admin:a", &catalog).unwrap();
+        assert_eq!(notes(&db).len(), 1);
+        assert_eq!(catalog.done.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_restock_the_catalog_made_but_not_noted_is_noted_by_the_next_settle() {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let order = paid_order(&db);
+        let catalog = Catalog::default();
+        // The cancellation owed it, the catalog did it, then the request died
+        // before its note (here: the note never ran).
+        owe(&db, &order.id, "cancel", &Restock::Lines(vec![("p1".into(), 1)]), "user:u1").unwrap();
+        catalog.restock(&order.id, "cancel", &[("p1".into(), 1)]).unwrap();
+        assert_eq!(settle_owed(&db, Some("o1"), 10, &catalog).unwrap(), 1);
+        assert_eq!(notes(&db), vec!["restocked (cancel): 1 × A".to_string()]);
+        assert_eq!(catalog.done.borrow().len(), 1, "the catalog's answer again, no second restock");
+        assert_eq!(owed(&db), 0);
+        // Nothing owed: nothing to do.
+        owe(&db, &order.id, "refund-1", &Restock::Nothing, "admin:a").unwrap();
+        assert_eq!(owed(&db), 0);
     }
 }

@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stripe_key_generations",
         sql: include_str!("../../../../migrations/orders/0007_stripe_key_generations.sql"),
     },
+    Migration {
+        version: 8,
+        name: "owed_restocks",
+        sql: include_str!("../../../../migrations/orders/0008_owed_restocks.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -84,6 +89,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "stripe_key_generations",
         sql: include_str!("../../../../migrations/postgres/orders/0006_stripe_key_generations.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "owed_restocks",
+        sql: include_str!("../../../../migrations/postgres/orders/0007_owed_restocks.sql"),
     },
 ];
 

@@ -280,6 +280,10 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
         Status::Cancelled => {
             if explicit && *put_back != Restock::Nothing {
                 restock_on_cancel(db, &order, put_back, actor, true)?;
+            } else {
+                // The cancellation is repeated (its answer was lost, or it
+                // failed after cancelling): finish the restock it owes.
+                restock::settle_owed(db, Some(&order.id), 10, &WitInventory)?;
             }
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
@@ -293,7 +297,15 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
             if !stripe.configured() {
                 return Err(ApiError::unavailable("payments_not_configured", "refunds need Stripe to be configured"));
             }
-            let cancelled = transaction(db, |tx| orders::transition(tx, &order, Status::Cancelled, actor, reason)).map_err(ApiError::from)?;
+            // The restock is owed from the moment the order is cancelled, in
+            // the same transaction: whatever fails after, the debt is
+            // recorded and the next attempt (or the sweep) settles it.
+            let cancelled = transaction(db, |tx| {
+                let cancelled = orders::transition(tx, &order, Status::Cancelled, actor, reason)?;
+                restock::owe(tx, &order.id, "cancel", put_back, actor)?;
+                Ok::<_, OrderError>(cancelled)
+            })
+            .map_err(ApiError::from)?;
             restock_on_cancel(db, &cancelled, put_back, actor, false)?;
             let key = format!("refund:{}:cancel", order.id);
             match refunds::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
@@ -444,6 +456,8 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     // Stripe could not take at the time; left to the next call when the
     // expiries used up this one's time.
     let (closed, refunded) = if within_budget() {
+        // And finish restocks whose request failed after the catalog was asked.
+        restock::settle_owed(&db, None, 50, &WitInventory)?;
         (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)?)
     } else {
         more = true;
