@@ -1005,3 +1005,31 @@ fn a_hanging_stripe_is_a_prompt_503_and_the_retry_makes_no_duplicate() {
     assert_eq!(again.json()["id"], app.stripe.session(again.json()["id"].as_str().unwrap())["id"], "the session Stripe made the first time");
     assert_eq!(app.order(&user, &id)["status"], "pending_payment");
 }
+
+/// A full refund repeated with its Idempotency-Key after it was made (its
+/// answer lost) is answered as it was, with the same refund: not a 409 for
+/// an order with nothing left to refund, and not a second refund. Another
+/// key is a new request, and there is nothing left to refund.
+#[test]
+fn a_full_refund_repeated_with_its_key_is_answered_again() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _) = app.customer_with_cart(5, 1000, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    app.stripe_sends(&event(&format!("evt_{id}"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    let auth = format!("Bearer {}", admin.access_token);
+    let refund = |key: &str| app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key)], Some(&json!({ "order_id": id })));
+    let key = format!("full-{id}");
+    let first = refund(&key);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["order"]["status"], "refunded");
+    let again = refund(&key);
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["refund_id"], first.json()["refund_id"]);
+    assert_eq!(again.json()["order"]["refunded"]["amount_minor"], 1000);
+    refund(&format!("other-{id}")).assert_error(409, "not_refundable");
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    assert_eq!(app.stripe.refunded_total(&intent), 1000, "one refund at Stripe");
+}

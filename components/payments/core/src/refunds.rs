@@ -290,6 +290,23 @@ pub fn earlier_refund(stripe: &StripeConfig, key: &StripeKey, intent: &str) -> R
     if !key.after_a_failure() {
         return Ok(None);
     }
+    refund_marked(stripe, key, intent)
+}
+
+/// The refund of this order made under `idempotency_key` (any generation),
+/// if Stripe has one: what a request repeated after its refund was made is
+/// answered with. `None` when the order has no captured payment or no
+/// refund carries the key.
+pub fn made_under(db: &dyn Db, stripe: &StripeConfig, order: &Order, idempotency_key: &str) -> Result<Option<String>, RefundError> {
+    let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
+    let Some(intent) = payment.and_then(|p| p.payment_intent) else { return Ok(None) };
+    let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
+    let found = refund_marked(stripe, &key, &intent).map_err(RefundError::Stripe)?;
+    Ok(found.and_then(|r| r["id"].as_str().map(str::to_string)))
+}
+
+/// The intent's refund at Stripe carrying `key`'s marker, read a page at a time.
+fn refund_marked(stripe: &StripeConfig, key: &StripeKey, intent: &str) -> Result<Option<serde_json::Value>, StripeError> {
     let marker = key.marker();
     let mut after: Option<String> = None;
     for _ in 0..MOST_REFUND_PAGES {

@@ -229,18 +229,30 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     let config = stripe_config()?;
     let db = open()?;
     let order = access::order_for(&db, &caller, &body.order_id, true)?;
+    let put_back = restock::choice(&order, body.restock, body.restock_lines, false)?;
+    let actor = format!("admin:{}", caller.user_id);
     if !(order.status.is_paid() || order.status == Status::Cancelled) {
+        // The same request again after its refund was made (its answer was
+        // lost): answered as it was, not as a new refund of nothing.
+        if let Some(k) = http_kit::idempotency_key(ctx)? {
+            let made = refunds::made_under(&db, &config, &order, &format!("refund:{}:{k}", order.id)).map_err(refund_error)?;
+            if let Some(refund_id) = made {
+                let restocked = restock::restock(&db, &order, &refund_id, &put_back, &actor, &WitInventory).ok();
+                let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
+                let applied = Applied::Unchanged { status: order.status };
+                return Ok(Reply::ok(&json!({ "order": order, "applied": applied, "refund_id": refund_id, "restocked": restocked, "restock_problem": null }))
+                    .with_header("idempotent-replayed", "true"));
+            }
+        }
         return Err(ApiError::new(409, "not_refundable", format!("an order that is {} has nothing to refund", order.status))
             .with_details(json!({ "current_status": order.status })));
     }
-    let put_back = restock::choice(&order, body.restock, body.restock_lines, false)?;
     // A client key makes retries safe; without one the key is derived from
     // the order's refund state, so a retry before it is recorded is still one refund.
     let key = match http_kit::idempotency_key(ctx)? {
         Some(k) => format!("refund:{}:{k}", order.id),
         None => format!("refund:{}:{}:{}", order.id, order.refunded.amount_minor, body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into())),
     };
-    let actor = format!("admin:{}", caller.user_id);
     match refunds::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
         Ok(made) => {
             // The refund stands whatever happens to the restock; a restock
@@ -259,11 +271,18 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
             let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
             Ok(Reply::ok(&json!({ "order": order, "applied": made.applied, "refund_id": made.refund_id, "restocked": restocked, "restock_problem": restock_problem })))
         }
-        Err(RefundError::TooMuch { refundable }) => Err(ApiError::new(422, "invalid_refund_amount", format!("the amount must be from 1 to {refundable}"))
-            .with_details(json!({ "refundable": refundable }))),
-        Err(RefundError::NotPaid) => Err(ApiError::new(409, "no_payment_to_refund", "no Stripe payment is recorded for this order")),
-        Err(RefundError::Stripe(e)) => Err(stripe_error(e)),
-        Err(RefundError::Payment(e)) => Err(e.into()),
+        Err(e) => Err(refund_error(e)),
+    }
+}
+
+fn refund_error(e: RefundError) -> ApiError {
+    match e {
+        RefundError::TooMuch { refundable } => {
+            ApiError::new(422, "invalid_refund_amount", format!("the amount must be from 1 to {refundable}")).with_details(json!({ "refundable": refundable }))
+        }
+        RefundError::NotPaid => ApiError::new(409, "no_payment_to_refund", "no Stripe payment is recorded for this order"),
+        RefundError::Stripe(e) => stripe_error(e),
+        RefundError::Payment(e) => e.into(),
     }
 }
 
