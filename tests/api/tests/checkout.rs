@@ -19,6 +19,18 @@ fn placed(app: &TestApp, user: &TestUser) -> Value {
     r.json()
 }
 
+/// A customer's order of `quantity` units (stock `stock`, unit price
+/// `price`), paid through a Checkout Session: the user, the product, the
+/// order id and the session id.
+fn paid_through_checkout(app: &TestApp, stock: i64, price: i64, quantity: i64) -> (TestUser, String, String, String) {
+    let (user, product) = app.customer_with_cart(stock, price, quantity);
+    let id = placed(app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let r = app.stripe_sends(&event(&format!("evt_{id}_paid"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    assert_eq!(r.status, 200, "{}", r.body);
+    (user, product, id, session_id)
+}
+
 fn completed(session: &Value) -> Value {
     let mut s = session.clone();
     s["status"] = json!("complete");
@@ -694,10 +706,7 @@ fn cancelling_before_and_after_payment() {
 fn restocking_is_the_admins_choice_and_exact() {
     let app = TestApp::get();
     let admin = app.admin();
-    let (user, product) = app.customer_with_cart(5, 100, 3);
-    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
-    let session_id = app.start_checkout(&user, &id);
-    app.stripe_sends(&event(&format!("evt_{id}_paid"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    let (_, product, id, _) = paid_through_checkout(&app, 5, 100, 3);
     assert_eq!(stock(&app, &product), (2, 0, 2));
     let refund = |body: Value, key: &str| {
         app.request("POST", "/api/payments/refund", &[("authorization", &format!("Bearer {}", admin.access_token)), ("idempotency-key", key)], Some(&body))
@@ -743,10 +752,7 @@ fn restocking_is_the_admins_choice_and_exact() {
 fn partial_and_full_refunds() {
     let app = TestApp::get();
     let admin = app.admin();
-    let (user, _) = app.customer_with_cart(5, 1000, 1);
-    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
-    let session_id = app.start_checkout(&user, &id);
-    app.stripe_sends(&event(&format!("evt_{id}"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    let (user, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
 
     app.send_as(&user.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 100 }))).assert_error(403, "forbidden");
     let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 300 })));
@@ -1014,10 +1020,7 @@ fn a_hanging_stripe_is_a_prompt_503_and_the_retry_makes_no_duplicate() {
 fn a_full_refund_repeated_with_its_key_is_answered_again() {
     let app = TestApp::get();
     let admin = app.admin();
-    let (user, _) = app.customer_with_cart(5, 1000, 1);
-    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
-    let session_id = app.start_checkout(&user, &id);
-    app.stripe_sends(&event(&format!("evt_{id}"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    let (_, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
     let auth = format!("Bearer {}", admin.access_token);
     let refund = |key: &str| app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key)], Some(&json!({ "order_id": id })));
     let key = format!("full-{id}");
