@@ -31,21 +31,9 @@ fn template(name: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// Escape text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escape text for HTML element content and attribute values (the one
+/// implementation, in `http-kit`).
+pub use http_kit::html::escape as html_escape;
 
 /// A value: `Text` is escaped in HTML; `Html` was built from escaped parts.
 enum Var {

@@ -5,6 +5,7 @@
 //! - `GET /api/orders/invoices?from=&to=[&format=csv]` — every document of
 //!   a period, for the books (admins).
 
+use http_kit::html::escape as esc;
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply};
 use orders_core::admin_listing::Day;
 use orders_core::invoices::{self, Document};
@@ -62,10 +63,6 @@ pub fn in_period(ctx: &Ctx) -> HandlerResult {
     }
     let (found, total) = invoices::in_period(&db, from.as_str(), to.as_str(), page.limit, page.offset())?;
     Ok(Reply::ok(&json!({ "documents": found, "page": page.page, "limit": page.limit, "total": total })).with_header("cache-control", "no-store"))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 /// An amount as its currency writes it (2 decimals for USD, none for JPY).

@@ -20,6 +20,7 @@ pub mod conditional;
 pub mod cors;
 pub mod error;
 pub mod health;
+pub mod html;
 pub mod ids;
 pub mod log;
 pub mod nudge;
