@@ -26,8 +26,10 @@ done
 host_pid=
 state=
 cleanup() {
-  [ -n "$host_pid" ] && kill "$host_pid" 2>/dev/null && wait "$host_pid" 2>/dev/null
-  [ -n "$state" ] && rm -rf "$state"
+  # `|| true`: under `set -e` a failing last command of an && list would
+  # end the script with its status (the killed host's 143) instead of ours.
+  if [ -n "$host_pid" ]; then kill "$host_pid" 2>/dev/null || true; wait "$host_pid" 2>/dev/null || true; fi
+  if [ -n "$state" ]; then rm -rf "$state"; fi
   return 0
 }
 trap cleanup EXIT
