@@ -68,6 +68,12 @@ fn settle(db: &dyn Db, order: &Order, operation: &str, what: &Restock, actor: &s
         Restock::Everything => Vec::new(),
         Restock::Lines(lines) => lines.clone(),
     };
+    // The units are sold before they can go back: a sale still owed (the
+    // payment's request failed before the catalog was asked) is made first.
+    crate::owed_sales::settle(db, &order.id, inventory).map_err(|e| match e {
+        crate::owed_sales::SettleError::Unavailable(m) => RestockError::Unavailable(m),
+        crate::owed_sales::SettleError::Storage(d) => RestockError::Storage(d),
+    })?;
     let back = inventory.restock(&order.id, operation, &lines).map_err(|e| match e {
         HoldError::Unavailable(m) => RestockError::Unavailable(m),
         HoldError::Refused(m) => RestockError::Refused(m),

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "owed_restocks",
         sql: include_str!("../../../../migrations/orders/0008_owed_restocks.sql"),
     },
+    Migration {
+        version: 9,
+        name: "owed_sales",
+        sql: include_str!("../../../../migrations/orders/0009_owed_sales.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -94,6 +99,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "owed_restocks",
         sql: include_str!("../../../../migrations/postgres/orders/0007_owed_restocks.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "owed_sales",
+        sql: include_str!("../../../../migrations/postgres/orders/0008_owed_sales.sql"),
     },
 ];
 

@@ -456,7 +456,9 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     // Stripe could not take at the time; left to the next call when the
     // expiries used up this one's time.
     let (closed, refunded) = if within_budget() {
-        // And finish restocks whose request failed after the catalog was asked.
+        // And finish sales and restocks whose request failed before the
+        // catalog answered (sales first: a restock needs its sale).
+        orders_core::owed_sales::settle_owed(&db, 50, &WitInventory)?;
         restock::settle_owed(&db, None, 50, &WitInventory)?;
         (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)?)
     } else {

@@ -6,9 +6,11 @@
 //! then records what it says about each Stripe object in the ledger
 //! ([`crate::ledger`]), then re-reads the order under a lock, so concurrent
 //! deliveries of the same outcome (the return and the webhook at once, or a
-//! webhook delivered twice) change the order once, commit the stock once and
-//! write one outbox event. An outcome that arrives after a later state was
-//! reached never moves the order backwards.
+//! webhook delivered twice) change the order once and write one outbox
+//! event. A payment's stock is sold once, after that transaction (it owes
+//! the sale, [`orders_core::owed_sales`]), so the checkout database is not
+//! held while the catalog is asked. An outcome that arrives after a later
+//! state was reached never moves the order backwards.
 //!
 //! Stripe's semantics, as checkout applies them:
 //! - money captured for a `pending_payment` order pays it;
@@ -28,6 +30,7 @@ use orders_core::domain::Status;
 use orders_core::inventory_client::Inventory;
 use orders_core::invoices::InvoiceSettings;
 use orders_core::orders::{self, Order, OrderError};
+use orders_core::owed_sales::SettleError;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 use storage::{transaction, Db, DbError};
@@ -119,7 +122,10 @@ pub enum Applied {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PaymentError {
     UnknownOrder,
-    /// The inventory could not be reached: nothing changed; retry.
+    /// The inventory could not be reached; retry. Nothing changed, except
+    /// for a payment of a Stripe event: the order is paid and its sale is
+    /// owed ([`orders_core::owed_sales`]) until the event comes again or the
+    /// orders sweep runs.
     InventoryUnavailable(String),
     /// The event names a Stripe object recorded for another order: nothing
     /// changed.
@@ -189,7 +195,7 @@ pub fn apply_with(
     inventory: &dyn Inventory,
     late: LatePayments,
 ) -> Result<Applied, PaymentError> {
-    transaction(db, |tx| {
+    let applied = transaction(db, |tx| {
         if !first_sighting(tx, source.event(), order_id)? {
             return Ok(Applied::Duplicate);
         }
@@ -229,7 +235,29 @@ pub fn apply_with(
                 }
             }
         }
-    })
+    })?;
+    if matches!(outcome, Outcome::Paid { .. }) {
+        settle_sale(db, order_id, &source, inventory)?;
+    }
+    Ok(applied)
+}
+
+/// Make the sale a payment owes, once its transaction has committed: this
+/// one's, or an earlier delivery's whose request failed before the catalog
+/// answered (Stripe's redelivery is a duplicate event, and still finishes
+/// it). When the catalog cannot be reached, a Stripe event is answered with
+/// an error so that Stripe delivers it again; any other caller goes on, and
+/// the orders sweep finishes the sale.
+fn settle_sale(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn Inventory) -> Result<(), PaymentError> {
+    match orders_core::owed_sales::settle(db, order_id, inventory) {
+        Ok(_) => Ok(()),
+        Err(SettleError::Storage(e)) => Err(e.into()),
+        Err(SettleError::Unavailable(m)) if source.event().is_some() => Err(PaymentError::InventoryUnavailable(m)),
+        Err(SettleError::Unavailable(m)) => {
+            println!("{}", json!({ "level": "warn", "service": "payments", "order_id": order_id, "sale_owed": m }));
+            Ok(())
+        }
+    }
 }
 
 fn set_payment_status(tx: &dyn Db, order_id: &str, status: &str) -> Result<(), DbError> {
@@ -289,12 +317,11 @@ fn paid(
         }))?;
         return Ok(Applied::Flagged { problem });
     }
-    // The stock is committed while this transaction holds the order, so a
-    // concurrent delivery of the same payment waits and then sees it paid.
-    let stock_ok = inventory.commit(&order.id).map_err(PaymentError::InventoryUnavailable)?;
-    if !stock_ok {
-        orders::flag(tx, order, "stock_unavailable")?;
-    }
+    // The sale is owed in this transaction and made after it
+    // ([`orders_core::owed_sales`]): the catalog's lock is never awaited
+    // while this one holds the checkout database. A concurrent delivery of
+    // the same payment waits for this transaction and then sees it paid.
+    orders_core::owed_sales::owe(tx, &order.id)?;
     pay(tx, order, intent, actor, reason)
 }
 
