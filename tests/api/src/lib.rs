@@ -317,16 +317,27 @@ fn keep_until_exit(servers: ServerStores) {
 /// launch gets its own throwaway Postgres (one database per service) and
 /// Redis, kept until the test binary exits.
 pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost {
+    let (host, servers) = launch_host_and_stores(keys, extra);
+    if let Some(servers) = servers {
+        keep_until_exit(servers);
+    }
+    host
+}
+
+/// [`launch_host`], handing over the servers it started for
+/// [`Stores::Servers`] (`None` on the embedded stores), for a test that
+/// reaches the app's databases from outside. Dropping them stops them: keep
+/// them as long as the host.
+pub fn launch_host_and_stores(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> (RunningHost, Option<ServerStores>) {
     match Stores::from_env() {
-        Stores::Embedded => launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml")),
+        Stores::Embedded => (launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml")), None),
         Stores::Servers => {
             let servers = ServerStores::start();
             let mut all: Vec<(&str, &str)> = extra.to_vec();
             all.extend(servers.variables.iter().map(|(k, v)| (*k, v.as_str())));
             let host = launch_host_with(keys, &all, &servers.runtime_config);
             servers.assert_in_use(&host.base_url());
-            keep_until_exit(servers);
-            host
+            (host, Some(servers))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Faults from outside the shop (issue #15, item 4): Stripe failing,
-//! rate limiting or hanging on each call the shop makes; a SQLite database
-//! write-locked by another process for longer than the busy timeout; a
+//! rate limiting or hanging on each call the shop makes; a service database
+//! kept from writers by another session for longer than the app waits for
+//! a lock (on SQLite and, with `SHOP_TEST_STORES=postgres`, on Postgres); a
 //! webhook whose processing fails part way. Each time the client gets a
 //! clear 502/503 in the error envelope, nothing is half written, and the
 //! retry after the fault succeeds once. (Resend failing is covered in
@@ -10,14 +11,17 @@
 //! `a_hanging_resend_times_out_and_is_retried_later`.)
 //!
 //! Every test here starts its own host (its own fake Stripe, a short
-//! `stripe_timeout_ms`, files it may lock), so a fault never reaches
+//! `stripe_timeout_ms`, databases it may lock), so a fault never reaches
 //! another test's requests.
 
 use api_tests::fake_resend::FakeResend;
-use api_tests::{event, launch_host, unique_email, unique_sku, FakeStripe, Shopper, Stores, TestApp, TestUser, SWEEP_SECRET};
+use api_tests::{event, launch_host_and_stores, unique_email, unique_sku, ApiResponse, FakeStripe, ServerStores, Shopper, TestApp, TestUser, SWEEP_SECRET};
 use serde_json::{json, Value};
+use shop_store_copy::PgDb;
 use shop_test_host::RunningHost;
 use std::time::{Duration, Instant};
+use storage::native::MemDb;
+use storage::{Db, Dialect, LOCK_WAIT};
 
 /// The Stripe timeout of the hosts here; a hang lasts far longer.
 const STRIPE_TIMEOUT_MS: u64 = 500;
@@ -31,20 +35,41 @@ fn against_external_app(test: &str) -> bool {
     external
 }
 
+/// A host of its own, and the servers its databases are on when
+/// `SHOP_TEST_STORES=postgres` (stopped after the host: fields drop in order).
+struct OwnHost {
+    host: RunningHost,
+    servers: Option<ServerStores>,
+}
+
+impl OwnHost {
+    /// A session of the test's own on the service database `label`, beside the app's.
+    fn database(&self, label: &str) -> Box<dyn Db> {
+        match &self.servers {
+            None => {
+                let db = MemDb::file(&self.host.sqlite_database_path(label));
+                db.0.busy_timeout(Duration::from_secs(30)).unwrap();
+                Box::new(db)
+            }
+            Some(servers) => Box::new(PgDb::connect(&servers.postgres.database_url(label)).expect("connect to the Postgres database")),
+        }
+    }
+}
+
 /// A host of its own, with its own fake Stripe and Resend.
-fn own_host() -> (RunningHost, TestApp) {
+fn own_host() -> (OwnHost, TestApp) {
     let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
     let stripe = FakeStripe::start("127.0.0.1:0");
     let resend = FakeResend::start("127.0.0.1:0");
     let timeout = STRIPE_TIMEOUT_MS.to_string();
-    let host = launch_host(
+    let (host, servers) = launch_host_and_stores(
         &keys,
         &[("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str()), ("stripe_timeout_ms", timeout.as_str())],
     );
     let mut app = TestApp::for_host(&host, keys);
     app.stripe = stripe;
     app.resend = resend;
-    (host, app)
+    (OwnHost { host, servers }, app)
 }
 
 fn address() -> Value {
@@ -164,7 +189,7 @@ fn set_up(app: &TestApp, call: Call) -> Case {
 }
 
 /// The client's request for `call`.
-fn ask(app: &TestApp, call: Call, case: &Case) -> api_tests::ApiResponse {
+fn ask(app: &TestApp, call: Call, case: &Case) -> ApiResponse {
     let body = json!({ "order_id": case.order });
     match call {
         Call::CreateSession => app.send_as(&case.user.access_token, "POST", "/api/payments/checkout-session", Some(&body)),
@@ -434,85 +459,99 @@ fn every_retry_during_a_stripe_outage_fails_cleanly_and_the_first_after_it_pays(
     assert_eq!(stripe_calls(&app, &case).len(), 4);
 }
 
-// ------------------------------------------------------------ SQLite locks
+// ------------------------------------------------------- locked databases
 
-/// Another process holding a SQLite database's write lock (`BEGIN
-/// IMMEDIATE`: in WAL mode readers go on, writers wait). Dropped: rolled
-/// back, lock gone.
-struct WriteLock(rusqlite::Connection);
+/// Another session keeping a service database's writers out: on SQLite its
+/// write lock (`BEGIN IMMEDIATE`; in WAL mode readers go on), on Postgres
+/// every table locked `IN EXCLUSIVE MODE` (plain reads go on; every write,
+/// row lock and `FOR UPDATE` waits). Dropped: rolled back, locks gone.
+struct WriteLock(Box<dyn Db>);
 
 impl WriteLock {
-    fn take(host: &RunningHost, label: &str) -> WriteLock {
-        let conn = rusqlite::Connection::open(host.sqlite_database_path(label)).expect("open the SQLite file");
-        conn.busy_timeout(Duration::from_secs(30)).unwrap();
-        conn.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
-        WriteLock(conn)
+    fn take(host: &OwnHost, label: &str) -> WriteLock {
+        let db = host.database(label);
+        match db.dialect() {
+            Dialect::Sqlite => db.execute("BEGIN IMMEDIATE", &[]).expect("take the write lock"),
+            Dialect::Postgres => {
+                // Should the app wait for the lock after all, it goes after a
+                // minute: the test fails on the late answer instead of hanging.
+                db.execute("SET idle_in_transaction_session_timeout = 60000", &[]).unwrap();
+                db.execute("BEGIN", &[]).unwrap();
+                let tables = db.query("SELECT tablename::text AS t FROM pg_tables WHERE schemaname = current_schema()", &[]).unwrap();
+                let names: Vec<String> = tables.iter().map(|t| format!("\"{}\"", t.text("t").unwrap())).collect();
+                db.execute(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", names.join(", ")), &[]).expect("lock the tables");
+            }
+        }
+        WriteLock(db)
     }
 }
 
 impl Drop for WriteLock {
     fn drop(&mut self) {
-        let _ = self.0.execute_batch("ROLLBACK");
+        let _ = self.0.execute("ROLLBACK", &[]);
     }
 }
 
-fn count(host: &RunningHost, label: &str, sql: &str, param: &str) -> i64 {
-    let conn = rusqlite::Connection::open(host.sqlite_database_path(label)).expect("open the SQLite file");
-    conn.query_row(sql, [param], |r| r.get(0)).expect(sql)
+/// `SELECT COUNT(*) AS n ...` with one parameter, on the service database `label`.
+fn count(host: &OwnHost, label: &str, sql: &str, param: &str) -> i64 {
+    let rows = host.database(label).query(sql, &[param.into()]).expect(sql);
+    rows.first().expect(sql).int("n").expect(sql)
 }
 
-fn not_on_embedded_sqlite(test: &str) -> bool {
-    if against_external_app(test) {
-        return true;
-    }
-    if Stores::from_env() == Stores::Servers {
-        // The app sets no lock or statement timeout on Postgres: a request
-        // behind another session's lock waits for it (see README, "Faults").
-        eprintln!("{test}: SQLite only (on Postgres a locked table makes requests wait, with no timeout of the app's)");
-        return true;
-    }
-    false
+/// Send `write` while another session keeps the writers of database
+/// `label` out, for longer than the app waits for a lock ([`LOCK_WAIT`]),
+/// and check the answer: 503 `database_unavailable` with `Retry-After`,
+/// after that wait and soon after it. `read`, sent first under the same
+/// lock, answers at once: readers go on.
+fn refused_while_locked(host: &OwnHost, label: &str, read: impl FnOnce() -> ApiResponse, write: impl FnOnce() -> ApiResponse) {
+    let _lock = WriteLock::take(host, label);
+    let started = Instant::now();
+    let r = read();
+    assert_eq!(r.status, 200, "{label} locked, a read: {}", r.body);
+    assert!(started.elapsed() < LOCK_WAIT / 2, "{label} locked, a read took {:?}: it waited for the lock", started.elapsed());
+    let started = Instant::now();
+    let r = write();
+    let took = started.elapsed();
+    r.assert_error(503, "database_unavailable");
+    assert!(r.header("retry-after").is_some(), "{}", r.body);
+    assert!(took > LOCK_WAIT - Duration::from_millis(100), "{label} locked: refused after {took:?}, before waiting for the lock");
+    assert!(took < LOCK_WAIT * 2, "{label} locked: refused only after {took:?}");
 }
 
-/// A SQLite database write-locked from outside for longer than the busy
-/// timeout (5 s: rusqlite's default, which Spin's SQLite and the test
-/// host keep): each write answers 503 `database_unavailable` with
-/// `Retry-After`, writes nothing of itself, and succeeds once the lock goes.
+/// A service database kept from writers by another session for longer
+/// than the app waits for a lock ([`LOCK_WAIT`], 5 s): on SQLite, its write
+/// lock held (the app's wait is the busy timeout Spin's connections keep);
+/// on Postgres, every table locked (the app's wait is the `lock_timeout` it
+/// sets). Each write answers 503 `database_unavailable` with `Retry-After`
+/// after that wait, writes nothing of itself, and succeeds once the lock
+/// goes; reads go on meanwhile.
 #[test]
-fn a_sqlite_database_locked_from_outside_is_a_503_and_nothing_is_half_written() {
-    if not_on_embedded_sqlite("locked SQLite") {
+fn a_database_locked_from_outside_is_a_503_and_nothing_is_half_written() {
+    if against_external_app("locked database") {
         return;
     }
     let (host, app) = own_host();
     let admin = app.admin();
     let (user, product) = app.customer_with_cart(5, 1000, 2);
     // The orders database exists and is migrated before it is locked.
-    assert_eq!(app.send_as(&user.access_token, "GET", "/api/orders", None).status, 200);
+    let orders = || app.send_as(&user.access_token, "GET", "/api/orders", None);
+    assert_eq!(orders().status, 200);
+    let product_page = || app.send_as(&admin.access_token, "GET", &format!("/api/products/{product}"), None);
 
     // The catalog locked: an admin's new product.
     let sku = unique_sku("locked");
     let body = json!({ "sku": sku, "name": "Locked Lamp", "price": { "amount_minor": 500, "currency": "USD" }, "stock_on_hand": 3 });
-    {
-        let _lock = WriteLock::take(&host, "catalog");
-        let r = app.create_product(&admin, body.clone());
-        r.assert_error(503, "database_unavailable");
-        assert!(r.header("retry-after").is_some(), "{}", r.body);
-    }
-    assert_eq!(count(&host, "catalog", "SELECT COUNT(*) FROM products WHERE sku = ?", &sku), 0, "nothing written");
+    refused_while_locked(&host, "catalog", product_page, || app.create_product(&admin, body.clone()));
+    assert_eq!(count(&host, "catalog", "SELECT COUNT(*) AS n FROM products WHERE sku = ?", &sku), 0, "nothing written");
     let r = app.create_product(&admin, body);
     assert_eq!(r.status, 201, "after the lock: {}", r.body);
-    assert_eq!(count(&host, "catalog", "SELECT COUNT(*) FROM products WHERE sku = ?", &sku), 1);
+    assert_eq!(count(&host, "catalog", "SELECT COUNT(*) AS n FROM products WHERE sku = ?", &sku), 1);
 
     // The orders database locked: placing an order, whose stock hold (in the
     // catalog) is taken first and must be given back.
     let key = unique_email("locked-order");
-    {
-        let _lock = WriteLock::take(&host, "orders");
-        let r = app.place_order(&user, Some(&key), Some(address()));
-        r.assert_error(503, "database_unavailable");
-        assert!(r.header("retry-after").is_some(), "{}", r.body);
-    }
-    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM orders WHERE user_id = ?", &user.id), 0, "no order");
+    refused_while_locked(&host, "orders", orders, || app.place_order(&user, Some(&key), Some(address())));
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM orders WHERE user_id = ?", &user.id), 0, "no order");
     assert_eq!(stock(&app, &product), (5, 0, 5), "the hold was given back");
     let cart = app.get_cart(&mut Shopper::user(&user.access_token)).json();
     assert_eq!(cart["item_count"], 2, "the cart is untouched: {cart}");
@@ -525,14 +564,9 @@ fn a_sqlite_database_locked_from_outside_is_a_503_and_nothing_is_half_written() 
     // payment. Not recorded, so Stripe's redelivery is applied, once.
     let session = app.start_checkout(&user, &order);
     let paid = event(&format!("evt_{order}_locked"), "checkout.session.completed", app.stripe.pay_session(&session));
-    {
-        let _lock = WriteLock::take(&host, "orders");
-        let r = app.stripe_sends(&paid);
-        r.assert_error(503, "database_unavailable");
-        assert!(r.header("retry-after").is_some(), "{}", r.body);
-    }
+    refused_while_locked(&host, "orders", || app.send_as(&user.access_token, "GET", &format!("/api/orders/{order}"), None), || app.stripe_sends(&paid));
     assert_eq!(app.order(&user, &order)["status"], "pending_payment");
-    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM stripe_events WHERE order_id = ?", &order), 0);
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM stripe_events WHERE order_id = ?", &order), 0);
     assert_eq!(stock(&app, &product), (5, 2, 3));
     assert_eq!(app.stripe_sends(&paid).status, 200);
     assert_eq!(app.order(&user, &order)["status"], "paid");
@@ -569,7 +603,7 @@ fn emails_with_key(app: &TestApp, email: &str, key: &str) -> usize {
 /// paid transition, one invoice, one paid email, the stock sold once.
 #[test]
 fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
-    if not_on_embedded_sqlite("webhook failing mid-way") {
+    if against_external_app("webhook failing mid-way") {
         return;
     }
     let (host, app) = own_host();
@@ -593,7 +627,7 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
         }
         assert_eq!(app.order(&user, &order)["status"], "paid", "{kind}: the payment stands");
         assert_eq!(stock(&app, &product), (5, 2, 3), "{kind}: the units are still held for the order, not sold");
-        assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM owed_sales WHERE order_id = ?", &order), 1, "{kind}: the sale is owed");
+        assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_sales WHERE order_id = ?", &order), 1, "{kind}: the sale is owed");
 
         if kind == "checkout.session.completed" {
             // Stripe redelivers the event: a duplicate, which makes the sale.
@@ -604,7 +638,7 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
             assert_eq!(r.status, 200, "{kind}: {}", r.body);
         }
         assert_eq!(stock(&app, &product), (3, 0, 3), "{kind}: the stock sold once");
-        assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM owed_sales WHERE order_id = ?", &order), 0, "{kind}: nothing owed");
+        assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_sales WHERE order_id = ?", &order), 0, "{kind}: nothing owed");
         // And again: nothing changes.
         let r = app.stripe_sends(&paid);
         assert_eq!((r.status, r.json()["ignored"].as_str()), (200, Some("duplicate event")), "{kind}: {}", r.body);
@@ -629,7 +663,7 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
 /// only flagged, and a repeated cancel did nothing.
 #[test]
 fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
-    if not_on_embedded_sqlite("cancellation restock") {
+    if against_external_app("cancellation restock") {
         return;
     }
     let (host, app) = own_host();
@@ -646,7 +680,7 @@ fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
         assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
     }
     assert_eq!(stock(&app, &product), (3, 0, 3), "the catalog could not take the units back");
-    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM owed_restocks WHERE order_id = ?", &order), 1, "the restock is owed");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_restocks WHERE order_id = ?", &order), 1, "the restock is owed");
     let restocked = |app: &TestApp| history(app, &user, &order).iter().filter(|h| h["reason"].as_str().is_some_and(|r| r.starts_with("restocked (cancel)"))).count();
     assert_eq!(restocked(&app), 0);
 
@@ -654,7 +688,7 @@ fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
     assert_eq!(stock(&app, &product), (5, 0, 5), "the units are back");
     assert_eq!(restocked(&app), 1, "and noted");
-    assert_eq!(count(&host, "orders", "SELECT COUNT(*) FROM owed_restocks WHERE order_id = ?", &order), 0);
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_restocks WHERE order_id = ?", &order), 0);
     assert_eq!(cancel().status, 200);
     assert_eq!((stock(&app, &product), restocked(&app)), ((5, 0, 5), 1), "once");
     assert_eq!(app.stripe.refunded_total(app.stripe.session(&session)["payment_intent"].as_str().unwrap()), 2000, "refunded once");

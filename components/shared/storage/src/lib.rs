@@ -72,8 +72,9 @@ pub enum DbError {
     NoSuchDatabase(String),
     /// A uniqueness or other constraint rejected the write.
     Constraint(String),
-    /// The database stayed locked by another writer for too long, or (Postgres)
-    /// a transaction lost a serialization race or a deadlock: retry it.
+    /// The database stayed locked by another writer for longer than
+    /// [`LOCK_WAIT`], or (Postgres) a transaction lost a serialization race
+    /// or a deadlock: retry it.
     Busy(String),
     /// The database server cannot be reached (down, restarting, refusing).
     Unavailable(String),
@@ -154,16 +155,18 @@ where
     }
 }
 
-/// How long a SQLite statement waits for a lock before it gives up with
-/// [`DbError::Busy`] (a 503 with `Retry-After`): the busy timeout Spin's
-/// connections have (rusqlite's default).
-pub const SQLITE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a statement waits for another session's lock before it gives
+/// up with [`DbError::Busy`] (a 503 with `Retry-After`), on both stores: on
+/// SQLite it is the busy timeout Spin's connections have (rusqlite's
+/// default), which [`polling_for_locks`] keeps; on Postgres it is the
+/// session's `lock_timeout`, which `spin_pg` sets to it.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The longest pause between two tries for a SQLite lock.
 const SQLITE_LOCK_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Run `statement` until it is not refused for a lock, trying again after
-/// 0.25, 0.5, 1 and then every 2 ms, for [`SQLITE_LOCK_WAIT`] in all.
+/// 0.25, 0.5, 1 and then every 2 ms, for [`LOCK_WAIT`] in all.
 ///
 /// This replaces SQLite's own busy handler (the one every Spin connection
 /// has), which sleeps in growing steps — 1, 2, 5, 10, 15, 20, 25, 25, 25,
@@ -179,7 +182,7 @@ pub fn polling_for_locks<T>(mut statement: impl FnMut() -> Result<T, DbError>) -
     let mut pause = std::time::Duration::from_micros(250);
     loop {
         match statement() {
-            Err(DbError::Busy(_)) if started.elapsed() + pause < SQLITE_LOCK_WAIT => {
+            Err(DbError::Busy(_)) if started.elapsed() + pause < LOCK_WAIT => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(SQLITE_LOCK_POLL_MAX);
             }

@@ -10,28 +10,88 @@
 //! Spin keeps a connection pool per address across requests, so `open` is
 //! cheap after the first, and a transaction (`BEGIN` ... `COMMIT` sent as
 //! statements) stays on one pooled connection for the resource's life.
+//!
+//! A statement waits for another session's lock at most [`crate::LOCK_WAIT`]
+//! (the session's `lock_timeout`), then fails with [`DbError::Busy`], as on
+//! SQLite. Postgres' default is to wait forever, so a request queued behind
+//! a long transaction (or an operator's `LOCK TABLE`) would hang with its
+//! client instead of getting a 503 with `Retry-After`.
 
 use crate::{Db, DbError, Dialect, Rows, Value};
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError as Error, QueryError};
+use std::cell::Cell;
 
 /// A connection to one Postgres database.
 pub struct SpinPostgres {
     conn: Connection,
+    /// Whether this session's `lock_timeout` is set, which happens before
+    /// its first statement that may wait for a lock.
+    lock_timeout_set: Cell<bool>,
 }
 
 impl SpinPostgres {
     /// Connect to `address` (`postgres://user:pass@host:port/db`; the host
     /// must be in the component's `allowed_outbound_hosts`).
     pub fn open(address: &str) -> Result<Self, DbError> {
-        Connection::open(address).map(|conn| Self { conn }).map_err(map_error)
+        Connection::open(address).map(|conn| Self { conn, lock_timeout_set: Cell::new(false) }).map_err(map_error)
+    }
+
+    /// Before the first statement that may wait for a lock: `SET
+    /// lock_timeout`, one round trip, so a request that only reads pays
+    /// nothing. Every request needs it again: Spin's pool cleans a session
+    /// it takes back (deadpool's `RecyclingMethod::Clean`, a `RESET ALL`
+    /// among others), so the setting never outlives the request. It is set
+    /// outside any transaction (a `BEGIN` is itself such a statement, and
+    /// `ServiceDb::connect` has ended a transaction left open), so no
+    /// rollback undoes it.
+    fn bound_lock_waits(&self, sql: &str) -> Result<(), DbError> {
+        if self.lock_timeout_set.get() || !may_wait_for_a_lock(sql) {
+            return Ok(());
+        }
+        self.conn.execute(&set_lock_timeout(), &[]).map_err(map_error)?;
+        self.lock_timeout_set.set(true);
+        Ok(())
+    }
+}
+
+/// `SET lock_timeout` to [`crate::LOCK_WAIT`], in milliseconds (a bare
+/// integer is read in ms).
+fn set_lock_timeout() -> String {
+    format!("SET lock_timeout = {}", crate::LOCK_WAIT.as_millis())
+}
+
+/// May `sql` wait for a lock another session holds? Everything but a plain
+/// read and the end of a transaction: under READ COMMITTED a `SELECT` reads
+/// the last committed rows and waits for no writer, unless it locks rows
+/// (`FOR UPDATE`, `FOR SHARE`, ...) or takes an advisory lock. A statement
+/// of a transaction comes after its `BEGIN`, so a `SELECT ... FOR UPDATE`
+/// there finds the timeout set already; the check matters for statements
+/// sent on their own. (A plain read does wait behind an `ACCESS EXCLUSIVE`
+/// table lock, which DDL takes — the app's own only in a migration's short
+/// transaction — and that wait is left unbounded: bounding it would cost
+/// every request that only reads the round trip.)
+fn may_wait_for_a_lock(sql: &str) -> bool {
+    let statement = sql.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_uppercase();
+    match statement.split(' ').next().unwrap_or_default() {
+        "COMMIT" | "ROLLBACK" => false,
+        "SELECT" => ["FOR UPDATE", "FOR NO KEY UPDATE", "FOR SHARE", "FOR KEY SHARE", "ADVISORY"].iter().any(|lock| statement.contains(lock)),
+        _ => true,
     }
 }
 
 /// The SQLSTATE classes and codes the services react to.
 fn classify(code: &str, text: String) -> DbError {
     match code {
-        // serialization_failure, deadlock_detected: the transaction can be retried.
-        "40001" | "40P01" => DbError::Busy(text),
+        // serialization_failure, deadlock_detected: the transaction can be
+        // retried. lock_not_available: a lock stayed taken for `lock_timeout`
+        // (`crate::LOCK_WAIT`), SQLite's "database is locked".
+        //
+        // Not query_canceled (57014): the app sets no `statement_timeout`, so
+        // it means someone outside stopped the statement — an operator's
+        // `pg_cancel_backend`, or a statement timeout set on the role or the
+        // database — and the app cannot tell whether trying again helps; it
+        // stays an error that is looked at.
+        "40001" | "40P01" | "55P03" => DbError::Busy(text),
         c if c.starts_with("23") => DbError::Constraint(text),
         // Undefined table: the migration runner's "not yet created" case.
         "42P01" => DbError::Other(format!("no such table: {text}")),
@@ -153,11 +213,13 @@ impl Db for SpinPostgres {
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<(), DbError> {
+        self.bound_lock_waits(sql)?;
         let params: Vec<ParameterValue> = params.iter().map(to_pg).collect();
         self.conn.execute(&number_placeholders(sql), &params).map(|_| ()).map_err(map_error)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+        self.bound_lock_waits(sql)?;
         let params: Vec<ParameterValue> = params.iter().map(to_pg).collect();
         let result = self.conn.query(&number_placeholders(sql), &params).map_err(map_error)?;
         let columns = result.columns.into_iter().map(|c| c.name).collect();
@@ -183,9 +245,34 @@ mod tests {
         assert!(matches!(classify("23505", "dup".into()), DbError::Constraint(_)));
         assert!(matches!(classify("40001", "ser".into()), DbError::Busy(_)));
         assert!(matches!(classify("40P01", "deadlock".into()), DbError::Busy(_)));
+        assert!(matches!(classify("55P03", "canceling statement due to lock timeout".into()), DbError::Busy(_)));
+        assert!(matches!(classify("57014", "canceling statement due to user request".into()), DbError::Other(_)));
         assert!(matches!(classify("57P01", "admin shutdown".into()), DbError::Unavailable(_)));
         assert!(matches!(classify("42P01", "x".into()), DbError::Other(m) if m.contains("no such table")));
         assert!(matches!(classify("42601", "syntax".into()), DbError::Other(_)));
+    }
+
+    #[test]
+    fn the_lock_timeout_is_set_before_what_may_wait_for_a_lock() {
+        for waits in [
+            "BEGIN",
+            "INSERT INTO t (a) VALUES (?)",
+            "  update t SET a = 1",
+            "DELETE FROM t",
+            "WITH x AS (UPDATE t SET a = 1 RETURNING a) SELECT a FROM x",
+            "SELECT id FROM orders WHERE id = ? FOR UPDATE",
+            "SELECT id FROM t\n WHERE id = ?\n FOR\tNO KEY UPDATE",
+            "select id from t for share",
+            "SELECT pg_advisory_xact_lock(1)",
+            "LOCK TABLE t IN EXCLUSIVE MODE",
+            "CREATE TABLE IF NOT EXISTS t (a BIGINT)",
+        ] {
+            assert!(may_wait_for_a_lock(waits), "{waits}");
+        }
+        for reads in ["SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", " select a, b from t where c = ? order by a", "COMMIT", "ROLLBACK"] {
+            assert!(!may_wait_for_a_lock(reads), "{reads}");
+        }
+        assert_eq!(set_lock_timeout(), "SET lock_timeout = 5000");
     }
 
     #[test]
