@@ -627,7 +627,7 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
         }
         assert_eq!(app.order(&user, &order)["status"], "paid", "{kind}: the payment stands");
         assert_eq!(stock(&app, &product), (5, 2, 3), "{kind}: the units are still held for the order, not sold");
-        assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_sales WHERE order_id = ?", &order), 1, "{kind}: the sale is owed");
+        assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &order), 1, "{kind}: the sale is owed");
 
         if kind == "checkout.session.completed" {
             // Stripe redelivers the event: a duplicate, which makes the sale.
@@ -638,7 +638,7 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
             assert_eq!(r.status, 200, "{kind}: {}", r.body);
         }
         assert_eq!(stock(&app, &product), (3, 0, 3), "{kind}: the stock sold once");
-        assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_sales WHERE order_id = ?", &order), 0, "{kind}: nothing owed");
+        assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &order), 0, "{kind}: nothing owed");
         // And again: nothing changes.
         let r = app.stripe_sends(&paid);
         assert_eq!((r.status, r.json()["ignored"].as_str()), (200, Some("duplicate event")), "{kind}: {}", r.body);
@@ -653,6 +653,35 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
         assert!(!number.is_empty(), "{kind}: {}", invoice.body);
         assert_eq!(emails_with_key(&app, &user.email, &format!("order.paid/{order}")), 1, "{kind}: one paid email");
     }
+}
+
+/// Cancelling an unpaid order while the catalog cannot release its hold:
+/// the order is cancelled at once (the checkout database does not wait for
+/// the catalog's lock), its units stay held until the release it owes is
+/// made, and the orders sweep makes it, once.
+#[test]
+fn a_cancellation_while_the_catalog_is_locked_releases_the_hold_afterwards() {
+    if against_external_app("cancellation release") {
+        return;
+    }
+    let (host, app) = own_host();
+    let (user, product) = app.customer_with_cart(5, 1000, 2);
+    let order = place(&app, &user);
+    assert_eq!(stock(&app, &product), (5, 2, 3));
+    {
+        let _lock = WriteLock::take(&host, "catalog");
+        let r = app.send_as(&user.access_token, "POST", &format!("/api/orders/{order}/cancel"), None);
+        assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    }
+    assert_eq!(stock(&app, &product), (5, 2, 3), "still held: the release is owed");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &order), 1);
+    let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "released by the sweep");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &order), 0);
+    app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "once");
+    assert_eq!(app.order(&user, &order)["status"], "cancelled");
 }
 
 /// Cancelling a paid order while the catalog cannot take the units back:

@@ -18,8 +18,12 @@ pub trait Inventory {
     /// Turn the order's reservation into a sale. `Ok(false)` when the
     /// reservation lapsed and its stock is gone.
     fn commit(&self, order_id: &str) -> Result<bool, String>;
-    /// Give the order's stock back.
-    fn release(&self, order_id: &str) -> Result<(), String>;
+    /// Give the order's held stock back. `Ok(false)` when its units are
+    /// sold instead (nothing changed; see [`Inventory::return_sold`]).
+    fn release(&self, order_id: &str) -> Result<bool, String>;
+    /// Put the units of the order's sale back on hand: the order ended
+    /// unpaid after all. Idempotent.
+    fn return_sold(&self, order_id: &str) -> Result<(), String>;
     /// Sell the order's units after all, although its hold ended (a late
     /// payment honoured): all or nothing, `Ok(false)` when they are no
     /// longer all free.
@@ -79,19 +83,20 @@ impl Inventory for WitInventory {
         }
     }
 
-    fn release(&self, order_id: &str) -> Result<(), String> {
+    fn release(&self, order_id: &str) -> Result<bool, String> {
         match inventory::release(order_id) {
-            // Committed, yet the order is ending unpaid: a payment's commit
-            // whose order transaction failed. The units go back on hand
-            // instead of staying deducted for a sale that did not happen.
-            Err(InventoryError::AlreadyCommitted) => match inventory::return_sold(order_id) {
-                Ok(()) | Err(InventoryError::UnknownOrder) | Err(InventoryError::AlreadyReleased) => Ok(()),
-                Err(InventoryError::Unavailable(u)) => Err(u.message),
-                Err(e) => Err(format!("{e:?}")),
-            },
-            Ok(()) | Err(InventoryError::UnknownOrder) => Ok(()),
-            Err(InventoryError::Expired) | Err(InventoryError::AlreadyReleased) => Ok(()),
+            Err(InventoryError::AlreadyCommitted) => Ok(false),
+            Ok(()) | Err(InventoryError::UnknownOrder) => Ok(true),
+            Err(InventoryError::Expired) | Err(InventoryError::AlreadyReleased) => Ok(true),
             Err(InventoryError::Unavailable(u)) => Err(u.message),
+        }
+    }
+
+    fn return_sold(&self, order_id: &str) -> Result<(), String> {
+        match inventory::return_sold(order_id) {
+            Ok(()) | Err(InventoryError::UnknownOrder) | Err(InventoryError::AlreadyReleased) => Ok(()),
+            Err(InventoryError::Unavailable(u)) => Err(u.message),
+            Err(e) => Err(format!("{e:?}")),
         }
     }
 

@@ -13,7 +13,7 @@ pub mod inventory_client;
 pub mod invoices;
 pub mod metrics;
 pub mod orders;
-pub mod owed_sales;
+pub mod owed_stock;
 pub mod privacy;
 pub mod restock;
 pub mod schema;

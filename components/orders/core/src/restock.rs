@@ -70,9 +70,9 @@ fn settle(db: &dyn Db, order: &Order, operation: &str, what: &Restock, actor: &s
     };
     // The units are sold before they can go back: a sale still owed (the
     // payment's request failed before the catalog was asked) is made first.
-    crate::owed_sales::settle(db, &order.id, inventory).map_err(|e| match e {
-        crate::owed_sales::SettleError::Unavailable(m) => RestockError::Unavailable(m),
-        crate::owed_sales::SettleError::Storage(d) => RestockError::Storage(d),
+    crate::owed_stock::settle(db, &order.id, inventory).map_err(|e| match e {
+        crate::owed_stock::SettleError::Unavailable(m) => RestockError::Unavailable(m),
+        crate::owed_stock::SettleError::Storage(d) => RestockError::Storage(d),
     })?;
     let back = inventory.restock(&order.id, operation, &lines).map_err(|e| match e {
         HoldError::Unavailable(m) => RestockError::Unavailable(m),
@@ -197,7 +197,10 @@ mod tests {
         fn commit(&self, _: &str) -> Result<bool, String> {
             Ok(true)
         }
-        fn release(&self, _: &str) -> Result<(), String> {
+        fn release(&self, _: &str) -> Result<bool, String> {
+            Ok(true)
+        }
+        fn return_sold(&self, _: &str) -> Result<(), String> {
             Ok(())
         }
         fn recommit(&self, _: &str) -> Result<bool, String> {

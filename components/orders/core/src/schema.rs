@@ -48,8 +48,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 9,
-        name: "owed_sales",
-        sql: include_str!("../../../../migrations/orders/0009_owed_sales.sql"),
+        name: "owed_stock",
+        sql: include_str!("../../../../migrations/orders/0009_owed_stock.sql"),
     },
 ];
 
@@ -102,8 +102,8 @@ pub const PG_MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 8,
-        name: "owed_sales",
-        sql: include_str!("../../../../migrations/postgres/orders/0008_owed_sales.sql"),
+        name: "owed_stock",
+        sql: include_str!("../../../../migrations/postgres/orders/0008_owed_stock.sql"),
     },
 ];
 

@@ -458,7 +458,7 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     let (closed, refunded) = if within_budget() {
         // And finish sales and restocks whose request failed before the
         // catalog answered (sales first: a restock needs its sale).
-        orders_core::owed_sales::settle_owed(&db, 50, &WitInventory)?;
+        orders_core::owed_stock::settle_owed(&db, 50, &WitInventory)?;
         restock::settle_owed(&db, None, 50, &WitInventory)?;
         (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)?)
     } else {

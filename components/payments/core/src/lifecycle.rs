@@ -8,8 +8,9 @@
 //! deliveries of the same outcome (the return and the webhook at once, or a
 //! webhook delivered twice) change the order once and write one outbox
 //! event. A payment's stock is sold once, after that transaction (it owes
-//! the sale, [`orders_core::owed_sales`]), so the checkout database is not
-//! held while the catalog is asked. An outcome that arrives after a later
+//! the sale, [`orders_core::owed_stock`]), and an order that ends unpaid
+//! releases its hold the same way, so the checkout database is not held
+//! while the catalog is asked. An outcome that arrives after a later
 //! state was reached never moves the order backwards.
 //!
 //! Stripe's semantics, as checkout applies them:
@@ -30,7 +31,7 @@ use orders_core::domain::Status;
 use orders_core::inventory_client::Inventory;
 use orders_core::invoices::InvoiceSettings;
 use orders_core::orders::{self, Order, OrderError};
-use orders_core::owed_sales::SettleError;
+use orders_core::owed_stock::SettleError;
 use serde::Serialize;
 use serde_json::{json, Value as Json};
 use storage::{transaction, Db, DbError};
@@ -124,7 +125,7 @@ pub enum PaymentError {
     UnknownOrder,
     /// The inventory could not be reached; retry. Nothing changed, except
     /// for a payment of a Stripe event: the order is paid and its sale is
-    /// owed ([`orders_core::owed_sales`]) until the event comes again or the
+    /// owed ([`orders_core::owed_stock`]) until the event comes again or the
     /// orders sweep runs.
     InventoryUnavailable(String),
     /// The event names a Stripe object recorded for another order: nothing
@@ -206,8 +207,8 @@ pub fn apply_with(
             Outcome::Paid { amount_minor, currency, payment_intent } => {
                 paid(tx, &order, *amount_minor, currency, payment_intent.as_deref(), actor, reason, inventory, late)
             }
-            Outcome::Failed => give_back(tx, &order, Status::Cancelled, actor, reason, inventory),
-            Outcome::Expired => give_back(tx, &order, Status::Expired, actor, reason, inventory),
+            Outcome::Failed => give_back(tx, &order, Status::Cancelled, actor, reason),
+            Outcome::Expired => give_back(tx, &order, Status::Expired, actor, reason),
             Outcome::AttemptEnded { payment_status, object } => {
                 // Only the order's current session or intent speaks for the
                 // payment as a whole, and never over a final state (a late
@@ -236,25 +237,27 @@ pub fn apply_with(
             }
         }
     })?;
-    if matches!(outcome, Outcome::Paid { .. }) {
-        settle_sale(db, order_id, &source, inventory)?;
+    // A payment (also a duplicate: Stripe's redelivery of one whose request
+    // failed before the catalog answered) or an order that just ended may
+    // owe the catalog a change of its stock.
+    if matches!(outcome, Outcome::Paid { .. }) || matches!(applied, Applied::Changed { .. }) {
+        settle_stock(db, order_id, &source, inventory)?;
     }
     Ok(applied)
 }
 
-/// Make the sale a payment owes, once its transaction has committed: this
-/// one's, or an earlier delivery's whose request failed before the catalog
-/// answered (Stripe's redelivery is a duplicate event, and still finishes
-/// it). When the catalog cannot be reached, a Stripe event is answered with
-/// an error so that Stripe delivers it again; any other caller goes on, and
-/// the orders sweep finishes the sale.
-fn settle_sale(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn Inventory) -> Result<(), PaymentError> {
-    match orders_core::owed_sales::settle(db, order_id, inventory) {
+/// Make the stock change the order owes ([`orders_core::owed_stock`]) once
+/// the transaction that owed it has committed. When the catalog cannot be
+/// reached, a Stripe event is answered with an error so that Stripe
+/// delivers it again; any other caller goes on (the order's change stands),
+/// and the orders sweep finishes it.
+fn settle_stock(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn Inventory) -> Result<(), PaymentError> {
+    match orders_core::owed_stock::settle(db, order_id, inventory) {
         Ok(_) => Ok(()),
         Err(SettleError::Storage(e)) => Err(e.into()),
         Err(SettleError::Unavailable(m)) if source.event().is_some() => Err(PaymentError::InventoryUnavailable(m)),
         Err(SettleError::Unavailable(m)) => {
-            println!("{}", json!({ "level": "warn", "service": "payments", "order_id": order_id, "sale_owed": m }));
+            println!("{}", json!({ "level": "warn", "service": "payments", "order_id": order_id, "stock_change_owed": m }));
             Ok(())
         }
     }
@@ -297,7 +300,12 @@ fn paid(
         // The order ended unpaid and gave its stock back. An order that only
         // expired is honoured if its units are all still free: they are sold
         // again, in this transaction, and the order is paid after all.
+        // Its units are sold here, inside the transaction (all or none must
+        // still be free), so the release its expiry may still owe is
+        // forgiven (a release that lands after the sale finds it sold and
+        // leaves it: the order is paid by then).
         if order.status == Status::Expired && late == LatePayments::Honour && exact && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
+            orders_core::owed_stock::forgive(tx, &order.id)?;
             return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
         }
         // Otherwise the money goes back in full.
@@ -318,10 +326,10 @@ fn paid(
         return Ok(Applied::Flagged { problem });
     }
     // The sale is owed in this transaction and made after it
-    // ([`orders_core::owed_sales`]): the catalog's lock is never awaited
+    // ([`orders_core::owed_stock`]): the catalog's lock is never awaited
     // while this one holds the checkout database. A concurrent delivery of
     // the same payment waits for this transaction and then sees it paid.
-    orders_core::owed_sales::owe(tx, &order.id)?;
+    orders_core::owed_stock::owe_sale(tx, &order.id)?;
     pay(tx, order, intent, actor, reason)
 }
 
@@ -359,12 +367,13 @@ fn owe_back(tx: &dyn Db, order: &Order, intent: &str, amount: i64, currency: &st
 }
 
 
-fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str, inventory: &dyn Inventory) -> Result<Applied, PaymentError> {
+fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str) -> Result<Applied, PaymentError> {
     if order.status != Status::PendingPayment {
         // Already paid (a late failure/expiry) or already closed: monotonic.
         return Ok(Applied::Unchanged { status: order.status });
     }
-    inventory.release(&order.id).map_err(PaymentError::InventoryUnavailable)?;
+    // The hold is released after this transaction ([`orders_core::owed_stock`]).
+    orders_core::owed_stock::owe_release(tx, &order.id)?;
     set_payment_status(tx, &order.id, "failed")?;
     // Whatever Stripe object could still take money for it is closed after
     // this transaction ([`close_at_stripe`]).
@@ -428,8 +437,12 @@ mod tests {
             self.calls.borrow_mut().push(format!("commit {order_id}"));
             Ok(!self.stock_gone)
         }
-        fn release(&self, order_id: &str) -> Result<(), String> {
+        fn release(&self, order_id: &str) -> Result<bool, String> {
             self.calls.borrow_mut().push(format!("release {order_id}"));
+            Ok(true)
+        }
+        fn return_sold(&self, order_id: &str) -> Result<(), String> {
+            self.calls.borrow_mut().push(format!("return_sold {order_id}"));
             Ok(())
         }
         fn recommit(&self, order_id: &str) -> Result<bool, String> {
