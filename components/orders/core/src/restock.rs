@@ -61,8 +61,9 @@ pub fn owe(tx: &dyn Db, order_id: &str, operation: &str, what: &Restock, actor: 
 
 /// Ask the catalog for `operation`'s restock (it does each operation once
 /// and answers the same again), then, in one transaction, note what went
-/// back and clear the debt.
-fn settle(db: &dyn Db, order: &Order, operation: &str, what: &Restock, actor: &str, inventory: &dyn Inventory) -> Result<Vec<(String, u32)>, RestockError> {
+/// back and clear the debt. For a restock already owed ([`owe`], in the
+/// transaction that cancelled the order); [`restock`] owes and settles.
+pub fn settle(db: &dyn Db, order: &Order, operation: &str, what: &Restock, actor: &str, inventory: &dyn Inventory) -> Result<Vec<(String, u32)>, RestockError> {
     let lines = match what {
         Restock::Nothing => return Ok(Vec::new()),
         Restock::Everything => Vec::new(),

@@ -330,7 +330,13 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
 /// changes nothing. Only a retry on an order already cancelled reports a
 /// refusal (409 `restock_refused`).
 fn restock_on_cancel(db: &dyn Db, order: &Order, put_back: &Restock, actor: &str, retry: bool) -> Result<(), ApiError> {
-    match restock::restock(db, order, "cancel", put_back, actor, &WitInventory) {
+    // A first cancellation owed the restock in its own transaction.
+    let made = if retry {
+        restock::restock(db, order, "cancel", put_back, actor, &WitInventory)
+    } else {
+        restock::settle(db, order, "cancel", put_back, actor, &WitInventory)
+    };
+    match made {
         Ok(_) => Ok(()),
         Err(RestockError::Refused(m)) if retry => Err(ApiError::new(409, "restock_refused", m)),
         Err(e) => {
