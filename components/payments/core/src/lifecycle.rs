@@ -297,13 +297,12 @@ fn paid(
     }
     let exact = amount == order.total.amount_minor && currency.eq_ignore_ascii_case(order.total.currency.code());
     if matches!(order.status, Status::Cancelled | Status::Expired) {
-        // The order ended unpaid and gave its stock back. An order that only
-        // expired is honoured if its units are all still free: they are sold
-        // again, in this transaction, and the order is paid after all.
-        // Its units are sold here, inside the transaction (all or none must
-        // still be free), so the release its expiry may still owe is
-        // forgiven (a release that lands after the sale finds it sold and
-        // leaves it: the order is paid by then).
+        // The order ended unpaid and gave its stock back (or still owes the
+        // release). An order that only expired is honoured if its units are
+        // all still free: they are sold again, inside this transaction, and
+        // the order is paid after all; the release it may still owe is
+        // forgiven (one already on its way finds the units sold and leaves
+        // them: the order is paid by then).
         if order.status == Status::Expired && late == LatePayments::Honour && exact && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
             orders_core::owed_stock::forgive(tx, &order.id)?;
             return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
