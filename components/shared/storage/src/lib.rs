@@ -165,8 +165,33 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest pause between two tries for a SQLite lock.
 const SQLITE_LOCK_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Run `statement` until it is not refused for a lock, trying again after
-/// 0.25, 0.5, 1 and then every 2 ms, for [`LOCK_WAIT`] in all.
+/// The pause before the next try for a SQLite lock, by how long this
+/// statement has waited so far: 0.25, 0.5, 1, then 2 ms while the wait is
+/// short; once it has waited 100 ms, every 0.5 ms, and once 500 ms, every
+/// 0.2 ms.
+///
+/// SQLite's lock is not a queue: whoever tries first after it comes free
+/// takes it. With one pause for everyone, a writer that has waited long is
+/// no likelier to win than one that just arrived, so under a saturated
+/// lock a few unlucky requests wait for seconds while the average wait is
+/// short. Trying more often the longer it waited gives the long waiters
+/// the lock first; there are few of them at any time, so the extra tries
+/// cost little.
+pub fn lock_poll_pause(waited: std::time::Duration, previous: std::time::Duration) -> std::time::Duration {
+    use std::time::Duration;
+    if waited >= Duration::from_millis(500) {
+        Duration::from_micros(200)
+    } else if waited >= Duration::from_millis(100) {
+        Duration::from_micros(500)
+    } else if previous.is_zero() {
+        Duration::from_micros(250)
+    } else {
+        (previous * 2).min(SQLITE_LOCK_POLL_MAX)
+    }
+}
+
+/// Run `statement` until it is not refused for a lock, pausing between
+/// tries as [`lock_poll_pause`] says, for [`LOCK_WAIT`] in all.
 ///
 /// This replaces SQLite's own busy handler (the one every Spin connection
 /// has), which sleeps in growing steps — 1, 2, 5, 10, 15, 20, 25, 25, 25,
@@ -179,12 +204,15 @@ const SQLITE_LOCK_POLL_MAX: std::time::Duration = std::time::Duration::from_mill
 /// at once. A refused statement did nothing, so trying it again is safe.
 pub fn polling_for_locks<T>(mut statement: impl FnMut() -> Result<T, DbError>) -> Result<T, DbError> {
     let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_micros(250);
+    let mut pause = std::time::Duration::ZERO;
     loop {
         match statement() {
-            Err(DbError::Busy(_)) if started.elapsed() + pause < LOCK_WAIT => {
+            Err(busy @ DbError::Busy(_)) => {
+                pause = lock_poll_pause(started.elapsed(), pause);
+                if started.elapsed() + pause >= LOCK_WAIT {
+                    return Err(busy);
+                }
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(SQLITE_LOCK_POLL_MAX);
             }
             other => return other,
         }
@@ -195,6 +223,21 @@ pub fn polling_for_locks<T>(mut statement: impl FnMut() -> Result<T, DbError>) -
 mod tests {
     use super::native::MemDb;
     use super::*;
+
+    #[test]
+    fn the_longer_a_statement_waited_for_a_lock_the_more_often_it_tries() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let mut pause = Duration::ZERO;
+        let mut early = Vec::new();
+        for _ in 0..5 {
+            pause = lock_poll_pause(ms(3), pause);
+            early.push(pause.as_micros());
+        }
+        assert_eq!(early, vec![250, 500, 1000, 2000, 2000], "a short wait backs off");
+        assert_eq!(lock_poll_pause(ms(150), ms(2)), Duration::from_micros(500));
+        assert_eq!(lock_poll_pause(ms(800), ms(2)), Duration::from_micros(200));
+    }
 
     #[test]
     fn a_statement_refused_for_a_lock_is_tried_again_until_the_lock_is_free() {
