@@ -25,6 +25,12 @@
 //!   each holding the key it answers, so arbitrary query strings cannot grow
 //!   the store.
 //! - **Never a source of truth or of errors**: a store failure is a miss.
+//! - **No stampede at expiry**: in the second half of its TTL an entry is
+//!   recomputed early by a reader chosen at random (more likely the older
+//!   the entry), while every other reader is still served it. Without
+//!   that, under load every reader arriving after the expiry missed at once
+//!   (up to one per concurrent request), each opening the database and
+//!   rewriting the same entry. An entry is still never served past its TTL.
 
 use spin_sdk::wit::wasi::keyvalue::batch;
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
@@ -77,6 +83,41 @@ fn ttl_ms() -> u64 {
         .min(60_000)
 }
 
+/// Is an entry of this age served, or (a miss) recomputed by this reader?
+/// Past the TTL never served; in its first half always; in its second
+/// half recomputed early with a probability rising from 0 to 1 as it ages,
+/// so under load one reader, not every reader at the expiry, refreshes it.
+/// `draw` gives a number uniform in [0, 1), asked for only when needed.
+fn served(age_ms: u64, ttl_ms: u64, draw: impl FnOnce() -> f64) -> bool {
+    let half = ttl_ms / 2;
+    if age_ms >= ttl_ms {
+        false
+    } else if age_ms <= half {
+        true
+    } else {
+        let refresh_probability = (age_ms - half) as f64 / (ttl_ms - half) as f64;
+        draw() >= refresh_probability
+    }
+}
+
+/// One random number per lookup, drawn from the host only if an entry is in
+/// its early-refresh window (most hits are not).
+#[derive(Default)]
+struct Draw(std::cell::OnceCell<f64>);
+
+impl Draw {
+    fn get(&self) -> f64 {
+        *self.0.get_or_init(|| {
+            let mut bytes = [0u8; 8];
+            // Without randomness, refresh now: a recompute, never a stale answer.
+            if getrandom::fill(&mut bytes).is_err() {
+                return 0.0;
+            }
+            (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+        })
+    }
+}
+
 fn slot(key: &str) -> String {
     // FNV-1a: stable across builds and instances.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -120,12 +161,13 @@ impl Cache {
         let value_of = |name: &str| found.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.as_ref());
         let generation = value_of(GENERATION_KEY).map(|g| String::from_utf8_lossy(g).into_owned()).unwrap_or_default();
         let now = now_ms();
+        let draw = Draw::default();
         let bodies = keys
             .iter()
             .map(|key| {
                 let entry = Entry::decode(value_of(&slot(key))?)?;
-                let fresh = now.saturating_sub(entry.stored_at_ms) < ttl_ms;
-                (entry.key == key && entry.generation == generation && fresh).then(|| entry.body.to_vec())
+                let served = served(now.saturating_sub(entry.stored_at_ms), ttl_ms, || draw.get());
+                (entry.key == key && entry.generation == generation && served).then(|| entry.body.to_vec())
             })
             .collect();
         Some((Cache { bucket, generation, ttl_ms }, bodies))
@@ -170,6 +212,26 @@ mod tests {
         assert_eq!((back.key, back.generation, back.stored_at_ms, back.body), ("products|x|1", "7-abc", 42, &body[..]));
         assert!(Entry::decode(b"only\ntwo").is_none());
         assert!(Entry::decode(b"a\nb\nnot-a-number\nbody").is_none());
+    }
+
+    #[test]
+    fn entries_are_refreshed_early_at_random_and_never_served_past_the_ttl() {
+        let never = || panic!("no draw needed");
+        assert!(served(0, 500, never));
+        assert!(served(250, 500, never), "first half: always served");
+        assert!(!served(500, 500, never), "expired");
+        assert!(!served(10_000, 500, never));
+        // Second half: refreshed when the draw is below the entry's progress through it.
+        assert!(served(251, 500, || 0.01), "just past half-way almost nobody refreshes");
+        assert!(!served(375, 500, || 0.49));
+        assert!(served(375, 500, || 0.5));
+        assert!(!served(499, 500, || 0.99));
+        assert!(!served(1, 1, never), "a 1 ms TTL: nothing older than it");
+        assert!(served(0, 1, never));
+        let d = Draw::default();
+        let x = d.get();
+        assert!((0.0..1.0).contains(&x));
+        assert_eq!(d.get(), x, "one draw per lookup");
     }
 
     #[test]

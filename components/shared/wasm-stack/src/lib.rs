@@ -1,0 +1,35 @@
+//! The wasm stack size every shop component is linked with, set from each
+//! component's `build.rs` (`wasm_stack::link()`).
+//!
+//! Why: wasm-ld puts the stack first in linear memory, below the data, and
+//! Spin runs each request in a fresh instance from wasmtime's pooling
+//! allocator, which on the way out zeroes (or copies back from the image)
+//! the first `linear_memory_keep_resident` bytes of every memory the
+//! instance had — 2 MiB under Spin, whether the guest touched them or not.
+//! With Rust's default 1 MiB stack that is 1 MiB of `memset` per memory per
+//! request: most of the reset, the largest single host cost of a catalog
+//! read, and twice over for a component with a composed dependency (the
+//! cart). See README, "Benchmarks".
+//!
+//! [`STACK_BYTES`] is several times what the deepest request needs (the
+//! hostile-input tests' deeply nested JSON stops at serde_json's recursion
+//! limit of 128). An overflow cannot corrupt data: the stack grows down
+//! towards address 0, so running off its end traps.
+//!
+//! Only wasm builds get the flag; a native build of the same crate (its
+//! unit tests) is linked as usual.
+
+/// The stack size in bytes (a multiple of the 64 KiB wasm page).
+pub const STACK_BYTES: u32 = 128 * 1024;
+
+/// Print the linker argument for the crate whose build script calls this.
+pub fn link() {
+    println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {
+        println!("cargo:rustc-link-arg-cdylib=-zstack-size={STACK_BYTES}");
+    }
+}
+
+// wasm-ld rounds the stack to its 16-byte alignment only; a whole number of
+// 64 KiB pages keeps the data (and so the memory image) page-aligned.
+const _: () = assert!(STACK_BYTES % (64 * 1024) == 0);
