@@ -20,7 +20,7 @@
 //! unit tests) is linked as usual.
 
 /// The stack size in bytes (a multiple of the 64 KiB wasm page).
-pub const STACK_BYTES: u32 = 128 * 1024;
+pub const STACK_BYTES: u32 = 256 * 1024;
 
 /// Print the linker argument for the crate whose build script calls this.
 pub fn link() {
