@@ -134,53 +134,51 @@ pub fn prepare_in_wal_mode(state_dir: &Path, label: &str) -> rusqlite::Result<St
     Ok(mode)
 }
 
-/// Runs `f` on `conn` on the blocking pool.
+/// Runs `f` on `conn` in place, as Spin's SQLite store does
+/// (`tokio::task::block_in_place`: the calling worker thread runs it and
+/// the runtime moves its other tasks elsewhere meanwhile), not as a hop to
+/// the blocking pool.
 async fn on_connection<T: Send + 'static>(
     conn: SharedConnection,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
 ) -> wasmtime::Result<rusqlite::Result<T>> {
-    Ok(tokio::task::spawn_blocking(move || {
+    Ok(tokio::task::block_in_place(move || {
         let conn = conn.lock().unwrap_or_else(|poison| poison.into_inner());
         f(&conn)
-    })
-    .await?)
+    }))
 }
 
 // The storage operations, shared by both interfaces.
 
 pub(crate) fn get(conn: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.query_row(
-        "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-        [store, key],
-        |row| row.get(0),
-    )
-    .optional()
+    // Prepared once per connection and kept, as Spin does (`prepare_cached`).
+    conn.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+        .query_row([store, key], |row| row.get(0))
+        .optional()
 }
 
 pub(crate) fn set(conn: &rusqlite::Connection, store: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
          ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
-        rusqlite::params![store, key, value],
-    )
+    )?
+    .execute(rusqlite::params![store, key, value])
     .map(|_| ())
 }
 
 pub(crate) fn delete(conn: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<()> {
-    conn.execute("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2", [store, key])
+    conn.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+        .execute([store, key])
         .map(|_| ())
 }
 
 pub(crate) fn exists(conn: &rusqlite::Connection, store: &str, key: &str) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
-        [store, key],
-        |row| row.get(0),
-    )
+    conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)")?
+        .query_row([store, key], |row| row.get(0))
 }
 
 pub(crate) fn keys(conn: &rusqlite::Connection, store: &str) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
+    let mut stmt = conn.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1 ORDER BY key")?;
     let keys = stmt
         .query_map([store], |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
@@ -508,7 +506,8 @@ impl HostState {
         }
         let path = store_path(&self.app_stores.state_dir, &label);
         Ok(
-            match tokio::task::spawn_blocking(move || open_store(path)).await? {
+            // In place, as Spin's store manager does (`block_in_place`).
+            match tokio::task::block_in_place(move || open_store(path)) {
                 Ok(conn) => Ok(StoreHandle {
                     backend: Backend::Sqlite(SqliteStore {
                         conn,
