@@ -453,6 +453,22 @@ pub fn record_request(tx: &dyn Db, user_id: &str, key: &str, hash: &str, now: i6
     }
 }
 
+/// Order `o1` of user `u1`: two units of product `p1` (SKU `A`) at 2.50 USD,
+/// placed in a migrated checkout database. For unit tests of this crate.
+#[cfg(test)]
+pub(crate) fn test_order(db: &dyn Db) -> Order {
+    let usd = |n| Money::new(n, Currency::parse("USD").unwrap());
+    let new = NewOrder {
+        id: "o1".into(),
+        user_id: "u1".into(),
+        currency: Currency::parse("USD").unwrap(),
+        lines: vec![OrderLine { product_id: "p1".into(), sku: "A".into(), name: "A".into(), unit_price: usd(250), quantity: 2, line_total: usd(500) }],
+        shipping_address: None,
+        expires_at: 2000,
+    };
+    storage::transaction(db, |tx| insert(tx, &new, "user:u1")).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

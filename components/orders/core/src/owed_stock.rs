@@ -147,8 +147,6 @@ pub fn settle_owed(db: &dyn Db, limit: usize, inventory: &dyn Inventory) -> Resu
 mod tests {
     use super::*;
     use crate::inventory_client::HoldError;
-    use crate::orders::{NewOrder, OrderLine};
-    use money::{Currency, Money};
     use std::cell::{Cell, RefCell};
     use storage::native::MemDb;
 
@@ -203,16 +201,7 @@ mod tests {
     fn setup() -> MemDb {
         let db = MemDb::new();
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
-        let usd = |n| Money::new(n, Currency::parse("USD").unwrap());
-        let new = NewOrder {
-            id: "o1".into(),
-            user_id: "u1".into(),
-            currency: Currency::parse("USD").unwrap(),
-            lines: vec![OrderLine { product_id: "p1".into(), sku: "A".into(), name: "A".into(), unit_price: usd(250), quantity: 2, line_total: usd(500) }],
-            shipping_address: None,
-            expires_at: 2000,
-        };
-        storage::transaction(&db, |tx| orders::insert(tx, &new, "user:u1")).unwrap();
+        orders::test_order(&db);
         db
     }
 

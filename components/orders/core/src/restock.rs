@@ -181,8 +181,6 @@ pub fn choice(order: &Order, restock: Option<bool>, lines: Option<Vec<RestockLin
 mod tests {
     use super::*;
     use crate::inventory_client::HoldError;
-    use crate::orders::{NewOrder, OrderLine};
-    use money::{Currency, Money};
     use std::cell::{Cell, RefCell};
     use storage::native::MemDb;
 
@@ -221,19 +219,6 @@ mod tests {
         }
     }
 
-    fn paid_order(db: &MemDb) -> Order {
-        let usd = |n| Money::new(n, Currency::parse("USD").unwrap());
-        let new = NewOrder {
-            id: "o1".into(),
-            user_id: "u1".into(),
-            currency: Currency::parse("USD").unwrap(),
-            lines: vec![OrderLine { product_id: "p1".into(), sku: "A".into(), name: "A".into(), unit_price: usd(250), quantity: 2, line_total: usd(500) }],
-            shipping_address: None,
-            expires_at: 2000,
-        };
-        storage::transaction(db, |tx| orders::insert(tx, &new, "user:u1")).unwrap()
-    }
-
     fn notes(db: &MemDb) -> Vec<String> {
         let rows = db.query("SELECT reason FROM order_history WHERE reason LIKE 'restocked%' ORDER BY id", &[]).unwrap();
         rows.iter().map(|r| r.text("reason").unwrap()).collect()
@@ -247,7 +232,7 @@ mod tests {
     fn a_restock_owed_when_the_catalog_is_down_is_settled_once_later() {
         let db = MemDb::new();
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
-        let order = paid_order(&db);
+        let order = crate::orders::test_order(&db);
         let catalog = Catalog::default();
         catalog.down.set(true);
         assert!(matches!(restock(&db, &order, "cancel", &Restock::Everything, "admin:a", &catalog), Err(RestockError::Unavailable(_))));
@@ -268,7 +253,7 @@ mod tests {
     fn a_restock_the_catalog_made_but_not_noted_is_noted_by_the_next_settle() {
         let db = MemDb::new();
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
-        let order = paid_order(&db);
+        let order = crate::orders::test_order(&db);
         let catalog = Catalog::default();
         // The cancellation owed it, the catalog did it, then the request died
         // before its note (here: the note never ran).
