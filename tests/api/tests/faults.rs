@@ -682,6 +682,21 @@ fn a_cancellation_while_the_catalog_is_locked_releases_the_hold_afterwards() {
     app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
     assert_eq!(stock(&app, &product), (5, 0, 5), "once");
     assert_eq!(app.order(&user, &order)["status"], "cancelled");
+
+    // The same cancellation sent again (what a client does after a slow
+    // answer) makes the release as well.
+    assert_eq!(app.add_to_cart(&mut Shopper::user(&user.access_token), &product, 2).status, 200);
+    let second = place(&app, &user);
+    let cancel = || app.send_as(&user.access_token, "POST", &format!("/api/orders/{second}/cancel"), None);
+    {
+        let _lock = WriteLock::take(&host, "catalog");
+        assert_eq!(cancel().status, 200);
+    }
+    assert_eq!(stock(&app, &product), (5, 2, 3), "still held");
+    let r = cancel();
+    assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "released by the repeated cancellation");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &second), 0);
 }
 
 /// Cancelling a paid order while the catalog cannot take the units back:

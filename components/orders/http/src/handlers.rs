@@ -8,6 +8,7 @@ use orders_core::domain::address::{Address, AddressInput};
 use orders_core::domain::Status;
 use orders_core::inventory_client::{HoldError, Inventory, WitInventory};
 use orders_core::orders::{self, NewOrder, Order, OrderError, OrderLine, Seen};
+use orders_core::owed_stock::SettleError;
 use orders_core::restock::{self, Restock, RestockError};
 use orders_core::schema;
 use payments_core::access;
@@ -282,7 +283,16 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
                 restock_on_cancel(db, &order, put_back, actor, true)?;
             } else {
                 // The cancellation is repeated (its answer was lost, or it
-                // failed after cancelling): finish the restock it owes.
+                // failed after cancelling): finish the release of an unpaid
+                // order's hold, or the restock of a paid one, it owes.
+                match orders_core::owed_stock::settle(db, &order.id, &WitInventory) {
+                    Ok(_) => {}
+                    // Still owed: the orders sweep makes it.
+                    Err(SettleError::Unavailable(m)) => {
+                        println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "stock_change_owed": m }))
+                    }
+                    Err(SettleError::Storage(e)) => return Err(e.into()),
+                }
                 restock::settle_owed(db, Some(&order.id), 10, &WitInventory)?;
             }
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))

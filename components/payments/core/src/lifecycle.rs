@@ -237,10 +237,11 @@ pub fn apply_with(
             }
         }
     })?;
-    // A payment (also a duplicate: Stripe's redelivery of one whose request
-    // failed before the catalog answered) or an order that just ended may
-    // owe the catalog a change of its stock.
-    if matches!(outcome, Outcome::Paid { .. }) || matches!(applied, Applied::Changed { .. }) {
+    // A payment or an order's end (also a repeat, such as Stripe's
+    // redelivery after a request that failed before the catalog answered)
+    // may owe the catalog a change of its stock; nothing else moves stock.
+    let moves_stock = matches!(outcome, Outcome::Paid { .. } | Outcome::Failed | Outcome::Expired);
+    if moves_stock {
         settle_stock(db, order_id, &source, inventory)?;
     }
     Ok(applied)
