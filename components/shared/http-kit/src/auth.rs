@@ -6,11 +6,18 @@
 //! (only `EdDSA`: `none` and HMAC tokens are rejected whatever they claim),
 //! expiry (30 s of clock tolerance), issuer (`jwt_issuer`) and audience
 //! (`jwt_audience`). The result is a typed [`Caller`].
+//!
+//! The users service signs with jwt-simple; verification is done here, with
+//! ed25519-dalek, because it runs on every signed-in request and
+//! jwt-simple's Ed25519 (64-bit limbs multiplied into 128-bit products,
+//! which wasm32 has no instruction for) took over a millisecond per token
+//! in a component (README, "Benchmarks"). The checks are jwt-simple's, so a
+//! token one accepts the other accepts.
 
 use crate::{ApiError, Ctx, ErrorCode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jwt_simple::prelude::*;
-use std::collections::HashSet;
+use serde::{Deserialize, Serialize};
 
 /// Access tokens live 15 minutes; clients refresh them with a refresh token.
 pub const ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
@@ -19,6 +26,8 @@ pub const CLOCK_TOLERANCE_SECS: u64 = 30;
 /// Defaults for the issuer and audience variables.
 pub const DEFAULT_ISSUER: &str = "shop";
 pub const DEFAULT_AUDIENCE: &str = "shop-api";
+/// Longer tokens are refused unread (ours are about 400 bytes).
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The two roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +84,7 @@ impl Caller {
 
 /// What a verifier needs.
 pub struct Verifier {
-    key: Ed25519PublicKey,
+    key: ed25519_dalek::VerifyingKey,
     issuer: String,
     audience: String,
 }
@@ -105,15 +114,92 @@ pub enum KeyMaterial {
     Bytes(Vec<u8>),
 }
 
+/// The DER of an Ed25519 public key (RFC 8410 SubjectPublicKeyInfo) is
+/// these 12 bytes and then the 32 key bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+
+/// The 32 bytes of an Ed25519 public key given as PEM, DER or raw bytes.
+fn ed25519_public_key(material: KeyMaterial) -> Result<[u8; 32], String> {
+    let der = match material {
+        KeyMaterial::Bytes(bytes) => bytes,
+        KeyMaterial::Pem(pem) => {
+            let body: String = pem
+                .lines()
+                .map(str::trim)
+                .skip_while(|l| *l != "-----BEGIN PUBLIC KEY-----")
+                .skip(1)
+                .take_while(|l| *l != "-----END PUBLIC KEY-----")
+                .collect();
+            base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| "is not a PEM public key".to_string())?
+        }
+    };
+    let raw = match der.len() {
+        32 => &der[..],
+        44 if der[..12] == ED25519_SPKI_PREFIX => &der[12..],
+        _ => return Err("is not an Ed25519 public key".into()),
+    };
+    <[u8; 32]>::try_from(raw).map_err(|_| "is not an Ed25519 public key".to_string())
+}
+
+/// A token's header, as far as a verifier cares.
+#[derive(Deserialize)]
+struct TokenHeader {
+    alg: String,
+    typ: Option<String>,
+    crit: Option<Vec<String>>,
+}
+
+/// `aud`: one audience or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audiences {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The claims of an access token (registered and ours). A claim given
+/// twice makes the token unreadable.
+#[derive(Deserialize)]
+struct TokenClaims {
+    iss: Option<String>,
+    aud: Option<Audiences>,
+    sub: Option<String>,
+    jti: Option<String>,
+    exp: Option<u64>,
+    iat: Option<u64>,
+    nbf: Option<u64>,
+    role: Role,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+impl TokenClaims {
+    /// The caller, if the claims hold at `now` (seconds since the epoch)
+    /// for this issuer and audience.
+    fn caller(self, now: u64, issuer: &str, audience: &str) -> Option<Caller> {
+        let tolerance = CLOCK_TOLERANCE_SECS;
+        let (Some(user_id), Some(token_id), Some(expires_at), Some(issued_at)) = (self.sub, self.jti, self.exp, self.iat) else {
+            return None;
+        };
+        let max_validity = ACCESS_TOKEN_TTL_SECS + tolerance;
+        let fresh = issued_at <= now + tolerance && (now <= issued_at || now - issued_at <= max_validity);
+        let started = self.nbf.is_none_or(|nbf| now + tolerance >= nbf);
+        let unexpired = now >= tolerance && now - tolerance <= expires_at;
+        let ours = self.iss.as_deref() == Some(issuer)
+            && match &self.aud {
+                Some(Audiences::One(a)) => a == audience,
+                Some(Audiences::Many(all)) => all.iter().any(|a| a == audience),
+                None => false,
+            };
+        (fresh && started && unexpired && ours).then_some(Caller { user_id, role: self.role, token_id, email_verified: self.email_verified })
+    }
+}
+
 impl Verifier {
     /// Build a verifier from variable values.
     pub fn new(public_key: &str, issuer: &str, audience: &str) -> Result<Self, String> {
-        let key = match decode_key_material(public_key)? {
-            KeyMaterial::Pem(pem) => Ed25519PublicKey::from_pem(&pem),
-            KeyMaterial::Bytes(b) if b.len() == 32 => Ed25519PublicKey::from_bytes(&b),
-            KeyMaterial::Bytes(b) => Ed25519PublicKey::from_der(&b),
-        }
-        .map_err(|e| format!("jwt_public_key is not an Ed25519 public key: {e}"))?;
+        let bytes = ed25519_public_key(decode_key_material(public_key)?).map_err(|e| format!("jwt_public_key {e}"))?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| "jwt_public_key is not an Ed25519 public key".to_string())?;
         Ok(Self { key, issuer: issuer.to_string(), audience: audience.to_string() })
     }
 
@@ -130,25 +216,41 @@ impl Verifier {
 
     /// Verify a bearer token.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        let options = VerificationOptions {
-            allowed_issuers: Some(HashSet::from([self.issuer.clone()])),
-            allowed_audiences: Some(HashSet::from([self.audience.clone()])),
-            time_tolerance: Some(Duration::from_secs(CLOCK_TOLERANCE_SECS)),
-            max_validity: Some(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + CLOCK_TOLERANCE_SECS)),
-            ..Default::default()
-        };
-        let claims = self
-            .key
-            .verify_token::<AccessClaims>(token, Some(options))
-            .map_err(|_| invalid_token())?;
-        // Refuse tokens that lack the registered claims we rely on.
-        let (Some(user_id), Some(token_id), Some(_), Some(_)) =
-            (claims.subject, claims.jwt_id, claims.expires_at, claims.issued_at)
-        else {
-            return Err(invalid_token());
-        };
-        Ok(Caller { user_id, role: claims.custom.role, token_id, email_verified: claims.custom.email_verified })
+        let now = u64::try_from(clock::unix_now()).unwrap_or(0);
+        self.verify_at(token, now).ok_or_else(invalid_token)
     }
+
+    /// The caller a token names, if it is ours, untampered and valid at `now`.
+    fn verify_at(&self, token: &str, now: u64) -> Option<Caller> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return None;
+        }
+        let mut parts = token.split('.');
+        let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: TokenHeader = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
+        let typ_ok = header.typ.is_none_or(|t| {
+            let t = t.to_ascii_uppercase();
+            t == "JWT" || t.ends_with("+JWT")
+        });
+        // Only EdDSA: a token claiming `none` or an HMAC is refused before
+        // anything else is read.
+        if header.alg != "EdDSA" || !typ_ok || header.crit.is_some_and(|c| !c.is_empty()) {
+            return None;
+        }
+        let signature = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
+        let signed = &token[..token.len() - signature_len(token)?];
+        self.key.verify_strict(signed.as_bytes(), &signature).ok()?;
+        let claims: TokenClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
+        claims.caller(now, &self.issuer, &self.audience)
+    }
+}
+
+/// The length of a compact token's signature part with its dot.
+fn signature_len(token: &str) -> Option<usize> {
+    token.rfind('.').map(|dot| token.len() - dot)
 }
 
 fn non_empty(v: String, default: &str) -> String {
@@ -248,7 +350,9 @@ impl Ctx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::engine::general_purpose::STANDARD;
+    use jwt_simple::prelude::{Claims, Clock, Duration, Ed25519KeyPair, EdDSAKeyPairLike, EdDSAPublicKeyLike, HS256Key, MACLike, VerificationOptions};
+    use std::collections::HashSet;
 
     #[test]
     fn secrets_match_only_when_equal() {
@@ -356,5 +460,95 @@ mod tests {
         claims.issued_at = Some(now - Duration::from_secs(20 * 60));
         claims.expires_at = Some(now - Duration::from_secs(5 * 60));
         assert_eq!(v.verify(&kp.sign(claims).unwrap()).unwrap_err().status, 401);
+    }
+
+    #[test]
+    fn refuses_critical_extensions_foreign_types_and_oversized_tokens() {
+        let (kp, public) = keys();
+        let v = Verifier::new(&public, "shop", "shop-api").unwrap();
+        let good = token(&kp, "shop-api", "shop", 60);
+        let now = u64::try_from(clock::unix_now()).unwrap();
+        assert!(v.verify_at(&good, now).is_some());
+        // A header we did not sign cannot be swapped in (the signature covers it) ...
+        let (_, rest) = good.split_once('.').unwrap();
+        let crit = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","crit":["exp"]}"#);
+        assert!(v.verify_at(&format!("{crit}.{rest}"), now).is_none());
+        // ... and is judged before the signature: these are refused unverified.
+        for header in [r#"{"alg":"EdDSA","crit":["b64"]}"#, r#"{"alg":"EdDSA","typ":"JOSE"}"#, r#"{"alg":"Ed25519"}"#, r#"{"typ":"JWT"}"#] {
+            let (h, _) = signed_with_header(&kp, header);
+            assert!(v.verify_at(&h, now).is_none(), "{header}");
+        }
+        for header in [r#"{"alg":"EdDSA"}"#, r#"{"alg":"EdDSA","typ":"at+jwt"}"#, r#"{"alg":"EdDSA","typ":"JWT","kid":"k1"}"#] {
+            let (h, _) = signed_with_header(&kp, header);
+            assert!(v.verify_at(&h, now).is_some(), "{header}");
+        }
+        let padded = format!("{good}{}", "A".repeat(MAX_TOKEN_BYTES));
+        assert!(v.verify_at(&padded, now).is_none());
+        assert!(v.verify_at(&format!("{good}.extra"), now).is_none());
+    }
+
+    /// A token with this header (JSON) over valid claims, signed with `kp`'s
+    /// key, and its claims part.
+    fn signed_with_header(kp: &Ed25519KeyPair, header: &str) -> (String, String) {
+        use ed25519_dalek::Signer;
+        let now = u64::try_from(clock::unix_now()).unwrap();
+        let claims = serde_json::json!({ "iss": "shop", "aud": "shop-api", "sub": "u", "jti": "j", "iat": now, "exp": now + 60, "role": "customer" });
+        let signing = ed25519_dalek::SigningKey::from_bytes(&kp.to_bytes()[..32].try_into().unwrap());
+        let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature = signing.sign(signed.as_bytes());
+        (format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes())), claims.to_string())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever the times, issuer and audiences, this verifier accepts
+        /// exactly the tokens jwt-simple (which signs them) accepts with the
+        /// options this module used to give it. Offsets are whole seconds
+        /// plus 5, so no comparison falls within a second of its limit,
+        /// where jwt-simple's sub-second clock could differ from ours.
+        #[test]
+        fn accepts_exactly_what_jwt_simple_accepts(
+            issued in -100i64..10, expires in -10i64..100, not_before in proptest::option::of(-10i64..10),
+            issuer in proptest::sample::select(vec!["shop", "evil"]),
+            audiences in proptest::sample::select(vec![vec![], vec!["shop-api"], vec!["other"], vec!["other", "shop-api"]]),
+            as_set in proptest::bool::ANY, subject in proptest::bool::ANY,
+        ) {
+            let (kp, public) = keys();
+            let v = Verifier::new(&public, "shop", "shop-api").unwrap();
+            let now = Clock::now_since_epoch();
+            let at = |offset: i64| {
+                let secs = (offset * 10 + 5).unsigned_abs();
+                if offset * 10 + 5 >= 0 { now + Duration::from_secs(secs) } else { now - Duration::from_secs(secs) }
+            };
+            let mut claims = Claims::with_custom_claims(AccessClaims { role: Role::Customer, email_verified: true }, Duration::from_secs(60))
+                .with_issuer(issuer)
+                .with_jwt_id("j");
+            if subject {
+                claims = claims.with_subject("u");
+            }
+            claims = match (audiences.as_slice(), as_set) {
+                ([], _) => claims,
+                ([one], false) => claims.with_audience(*one),
+                (all, _) => claims.with_audiences(all.iter().map(|a| a.to_string()).collect()),
+            };
+            claims.issued_at = Some(at(issued));
+            claims.expires_at = Some(at(expires));
+            claims.invalid_before = not_before.map(at);
+            let signed = kp.sign(claims).unwrap();
+            let theirs = kp.public_key().verify_token::<AccessClaims>(&signed, Some(VerificationOptions {
+                allowed_issuers: Some(HashSet::from(["shop".to_string()])),
+                allowed_audiences: Some(HashSet::from(["shop-api".to_string()])),
+                time_tolerance: Some(Duration::from_secs(CLOCK_TOLERANCE_SECS)),
+                max_validity: Some(Duration::from_secs(ACCESS_TOKEN_TTL_SECS + CLOCK_TOLERANCE_SECS)),
+                ..Default::default()
+            }));
+            // jwt-simple checks claims only; the verifier also needs sub and jti.
+            let theirs = theirs.ok().filter(|c| c.subject.is_some() && c.jwt_id.is_some());
+            let ours = v.verify_at(&signed, now.as_secs());
+            proptest::prop_assert_eq!(ours.is_some(), theirs.is_some());
+            if let Some(caller) = ours {
+                proptest::prop_assert_eq!(caller, Caller { user_id: "u".into(), role: Role::Customer, token_id: "j".into(), email_verified: true });
+            }
+        }
     }
 }
