@@ -106,6 +106,8 @@ fn open_store(path: PathBuf) -> rusqlite::Result<SharedConnection> {
     }
     let conn = rusqlite::Connection::open(&path)?;
     conn.execute(SPIN_TABLE, [])?;
+    // The `rarray` table function, for get-many (as Spin loads it).
+    rusqlite::vtab::array::load_module(&conn)?;
     let shared: SharedConnection = Arc::new(Mutex::new(conn));
     open.insert(path, shared.clone());
     Ok(shared)
@@ -335,18 +337,13 @@ impl Backend {
     ) -> wasmtime::Result<StoreResult<Vec<(String, Option<Vec<u8>>)>>> {
         match self {
             Backend::Sqlite(conn) => {
+                // One statement for every key, as Spin's store does (an
+                // `IN rarray(...)` query); keys with no value are left out.
                 sqlite(conn, move |c, s| {
-                    let mut found = Vec::new();
-                    let mut seen = std::collections::HashSet::new();
-                    for key in keys {
-                        if !seen.insert(key.clone()) {
-                            continue;
-                        }
-                        if let Some(value) = get(c, s, &key)? {
-                            found.push((key, Some(value)));
-                        }
-                    }
-                    Ok(found)
+                    let keys: Vec<rusqlite::types::Value> = keys.into_iter().map(rusqlite::types::Value::from).collect();
+                    c.prepare_cached("SELECT key, value FROM spin_key_value WHERE store = ?1 AND key IN rarray(?2)")?
+                        .query_map(rusqlite::params![s, std::rc::Rc::new(keys)], |row| Ok((row.get::<_, String>(0)?, Some(row.get::<_, Vec<u8>>(1)?))))?
+                        .collect()
                 })
                 .await
             }
