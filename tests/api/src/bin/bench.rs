@@ -7,7 +7,7 @@
 //!
 //! - open-loop-ish HTTP load with `wrk` (Debian's package) on the bare
 //!   component, the product listing, one product, search and a three-line
-//!   cart;
+//!   cart (a guest's, and a signed-in customer's: a token checked per request);
 //! - the listing again with N pending orders (live stock reservations);
 //! - order placement as a closed loop: W workers, each its own customer,
 //!   one order = `POST /api/cart/items` + `POST /api/orders`.
@@ -320,13 +320,14 @@ fn rss_mb(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// A 20-product id to read, the product the order loop buys, and a guest
-/// cart token with three lines.
+/// A 20-product id to read, the product the order loop buys, a guest
+/// cart token with three lines, and a signed-in customer with the same cart.
 struct Fixture {
     product_id: String,
     buy_id: String,
     cart_token: String,
     admin_token: String,
+    customer_token: String,
 }
 
 fn prepare(app: &TestApp) -> Fixture {
@@ -353,7 +354,14 @@ fn prepare(app: &TestApp) -> Fixture {
         assert_eq!(r.status, 200, "{}", r.body);
         token = r.header("x-cart-token").map(str::to_string).or(token);
     }
+    // Access tokens live 15 minutes: long enough for a default run.
+    let customer = app.register_customer();
+    for p in usd.iter().take(3) {
+        let r = app.send_as(&customer.access_token, "POST", "/api/cart/items", Some(&json!({ "product_id": p["id"], "quantity": 1 })));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     Fixture {
+        customer_token: format!("Bearer {}", customer.access_token),
         product_id: usd[0]["id"].as_str().unwrap().to_string(),
         buy_id: usd[3]["id"].as_str().unwrap().to_string(),
         cart_token: token.expect("the cart answers with a cart token"),
@@ -468,11 +476,12 @@ fn main() {
         let bare = wrk(&o, &format!("{bare_url}/"), &[]);
         let b = bare.rps;
         record(&mut rows, "bare component `{\"ok\":true}`".into(), bare, b);
-        let reads: [(&str, &str, Vec<(&str, &str)>); 4] = [
+        let reads: [(&str, &str, Vec<(&str, &str)>); 5] = [
             ("`GET /api/products?limit=20`, 0 pending orders", &listing, vec![]),
             ("`GET /api/products/{id}`", &product, vec![]),
             ("`GET /api/products?q=wire&limit=20`", &search, vec![]),
             ("`GET /api/cart`, 3 lines", &cart, vec![("x-cart-token", fx.cart_token.as_str())]),
+            ("`GET /api/cart`, 3 lines, signed in", &cart, vec![("authorization", fx.customer_token.as_str())]),
         ];
         for (label, url, headers) in &reads {
             if wanted(label) {
