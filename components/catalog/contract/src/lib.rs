@@ -41,7 +41,7 @@ impl CatalogGuest for CatalogContract {
         let ids: Vec<ProductId> = ids.iter().filter_map(|raw| ProductId::parse(raw).ok()).collect();
         let keys: Vec<String> = ids.iter().map(|id| format!("summary|{id}")).collect();
         let (cache, cached) = match Cache::get_many(&keys) {
-            Some((cache, hits)) => (Some(cache), hits.into_iter().map(|hit| hit.map(|h| h.body)).collect()),
+            Some((cache, bodies)) => (Some(cache), bodies),
             None => (None, vec![None; ids.len()]),
         };
         let mut found: Vec<ProductSummary> = Vec::with_capacity(ids.len());
@@ -64,8 +64,7 @@ impl CatalogGuest for CatalogContract {
                     active: p.active,
                 };
                 if let Some(cache) = &cache {
-                    // Never served over HTTP, so no ETag.
-                    cache.put(&format!("summary|{}", summary.id), &encode_summary(&summary), "");
+                    cache.put(&format!("summary|{}", summary.id), &encode_summary(&summary));
                 }
                 found.push(summary);
             }

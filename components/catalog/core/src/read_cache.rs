@@ -25,8 +25,6 @@
 //!   each holding the key it answers, so arbitrary query strings cannot grow
 //!   the store.
 //! - **Never a source of truth or of errors**: a store failure is a miss.
-//! - **A hit costs no hashing**: an entry keeps the `ETag` its body was
-//!   served with, so a hit is copied out as stored.
 //! - **No stampede at expiry**: in the second half of its TTL an entry is
 //!   recomputed early by a reader chosen at random (more likely the older
 //!   the entry), while every other reader is still served it. Without
@@ -44,39 +42,30 @@ const GENERATION_KEY: &str = "generation";
 const SLOTS: u64 = 1024;
 const DEFAULT_TTL_MS: u64 = 500;
 
-/// A stored entry: four header lines — the normalised request it answers
-/// (slots are shared), the generation, the time it was stored and the
-/// body's `ETag` (empty where nobody serves it over HTTP) — then the body
-/// bytes as served, so a hit copies bytes instead of parsing JSON.
+/// A stored entry: three header lines — the normalised request it answers
+/// (slots are shared), the generation and the time it was stored — then the
+/// body bytes as served, so a hit copies bytes instead of parsing JSON.
 struct Entry<'a> {
     key: &'a str,
     generation: &'a str,
     stored_at_ms: u64,
-    etag: &'a str,
     body: &'a [u8],
 }
 
 impl<'a> Entry<'a> {
     fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{}\n{}\n{}\n{}\n", self.key, self.generation, self.stored_at_ms, self.etag).into_bytes();
+        let mut out = format!("{}\n{}\n{}\n", self.key, self.generation, self.stored_at_ms).into_bytes();
         out.extend_from_slice(self.body);
         out
     }
 
     fn decode(raw: &'a [u8]) -> Option<Entry<'a>> {
-        let mut parts = raw.splitn(5, |b| *b == b'\n');
+        let mut parts = raw.splitn(4, |b| *b == b'\n');
         let key = std::str::from_utf8(parts.next()?).ok()?;
         let generation = std::str::from_utf8(parts.next()?).ok()?;
         let stored_at_ms = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let etag = std::str::from_utf8(parts.next()?).ok()?;
-        Some(Entry { key, generation, stored_at_ms, etag, body: parts.next()? })
+        Some(Entry { key, generation, stored_at_ms, body: parts.next()? })
     }
-}
-
-/// A fresh entry's body and the `ETag` it was stored with.
-pub struct Cached {
-    pub body: Vec<u8>,
-    pub etag: String,
 }
 
 fn now_ms() -> u64 {
@@ -136,10 +125,7 @@ fn slot(key: &str) -> String {
         h ^= *b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // `v2`: entries that carry an ETag. An instance of an older build
-    // (during a rolling update) reads `slot:` keys only, so it never takes
-    // one of these for its own format, nor these one of its.
-    format!("v2:slot:{:04}", h % SLOTS)
+    format!("slot:{:04}", h % SLOTS)
 }
 
 /// An open cache: the generation current when it was opened, for the
@@ -153,8 +139,8 @@ pub struct Cache {
 impl Cache {
     /// Open the cache and fetch `keys` with the generation in one host call.
     /// `None` when the cache is off or unavailable; otherwise the cache and,
-    /// per key, the body (and ETag) of a fresh entry of the current generation.
-    pub fn get_many(keys: &[String]) -> Option<(Cache, Vec<Option<Cached>>)> {
+    /// per key, the body of a fresh entry of the current generation.
+    pub fn get_many(keys: &[String]) -> Option<(Cache, Vec<Option<Vec<u8>>>)> {
         let ttl_ms = ttl_ms();
         if ttl_ms == 0 {
             return None;
@@ -181,24 +167,22 @@ impl Cache {
             .map(|key| {
                 let entry = Entry::decode(value_of(&slot(key))?)?;
                 let served = served(now.saturating_sub(entry.stored_at_ms), ttl_ms, || draw.get());
-                (entry.key == key && entry.generation == generation && served)
-                    .then(|| Cached { body: entry.body.to_vec(), etag: entry.etag.to_string() })
+                (entry.key == key && entry.generation == generation && served).then(|| entry.body.to_vec())
             })
             .collect();
         Some((Cache { bucket, generation, ttl_ms }, bodies))
     }
 
-    /// Keep `body` (served with `etag`) as the answer for `key` (best
-    /// effort), under the generation read when the cache was opened: if a
-    /// write bumped it since, the entry is never served.
-    pub fn put(&self, key: &str, body: &[u8], etag: &str) {
-        // Keys, generations and tags never hold a newline (ours are built
-        // from parsed, validated parameters and hashes); refuse rather than
-        // store a bad entry.
-        if self.ttl_ms == 0 || [key, self.generation.as_str(), etag].iter().any(|s| s.contains('\n')) {
+    /// Keep `body` as the answer for `key` (best effort), under the
+    /// generation read when the cache was opened: if a write bumped it
+    /// since, the entry is never served.
+    pub fn put(&self, key: &str, body: &[u8]) {
+        // Keys and generations never hold a newline (ours are built from
+        // parsed, validated parameters); refuse rather than store a bad entry.
+        if self.ttl_ms == 0 || key.contains('\n') || self.generation.contains('\n') {
             return;
         }
-        let entry = Entry { key, generation: &self.generation, stored_at_ms: now_ms(), etag, body };
+        let entry = Entry { key, generation: &self.generation, stored_at_ms: now_ms(), body };
         let _ = self.bucket.set(&slot(key), &entry.encode());
     }
 }
@@ -223,14 +207,11 @@ mod tests {
     #[test]
     fn entries_round_trip_and_garbage_is_a_miss() {
         let body = b"{\"products\":[]}\nwith a newline";
-        let raw = Entry { key: "products|x|1", generation: "7-abc", stored_at_ms: 42, etag: "\"00ff\"", body }.encode();
+        let raw = Entry { key: "products|x|1", generation: "7-abc", stored_at_ms: 42, body }.encode();
         let back = Entry::decode(&raw).unwrap();
-        assert_eq!((back.key, back.generation, back.stored_at_ms, back.etag, back.body), ("products|x|1", "7-abc", 42, "\"00ff\"", &body[..]));
+        assert_eq!((back.key, back.generation, back.stored_at_ms, back.body), ("products|x|1", "7-abc", 42, &body[..]));
         assert!(Entry::decode(b"only\ntwo").is_none());
-        assert!(Entry::decode(b"a\nb\nnot-a-number\ntag\nbody").is_none());
-        // The format before ETags (no tag line) never decodes as this one
-        // with the body's first line taken for a tag: its keys differ (`v2:`).
-        assert!(slot("products|x|1").starts_with("v2:slot:"));
+        assert!(Entry::decode(b"a\nb\nnot-a-number\nbody").is_none());
     }
 
     #[test]
@@ -256,7 +237,7 @@ mod tests {
     #[test]
     fn slots_are_bounded_and_stable() {
         assert_eq!(slot("products|a"), slot("products|a"));
-        let n: u64 = slot("anything").trim_start_matches("v2:slot:").parse().unwrap();
+        let n: u64 = slot("anything").trim_start_matches("slot:").parse().unwrap();
         assert!(n < SLOTS);
     }
 }

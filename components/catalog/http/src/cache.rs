@@ -1,8 +1,8 @@
 //! The catalog's HTTP side of the read cache (`catalog_core::read_cache`):
 //! only anonymous reads use it, and `Cache-Control: no-cache` skips it.
 
-use catalog_core::read_cache::{Cache, Cached};
-use http_kit::conditional::{cacheable_tagged, etag_for};
+use catalog_core::read_cache::Cache;
+use http_kit::conditional::cacheable;
 use http_kit::{Ctx, HandlerResult, Reply};
 
 pub use catalog_core::read_cache::invalidate;
@@ -13,25 +13,25 @@ struct Lookup {
     key: String,
 }
 
-/// Look up `key` for this request: `Ok(hit)` on a fresh hit, `Err(lookup)`
+/// Look up `key` for this request: `Ok(body)` on a fresh hit, `Err(lookup)`
 /// on a miss (store the answer with [`Lookup::store`]), `None` when the
 /// request may not use the cache (signed in, or the cache is off).
-fn lookup(ctx: &Ctx, key: String) -> Option<Result<Cached, Lookup>> {
+fn lookup(ctx: &Ctx, key: String) -> Option<Result<Vec<u8>, Lookup>> {
     if ctx.header("authorization").is_some() {
         return None;
     }
     let bypass = ctx.header("cache-control").is_some_and(|v| v.to_ascii_lowercase().contains("no-cache"));
-    let (cache, mut hits) = Cache::get_many(std::slice::from_ref(&key))?;
-    match hits.pop().flatten() {
-        Some(hit) if !bypass => Some(Ok(hit)),
+    let (cache, mut bodies) = Cache::get_many(std::slice::from_ref(&key))?;
+    match bodies.pop().flatten() {
+        Some(body) if !bypass => Some(Ok(body)),
         _ => Some(Err(Lookup { cache, key })),
     }
 }
 
 impl Lookup {
-    /// Keep `body` (tagged `etag`) as the answer to this request (best effort).
-    fn store(self, body: &[u8], etag: &str) {
-        self.cache.put(&self.key, body, etag);
+    /// Keep `body` as the answer to this request (best effort).
+    fn store(self, body: &[u8]) {
+        self.cache.put(&self.key, body);
     }
 }
 
@@ -40,17 +40,13 @@ impl Lookup {
 /// so a cached answer carries the same headers as a fresh one.
 pub fn public_read(ctx: &Ctx, key: String, cache_control: &str, compute: impl FnOnce() -> HandlerResult) -> HandlerResult {
     let miss = match lookup(ctx, key) {
-        Some(Ok(hit)) => return Ok(cacheable_tagged(ctx, Reply::bytes(200, "application/json", hit.body), cache_control, hit.etag)),
+        Some(Ok(body)) => return Ok(cacheable(ctx, Reply::bytes(200, "application/json", body), cache_control)),
         Some(Err(miss)) => Some(miss),
         None => None,
     };
     let reply = compute()?;
-    if reply.status != 200 {
-        return Ok(reply);
+    if let (Some(miss), 200) = (miss, reply.status) {
+        miss.store(&reply.body);
     }
-    let etag = etag_for(&reply.body);
-    if let Some(miss) = miss {
-        miss.store(&reply.body, &etag);
-    }
-    Ok(cacheable_tagged(ctx, reply, cache_control, etag))
+    Ok(cacheable(ctx, reply, cache_control))
 }

@@ -28,12 +28,6 @@ pub fn cacheable(ctx: &Ctx, reply: Reply, cache_control: &str) -> Reply {
         return reply;
     }
     let etag = etag_for(&reply.body);
-    cacheable_tagged(ctx, reply, cache_control, etag)
-}
-
-/// [`cacheable`] for a 200 reply whose tag is known already
-/// ([`etag_for`] of its body, kept from when it was made).
-pub fn cacheable_tagged(ctx: &Ctx, reply: Reply, cache_control: &str, etag: String) -> Reply {
     let matched = ctx.header("if-none-match").is_some_and(|h| if_none_match_matches(h, &etag));
     let reply = if matched {
         Reply { status: 304, headers: Vec::new(), body: Vec::new() }
