@@ -230,6 +230,8 @@ impl Verifier {
         if parts.next().is_some() {
             return None;
         }
+        // What the signature covers: `header.claims`, as sent.
+        let signed = &token[..header.len() + 1 + claims.len()];
         let header: TokenHeader = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).ok()?).ok()?;
         let typ_ok = header.typ.is_none_or(|t| {
             let t = t.to_ascii_uppercase();
@@ -241,16 +243,10 @@ impl Verifier {
             return None;
         }
         let signature = ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
-        let signed = &token[..token.len() - signature_len(token)?];
         self.key.verify_strict(signed.as_bytes(), &signature).ok()?;
         let claims: TokenClaims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).ok()?).ok()?;
         claims.caller(now, &self.issuer, &self.audience)
     }
-}
-
-/// The length of a compact token's signature part with its dot.
-fn signature_len(token: &str) -> Option<usize> {
-    token.rfind('.').map(|dot| token.len() - dot)
 }
 
 fn non_empty(v: String, default: &str) -> String {
