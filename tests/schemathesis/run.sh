@@ -43,6 +43,12 @@ curl -fsS -o /dev/null -X POST "$base/api/auth/register" -H 'content-type: appli
   -d "{\"email\":\"$customer_email\",\"password\":\"$customer_password\",\"first_name\":\"Schema\",\"last_name\":\"Thesis\"}"
 customer_token=$(token_of "$customer_email" "$customer_password")
 
+# One worker: Schemathesis' workers are threads of one Python, and
+# Hypothesis describes strategies with `ast.parse`, which CPython 3.11 (the
+# CI machine's) does not make thread-safe: two threads parsing at once fail
+# now and then with "SystemError: AST constructor recursion depth mismatch"
+# (python/cpython#106905), reported as a flaky error of whichever operation
+# was being generated, never as a check of the API.
 status=0
 for who in customer admin; do
   token_var="${who}_token"
@@ -50,7 +56,7 @@ for who in customer admin; do
   "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" --no-color run static/openapi.yaml \
     --url "$base" -H "Authorization: Bearer ${!token_var}" \
     --checks all --phases examples,coverage,fuzzing,stateful \
-    --max-examples "${SHOP_SCHEMATHESIS_EXAMPLES:-25}" --seed "${SHOP_SCHEMATHESIS_SEED:-1}" --workers 2 \
+    --max-examples "${SHOP_SCHEMATHESIS_EXAMPLES:-25}" --seed "${SHOP_SCHEMATHESIS_SEED:-1}" --workers 1 \
     || status=1
 done
 exit $status

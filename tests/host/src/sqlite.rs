@@ -22,6 +22,22 @@ use wasmtime::component::Resource;
 /// The host side of a guest's `connection` resource.
 pub struct ConnectionHandle {
     conn: Arc<Mutex<rusqlite::Connection>>,
+    label: String,
+}
+
+/// `SHOP_TEST_HOST_SQL_TRACE=1`: every `open` and every statement is
+/// written to standard error as `sqlite <label> <connection> <µs>: <statement>`
+/// (the connection's number, microseconds since the host started, when the
+/// statement was handed to a blocking thread), to count what a request
+/// costs and how long a transaction holds a lock (README, "The test host").
+fn trace(label: &str, connection: usize, what: &str) {
+    static START: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        std::env::var_os("SHOP_TEST_HOST_SQL_TRACE").is_some_and(|v| v == "1").then(std::time::Instant::now)
+    });
+    if let Some(start) = start {
+        eprintln!("sqlite {label} {connection} {}: {what}", start.elapsed().as_micros());
+    }
 }
 
 /// Errors shared by both interface versions (their WIT variants are identical).
@@ -56,8 +72,11 @@ impl HostState {
             .await
             .map_err(|e| SqlError::Io(e.to_string()))?
             .map_err(|e| SqlError::Io(e.to_string()))?;
+        let conn = Arc::new(Mutex::new(conn));
+        trace(&label, Arc::as_ptr(&conn) as usize, "open");
         Ok(ConnectionHandle {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            label,
         })
     }
 
@@ -68,7 +87,10 @@ impl HostState {
         params: Vec<SqlValue>,
     ) -> Result<SqlResult, SqlError> {
         let conn = match self.table.get(handle) {
-            Ok(h) => h.conn.clone(),
+            Ok(h) => {
+                trace(&h.label, Arc::as_ptr(&h.conn) as usize, &statement);
+                h.conn.clone()
+            }
             Err(_) => return Err(SqlError::InvalidConnection),
         };
         tokio::task::spawn_blocking(move || {
