@@ -82,6 +82,21 @@ fn families(now: i64) -> Vec<Family> {
                 Kind::Counter,
                 f.webhook_signature_failures,
             ));
+            let mut owed = Family::new(
+                "shop_catalog_changes_owed",
+                "Stock changes (change=\"stock\": a sale or a release) and restocks (\"restock\") checkout owes the catalog, made by the next attempt or the orders sweep.",
+                Kind::Gauge,
+            );
+            let mut owed_age = Family::new(
+                "shop_catalog_changes_owed_oldest_age_seconds",
+                "Age of the oldest change checkout owes the catalog, per kind (0: none is owed).",
+                Kind::Gauge,
+            );
+            for o in &f.owed {
+                owed.sample(&[("change", o.change.as_str())], o.owed);
+                owed_age.sample(&[("change", o.change.as_str())], if o.owed > 0 { (now - o.oldest_at).max(0) } else { 0 });
+            }
+            out.extend([owed, owed_age]);
             sweeps.push(("orders", f.sweep));
         }
         Err(e) => source_down(&mut up, "orders", &e),

@@ -15,7 +15,7 @@
 //! another test's requests.
 
 use api_tests::fake_resend::FakeResend;
-use api_tests::{event, launch_host_and_stores, unique_email, unique_sku, ApiResponse, FakeStripe, ServerStores, Shopper, TestApp, TestUser, SWEEP_SECRET};
+use api_tests::{event, launch_host_and_stores, unique_email, unique_sku, ApiResponse, FakeStripe, ServerStores, Shopper, TestApp, TestUser, METRICS_SECRET, SWEEP_SECRET};
 use serde_json::{json, Value};
 use shop_store_copy::PgDb;
 use shop_test_host::RunningHost;
@@ -655,6 +655,22 @@ fn a_webhook_failing_mid_way_is_retried_by_stripe_and_applied_once() {
     }
 }
 
+/// What `/metrics` says is owed to the catalog of one kind (`stock` or
+/// `restock`): how many, and the oldest one's age in seconds.
+fn owed_on_metrics(app: &TestApp, change: &str) -> (f64, f64) {
+    let r = app.request("GET", "/metrics", &[("authorization", &format!("Bearer {METRICS_SECRET}"))], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let value = |family: &str| {
+        let prefix = format!("{family}{{change=\"{change}\"}} ");
+        r.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{}", r.body))
+    };
+    (value("shop_catalog_changes_owed"), value("shop_catalog_changes_owed_oldest_age_seconds"))
+}
+
 /// Cancelling an unpaid order while the catalog cannot release its hold:
 /// the order is cancelled at once (the checkout database does not wait for
 /// the catalog's lock), its units stay held until the release it owes is
@@ -675,10 +691,13 @@ fn a_cancellation_while_the_catalog_is_locked_releases_the_hold_afterwards() {
     }
     assert_eq!(stock(&app, &product), (5, 2, 3), "still held: the release is owed");
     assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &order), 1);
+    let (owed, age) = owed_on_metrics(&app, "stock");
+    assert!(owed == 1.0 && (0.0..120.0).contains(&age), "/metrics shows the owed release: {owed} owed, oldest {age} s");
     let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(stock(&app, &product), (5, 0, 5), "released by the sweep");
     assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_stock WHERE order_id = ?", &order), 0);
+    assert_eq!(owed_on_metrics(&app, "stock"), (0.0, 0.0), "nothing owed any more");
     app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
     assert_eq!(stock(&app, &product), (5, 0, 5), "once");
     assert_eq!(app.order(&user, &order)["status"], "cancelled");
@@ -725,6 +744,7 @@ fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
     }
     assert_eq!(stock(&app, &product), (3, 0, 3), "the catalog could not take the units back");
     assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_restocks WHERE order_id = ?", &order), 1, "the restock is owed");
+    assert_eq!(owed_on_metrics(&app, "restock").0, 1.0, "and /metrics shows it");
     let restocked = |app: &TestApp| history(app, &user, &order).iter().filter(|h| h["reason"].as_str().is_some_and(|r| r.starts_with("restocked (cancel)"))).count();
     assert_eq!(restocked(&app), 0);
 
@@ -733,6 +753,7 @@ fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
     assert_eq!(stock(&app, &product), (5, 0, 5), "the units are back");
     assert_eq!(restocked(&app), 1, "and noted");
     assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_restocks WHERE order_id = ?", &order), 0);
+    assert_eq!(owed_on_metrics(&app, "restock"), (0.0, 0.0));
     assert_eq!(cancel().status, 200);
     assert_eq!((stock(&app, &product), restocked(&app)), ((5, 0, 5), 1), "once");
     assert_eq!(app.stripe.refunded_total(app.stripe.session(&session)["payment_intent"].as_str().unwrap()), 2000, "refunded once");

@@ -144,6 +144,10 @@ fn every_family_parses_with_help_and_type() {
         assert!(s.gauge("shop_outbox_oldest_undelivered_age_seconds", &[("outbox", outbox)]) >= 0.0);
     }
     s.counter("shop_stripe_webhook_signature_failures", &[]);
+    for change in ["stock", "restock"] {
+        s.gauge("shop_catalog_changes_owed", &[("change", change)]);
+        assert!(s.gauge("shop_catalog_changes_owed_oldest_age_seconds", &[("change", change)]) >= 0.0);
+    }
     for sweep in ["orders", "notifications"] {
         s.counter("shop_sweep_runs", &[("sweep", sweep)]);
     }

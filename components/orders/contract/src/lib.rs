@@ -5,7 +5,7 @@
 //! `spin.toml`); it uses the orders database through `orders-core` and
 //! `payments-core`, the same code as the orders and payments APIs.
 
-use exports::shop::orders::metrics::{Guest as MetricsGuest, OrderFigures, StatusCount};
+use exports::shop::orders::metrics::{Guest as MetricsGuest, OrderFigures, OwedChanges, StatusCount};
 use exports::shop::orders::privacy::{EraseError, Guest};
 use shop::types::types::{Money, SweepRuns, Unavailable};
 
@@ -39,7 +39,7 @@ impl Guest for OrdersContract {
 }
 
 impl MetricsGuest for OrdersContract {
-    /// For `GET /metrics`: five indexed reads (`orders_core::metrics`).
+    /// For `GET /metrics`: seven reads (`orders_core::metrics`).
     fn figures() -> Result<OrderFigures, Unavailable> {
         let db = orders_core::schema::open_database().map_err(unavailable)?;
         let f = orders_core::metrics::order_figures(&db).map_err(unavailable)?;
@@ -49,6 +49,10 @@ impl MetricsGuest for OrdersContract {
             flagged: f.flagged,
             sweep: SweepRuns { runs: f.sweep.value, last_run_at: f.sweep.updated_at },
             webhook_signature_failures: f.webhook_signature_failures,
+            owed: [("stock", f.owed_stock), ("restock", f.owed_restocks)]
+                .into_iter()
+                .map(|(change, o)| OwedChanges { change: change.to_string(), owed: o.count, oldest_at: o.oldest_at })
+                .collect(),
         })
     }
 }

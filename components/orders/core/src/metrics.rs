@@ -6,7 +6,9 @@
 //! `orders_status_totals (status, currency, total_minor, refunded_minor)`
 //! (one pass over the index, no table rows); flagged orders from the partial
 //! index `orders_flagged`, which holds only them; the counters are primary-key
-//! look-ups. Five statements in all.
+//! look-ups; owed stock changes and restocks from their own small tables
+//! (a row lives only until the catalog has answered). Seven statements in
+//! all.
 
 use crate::domain::Status;
 use storage::counters::{self, Counter};
@@ -30,6 +32,26 @@ pub struct OrderFigures {
     pub flagged: i64,
     pub sweep: Counter,
     pub webhook_signature_failures: i64,
+    /// Stock changes owed to the catalog (`owed_stock`): how many, and
+    /// when the oldest was owed (Unix seconds; 0 when none is).
+    pub owed_stock: Owed,
+    /// Restocks made or to be made in the catalog and not yet noted on
+    /// their order (`owed_restocks`).
+    pub owed_restocks: Owed,
+}
+
+/// Work owed to the catalog and not finished yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Owed {
+    pub count: i64,
+    pub oldest_at: i64,
+}
+
+/// How many rows `table` holds and its oldest `created_at`.
+fn owed(db: &dyn Db, table: &str) -> Result<Owed, DbError> {
+    let rows = db.query(&format!("SELECT COUNT(*) AS n, COALESCE(MIN(created_at), 0) AS oldest FROM {table}"), &[])?;
+    let Some(r) = rows.first() else { return Ok(Owed::default()) };
+    Ok(Owed { count: r.int("n")?, oldest_at: r.int("oldest")? })
 }
 
 /// Read the figures.
@@ -59,6 +81,8 @@ pub fn order_figures(db: &dyn Db) -> Result<OrderFigures, DbError> {
         flagged,
         sweep: counters::read(db, SWEEP)?,
         webhook_signature_failures: counters::read(db, BAD_WEBHOOK_SIGNATURE)?.value,
+        owed_stock: owed(db, "owed_stock")?,
+        owed_restocks: owed(db, "owed_restocks")?,
     })
 }
 
@@ -98,5 +122,23 @@ mod tests {
         assert_eq!(f.flagged, 2);
         assert_eq!(f.sweep, Counter { value: 1, updated_at: 42 });
         assert_eq!(f.webhook_signature_failures, 2);
+        assert_eq!((f.owed_stock, f.owed_restocks), (Owed::default(), Owed::default()), "nothing owed");
+    }
+
+    #[test]
+    fn counts_owed_stock_changes_and_restocks_with_the_oldest() {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        for (order, action, at) in [("o1", "sell", 500), ("o2", "release", 300), ("o3", "sell", 900)] {
+            db.execute("INSERT INTO owed_stock (order_id, action, created_at) VALUES (?, ?, ?)", &[order.into(), action.into(), at.into()]).unwrap();
+        }
+        db.execute(
+            "INSERT INTO owed_restocks (order_id, operation, lines, actor, created_at) VALUES ('o4', 'cancel', '[]', 'admin:a', 700)",
+            &[],
+        )
+        .unwrap();
+        let f = order_figures(&db).unwrap();
+        assert_eq!(f.owed_stock, Owed { count: 3, oldest_at: 300 });
+        assert_eq!(f.owed_restocks, Owed { count: 1, oldest_at: 700 });
     }
 }
