@@ -194,6 +194,48 @@ struct WrkResult {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// Requests (orders, for the order loop) completed, errors included.
+    done: u64,
+    /// CPU time the serving host process used per request (per order for
+    /// the order loop), in µs, when its pid is known.
+    cpu_us: Option<f64>,
+}
+
+/// The CPU time (user + system, every thread) `pid` has used, in seconds,
+/// from `/proc/<pid>/stat`. Only the host process: not wrk, not this
+/// driver, not a Postgres or Redis server.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after `)`.
+    let ticks: f64 = rest.get(11)?.parse::<f64>().ok()? + rest.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// Run `load` and add the CPU time `pid` spent on it per completed request.
+fn with_cpu(pid: Option<u32>, load: impl FnOnce() -> WrkResult) -> WrkResult {
+    let before = pid.and_then(cpu_seconds);
+    let mut r = load();
+    let after = pid.and_then(cpu_seconds);
+    if let (Some(b), Some(a)) = (before, after) {
+        if r.done > 0 {
+            r.cpu_us = Some((a - b) * 1e6 / r.done as f64);
+        }
+    }
+    r
 }
 
 fn parse_duration_ms(s: &str) -> Option<f64> {
@@ -216,7 +258,9 @@ fn parse_wrk(out: &str) -> WrkResult {
     let mut r = WrkResult::default();
     for line in out.lines() {
         let t = line.trim();
-        if let Some(v) = t.strip_prefix("Requests/sec:") {
+        if let Some((n, _)) = t.split_once(" requests in ") {
+            r.done = n.trim().parse().unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Requests/sec:") {
             r.rps = v.trim().parse().unwrap_or(0.0);
         } else if let Some(v) = t.strip_prefix("50%") {
             r.p50_ms = parse_duration_ms(v).unwrap_or(0.0);
@@ -250,7 +294,9 @@ fn wrk(o: &Options, url: &str, headers: &[(&str, &str)]) -> WrkResult {
 }
 
 /// Closed-loop order placement: each worker is its own customer.
-fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32) -> WrkResult {
+/// `pid`: the shop's host process, whose CPU time is counted over the loop
+/// only (not over the customers' sign-ups, whose Argon2 hashes would swamp it).
+fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32, pid: Option<u32>) -> WrkResult {
     let users: Vec<String> = (0..workers)
         .map(|_| {
             let email = unique_email("bench-buyer");
@@ -263,6 +309,7 @@ fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32) -> WrkRe
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
+    let cpu_before = pid.and_then(cpu_seconds);
     let start = Instant::now();
     let handles: Vec<_> = users
         .into_iter()
@@ -305,13 +352,17 @@ fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32) -> WrkRe
         let _ = h.join();
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(pid.and_then(cpu_seconds)).map(|(b, a)| a - b);
     if let Some(e) = first_error.lock().unwrap().as_ref() {
         eprintln!("bench: first order error at {workers} workers: {e}");
     }
     let mut l = latencies.lock().unwrap().clone();
     l.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| if l.is_empty() { 0.0 } else { l[(((l.len() as f64) * p).ceil() as usize).clamp(1, l.len()) - 1] };
-    WrkResult { rps: l.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors: errors.load(Ordering::Relaxed) }
+    let errors = errors.load(Ordering::Relaxed);
+    let done = l.len() as u64 + errors;
+    let cpu_us = cpu.filter(|_| done > 0).map(|c| c * 1e6 / done as f64);
+    WrkResult { rps: l.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors, done, cpu_us }
 }
 
 fn rss_mb(pid: u32) -> Option<f64> {
@@ -473,7 +524,7 @@ fn main() {
     let mut pending_loaded = false;
     for round in 0..o.rounds {
         eprintln!("bench: round {} of {}", round + 1, o.rounds);
-        let bare = wrk(&o, &format!("{bare_url}/"), &[]);
+        let bare = with_cpu(bare_pid, || wrk(&o, &format!("{bare_url}/"), &[]));
         let b = bare.rps;
         record(&mut rows, "bare component `{\"ok\":true}`".into(), bare, b);
         let customer = format!("Bearer {}", app.sign_in(&fx.customer.email, &fx.customer.password).access_token);
@@ -486,13 +537,13 @@ fn main() {
         ];
         for (label, url, headers) in &reads {
             if wanted(label) {
-                record(&mut rows, label.to_string(), wrk(&o, url, headers), b);
+                record(&mut rows, label.to_string(), with_cpu(shop_pid, || wrk(&o, url, headers)), b);
             }
         }
         for &w in &o.workers {
             let label = format!("order placement, {w} workers (orders/s)");
             if wanted(&label) {
-                record(&mut rows, label, orders(&o, &app, &fx.buy_id, w), b);
+                record(&mut rows, label, orders(&o, &app, &fx.buy_id, w, shop_pid), b);
             }
         }
         let label = format!("`GET /api/products?limit=20`, {} pending orders", o.pending);
@@ -503,21 +554,22 @@ fn main() {
                 add_pending(&app, &fx, &all_ids, o.pending);
                 pending_loaded = true;
             }
-            record(&mut rows, label, wrk(&o, &listing, &[]), b);
+            record(&mut rows, label, with_cpu(shop_pid, || wrk(&o, &listing, &[])), b);
         }
     }
 
     println!("stores: {}", if o.postgres { "Postgres (every service database) and Redis (carts, catalog cache)" } else { "embedded (SQLite files, key-value files)" });
     println!();
-    println!("| scenario | req/s (per round) | p50 | p99 | errors | ratio to bare |");
-    println!("|---|---|---|---|---|---|");
+    println!("| scenario | req/s (per round) | p50 | p99 | errors | ratio to bare | host CPU per request |");
+    println!("|---|---|---|---|---|---|---|");
     for (label, results, bares) in &rows {
         let rps: Vec<String> = results.iter().map(|r| format!("{:.0}", r.rps)).collect();
         let ratios: Vec<String> = results.iter().zip(bares).map(|(r, b)| if *b > 0.0 { format!("{:.0} %", 100.0 * r.rps / b) } else { "–".into() }).collect();
         let p50: Vec<String> = results.iter().map(|r| format!("{:.1} ms", r.p50_ms)).collect();
         let p99: Vec<String> = results.iter().map(|r| format!("{:.1} ms", r.p99_ms)).collect();
         let errors: u64 = results.iter().map(|r| r.errors).sum();
-        println!("| {label} | {} | {} | {} | {errors} | {} |", rps.join(" / "), p50.join(" / "), p99.join(" / "), ratios.join(" / "));
+        let cpu: Vec<String> = results.iter().map(|r| r.cpu_us.map(|us| format!("{us:.0} µs")).unwrap_or_else(|| "–".into())).collect();
+        println!("| {label} | {} | {} | {} | {errors} | {} | {} |", rps.join(" / "), p50.join(" / "), p99.join(" / "), ratios.join(" / "), cpu.join(" / "));
     }
     let mem = |pid: Option<u32>| pid.and_then(rss_mb).map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "not measured".into());
     println!();
@@ -526,4 +578,36 @@ fn main() {
     println!("| host process | {} | {} |", mem(shop_pid), mem(bare_pid));
     drop(hosts);
     drop(servers_kept);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_s_summary() {
+        let out = "Running 10s test @ http://127.0.0.1:1/\n  2 threads and 32 connections\n  Latency Distribution\n     50%    5.40ms\n     99%   30.10ms\n  52160 requests in 10.00s, 40.1MB read\n  Non-2xx or 3xx responses: 3\nRequests/sec:   5216.00\n";
+        let r = parse_wrk(out);
+        assert_eq!(r.done, 52160);
+        assert_eq!(r.errors, 3);
+        assert!((r.rps - 5216.0).abs() < 1e-9 && (r.p50_ms - 5.4).abs() < 1e-9 && (r.p99_ms - 30.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn counts_this_process_s_cpu_time() {
+        let pid = std::process::id();
+        let before = cpu_seconds(pid).expect("readable /proc/self/stat");
+        // Work until the count moves (a clock tick of CPU time), however busy the machine.
+        let started = Instant::now();
+        let mut x = 0u64;
+        while cpu_seconds(pid).unwrap() <= before {
+            for _ in 0..100_000 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            assert!(started.elapsed() < StdDuration::from_secs(60), "CPU time never moved");
+        }
+        std::hint::black_box(x);
+        let r = with_cpu(Some(pid), || WrkResult { done: 0, ..Default::default() });
+        assert_eq!(r.cpu_us, None, "no requests, no figure");
+    }
 }
