@@ -293,23 +293,27 @@ fn wrk(o: &Options, url: &str, headers: &[(&str, &str)]) -> WrkResult {
     parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// Closed-loop order placement: each worker is its own customer.
-/// `pid`: the shop's host process, whose CPU time is counted over the loop
-/// only (not over the customers' sign-ups, whose Argon2 hashes would swamp it).
-fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32, pid: Option<u32>) -> WrkResult {
-    let users: Vec<String> = (0..workers)
+/// `workers` new customers' access tokens, one per order-loop worker.
+/// Signed up before the loop, so their Argon2 hashes are not counted in it.
+fn customers(app: &TestApp, workers: u32) -> Vec<String> {
+    (0..workers)
         .map(|_| {
             let email = unique_email("bench-buyer");
             let r = app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "B", "last_name": "Buyer" }));
             assert_eq!(r.status, 201, "register: {}", r.body);
             app.sign_in(&email, STRONG_PASSWORD).access_token
         })
-        .collect();
+        .collect()
+}
+
+/// Closed-loop order placement: each worker is its own customer (`users`:
+/// their access tokens, from [`customers`]).
+fn orders(o: &Options, app: &Arc<TestApp>, product: &str, users: Vec<String>) -> WrkResult {
+    let workers = users.len();
     let stop = Arc::new(AtomicBool::new(false));
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let first_error = Arc::new(Mutex::new(None::<String>));
-    let cpu_before = pid.and_then(cpu_seconds);
     let start = Instant::now();
     let handles: Vec<_> = users
         .into_iter()
@@ -352,7 +356,6 @@ fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32, pid: Opt
         let _ = h.join();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let cpu = cpu_before.zip(pid.and_then(cpu_seconds)).map(|(b, a)| a - b);
     if let Some(e) = first_error.lock().unwrap().as_ref() {
         eprintln!("bench: first order error at {workers} workers: {e}");
     }
@@ -360,9 +363,7 @@ fn orders(o: &Options, app: &Arc<TestApp>, product: &str, workers: u32, pid: Opt
     l.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| if l.is_empty() { 0.0 } else { l[(((l.len() as f64) * p).ceil() as usize).clamp(1, l.len()) - 1] };
     let errors = errors.load(Ordering::Relaxed);
-    let done = l.len() as u64 + errors;
-    let cpu_us = cpu.filter(|_| done > 0).map(|c| c * 1e6 / done as f64);
-    WrkResult { rps: l.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors, done, cpu_us }
+    WrkResult { rps: l.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors, done: l.len() as u64 + errors, cpu_us: None }
 }
 
 fn rss_mb(pid: u32) -> Option<f64> {
@@ -543,7 +544,8 @@ fn main() {
         for &w in &o.workers {
             let label = format!("order placement, {w} workers (orders/s)");
             if wanted(&label) {
-                record(&mut rows, label, orders(&o, &app, &fx.buy_id, w, shop_pid), b);
+                let users = customers(&app, w);
+                record(&mut rows, label, with_cpu(shop_pid, || orders(&o, &app, &fx.buy_id, users)), b);
             }
         }
         let label = format!("`GET /api/products?limit=20`, {} pending orders", o.pending);
