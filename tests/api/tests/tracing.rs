@@ -1,10 +1,11 @@
 //! W3C trace context: a request's `traceparent` goes on to the third
 //! parties it calls (Stripe, Resend), in the same trace with the request's
-//! own span as the parent, through the in-process nudge too; a request
-//! without one starts a trace of its own; and the request's one JSON log
-//! line carries the trace id and span id beside the request id.
+//! own span as the parent, through the in-process nudge too; an email keeps
+//! the trace of the request that caused it when a later sweep sends it; a
+//! request without one starts a trace of its own; and the request's one
+//! JSON log line carries the trace id and span id beside the request id.
 
-use api_tests::{unique_email, TestApp, STRONG_PASSWORD};
+use api_tests::{unique_email, TestApp, STRONG_PASSWORD, SWEEP_SECRET};
 use serde_json::json;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -90,6 +91,41 @@ fn the_welcome_email_is_sent_in_the_registrations_trace() {
     let (trace, parent, _) = parts(calls[0].headers.get("traceparent").expect("traceparent sent to Resend"));
     assert_eq!(trace, TRACE_ID);
     assert_ne!(parent, CALLER_SPAN);
+}
+
+#[test]
+fn a_retried_email_stays_in_the_trace_that_caused_it() {
+    let app = TestApp::get();
+    let email = unique_email("traced-retry");
+    app.resend.script(&email, &[(503, None)]);
+    let r = app.request(
+        "POST",
+        "/api/auth/register",
+        &[("traceparent", &incoming()), ("tracestate", "shop=test")],
+        Some(&json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "T", "last_name": "R" })),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // The first attempt met the outage; a sweep in a trace of its own sends
+    // it after the backoff, still in the registration's trace. (Sweeps until
+    // it has: another test's sweep may be sending it when ours returns.)
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let sweep_trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    for _ in 0..100 {
+        if app.resend.to(&email).len() >= 2 {
+            break;
+        }
+        let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET), ("traceparent", sweep_trace)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let calls = app.resend.to(&email);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let (first, registration_span, _) = parts(calls[0].headers.get("traceparent").expect("traceparent sent to Resend"));
+    let (retry, retry_parent, flags) = parts(calls[1].headers.get("traceparent").expect("traceparent sent to Resend"));
+    assert_eq!((first.as_str(), retry.as_str()), (TRACE_ID, TRACE_ID), "both attempts in the registration's trace");
+    assert_eq!(retry_parent, registration_span, "the registration's span is the parent of both");
+    assert_eq!(flags, "01");
+    assert_eq!(calls[1].headers.get("tracestate").map(String::as_str), Some("shop=test"));
 }
 
 #[test]

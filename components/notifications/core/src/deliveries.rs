@@ -46,8 +46,43 @@ pub struct Delivery {
     /// Extra email headers (a JSON object), for promotions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub headers: Option<String>,
+    /// The trace context of the event it was made from (see [`OutboxEvent`]).
+    #[serde(skip)]
+    pub trace: EventTrace,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The W3C trace context an event was recorded in: the `traceparent` the
+/// recording request's own outbound calls send, and its `tracestate`. Sends
+/// made for the event carry it, so they join that request's trace whichever
+/// request or sweep makes them; without it they carry the sender's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventTrace {
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+impl EventTrace {
+    fn from_row(r: &storage::Row<'_>) -> Self {
+        // Absent (an outbox whose owner has not migrated yet) reads as none.
+        let column = |name: &str| r.opt_text(name).ok().flatten().filter(|v| !v.is_empty());
+        let traceparent = column("traceparent");
+        let tracestate = traceparent.as_ref().and(column("tracestate"));
+        EventTrace { traceparent, tracestate }
+    }
+
+    /// The headers to add to a send (none: the sender's own trace goes).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        if let Some(parent) = &self.traceparent {
+            headers.push(("traceparent", parent.clone()));
+            if let Some(state) = &self.tracestate {
+                headers.push(("tracestate", state.clone()));
+            }
+        }
+        headers
+    }
 }
 
 fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbError> {
@@ -66,6 +101,7 @@ fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbErro
         last_error: r.opt_text("last_error")?,
         provider_id: r.opt_text("provider_id")?,
         headers: r.opt_text("headers")?,
+        trace: EventTrace::from_row(r),
         created_at: r.text("created_at")?,
         updated_at: r.text("updated_at")?,
     })
@@ -83,6 +119,7 @@ pub struct OutboxEvent {
     pub aggregate_id: String,
     pub occurred_at: String,
     pub payload: Json,
+    pub trace: EventTrace,
 }
 
 /// Where a reader stands in an outbox.
@@ -114,10 +151,11 @@ pub fn outbox_absent(e: &DbError) -> bool {
 }
 
 /// Up to 200 outbox events after `after`, with their row ids. A source whose
-/// owner has not created its schema yet has none.
+/// owner has not created its schema yet has none. (`*`, because an outbox
+/// whose owner has not yet added the trace columns is read without them.)
 pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
     let rows = match outbox.query(
-        "SELECT id, event_type, aggregate_id, payload, occurred_at FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
+        "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
         &[after.into()],
     ) {
         Ok(rows) => rows,
@@ -133,6 +171,7 @@ pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)
                     aggregate_id: r.text("aggregate_id")?,
                     occurred_at: r.text("occurred_at")?,
                     payload: serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null),
+                    trace: EventTrace::from_row(&r),
                 },
             ))
         })
@@ -174,6 +213,7 @@ struct NewDelivery {
     html: String,
     text: String,
     headers: Option<String>,
+    trace: EventTrace,
 }
 
 /// Pull new outbox rows of `source` into deliveries. `email_to` finds the
@@ -201,20 +241,21 @@ pub fn pull_with(
     let mut pending = Vec::new();
     for (id, e) in &events {
         let key = idempotency_key(&e.event_type, &e.aggregate_id);
-        if let Some(email) = templates::render(&e.event_type, &e.payload, store_name) {
-            if let Some(to) = email_to(&e.payload)?.filter(|to| crate::privacy::deliverable(to)) {
-                let (subject, html, text) = (email.subject, email.html, email.text);
-                pending.push(NewDelivery { source_id: *id, channel: "email", event_type: e.event_type.clone(), key: key.clone(), to, subject, html, text, headers: None });
-            }
-        } else if let Some(email) = own(e)?.filter(|m| crate::privacy::deliverable(&m.to)) {
-            let OwnEmail { to, subject, html, text, headers } = email;
-            pending.push(NewDelivery { source_id: *id, channel: "email", event_type: e.event_type.clone(), key: key.clone(), to, subject, html, text, headers });
+        // A templated event's email, or else the caller's own rendering.
+        let email = match templates::render(&e.event_type, &e.payload, store_name) {
+            Some(t) => email_to(&e.payload)?.map(|to| OwnEmail { to, subject: t.subject, html: t.html, text: t.text, headers: None }),
+            None => own(e)?,
+        };
+        if let Some(OwnEmail { to, subject, html, text, headers }) = email.filter(|m| crate::privacy::deliverable(&m.to)) {
+            let trace = e.trace.clone();
+            pending.push(NewDelivery { source_id: *id, channel: "email", event_type: e.event_type.clone(), key, to, subject, html, text, headers, trace });
         }
         if let Some(sms) = crate::sms::render(&e.event_type, &e.payload, store_name) {
             if let Some(to) = sms_to(&e.payload)? {
                 let key = sms_idempotency_key(&e.event_type, &e.aggregate_id);
                 let (subject, text) = (sms.label, sms.body);
-                pending.push(NewDelivery { source_id: *id, channel: "sms", event_type: e.event_type.clone(), key, to, subject, html: String::new(), text, headers: None });
+                let trace = e.trace.clone();
+                pending.push(NewDelivery { source_id: *id, channel: "sms", event_type: e.event_type.clone(), key, to, subject, html: String::new(), text, headers: None, trace });
             }
         }
     }
@@ -223,11 +264,13 @@ pub fn pull_with(
         let mut created = 0;
         for d in &pending {
             let inserted = tx.query(
-                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, headers, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, headers, \
+                 traceparent, tracestate, status, next_attempt_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                 &[
                     source.into(), d.source_id.into(), d.channel.into(), d.event_type.as_str().into(), d.key.as_str().into(), d.to.as_str().into(),
                     d.subject.as_str().into(), d.html.as_str().into(), d.text.as_str().into(), d.headers.clone().into(),
+                    d.trace.traceparent.clone().into(), d.trace.tracestate.clone().into(),
                     now.into(), stamp.as_str().into(), stamp.as_str().into(),
                 ],
             )?;
@@ -446,6 +489,39 @@ mod tests {
         assert!(claimed.iter().find(|d| d.channel == "sms").unwrap().text.as_deref().unwrap().contains("has shipped"));
     }
 
+    #[test]
+    fn a_delivery_is_sent_in_the_trace_its_event_was_recorded_in() {
+        let (db, outbox) = setup();
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let payload = json!({ "user": { "email": "ann@example.com", "phone": "+14155550123" }, "order": { "tracking": { "carrier": "DHL", "number": "1" } } });
+        outbox
+            .execute(
+                "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at, traceparent, tracestate) VALUES ('order.shipped', 'o-1', ?, 'now', ?, 'shop=test')",
+                &[payload.to_string().into(), parent.into()],
+            )
+            .unwrap();
+        add(&outbox, "user.registered", "u1");
+        assert_eq!(pull(&db, "orders", &outbox, "Shop", &to, &phone, 100).unwrap(), 3);
+        let claimed = claim_due(&db, 100, 10).unwrap();
+        let traced: Vec<_> = claimed.iter().filter(|d| d.event_type == "order.shipped").collect();
+        assert_eq!(traced.len(), 2, "the email and the SMS");
+        for d in traced {
+            assert_eq!(d.trace.headers(), vec![("traceparent", parent.to_string()), ("tracestate", "shop=test".to_string())]);
+        }
+        let untraced = claimed.iter().find(|d| d.event_type == "user.registered").unwrap();
+        assert!(untraced.trace.headers().is_empty(), "no recorded trace: the sender's own goes");
+    }
+
+    #[test]
+    fn an_outbox_without_trace_columns_is_still_read() {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let outbox = MemDb::new();
+        outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
+        add(&outbox, "user.registered", "u1");
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 1);
+        assert_eq!(claim_due(&db, 100, 10).unwrap()[0].trace, EventTrace::default());
+    }
 
     #[test]
     fn cursors_use_greatest_on_postgres() {

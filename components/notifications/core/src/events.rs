@@ -75,6 +75,7 @@ mod tests {
             aggregate_id: "r-1".into(),
             occurred_at: "t".into(),
             payload: json!({ "user": { "id": "u-1" }, "secret": { "token": "tk", "link": "https://x/?token=tk" } }),
+            trace: Default::default(),
         };
         let m = message(&e);
         assert_eq!(m["data"], json!({ "user": { "id": "u-1" } }));
@@ -88,6 +89,7 @@ mod tests {
             aggregate_id: "o-1".into(),
             occurred_at: "2026-01-01T00:00:00Z".into(),
             payload: json!({ "order_id": "o-1" }),
+            trace: Default::default(),
         };
         assert_eq!(
             message(&e),

@@ -29,7 +29,13 @@ pub(crate) mod test_support {
         let db = MemDb::new();
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
         let outbox = MemDb::new();
-        outbox.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT)", &[]).unwrap();
+        outbox
+            .execute(
+                "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT, \
+                 traceparent TEXT, tracestate TEXT)",
+                &[],
+            )
+            .unwrap();
         (db, outbox)
     }
 }

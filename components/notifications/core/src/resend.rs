@@ -1,7 +1,7 @@
 //! Resend's email API: `POST {resend_api_base}/emails` with a bearer key,
 //! a JSON body and an `Idempotency-Key`.
 
-use crate::deliveries::{Attempt, Delivery};
+use crate::deliveries::{Attempt, Delivery, EventTrace};
 use serde_json::json;
 
 /// Resend's answer as an outcome: 2xx sent (with the id `id_of` finds),
@@ -59,15 +59,17 @@ impl ResendConfig {
         email
     }
 
-    /// POST `body` to `path` with this idempotency key: the status, the
-    /// parsed answer and `Retry-After`, or the outcome of a failed call.
-    fn post(&self, path: &str, body: &serde_json::Value, key: &str) -> Result<(u16, serde_json::Value, Option<String>), Attempt> {
+    /// POST `body` to `path` with this idempotency key, in `trace` (see
+    /// [`EventTrace`]): the status, the parsed answer and `Retry-After`, or
+    /// the outcome of a failed call.
+    fn post(&self, path: &str, body: &serde_json::Value, key: &str, trace: &EventTrace) -> Result<(u16, serde_json::Value, Option<String>), Attempt> {
         let url = format!("{}{path}", self.api_base.trim_end_matches('/'));
-        let headers = [
+        let mut headers = vec![
             ("authorization", format!("Bearer {}", self.api_key)),
             ("content-type", "application/json".to_string()),
             ("idempotency-key", key.to_string()),
         ];
+        headers.extend(trace.headers());
         match http_kit::outbound::send_with_timeouts("POST", &url, &headers, Some(body.to_string().as_bytes()), self.timeout_ms) {
             Ok(a) => Ok((a.status, serde_json::from_slice(&a.body).unwrap_or_default(), a.retry_after)),
             Err(e) => Err(Attempt::Retry { after_secs: None, error: format!("network: {e}") }),
@@ -76,7 +78,7 @@ impl ResendConfig {
 
     /// Send one delivery and classify the answer.
     pub fn send(&self, d: &Delivery) -> Attempt {
-        match self.post("/emails", &self.email(d), &d.idempotency_key) {
+        match self.post("/emails", &self.email(d), &d.idempotency_key, &d.trace) {
             Ok((status, answer, retry_after)) => classify(status, &answer, retry_after, |a| a["id"].as_str().map(str::to_string)),
             Err(failed) => failed,
         }
@@ -91,7 +93,7 @@ impl ResendConfig {
         let body = serde_json::Value::Array(ds.iter().map(|d| self.email(d)).collect());
         let digest = Sha256::digest(ds.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
         let key = format!("promotions/{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
-        match self.post("/emails/batch", &body, &key) {
+        match self.post("/emails/batch", &body, &key, &EventTrace::default()) {
             Ok((status, answer, retry_after)) => (0..ds.len())
                 .map(|i| classify(status, &answer, retry_after.clone(), |a| a["data"][i]["id"].as_str().map(str::to_string)))
                 .collect(),

@@ -10,6 +10,11 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "sms_channel", sql: include_str!("../../../../migrations/notifications/0002_sms_channel.sql") },
     Migration { version: 3, name: "promotions", sql: include_str!("../../../../migrations/notifications/0003_promotions.sql") },
     Migration { version: 4, name: "metrics", sql: include_str!("../../../../migrations/notifications/0004_metrics.sql") },
+    Migration {
+        version: 5,
+        name: "delivery_traces",
+        sql: include_str!("../../../../migrations/notifications/0005_delivery_traces.sql"),
+    },
 ];
 
 /// Open the notifications database with its schema current.
@@ -43,6 +48,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "metrics",
         sql: include_str!("../../../../migrations/postgres/notifications/0004_metrics.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "delivery_traces",
+        sql: include_str!("../../../../migrations/postgres/notifications/0005_delivery_traces.sql"),
     },
 ];
 

@@ -60,10 +60,12 @@ impl TwilioConfig {
     /// Send one SMS delivery and classify the answer.
     pub fn send(&self, d: &Delivery) -> Attempt {
         let url = format!("{}/2010-04-01/Accounts/{}/Messages.json", self.api_base.trim_end_matches('/'), self.account_sid);
-        let headers = [
+        let mut headers = vec![
             ("authorization", format!("Basic {}", STANDARD.encode(format!("{}:{}", self.account_sid, self.auth_token)))),
             ("content-type", "application/x-www-form-urlencoded".to_string()),
         ];
+        // In the trace of the event it was made from (see EventTrace).
+        headers.extend(d.trace.headers());
         let body = self.form(d);
         let (status, retry_after, bytes) = match http_kit::outbound::send_with_timeouts("POST", &url, &headers, Some(body.as_bytes()), self.timeout_ms) {
             Ok(a) => (a.status, a.retry_after, a.body),
@@ -124,6 +126,7 @@ mod tests {
             last_error: None,
             provider_id: None,
             headers: None,
+            trace: Default::default(),
             created_at: "t".into(),
             updated_at: "t".into(),
         }

@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "owed_stock",
         sql: include_str!("../../../../migrations/orders/0009_owed_stock.sql"),
     },
+    Migration {
+        version: 10,
+        name: "event_traces",
+        sql: include_str!("../../../../migrations/orders/0010_event_traces.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -104,6 +109,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "owed_stock",
         sql: include_str!("../../../../migrations/postgres/orders/0008_owed_stock.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "event_traces",
+        sql: include_str!("../../../../migrations/postgres/orders/0009_event_traces.sql"),
     },
 ];
 

@@ -65,8 +65,10 @@ impl TraceContext {
         headers
     }
 
-    /// Make this the current request's context.
+    /// Make this the current request's context (and the one the domain
+    /// events it records keep, see `storage::outbox`).
     pub fn install(self) {
+        storage::outbox::carry_trace(Some(self.outbound_traceparent()), self.tracestate.clone());
         CURRENT.with(|c| *c.borrow_mut() = Some(self));
     }
 }

@@ -11,8 +11,25 @@
 //! transactions writing events to one outbox commit one at a time; the lock
 //! is taken last in each transaction (events are recorded after the change),
 //! so it is held only for the rest of it.
+//!
+//! Each event also keeps the W3C trace context of the request that recorded
+//! it (`traceparent`, `tracestate`; set by `http_kit` through
+//! [`carry_trace`]), so the email or SMS it causes is sent in that request's
+//! trace whichever request or sweep delivers it.
 
 use crate::{Db, DbError, Dialect, Value};
+use std::cell::RefCell;
+
+thread_local! {
+    /// The trace context events recorded now belong to (one request per instance).
+    static TRACE: RefCell<(Option<String>, Option<String>)> = const { RefCell::new((None, None)) };
+}
+
+/// Record later events with this `traceparent` (the one an outbound call of
+/// the current request would send) and `tracestate`.
+pub fn carry_trace(traceparent: Option<String>, tracestate: Option<String>) {
+    TRACE.with(|t| *t.borrow_mut() = (traceparent, tracestate));
+}
 
 /// The advisory lock key of the outbox (any constant the app uses for nothing else).
 const OUTBOX_LOCK: i64 = 0x7368_6f70_6f75_7462; // "shopoutb"
@@ -20,22 +37,24 @@ const OUTBOX_LOCK: i64 = 0x7368_6f70_6f75_7462; // "shopoutb"
 /// The statement appending one event (idempotent per type and key).
 pub fn insert_sql(dialect: Dialect) -> String {
     match dialect {
-        Dialect::Sqlite => "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES (?, ?, ?, ?) \
+        Dialect::Sqlite => "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at, traceparent, tracestate) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (event_type, aggregate_id) DO NOTHING"
             .to_string(),
         Dialect::Postgres => format!(
-            "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) \
-             SELECT ?, ?, ?, ? FROM (SELECT pg_advisory_xact_lock({OUTBOX_LOCK})) AS in_id_order \
+            "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at, traceparent, tracestate) \
+             SELECT ?, ?, ?, ?, ?, ? FROM (SELECT pg_advisory_xact_lock({OUTBOX_LOCK})) AS in_id_order \
              ON CONFLICT (event_type, aggregate_id) DO NOTHING"
         ),
     }
 }
 
-/// Append a domain event to the outbox, in the caller's transaction.
+/// Append a domain event to the outbox, in the caller's transaction, with
+/// the current trace context (see [`carry_trace`]).
 pub fn record(db: &dyn Db, event_type: &str, aggregate_id: &str, payload: &str, occurred_at: &str) -> Result<(), DbError> {
+    let (traceparent, tracestate) = TRACE.with(|t| t.borrow().clone());
     db.execute(
         &insert_sql(db.dialect()),
-        &[event_type.into(), aggregate_id.into(), Value::from(payload), occurred_at.into()],
+        &[event_type.into(), aggregate_id.into(), Value::from(payload), occurred_at.into(), traceparent.into(), tracestate.into()],
     )
 }
 
@@ -44,14 +63,21 @@ mod tests {
     use super::*;
     use crate::native::MemDb;
 
-    #[test]
-    fn appends_once_per_type_and_key() {
+    /// An outbox of the shape the services' migrations make.
+    fn outbox_table() -> MemDb {
         let db = MemDb::new();
         db.execute(
-            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT, UNIQUE (event_type, aggregate_id))",
+            "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event_type TEXT, aggregate_id TEXT, payload TEXT, occurred_at TEXT, \
+             traceparent TEXT, tracestate TEXT, UNIQUE (event_type, aggregate_id))",
             &[],
         )
         .unwrap();
+        db
+    }
+
+    #[test]
+    fn appends_once_per_type_and_key() {
+        let db = outbox_table();
         record(&db, "order.paid", "o1", "{}", "t").unwrap();
         record(&db, "order.paid", "o1", "{}", "t").unwrap();
         record(&db, "order.shipped", "o1", "{}", "t").unwrap();
@@ -59,9 +85,23 @@ mod tests {
     }
 
     #[test]
+    fn events_keep_the_trace_they_were_recorded_in() {
+        let db = outbox_table();
+        record(&db, "user.registered", "u0", "{}", "t").unwrap();
+        carry_trace(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()), Some("shop=test".into()));
+        record(&db, "user.registered", "u1", "{}", "t").unwrap();
+        carry_trace(None, None);
+        let rows = db.query("SELECT traceparent, tracestate FROM outbox ORDER BY id", &[]).unwrap();
+        assert_eq!(rows.first().unwrap().opt_text("traceparent").unwrap(), None);
+        let second = rows.iter().nth(1).unwrap();
+        assert_eq!(second.opt_text("traceparent").unwrap().as_deref(), Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert_eq!(second.opt_text("tracestate").unwrap().as_deref(), Some("shop=test"));
+    }
+
+    #[test]
     fn postgres_takes_the_ordering_lock_in_the_same_statement() {
         let sql = insert_sql(Dialect::Postgres);
         assert!(sql.contains("pg_advisory_xact_lock") && sql.contains("ON CONFLICT (event_type, aggregate_id) DO NOTHING"));
-        assert_eq!(sql.matches('?').count(), 4);
+        assert_eq!(sql.matches('?').count(), 6);
     }
 }

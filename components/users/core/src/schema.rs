@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, name: "account_deletion", sql: include_str!("../../../../migrations/users/0005_account_deletion.sql") },
     Migration { version: 6, name: "sms_consent", sql: include_str!("../../../../migrations/users/0006_sms_consent.sql") },
     Migration { version: 7, name: "promotions", sql: include_str!("../../../../migrations/users/0007_promotions.sql") },
+    Migration { version: 8, name: "event_traces", sql: include_str!("../../../../migrations/users/0008_event_traces.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -46,6 +47,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 5, name: "sms_consent", sql: include_str!("../../../../migrations/postgres/users/0005_sms_consent.sql") },
     Migration { version: 6, name: "promotions", sql: include_str!("../../../../migrations/postgres/users/0006_promotions.sql") },
+    Migration { version: 7, name: "event_traces", sql: include_str!("../../../../migrations/postgres/users/0007_event_traces.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
