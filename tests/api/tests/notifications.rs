@@ -285,6 +285,8 @@ fn domain_events_are_published_to_redis() {
     assert_eq!(e["id"], format!("user.registered/{user_id}"));
     assert_eq!(e["data"]["user"]["id"], user_id.as_str());
     assert!(e["occurred_at"].as_str().unwrap().ends_with('Z'));
+    let traceparent = e["traceparent"].as_str().expect("the registration's trace goes with its event");
+    assert!(traceparent.starts_with("00-") && traceparent.len() == 55, "{traceparent}");
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! (`events_channel`, default `shop.events`) through Spin's outbound Redis,
 //! so outside systems can subscribe. Delivery is at least once: a consumer
 //! deduplicates by `id` (`<event-type>/<entity-id>`, the same key the emails
-//! use).
+//! use). A message carries the `traceparent` (and `tracestate`) of the
+//! request that recorded the event, when it had one, so a subscriber's work
+//! can join that trace.
 
 use crate::deliveries::OutboxEvent;
 use serde_json::{json, Value as Json};
@@ -18,12 +20,16 @@ pub fn message(e: &OutboxEvent) -> Json {
     if let Some(map) = data.as_object_mut() {
         map.remove("secret");
     }
-    json!({
+    let mut message = json!({
         "type": e.event_type,
         "id": crate::deliveries::idempotency_key(&e.event_type, &e.aggregate_id),
         "occurred_at": e.occurred_at,
         "data": data,
-    })
+    });
+    for (name, value) in e.trace.headers() {
+        message[name] = json!(value);
+    }
+    message
 }
 
 /// Where to publish, from Spin variables; `None` unless `events_to_redis`
@@ -83,7 +89,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_carry_type_id_time_and_data() {
+    fn messages_carry_type_id_time_data_and_trace() {
         let e = OutboxEvent {
             event_type: "order.paid".into(),
             aggregate_id: "o-1".into(),
@@ -95,5 +101,15 @@ mod tests {
             message(&e),
             json!({ "type": "order.paid", "id": "order.paid/o-1", "occurred_at": "2026-01-01T00:00:00Z", "data": { "order_id": "o-1" } })
         );
+        let traced = OutboxEvent {
+            trace: crate::deliveries::EventTrace {
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+                tracestate: Some("shop=test".into()),
+            },
+            ..e
+        };
+        let m = message(&traced);
+        assert_eq!(m["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(m["tracestate"], "shop=test");
     }
 }
