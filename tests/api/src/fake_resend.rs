@@ -119,4 +119,19 @@ impl FakeResend {
     pub fn to(&self, email: &str) -> Vec<EmailCall> {
         self.calls().into_iter().filter(|c| c.body["to"].as_array().is_some_and(|t| t.iter().any(|x| x == email))).collect()
     }
+
+    /// The emails to `email` once at least `n` have arrived, or after 5 s
+    /// whatever did. Without sweeping: for emails a request sends itself,
+    /// which a sweep another test runs at that moment may be sending
+    /// instead (in the same trace) when the request returns.
+    pub fn wait_for(&self, email: &str, n: usize) -> Vec<EmailCall> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let calls = self.to(email);
+            if calls.len() >= n || std::time::Instant::now() >= deadline {
+                return calls;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }

@@ -165,18 +165,46 @@ fn the_admin_listing_is_for_admins() {
 fn delivery_is_tried_right_after_the_change_and_an_outage_does_not_hurt() {
     let app = TestApp::get();
     let (email, _) = register(&app, "Quick");
-    assert_eq!(app.resend.to(&email).len(), 1, "sent during the registration itself, no sweep needed");
+    assert_eq!(app.resend.wait_for(&email, 1).len(), 1, "sent during the registration itself, no sweep needed");
 
     let down = unique_email("outage");
     app.resend.script(&down, &[(503, None)]);
     let r = app.register(json!({ "email": down, "password": STRONG_PASSWORD, "first_name": "O", "last_name": "L" }));
     assert_eq!(r.status, 201, "the user's request does not fail when email is down");
-    assert_eq!(app.resend.to(&down).len(), 1);
+    assert_eq!(app.resend.wait_for(&down, 1).len(), 1);
     std::thread::sleep(std::time::Duration::from_millis(2200));
     sweep(&app);
     let calls = app.resend.to(&down);
     assert_eq!(calls.len(), 2, "the sweep delivers after the outage");
     assert_eq!(calls[1].status, 200);
+}
+
+#[test]
+fn a_requests_nudge_sends_only_that_requests_emails() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it needs an app no other test sweeps");
+        return;
+    }
+    // An app of its own, so no other test's sweep sends anything meanwhile.
+    let resend = api_tests::FakeResend::start("127.0.0.1:0");
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host(&keys, &[("resend_api_base", resend.url.as_str())]);
+    let mut app = TestApp::for_host(&host, keys);
+    app.resend = resend;
+    let waiting = unique_email("waiting");
+    app.resend.script(&waiting, &[(503, None)]);
+    let r = app.register(json!({ "email": waiting, "password": STRONG_PASSWORD, "first_name": "W", "last_name": "A" }));
+    assert_eq!(r.status, 201);
+    assert_eq!(app.resend.to(&waiting).len(), 1, "tried once, during its registration");
+    // Its retry is due now: the next registration's nudge must not send it.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let next = unique_email("next");
+    let r = app.register(json!({ "email": next, "password": STRONG_PASSWORD, "first_name": "N", "last_name": "X" }));
+    assert_eq!(r.status, 201);
+    assert_eq!(app.resend.to(&next).len(), 1, "its own email went out during the request");
+    assert_eq!(app.resend.to(&waiting).len(), 1, "another request's email is the sweep's");
+    sweep(&app);
+    assert_eq!(app.resend.to(&waiting).len(), 2, "the sweep retries it");
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn the_welcome_email_is_sent_in_the_registrations_trace() {
     assert_eq!(r.status, 201, "{}", r.body);
     // The users service nudges notifications in-process before it answers,
     // and that request calls Resend: both in the caller's trace.
-    let calls = app.resend.to(&email);
+    let calls = app.resend.wait_for(&email, 1);
     assert_eq!(calls.len(), 1, "the nudge sent the welcome email: {calls:?}");
     let (trace, parent, _) = parts(calls[0].headers.get("traceparent").expect("traceparent sent to Resend"));
     assert_eq!(trace, TRACE_ID);

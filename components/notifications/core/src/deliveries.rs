@@ -289,15 +289,23 @@ pub const PROMOTION: &str = "promotion.send";
 /// with a lapsed lease). A lapsed lease on a delivery that already used its
 /// last attempt fails it.
 pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
-    claim_lane(db, now, limit, false)
+    claim_lane(db, now, limit, false, None)
 }
 
 /// Claim up to `limit` due promotional deliveries (see [`claim_due`]).
 pub fn claim_due_promotions(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
-    claim_lane(db, now, limit, true)
+    claim_lane(db, now, limit, true, None)
 }
 
-fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool) -> Result<Vec<Delivery>, DbError> {
+/// Claim the due transactional deliveries of the events recorded with this
+/// `traceparent` (one request's own, see [`EventTrace`]), up to `limit`:
+/// what a request's in-process nudge sends. The same claim as
+/// [`claim_due`], so a sweep running at the same time never sends them too.
+pub fn claim_due_of(db: &dyn Db, traceparent: &str, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
+    claim_lane(db, now, limit, false, Some(traceparent))
+}
+
+fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool, traceparent: Option<&str>) -> Result<Vec<Delivery>, DbError> {
     db.execute(
         "UPDATE deliveries SET status = 'failed', lease_until = NULL, updated_at = ?, \
          last_error = COALESCE(last_error, 'the last attempt did not finish') \
@@ -310,22 +318,24 @@ fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool) -> Result<Vec
     // first one wrote (now `sending` with a fresh lease), so it skips it
     // instead of claiming it again. On SQLite it is simply true.
     let lane = if promotions { "=" } else { "<>" };
-    let due = format!("((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?)) AND event_type {lane} '{PROMOTION}'");
+    let mut due = format!("((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?)) AND event_type {lane} '{PROMOTION}'");
+    let mut due_params: Vec<storage::Value> = vec![now.into(), now.into()];
+    if let Some(t) = traceparent {
+        // One request's own: pending ones only (a lapsed lease is the sweep's).
+        due = format!("status = 'pending' AND next_attempt_at <= ? AND traceparent = ? AND event_type {lane} '{PROMOTION}'");
+        due_params = vec![now.into(), t.into()];
+    }
+    let mut params: Vec<storage::Value> = vec![(now + LEASE_SECS).into(), clock::now_rfc3339().into()];
+    params.extend(due_params.iter().cloned());
+    params.push((limit as i64).into());
+    params.extend(due_params);
     let rows = db.query(
         &format!(
             "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
              WHERE id IN (SELECT id FROM deliveries WHERE {due} ORDER BY id LIMIT ?) AND {due} \
              RETURNING *"
         ),
-        &[
-            (now + LEASE_SECS).into(),
-            clock::now_rfc3339().into(),
-            now.into(),
-            now.into(),
-            (limit as i64).into(),
-            now.into(),
-            now.into(),
-        ],
+        &params,
     )?;
     rows.iter().map(|r| from_row(&r, true)).collect()
 }
@@ -510,6 +520,29 @@ mod tests {
         }
         let untraced = claimed.iter().find(|d| d.event_type == "user.registered").unwrap();
         assert!(untraced.trace.headers().is_empty(), "no recorded trace: the sender's own goes");
+    }
+
+    #[test]
+    fn a_request_claims_its_own_deliveries_and_no_others() {
+        let (db, outbox) = setup();
+        let mine = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let theirs = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        for (id, trace) in [("u1", mine), ("u2", theirs)] {
+            let payload = json!({ "user": { "id": id, "email": format!("{id}@example.com") } });
+            outbox
+                .execute(
+                    "INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at, traceparent) VALUES ('user.registered', ?, ?, 'now', ?)",
+                    &[id.into(), payload.to_string().into(), trace.into()],
+                )
+                .unwrap();
+        }
+        add(&outbox, "user.registered", "u3");
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 3);
+        let own = claim_due_of(&db, mine, 100, 10).unwrap();
+        assert_eq!(own.iter().map(|d| d.recipient.as_str()).collect::<Vec<_>>(), ["u1@example.com"]);
+        assert!(claim_due_of(&db, mine, 100, 10).unwrap().is_empty(), "claimed once");
+        let rest = claim_due(&db, 100, 10).unwrap();
+        assert_eq!(rest.iter().map(|d| d.recipient.as_str()).collect::<Vec<_>>(), ["u2@example.com", "ann@example.com"], "the sweep takes the rest");
     }
 
     #[test]

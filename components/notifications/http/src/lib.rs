@@ -12,8 +12,10 @@
 //!
 //! - `POST /api/notifications/sweep` — pull and deliver what is due
 //!   (scheduler; `X-Sweep-Secret`)
-//! - `POST /internal/notifications/deliver` — the same, called in-process by
-//!   the other services right after a change (see `http_kit::nudge`)
+//! - `POST /internal/notifications/deliver` — called in-process by the
+//!   other services right after a change (see `http_kit::nudge`): pulls the
+//!   outboxes and sends the emails and SMS of that request's own events
+//!   (named by `x-shop-events-of`), nothing else
 //! - `GET /api/admin/notifications`, `GET /api/admin/notifications/{id}` — admins
 //! - `GET /api/notifications/health`
 
@@ -38,14 +40,14 @@ fn route(ctx: &Ctx) -> HandlerResult {
         (_, ["api", "notifications", "health"]) => health(ctx),
         ("POST", ["api", "notifications", "sweep"]) => {
             http_kit::auth::require_shared_secret(ctx, "sweep_secret", "x-sweep-secret")?;
-            let reply = sweep(50)?;
+            let reply = sweep(50, None)?;
             // For GET /metrics: when the sweep last ran (an alert fires when it stops).
             storage::counters::bump(&open()?, notifications_core::metrics::SWEEP, clock::unix_now())?;
             Ok(reply)
         }
         // Reachable only in-process (no public route maps `/internal/...` to
         // this component): other services call it right after a change.
-        ("POST", ["internal", "notifications", "deliver"]) => sweep(10),
+        ("POST", ["internal", "notifications", "deliver"]) => sweep(10, events_of(ctx)),
         ("GET", ["api", "admin", "notifications"]) => list(ctx),
         ("GET", ["api", "admin", "notifications", id]) => get(ctx, id),
         (_, ["api", "admin", "notifications"] | ["api", "admin", "notifications", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
@@ -62,8 +64,16 @@ fn store_name() -> String {
     Some(spin_sdk::variables::get("store_name").unwrap_or_default().trim().to_string()).filter(|s| !s.is_empty()).unwrap_or_else(|| "Shop".into())
 }
 
-/// Pull both outboxes, then deliver up to `limit` due emails.
-fn sweep(limit: u32) -> HandlerResult {
+/// The events a nudge names (`x-shop-events-of`: the traceparent they were
+/// recorded with), if it names any in a usable form.
+fn events_of(ctx: &Ctx) -> Option<&str> {
+    ctx.header(http_kit::nudge::EVENTS_OF).map(str::trim).filter(|t| !t.is_empty() && t.len() <= 128 && t.is_ascii())
+}
+
+/// Pull both outboxes, then deliver up to `limit` due emails and SMS: the
+/// events recorded with the traceparent `events_of` only (a request's
+/// nudge), or any due ones and a promotion batch (the sweep).
+fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     let db = open()?;
     let now = clock::unix_now();
     let store = store_name();
@@ -106,7 +116,11 @@ fn sweep(limit: u32) -> HandlerResult {
     let resend = resend::ResendConfig::from_variables();
     let twilio = twilio::TwilioConfig::from_variables();
     let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
-    for d in deliveries::claim_due(&db, now, limit)? {
+    let claimed = match events_of {
+        Some(traceparent) => deliveries::claim_due_of(&db, traceparent, now, limit)?,
+        None => deliveries::claim_due(&db, now, limit)?,
+    };
+    for d in claimed {
         let attempt = if d.channel == "sms" {
             if !phone_consents(&users, &d.recipient)? {
                 Attempt::Permanent { error: "not sent: the customer withdrew SMS consent (or the number) since the event".into() }
@@ -131,7 +145,8 @@ fn sweep(limit: u32) -> HandlerResult {
         counts[key] = json!(counts[key].as_i64().unwrap_or(0) + 1);
         deliveries::record(&db, &d, &attempt, clock::unix_now())?;
     }
-    counts["promotions"] = json!(send_promotions(&db, &users, &resend)?);
+    // Promotions go out in the sweep's paced batches, never in a customer's request.
+    counts["promotions"] = json!(if events_of.is_none() { send_promotions(&db, &users, &resend)? } else { 0 });
     Ok(Reply::ok(&counts))
 }
 
