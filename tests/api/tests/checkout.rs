@@ -630,6 +630,12 @@ fn an_ended_order_closes_its_payment_objects_at_stripe() {
     std::thread::sleep(std::time::Duration::from_secs(9));
     assert_eq!(app.order(&user, &lapsed)["status"], "expired");
     let cancels = || app.stripe.calls().into_iter().filter(|c| c.path == format!("/v1/payment_intents/{intent}/cancel")).count();
+    // Whoever expired it calls Stripe right after committing: a sweep may
+    // still be making that call when this read sees the order expired.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cancels() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(cancels() >= 1, "tried at once, and Stripe failed");
     sweep();
     let tried = cancels();
