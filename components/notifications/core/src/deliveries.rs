@@ -74,14 +74,7 @@ impl EventTrace {
 
     /// The headers to add to a send (none: the sender's own trace goes).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = Vec::new();
-        if let Some(parent) = &self.traceparent {
-            headers.push(("traceparent", parent.clone()));
-            if let Some(state) = &self.tracestate {
-                headers.push(("tracestate", state.clone()));
-            }
-        }
-        headers
+        self.traceparent.as_deref().map(|parent| http_kit::trace::headers(parent, self.tracestate.as_deref())).unwrap_or_default()
     }
 }
 
@@ -318,13 +311,14 @@ fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool, traceparent: 
     // first one wrote (now `sending` with a fresh lease), so it skips it
     // instead of claiming it again. On SQLite it is simply true.
     let lane = if promotions { "=" } else { "<>" };
-    let mut due = format!("((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?)) AND event_type {lane} '{PROMOTION}'");
-    let mut due_params: Vec<storage::Value> = vec![now.into(), now.into()];
-    if let Some(t) = traceparent {
+    let (due, due_params): (String, Vec<storage::Value>) = match traceparent {
+        None => (
+            format!("((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?)) AND event_type {lane} '{PROMOTION}'"),
+            vec![now.into(), now.into()],
+        ),
         // One request's own: pending ones only (a lapsed lease is the sweep's).
-        due = format!("status = 'pending' AND next_attempt_at <= ? AND traceparent = ? AND event_type {lane} '{PROMOTION}'");
-        due_params = vec![now.into(), t.into()];
-    }
+        Some(t) => (format!("status = 'pending' AND next_attempt_at <= ? AND traceparent = ? AND event_type {lane} '{PROMOTION}'"), vec![now.into(), t.into()]),
+    };
     let mut params: Vec<storage::Value> = vec![(now + LEASE_SECS).into(), clock::now_rfc3339().into()];
     params.extend(due_params.iter().cloned());
     params.push((limit as i64).into());

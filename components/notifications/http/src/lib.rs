@@ -65,9 +65,9 @@ fn store_name() -> String {
 }
 
 /// The events a nudge names (`x-shop-events-of`: the traceparent they were
-/// recorded with), if it names any in a usable form.
+/// recorded with), if it names them with a well-formed traceparent.
 fn events_of(ctx: &Ctx) -> Option<&str> {
-    ctx.header(http_kit::nudge::EVENTS_OF).map(str::trim).filter(|t| !t.is_empty() && t.len() <= 128 && t.is_ascii())
+    ctx.header(http_kit::nudge::EVENTS_OF).map(str::trim).filter(|t| http_kit::trace::parse_traceparent(t).is_some())
 }
 
 /// Pull both outboxes, then deliver up to `limit` due emails and SMS: the

@@ -184,7 +184,7 @@ pub fn history(db: &dyn Db, order_id: &str) -> Result<Vec<HistoryEntry>, DbError
 
 /// Append a domain event to the outbox (idempotent per type and key).
 pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &Json) -> Result<(), DbError> {
-    storage::outbox::record(db, event_type, key, &payload.to_string(), &clock::now_rfc3339())
+    http_kit::outbox::record(db, event_type, key, payload)
 }
 
 /// The outbox event a status change produces, if any.

@@ -25,6 +25,7 @@ pub mod ids;
 pub mod log;
 pub mod nudge;
 pub mod outbound;
+pub mod outbox;
 pub mod query;
 pub mod request;
 pub mod request_id;

@@ -10,7 +10,7 @@
 //!
 //! The nudge delivers this request's own emails and SMS, and nothing else:
 //! it names them by the trace context their outbox rows were recorded with
-//! ([`EVENTS_OF`], see `storage::outbox`), so a request never waits for
+//! ([`EVENTS_OF`], see [`crate::outbox`]), so a request never waits for
 //! other requests' emails or a promotion batch, and a request's emails are
 //! sent by its own nudge, not by whichever nudge came first.
 

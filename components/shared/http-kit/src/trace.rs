@@ -58,19 +58,23 @@ impl TraceContext {
 
     /// The headers to add to an outbound call.
     pub fn outbound_headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("traceparent", self.outbound_traceparent())];
-        if let Some(state) = &self.tracestate {
-            headers.push(("tracestate", state.clone()));
-        }
-        headers
+        headers(&self.outbound_traceparent(), self.tracestate.as_deref())
     }
 
-    /// Make this the current request's context (and the one the domain
-    /// events it records keep, see `storage::outbox`).
+    /// Make this the current request's context.
     pub fn install(self) {
-        storage::outbox::carry_trace(Some(self.outbound_traceparent()), self.tracestate.clone());
         CURRENT.with(|c| *c.borrow_mut() = Some(self));
     }
+}
+
+/// The `traceparent` and (if any) `tracestate` headers of a call made in
+/// this context: the current request's, or one a stored event was recorded in.
+pub fn headers(traceparent: &str, tracestate: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut headers = vec![("traceparent", traceparent.to_string())];
+    if let Some(state) = tracestate {
+        headers.push(("tracestate", state.to_string()));
+    }
+    headers
 }
 
 /// The current request's context (none outside [`crate::serve`]).

@@ -13,23 +13,11 @@
 //! so it is held only for the rest of it.
 //!
 //! Each event also keeps the W3C trace context of the request that recorded
-//! it (`traceparent`, `tracestate`; set by `http_kit` through
-//! [`carry_trace`]), so the email or SMS it causes is sent in that request's
+//! it (`traceparent`, `tracestate`; `http_kit::outbox` passes the current
+//! request's), so the email or SMS it causes is sent in that request's
 //! trace whichever request or sweep delivers it.
 
 use crate::{Db, DbError, Dialect, Value};
-use std::cell::RefCell;
-
-thread_local! {
-    /// The trace context events recorded now belong to (one request per instance).
-    static TRACE: RefCell<(Option<String>, Option<String>)> = const { RefCell::new((None, None)) };
-}
-
-/// Record later events with this `traceparent` (the one an outbound call of
-/// the current request would send) and `tracestate`.
-pub fn carry_trace(traceparent: Option<String>, tracestate: Option<String>) {
-    TRACE.with(|t| *t.borrow_mut() = (traceparent, tracestate));
-}
 
 /// The advisory lock key of the outbox (any constant the app uses for nothing else).
 const OUTBOX_LOCK: i64 = 0x7368_6f70_6f75_7462; // "shopoutb"
@@ -49,9 +37,16 @@ pub fn insert_sql(dialect: Dialect) -> String {
 }
 
 /// Append a domain event to the outbox, in the caller's transaction, with
-/// the current trace context (see [`carry_trace`]).
-pub fn record(db: &dyn Db, event_type: &str, aggregate_id: &str, payload: &str, occurred_at: &str) -> Result<(), DbError> {
-    let (traceparent, tracestate) = TRACE.with(|t| t.borrow().clone());
+/// the trace context it was recorded in.
+pub fn record(
+    db: &dyn Db,
+    event_type: &str,
+    aggregate_id: &str,
+    payload: &str,
+    occurred_at: &str,
+    traceparent: Option<&str>,
+    tracestate: Option<&str>,
+) -> Result<(), DbError> {
     db.execute(
         &insert_sql(db.dialect()),
         &[event_type.into(), aggregate_id.into(), Value::from(payload), occurred_at.into(), traceparent.into(), tracestate.into()],
@@ -78,19 +73,17 @@ mod tests {
     #[test]
     fn appends_once_per_type_and_key() {
         let db = outbox_table();
-        record(&db, "order.paid", "o1", "{}", "t").unwrap();
-        record(&db, "order.paid", "o1", "{}", "t").unwrap();
-        record(&db, "order.shipped", "o1", "{}", "t").unwrap();
+        record(&db, "order.paid", "o1", "{}", "t", None, None).unwrap();
+        record(&db, "order.paid", "o1", "{}", "t", None, None).unwrap();
+        record(&db, "order.shipped", "o1", "{}", "t", None, None).unwrap();
         assert_eq!(db.query("SELECT id FROM outbox", &[]).unwrap().len(), 2);
     }
 
     #[test]
     fn events_keep_the_trace_they_were_recorded_in() {
         let db = outbox_table();
-        record(&db, "user.registered", "u0", "{}", "t").unwrap();
-        carry_trace(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()), Some("shop=test".into()));
-        record(&db, "user.registered", "u1", "{}", "t").unwrap();
-        carry_trace(None, None);
+        record(&db, "user.registered", "u0", "{}", "t", None, None).unwrap();
+        record(&db, "user.registered", "u1", "{}", "t", Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), Some("shop=test")).unwrap();
         let rows = db.query("SELECT traceparent, tracestate FROM outbox ORDER BY id", &[]).unwrap();
         assert_eq!(rows.first().unwrap().opt_text("traceparent").unwrap(), None);
         let second = rows.iter().nth(1).unwrap();

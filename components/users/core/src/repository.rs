@@ -296,7 +296,7 @@ pub fn revoke_other_sessions(db: &dyn Db, user_id: &str, keep: Option<&str>, rea
 /// Append a domain event for the notifications service, in the caller's
 /// transaction (idempotent per type and key).
 pub fn record_event(db: &dyn Db, event_type: &str, key: &str, payload: &serde_json::Value) -> Result<(), DbError> {
-    storage::outbox::record(db, event_type, key, &payload.to_string(), &clock::now_rfc3339())
+    http_kit::outbox::record(db, event_type, key, payload)
 }
 
 /// Record that the user's password changed (the "password changed" email),
