@@ -1,5 +1,5 @@
-//! The wasm stack size every shop component is linked with, set from each
-//! component's `build.rs` (`wasm_stack::link()`).
+//! The wasm stack size and initial heap every shop component is linked
+//! with, set from each component's `build.rs` (`wasm_stack::link()`).
 //!
 //! Why: wasm-ld puts the stack first in linear memory, below the data, and
 //! Spin runs each request in a fresh instance from wasmtime's pooling
@@ -16,17 +16,35 @@
 //! limit of 128). An overflow cannot corrupt data: the stack grows down
 //! towards address 0, so running off its end traps.
 //!
-//! Only wasm builds get the flag; a native build of the same crate (its
+//! [`HEAP_BYTES`]: wasm-ld sizes the initial memory to the stack plus the
+//! data, rounded up to a page, so what is left for the heap is whatever the
+//! rounding leaves: 3 KiB in the catalog, which therefore grew its memory on
+//! every read. A grown memory costs the host two `mprotect`s per request:
+//! one to open the new page, one when the slot is handed to the next
+//! instance, which starts at the initial size again, and that second one
+//! interrupts the other cores to flush their TLBs. Linking with a heap of
+//! its own keeps the hot requests inside the initial memory. See README,
+//! "Benchmarks".
+//!
+//! Only wasm builds get the flags; a native build of the same crate (its
 //! unit tests) is linked as usual.
 
 /// The stack size in bytes (a multiple of the 64 KiB wasm page).
 pub const STACK_BYTES: u32 = 256 * 1024;
 
-/// Print the linker argument for the crate whose build script calls this.
+/// The heap the initial memory holds beyond the stack and the data
+/// (wasm-ld's `--initial-heap`). 64 KiB covers every hot request measured
+/// (the catalog's cached reads needed up to one page more than its 3 KiB);
+/// more is not free: the pool zeroes the whole initial memory after every
+/// request (up to `linear_memory_keep_resident`), touched or not.
+pub const HEAP_BYTES: u32 = 64 * 1024;
+
+/// Print the linker arguments for the crate whose build script calls this.
 pub fn link() {
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {
         println!("cargo:rustc-link-arg-cdylib=-zstack-size={STACK_BYTES}");
+        println!("cargo:rustc-link-arg-cdylib=--initial-heap={HEAP_BYTES}");
     }
 }
 
