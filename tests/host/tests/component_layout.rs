@@ -44,6 +44,8 @@ fn shop_components() -> Vec<PathBuf> {
 /// bytes, the stack pointer's starting value and where the data ends.
 #[derive(Debug, Default)]
 struct Layout {
+    /// An adapter or shim imports its memory; it does not decide the layout.
+    imports_memory: bool,
     initial_bytes: u64,
     stack_pointer: Option<i64>,
     data_end: u64,
@@ -58,9 +60,7 @@ fn layouts(wasm: &[u8]) -> Vec<Layout> {
             Payload::ImportSection(imports) => {
                 for import in imports.into_imports() {
                     if let (Some(layout), TypeRef::Memory(_)) = (&mut current, import.expect("import").ty) {
-                        // A module with an imported memory (an adapter or
-                        // shim) does not decide the layout.
-                        layout.initial_bytes = u64::MAX;
+                        layout.imports_memory = true;
                     }
                 }
             }
@@ -92,7 +92,7 @@ fn layouts(wasm: &[u8]) -> Vec<Layout> {
             }
             Payload::End(_) => {
                 if let Some(layout) = current.take() {
-                    if layout.initial_bytes > 0 && layout.initial_bytes != u64::MAX {
+                    if !layout.imports_memory && layout.initial_bytes > 0 {
                         found.push(layout);
                     }
                 }
