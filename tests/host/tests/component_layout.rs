@@ -117,8 +117,9 @@ fn every_shop_component_has_a_small_stack_and_room_for_its_heap() {
         assert_eq!(
             main.stack_pointer,
             Some(wasm_stack::STACK_BYTES as i64),
-            "{}: linked without wasm_stack::link() in its build.rs",
-            path.display()
+            "{}: linked without wasm_stack::link() in its build.rs, or built with {} set",
+            path.display(),
+            wasm_stack::STACK_OVERRIDE_VAR
         );
         let heap = main.initial_bytes.saturating_sub(main.data_end);
         assert!(
