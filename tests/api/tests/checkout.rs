@@ -798,6 +798,14 @@ fn partial_and_full_refunds() {
     let bad = [("authorization", auth.as_str()), ("idempotency-key", "has spaces in it")];
     app.request("POST", "/api/payments/refund", &bad, Some(&json!({ "order_id": id, "amount": 100 }))).assert_error(400, "invalid_parameter");
     app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 700 }))).assert_error(422, "invalid_refund_amount");
+    // An amount that is not a whole number of minor units, or beyond a
+    // 64-bit integer, is refused as the description says, and refunds nothing.
+    let json_headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+    for amount in ["3.5", "35809079291986227232768", "-9223372036854775809"] {
+        let body = format!(r#"{{"order_id":"{id}","amount":{amount}}}"#).into_bytes();
+        app.request_raw("POST", "/api/payments/refund", &json_headers, body).assert_error(400, "invalid_json");
+    }
+    assert_eq!(app.order(&user, &id)["refunded"]["amount_minor"], 400);
     // The partly refunded order is still fulfilled.
     let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1ZPART" })));
     assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("shipped")), "{}", r.body);
