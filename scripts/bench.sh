@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The data-path benchmark (README, "Benchmarks"): builds the components and
-# an optimised test host, starts the shop (embedded stores, demo catalog) and
-# a bare component side by side, and prints one table with every figure as a
+# an optimised test host, starts the shop (embedded stores, demo catalog), a
+# bare component and the floor for stored reads (the bare component plus one
+# key-value read) side by side, and prints one table with every figure as a
 # ratio to the bare component in the same run. Not a test: numbers depend on
 # the machine.
 #
 #   scripts/bench.sh                      # full run (about 4 minutes of load)
 #   scripts/bench.sh --smoke              # a few seconds; CI runs this
 #   scripts/bench.sh --base-url http://127.0.0.1:3000 --bare-url http://127.0.0.1:3001 \
-#                    [--shop-pid PID --bare-pid PID]   # two real `spin up`s
+#                    [--floor-url URL] [--shop-pid PID --bare-pid PID --floor-pid PID]   # real `spin up`s
 #   scripts/bench.sh --stores postgres    # every database on a throwaway Postgres, carts on Redis
 #   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
 #                --only TEXT --variable k=v

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 
 components=(catalog catalog-contract users users-contract cart cart-contract orders orders-contract payments notifications notifications-contract files health metrics)
-fixtures=(fixture-probe fixture-greeter fixture-greeter-client fixture-bare fixture-pg-probe)
+fixtures=(fixture-probe fixture-greeter fixture-greeter-client fixture-bare fixture-kv-read fixture-pg-probe)
 
 args=()
 for p in "${components[@]}" "${fixtures[@]}"; do args+=(-p "$p"); done

@@ -1,12 +1,14 @@
 //! The data-path benchmark (README, "Benchmarks"; run it with `scripts/bench.sh`).
 //!
-//! Starts two hosts as separate processes — the shop (`spin.toml`, embedded
-//! stores, demo catalog) and a bare component (`tests/fixtures/bare`) — or
-//! uses running ones (`--base-url`, `--bare-url`, e.g. two real `spin up`s).
-//! Then, in alternating rounds so drift hits every figure alike:
+//! Starts three hosts as separate processes — the shop (`spin.toml`,
+//! embedded stores, demo catalog), a bare component (`tests/fixtures/bare`)
+//! and the floor for stored reads (`tests/fixtures/kv-read`: the bare
+//! component plus one key-value `open` and `get`) — or uses running ones
+//! (`--base-url`, `--bare-url`, optionally `--floor-url`, e.g. real `spin
+//! up`s). Then, in alternating rounds so drift hits every figure alike:
 //!
 //! - open-loop-ish HTTP load with `wrk` (Debian's package) on the bare
-//!   component, the product listing, one product, search and a three-line
+//!   component, the floor, the product listing, one product, search and a three-line
 //!   cart (a guest's, and a signed-in customer's: a token checked per request);
 //! - the listing again with N pending orders (live stock reservations);
 //! - order placement as a closed loop: W workers, each its own customer,
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 const USAGE: &str = "usage: bench [--duration SECS] [--connections N] [--rounds N] [--pending N] \
-[--workers W,W] [--base-url URL --bare-url URL [--shop-pid PID --bare-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--stores embedded|postgres] [--smoke]";
+[--workers W,W] [--base-url URL --bare-url URL [--floor-url URL] [--shop-pid PID --bare-pid PID --floor-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--stores embedded|postgres] [--smoke]";
 
 struct Options {
     duration: u64,
@@ -40,6 +42,10 @@ struct Options {
     bare_url: Option<String>,
     shop_pid: Option<u32>,
     bare_pid: Option<u32>,
+    /// The floor for stored reads (`tests/fixtures/kv-read`) when the hosts
+    /// are given: without it, that row is left out.
+    floor_url: Option<String>,
+    floor_pid: Option<u32>,
     host_bin: Option<PathBuf>,
     /// Run only the scenarios whose label contains this text.
     only: Option<String>,
@@ -61,6 +67,8 @@ fn parse_args() -> Options {
         bare_url: None,
         shop_pid: None,
         bare_pid: None,
+        floor_url: None,
+        floor_pid: None,
         host_bin: None,
         only: None,
         variables: Vec::new(),
@@ -80,6 +88,8 @@ fn parse_args() -> Options {
             "--bare-url" => o.bare_url = Some(v().trim_end_matches('/').to_string()),
             "--shop-pid" => o.shop_pid = Some(num(v()) as u32),
             "--bare-pid" => o.bare_pid = Some(num(v()) as u32),
+            "--floor-url" => o.floor_url = Some(v().trim_end_matches('/').to_string()),
+            "--floor-pid" => o.floor_pid = Some(num(v()) as u32),
             "--host-bin" => o.host_bin = Some(v().into()),
             "--only" => o.only = Some(v()),
             "--stores" => match v().as_str() {
@@ -109,6 +119,9 @@ fn parse_args() -> Options {
     }
     if o.base_url.is_some() != o.bare_url.is_some() {
         die("--base-url and --bare-url go together: the ratios need a bare component on the same host");
+    }
+    if o.floor_url.is_some() && o.base_url.is_none() {
+        die("--floor-url goes with --base-url and --bare-url: without them the benchmark starts its own floor");
     }
     o
 }
@@ -467,8 +480,8 @@ fn main() {
     // Where the shop's local mail log is (the bootstrap admin's verification
     // link is read from it): ours, or `spin up`'s in `.spin/logs`.
     let mut shop_mail_log = Some(root.join(".spin").join("logs").join("notifications_stdout.txt"));
-    let (shop_url, bare_url, shop_pid, bare_pid) = match (&o.base_url, &o.bare_url) {
-        (Some(s), Some(b)) => (s.clone(), b.clone(), o.shop_pid, o.bare_pid),
+    let (shop_url, bare_url, shop_pid, bare_pid, floor) = match (&o.base_url, &o.bare_url) {
+        (Some(s), Some(b)) => (s.clone(), b.clone(), o.shop_pid, o.bare_pid, o.floor_url.clone().map(|u| (u, o.floor_pid))),
         _ => {
             let vars: Vec<(String, String)> = [
                 ("demo_catalog", "true".to_string()),
@@ -491,12 +504,15 @@ fn main() {
                 (vars, root.join("runtime-config.toml"))
             };
             let bare = start_host(&host_bin, "bare", &root.join("tests/fixtures/bare/spin.toml"), None, &[], &[]);
+            // Its store prepared as the shop's are.
+            let floor = start_host(&host_bin, "floor", &root.join("tests/fixtures/kv-read/spin.toml"), None, &[], &["default"]);
             // Embedded stores as scripts/run.sh prepares them; on Redis there is nothing to prepare.
             let wal_key_value: &[&str] = if o.postgres { &[] } else { &["carts", "catalog_cache"] };
             let shop = start_host(&host_bin, "shop", &root.join("spin.toml"), Some(&runtime_config), &vars, wal_key_value);
             shop_mail_log = Some(shop._state.join("logs").join("notifications_stdout.txt"));
-            let r = (shop.url.clone(), bare.url.clone(), Some(shop.child.id()), Some(bare.child.id()));
+            let r = (shop.url.clone(), bare.url.clone(), Some(shop.child.id()), Some(bare.child.id()), Some((floor.url.clone(), Some(floor.child.id()))));
             hosts.push(bare);
+            hosts.push(floor);
             hosts.push(shop);
             r
         }
@@ -528,6 +544,10 @@ fn main() {
         let bare = with_cpu(bare_pid, || wrk(&o, &format!("{bare_url}/"), &[]));
         let b = bare.rps;
         record(&mut rows, "bare component `{\"ok\":true}`".into(), bare, b);
+        let label = "floor: the bare component reading one key-value value (`open` + `get`, 530 B)";
+        if let (Some((url, pid)), true) = (&floor, wanted(label)) {
+            record(&mut rows, label.to_string(), with_cpu(*pid, || wrk(&o, &format!("{url}/"), &[])), b);
+        }
         let customer = format!("Bearer {}", app.sign_in(&fx.customer.email, &fx.customer.password).access_token);
         let reads: [(&str, &str, Vec<(&str, &str)>); 5] = [
             ("`GET /api/products?limit=20`, 0 pending orders", &listing, vec![]),
@@ -575,9 +595,9 @@ fn main() {
     }
     let mem = |pid: Option<u32>| pid.and_then(rss_mb).map(|m| format!("{m:.0} MB")).unwrap_or_else(|| "not measured".into());
     println!();
-    println!("| resident memory after the run | shop | bare component |");
-    println!("|---|---|---|");
-    println!("| host process | {} | {} |", mem(shop_pid), mem(bare_pid));
+    println!("| resident memory after the run | shop | bare component | floor |");
+    println!("|---|---|---|---|");
+    println!("| host process | {} | {} | {} |", mem(shop_pid), mem(bare_pid), mem(floor.as_ref().and_then(|(_, pid)| *pid)));
     drop(hosts);
     drop(servers_kept);
 }
