@@ -504,8 +504,21 @@ fn main() {
                 (vars, root.join("runtime-config.toml"))
             };
             let bare = start_host(&host_bin, "bare", &root.join("tests/fixtures/bare/spin.toml"), None, &[], &[]);
-            // Its store prepared as the shop's are.
-            let floor = start_host(&host_bin, "floor", &root.join("tests/fixtures/kv-read/spin.toml"), None, &[], &["default"]);
+            // Its store where the shop's key-value stores are: an embedded
+            // file prepared as theirs are, or the same Redis server.
+            let floor_config = servers_kept.as_ref().map(|servers| {
+                let path = std::env::temp_dir().join(format!("shop-bench-floor-{}.toml", std::process::id()));
+                let url = servers.redis.url();
+                let config = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}/2\"\n", url.trim_end_matches('/'));
+                std::fs::write(&path, config).unwrap_or_else(|e| die(&format!("floor runtime config: {e}")));
+                path
+            });
+            let floor_stores: &[&str] = if o.postgres { &[] } else { &["default"] };
+            let floor = start_host(&host_bin, "floor", &root.join("tests/fixtures/kv-read/spin.toml"), floor_config.as_deref(), &[], floor_stores);
+            // Read when the host started, which it has once it listens.
+            if let Some(path) = &floor_config {
+                let _ = std::fs::remove_file(path);
+            }
             // Embedded stores as scripts/run.sh prepares them; on Redis there is nothing to prepare.
             let wal_key_value: &[&str] = if o.postgres { &[] } else { &["carts", "catalog_cache"] };
             let shop = start_host(&host_bin, "shop", &root.join("spin.toml"), Some(&runtime_config), &vars, wal_key_value);
@@ -580,7 +593,7 @@ fn main() {
         }
     }
 
-    println!("stores: {}", if o.postgres { "Postgres (every service database) and Redis (carts, catalog cache)" } else { "embedded (SQLite files, key-value files)" });
+    println!("stores: {}", if o.postgres { "Postgres (every service database) and Redis (carts, catalog cache, the floor's store)" } else { "embedded (SQLite files, key-value files)" });
     println!();
     println!("| scenario | req/s (per round) | p50 | p99 | errors | ratio to bare | host CPU per request |");
     println!("|---|---|---|---|---|---|---|");
