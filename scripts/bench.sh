@@ -10,7 +10,8 @@
 #   scripts/bench.sh --smoke              # a few seconds; CI runs this
 #   scripts/bench.sh --base-url http://127.0.0.1:3000 --bare-url http://127.0.0.1:3001 \
 #                    [--floor-url URL] [--shop-pid PID --bare-pid PID --floor-pid PID]   # real `spin up`s
-#   scripts/bench.sh --stores postgres    # every database on a throwaway Postgres, carts on Redis
+#   scripts/bench.sh --stores postgres    # every database on a throwaway Postgres; carts, the catalog cache
+#                                         # and the floor's store on a throwaway Redis
 #   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
 #                --only TEXT --variable k=v
 #
