@@ -48,6 +48,9 @@ fn a_guest_fills_and_empties_a_cart() {
     assert_eq!(cart["subtotal"], json!({ "amount_minor": 7500 + 3 * 399, "currency": "USD" }));
     assert_eq!((cart["currency"].as_str(), cart["item_count"].as_i64(), cart["has_issues"].as_bool()), (Some("USD"), Some(6), Some(false)));
     assert_eq!(guest.cart_token.as_deref(), Some(token.as_str()), "the token stays the same");
+    // The change priced the lamp from the look-up its stock check made and
+    // the bulb from a new one: the same answer as a read.
+    assert_eq!(again, cart, "a line change answers the whole cart, priced as a read prices it");
 
     let set = app.set_cart_quantity(&mut guest, &lamp, 1).json();
     assert_eq!(line(&set, &lamp)["quantity"], 1);

@@ -265,9 +265,11 @@ pub(crate) fn compare_and_swap(
 /// Runs `f` on a SQLite connection on the blocking pool, errors as text.
 async fn sqlite<T: Send + 'static>(
     store: &SqliteStore,
+    op: &str,
     f: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
 ) -> wasmtime::Result<StoreResult<T>> {
     let name = store.name.clone();
+    crate::sqlite::trace_as("kv", &name, 0, op);
     Ok(on_connection(store.conn.clone(), move |c| f(c, &name))
         .await?
         .map_err(|e| e.to_string()))
@@ -278,7 +280,7 @@ async fn sqlite<T: Send + 'static>(
 impl Backend {
     pub(crate) async fn get(&self, key: String) -> wasmtime::Result<StoreResult<Option<Vec<u8>>>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c, s| get(c, s, &key)).await,
+            Backend::Sqlite(conn) => sqlite(conn, "get", move |c, s| get(c, s, &key)).await,
             Backend::Redis(redis) => Ok(redis.get(&key).await),
         }
     }
@@ -289,28 +291,28 @@ impl Backend {
         value: Vec<u8>,
     ) -> wasmtime::Result<StoreResult<()>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c, s| set(c, s, &key, &value)).await,
+            Backend::Sqlite(conn) => sqlite(conn, "set", move |c, s| set(c, s, &key, &value)).await,
             Backend::Redis(redis) => Ok(redis.set(&key, &value).await),
         }
     }
 
     pub(crate) async fn delete(&self, key: String) -> wasmtime::Result<StoreResult<()>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c, s| delete(c, s, &key)).await,
+            Backend::Sqlite(conn) => sqlite(conn, "delete", move |c, s| delete(c, s, &key)).await,
             Backend::Redis(redis) => Ok(redis.delete(&key).await),
         }
     }
 
     pub(crate) async fn exists(&self, key: String) -> wasmtime::Result<StoreResult<bool>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, move |c, s| exists(c, s, &key)).await,
+            Backend::Sqlite(conn) => sqlite(conn, "exists", move |c, s| exists(c, s, &key)).await,
             Backend::Redis(redis) => Ok(redis.exists(&key).await),
         }
     }
 
     pub(crate) async fn keys(&self) -> wasmtime::Result<StoreResult<Vec<String>>> {
         match self {
-            Backend::Sqlite(conn) => sqlite(conn, |c, s| keys(c, s)).await,
+            Backend::Sqlite(conn) => sqlite(conn, "keys", |c, s| keys(c, s)).await,
             Backend::Redis(redis) => Ok(redis.keys().await),
         }
     }
@@ -322,7 +324,7 @@ impl Backend {
         delta: i64,
     ) -> wasmtime::Result<StoreResult<i64>> {
         match self {
-            Backend::Sqlite(conn) => Ok(sqlite(conn, move |c, s| increment(c, s, &key, delta))
+            Backend::Sqlite(conn) => Ok(sqlite(conn, "increment", move |c, s| increment(c, s, &key, delta))
                 .await?
                 .and_then(|outcome| outcome)),
             Backend::Redis(redis) => Ok(redis.increment(&key, delta).await),
@@ -339,7 +341,7 @@ impl Backend {
             Backend::Sqlite(conn) => {
                 // One statement for every key, as Spin's store does (an
                 // `IN rarray(...)` query); keys with no value are left out.
-                sqlite(conn, move |c, s| {
+                sqlite(conn, "get-many", move |c, s| {
                     let keys: Vec<rusqlite::types::Value> = keys.into_iter().map(rusqlite::types::Value::from).collect();
                     c.prepare_cached("SELECT key, value FROM spin_key_value WHERE store = ?1 AND key IN rarray(?2)")?
                         .query_map(rusqlite::params![s, std::rc::Rc::new(keys)], |row| Ok((row.get::<_, String>(0)?, Some(row.get::<_, Vec<u8>>(1)?))))?
@@ -357,7 +359,7 @@ impl Backend {
     ) -> wasmtime::Result<StoreResult<()>> {
         match self {
             Backend::Sqlite(conn) => {
-                sqlite(conn, move |c, s| {
+                sqlite(conn, "set-many", move |c, s| {
                     immediate(c, |tx| {
                         for (key, value) in &key_values {
                             set(tx, s, key, value)?;
@@ -375,7 +377,7 @@ impl Backend {
     pub(crate) async fn delete_many(&self, keys: Vec<String>) -> wasmtime::Result<StoreResult<()>> {
         match self {
             Backend::Sqlite(conn) => {
-                sqlite(conn, move |c, s| {
+                sqlite(conn, "delete-many", move |c, s| {
                     immediate(c, |tx| {
                         for key in &keys {
                             delete(tx, s, key)?;
@@ -394,7 +396,10 @@ impl Backend {
     /// the handle's own connection.
     pub(crate) async fn new_cas(&self, key: String) -> wasmtime::Result<StoreResult<CasHandle>> {
         let state = match self {
-            Backend::Sqlite(_) => CasState::Sqlite { snapshot: None },
+            Backend::Sqlite(store) => {
+                crate::sqlite::trace_as("kv", &store.name, 0, "cas.new");
+                CasState::Sqlite { snapshot: None }
+            }
             Backend::Redis(redis) => match redis.new_cas().await {
                 Ok(cas) => CasState::Redis(cas),
                 Err(e) => return Ok(Err(e)),
@@ -437,7 +442,7 @@ impl CasHandle {
         match (backend, state) {
             (Backend::Sqlite(conn), CasState::Sqlite { snapshot }) => {
                 let read_key = key.clone();
-                let value = sqlite(conn, move |c, s| get(c, s, &read_key)).await?;
+                let value = sqlite(conn, "cas.current", move |c, s| get(c, s, &read_key)).await?;
                 if let Ok(value) = &value {
                     snapshot.clone_from(value);
                 }
@@ -459,7 +464,7 @@ impl CasHandle {
         Ok(match (backend, state) {
             (Backend::Sqlite(conn), CasState::Sqlite { snapshot }) => {
                 let (key, expected) = (key.clone(), snapshot.clone());
-                match sqlite(conn, move |c, s| {
+                match sqlite(conn, "cas.swap", move |c, s| {
                     compare_and_swap(c, s, &key, expected.as_deref(), &value)
                 })
                 .await?
@@ -502,6 +507,7 @@ impl HostState {
             });
         }
         let path = store_path(&self.app_stores.state_dir, &label);
+        crate::sqlite::trace_as("kv", &label, 0, "open");
         Ok(
             // In place, as Spin's store manager does (`block_in_place`).
             match tokio::task::block_in_place(move || open_store(path)) {

@@ -30,13 +30,19 @@ pub struct ConnectionHandle {
 /// (the connection's number, microseconds since the host started, when the
 /// statement was handed to a blocking thread), to count what a request
 /// costs and how long a transaction holds a lock (README, "The test host").
-fn trace(label: &str, connection: usize, what: &str) {
+/// Calls into an embedded key-value store are written the same way, as
+/// `kv <label> 0 <µs>: <operation>` (`crate::key_value`).
+pub(crate) fn trace(label: &str, connection: usize, what: &str) {
+    trace_as("sqlite", label, connection, what)
+}
+
+pub(crate) fn trace_as(kind: &str, label: &str, connection: usize, what: &str) {
     static START: std::sync::OnceLock<Option<std::time::Instant>> = std::sync::OnceLock::new();
     let start = START.get_or_init(|| {
         std::env::var_os("SHOP_TEST_HOST_SQL_TRACE").is_some_and(|v| v == "1").then(std::time::Instant::now)
     });
     if let Some(start) = start {
-        eprintln!("sqlite {label} {connection} {}: {what}", start.elapsed().as_micros());
+        eprintln!("{kind} {label} {connection} {}: {what}", start.elapsed().as_micros());
     }
 }
 

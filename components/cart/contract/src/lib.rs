@@ -7,6 +7,8 @@ use cart_core::cart::Owner;
 use cart_core::store::{update, Create, KvCarts, Step, StoreError};
 use exports::shop::cart::cart::{CartError, CartLine, CartSnapshot, Guest};
 use shop::types::types::Unavailable;
+use std::cell::OnceCell;
+use std::rc::Rc;
 
 spin_sdk::wit_bindgen::generate!({
     world: "cart-provider",
@@ -27,9 +29,26 @@ impl From<StoreError> for CartError {
     }
 }
 
+/// The carts store, opened once per instance: checkout reads the cart and
+/// later clears it in the same request, with one `open` call. A failed open
+/// is not kept, so the next call tries again.
+fn store() -> Result<Rc<KvCarts>, CartError> {
+    thread_local! {
+        static OPENED: OnceCell<Rc<KvCarts>> = const { OnceCell::new() };
+    }
+    OPENED.with(|opened| {
+        if let Some(s) = opened.get() {
+            return Ok(s.clone());
+        }
+        let s = Rc::new(KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?);
+        let _ = opened.set(s.clone());
+        Ok(s)
+    })
+}
+
 impl Guest for CartContract {
     fn get_cart(user_id: String) -> Result<CartSnapshot, CartError> {
-        let store = KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?;
+        let store = store()?;
         let cart = store.load(&Owner::User(user_id.clone()).key()).map_err(unavailable)?.unwrap_or_default();
         Ok(CartSnapshot {
             user_id,
@@ -39,9 +58,9 @@ impl Guest for CartContract {
     }
 
     fn clear_cart(user_id: String, version: u64) -> Result<(), CartError> {
-        let store = KvCarts::open(cart_core::STORE_LABEL).map_err(unavailable)?;
+        let store = store()?;
         let now = clock::unix_now();
-        update(&store, &Owner::User(user_id).key(), Create::Claim, |current| {
+        update(&*store, &Owner::User(user_id).key(), Create::Claim, |current| {
             let Some(mut cart) = current else {
                 // No cart: version 0, and nothing to clear.
                 return if version == 0 { Ok(Step::Keep(())) } else { Err(CartError::Changed) };

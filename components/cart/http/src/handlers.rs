@@ -90,8 +90,25 @@ fn lookup(ids: &[String]) -> Result<Vec<CatalogProduct>, ApiError> {
 
 /// The cart priced live, with the guest token (if any) in `X-Cart-Token`.
 fn priced_reply(status: u16, cart: &Cart, guest_token: Option<&str>, merged: Option<serde_json::Value>) -> HandlerResult {
-    let ids: Vec<String> = cart.lines.iter().map(|l| l.product_id.clone()).collect();
-    let mut body = json!(price(cart, &lookup(&ids)?));
+    priced_reply_knowing(status, cart, guest_token, merged, None)
+}
+
+/// [`priced_reply`], given a product this request has already looked up
+/// (a line change checks it first): only the cart's other products are
+/// looked up, and the changed line is priced from the same answer its
+/// stock check used.
+fn priced_reply_knowing(
+    status: u16,
+    cart: &Cart,
+    guest_token: Option<&str>,
+    merged: Option<serde_json::Value>,
+    known: Option<&CatalogProduct>,
+) -> HandlerResult {
+    let others: Vec<String> =
+        cart.lines.iter().map(|l| l.product_id.clone()).filter(|id| known.is_none_or(|k| &k.id != id)).collect();
+    let mut products = lookup(&others)?;
+    products.extend(known.filter(|k| cart.lines.iter().any(|l| l.product_id == k.id)).cloned());
+    let mut body = json!(price(cart, &products));
     if let Some(m) = merged {
         body["merged_guest_cart"] = m;
     }
@@ -332,7 +349,7 @@ fn change_line(ctx: &Ctx, id: &str, new_quantity: impl Fn(u32) -> u32) -> Handle
         other => other,
     }?;
     let cart = written.1.ok_or_else(|| ApiError::internal("a cart change wrote nothing"))?;
-    priced_reply(200, &cart, t.token.as_deref(), t.merged)
+    priced_reply_knowing(200, &cart, t.token.as_deref(), t.merged, Some(&product))
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,7 @@
 
 use spin_sdk::wit::wasi::keyvalue::batch;
 use spin_sdk::wit::wasi::keyvalue::store::{self, Bucket};
+use std::rc::Rc;
 
 /// The key-value store label (granted in `spin.toml` to the catalog and to
 /// every component the catalog contract is composed into).
@@ -128,10 +129,29 @@ fn slot(key: &str) -> String {
     format!("slot:{:04}", h % SLOTS)
 }
 
+/// The store, opened once per instance (a Spin instance serves one
+/// request): a request that looks up the cache twice, or looks it up and
+/// then invalidates it, makes one `open` call, not one per use. Only the
+/// handle is kept; every lookup reads the generation again. A failed open
+/// is not kept, so the next use tries again.
+fn bucket() -> Option<Rc<Bucket>> {
+    thread_local! {
+        static OPENED: std::cell::OnceCell<Rc<Bucket>> = const { std::cell::OnceCell::new() };
+    }
+    OPENED.with(|opened| {
+        if let Some(b) = opened.get() {
+            return Some(b.clone());
+        }
+        let b = Rc::new(store::open(STORE).ok()?);
+        let _ = opened.set(b.clone());
+        Some(b)
+    })
+}
+
 /// An open cache: the generation current when it was opened, for the
 /// reads and writes of one request.
 pub struct Cache {
-    bucket: Bucket,
+    bucket: Rc<Bucket>,
     generation: String,
     ttl_ms: u64,
 }
@@ -145,7 +165,7 @@ impl Cache {
         if ttl_ms == 0 {
             return None;
         }
-        let bucket = store::open(STORE).ok()?;
+        let bucket = bucket()?;
         let mut names = vec![GENERATION_KEY.to_string()];
         names.extend(keys.iter().map(|k| slot(k)));
         // Spin's Redis store answers get-many with `KEYS k1 k2 ...`, which
@@ -190,7 +210,7 @@ impl Cache {
 /// After a catalog write has committed: no entry made before it is served
 /// again, on any instance sharing the store.
 pub fn invalidate() {
-    if let Ok(bucket) = store::open(STORE) {
+    if let Some(bucket) = bucket() {
         // Time plus randomness: two instances writing in the same millisecond
         // still make different generations.
         let mut nonce = [0u8; 8];
