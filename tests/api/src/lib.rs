@@ -218,7 +218,8 @@ impl Stores {
 pub struct ServerStores {
     pub postgres: shop_test_host::testing::PostgresServer,
     pub redis: shop_test_host::redis_server::RedisServer,
-    /// `*_database_url` and `postgres_host`.
+    /// `*_database_url`, `postgres_host`, and `catalog_cache_get_many=false`
+    /// (the catalog cache is on Redis).
     pub variables: Vec<(&'static str, String)>,
     /// A copy of `runtime-config.scale.toml` pointing at `redis`.
     pub runtime_config: PathBuf,
@@ -243,6 +244,8 @@ impl ServerStores {
             .map(|(var, db)| (*var, postgres.create_database(db).unwrap_or_else(|e| panic!("{e:#}\n{}", postgres.log()))))
             .collect();
         variables.push(("postgres_host", postgres.host_port()));
+        // The catalog cache is on Redis below: as an operator sets it up.
+        variables.push(("catalog_cache_get_many", "false".to_string()));
         let redis = shop_test_host::redis_server::RedisServer::start();
         let runtime_config = std::env::temp_dir().join(format!("shop-api-servers-{}-{}.toml", std::process::id(), redis.port()));
         std::fs::write(&runtime_config, scale_runtime_config(&redis.url())).expect("write runtime config");
@@ -333,8 +336,9 @@ pub fn launch_host_and_stores(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> 
         Stores::Embedded => (launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml")), None),
         Stores::Servers => {
             let servers = ServerStores::start();
+            // A test's own setting wins over the servers' defaults.
             let mut all: Vec<(&str, &str)> = extra.to_vec();
-            all.extend(servers.variables.iter().map(|(k, v)| (*k, v.as_str())));
+            all.extend(servers.variables.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).map(|(k, v)| (*k, v.as_str())));
             let host = launch_host_with(keys, &all, &servers.runtime_config);
             servers.assert_in_use(&host.base_url());
             (host, Some(servers))

@@ -63,6 +63,7 @@ fn every_services_bad_settings_are_named_on_health() {
         ("storefront_url", "shop.example.com"),
         ("resend_timeout_ms", "5"),
         ("catalog_cache_ttl_ms", "120000"),
+        ("catalog_cache_get_many", "sometimes"),
         ("guest_cart_idle_ttl", "10"),
         ("sqlite_synchronous", "off"),
         ("stripe_timeout_ms", "1000000"),

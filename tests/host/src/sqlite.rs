@@ -32,7 +32,7 @@ pub struct ConnectionHandle {
 /// costs and how long a transaction holds a lock (README, "The test host").
 /// Calls into an embedded key-value store are written the same way, as
 /// `kv <label> 0 <µs>: <operation>` (`crate::key_value`).
-pub(crate) fn trace(label: &str, connection: usize, what: &str) {
+fn trace(label: &str, connection: usize, what: &str) {
     trace_as("sqlite", label, connection, what)
 }
 

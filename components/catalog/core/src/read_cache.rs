@@ -5,9 +5,11 @@
 //! Why: a Spin request opens a fresh SQLite connection, so every catalog
 //! read pays for opening the file, parsing the schema and planning each
 //! statement; Spin's key-value store keeps one connection for the app's
-//! lifetime, so a hit costs one host call (`wasi:keyvalue/batch.get-many`;
-//! one call per key on Redis, whose get-many Spin sends as a command Redis
-//! refuses).
+//! lifetime, so a hit costs one host call (`wasi:keyvalue/batch.get-many`).
+//! Spin's Redis store sends get-many as a command Redis refuses, so on Redis
+//! a lookup is one `get` per key: always after a failed get-many, or
+//! straight away with `catalog_cache_get_many = false`, which saves that
+//! failed round trip.
 //! See README, "Benchmarks", for what it buys.
 //!
 //! What it promises:
@@ -82,6 +84,12 @@ fn ttl_ms() -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(DEFAULT_TTL_MS)
         .min(60_000)
+}
+
+/// Whether the store answers `get-many` (`catalog_cache_get_many`, default
+/// `true`); `false` for Spin's Redis store, which never does.
+fn get_many_works() -> bool {
+    spin_sdk::variables::get("catalog_cache_get_many").map_or(true, |v| !v.trim().eq_ignore_ascii_case("false"))
 }
 
 /// Is an entry of this age served, or (a miss) recomputed by this reader?
@@ -169,10 +177,13 @@ impl Cache {
         let mut names = vec![GENERATION_KEY.to_string()];
         names.extend(keys.iter().map(|k| slot(k)));
         // Spin's Redis store answers get-many with `KEYS k1 k2 ...`, which
-        // Redis refuses for two or more keys: fall back to one get per key.
-        let found = match batch::get_many(&bucket, &names) {
-            Ok(found) => found,
-            Err(_) => names
+        // Redis refuses for two or more keys: one get per key instead, after
+        // the refusal or (when the operator says the store is such) without
+        // asking.
+        let batched = if get_many_works() { batch::get_many(&bucket, &names).ok() } else { None };
+        let found = match batched {
+            Some(found) => found,
+            None => names
                 .iter()
                 .map(|k| bucket.get(k).map(|v| (k.clone(), v)))
                 .collect::<Result<Vec<_>, _>>()

@@ -6,6 +6,7 @@ use http_kit::settings::Problems;
 pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     let mut p = Problems::default();
     p.whole_number(get, "catalog_cache_ttl_ms", 0..=60_000, "milliseconds");
+    p.one_of(get, "catalog_cache_get_many", &["true", "false"]);
     p.one_of(get, "demo_catalog", &["true", "false"]);
     let mut problems = p.0;
     if let Err(storage) = crate::images::StorageSettings::load(get) {

@@ -496,7 +496,10 @@ fn main() {
             let (vars, runtime_config) = if o.postgres {
                 let servers = api_tests::ServerStores::start();
                 let mut vars = vars;
-                vars.extend(servers.variables.iter().map(|(k, v)| (k.to_string(), v.clone())));
+                // `--variable` wins over the servers' defaults.
+                vars.extend(
+                    servers.variables.iter().filter(|(k, _)| !o.variables.iter().any(|(e, _)| e == k)).map(|(k, v)| (k.to_string(), v.clone())),
+                );
                 let rc = servers.runtime_config.clone();
                 servers_kept = Some(servers);
                 (vars, rc)
