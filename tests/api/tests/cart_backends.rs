@@ -256,6 +256,61 @@ fn redis_carts_live_on_the_redis_server() {
     assert!(keys.iter().any(|k| k.starts_with("claim:cart:user:")), "the creation claim: {keys:?}");
 }
 
+/// A Redis outage: every cart request answers 503 `cart_store_unavailable`
+/// with `Retry-After` (never a 500, never an empty cart as if it were
+/// the customer's), checkout answers 503 without holding stock, the
+/// catalog keeps answering, and once Redis is back the same carts answer
+/// again, unchanged, with no restart of the app.
+#[test]
+fn a_redis_outage_is_a_503_on_cart_requests_and_the_carts_come_back_with_it() {
+    let mut on = on_redis();
+    let p = product(&on.app, "Outage Lamp", 10);
+    let user = on.app.register_customer();
+    let mut me = Shopper::user(&user.access_token);
+    assert_eq!(on.app.add_to_cart(&mut me, &p, 2).status, 200);
+    let mut guest = Shopper::guest();
+    assert_eq!(on.app.add_to_cart(&mut guest, &p, 1).status, 200);
+
+    on.redis.stop();
+    let app = &on.app;
+    let refused = [
+        ("a signed-in read", app.get_cart(&mut me)),
+        ("a signed-in add", app.add_to_cart(&mut me, &p, 1)),
+        ("a guest read", app.get_cart(&mut guest)),
+        ("a new guest's first add", app.add_to_cart(&mut Shopper::guest(), &p, 1)),
+    ];
+    for (what, r) in refused {
+        r.assert_error(503, "cart_store_unavailable");
+        assert_eq!(r.header("retry-after"), Some("1"), "{what}: {}", r.body);
+    }
+    let r = app.place_order(&user, None, None);
+    assert_eq!(r.status, 503, "checkout without its cart: {}", r.body);
+    assert_eq!(r.header("retry-after"), Some("1"), "{}", r.body);
+    let health = app.get_path("/api/cart/health");
+    assert_eq!(health.status, 503, "the cart's health names its store: {}", health.body);
+    assert_eq!(app.public_product(&p).status, 200, "the catalog does not need Redis");
+
+    on.redis.restart();
+    let app = &on.app;
+    // The app reconnects by itself on a later request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let back = loop {
+        let r = app.get_cart(&mut me);
+        if r.status == 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert_eq!(quantity(&back.json(), &p), 2, "the signed-in cart, unchanged: {}", back.body);
+    assert_eq!(quantity(&app.get_cart(&mut guest).json(), &p), 1, "the guest cart, unchanged");
+    assert_eq!(quantity(&app.add_to_cart(&mut me, &p, 1).json(), &p), 3);
+    let stock = app.request("GET", &format!("/api/products/{p}"), &[("cache-control", "no-cache")], None).json();
+    assert_eq!(stock["available"], 10, "the refused checkout held nothing: {stock}");
+    let r = app.place_order(&user, None, None);
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
 /// The example runtime config for scale puts `carts` on Redis and loads
 /// (Redis is only connected to when a cart is first opened), so it declares
 /// every store label the app uses, as `runtime-config.toml` does.

@@ -5,7 +5,9 @@
 //! loopback port with no persistence, in a temporary directory, and kills
 //! it and removes the directory on drop. Without `redis-server` on the
 //! PATH it panics with the install instruction: tests that need Redis fail,
-//! they never skip (`scripts/test.sh` installs it).
+//! they never skip (`scripts/test.sh` installs it). [`RedisServer::stop`]
+//! and [`RedisServer::restart`] make an outage, with the data kept across
+//! it as a persistent Redis keeps it.
 //!
 //! ```no_run
 //! use shop_test_host::redis_server::RedisServer;
@@ -52,19 +54,7 @@ impl RedisServer {
             std::fs::create_dir_all(&dir).expect("creating the redis-server directory");
             let port = free_port();
             let log = dir.join("redis.log");
-            let spawned = Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .arg("--logfile")
-                .arg(&log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match spawned {
+            let child = match spawn(port, &dir) {
                 Ok(child) => child,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
                     "`redis-server` is not installed (not on PATH): these tests need a real \
@@ -75,21 +65,50 @@ impl RedisServer {
                 Err(e) => panic!("cannot start `redis-server`: {e}"),
             };
             let mut server = RedisServer { child, port, dir };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if server.child.try_wait().ok().flatten().is_some() {
-                    break; // exited: most likely the port was taken meanwhile
-                }
-                if let Ok(mut con) = server.try_connect() {
-                    if redis::cmd("PING").query::<String>(&mut con).is_ok() {
-                        return server;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if server.answers_within(Duration::from_secs(10)) {
+                return server;
             }
+            // Exited (most likely the port was taken meanwhile) or silent.
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
         }
         panic!("`redis-server` did not come up on a free port; its last log:\n{last_log}");
+    }
+
+    /// Whether the server answers `PING` before `within` passes (false at
+    /// once if it exited).
+    fn answers_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if let Ok(mut con) = self.try_connect() {
+                if redis::cmd("PING").query::<String>(&mut con).is_ok() {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// An outage: the server writes its data to disk (`SAVE`, as a
+    /// persistent Redis keeps it) and is killed; its port refuses
+    /// connections until [`Self::restart`].
+    pub fn stop(&mut self) {
+        let _: redis::RedisResult<()> = redis::cmd("SAVE").query(&mut self.connect());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The end of the outage: the server again, on the same port, with the
+    /// data it saved when it stopped.
+    pub fn restart(&mut self) {
+        self.child = spawn(self.port, &self.dir).expect("restarting redis-server");
+        if !self.answers_within(Duration::from_secs(10)) {
+            let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+            panic!("`redis-server` did not come back on port {}; its log:\n{log}", self.port);
+        }
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -126,6 +145,23 @@ impl RedisServer {
             .query(&mut self.connect())
             .expect("KEYS on the test redis-server")
     }
+}
+
+/// `redis-server` on loopback `port`, its files (a dump written by `SAVE`,
+/// read back at start) and log in `dir`; no automatic persistence.
+fn spawn(port: u16, dir: &std::path::Path) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
 }
 
 impl Drop for RedisServer {
