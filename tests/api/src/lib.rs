@@ -292,6 +292,29 @@ pub fn scale_runtime_config(redis_url: &str) -> String {
         .replace(cache, &format!("[key_value_store.catalog_cache]\ntype = \"redis\"\nurl = \"{base}/1\""))
 }
 
+/// `runtime-config.toml` (the embedded stores) with the key-value stores
+/// `labels` moved to the Redis at `redis_url`, written to a file of its own
+/// for [`launch_host_with`], which reads it at start (remove it after).
+/// The labels share one Redis database, so give it at most one that lists
+/// its keys (`carts`).
+pub fn embedded_runtime_config_with_redis(labels: &[&str], redis_url: &str) -> PathBuf {
+    let text = std::fs::read_to_string(workspace_root().join("runtime-config.toml")).expect("runtime-config.toml");
+    let mut config: toml::Table = text.parse().expect("runtime-config.toml is TOML");
+    let stores = config
+        .entry("key_value_store")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .expect("[key_value_store] is a table");
+    for label in labels {
+        stores.insert(label.to_string(), toml::Value::Table(toml::toml! { type = "redis" url = (redis_url) }));
+    }
+    static WRITTEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("shop-api-on-redis-{}-{n}.toml", std::process::id()));
+    std::fs::write(&path, toml::to_string(&config).expect("TOML")).expect("write runtime config");
+    path
+}
+
 /// Keep the servers running for the rest of the test binary and stop them
 /// when it exits (statics are never dropped, and a leaked server would
 /// outlive the run).

@@ -15,7 +15,7 @@
 //! redis-server`; `scripts/test.sh` installs it). With `SHOP_BASE_URL` set,
 //! the `embedded_*` tests run against that app instead, unchanged.
 
-use api_tests::{launch_host_with, unique_sku, workspace_root, Shopper, TestApp, SWEEP_SECRET};
+use api_tests::{embedded_runtime_config_with_redis, launch_host_with, unique_sku, workspace_root, Shopper, TestApp, SWEEP_SECRET};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -40,19 +40,7 @@ fn on_redis() -> OnRedis {
 fn on_redis_with(extra: &[(&str, &str)]) -> OnRedis {
     let redis = RedisServer::start();
     // The suite's runtime config with only `carts` moved to Redis.
-    let text = std::fs::read_to_string(workspace_root().join("runtime-config.toml")).unwrap();
-    let mut config: toml::Table = text.parse().unwrap();
-    let stores = config
-        .entry("key_value_store")
-        .or_insert_with(|| toml::Value::Table(Default::default()))
-        .as_table_mut()
-        .unwrap();
-    stores.insert(
-        "carts".into(),
-        toml::Value::Table(toml::toml! { type = "redis" url = (redis.url()) }),
-    );
-    let path = std::env::temp_dir().join(format!("shop-api-carts-on-redis-{}-{}.toml", std::process::id(), redis.port()));
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let path = embedded_runtime_config_with_redis(&["carts"], &redis.url());
     let keys = Ed25519KeyPair::generate();
     let host = launch_host_with(&keys, extra, &path);
     let _ = std::fs::remove_file(&path);

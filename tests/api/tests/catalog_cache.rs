@@ -2,8 +2,10 @@
 //! once, stock moved by checkout shows within the cache's TTL, signed-in and
 //! `no-cache` reads are always fresh.
 
-use api_tests::TestApp;
+use api_tests::{embedded_runtime_config_with_redis, launch_host_with, TestApp};
 use serde_json::json;
+use jwt_simple::prelude::Ed25519KeyPair;
+use shop_test_host::redis_server::RedisServer;
 use std::time::{Duration, Instant};
 
 /// Read a product anonymously until `done` holds or `within` passes.
@@ -73,7 +75,7 @@ fn hits_are_served_whether_the_store_is_asked_for_many_keys_or_one_at_a_time() {
         return;
     }
     for get_many in ["true", "false"] {
-        let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+        let keys = Ed25519KeyPair::generate();
         let host = api_tests::launch_host(&keys, &[("catalog_cache_ttl_ms", "60000"), ("catalog_cache_get_many", get_many)]);
         let app = TestApp::for_host(&host, keys);
         assert_eq!(app.get_path("/health").status, 200, "catalog_cache_get_many={get_many} is a valid setting");
@@ -91,4 +93,47 @@ fn hits_are_served_whether_the_store_is_asked_for_many_keys_or_one_at_a_time() {
         let p = app.public_product(&id).json();
         assert_eq!((p["price"]["amount_minor"].clone(), p["available"].clone()), (json!(1250), json!(3)), "get_many={get_many}: an admin write empties it");
     }
+}
+
+/// The cache on Redis, and Redis down: catalog reads are answered from the
+/// database (a store failure is a miss, never an error) and admin writes go
+/// through. Once Redis is back the write shows within the TTL (its
+/// invalidation could not reach the store, so a copy made before it may
+/// be served until that copy expires), and copies are kept there again.
+#[test]
+fn with_its_store_down_the_cache_is_a_miss_never_an_error() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it cannot reconfigure that app");
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let config = embedded_runtime_config_with_redis(&["catalog_cache"], &redis.url());
+    let keys = Ed25519KeyPair::generate();
+    let host = launch_host_with(&keys, &[("catalog_cache_get_many", "false")], &config);
+    let _ = std::fs::remove_file(&config);
+    let app = TestApp::for_host(&host, keys);
+    let admin = app.admin();
+    let product = app.new_product(&admin, "Outage Kettle", 10);
+    let id = product["id"].as_str().unwrap();
+    assert_eq!(app.public_product(id).json()["price"]["amount_minor"], 1999);
+    assert!(!redis.keys("slot:*").is_empty(), "the cache keeps its copies on Redis");
+
+    redis.stop();
+    let listing = app.get_path("/api/products?limit=5");
+    assert_eq!(listing.status, 200, "{}", listing.body);
+    assert_eq!(app.public_product(id).json()["price"]["amount_minor"], 1999);
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/products/{id}"), Some(&json!({ "price": { "amount_minor": 2599, "currency": "USD" } })));
+    assert_eq!(r.status, 200, "an admin write does not need the cache: {}", r.body);
+    assert_eq!(app.public_product(id).json()["price"]["amount_minor"], 2599, "read from the database");
+
+    redis.restart();
+    let p = public_until(&app, id, Duration::from_secs(3), |p| p["price"]["amount_minor"] == 2599);
+    assert_eq!(p["price"]["amount_minor"], 2599, "the write shows within the TTL once the store is back");
+    let stored = || redis.keys("slot:*").iter().filter_map(|k| redis.get(k)).any(|v| String::from_utf8_lossy(&v).contains("\"amount_minor\":2599"));
+    let start = Instant::now();
+    while !stored() && start.elapsed() < Duration::from_secs(3) {
+        let _ = app.public_product(id);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(stored(), "copies of the new answer are kept on Redis again");
 }
