@@ -679,6 +679,24 @@ async function refreshProfile() {
   return user;
 }
 
+/** The hidden form that edits one address book entry in place. */
+function addressEditForm(a) {
+  const id = (k) => `edit-${a.id}-${k}`;
+  const field = (k, label, attrs, value) => html`<label for="${id(k)}">${label}</label><input id="${id(k)}" name="${k}" ${raw(attrs)} value="${value || ''}">`;
+  return html`<form id="edit-${a.id}" class="address-edit" hidden>
+    ${field('label', 'Label (optional, e.g. Home)', '', a.label)}
+    ${field('name', 'Full name', 'autocomplete="name" required', a.name)}
+    ${field('line1', 'Address', 'autocomplete="address-line1" required', a.line1)}
+    ${field('line2', 'Address line 2 (optional)', 'autocomplete="address-line2"', a.line2)}
+    ${field('city', 'City', 'autocomplete="address-level2" required', a.city)}
+    ${field('region', 'State or region (optional)', 'autocomplete="address-level1"', a.region)}
+    ${field('postal_code', 'Postal code', 'autocomplete="postal-code" required', a.postal_code)}
+    ${field('country', 'Country (two letters, e.g. US)', 'autocomplete="country" maxlength="2" required', a.country)}
+    <div role="status"></div>
+    <p><button type="submit">Save address</button> <button type="button" class="secondary" data-cancel>Cancel</button></p>
+  </form>`;
+}
+
 async function accountPage(isCurrent) {
   if (!requireUser()) return;
   const [user, book] = await Promise.all([refreshProfile(), api('GET', '/api/users/addresses').catch(() => ({ addresses: [] }))]);
@@ -710,7 +728,9 @@ async function accountPage(isCurrent) {
       <h2 id="address-book-title">Address book</h2>
       ${book.addresses.length ? html`<ul>${book.addresses.map((a) => html`<li data-address="${a.id}">${a.label ? html`<strong>${a.label}</strong>: ` : ''}${addressLine(a)}
         ${a.default_shipping ? html` <span class="badge ok">default</span>` : html` <button type="button" class="secondary" data-default="${a.id}">Make default<span class="visually-hidden"> for ${addressLine(a)}</span></button>`}
-        <button type="button" class="danger" data-delete-address="${a.id}">Delete<span class="visually-hidden"> ${addressLine(a)}</span></button></li>`)}</ul>`
+        <button type="button" class="secondary" data-edit-address="${a.id}" aria-expanded="false" aria-controls="edit-${a.id}">Edit<span class="visually-hidden"> ${addressLine(a)}</span></button>
+        <button type="button" class="danger" data-delete-address="${a.id}">Delete<span class="visually-hidden"> ${addressLine(a)}</span></button>
+        ${addressEditForm(a)}</li>`)}</ul>`
         : html`<p class="muted">No saved addresses yet. Checkout can save the address you ship to.</p>`}
       <div id="address-status" role="status"></div>
     </section>
@@ -722,6 +742,26 @@ async function accountPage(isCurrent) {
       const a = book.addresses.find((x) => x.id === b.dataset.default);
       const body = { label: a.label, name: a.name, line1: a.line1, line2: a.line2 || null, city: a.city, region: a.region || null, postal_code: a.postal_code, country: a.country, default_shipping: true };
       try { await api('PUT', `/api/users/addresses/${a.id}`, { body }); route(); } catch (e) { addressStatus(e); }
+    });
+  }
+  for (const b of app.querySelectorAll('button[data-edit-address]')) {
+    const form = document.getElementById(`edit-${b.dataset.editAddress}`);
+    b.addEventListener('click', () => {
+      form.hidden = !form.hidden;
+      b.setAttribute('aria-expanded', String(!form.hidden));
+      if (!form.hidden) form.elements.name.focus();
+    });
+    form.querySelector('button[data-cancel]').addEventListener('click', () => { form.hidden = true; b.setAttribute('aria-expanded', 'false'); b.focus(); });
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      // The whole entry is replaced; leaving default_shipping out keeps it.
+      const v = (k) => String(form.elements[k].value).trim();
+      const body = { label: v('label') || null, name: v('name'), line1: v('line1'), line2: v('line2') || null, city: v('city'), region: v('region') || null, postal_code: v('postal_code'), country: v('country').toUpperCase() };
+      try {
+        await api('PUT', `/api/users/addresses/${b.dataset.editAddress}`, { body });
+        flashNext('success', 'Address saved.');
+        route();
+      } catch (e) { form.querySelector('[role=status]').innerHTML = notice('error', errorText(e)).__raw; }
     });
   }
   for (const b of app.querySelectorAll('button[data-delete-address]')) {

@@ -401,6 +401,26 @@ try {
     const work = page.locator('#address-book li', { hasText: '1 Office Park' });
     await work.locator('button[data-default]').click();
     await page.waitForSelector('#address-book li:has-text("1 Office Park") .badge:has-text("default")');
+    // Edited in place: a refused change says why and changes nothing; a good one is saved and stays the default.
+    const edited = page.locator('#address-book li', { hasText: '1 Office Park' });
+    await edited.locator('button[data-edit-address]').click();
+    const editForm = edited.locator('form.address-edit');
+    expect(await editForm.isVisible(), 'the edit form opens');
+    expect((await editForm.locator('input[name=line1]').inputValue()) === '1 Office Park', 'the form holds the saved address');
+    await accessible(page, 'account, editing an address');
+    await editForm.locator('input[name=name]').fill('   ');
+    await editForm.locator('button[type=submit]').click();
+    await editForm.locator('.notice.error').waitFor();
+    await editForm.locator('input[name=name]').fill('Dee Double');
+    await editForm.locator('input[name=line1]').fill('2 Office Park');
+    await editForm.locator('input[name=line2]').fill('Suite 5');
+    await editForm.locator('button[type=submit]').click();
+    await page.waitForSelector('.notice.success:has-text("Address saved.")');
+    await page.waitForSelector('#address-book li:has-text("2 Office Park") .badge:has-text("default")');
+    const saved = await call('GET', '/api/users/addresses', { token: session.accessToken });
+    const entry = saved.addresses.find((a) => a.line1 === '2 Office Park');
+    expect(entry && entry.line2 === 'Suite 5' && entry.label === 'Work' && entry.default_shipping, `the entry is replaced and stays the default: ${JSON.stringify(saved)}`);
+    expect(!saved.addresses.some((a) => a.line1 === '1 Office Park' || a.name.trim() === ''), 'the refused edit changed nothing');
     await page.locator('#address-book li', { hasText: '9 Saved Lane' }).locator('button[data-delete-address]').click();
     await page.waitForSelector('.notice.success:has-text("Address deleted.")');
     expect((await page.locator('#address-book li').count()) === 1, 'one address left');
