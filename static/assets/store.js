@@ -2,7 +2,7 @@
 // Routes are client-side (the `files` component answers every page path
 // with index.html); each view reads what it needs from the API.
 
-import { api, ApiError, currentUser, signIn, signOut, onSessionChange, rememberUser, newKey, cartToken } from './api.js';
+import { api, ApiError, currentUser, signIn, signOut, signOutLocally, onSessionChange, rememberUser, newKey, cartToken } from './api.js';
 import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
@@ -734,6 +734,19 @@ async function accountPage(isCurrent) {
         : html`<p class="muted">No saved addresses yet. Checkout can save the address you ship to.</p>`}
       <div id="address-status" role="status"></div>
     </section>
+    <section class="box" id="your-data" aria-labelledby="your-data-title">
+      <h2 id="your-data-title">Your data</h2>
+      <p>Everything the shop holds about you (profile, addresses, sessions, cart, orders, emails), as one JSON file.</p>
+      <p><button type="button" class="secondary" id="export-data">Download my data</button></p>
+      <div id="export-status" role="status"></div>
+      <form id="delete-account">
+        <h3>Delete your account</h3>
+        <p>Your orders stay on record for accounting under an anonymous id, without your name or addresses; your profile, address book, cart and sessions are erased. This cannot be undone. Orders still in progress must be delivered or cancelled first.</p>
+        <label for="delete-password">Your password</label><input id="delete-password" name="password" type="password" autocomplete="current-password" required>
+        <div id="delete-status" role="status"></div>
+        <p><button type="submit" class="danger">Delete my account</button></p>
+      </form>
+    </section>
     <p><button type="button" class="secondary" id="sign-out">Sign out</button></p>
   `);
   const addressStatus = (e) => { document.getElementById('address-status').innerHTML = notice('error', errorText(e)).__raw; };
@@ -780,6 +793,30 @@ async function accountPage(isCurrent) {
   formHandler('profile', 'profile-status', async (b) => rememberUser((await api('PUT', '/api/users/profile', { body: { first_name: b.first_name, last_name: b.last_name } })).user), 'Saved.');
   formHandler('password-form', 'password-status', (b) => api('PUT', '/api/users/password', { body: b }), 'Your password is changed. Other devices were signed out.');
   document.getElementById('sign-out').addEventListener('click', async () => { await signOut(); flashNext('success', 'You are signed out.'); navigate('/'); });
+  document.getElementById('export-data').addEventListener('click', async () => {
+    const status = document.getElementById('export-status');
+    try {
+      const data = await api('GET', '/api/users/me/export');
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }));
+      link.download = `shop-data-${new Date().toISOString().slice(0, 10)}.json`;
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+      status.innerHTML = notice('success', 'Your data is downloaded.').__raw;
+    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+  });
+  document.getElementById('delete-account').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const status = document.getElementById('delete-status');
+    try {
+      await api('DELETE', '/api/users/me', { body: { password: ev.target.elements.password.value } });
+      signOutLocally('account_deleted');
+      flashNext('success', 'Your account is deleted, and you are signed out.');
+      navigate('/');
+    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+  });
   const resend = document.getElementById('resend');
   if (resend) resend.addEventListener('click', async () => {
     const status = document.getElementById('resend-status');

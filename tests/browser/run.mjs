@@ -511,6 +511,37 @@ try {
     await u.close();
   });
 
+  await test('account: "Download my data" saves the export; deleting the account needs the password, signs out and frees the email', async () => {
+    const email = uniqueEmail('erase');
+    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Ezra', last_name: 'Erase' } });
+    const u = await newUser();
+    const { page } = u;
+    await signInUi(page, base, email);
+    await page.waitForURL(/\/account$/);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-data')]);
+    expect(/^shop-data-\d{4}-\d{2}-\d{2}\.json$/.test(download.suggestedFilename()), `file name: ${download.suggestedFilename()}`);
+    const data = JSON.parse(readFileSync(await download.path(), 'utf8'));
+    expect(data.profile.user.email === email && Array.isArray(data.orders) && Array.isArray(data.addresses), `the export: ${JSON.stringify(data).slice(0, 300)}`);
+    await page.waitForSelector('#export-status .notice.success');
+    // A wrong password deletes nothing and says so.
+    await page.fill('#delete-password', 'not my password at all');
+    await page.click('#delete-account button[type=submit]');
+    await page.waitForSelector('#delete-status .notice.error');
+    await accessible(page, 'account with a refused deletion');
+    await call('GET', '/api/users/profile', { token: (await call('POST', '/api/auth/login', { body: { email, password: STRONG_PASSWORD } })).accessToken });
+    await page.fill('#delete-password', STRONG_PASSWORD);
+    await page.click('#delete-account button[type=submit]');
+    await page.waitForSelector('.notice.success:has-text("Your account is deleted")');
+    expect(!(await page.evaluate(() => localStorage.getItem('shop.accessToken'))), 'signed out in this browser');
+    expect(await page.locator('#account-link').innerText() !== 'Account (Ezra)', 'the header no longer shows the account');
+    let refused = false;
+    try { await call('POST', '/api/auth/login', { body: { email, password: STRONG_PASSWORD } }); } catch { refused = true; }
+    expect(refused, 'the deleted account cannot sign in');
+    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Ezra', last_name: 'Again' } });
+    await u.assertClean();
+    await u.close();
+  });
+
   await test('account: the emailed verification link confirms the address, a reset link sets a new password, and the account page changes it', async () => {
     const email = uniqueEmail('links');
     const u = await newUser();
