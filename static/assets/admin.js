@@ -338,11 +338,13 @@ async function categoriesPage(isCurrent) {
   if (!isCurrent()) return;
   render(html`${takeFlash()}<h1>Categories</h1>
     <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Categories</caption>
-      <thead><tr><th scope="col">Name</th><th scope="col">Slug</th><th scope="col" class="num">Active products</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
-      <tbody>${categories.map((c) => html`<tr data-category="${c.id}">
-        <td><form class="rename" data-id="${c.id}"><label class="visually-hidden" for="cat-${c.id}">Name of ${c.slug}</label><input id="cat-${c.id}" name="name" value="${c.name}" size="18"> <button type="submit" class="secondary">Rename</button></form></td>
-        <td>${c.slug}</td><td class="num">${c.product_count}</td>
-        <td><button type="button" class="danger" data-delete="${c.id}">Delete<span class="visually-hidden"> ${c.name}</span></button></td></tr>`)}</tbody></table></div>
+      <thead><tr><th scope="col">Name</th><th scope="col">Slug <span class="muted">(its storefront link)</span></th><th scope="col">Description</th><th scope="col" class="num">Active products</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>${categories.map((c) => html`<tr data-category="${c.id}" data-slug="${c.slug}">
+        <td><form class="edit-category" id="catform-${c.id}" data-id="${c.id}"><label class="visually-hidden" for="cat-${c.id}">Name of ${c.slug}</label><input id="cat-${c.id}" name="name" value="${c.name}" size="16" required></form></td>
+        <td><label class="visually-hidden" for="cat-slug-${c.id}">Slug of ${c.name}</label><input id="cat-slug-${c.id}" form="catform-${c.id}" name="slug" value="${c.slug}" size="14" required pattern="[a-z0-9]+(-[a-z0-9]+)*"></td>
+        <td><label class="visually-hidden" for="cat-desc-${c.id}">Description of ${c.name}</label><input id="cat-desc-${c.id}" form="catform-${c.id}" name="description" value="${c.description || ''}" size="24"></td>
+        <td class="num">${c.product_count}</td>
+        <td><button type="submit" form="catform-${c.id}" class="secondary">Save<span class="visually-hidden"> ${c.name}</span></button> <button type="button" class="danger" data-delete="${c.id}">Delete<span class="visually-hidden"> ${c.name}</span></button></td></tr>`)}</tbody></table></div>
     <div id="categories-status" role="status"></div>
     <form class="narrow box" id="category-form">
       <h2>New category</h2>
@@ -352,10 +354,13 @@ async function categoriesPage(isCurrent) {
       <div id="category-status" role="status"></div>
       <p><button type="submit">Create</button></p>
     </form>`);
-  for (const f of app.querySelectorAll('form.rename')) {
+  for (const f of app.querySelectorAll('form.edit-category')) {
     f.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      try { await api('PUT', `/api/categories/${f.dataset.id}`, { body: { name: String(new FormData(f).get('name')) } }); flash = { kind: 'success', text: 'Renamed.' }; route(); } catch (e) { show('categories-status', 'error', errorText(e)); }
+      // Inputs in the row's other cells belong to this form (their `form` attribute).
+      const d = Object.fromEntries(new FormData(f));
+      const body = { name: d.name, slug: d.slug, description: d.description };
+      try { await api('PUT', `/api/categories/${f.dataset.id}`, { body }); flash = { kind: 'success', text: 'Saved.' }; route(); } catch (e) { show('categories-status', 'error', errorText(e)); }
     });
   }
   for (const b of app.querySelectorAll('button[data-delete]')) {

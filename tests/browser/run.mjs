@@ -300,7 +300,7 @@ try {
     await page.fill('#cat-name', 'Browser Finds');
     await page.fill('#cat-slug', slug);
     await page.click('#category-form button[type=submit]');
-    await page.waitForSelector(`td:has-text("${slug}")`);
+    await page.waitForSelector(`tr[data-slug="${slug}"]`);
     await accessible(page, 'admin categories');
 
     const sku = `BROWSER-NEW-${process.pid}-${Date.now() % 100000}`;
@@ -333,14 +333,25 @@ try {
     await page.waitForSelector('.notice.success:has-text("Saved.")');
     expect((await fetch(`${base}/api/products/${product.id}`)).status === 404, 'an inactive product is hidden from shoppers');
 
-    // The category can be renamed, but not deleted while it holds a product.
+    // The category's name, slug and description can be changed (a taken slug
+    // is refused and changes nothing), but it cannot be deleted while it holds a product.
     await page.goto(base + '/admin/categories');
-    const row = page.locator(`tr:has(td:text-is("${slug}"))`);
+    const row = page.locator(`tr[data-slug="${slug}"]`);
+    await row.locator('input[name=slug]').fill('electronics');
+    await row.locator('button[type=submit]').click();
+    await page.waitForSelector('#categories-status .notice.error');
+    const renamedSlug = `${slug}-renamed`;
     await row.locator('input[name=name]').fill('Browser Finds Renamed');
-    await row.locator('form.rename button').click();
-    await page.waitForSelector('.notice.success:has-text("Renamed.")');
+    await row.locator('input[name=slug]').fill(renamedSlug);
+    await row.locator('input[name=description]').fill('Things found by the browser tests.');
+    await row.locator('button[type=submit]').click();
+    await page.waitForSelector('.notice.success:has-text("Saved.")');
+    const cats = (await call('GET', '/api/categories')).categories;
+    const renamed = cats.find((c) => c.slug === renamedSlug);
+    expect(renamed && renamed.name === 'Browser Finds Renamed' && renamed.description === 'Things found by the browser tests.', `the category is changed: ${JSON.stringify(renamed)}`);
+    expect(!cats.some((c) => c.slug === slug), 'the old slug is gone');
     page.once('dialog', (d) => d.accept());
-    await page.locator(`tr:has(td:text-is("${slug}")) button[data-delete]`).click();
+    await page.locator(`tr[data-slug="${renamedSlug}"] button[data-delete]`).click();
     await page.waitForSelector('#categories-status .notice.error');
     // Never ordered, so deleting the product removes it for good; then the category can go.
     await page.goto(base + `/admin/products/${product.id}`);
@@ -349,9 +360,9 @@ try {
     await page.waitForSelector('.notice.success:has-text("Deleted.")');
     await page.goto(base + '/admin/categories');
     page.once('dialog', (d) => d.accept());
-    await page.locator(`tr:has(td:text-is("${slug}")) button[data-delete]`).click();
+    await page.locator(`tr[data-slug="${renamedSlug}"] button[data-delete]`).click();
     await page.waitForSelector('.notice.success:has-text("Deleted.")');
-    expect((await page.locator(`td:text-is("${slug}")`).count()) === 0, 'the category is gone');
+    expect((await page.locator(`tr[data-slug="${renamedSlug}"]`).count()) === 0, 'the category is gone');
 
     // Roles.
     const email = uniqueEmail('promoted');
