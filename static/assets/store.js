@@ -14,6 +14,10 @@ function render(view) {
   app.innerHTML = view.__raw;
 }
 
+// A picture that cannot be loaded (gone from its host, refused) is left out
+// rather than shown broken. `error` does not bubble: caught on the way down.
+app.addEventListener('error', (ev) => { if (ev.target instanceof HTMLImageElement) ev.target.remove(); }, true);
+
 function setTitle(text) {
   document.title = text ? `${text} · Shop` : 'Shop';
 }
@@ -164,8 +168,17 @@ function availability(p) {
   return html`<span class="badge ok">In stock</span>`;
 }
 
+/** A product's pictures in display order: uploaded images first, then its external image URLs. */
+function productPictures(p) {
+  const uploaded = (p.images || []).map((i) => ({ url: i.url, alt: i.alt || p.name }));
+  return uploaded.concat((p.image_urls || []).map((url) => ({ url, alt: p.name })));
+}
+
 function productCard(p) {
+  const [picture] = productPictures(p);
+  // Decorative here: the product's name is the card's heading, right below.
   return html`<li class="card" data-product-id="${p.id}">
+    ${picture ? html`<img class="thumb" src="${picture.url}" alt="" loading="lazy" decoding="async" width="320" height="240">` : ''}
     <h3><a href="/products/${p.id}">${p.name}</a></h3>
     <span class="muted">${p.category ? p.category.name : ''}</span>
     <span class="price">${formatMoney(p.price)}</span>
@@ -281,6 +294,7 @@ async function productPage(id, isCurrent) {
     <p><a href="/">← All products</a>${p.category ? html` · <a href="/?category=${p.category.slug}">${p.category.name}</a>` : ''}</p>
     <article class="two-col">
       <div>
+        ${productPictures(p).length ? html`<div class="gallery">${productPictures(p).map((pic, n) => html`<img class="${n === 0 ? 'main' : 'more'}" src="${pic.url}" alt="${pic.alt}" decoding="async" ${n === 0 ? '' : raw('loading="lazy"')} width="640" height="480">`)}</div>` : ''}
         <h1>${p.name}</h1>
         <p>${p.description}</p>
         <p class="muted">SKU ${p.sku}</p>

@@ -11,6 +11,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -62,6 +63,32 @@ function apiClient(base) {
     if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
     return data;
   };
+}
+
+/** A w×h PNG of one colour, made here (a real picture for the browser to decode). */
+function solidPng(w, h, [r, g, b]) {
+  const table = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (bytes) => { let c = 0xffffffff; for (const x of bytes) c = table[(c ^ x) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, 'ascii'), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc(body), 4 + body.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(w, 0);
+  header.writeUInt32BE(h, 4);
+  header[8] = 8; // bits per channel
+  header[9] = 2; // RGB
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: w }, () => [r, g, b]).flat())]);
+  const pixels = deflateSync(Buffer.concat(Array.from({ length: h }, () => row)));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))]);
 }
 
 // ------------------------------------------------------------------ harness
@@ -518,6 +545,41 @@ try {
     await page.click('#checkout-link', { force: true });
     await page.waitForSelector('#cart-status .notice.error');
     expect(page.url().endsWith('/cart'), 'checkout is blocked');
+    await u.assertClean();
+    await u.close();
+  });
+
+  await test('product pictures: an uploaded image shows on the product page and its card; one that cannot load is left out', async () => {
+    const product = await call('POST', '/api/products', { token: adminToken, body: {
+      sku: `PIC-${process.pid}-${Date.now() % 100000}`, name: 'Pictured Teapot', description: 'Shown with a picture.',
+      price: { amount_minor: 3200, currency: 'USD' }, stock_on_hand: 5,
+    } });
+    const png = solidPng(64, 48, [200, 80, 40]);
+    const upload = await call('POST', `/api/products/${product.id}/images/uploads`, { token: adminToken, body: { content_type: 'image/png', content_length: png.length } });
+    const put = await fetch(upload.upload_url, { method: 'PUT', headers: { 'content-type': 'image/png' }, body: png });
+    expect(put.status === 200, `the storage takes the upload: ${put.status}`);
+    await call('POST', `/api/products/${product.id}/images`, { token: adminToken, body: { key: upload.key, alt: 'A rust-red teapot' } });
+    const u = await newUser();
+    const { page } = u;
+    await page.goto(base + `/products/${product.id}`);
+    const picture = page.locator('.gallery img.main');
+    await picture.waitFor();
+    expect((await picture.getAttribute('alt')) === 'A rust-red teapot', 'the picture has its alt text');
+    await page.waitForFunction(() => { const i = document.querySelector('.gallery img.main'); return i && i.complete && i.naturalWidth === 64; });
+    await accessible(page, 'product page with a picture');
+    await page.goto(base + '/?q=pictured%20teapot');
+    const thumb = page.locator(`li[data-product-id="${product.id}"] img.thumb`);
+    await thumb.waitFor();
+    expect((await thumb.getAttribute('alt')) === '', 'the card\'s picture is decorative: the name is its heading');
+    await page.waitForFunction((id) => { const i = document.querySelector(`li[data-product-id="${id}"] img.thumb`); return i && i.complete && i.naturalWidth === 64; }, product.id);
+    // A picture URL that no longer answers: the page shows the product without it.
+    const gone = await call('POST', '/api/products', { token: adminToken, body: {
+      sku: `PIC-GONE-${process.pid}-${Date.now() % 100000}`, name: 'Unpictured Teapot', description: 'Its picture is gone.',
+      price: { amount_minor: 2100, currency: 'USD' }, stock_on_hand: 5, image_urls: [`${base}/no-such-picture.png`],
+    } });
+    await page.goto(base + `/products/${gone.id}`);
+    await page.waitForSelector('h1:has-text("Unpictured Teapot")');
+    await page.waitForFunction(() => document.querySelectorAll('.gallery img').length === 0);
     await u.assertClean();
     await u.close();
   });

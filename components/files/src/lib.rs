@@ -34,7 +34,8 @@ fn serve_file(ctx: &Ctx) -> HandlerResult {
     let kind = content_type(&path);
     let mut reply = Reply::bytes(200, kind, body);
     if kind.starts_with("text/html") {
-        reply = reply.with_header("content-security-policy", CONTENT_SECURITY_POLICY);
+        let public_url = spin_sdk::variables::get("object_storage_public_url").unwrap_or_default();
+        reply = reply.with_header("content-security-policy", &content_security_policy(&public_url));
     }
     Ok(cacheable(ctx, reply, "public, max-age=300"))
 }
@@ -42,9 +43,32 @@ fn serve_file(ctx: &Ctx) -> HandlerResult {
 /// The pages hold the shopper's tokens (localStorage), so they run only
 /// their own scripts and styles (no inline ones, no other origin), talk only
 /// to this origin, and may not be framed. Images may come from anywhere
-/// over https (product image URLs).
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; \
-connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+/// over https (product image URLs), and from the object storage that holds
+/// uploaded product images (`object_storage_public_url`) also when that is
+/// plain http (a local MinIO, a test server).
+fn content_security_policy(object_storage_public_url: &str) -> String {
+    let storage = storage_origin(object_storage_public_url).map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:{storage}; \
+connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// `http://host[:port]` of an http URL, if it is one whose host and port are
+/// plain (letters, digits, dots, dashes, one colon before the port), so
+/// nothing from the variable can add to or break the policy. https origins
+/// are allowed already.
+fn storage_origin(url: &str) -> Option<String> {
+    let rest = url.trim().strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    (host_ok && port_ok).then(|| format!("http://{authority}"))
+}
 
 /// The sections of the single-page apps under `static/` and each one's
 /// shell: a path at or under a section that names no file gets the shell.
@@ -123,6 +147,19 @@ mod tests {
 
     use proptest::prelude::*;
 
+    #[test]
+    fn an_http_object_storage_may_serve_images_and_nothing_else_gets_into_the_policy() {
+        let base = content_security_policy("");
+        assert!(base.contains("img-src 'self' data: https:;"), "{base}");
+        assert_eq!(content_security_policy("https://cdn.example.com/bucket"), base, "https is allowed already");
+        let local = content_security_policy("http://127.0.0.1:9000/shop-images");
+        assert!(local.contains("img-src 'self' data: https: http://127.0.0.1:9000;"), "{local}");
+        assert!(content_security_policy("http://minio.local/b").contains(" http://minio.local;"));
+        for hostile in ["http://a.com; script-src *", "http://a.com:80;x", "http://'self'", "http://", "http://a.com:", "http://a b", "ftp://x", "http://a.com:123456"] {
+            assert_eq!(content_security_policy(hostile), base, "{hostile:?}");
+        }
+    }
+
     proptest! {
         /// Whatever the path, the file served (if any) is inside the mount:
         /// absolute, no `.`/`..`/hidden segment, no backslash, never `/api`.
@@ -200,9 +237,11 @@ mod tests {
 
     #[test]
     fn the_policy_allows_no_inline_code_or_framing() {
-        assert!(CONTENT_SECURITY_POLICY.contains("script-src 'self';"));
-        assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
-        assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+        for policy in [content_security_policy(""), content_security_policy("http://127.0.0.1:9000/b")] {
+            assert!(policy.contains("script-src 'self';"));
+            assert!(!policy.contains("unsafe-inline"));
+            assert!(policy.contains("frame-ancestors 'none'"));
+        }
     }
 
     #[test]

@@ -159,6 +159,12 @@ fn static_files_are_served() {
     let index = app.get_path("/");
     assert_eq!(index.status, 200);
     assert!(index.header("content-type").unwrap().starts_with("text/html"));
+    // Uploaded product pictures come from the object storage, here plain
+    // http on loopback: its origin, and only that, joins the image sources.
+    let policy = index.header("content-security-policy").expect("a content security policy");
+    let storage = app.object_storage.url.trim_end_matches('/');
+    assert!(policy.contains(&format!("img-src 'self' data: https: {storage};")), "{policy}");
+    assert!(policy.contains("script-src 'self';") && !policy.contains("unsafe-inline"), "{policy}");
     let spec = app.get_path("/openapi.yaml");
     assert_eq!(spec.status, 200);
     assert!(spec.body.contains("openapi: 3.1"));
