@@ -290,11 +290,12 @@ async function productPage(id, isCurrent) {
   }
   if (!isCurrent()) return;
   setTitle(p.name);
+  const pictures = productPictures(p);
   render(html`
     <p><a href="/">← All products</a>${p.category ? html` · <a href="/?category=${p.category.slug}">${p.category.name}</a>` : ''}</p>
     <article class="two-col">
       <div>
-        ${productPictures(p).length ? html`<div class="gallery">${productPictures(p).map((pic, n) => html`<img class="${n === 0 ? 'main' : 'more'}" src="${pic.url}" alt="${pic.alt}" decoding="async" ${n === 0 ? '' : raw('loading="lazy"')} width="640" height="480">`)}</div>` : ''}
+        ${pictures.length ? html`<div class="gallery">${pictures.map((pic, n) => html`<img class="${n === 0 ? 'main' : 'more'}" src="${pic.url}" alt="${pic.alt}" decoding="async" ${n === 0 ? '' : raw('loading="lazy"')} width="640" height="480">`)}</div>` : ''}
         <h1>${p.name}</h1>
         <p>${p.description}</p>
         <p class="muted">SKU ${p.sku}</p>
@@ -415,6 +416,25 @@ function addressLine(a) {
   return [a.name, a.line1, a.line2, `${a.postal_code} ${a.city}`, a.region, a.country].filter(Boolean).join(', ');
 }
 
+const ADDRESS_FIELDS = ['name', 'line1', 'line2', 'city', 'region', 'postal_code', 'country'];
+
+/** The inputs of a postal address (named as the API names them), filled from `a`; `id(k)` is each input's id. */
+function addressFields(id, a = {}) {
+  const field = (k, label, attrs) => html`<label for="${id(k)}">${label}</label><input id="${id(k)}" name="${k}" ${raw(attrs)} value="${a[k] || ''}">`;
+  return html`${field('name', 'Full name', 'autocomplete="name" required')}
+    ${field('line1', 'Address', 'autocomplete="address-line1" required')}
+    ${field('line2', 'Address line 2 (optional)', 'autocomplete="address-line2"')}
+    ${field('city', 'City', 'autocomplete="address-level2" required')}
+    ${field('region', 'State or region (optional)', 'autocomplete="address-level1"')}
+    ${field('postal_code', 'Postal code', 'autocomplete="postal-code" required')}
+    ${field('country', 'Country (two letters, e.g. US)', 'autocomplete="country" maxlength="2" required')}`;
+}
+
+/** The address typed into `form`'s inputs, trimmed, empty ones left out (the API's optional fields). */
+function addressFrom(form) {
+  return Object.fromEntries(ADDRESS_FIELDS.map((k) => [k, String(form.elements[k].value).trim()]).filter(([, v]) => v));
+}
+
 async function checkoutPage(isCurrent) {
   if (!requireUser()) return;
   const [cart, book] = await Promise.all([api('GET', '/api/cart'), api('GET', '/api/users/addresses').catch(() => ({ addresses: [] }))]);
@@ -436,13 +456,7 @@ async function checkoutPage(isCurrent) {
           <p><label class="inline"><input type="radio" name="address_choice" value="new"> A new address</label></p>
         </fieldset>` : ''}
         <div id="new-address" ${saved.length ? raw('hidden') : ''}>
-          <label for="ship-name">Full name</label><input id="ship-name" name="name" autocomplete="name" required value="${[user.first_name, user.last_name].filter(Boolean).join(' ')}">
-          <label for="ship-line1">Address</label><input id="ship-line1" name="line1" autocomplete="address-line1" required>
-          <label for="ship-line2">Address line 2 (optional)</label><input id="ship-line2" name="line2" autocomplete="address-line2">
-          <label for="ship-city">City</label><input id="ship-city" name="city" autocomplete="address-level2" required>
-          <label for="ship-region">State or region (optional)</label><input id="ship-region" name="region" autocomplete="address-level1">
-          <label for="ship-postal">Postal code</label><input id="ship-postal" name="postal_code" autocomplete="postal-code" required>
-          <label for="ship-country">Country (two letters, e.g. US)</label><input id="ship-country" name="country" autocomplete="country" maxlength="2" required value="US">
+          ${addressFields((k) => (k === 'postal_code' ? 'ship-postal' : `ship-${k}`), { name: [user.first_name, user.last_name].filter(Boolean).join(' '), country: 'US' })}
           <p><label class="inline"><input type="checkbox" id="save-address" ${saved.length < 20 ? raw('checked') : raw('disabled')}> Save it in my address book</label></p>
         </div>
         <div id="checkout-status" role="status" aria-live="polite"></div>
@@ -470,8 +484,7 @@ async function checkoutPage(isCurrent) {
     ev.preventDefault();
     if (placing) return;
     const picked = choice();
-    const fields = ['name', 'line1', 'line2', 'city', 'region', 'postal_code', 'country'];
-    const address = Object.fromEntries(fields.map((k) => [k, String(form.elements[k].value).trim()]).filter(([, v]) => v));
+    const address = addressFrom(form);
     const body = picked === 'new' ? { shipping_address: address } : { shipping_address_id: picked };
     placing = true;
     button.disabled = true;
@@ -696,16 +709,9 @@ async function refreshProfile() {
 /** The hidden form that edits one address book entry in place. */
 function addressEditForm(a) {
   const id = (k) => `edit-${a.id}-${k}`;
-  const field = (k, label, attrs, value) => html`<label for="${id(k)}">${label}</label><input id="${id(k)}" name="${k}" ${raw(attrs)} value="${value || ''}">`;
   return html`<form id="edit-${a.id}" class="address-edit" hidden>
-    ${field('label', 'Label (optional, e.g. Home)', '', a.label)}
-    ${field('name', 'Full name', 'autocomplete="name" required', a.name)}
-    ${field('line1', 'Address', 'autocomplete="address-line1" required', a.line1)}
-    ${field('line2', 'Address line 2 (optional)', 'autocomplete="address-line2"', a.line2)}
-    ${field('city', 'City', 'autocomplete="address-level2" required', a.city)}
-    ${field('region', 'State or region (optional)', 'autocomplete="address-level1"', a.region)}
-    ${field('postal_code', 'Postal code', 'autocomplete="postal-code" required', a.postal_code)}
-    ${field('country', 'Country (two letters, e.g. US)', 'autocomplete="country" maxlength="2" required', a.country)}
+    <label for="${id('label')}">Label (optional, e.g. Home)</label><input id="${id('label')}" name="label" value="${a.label || ''}">
+    ${addressFields(id, a)}
     <div role="status"></div>
     <p><button type="submit">Save address</button> <button type="button" class="secondary" data-cancel>Cancel</button></p>
   </form>`;
@@ -781,9 +787,10 @@ async function accountPage(isCurrent) {
     form.querySelector('button[data-cancel]').addEventListener('click', () => { form.hidden = true; b.setAttribute('aria-expanded', 'false'); b.focus(); });
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      // The whole entry is replaced; leaving default_shipping out keeps it.
-      const v = (k) => String(form.elements[k].value).trim();
-      const body = { label: v('label') || null, name: v('name'), line1: v('line1'), line2: v('line2') || null, city: v('city'), region: v('region') || null, postal_code: v('postal_code'), country: v('country').toUpperCase() };
+      // The whole entry is replaced (a field left out is cleared); leaving
+      // default_shipping out keeps it.
+      const label = String(form.elements.label.value).trim();
+      const body = label ? { ...addressFrom(form), label } : addressFrom(form);
       try {
         await api('PUT', `/api/users/addresses/${b.dataset.editAddress}`, { body });
         flashNext('success', 'Address saved.');

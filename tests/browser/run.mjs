@@ -190,6 +190,15 @@ async function signInUi(page, base, email, password = STRONG_PASSWORD) {
   await page.click('#sign-in button[type=submit]');
 }
 
+/** A customer registered through the API, then signed in through the storefront in a browser of their own. */
+async function signedInCustomer(label, first, last) {
+  const email = uniqueEmail(label);
+  await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: first, last_name: last } });
+  const u = await newUser();
+  await signInUi(u.page, base, email);
+  return { email, u, page: u.page };
+}
+
 async function fillAddress(page) {
   await page.fill('#ship-line1', '1 Main St');
   await page.fill('#ship-city', 'Springfield');
@@ -468,11 +477,7 @@ try {
   });
 
   await test('an expired access token is refreshed without the user noticing; a reused refresh token signs out cleanly', async () => {
-    const email = uniqueEmail('refresh');
-    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Rae', last_name: 'Refresh' } });
-    const u = await newUser();
-    const { page } = u;
-    await signInUi(page, base, email);
+    const { email, u, page } = await signedInCustomer('refresh', 'Rae', 'Refresh');
     await page.waitForSelector(`text=Signed in as ${email}`);
     // Swap tokens only while no request is in flight: a refresh answered
     // after the page is left would rotate the token without the browser
@@ -585,11 +590,7 @@ try {
   });
 
   await test('account: "Download my data" saves the export; deleting the account needs the password, signs out and frees the email', async () => {
-    const email = uniqueEmail('erase');
-    await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Ezra', last_name: 'Erase' } });
-    const u = await newUser();
-    const { page } = u;
-    await signInUi(page, base, email);
+    const { email, u, page } = await signedInCustomer('erase', 'Ezra', 'Erase');
     await page.waitForURL(/\/account$/);
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-data')]);
     expect(/^shop-data-\d{4}-\d{2}-\d{2}\.json$/.test(download.suggestedFilename()), `file name: ${download.suggestedFilename()}`);

@@ -315,6 +315,14 @@ pub fn embedded_runtime_config_with_redis(labels: &[&str], redis_url: &str) -> P
     path
 }
 
+impl ServerStores {
+    /// [`Self::variables`] but those `taken` (a test's or a benchmark's own
+    /// setting, which wins over the servers' defaults).
+    pub fn variables_unless(&self, taken: impl Fn(&str) -> bool) -> Vec<(&'static str, &str)> {
+        self.variables.iter().filter(|(k, _)| !taken(k)).map(|(k, v)| (*k, v.as_str())).collect()
+    }
+}
+
 /// Keep the servers running for the rest of the test binary and stop them
 /// when it exits (statics are never dropped, and a leaked server would
 /// outlive the run).
@@ -359,9 +367,8 @@ pub fn launch_host_and_stores(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> 
         Stores::Embedded => (launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml")), None),
         Stores::Servers => {
             let servers = ServerStores::start();
-            // A test's own setting wins over the servers' defaults.
             let mut all: Vec<(&str, &str)> = extra.to_vec();
-            all.extend(servers.variables.iter().filter(|(k, _)| !extra.iter().any(|(e, _)| e == k)).map(|(k, v)| (*k, v.as_str())));
+            all.extend(servers.variables_unless(|k| extra.iter().any(|(e, _)| *e == k)));
             let host = launch_host_with(keys, &all, &servers.runtime_config);
             servers.assert_in_use(&host.base_url());
             (host, Some(servers))

@@ -165,7 +165,8 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Open the cache and fetch `keys` with the generation in one host call.
+    /// Open the cache and fetch `keys` with the generation: one host call
+    /// (`get-many`), or one per key where the store has no working get-many.
     /// `None` when the cache is off or unavailable; otherwise the cache and,
     /// per key, the body of a fresh entry of the current generation.
     pub fn get_many(keys: &[String]) -> Option<(Cache, Vec<Option<Vec<u8>>>)> {

@@ -496,10 +496,7 @@ fn main() {
             let (vars, runtime_config) = if o.postgres {
                 let servers = api_tests::ServerStores::start();
                 let mut vars = vars;
-                // `--variable` wins over the servers' defaults.
-                vars.extend(
-                    servers.variables.iter().filter(|(k, _)| !o.variables.iter().any(|(e, _)| e == k)).map(|(k, v)| (k.to_string(), v.clone())),
-                );
+                vars.extend(servers.variables_unless(|k| o.variables.iter().any(|(e, _)| e == k)).into_iter().map(|(k, v)| (k.to_string(), v.to_string())));
                 let rc = servers.runtime_config.clone();
                 servers_kept = Some(servers);
                 (vars, rc)
