@@ -13,7 +13,12 @@
 #   scripts/bench.sh --stores postgres    # every database on a throwaway Postgres; carts, the catalog cache
 #                                         # and the floor's store on a throwaway Redis
 #   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
-#                --only TEXT --variable k=v
+#                --only TEXT --variable k=v --page-runs N
+#
+# After the table, the storefront's page budget on the same shop
+# (tests/browser/budget.mjs in Debian's headless Chromium: 5 first loads, 1
+# with --smoke); `--only "page budget"` runs it alone. It needs chromium and
+# Node 20+; the pinned npm packages are installed here when Node is there.
 #
 # The soak with invariants (README, "The soak"): a mixed storefront workload
 # on the test host with a fake Stripe and a fake Resend, then checks from the
@@ -50,4 +55,7 @@ if $soak; then
   exec "target/$dir/soak" "$@"
 fi
 cargo build -q --profile "$profile" -p shop-test-host -p api-tests --bin shop-test-host --bin bench
+if command -v npm >/dev/null 2>&1 && [ -x "${SHOP_CHROMIUM:-/usr/bin/chromium}" ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
 exec "target/$dir/bench" --host-bin "target/$dir/shop-test-host" "$@"

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
 const USAGE: &str = "usage: bench [--duration SECS] [--connections N] [--rounds N] [--pending N] \
-[--workers W,W] [--base-url URL --bare-url URL [--floor-url URL] [--shop-pid PID --bare-pid PID --floor-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--stores embedded|postgres] [--smoke]";
+[--workers W,W] [--base-url URL --bare-url URL [--floor-url URL] [--shop-pid PID --bare-pid PID --floor-pid PID]] [--host-bin PATH] [--only TEXT] [--variable k=v ...] [--stores embedded|postgres] [--page-runs N] [--smoke]";
 
 struct Options {
     duration: u64,
@@ -54,6 +54,9 @@ struct Options {
     /// `postgres`: every service database on a throwaway Postgres, carts and
     /// the catalog cache on a throwaway Redis.
     postgres: bool,
+    /// First loads of the storefront for the page budget
+    /// (`tests/browser/budget.mjs`).
+    page_runs: u32,
 }
 
 fn parse_args() -> Options {
@@ -73,6 +76,7 @@ fn parse_args() -> Options {
         only: None,
         variables: Vec::new(),
         postgres: false,
+        page_runs: 5,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -91,6 +95,7 @@ fn parse_args() -> Options {
             "--floor-url" => o.floor_url = Some(v().trim_end_matches('/').to_string()),
             "--floor-pid" => o.floor_pid = Some(num(v()) as u32),
             "--host-bin" => o.host_bin = Some(v().into()),
+            "--page-runs" => o.page_runs = num(v()).max(1) as u32,
             "--only" => o.only = Some(v()),
             "--stores" => match v().as_str() {
                 "postgres" => o.postgres = true,
@@ -109,6 +114,7 @@ fn parse_args() -> Options {
                 o.rounds = 1;
                 o.pending = 20;
                 o.workers = vec![2];
+                o.page_runs = 1;
             }
             "--help" | "-h" => {
                 println!("{USAGE}");
@@ -379,6 +385,46 @@ fn orders(o: &Options, app: &Arc<TestApp>, product: &str, users: Vec<String>) ->
     WrkResult { rps: l.len() as f64 / elapsed, p50_ms: pct(0.50), p99_ms: pct(0.99), errors, done: l.len() as u64 + errors, cpu_us: None }
 }
 
+/// The label `--only` matches to run the page budget alone.
+const PAGE_BUDGET: &str = "page budget";
+
+/// The storefront's page budget (README, "The storefront's page budget"),
+/// measured on the shop just benchmarked: `runs` first loads of `/` in
+/// Debian's headless Chromium by `tests/browser/budget.mjs`, whose table is
+/// printed as it is. Without Chromium, Node or the npm packages
+/// (`scripts/bench.sh` installs those when Node is there) the table says
+/// why it is missing; a measurement over the budget, or one that could not
+/// run, is an error (the benchmark then exits 1, after its hosts stop).
+fn page_budget(root: &Path, shop_url: &str, runs: u32) -> Result<(), String> {
+    let chromium = std::env::var("SHOP_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing = if !Path::new(&chromium).exists() {
+        Some(format!("{chromium} not found (apt-get install chromium)"))
+    } else if !root.join("tests/browser/node_modules/playwright-core").exists() {
+        Some("the npm packages are not installed (Node 20+, then `npm ci` in tests/browser)".into())
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        println!("{PAGE_BUDGET}: not measured: {why}");
+        return Ok(());
+    }
+    println!("storefront {PAGE_BUDGET} (`tests/browser/budget.mjs`: {runs} first load(s) of `/` in headless Chromium, fresh profile each):");
+    println!();
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/budget.mjs"))
+        .args(["--base-url", shop_url, "--runs", &runs.to_string()])
+        .env("SHOP_CHROMIUM", &chromium)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("over the budget, or the measurement failed ({})", out.status))
+    }
+}
+
 fn rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
@@ -611,8 +657,18 @@ fn main() {
     println!("| resident memory after the run | shop | bare component | floor |");
     println!("|---|---|---|---|");
     println!("| host process | {} | {} | {} |", mem(shop_pid), mem(bare_pid), mem(floor.as_ref().and_then(|(_, pid)| *pid)));
+    let budget = if wanted(PAGE_BUDGET) {
+        println!();
+        page_budget(&root, &shop_url, o.page_runs)
+    } else {
+        Ok(())
+    };
     drop(hosts);
     drop(servers_kept);
+    if let Err(e) = budget {
+        eprintln!("bench: {PAGE_BUDGET}: {e}");
+        std::process::exit(1);
+    }
 }
 
 #[cfg(test)]
