@@ -14,6 +14,8 @@
 #                                         # and the floor's store on a throwaway Redis
 #   extra flags: --duration S --connections N --rounds N --pending N --workers 8,32
 #                --only TEXT --variable k=v --page-runs N
+#   SHOP_BENCH_KEEP_STATE=1 keeps each host's state directory (/tmp/shop-bench-<name>-<pid>,
+#   host.log is its stderr), e.g. with SHOP_TEST_HOST_SQL_TRACE=1 for a statement trace
 #
 # After the table, the storefront's page budget on the same shop
 # (tests/browser/budget.mjs in Debian's headless Chromium: 5 first loads, 1

@@ -154,7 +154,9 @@ impl Drop for HostProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._state);
+        if std::env::var_os("SHOP_BENCH_KEEP_STATE").is_none() {
+            let _ = std::fs::remove_dir_all(&self._state);
+        }
     }
 }
 
