@@ -505,7 +505,10 @@ impl TestApp {
         let url = format!("{}{}", self.base_url, path);
         let mut builder = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in headers {
-            builder = builder.header(*k, *v);
+            // From bytes, so a test can send what a client may: bytes over
+            // 0x7f (obs-text) as well as visible ASCII.
+            let value = ureq::http::HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|e| panic!("header {k}: {e}"));
+            builder = builder.header(*k, value);
         }
         let request = builder.body(body).unwrap_or_else(|e| panic!("bad request {method} {url}: {e}"));
         let mut resp = self.agent.run(request).unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));

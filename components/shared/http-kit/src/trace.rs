@@ -88,7 +88,9 @@ pub fn current() -> Option<TraceContext> {
 pub fn parse_traceparent(raw: &str) -> Option<(String, String, String)> {
     let raw = raw.trim();
     let b = raw.as_bytes();
-    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
+    // Only ASCII can be valid, and the slices below need it: a character of
+    // several bytes across a boundary would panic (a trapped instance).
+    if !raw.is_ascii() || b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
         return None;
     }
     let hex = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
@@ -141,6 +143,10 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
             "00-4bf92f3577b34da6a3ce929d0e0e473x-00f067aa0ba902b7-01",
+            // A character of several bytes across the flags' boundary.
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\u{e9}",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\u{fffd}",
+            "\u{e9}0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert_eq!(parse_traceparent(bad), None, "{bad}");
         }
