@@ -208,6 +208,29 @@ fn empty_carts_short_lines_and_bad_input() {
 }
 
 #[test]
+fn a_cart_whose_product_changed_currency_is_not_ordered_in_the_new_one() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 700, 2);
+    let admin = app.admin();
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/products/{product}"), Some(&json!({ "price": { "amount_minor": 650, "currency": "EUR" } })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut shopper = Shopper::user(&user.access_token);
+    let cart = app.get_cart(&mut shopper).json();
+    assert_eq!((cart["lines"][0]["status"].as_str(), cart["has_issues"].as_bool()), (Some("currency_changed"), Some(true)));
+
+    let v = app.place_order(&user, None, Some(address())).assert_error(409, "currency_mismatch");
+    let d = &v["error"]["details"];
+    assert_eq!((d["product_id"].as_str(), d["cart_currency"].as_str(), d["product_currency"].as_str()), (Some(product.as_str()), Some("USD"), Some("EUR")));
+    assert_eq!(stock(&app, &product), (5, 0, 5), "nothing reserved");
+    assert_eq!(app.get_cart(&mut shopper).json()["item_count"], 2, "cart untouched");
+
+    // Setting the line again takes the new currency; then the order goes through in it.
+    app.set_cart_quantity(&mut shopper, &product, 2);
+    let order = placed(&app, &user);
+    assert_eq!(order["total"], json!({ "amount_minor": 1300, "currency": "EUR" }));
+}
+
+#[test]
 fn concurrent_checkouts_for_the_last_unit_have_one_winner() {
     let app = TestApp::get();
     let admin = app.admin();

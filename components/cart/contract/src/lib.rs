@@ -54,6 +54,7 @@ impl Guest for CartContract {
             user_id,
             lines: cart.lines.iter().map(|l| CartLine { product_id: l.product_id.clone(), quantity: l.quantity }).collect(),
             version: cart.version,
+            currency: cart.currency.clone(),
         })
     }
 

@@ -188,6 +188,17 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         if currency.is_some_and(|cur| cur != c) {
             return Err(ApiError::new(409, "currency_mismatch", "the cart's products are no longer priced in one currency"));
         }
+        // The shopper saw the cart in its currency; an order in another one
+        // is not what they agreed to (the cart flags such a line
+        // `currency_changed`).
+        if let Some(cart_currency) = snapshot.currency.as_deref().filter(|cc| *cc != p.unit_price.currency) {
+            return Err(ApiError::new(
+                409,
+                "currency_mismatch",
+                format!("product {} is now priced in {}, not in the cart's {cart_currency}; review the cart", l.product_id, p.unit_price.currency),
+            )
+            .with_details(json!({ "product_id": l.product_id, "cart_currency": cart_currency, "product_currency": p.unit_price.currency })));
+        }
         currency = Some(c);
         let unit_price = Money::new(p.unit_price.amount_minor, c);
         let line_total = unit_price.checked_mul(l.quantity as i64).map_err(ApiError::internal)?;
