@@ -933,6 +933,15 @@ fn an_expired_session_ends_the_attempt_not_the_order() {
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_sess_exp"), "checkout.session.expired", expired)).status, 200);
     assert_eq!(app.order(&user, &id)["status"], "pending_payment");
     assert_eq!(stock(&app, &product), (5, 2, 3));
+    let payment = |app: &TestApp| app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json()["payment"].clone();
+    assert_eq!(payment(&app)["status"], "session_expired");
+    // Expired before its time (an operator expired it at Stripe): the next
+    // session is a new one, not the ended one again, and it is the
+    // payment's current attempt.
+    let next = app.start_checkout(&user, &id);
+    assert_ne!(next, session_id, "a new session, not the expired one replayed");
+    let now = payment(&app);
+    assert_eq!((now["status"].as_str(), now["checkout_session"].as_str()), (Some("awaiting_payment"), Some(next.as_str())));
     let canceled = json!({ "id": format!("pi_abandoned_{id}"), "object": "payment_intent", "status": "canceled", "metadata": { "order_id": id } });
     assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_pi_cancel"), "payment_intent.canceled", canceled)).status, 200);
     assert_eq!(app.order(&user, &id)["status"], "pending_payment", "an abandoned intent ends nothing either");

@@ -42,11 +42,18 @@ pub fn payment_for(db: &dyn Db, order_id: &str) -> Result<Option<PaymentRecord>,
 }
 
 /// Create or update the payment record when a session or intent is created.
+/// A new session or intent after an attempt ended without money (expired,
+/// failed, declined, abandoned) makes the payment `awaiting_payment` again:
+/// the new one is the order's current attempt.
 pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent: Option<&str>) -> Result<(), DbError> {
     db.execute(
         "INSERT INTO payments (order_id, checkout_session, payment_intent, status, amount_minor, currency, updated_at) \
          VALUES (?, ?, ?, 'awaiting_payment', ?, ?, ?) \
          ON CONFLICT (order_id) DO UPDATE SET \
+           status = CASE WHEN payments.status IN ('failed', 'session_expired', 'requires_payment_method', 'canceled') \
+             AND ((excluded.checkout_session IS NOT NULL AND (payments.checkout_session IS NULL OR excluded.checkout_session <> payments.checkout_session)) \
+               OR (excluded.payment_intent IS NOT NULL AND (payments.payment_intent IS NULL OR excluded.payment_intent <> payments.payment_intent))) \
+             THEN 'awaiting_payment' ELSE payments.status END, \
            checkout_session = COALESCE(excluded.checkout_session, payments.checkout_session), \
            payment_intent = COALESCE(excluded.payment_intent, payments.payment_intent), updated_at = excluded.updated_at",
         &[
@@ -79,6 +86,23 @@ pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Resu
                 Ok(choose)
             }
         }
+    })
+}
+
+/// The Stripe Idempotency-Key of the order's next Checkout Session with
+/// this expiry: the order and the expiry, so a retry sends the same key
+/// and gets the same session; and, once a session with this expiry has
+/// ended before its time (expired early at Stripe, or completed with a
+/// failed payment), how many have, so the next request makes a new session
+/// instead of being answered with the ended one.
+pub fn session_key(db: &dyn Db, order_id: &str, expires_at: i64) -> Result<String, DbError> {
+    let ended = ledger::objects_of(db, order_id)?
+        .iter()
+        .filter(|o| o.kind == Kind::CheckoutSession && o.status != "open" && o.expires_at == Some(expires_at))
+        .count();
+    Ok(match ended {
+        0 => format!("checkout-session:{order_id}:{expires_at}"),
+        n => format!("checkout-session:{order_id}:{expires_at}:{n}"),
     })
 }
 

@@ -125,7 +125,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
         fields.push((format!("line_items[{i}][price_data][product_data][name]"), l.name.clone()));
         fields.push((format!("line_items[{i}][quantity]"), l.quantity.to_string()));
     }
-    let key = StripeKey::load(&db, &format!("checkout-session:{}:{expires_at}", order.id))?;
+    let key = StripeKey::load(&db, &summary::session_key(&db, &order.id, expires_at)?)?;
     let session = key.post(&db, &config, "/v1/checkout/sessions", &fields).map_err(stripe_error)?;
     let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
