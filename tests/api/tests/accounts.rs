@@ -58,6 +58,8 @@ fn registration_sends_a_single_use_verification_link() {
     assert_eq!(r.json()["user"]["email_verified"], true);
     verify(&app, &token).assert_error(400, "invalid_or_expired_token");
     verify(&app, "ve_not-a-real-token").assert_error(400, "invalid_or_expired_token");
+    verify(&app, &format!("ve_{}", "x".repeat(300))).assert_error(400, "invalid_or_expired_token");
+    verify(&app, "  ").assert_error(400, "invalid_request");
     app.request("POST", "/api/auth/verify-email", &[], Some(&json!({}))).assert_error(400, "invalid_request");
 
     // The proof reaches tokens at the next refresh.
@@ -179,6 +181,11 @@ fn behind_a_trusted_proxy_the_forwarded_client_is_limited_not_the_proxy() {
     login_via("203.0.113.7").assert_error(429, "rate_limited");
     // A client cannot escape by writing its own entries in front...
     login_via("198.51.100.1, 203.0.113.7").assert_error(429, "rate_limited");
+    // ...nor by sending a field of its own in front of the one a proxy adds
+    // (some add a separate field rather than appending to the client's).
+    let body = json!({ "email": unique_email("spray"), "password": "not the password" });
+    app.request("POST", "/api/auth/login", &[("x-forwarded-for", "198.51.100.2"), ("x-forwarded-for", "203.0.113.7")], Some(&body))
+        .assert_error(429, "rate_limited");
     // ...and other clients behind the same proxy are unaffected.
     login_via("203.0.113.8").assert_error(401, "invalid_credentials");
     let email = registered(app, "proxied");

@@ -39,6 +39,17 @@ impl Ctx {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every field named `name`, in order, joined with `, `: a list header
+    /// (`X-Forwarded-For`) may arrive as several fields, which mean the
+    /// same as one field with their values comma-separated (RFC 9110,
+    /// 5.3). [`Self::header`] would read the first alone, which a proxy
+    /// that adds its own field rather than appending to the client's leaves
+    /// under the client's control.
+    pub fn header_list(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
     /// Parse the body as JSON into `T`, with the default size limit.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         self.json_limited(DEFAULT_JSON_LIMIT)
@@ -153,6 +164,24 @@ mod tests {
     struct Item {
         sku: String,
         quantity: u32,
+    }
+
+    #[test]
+    fn a_list_header_sent_as_several_fields_is_read_whole() {
+        let ctx = Ctx {
+            method: "GET".into(),
+            path: "/".into(),
+            query: Query::default(),
+            headers: [("x-forwarded-for", "6.6.6.6"), ("accept", "*/*"), ("X-Forwarded-For", "1.2.3.4, 10.0.0.1")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: crate::body::Body::from_bytes(Vec::new()),
+            request_id: "t".into(),
+        };
+        assert_eq!(ctx.header_list("x-forwarded-for").as_deref(), Some("6.6.6.6, 1.2.3.4, 10.0.0.1"));
+        assert_eq!(ctx.header("x-forwarded-for"), Some("6.6.6.6"), "header reads the first field alone");
+        assert_eq!(ctx.header_list("forwarded"), None);
     }
 
     #[test]

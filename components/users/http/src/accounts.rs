@@ -49,10 +49,14 @@ struct TokenBody {
     token: Option<String>,
 }
 
+/// The link's token: missing or blank is a malformed request; one longer
+/// than any token the shop issues is simply not a valid link.
 fn token_of(raw: Option<String>) -> Result<String, ApiError> {
-    raw.map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty() && t.len() <= 200)
-        .ok_or_else(|| ApiError::new(400, "invalid_request", "token is required"))
+    let token = raw.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).ok_or_else(|| ApiError::new(400, "invalid_request", "token is required"))?;
+    if token.len() > 200 {
+        return Err(invalid_link());
+    }
+    Ok(token)
 }
 
 /// The owner of `used.email` has proven it: mark it verified (if the

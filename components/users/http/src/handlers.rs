@@ -164,7 +164,7 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
 pub(crate) fn client_of(ctx: &Ctx) -> String {
     login_limits::client_address(
         ctx.header("spin-client-addr"),
-        ctx.header("x-forwarded-for"),
+        ctx.header_list("x-forwarded-for").as_deref(),
         login_limits::trusted_proxy_hops_from_variables(),
     )
 }
