@@ -2,7 +2,7 @@
 //! holds about them, across services, and account deletion that leaves no
 //! personal data in any service's tables while the shop keeps its books.
 
-use api_tests::{launch_host_with, unique_email, workspace_root, FakeResend, FakeStripe, ServerStores, Stores, TestApp, TestUser, STRONG_PASSWORD};
+use api_tests::{event, launch_host_with, unique_email, workspace_root, FakeResend, FakeStripe, ServerStores, Stores, TestApp, TestUser, STRONG_PASSWORD};
 use jwt_simple::prelude::Ed25519KeyPair;
 use serde_json::{json, Value};
 
@@ -174,10 +174,24 @@ fn a_deleted_account_leaves_no_personal_data_in_any_database() {
     let a = app.send_as(&user.access_token, "POST", "/api/users/addresses", Some(&ship_to(&tag))).json()["address"].clone();
     let order_id = placed(&app, &user, &a["id"]);
     cancel(&app, &user, &order_id);
+    // A second order is paid (so it has an invoice) and delivered.
+    app.send_as(&user.access_token, "POST", "/api/cart/items", Some(&json!({ "product_id": product_id, "quantity": 1 })));
+    let paid_id = placed(&app, &user, &a["id"]);
+    let session_id = app.start_checkout(&user, &paid_id);
+    let r = app.stripe_sends(&event(&format!("evt_{paid_id}_paid"), "checkout.session.completed", app.stripe.pay_session(&session_id)));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{paid_id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1Z1" })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{paid_id}/status"), Some(&json!({ "status": "delivered" })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let export = app.send_as(&user.access_token, "GET", "/api/users/me/export", None).json();
+    let exported = export["orders"].as_array().unwrap().iter().find(|o| o["id"] == paid_id.as_str()).unwrap().clone();
+    assert_eq!(exported["invoices"][0]["kind"], "invoice", "the export holds the order's invoice: {exported}");
+    assert_eq!(exported["invoices"][0]["document"]["buyer"]["name"], format!("Zelda {tag}"));
     app.request("POST", "/api/auth/password-reset", &[], Some(&json!({ "email": email })));
     app.deliver_emails();
 
-    let needles = [email.clone(), first.clone(), last.clone(), format!("742 Evergreen {tag}"), format!("Ogdenville{tag}")];
+    let needles = [email.clone(), first.clone(), last.clone(), format!("Zelda {tag}"), format!("742 Evergreen {tag}"), format!("Ogdenville{tag}")];
     let before: String = ["users", "orders", "notifications"].iter().map(|l| all_rows(&stores, &host, l)).collect();
     for n in &needles {
         assert!(before.contains(n.as_str()), "the test stores {n} somewhere first");
@@ -191,10 +205,17 @@ fn a_deleted_account_leaves_no_personal_data_in_any_database() {
     for label in ["users", "orders", "notifications", "catalog"] {
         let rows = all_rows(&stores, &host, label);
         for n in &needles {
-            let hit: Vec<&str> = rows.lines().filter(|l| l.contains(n.as_str())).collect();
+            // Issued invoices are kept as issued (README, "Data export and
+            // account deletion"): the buyer's name and billing address stay
+            // there, and only there.
+            let hit: Vec<&str> = rows.lines().filter(|l| l.contains(n.as_str()) && !(label == "orders" && l.starts_with("invoices: "))).collect();
             assert!(hit.is_empty(), "{label} still holds {n}: {hit:?}");
         }
     }
+    let orders_rows = all_rows(&stores, &host, "orders");
+    let kept_on_invoice = |n: &str| orders_rows.lines().any(|l| l.starts_with("invoices: ") && l.contains(n));
+    assert!(kept_on_invoice(&format!("Zelda {tag}")) && kept_on_invoice(&format!("742 Evergreen {tag}")), "the invoice is kept whole");
+    assert!(!kept_on_invoice(&email) && !kept_on_invoice(&first), "an invoice holds neither the account's email nor its names");
     // The books are intact.
     let order = app.send_as(&admin.access_token, "GET", &format!("/api/orders/{order_id}"), None).json();
     assert_eq!((order["status"].as_str(), order["total"]["amount_minor"].as_i64()), (Some("cancelled"), Some(product["price"]["amount_minor"].as_i64().unwrap())));

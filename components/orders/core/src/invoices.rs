@@ -258,9 +258,23 @@ pub fn in_period(db: &dyn Db, from: &str, to: &str, limit: u32, offset: i64) -> 
     Ok((page, total))
 }
 
-/// A document as a CSV row (RFC 4180 quoting), for the books.
+/// A text cell of the CSV: a value a spreadsheet would read as a formula
+/// (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return; the
+/// buyer's name is the customer's own text) gets a `'` in front, so it
+/// stays text; then RFC 4180 quoting.
+fn csv_text(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// A document as a CSV row (RFC 4180 quoting, text cells never formulas),
+/// for the books.
 pub fn csv_row(d: &Document) -> String {
-    let quote = |s: &str| if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() };
+    let quote = csv_text;
     let buyer = d.document["buyer"]["name"].as_str().unwrap_or("");
     [
         quote(&d.number),
@@ -325,6 +339,16 @@ mod tests {
         assert_eq!(total, 3);
         assert_eq!(all[0].number, inv.number, "invoices before credit notes on a day");
         assert!(csv_row(&all[0]).starts_with(&format!("{},invoice,", inv.number)));
+    }
+
+    #[test]
+    fn a_csv_text_cell_is_never_a_formula() {
+        assert_eq!(csv_text("Ann Lee"), "Ann Lee");
+        assert_eq!(csv_text("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
+        assert_eq!(csv_text("+1 555"), "'+1 555");
+        assert_eq!(csv_text("-2+3"), "'-2+3");
+        assert_eq!(csv_text("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_text("Lee, Ann"), "\"Lee, Ann\"");
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! users service asks through the `shop:orders/privacy` contract).
 //!
 //! Personal data here is the shipping address of each order (and its copy
-//! in the outbox events). Erasure removes it and keeps everything the shop
-//! must keep for its books: the orders, their lines and amounts, history,
-//! payments and refunds, under the customer's opaque user id.
+//! in the outbox events), and the buyer's name and billing address on the
+//! invoices and credit notes of paid orders. Erasure removes the first and
+//! keeps everything the shop must keep for its books: the orders, their
+//! lines and amounts, history, payments and refunds, under the customer's
+//! opaque user id, and the invoices as they were issued (an issued invoice
+//! is a record the seller must keep unchanged).
 
 use crate::orders;
 use serde_json::{json, Value as Json};
@@ -27,6 +30,9 @@ pub fn export_user(db: &dyn Db, user_id: &str, more: &dyn Fn(&dyn Db, &str, &mut
             let history = orders::history(db, &order.id)?;
             let mut o = json!(order);
             o["history"] = json!(history);
+            let mut documents: Vec<Json> = crate::invoices::invoice_of(db, &order.id)?.iter().map(|d| json!(d)).collect();
+            documents.extend(crate::invoices::credit_notes_of(db, &order.id)?.iter().map(|d| json!(d)));
+            o["invoices"] = Json::Array(documents);
             more(db, &order.id, &mut o)?;
             out.push(o);
         }
