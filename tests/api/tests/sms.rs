@@ -1,10 +1,11 @@
 //! SMS about orders through (a fake) Twilio, only to customers who gave a
 //! phone number with SMS consent: the same outbox, deliveries, retries and
 //! backoff as email, Twilio's error semantics, and SMS as a channel in the
-//! admin listing.
+//! admin listing. Phone numbers are neither verified nor unique, so an SMS
+//! belongs to the account it was made for, not to whoever holds its number.
 
 use api_tests::fake_twilio::{ACCOUNT_SID, AUTH_TOKEN, SMS_FROM};
-use api_tests::{event, TestApp, TestUser, SWEEP_SECRET};
+use api_tests::{event, Shopper, TestApp, TestUser, SWEEP_SECRET};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -241,4 +242,82 @@ fn without_twilio_sms_go_to_the_local_log() {
     delivery_with_status(&app, &admin, &phone, "logged");
     let log = std::fs::read_to_string(host.component_log_path("notifications")).unwrap_or_default();
     assert!(log.contains("sms_log") && log.contains(&phone), "the SMS is in the component log");
+}
+
+/// The SMS log in `user`'s data export.
+fn exported_sms(app: &TestApp, user: &TestUser) -> Vec<Value> {
+    let r = app.send_as(&user.access_token, "GET", "/api/users/me/export", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["sms"].as_array().expect("the export lists SMS").clone()
+}
+
+/// Mallory enters Ann's number on her own account, with consent (nothing
+/// verifies a number): Ann's order SMS are still Ann's alone. Mallory's
+/// export does not list them, and deleting Mallory's account neither erases
+/// Ann's SMS log nor stops Ann's queued SMS.
+#[test]
+fn another_account_with_the_same_number_never_reaches_its_owners_sms() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (ann, product) = app.customer_with_cart(5, 300, 1);
+    let phone = unique_phone();
+    assert_eq!(set_phone(&app, &ann, json!({ "phone": phone, "sms_consent": true })).status, 200);
+    let mallory = app.register_customer();
+    assert_eq!(set_phone(&app, &mallory, json!({ "phone": phone, "sms_consent": true })).status, 200);
+
+    place_and_cancel(&app, &ann);
+    sms_to(&app, &phone, 1);
+    delivery_with_status(&app, &admin, &phone, "sent");
+    let anns = exported_sms(&app, &ann);
+    assert_eq!(anns.len(), 1, "{anns:?}");
+    assert_eq!((anns[0]["event_type"].as_str(), anns[0]["subject"].as_str()), (Some("order.cancelled"), Some("SMS: Order cancelled")));
+    assert_eq!(exported_sms(&app, &mallory), Vec::<Value>::new(), "Mallory's export holds none of Ann's SMS");
+
+    // A second SMS of Ann's waits for its retry while Mallory deletes her account.
+    app.twilio.script(&phone, &[(503, 20503, None)]);
+    assert_eq!(app.add_to_cart(&mut Shopper::user(&ann.access_token), &product, 1).status, 200);
+    place_and_cancel(&app, &ann);
+    sms_to(&app, &phone, 2);
+    delivery_with_status(&app, &admin, &phone, "pending");
+    let r = app.send_as(&mallory.access_token, "DELETE", "/api/users/me", Some(&json!({ "password": mallory.password })));
+    assert_eq!(r.status, 204, "{}", r.body);
+
+    let kept = sms_deliveries(&app, &admin, &phone);
+    assert_eq!(kept.len(), 2, "Ann's SMS log is not erased: {kept:?}");
+    assert!(kept.iter().any(|d| d["status"] == "pending"), "nor is her queued SMS failed: {kept:?}");
+    // Past the 2 s backoff the retry goes out.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let calls = sms_to(&app, &phone, 3);
+    assert_eq!(calls.iter().map(|c| c.status).collect::<Vec<_>>(), [201, 503, 201]);
+    let both_sent = (0..100).any(|_| {
+        let sent = sms_deliveries(&app, &admin, &phone).iter().all(|d| d["status"] == "sent");
+        std::thread::sleep(std::time::Duration::from_millis(if sent { 0 } else { 50 }));
+        sent
+    });
+    assert!(both_sent, "{:?}", sms_deliveries(&app, &admin, &phone));
+    assert_eq!(exported_sms(&app, &ann).len(), 2);
+}
+
+/// Consent is the account's own: once Ann withdraws hers, her queued SMS
+/// are not sent, although another account consents to SMS at the same
+/// number.
+#[test]
+fn withdrawn_consent_is_not_overruled_by_another_account_with_the_same_number() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (ann, phone) = customer_with_phone(&app, true);
+    let other = app.register_customer();
+    assert_eq!(set_phone(&app, &other, json!({ "phone": phone, "sms_consent": true })).status, 200);
+    app.twilio.script(&phone, &[(503, 20503, None)]);
+    place_and_cancel(&app, &ann);
+    sms_to(&app, &phone, 1);
+    delivery_with_status(&app, &admin, &phone, "pending");
+    let r = set_phone(&app, &ann, json!({ "phone": phone, "sms_consent": false }));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Past the 2 s backoff the retry is due, and is dropped instead of sent.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    sweep(&app);
+    let d = delivery_with_status(&app, &admin, &phone, "failed");
+    assert!(d["last_error"].as_str().unwrap().contains("withdrew SMS consent"), "{d:?}");
+    assert_eq!(app.twilio.to(&phone).len(), 1, "no second attempt");
 }

@@ -1,13 +1,13 @@
 //! The notifications service's side of the `shop:notifications/privacy`
-//! contract (the users service exports and erases an address's email log
-//! through it) and of `shop:notifications/metrics` (its figures for
+//! contract (the users service exports and erases an account's emails and
+//! SMS through it) and of `shop:notifications/metrics` (its figures for
 //! `GET /metrics`). Composed into the users and metrics components by Spin
 //! (see `spin.toml`); it uses the notifications database through
 //! `notifications-core`, and reads the users and orders outboxes, their
 //! published integration point, as the notifications service does.
 
 use exports::shop::notifications::metrics::{ChannelDeliveries, Guest as MetricsGuest, NotificationFigures, OutboxLag};
-use exports::shop::notifications::privacy::Guest;
+use exports::shop::notifications::privacy::{Guest, MessageLog};
 use shop::types::types::{SweepRuns, Unavailable};
 
 spin_sdk::wit_bindgen::generate!({
@@ -24,14 +24,15 @@ fn unavailable(e: impl std::fmt::Display) -> Unavailable {
 }
 
 impl Guest for NotificationsContract {
-    fn export_recipient(email: String) -> Result<String, Unavailable> {
+    fn export_user(user_id: String, email: String) -> Result<MessageLog, Unavailable> {
         let db = notifications_core::schema::open_database().map_err(unavailable)?;
-        Ok(notifications_core::privacy::export_recipient(&db, &email).map_err(unavailable)?.to_string())
+        let log = notifications_core::privacy::export_user(&db, &user_id, &email).map_err(unavailable)?;
+        Ok(MessageLog { emails: log.emails.to_string(), sms: log.sms.to_string() })
     }
 
-    fn erase_recipient(email: String) -> Result<u32, Unavailable> {
+    fn erase_user(user_id: String, email: String) -> Result<u32, Unavailable> {
         let db = notifications_core::schema::open_database().map_err(unavailable)?;
-        notifications_core::privacy::erase_recipient(&db, &email, &clock::now_rfc3339()).map_err(unavailable)
+        notifications_core::privacy::erase_user(&db, &user_id, &email, &clock::now_rfc3339()).map_err(unavailable)
     }
 }
 

@@ -33,6 +33,11 @@ pub struct Delivery {
     pub event_type: String,
     pub idempotency_key: String,
     pub recipient: String,
+    /// The account it is for (see [`Recipient`]); none for an event that
+    /// names no account, and for deliveries made before deliveries named
+    /// theirs.
+    #[serde(skip)]
+    pub user_id: Option<String>,
     pub subject: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
@@ -85,6 +90,7 @@ fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbErro
         event_type: r.text("event_type")?,
         idempotency_key: r.text("idempotency_key")?,
         recipient: r.text("recipient")?,
+        user_id: r.opt_text("user_id")?,
         subject: r.text("subject")?,
         html: if with_content { Some(r.text("html")?) } else { None },
         text: if with_content { Some(r.text("text")?) } else { None },
@@ -171,9 +177,28 @@ pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)
         .collect()
 }
 
-/// Finds the address of an event's recipient on one channel (`None`: not
-/// sent on it).
-pub type Addressee<'a> = &'a dyn Fn(&Json) -> Result<Option<String>, DbError>;
+/// Whom a delivery goes to: the address (an email address, or an E.164
+/// number for an SMS) and the account it is for. The address alone does not
+/// say whose a delivery is (a phone number is neither verified nor unique),
+/// so the data export, account deletion and the consent check before each
+/// SMS go by the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    /// The users service's id of the account; none for an event that names
+    /// no account.
+    pub user_id: Option<String>,
+}
+
+impl Recipient {
+    /// `address`, as the account `user_id`'s.
+    pub fn of_account(user_id: &str, address: impl Into<String>) -> Recipient {
+        Recipient { address: address.into(), user_id: Some(user_id.to_string()) }
+    }
+}
+
+/// Finds the recipient of an event on one channel (`None`: not sent on it).
+pub type Addressee<'a> = &'a dyn Fn(&Json) -> Result<Option<Recipient>, DbError>;
 
 /// The idempotency key of an event's SMS (the email keeps the plain key).
 pub fn sms_idempotency_key(event_type: &str, aggregate_id: &str) -> String {
@@ -184,7 +209,7 @@ pub fn sms_idempotency_key(event_type: &str, aggregate_id: &str) -> String {
 /// promotion, whose content lives in the users database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnEmail {
-    pub to: String,
+    pub to: Recipient,
     pub subject: String,
     pub html: String,
     pub text: String,
@@ -201,7 +226,7 @@ struct NewDelivery {
     channel: &'static str,
     event_type: String,
     key: String,
-    to: String,
+    to: Recipient,
     subject: String,
     html: String,
     text: String,
@@ -211,7 +236,8 @@ struct NewDelivery {
 
 /// Pull new outbox rows of `source` into deliveries. `email_to` finds the
 /// email address for an event, `sms_to` the phone number of a customer who
-/// consented to SMS. Returns how many deliveries were created.
+/// consented to SMS, each with the account it is for (kept on the
+/// delivery). Returns how many deliveries were created.
 pub fn pull(db: &dyn Db, source: &str, outbox: &dyn Db, store_name: &str, email_to: Addressee, sms_to: Addressee, now: i64) -> Result<usize, DbError> {
     pull_with(db, source, outbox, store_name, email_to, sms_to, &|_| Ok(None), now)
 }
@@ -239,7 +265,7 @@ pub fn pull_with(
             Some(t) => email_to(&e.payload)?.map(|to| OwnEmail { to, subject: t.subject, html: t.html, text: t.text, headers: None }),
             None => own(e)?,
         };
-        if let Some(OwnEmail { to, subject, html, text, headers }) = email.filter(|m| crate::privacy::deliverable(&m.to)) {
+        if let Some(OwnEmail { to, subject, html, text, headers }) = email.filter(|m| crate::privacy::deliverable(&m.to.address)) {
             let trace = e.trace.clone();
             pending.push(NewDelivery { source_id: *id, channel: "email", event_type: e.event_type.clone(), key, to, subject, html, text, headers, trace });
         }
@@ -257,12 +283,12 @@ pub fn pull_with(
         let mut created = 0;
         for d in &pending {
             let inserted = tx.query(
-                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, headers, \
+                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, user_id, subject, html, text, headers, \
                  traceparent, tracestate, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
                 &[
-                    source.into(), d.source_id.into(), d.channel.into(), d.event_type.as_str().into(), d.key.as_str().into(), d.to.as_str().into(),
-                    d.subject.as_str().into(), d.html.as_str().into(), d.text.as_str().into(), d.headers.clone().into(),
+                    source.into(), d.source_id.into(), d.channel.into(), d.event_type.as_str().into(), d.key.as_str().into(),
+                    d.to.address.as_str().into(), d.to.user_id.clone().into(), d.subject.as_str().into(), d.html.as_str().into(), d.text.as_str().into(), d.headers.clone().into(),
                     d.trace.traceparent.clone().into(), d.trace.tracestate.clone().into(),
                     now.into(), stamp.as_str().into(), stamp.as_str().into(),
                 ],
@@ -439,16 +465,23 @@ mod tests {
         outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES (?, ?, ?, 'now')", &[kind.into(), id.into(), payload.to_string().into()]).unwrap();
     }
 
-    fn to(payload: &Json) -> Result<Option<String>, DbError> {
-        Ok(payload["user"]["email"].as_str().map(str::to_string))
+    /// The event's user, at `field`, as the recipient (for their account
+    /// when the event names it).
+    fn user_at(payload: &Json, field: &str) -> Option<Recipient> {
+        let user = &payload["user"];
+        user[field].as_str().map(|address| Recipient { address: address.into(), user_id: user["id"].as_str().map(str::to_string) })
     }
 
-    fn no_sms(_: &Json) -> Result<Option<String>, DbError> {
+    fn to(payload: &Json) -> Result<Option<Recipient>, DbError> {
+        Ok(user_at(payload, "email"))
+    }
+
+    fn no_sms(_: &Json) -> Result<Option<Recipient>, DbError> {
         Ok(None)
     }
 
-    fn phone(payload: &Json) -> Result<Option<String>, DbError> {
-        Ok(payload["user"]["phone"].as_str().map(str::to_string))
+    fn phone(payload: &Json) -> Result<Option<Recipient>, DbError> {
+        Ok(user_at(payload, "phone"))
     }
 
     #[test]
@@ -458,7 +491,7 @@ mod tests {
         add(&outbox, PROMOTION, "p1/u1");
         let own = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> {
             Ok((e.event_type == PROMOTION).then(|| OwnEmail {
-                to: "ann@example.com".into(),
+                to: Recipient::of_account("u1", "ann@example.com"),
                 subject: "Sale".into(),
                 html: "<p>Sale</p>".into(),
                 text: "Sale".into(),
@@ -472,6 +505,7 @@ mod tests {
         assert_eq!(promotional.len(), 1);
         assert!(promotional[0].headers.as_deref().unwrap().contains("One-Click"));
         assert_eq!(promotional[0].idempotency_key, "promotion.send/p1/u1");
+        assert_eq!(promotional[0].user_id.as_deref(), Some("u1"), "a promotion is for its customer's account");
         assert!(take_promotion_slot(&db, 10_000, 1000).unwrap());
         assert!(!take_promotion_slot(&db, 10_999, 1000).unwrap(), "one batch per gap");
         assert!(take_promotion_slot(&db, 11_000, 1000).unwrap());
@@ -480,7 +514,7 @@ mod tests {
     #[test]
     fn an_order_event_gives_one_email_and_one_sms_once() {
         let (db, outbox) = setup();
-        let payload = json!({ "order_id": "o-1", "user": { "email": "ann@example.com", "phone": "+14155550123" }, "order": { "tracking": { "carrier": "DHL", "number": "1" } } });
+        let payload = json!({ "order_id": "o-1", "user": { "id": "u-1", "email": "ann@example.com", "phone": "+14155550123" }, "order": { "tracking": { "carrier": "DHL", "number": "1" } } });
         outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('order.shipped', 'o-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
         outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('order.paid', 'o-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
         assert_eq!(pull(&db, "orders", &outbox, "Shop", &to, &phone, 100).unwrap(), 3, "shipped: email + SMS; paid: email only");
@@ -491,6 +525,16 @@ mod tests {
         let claimed = claim_due(&db, 100, 10).unwrap();
         assert_eq!(claimed.iter().filter(|d| d.channel == "sms").count(), 1, "SMS share the claims");
         assert!(claimed.iter().find(|d| d.channel == "sms").unwrap().text.as_deref().unwrap().contains("has shipped"));
+        assert!(claimed.iter().all(|d| d.user_id.as_deref() == Some("u-1")), "each delivery is for the account the event names: {claimed:?}");
+    }
+
+    #[test]
+    fn an_event_that_names_no_account_gives_deliveries_for_none() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 1);
+        let d = claim_due(&db, 100, 1).unwrap().remove(0);
+        assert_eq!((d.recipient.as_str(), d.user_id), ("ann@example.com", None));
     }
 
     #[test]

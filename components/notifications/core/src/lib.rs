@@ -20,6 +20,7 @@ pub mod twilio;
 /// What the unit tests of several modules start from.
 #[cfg(test)]
 pub(crate) mod test_support {
+    use crate::deliveries::Delivery;
     use storage::native::MemDb;
     use storage::Db;
 
@@ -37,5 +38,30 @@ pub(crate) mod test_support {
             )
             .unwrap();
         (db, outbox)
+    }
+
+    /// An SMS of `text` to `to`, claimed for its first attempt (for no
+    /// account: set `user_id` for one).
+    pub fn claimed_sms(to: &str, text: &str) -> Delivery {
+        Delivery {
+            id: 1,
+            channel: "sms".into(),
+            event_type: "order.shipped".into(),
+            idempotency_key: "sms/order.shipped/o1".into(),
+            recipient: to.into(),
+            user_id: None,
+            subject: "SMS".into(),
+            html: None,
+            text: Some(text.into()),
+            status: "sending".into(),
+            attempts: 1,
+            next_attempt_at: 0,
+            last_error: None,
+            provider_id: None,
+            headers: None,
+            trace: Default::default(),
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        }
     }
 }

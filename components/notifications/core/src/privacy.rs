@@ -1,5 +1,16 @@
-//! One address's email log, for export and erasure (the users service asks
-//! through the `shop:notifications/privacy` contract).
+//! One account's message log (the emails and SMS made for it), for export
+//! and erasure (the users service asks through the
+//! `shop:notifications/privacy` contract).
+//!
+//! A delivery is an account's when it was made for that account
+//! (`deliveries.user_id`, see `deliveries::Recipient`), whatever address it
+//! went to. Deliveries made before deliveries named their account have none:
+//! such an email is the account's when it went to the account's address (an
+//! address belongs to one account at a time, and a deleted account's
+//! deliveries lose theirs), but such an SMS is left out. A phone number is
+//! neither verified nor unique, so the number alone does not say whose an
+//! SMS was: listing or erasing those by number would hand one customer's
+//! SMS to, or erase them for, whoever entered the same number.
 
 use crate::deliveries::REMOVED;
 use serde_json::{json, Value as Json};
@@ -14,38 +25,57 @@ pub fn deliverable(email: &str) -> bool {
 /// What an erased delivery's recipient becomes.
 pub const ERASED_RECIPIENT: &str = "[erased]";
 
-/// The emails sent (or queued) to `email`, oldest first: event type,
-/// subject, status and dates (bodies are not part of the log a customer
-/// gets back: they are the shop's renderings of the same events).
-pub fn export_recipient(db: &dyn Db, email: &str) -> Result<Json, DbError> {
-    let rows = db.query(
-        "SELECT event_type, subject, status, created_at, updated_at FROM deliveries WHERE recipient = ? ORDER BY id",
-        &[email.into()],
-    )?;
-    rows.iter()
-        .map(|r| {
-            Ok(json!({
-                "event_type": r.text("event_type")?,
-                "subject": r.text("subject")?,
-                "status": r.text("status")?,
-                "created_at": r.text("created_at")?,
-                "updated_at": r.text("updated_at")?,
-            }))
-        })
-        .collect::<Result<Vec<_>, DbError>>()
-        .map(Json::Array)
+/// The deliveries of an account, given its id and then its email address
+/// (see the module's documentation), as a SQL condition.
+const OF_THE_ACCOUNT: &str = "(user_id = ? OR (user_id IS NULL AND channel = 'email' AND recipient = ?))";
+
+/// An account's message log: two JSON arrays, oldest first, of event type,
+/// subject (an SMS's label), status and dates (bodies are not part of the
+/// log a customer gets back: they are the shop's renderings of the same
+/// events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageLog {
+    pub emails: Json,
+    pub sms: Json,
 }
 
-/// Erase `email` from the log: recipient, subject and body go; event type,
-/// status and dates stay. A delivery not yet sent is failed instead of
-/// being sent to nobody. Returns how many deliveries it touched.
-pub fn erase_recipient(db: &dyn Db, email: &str, now: &str) -> Result<u32, DbError> {
+/// The emails and SMS of the account `user_id`, whose address is `email`.
+pub fn export_user(db: &dyn Db, user_id: &str, email: &str) -> Result<MessageLog, DbError> {
     let rows = db.query(
-        "UPDATE deliveries SET recipient = ?, subject = ?, html = ?, text = ?, updated_at = ?, \
-         status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
-         last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
-         WHERE recipient = ? RETURNING id",
-        &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), email.into()],
+        &format!("SELECT channel, event_type, subject, status, created_at, updated_at FROM deliveries WHERE {OF_THE_ACCOUNT} ORDER BY id"),
+        &[user_id.into(), email.into()],
+    )?;
+    let (mut emails, mut sms) = (Vec::new(), Vec::new());
+    for r in rows.iter() {
+        let entry = json!({
+            "event_type": r.text("event_type")?,
+            "subject": r.text("subject")?,
+            "status": r.text("status")?,
+            "created_at": r.text("created_at")?,
+            "updated_at": r.text("updated_at")?,
+        });
+        match r.text("channel")?.as_str() {
+            "sms" => sms.push(entry),
+            _ => emails.push(entry),
+        }
+    }
+    Ok(MessageLog { emails: Json::Array(emails), sms: Json::Array(sms) })
+}
+
+/// Erase the account `user_id` (address `email`) from the log: recipient,
+/// subject, body and the account go, so an erased delivery is nobody's;
+/// event type, status and dates stay. A delivery not yet sent is failed
+/// instead of being sent to nobody. Returns how many deliveries it erased
+/// (none the second time).
+pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str) -> Result<u32, DbError> {
+    let rows = db.query(
+        &format!(
+            "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, updated_at = ?, \
+             status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
+             last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
+             WHERE {OF_THE_ACCOUNT} RETURNING id"
+        ),
+        &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
     )?;
     Ok(rows.len() as u32)
 }
@@ -55,28 +85,90 @@ mod tests {
     use super::*;
     use storage::native::MemDb;
 
-    #[test]
-    fn a_recipient_is_exported_then_erased() {
+    const PHONE: &str = "+442079460958";
+
+    /// A delivery on `channel` to `to`, for the account `user_id` (none: made
+    /// before deliveries named their account).
+    fn deliver(db: &MemDb, channel: &str, to: &str, user_id: Option<&str>, status: &str) {
+        let n = db.query("SELECT COUNT(*) AS n FROM deliveries", &[]).unwrap().first().unwrap().int("n").unwrap();
+        db.execute(
+            "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, user_id, subject, html, text, status, next_attempt_at, created_at, updated_at) \
+             VALUES ('orders', ?, ?, 'order.shipped', ?, ?, ?, 'Shipped for Ann', '', 'Ann, your order has shipped', ?, 0, 't', 't')",
+            &[n.into(), channel.into(), format!("k{n}").into(), to.into(), user_id.into(), status.into()],
+        )
+        .unwrap();
+    }
+
+    fn migrated() -> MemDb {
         let db = MemDb::new();
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
-        for (i, (to, status)) in [("ann@b.co", "sent"), ("ann@b.co", "pending"), ("bob@b.co", "sent")].iter().enumerate() {
-            db.execute(
-                "INSERT INTO deliveries (source, source_id, event_type, idempotency_key, recipient, subject, html, text, status, next_attempt_at, created_at, updated_at) \
-                 VALUES ('users', ?, 'user.registered', ?, ?, 'Welcome Ann', '<p>Ann</p>', 'Ann', ?, 0, 't', 't')",
-                &[(i as i64).into(), format!("k{i}").into(), (*to).into(), (*status).into()],
-            )
-            .unwrap();
-        }
-        let log = export_recipient(&db, "ann@b.co").unwrap();
-        assert_eq!(log.as_array().unwrap().len(), 2);
-        assert_eq!(log[0]["subject"], "Welcome Ann");
-        assert_eq!(erase_recipient(&db, "ann@b.co", "t2").unwrap(), 2);
-        assert_eq!(export_recipient(&db, "ann@b.co").unwrap(), json!([]));
-        let left = db.query("SELECT recipient, subject, text, status FROM deliveries ORDER BY id", &[]).unwrap();
-        let all: Vec<String> = left.iter().map(|r| format!("{}|{}|{}|{}", r.text("recipient").unwrap(), r.text("subject").unwrap(), r.text("text").unwrap(), r.text("status").unwrap())).collect();
-        assert!(all[0].starts_with("[erased]|") && all[0].ends_with("|sent"), "{all:?}");
+        db
+    }
+
+    /// How many emails and SMS the account's export lists.
+    fn counts(log: &MessageLog) -> (usize, usize) {
+        (log.emails.as_array().unwrap().len(), log.sms.as_array().unwrap().len())
+    }
+
+    fn rows(db: &MemDb) -> Vec<String> {
+        let all = db.query("SELECT recipient, COALESCE(user_id, '-') AS user_id, channel, text, status FROM deliveries ORDER BY id", &[]).unwrap();
+        all.iter()
+            .map(|r| ["recipient", "user_id", "channel", "text", "status"].map(|c| r.text(c).unwrap()).join("|"))
+            .collect()
+    }
+
+    #[test]
+    fn an_account_is_exported_then_erased() {
+        let db = migrated();
+        deliver(&db, "email", "ann@b.co", Some("u-ann"), "sent");
+        deliver(&db, "email", "ann@b.co", None, "pending");
+        deliver(&db, "sms", PHONE, Some("u-ann"), "sent");
+        deliver(&db, "email", "bob@b.co", Some("u-bob"), "sent");
+        let log = export_user(&db, "u-ann", "ann@b.co").unwrap();
+        assert_eq!(counts(&log), (2, 1), "{log:?}");
+        assert_eq!(log.emails[0]["subject"], "Shipped for Ann");
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t2").unwrap(), 3);
+        assert_eq!(export_user(&db, "u-ann", "ann@b.co").unwrap(), MessageLog { emails: json!([]), sms: json!([]) });
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t3").unwrap(), 0, "erased once");
+        let all = rows(&db);
+        assert!(all[0].starts_with("[erased]|-|email|") && all[0].ends_with("|sent"), "{all:?}");
         assert!(all[1].ends_with("|failed"), "an unsent one is not sent: {all:?}");
-        assert!(all[2].starts_with("bob@b.co|"), "others untouched");
-        assert!(!all[0].contains("Ann") && !all[1].contains("Ann"));
+        assert!(all[2].starts_with("[erased]|-|sms|"), "{all:?}");
+        assert!(all[3].starts_with("bob@b.co|u-bob|"), "others untouched");
+        assert!(all[..3].iter().all(|r| !r.contains("Ann")), "{all:?}");
+    }
+
+    #[test]
+    fn sms_are_an_accounts_by_whom_they_were_for_never_by_the_number() {
+        let db = migrated();
+        // Mallory entered Ann's number on her own account.
+        deliver(&db, "sms", PHONE, Some("u-ann"), "sent");
+        deliver(&db, "sms", PHONE, Some("u-ann"), "pending");
+        deliver(&db, "sms", PHONE, Some("u-mallory"), "sent");
+        deliver(&db, "sms", PHONE, None, "sent");
+        let mallory = export_user(&db, "u-mallory", "mallory@b.co").unwrap();
+        assert_eq!(counts(&mallory), (0, 1), "only the SMS made for her: {mallory:?}");
+        assert_eq!(erase_user(&db, "u-mallory", "mallory@b.co", "t2").unwrap(), 1);
+        let all = rows(&db);
+        assert!(all[0].starts_with(&format!("{PHONE}|u-ann|sms|")) && all[0].ends_with("|sent"), "{all:?}");
+        assert!(all[1].starts_with(&format!("{PHONE}|u-ann|sms|")) && all[1].ends_with("|pending"), "Ann's queued SMS still goes: {all:?}");
+        assert!(all[2].starts_with("[erased]|-|sms|"), "{all:?}");
+        // An SMS made before deliveries named their account is nobody's here.
+        assert_eq!(counts(&export_user(&db, "u-ann", "ann@b.co").unwrap()), (0, 2));
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t3").unwrap(), 2);
+        assert!(rows(&db)[3].starts_with(&format!("{PHONE}|-|sms|")), "{:?}", rows(&db));
+    }
+
+    #[test]
+    fn an_address_finds_only_emails_that_named_no_account() {
+        let db = migrated();
+        // An email made for another account is not this one's, even to the
+        // same address (should an address ever pass from one to another).
+        deliver(&db, "email", "ann@b.co", Some("u-old"), "sent");
+        deliver(&db, "email", "ann@b.co", Some("u-new"), "sent");
+        let log = export_user(&db, "u-new", "ann@b.co").unwrap();
+        assert_eq!(counts(&log), (1, 0));
+        assert_eq!(erase_user(&db, "u-new", "ann@b.co", "t2").unwrap(), 1);
+        assert!(rows(&db)[0].starts_with("ann@b.co|u-old|"), "{:?}", rows(&db));
     }
 }

@@ -5,7 +5,7 @@
 //! Sent in batches through Resend's batch endpoint, at most one batch per
 //! [`BATCH_GAP_MS`] across all instances (see `deliveries::take_promotion_slot`).
 
-use crate::deliveries::OwnEmail;
+use crate::deliveries::{OwnEmail, Recipient};
 use crate::templates::html_escape;
 use serde_json::json;
 
@@ -34,7 +34,7 @@ pub struct Promotion {
 /// The email of `promotion` to `to`, with its unsubscribe link and headers.
 /// The admin's HTML is used as written (admins are trusted authors); the
 /// footer's values are escaped.
-pub fn render(promotion: &Promotion, to: &str, link: &str, store_name: &str) -> OwnEmail {
+pub fn render(promotion: &Promotion, to: Recipient, link: &str, store_name: &str) -> OwnEmail {
     let why = format!("You get this email because you opted in to offers from {store_name}.");
     let html = format!(
         "{}\n<hr>\n<p style=\"font-size:12px;color:#666\">{} <a href=\"{}\">Unsubscribe</a> (order and account emails are not affected).</p>",
@@ -47,7 +47,7 @@ pub fn render(promotion: &Promotion, to: &str, link: &str, store_name: &str) -> 
         "List-Unsubscribe": format!("<{link}>"),
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     });
-    OwnEmail { to: to.to_string(), subject: promotion.subject.clone(), html, text, headers: Some(headers.to_string()) }
+    OwnEmail { to, subject: promotion.subject.clone(), html, text, headers: Some(headers.to_string()) }
 }
 
 /// The customer a promotional delivery is for, from its idempotency key
@@ -65,7 +65,7 @@ mod tests {
         let link = unsubscribe_link("https://shop.example/", "k", "u-1");
         assert_eq!(link, format!("https://shop.example/api/users/unsubscribe?user=u-1&sig={}", http_kit::signed_links::sign("k", "unsubscribe", "u-1")));
         let p = Promotion { subject: "Sale".into(), html: "<h1>50% off</h1>".into(), text: "50% off".into() };
-        let e = render(&p, "ann@example.com", &link, "Shop & Co");
+        let e = render(&p, Recipient::of_account("u-1", "ann@example.com"), &link, "Shop & Co");
         assert!(e.html.starts_with("<h1>50% off</h1>") && e.html.contains("Shop &amp; Co") && e.html.contains(&link.replace('&', "&amp;")));
         assert!(e.text.contains(&format!("Unsubscribe: {link}")));
         let h: serde_json::Value = serde_json::from_str(e.headers.as_deref().unwrap()).unwrap();

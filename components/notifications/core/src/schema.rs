@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delivery_traces",
         sql: include_str!("../../../../migrations/notifications/0005_delivery_traces.sql"),
     },
+    Migration {
+        version: 6,
+        name: "delivery_accounts",
+        sql: include_str!("../../../../migrations/notifications/0006_delivery_accounts.sql"),
+    },
 ];
 
 /// Open the notifications database with its schema current.
@@ -54,6 +59,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         name: "delivery_traces",
         sql: include_str!("../../../../migrations/postgres/notifications/0005_delivery_traces.sql"),
     },
+    Migration {
+        version: 6,
+        name: "delivery_accounts",
+        sql: include_str!("../../../../migrations/postgres/notifications/0006_delivery_accounts.sql"),
+    },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the
@@ -66,6 +76,26 @@ mod tests {
     fn every_migration_file_is_listed_in_order() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../migrations/notifications");
         storage::migrations::check_against_directory(super::MIGRATIONS, std::path::Path::new(dir)).unwrap();
+    }
+
+    #[test]
+    fn deliveries_made_before_they_named_their_account_are_kept_for_none() {
+        use storage::Db;
+        let db = storage::native::MemDb::new();
+        let before = &super::MIGRATIONS[..5]; // up to version 5
+        storage::migrations::migrate(&db, before).unwrap();
+        db.execute(
+            "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, subject, html, text, status, next_attempt_at, created_at, updated_at) \
+             VALUES ('orders', 7, 'sms', 'order.shipped', 'sms/order.shipped/o-1', '+442079460958', 'SMS: Order shipped', '', 'Shipped.', 'sent', 0, 't', 't')",
+            &[],
+        )
+        .unwrap();
+        storage::migrations::migrate(&db, super::MIGRATIONS).unwrap();
+        let rows = db.query("SELECT source_id, recipient, text, status, user_id FROM deliveries", &[]).unwrap();
+        let r = rows.first().unwrap();
+        assert_eq!((r.int("source_id").unwrap(), r.text("recipient").unwrap().as_str()), (7, "+442079460958"));
+        assert_eq!((r.text("text").unwrap().as_str(), r.text("status").unwrap().as_str()), ("Shipped.", "sent"));
+        assert_eq!(r.opt_text("user_id").unwrap(), None);
     }
 
     #[test]

@@ -111,25 +111,7 @@ mod tests {
     use super::*;
 
     fn delivery(to: &str, text: &str) -> Delivery {
-        Delivery {
-            id: 1,
-            channel: "sms".into(),
-            event_type: "order.shipped".into(),
-            idempotency_key: "sms/order.shipped/o1".into(),
-            recipient: to.into(),
-            subject: "SMS".into(),
-            html: None,
-            text: Some(text.into()),
-            status: "sending".into(),
-            attempts: 1,
-            next_attempt_at: 0,
-            last_error: None,
-            provider_id: None,
-            headers: None,
-            trace: Default::default(),
-            created_at: "t".into(),
-            updated_at: "t".into(),
-        }
+        crate::test_support::claimed_sms(to, text)
     }
 
     fn config(from: &str) -> TwilioConfig {

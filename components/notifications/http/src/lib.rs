@@ -20,8 +20,8 @@
 //! - `GET /api/notifications/health`
 
 use notifications_core::deliveries::{self, Attempt};
-use notifications_core::deliveries::{Delivery, OwnEmail, OutboxEvent};
-use notifications_core::{events, promotions, resend, schema, twilio};
+use notifications_core::deliveries::{Delivery, OwnEmail, OutboxEvent, Recipient};
+use notifications_core::{events, promotions, resend, schema, sms, twilio};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
 use spin_sdk::http::{IncomingRequest, Response};
@@ -79,22 +79,23 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     let store = store_name();
     let users = ServiceDb::connect("users", "users_database_url")?;
     let orders = ServiceDb::connect("orders", "orders_database_url")?;
-    let from_user = |p: &Json| -> Result<Option<String>, DbError> { Ok(p["user"]["email"].as_str().map(str::to_string)) };
-    let user_email = |p: &Json| -> Result<Option<String>, DbError> {
-        let Some(id) = p["user_id"].as_str() else { return Ok(None) };
-        users.query("SELECT email FROM users WHERE id = ?", &[id.into()])?.first().map(|r| r.text("email")).transpose()
+    // Each delivery is for the account its event names: the users service's
+    // events carry the account, the orders service's its id.
+    let from_user = |p: &Json| -> Result<Option<Recipient>, DbError> {
+        let user = &p["user"];
+        Ok(user["email"].as_str().map(|email| Recipient { address: email.into(), user_id: user["id"].as_str().map(str::to_string) }))
     };
-    // A phone number only with the customer's SMS consent. A users
-    // database not yet migrated to phone numbers has none.
-    let consenting_phone = |p: &Json| -> Result<Option<String>, DbError> {
+    let user_email = |p: &Json| -> Result<Option<Recipient>, DbError> {
         let Some(id) = p["user_id"].as_str() else { return Ok(None) };
-        match users.query("SELECT phone FROM users WHERE id = ? AND sms_consent_at IS NOT NULL AND deleted_at IS NULL", &[id.into()]) {
-            Ok(rows) => rows.first().map(|r| r.opt_text("phone")).transpose().map(Option::flatten),
-            Err(DbError::Other(m)) if m.contains("phone") => Ok(None),
-            Err(e) => Err(e),
-        }
+        let email = users.query("SELECT email FROM users WHERE id = ?", &[id.into()])?.first().map(|r| r.text("email")).transpose()?;
+        Ok(email.map(|email| Recipient::of_account(id, email)))
     };
-    let no_sms = |_: &Json| -> Result<Option<String>, DbError> { Ok(None) };
+    // A phone number only with the customer's SMS consent.
+    let consenting_phone = |p: &Json| -> Result<Option<Recipient>, DbError> {
+        let Some(id) = p["user_id"].as_str() else { return Ok(None) };
+        Ok(sms::consenting_phone(&users, id)?.map(|phone| Recipient::of_account(id, phone)))
+    };
+    let no_sms = |_: &Json| -> Result<Option<Recipient>, DbError> { Ok(None) };
     let promotion_email = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> { promotion_email(&users, e, &store) };
     let mut pulled = deliveries::pull_with(&db, "users", &users, &store, &from_user, &no_sms, &promotion_email, now)?;
     pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &consenting_phone, now)?;
@@ -122,7 +123,7 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     };
     for d in claimed {
         let attempt = if d.channel == "sms" {
-            if !phone_consents(&users, &d.recipient)? {
+            if !sms::still_consented(&users, &d)? {
                 Attempt::Permanent { error: "not sent: the customer withdrew SMS consent (or the number) since the event".into() }
             } else if twilio.configured() {
                 twilio.send(&d)
@@ -150,17 +151,6 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     Ok(Reply::ok(&counts))
 }
 
-/// True while some live account has this phone number with SMS consent:
-/// checked again just before each SMS, so a withdrawal stops queued ones
-/// too. A users database not yet migrated to phone numbers has none.
-fn phone_consents(users: &ServiceDb, phone: &str) -> Result<bool, DbError> {
-    match users.query("SELECT id FROM users WHERE phone = ? AND sms_consent_at IS NOT NULL AND deleted_at IS NULL LIMIT 1", &[phone.into()]) {
-        Ok(rows) => Ok(!rows.is_empty()),
-        Err(DbError::Other(m)) if m.contains("phone") => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// Write an email to the local mail log (no Resend key): the component's log.
 fn mail_log(d: &Delivery) {
     println!("{}", json!({ "level": "info", "service": "notifications", "mail_log": { "event_type": d.event_type, "idempotency_key": d.idempotency_key, "to": d.recipient, "subject": d.subject, "text": d.text } }));
@@ -186,7 +176,7 @@ fn promotion_email(users: &ServiceDb, e: &OutboxEvent, store: &str) -> Result<Op
     let rows = users.query("SELECT subject, html, text FROM promotions WHERE id = ?", &[promotion_id.into()])?;
     let Some(row) = rows.first() else { return Ok(None) };
     let promotion = promotions::Promotion { subject: row.text("subject")?, html: row.text("html")?, text: row.text("text")? };
-    Ok(Some(promotions::render(&promotion, &to, &promotions::unsubscribe_link(&base, &secret, user_id), store)))
+    Ok(Some(promotions::render(&promotion, Recipient::of_account(user_id, to), &promotions::unsubscribe_link(&base, &secret, user_id), store)))
 }
 
 /// The address of a customer who consents to promotions now.

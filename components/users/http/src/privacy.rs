@@ -7,7 +7,7 @@
 
 use crate::handlers::{client_of, load_user, too_many_attempts};
 use crate::shop::cart::cart;
-use crate::shop::notifications::privacy as mail_log;
+use crate::shop::notifications::privacy as message_log;
 use crate::shop::orders::privacy::{self as order_data, EraseError};
 use http_kit::auth::Role;
 use http_kit::{db_error, ApiError, Ctx, HandlerResult, Reply};
@@ -42,12 +42,9 @@ pub fn export(ctx: &Ctx) -> HandlerResult {
     let sessions = repository::sessions_of(&db, &user.id).map_err(db_error)?;
     let parse = |raw: String| serde_json::from_str::<Json>(&raw).unwrap_or(Json::Null);
     let orders = order_data::export_user(&user.id).map_err(|e| unavailable("the order history", e.message))?;
-    let emails = mail_log::export_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
-    // SMS are logged with the phone number as their recipient.
-    let sms = match &user.phone {
-        Some(phone) => parse(mail_log::export_recipient(phone).map_err(|e| unavailable("the message log", e.message))?),
-        None => Json::Array(Vec::new()),
-    };
+    // The emails and SMS made for this account (never found by phone
+    // number: another account may have entered the same one).
+    let messages = message_log::export_user(&user.id, &user.email).map_err(|e| unavailable("the message log", e.message))?;
     let cart = cart::get_cart(&user.id).map_err(|e| match e {
         cart::CartError::Unavailable(u) => unavailable("the cart", u.message),
         cart::CartError::Changed => unavailable("the cart", "changed while read".into()),
@@ -63,8 +60,8 @@ pub fn export(ctx: &Ctx) -> HandlerResult {
         "sessions": sessions,
         "cart": { "lines": cart.lines.iter().map(|l| json!({ "product_id": l.product_id, "quantity": l.quantity })).collect::<Vec<_>>() },
         "orders": parse(orders),
-        "emails": parse(emails),
-        "sms": sms,
+        "emails": parse(messages.emails),
+        "sms": parse(messages.sms),
         "consent": {
             "marketing_email": user.marketing_consent_at.is_some(),
             "marketing_email_given_at": user.marketing_consent_at,
@@ -119,19 +116,15 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
         }
         Err(EraseError::Unavailable(u)) => return Err(unavailable("the order history", u.message)),
     };
-    // The email log before the account, so a failure here leaves the
-    // request retryable; once more after, for an email queued meanwhile.
-    let mut emails_erased = mail_log::erase_recipient(&user.email).map_err(|e| unavailable("the email log", e.message))?;
-    if let Some(phone) = &user.phone {
-        emails_erased += mail_log::erase_recipient(phone).map_err(|e| unavailable("the message log", e.message))?;
-    }
+    // The message log before the account, so a failure here leaves the
+    // request retryable; once more after, for a message queued meanwhile.
+    let emails_erased = message_log::erase_user(&user.id, &user.email).map_err(|e| unavailable("the message log", e.message))?;
     if let Ok(snapshot) = cart::get_cart(&user.id) {
         let _ = cart::clear_cart(&user.id, snapshot.version);
     }
     let now = clock::now_rfc3339();
     transaction(&db, |tx| repository::erase_account(tx, &user, &now)).map_err(db_error)?;
-    let late = mail_log::erase_recipient(&user.email).unwrap_or(0)
-        + user.phone.as_deref().map(|p| mail_log::erase_recipient(p).unwrap_or(0)).unwrap_or(0);
+    let late = message_log::erase_user(&user.id, &user.email).unwrap_or(0);
     audit("account_deleted", &user.id, json!({ "orders_anonymised": orders_erased, "emails_erased": emails_erased + late }));
     Ok(Reply::no_content())
 }
