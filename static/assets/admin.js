@@ -93,13 +93,13 @@ function signInPage() {
 
 /** The search box: an order id (or its start), or a customer's email. */
 async function searchParams(text) {
-  const t = text.trim();
+  const t = text.trim().replace(/^#/, '');
   if (!t) return {};
   if (t.includes('@') || !/^[0-9a-fA-F-]{4,36}$/.test(t)) {
     const found = await api('GET', '/api/admin/users?limit=20&email=' + encodeURIComponent(t));
     return { user_id: found.users.map((u) => u.id).join(',') || 'none', users: found.users };
   }
-  return { order_id: t.replace(/^#/, '') };
+  return { order_id: t };
 }
 
 async function ordersPage(isCurrent) {
@@ -160,7 +160,8 @@ async function orderPage(id, isCurrent) {
   const exp = minorExponent(order.currency);
   const refundable = order.total.amount_minor - order.refunded.amount_minor;
   const canShip = ['paid', 'processing', 'partially_refunded'].includes(order.status) || (order.status === 'shipped');
-  const canRefund = refundable > 0 && ['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'].includes(order.status);
+  // A cancelled order whose refund failed is refunded from here too.
+  const canRefund = refundable > 0 && (['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'].includes(order.status) || (order.status === 'cancelled' && order.flags.includes('refund_failed')));
   const a = order.shipping_address;
   render(html`${takeFlash()}
     <p><a href="/admin/orders">← Orders</a></p>
@@ -262,7 +263,7 @@ async function productsPage(isCurrent) {
         <td class="num">${p.on_hand}</td><td class="num">${p.reserved}</td>
         <td>${p.active ? html`<span class="badge ok">active</span>` : html`<span class="badge bad">inactive</span>`}</td>
         <td><form class="stock-form" data-id="${p.id}"><label class="visually-hidden" for="stock-${p.id}">Stock on hand of ${p.name}</label>
-          <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
+          <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" step="1" required value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
       </tr>`)}</tbody></table></div>
     <div id="products-status" role="status"></div>
     ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?page=${page - 1}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?page=${page + 1}">Next</a>` : ''}</nav>` : ''}`);

@@ -5,8 +5,10 @@
 // - Every request carries `Authorization: Bearer <access token>` when signed
 //   in. An access token about to expire is refreshed first, and a 401 on a
 //   request that carried one is refreshed and retried once, so an expired
-//   token never shows. Concurrent requests share one refresh (the refresh
-//   token is single-use: two refreshes with it would revoke the session).
+//   token never shows. Concurrent requests share one refresh, and so do
+//   the shop's tabs (a Web Lock, then the stored token read again): the
+//   refresh token is single-use, and two refreshes with it would revoke
+//   the session in every tab.
 // - A refresh answered 401 (`refresh_token_reused`, `invalid_refresh_token`)
 //   signs the user out cleanly and tells the page why.
 // - Guests carry `X-Cart-Token`; the token the API hands back is kept.
@@ -44,11 +46,14 @@ function keepTokens(pair, user) {
   if (user) localStorage.setItem(KEYS.user, JSON.stringify(user));
 }
 
-/** Forget the session in this browser (no request). */
+/**
+ * Forget the session in this browser (no request), and what the last
+ * shopper left on the device: a guest cart token a failed merge kept, the
+ * prices they saw, their checkout keys.
+ */
 export function signOutLocally(reason) {
-  localStorage.removeItem(KEYS.access);
-  localStorage.removeItem(KEYS.refresh);
-  localStorage.removeItem(KEYS.user);
+  for (const key of [KEYS.access, KEYS.refresh, KEYS.user, KEYS.cart, 'shop.seenPrices']) localStorage.removeItem(key);
+  for (const key of Object.keys(sessionStorage)) if (key.startsWith('shop.checkoutKey.')) sessionStorage.removeItem(key);
   announce(reason || 'signed_out');
 }
 
@@ -71,22 +76,37 @@ let fetchCache = 'default';
  */
 export function useHttpCache(mode) { fetchCache = mode; }
 
-/** Exchange the refresh token for a new pair, once at a time. True when done. */
+/**
+ * Exchange the refresh token for a new pair, once at a time in this tab and,
+ * where the browser has Web Locks, across the shop's tabs. A tab that waited
+ * for another's refresh finds a new token stored and uses it instead of
+ * spending the old one again. True when a fresh pair is stored.
+ */
 export function refreshSession() {
   if (!refreshing) {
-    refreshing = (async () => {
-      const refreshToken = localStorage.getItem(KEYS.refresh);
-      if (!refreshToken) return false;
-      let r;
-      try {
-        r = await fetch('/api/auth/refresh', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken }) });
-      } catch { return false; }
-      if (r.ok) { keepTokens(await r.json()); return true; }
-      if (r.status === 401) signOutLocally('session_ended');
-      return false;
-    })().finally(() => { refreshing = null; });
+    const spent = localStorage.getItem(KEYS.refresh);
+    const once = () => refreshOnce(spent);
+    refreshing = (navigator.locks ? navigator.locks.request('shop.refresh', once) : once()).finally(() => { refreshing = null; });
   }
   return refreshing;
+}
+
+/** One refresh, unless another tab made one since `spent` was read. */
+async function refreshOnce(spent) {
+  const refreshToken = localStorage.getItem(KEYS.refresh);
+  if (!refreshToken) return false;
+  if (refreshToken !== spent) return true;
+  let r;
+  try {
+    r = await fetch('/api/auth/refresh', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken }) });
+  } catch { return false; }
+  if (r.ok) { keepTokens(await r.json()); return true; }
+  // Refused: the session ended, unless another tab (one without Web Locks)
+  // rotated the token meanwhile, which is then the one to use.
+  const now = localStorage.getItem(KEYS.refresh);
+  if (now && now !== refreshToken) return true;
+  if (r.status === 401) signOutLocally('session_ended');
+  return false;
 }
 
 /**
@@ -133,7 +153,11 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
  * `{ user, merged }`, where `merged` is the API's `merged_guest_cart` or null.
  */
 export async function signIn(email, password) {
+  // A session already here (signed in again without signing out) is ended
+  // at the API, so its refresh token does not stay valid unseen.
+  const previous = localStorage.getItem(KEYS.refresh);
   const pair = await api('POST', '/api/auth/login', { body: { email, password }, auth: false });
+  if (previous) api('POST', '/api/auth/logout', { body: { refreshToken: previous }, auth: false }).catch(() => {});
   keepTokens(pair, pair.user);
   let merged = null;
   if (cartToken()) {

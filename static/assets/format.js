@@ -2,16 +2,20 @@
 // shopper understands. Money stays an integer of minor units everywhere;
 // only the text shown is a decimal.
 
-const exponents = new Map();
+// The minor-unit exponent of every currency the API accepts, as the API
+// has it (components/shared/money: ISO 4217, as Stripe counts minor
+// units): 2 unless listed here. Not from Intl, whose digits are the ones
+// people write and differ by browser (Chrome shows HUF and IDR with none),
+// which would make amounts 100 times off. tests/browser/unit.test.mjs
+// checks this list against the API's table.
+const ZERO_DECIMALS = ['BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'VND', 'VUV', 'XAF', 'XOF', 'XPF'];
+const THREE_DECIMALS = ['BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND'];
 
-/** The currency's minor-unit exponent (USD 2, JPY 0, BHD 3), from Intl. */
+/** The currency's minor-unit exponent (USD 2, JPY 0, BHD 3), as the API counts it. */
 export function minorExponent(currency) {
-  if (!exponents.has(currency)) {
-    let digits = 2;
-    try { digits = new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits; } catch { /* keep 2 */ }
-    exponents.set(currency, digits);
-  }
-  return exponents.get(currency);
+  if (ZERO_DECIMALS.includes(currency)) return 0;
+  if (THREE_DECIMALS.includes(currency)) return 3;
+  return 2;
 }
 
 /** Integer minor units as an exact decimal string (1999, 2 → "19.99"). */
@@ -40,7 +44,10 @@ export function formatMoney(money) {
   if (!money) return '';
   const exponent = minorExponent(money.currency);
   // Intl formats a decimal string exactly: no float arithmetic on money.
-  return new Intl.NumberFormat(undefined, { style: 'currency', currency: money.currency }).format(minorToDecimal(money.amount_minor, exponent));
+  // Every minor digit is shown, even where people usually write fewer
+  // (HUF), so the amount shown is the amount charged.
+  return new Intl.NumberFormat(undefined, { style: 'currency', currency: money.currency, minimumFractionDigits: exponent, maximumFractionDigits: exponent })
+    .format(minorToDecimal(money.amount_minor, exponent));
 }
 
 export function formatDate(iso) {

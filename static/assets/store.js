@@ -2,7 +2,7 @@
 // Routes are client-side (the `files` component answers every page path
 // with index.html); each view reads what it needs from the API.
 
-import { api, ApiError, currentUser, signIn, signOut, signOutLocally, onSessionChange, rememberUser, newKey, cartToken } from './api.js';
+import { api, ApiError, currentUser, signIn, signOut, signOutLocally, onSessionChange, rememberUser, newKey, cartToken, refreshSession } from './api.js';
 import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
@@ -579,9 +579,14 @@ function orderSummary(order) {
 
 // ------------------------------------------------------------------ account
 
+/** Where to go after signing in: a path of this shop, never another origin. */
 function nextPath() {
   const next = new URLSearchParams(location.search).get('next') || '/account';
-  return next.startsWith('/') && !next.startsWith('//') ? next : '/account';
+  try {
+    const url = new URL(next, location.origin);
+    if (next.startsWith('/') && url.origin === location.origin) return url.pathname + url.search + url.hash;
+  } catch { /* not a URL */ }
+  return '/account';
 }
 
 async function signInPage() {
@@ -621,7 +626,7 @@ async function registerPage() {
       <label for="first_name">First name</label><input id="first_name" name="first_name" autocomplete="given-name" required>
       <label for="last_name">Last name</label><input id="last_name" name="last_name" autocomplete="family-name" required>
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
-      <label for="password">Password (at least 12 characters)</label><input id="password" name="password" type="password" autocomplete="new-password" required minlength="12">
+      <label for="password">Password (at least 10 characters)</label><input id="password" name="password" type="password" autocomplete="new-password" required minlength="10">
       <div id="form-status" role="status"></div>
       <p><button type="submit">Create account</button></p>
       <p>Already have an account? <a href="/account/sign-in">Sign in</a></p>
@@ -652,7 +657,8 @@ async function verifyEmailPage() {
   try {
     await api('POST', '/api/auth/verify-email', { body: { token }, auth: false });
     render(html`<h1>Email confirmed</h1>${notice('success', 'Thank you: your email address is confirmed.')}<p><a href="/">Continue shopping</a></p>`);
-    if (currentUser()) await refreshProfile();
+    // Checkout reads the proof from the access token: get one that has it.
+    if (currentUser()) { await refreshSession(); await refreshProfile(); }
   } catch (e) {
     render(html`<h1>Confirm your email</h1>${notice('error', e.code === 'invalid_or_expired_token' ? 'This link has expired or was already used. Sign in and ask for a new one from your account page.' : errorText(e))}`);
   }
@@ -680,9 +686,10 @@ async function forgotPasswordPage() {
 async function resetPasswordPage() {
   setTitle('Choose a new password');
   const token = new URLSearchParams(location.search).get('token');
+  if (!token) { render(html`<h1>Choose a new password</h1>${notice('error', 'This link is incomplete. Use the link from the email exactly.')}`); return; }
   render(html`<h1>Choose a new password</h1>
     <form class="narrow box" id="reset">
-      <label for="new_password">New password (at least 12 characters)</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="12">
+      <label for="new_password">New password (at least 10 characters)</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="10">
       <div id="form-status" role="status"></div>
       <p><button type="submit">Set password</button></p>
     </form>`);
@@ -692,6 +699,8 @@ async function resetPasswordPage() {
     const status = document.getElementById('form-status');
     try {
       await api('POST', '/api/auth/password-reset/confirm', { body: { token, new_password: String(new FormData(form).get('new_password')) }, auth: false });
+      // The reset ended every session, this browser's too.
+      if (currentUser()) signOutLocally('signed_out');
       flashNext('success', 'Your password is changed. Sign in with it now.');
       navigate('/account/sign-in');
     } catch (e) {
@@ -739,7 +748,7 @@ async function accountPage(isCurrent) {
       <form class="box" id="password-form">
         <h2>Change password</h2>
         <label for="current_password">Current password</label><input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
-        <label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="12">
+        <label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="10">
         <div id="password-status" role="status"></div>
         <p><button type="submit">Change password</button></p>
       </form>

@@ -29,6 +29,15 @@ test('minor units become exact decimal strings, by the currency exponent', () =>
   assert.equal(minorToDecimal(900719925474099, 2), "9007199254740.99");
 });
 
+test('every currency has the exponent the API counts its minor units in', () => {
+  const table = readFileSync(path.join(root, 'components/shared/money/src/lib.rs'), 'utf8');
+  const pairs = [...table.matchAll(/\("([A-Z]{3})", (\d)\)/g)];
+  assert.ok(pairs.length > 100, 'the API table was read');
+  for (const [, code, exponent] of pairs) assert.equal(minorExponent(code), Number(exponent), code);
+  // Where Intl in Chrome writes no decimals, the amount is still exact.
+  assert.match(formatMoney({ amount_minor: 150050, currency: 'HUF' }), /1,500\.50/);
+});
+
 test('typed amounts parse to integer minor units or are refused', () => {
   assert.equal(decimalToMinor('19.99', 2), 1999);
   assert.equal(decimalToMinor(' 19.9 ', 2), 1990);

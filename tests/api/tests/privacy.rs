@@ -71,6 +71,10 @@ fn deleting_needs_the_password_and_no_order_in_progress() {
     app.login(&user.email, STRONG_PASSWORD).assert_error(401, "invalid_credentials");
     app.refresh(&user.refresh_token).assert_error(401, "invalid_refresh_token");
     app.send_as(&user.access_token, "GET", "/api/users/profile", None).assert_error(404, "not_found");
+    // The access token issued before stays valid for minutes: it still
+    // cannot put personal data back (found in review).
+    app.send_as(&user.access_token, "POST", "/api/users/addresses", Some(&ship_to("after"))).assert_error(404, "not_found");
+    app.send_as(&user.access_token, "PUT", "/api/users/profile", Some(&json!({ "first_name": "Back" }))).assert_error(404, "not_found");
     // The order stays for the shop's books, without the address.
     let admin = app.admin();
     let kept = app.send_as(&admin.access_token, "GET", &format!("/api/orders/{order_id}"), None).json();

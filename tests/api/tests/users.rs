@@ -337,6 +337,28 @@ fn admins_list_and_search_users() {
     assert_eq!(none["total"], 0, "search text is literal");
 }
 
+/// Found in review: a role change trusted the caller's access token, whose
+/// role claim may be up to 15 minutes old, so two admins could demote each
+/// other and leave the shop with none. The caller must be an admin now.
+#[test]
+fn a_demoted_admin_cannot_change_roles_with_the_token_it_still_holds() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let promoted = |who: &api_tests::TestUser| {
+        let r = app.send_as(&admin.access_token, "PUT", &format!("/api/admin/users/{}/role", who.id), Some(&json!({ "role": "admin" })));
+        assert_eq!(r.status, 200, "{}", r.body);
+        app.sign_in(&who.email, &who.password)
+    };
+    let (x, y) = (promoted(&app.register_customer()), promoted(&app.register_customer()));
+    let r = app.send_as(&x.access_token, "PUT", &format!("/api/admin/users/{}/role", y.id), Some(&json!({ "role": "customer" })));
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Y's token still says admin; the database does not.
+    app.send_as(&y.access_token, "PUT", &format!("/api/admin/users/{}/role", x.id), Some(&json!({ "role": "customer" })))
+        .assert_error(403, "forbidden");
+    let x_now = app.send_as(&x.access_token, "GET", "/api/users/profile", None).json();
+    assert_eq!(x_now["user"]["role"], "admin", "the admin who acted first is still one");
+}
+
 #[test]
 fn admins_change_roles_and_the_next_refresh_carries_it() {
     let app = TestApp::get();

@@ -279,6 +279,7 @@ pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
         // Lapsed holds leave `products.reserved` first, so the stock check
         // below and the CHECK constraint see only live ones.
         inventory::sweep_lapsed(tx, now)?;
+        lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         let row = validated(tx, input, Some(&current))?;
         if sku_taken_by_other(tx, &row.sku, Some(id.as_str()))? {
@@ -297,6 +298,19 @@ pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
     })
 }
 
+/// Lock the product's row for the rest of the transaction, before it is
+/// read: an edit writes back columns it read (stock on hand among them),
+/// so on Postgres a sale, restock or hold committed between the read and
+/// the write would otherwise be undone. A portable `SELECT ... FOR
+/// UPDATE`; on SQLite `BEGIN IMMEDIATE` already holds the database.
+pub(crate) fn lock_product(tx: &dyn Db, id: &ProductId) -> Result<(), AdminError> {
+    let rows = tx.query("UPDATE products SET updated_at = updated_at WHERE id = ? RETURNING id", &[id.as_str().into()])?;
+    if rows.is_empty() {
+        return Err(AdminError::NotFound("product"));
+    }
+    Ok(())
+}
+
 fn below_reserved(reserved: i64) -> AdminError {
     AdminError::Conflict(
         "below_reserved",
@@ -312,6 +326,7 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> R
     let stock = stock.unwrap_or(0);
     transaction(db, |tx| {
         inventory::sweep_lapsed(tx, now)?;
+        lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         if stock < current.reserved {
             return Err(below_reserved(current.reserved));

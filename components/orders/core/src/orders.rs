@@ -265,17 +265,25 @@ pub fn note(tx: &dyn Db, order: &Order, actor: &str, reason: &str) -> Result<(),
     )
 }
 
-/// Add a problem for an admin to look at (once).
+/// Add a problem for an admin to look at (once). Appended to the flags the
+/// row has now, in one statement: the caller's copy of the order may be
+/// older than a flag another request (or an earlier step of this one) added
+/// since, and writing the copy's list back would drop it.
 pub fn flag(tx: &dyn Db, order: &Order, problem: &str) -> Result<(), DbError> {
     if order.flags.iter().any(|f| f == problem) {
         return Ok(());
     }
-    let mut flags = order.flags.clone();
-    flags.push(problem.to_string());
-    tx.execute(
-        "UPDATE orders SET flags = ?, updated_at = ? WHERE id = ?",
-        &[json!(flags).to_string().into(), clock::now_rfc3339().into(), order.id.as_str().into()],
-    )
+    let sql = match tx.dialect() {
+        storage::Dialect::Postgres => {
+            "UPDATE orders SET flags = (flags::jsonb || jsonb_build_array(?::text))::text, updated_at = ? \
+             WHERE id = ? AND NOT flags::jsonb @> jsonb_build_array(?::text)"
+        }
+        _ => {
+            "UPDATE orders SET flags = json_insert(flags, '$[#]', ?), updated_at = ? \
+             WHERE id = ? AND NOT EXISTS (SELECT 1 FROM json_each(orders.flags) WHERE value = ?)"
+        }
+    };
+    tx.execute(sql, &[problem.into(), clock::now_rfc3339().into(), order.id.as_str().into(), problem.into()])
 }
 
 /// A new order, ready to insert.
@@ -496,6 +504,17 @@ mod tests {
             shipping_address: None,
             expires_at: 2000,
         }
+    }
+
+    #[test]
+    fn flags_added_from_one_old_copy_are_all_kept_and_each_once() {
+        let db = db();
+        let stale = storage::transaction(&db, |tx| insert(tx, &new_order("o1"), "user:u1")).unwrap();
+        flag(&db, &stale, "restock_failed").unwrap();
+        flag(&db, &stale, "refund_failed").unwrap();
+        flag(&db, &stale, "restock_failed").unwrap();
+        let now = load(&db, "o1").unwrap().unwrap();
+        assert_eq!(now.flags, vec!["restock_failed".to_string(), "refund_failed".to_string()]);
     }
 
     fn events(db: &MemDb) -> Vec<String> {

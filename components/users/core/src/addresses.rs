@@ -83,11 +83,13 @@ fn entry_params(label: Option<&str>, a: &Address) -> Vec<Value> {
     ]
 }
 
-fn lock_user(tx: &dyn Db, user_id: &str) -> Result<(), DbError> {
-    if tx.dialect() == storage::Dialect::Postgres {
-        tx.execute("SELECT id FROM users WHERE id = ? FOR UPDATE", &[user_id.into()])?;
-    }
-    Ok(())
+/// Lock the account's row for the rest of the transaction; false when the
+/// account is deleted (or gone): its book must not get entries again, even
+/// from a request that started before the deletion or carries an access
+/// token issued before it.
+fn lock_user(tx: &dyn Db, user_id: &str) -> Result<bool, DbError> {
+    let lock = if tx.dialect() == storage::Dialect::Postgres { " FOR UPDATE" } else { "" };
+    Ok(!tx.query(&format!("SELECT id FROM users WHERE id = ? AND deleted_at IS NULL{lock}"), &[user_id.into()])?.is_empty())
 }
 
 fn clear_default(tx: &dyn Db, user_id: &str, now: &str) -> Result<(), DbError> {
@@ -102,13 +104,17 @@ fn clear_default(tx: &dyn Db, user_id: &str, now: &str) -> Result<(), DbError> {
 pub enum Refused {
     /// The user already has [`MAX_PER_USER`] entries.
     Full,
+    /// The account was deleted.
+    AccountGone,
 }
 
 /// Add an entry (inside the caller's transaction). The first entry is the
 /// default shipping address whatever `default_shipping` says; a new default
 /// replaces the old one.
 pub fn add(tx: &dyn Db, user_id: &str, id: &str, label: Option<&str>, a: &Address, default_shipping: bool, now: &str) -> Result<Result<Entry, Refused>, DbError> {
-    lock_user(tx, user_id)?;
+    if !lock_user(tx, user_id)? {
+        return Ok(Err(Refused::AccountGone));
+    }
     let count = tx.query("SELECT COUNT(*) AS n FROM addresses WHERE user_id = ?", &[user_id.into()])?.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
     if count >= MAX_PER_USER {
         return Ok(Err(Refused::Full));
@@ -140,8 +146,7 @@ pub fn replace(
     default_shipping: Option<bool>,
     now: &str,
 ) -> Result<Option<Entry>, DbError> {
-    lock_user(tx, user_id)?;
-    if get(tx, user_id, id)?.is_none() {
+    if !lock_user(tx, user_id)? || get(tx, user_id, id)?.is_none() {
         return Ok(None);
     }
     if default_shipping == Some(true) {

@@ -149,9 +149,23 @@ pub fn find_by_id(db: &dyn Db, id: &str) -> Result<Option<UserRecord>, DbError> 
 
 pub fn update_names(db: &dyn Db, id: &str, first: &str, last: &str, now: &str) -> Result<(), DbError> {
     db.execute(
-        "UPDATE users SET first_name = ?, last_name = ?, updated_at = ? WHERE id = ?",
+        "UPDATE users SET first_name = ?, last_name = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
         &[first.into(), last.into(), now.into(), id.into()],
     )
+}
+
+/// Lock the account's row for the rest of the transaction, if it is live
+/// and its password hash is still `verified` (the one a password was just
+/// checked against). False when a reset, a change or a deletion came in
+/// between: the check no longer speaks for the account (a portable
+/// `SELECT ... FOR UPDATE`; on Postgres a concurrent change is waited for
+/// and then seen).
+pub fn lock_if_password_unchanged(tx: &dyn Db, id: &str, verified: &str) -> Result<bool, DbError> {
+    let rows = tx.query(
+        "UPDATE users SET updated_at = updated_at WHERE id = ? AND password_hash = ? AND deleted_at IS NULL RETURNING id",
+        &[id.into(), verified.into()],
+    )?;
+    Ok(!rows.is_empty())
 }
 
 pub fn update_password_hash(db: &dyn Db, id: &str, hash: &str, now: &str) -> Result<(), DbError> {
@@ -163,6 +177,16 @@ pub fn update_password_hash(db: &dyn Db, id: &str, hash: &str, now: &str) -> Res
 
 /// An admin's decision on a role: the `admin_emails` rule no longer
 /// applies to this account afterwards.
+/// The ids of the live admin accounts, with their rows locked for the rest
+/// of the transaction (a portable `SELECT ... FOR UPDATE`; on Postgres a
+/// row another transaction just demoted is left out once that commits).
+pub fn lock_admins(tx: &dyn Db) -> Result<Vec<String>, DbError> {
+    tx.query("UPDATE users SET role = role WHERE role = 'admin' AND deleted_at IS NULL RETURNING id", &[])?
+        .iter()
+        .map(|r| r.text("id"))
+        .collect()
+}
+
 pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<(), DbError> {
     db.execute(
         "UPDATE users SET role = ?, role_decided_at = COALESCE(role_decided_at, ?), updated_at = ? WHERE id = ?",
@@ -487,6 +511,20 @@ mod tests {
         let db = storage::native::Recorder::postgres();
         list_users(&db, Some("%ann%"), 20, 0).unwrap();
         assert!(db.statements().iter().all(|s| s.contains("email ILIKE ? ESCAPE '\\'")), "{:?}", db.statements());
+    }
+
+    #[test]
+    fn a_password_check_speaks_for_the_account_only_while_its_hash_is_unchanged() {
+        let db = db();
+        insert_user(&db, &user("u1", "a@b.co")).unwrap();
+        assert!(lock_if_password_unchanged(&db, "u1", "h").unwrap());
+        // A reset committed between the check and the session.
+        update_password_hash(&db, "u1", "h2", "t").unwrap();
+        assert!(!lock_if_password_unchanged(&db, "u1", "h").unwrap());
+        assert!(lock_if_password_unchanged(&db, "u1", "h2").unwrap());
+        db.execute("UPDATE users SET deleted_at = 't' WHERE id = 'u1'", &[]).unwrap();
+        assert!(!lock_if_password_unchanged(&db, "u1", "h2").unwrap(), "a deleted account makes no session");
+        assert!(lock_admins(&db).unwrap().is_empty());
     }
 
     #[test]

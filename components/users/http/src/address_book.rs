@@ -84,6 +84,7 @@ pub fn create(ctx: &Ctx) -> HandlerResult {
             "address_book_full",
             format!("an address book holds at most {MAX_PER_USER} addresses; delete one first"),
         )),
+        Err(Refused::AccountGone) => Err(ApiError::not_found("user")),
     }
 }
 

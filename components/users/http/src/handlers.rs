@@ -151,6 +151,12 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
     let session_id = http_kit::ids::uuid_v4()?;
     let now_text = clock::now_rfc3339();
     let issued = transaction(&db, |tx| -> Result<(String, String), ApiError> {
+        // A password reset or change (which ends every session) or a
+        // deletion that committed while the password was being checked
+        // wins: no session is made from the old password.
+        if !repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)? {
+            return Err(invalid_credentials());
+        }
         // An operator may list an address in `admin_emails` after its owner
         // proved it: the rule applies at the next sign-in (once).
         apply_bootstrap_admin(tx, &mut user, &now_text)?;
@@ -403,6 +409,11 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
     let hash = users_core::passwords::hash(new.expose()).map_err(ApiError::internal)?;
     let now = clock::now_rfc3339();
     transaction(&db, |tx| -> Result<(), ApiError> {
+        // The current password was checked against a hash a reset may have
+        // replaced since: then it is not the current password any more.
+        if !repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)? {
+            return Err(ApiError::new(422, "current_password_incorrect", "the current password is incorrect"));
+        }
         repository::update_password_hash(tx, &user.id, &hash, &now).map_err(db_error)?;
         let current = repository::session_of_access_token(tx, &caller.token_id).map_err(db_error)?;
         repository::revoke_other_sessions(tx, &user.id, current.as_deref(), "password_changed", &now).map_err(db_error)?;
@@ -443,10 +454,22 @@ pub fn admin_set_role(ctx: &Ctx, id: &str) -> HandlerResult {
         return Err(ApiError::new(409, "cannot_change_own_role", "admins cannot change their own role"));
     }
     let db = open()?;
-    let mut user = repository::find_by_id(&db, id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
-    if user.role != role {
-        repository::set_role(&db, &user.id, role, &clock::now_rfc3339()).map_err(db_error)?;
-        user.role = role;
-    }
+    let user = transaction(&db, |tx| -> Result<UserRecord, ApiError> {
+        // The token's role claim may be up to its lifetime old: the caller
+        // must be an admin now. With every admin row locked first, two
+        // admins demoting each other at once take turns, and the second
+        // finds it is no admin any more, so the shop never ends up with
+        // none.
+        let admins = repository::lock_admins(tx).map_err(db_error)?;
+        if !admins.iter().any(|a| *a == caller.user_id) {
+            return Err(ApiError::of(ErrorCode::Forbidden, "your account is no longer an admin; sign in again"));
+        }
+        let mut user = repository::find_by_id(tx, id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
+        if user.role != role {
+            repository::set_role(tx, &user.id, role, &clock::now_rfc3339()).map_err(db_error)?;
+            user.role = role;
+        }
+        Ok(user)
+    })?;
     Ok(user_reply(200, &user))
 }

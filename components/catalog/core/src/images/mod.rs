@@ -278,9 +278,12 @@ fn parse_position(raw: i64, len: usize) -> Result<usize, String> {
     usize::try_from(raw).ok().filter(|p| *p <= len).ok_or_else(|| format!("must be from 0 to {len}"))
 }
 
-/// The images stored on a product row.
+/// The images stored on a product row, with the row locked for the rest of
+/// the transaction (a portable `SELECT ... FOR UPDATE`): every change
+/// writes the whole list back, so on Postgres two concurrent changes would
+/// otherwise lose one, or pass the image limit together.
 fn stored_images(db: &dyn Db, product: &ProductId) -> Result<Vec<ProductImage>, AdminError> {
-    let rows = db.query("SELECT images FROM products WHERE id = ?", &[product.as_str().into()])?;
+    let rows = db.query("UPDATE products SET images = images WHERE id = ? RETURNING images", &[product.as_str().into()])?;
     let row = rows.first().ok_or(AdminError::NotFound("product"))?;
     Ok(parse_stored(&row.text("images")?)?)
 }
