@@ -93,6 +93,11 @@ fn every_response_has_a_request_id_and_sane_incoming_ids_are_kept() {
     let other = app.get_path("/api/categories");
     assert_ne!(other.header("x-request-id"), Some(id), "ids are unique");
 
+    // Nothing the shop answers is to be sniffed into another type.
+    for path in ["/api/categories", "/api/products?page=0", "/", "/assets/store.js", "/nowhere"] {
+        assert_eq!(app.get_path(path).header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+
     let kept = app.request("GET", "/api/categories", &[("x-request-id", "storefront-abc.123")], None);
     assert_eq!(kept.header("x-request-id"), Some("storefront-abc.123"));
     let replaced = app.request("GET", "/api/categories", &[("x-request-id", "bad id <script>")], None);

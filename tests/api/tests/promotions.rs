@@ -97,6 +97,8 @@ fn promotions_reach_consenting_customers_with_a_one_click_unsubscribe() {
     let page = app.get_path(&path);
     assert_eq!(page.status, 200);
     assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")) && page.body.contains("<form method=\"post\""));
+    let csp = page.header("content-security-policy").unwrap_or("");
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
     let me = app.send_as(&fan.access_token, "GET", "/api/users/profile", None).json();
     assert!(me["user"]["marketing_consent_at"].is_string(), "still subscribed after a GET");
 

@@ -10,8 +10,11 @@
 //! holds on SQLite (whose `BEGIN IMMEDIATE` serialises writers anyway) and on
 //! Postgres under its default READ COMMITTED isolation, where an `UPDATE`
 //! that waited for a row lock re-evaluates its `WHERE` on the newest row.
-//! Rows are always locked in one order — the reservation first, then its
-//! products by id — so two transactions cannot deadlock on each other.
+//! A transaction locks its reservation first, then its products by id. The
+//! sweep of lapsed holds at the start of a stock write locks the products
+//! of the holds it gives back before that, so on Postgres two writes can
+//! still deadlock (rarely: a hold must lapse between them); Postgres then
+//! aborts one, which answers 503 with `Retry-After` and changed nothing.
 //!
 //! A reservation that lapses (`expires_at` passed, nobody released it)
 //! stops counting at once: reads subtract it (see `repository`), and the next

@@ -85,6 +85,9 @@ pub fn serve(service: &Service, req: IncomingRequest, route: impl FnOnce(&Ctx) -
         reply.body.clear();
     }
     reply.headers.push(("x-request-id".into(), request_id.clone()));
+    // Every answer is what its Content-Type says: a browser must not sniff
+    // an upload or a JSON body into HTML or script.
+    reply.headers.push(("x-content-type-options".into(), "nosniff".into()));
     // The CORS headers depend on the request's Origin, so every answer says
     // so, also one to a request without Origin: a shared cache must not
     // give a browser a copy stored for a request that had none.

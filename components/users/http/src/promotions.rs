@@ -110,7 +110,10 @@ fn page(status: u16, title: &str, message: &str, form_action: Option<&str>) -> R
         t = esc(title),
         m = esc(message)
     );
-    Reply::bytes(status, "text/html; charset=utf-8", html.into_bytes()).with_header("cache-control", "no-store")
+    // A page on the shop's origin: nothing but itself, never in a frame.
+    Reply::bytes(status, "text/html; charset=utf-8", html.into_bytes())
+        .with_header("cache-control", "no-store")
+        .with_header("content-security-policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 }
 
 /// `GET|POST /api/users/unsubscribe?user=<id>&sig=<hex>`. POST (what mail
