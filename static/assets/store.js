@@ -551,10 +551,15 @@ async function checkoutSuccess(isCurrent) {
   const result = await api('GET', `/api/payments/checkout-session/${encodeURIComponent(sessionId)}`);
   const order = await api('GET', `/api/orders/${result.order_id}`);
   if (!isCurrent()) return;
-  const paid = order.status !== 'pending_payment';
+  const paid = ['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'].includes(order.status);
+  const pending = order.status === 'pending_payment';
+  // An order that ended before the money arrived (cancelled, expired) is
+  // refunded automatically: say so, not "thank you".
+  const ended = !paid && !pending;
   render(html`
-    <h1>${paid ? 'Thank you for your order!' : 'Payment not confirmed yet'}</h1>
+    <h1>${paid ? 'Thank you for your order!' : ended ? 'This order has ended' : 'Payment not confirmed yet'}</h1>
     ${paid ? notice('success', html`Your payment was received. Order status: <strong id="order-status">${statusText(order.status)}</strong>`)
+           : ended ? notice('warn', html`The order ended before the payment arrived, so any money taken is refunded to you automatically. Status: <strong id="order-status">${statusText(order.status)}</strong>`)
            : notice('warn', html`Stripe has not confirmed the payment yet; we will update your order as soon as it does. Status: <strong id="order-status">${statusText(order.status)}</strong>`)}
     ${orderSummary(order)}
     <p><a href="/account/orders/${order.id}">Order details</a> · <a href="/">Continue shopping</a></p>
@@ -910,7 +915,17 @@ async function orderPage(id, isCurrent) {
       await api('POST', `/api/orders/${order.id}/cancel`);
       flashNext('success', 'Your order is cancelled.');
       route();
-    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; cancel.disabled = false; }
+    } catch (e) {
+      // The order was cancelled but its refund could not be made yet: the
+      // page must show the cancellation, and say the money follows.
+      if (e.code === 'refund_failed') {
+        flashNext('warn', 'Your order is cancelled. The refund could not be sent yet; the shop has been told and will send it.');
+        route();
+        return;
+      }
+      status.innerHTML = notice('error', e.code === 'payments_not_configured' ? 'The shop cannot reach its payment provider right now, so it cannot refund this order yet. Please try again later.' : errorText(e)).__raw;
+      cancel.disabled = false;
+    }
   });
 }
 
