@@ -4,7 +4,7 @@
 // an admin signed in on the storefront is signed in here.
 
 import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache, newKey } from './api.js';
-import { formatMoney, formatDate, statusText, STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
+import { formatMoney, formatDate, statusText, STATUS_TEXT, PAID_STATUSES, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
 // Admins must see their own changes at once: always revalidate.
@@ -161,7 +161,7 @@ async function orderPage(id, isCurrent) {
   const refundable = order.total.amount_minor - order.refunded.amount_minor;
   const canShip = ['paid', 'processing', 'partially_refunded'].includes(order.status) || (order.status === 'shipped');
   // A cancelled order whose refund failed is refunded from here too.
-  const canRefund = refundable > 0 && (['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'].includes(order.status) || (order.status === 'cancelled' && order.flags.includes('refund_failed')));
+  const canRefund = refundable > 0 && (PAID_STATUSES.includes(order.status) || (order.status === 'cancelled' && order.flags.includes('refund_failed')));
   const a = order.shipping_address;
   render(html`${takeFlash()}
     <p><a href="/admin/orders">← Orders</a></p>

@@ -63,6 +63,9 @@ export const STATUS_TEXT = {
 
 export function statusText(status) { return STATUS_TEXT[status] || status; }
 
+/** Statuses of an order whose money was taken and not (wholly) given back. */
+export const PAID_STATUSES = ['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'];
+
 export const LINE_STATUS_TEXT = {
   ok: '', out_of_stock: 'Out of stock', insufficient_stock: 'Not enough in stock', inactive: 'No longer sold',
   unavailable: 'No longer available', currency_changed: 'Now priced in another currency',

@@ -3,7 +3,7 @@
 // with index.html); each view reads what it needs from the API.
 
 import { api, ApiError, currentUser, signIn, signOut, signOutLocally, onSessionChange, rememberUser, newKey, cartToken, refreshSession } from './api.js';
-import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
+import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, PAID_STATUSES, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
 const PAGE_SIZE = 12;
@@ -551,7 +551,7 @@ async function checkoutSuccess(isCurrent) {
   const result = await api('GET', `/api/payments/checkout-session/${encodeURIComponent(sessionId)}`);
   const order = await api('GET', `/api/orders/${result.order_id}`);
   if (!isCurrent()) return;
-  const paid = ['paid', 'processing', 'shipped', 'delivered', 'partially_refunded'].includes(order.status);
+  const paid = PAID_STATUSES.includes(order.status);
   const pending = order.status === 'pending_payment';
   // An order that ended before the money arrived (cancelled, expired) is
   // refunded automatically: say so, not "thank you".
