@@ -33,15 +33,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The API suite's tests mostly wait (lock timeouts, lapsed holds, slow
+# fakes): six at a time keep a 2-core machine busy (README, "Run the tests").
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
+
+# Each part says when it began (seconds since the start), for slow-part hunting.
+step() { echo "== test: $* (at ${SECONDS}s)" >&2; }
+step "components"
 scripts/build-components.sh
+step "cargo test --workspace"
 cargo test --workspace "$@"
 
 # The black-box suite once more with every service database on a throwaway
 # Postgres and the carts and catalog cache on a throwaway Redis
 # (tests/api: SHOP_TEST_STORES=postgres). Not against SHOP_BASE_URL, whose
 # stores are whatever that app was started with.
+# scripts/api-suite.sh runs the binaries `cargo test --workspace` just built.
 if [ -z "${SHOP_BASE_URL:-}" ]; then
-  SHOP_TEST_STORES=postgres cargo test -p api-tests
+  step "the black-box suite on Postgres and Redis"
+  SHOP_TEST_STORES=postgres scripts/api-suite.sh
 fi
 
 # Schemathesis over every operation of static/openapi.yaml, as a customer
@@ -49,6 +59,7 @@ fi
 # README, "Schemathesis"). Against the test host, or skipped against
 # SHOP_BASE_URL (it needs the fakes the test host is wired to).
 if [ -z "${SHOP_BASE_URL:-}" ]; then
+  step "schemathesis"
   tests/schemathesis/run.sh
 fi
 
@@ -66,5 +77,7 @@ if [ ! -x "${SHOP_CHROMIUM:-/usr/bin/chromium}" ]; then
   fi
 fi
 if [ -x "${SHOP_CHROMIUM:-/usr/bin/chromium}" ]; then
+  step "browser"
   tests/browser/run.sh
 fi
+step "done"

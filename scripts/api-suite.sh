@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The black-box suite (tests/api) from the build `cargo test --workspace`
+# makes, run the way `cargo test` runs it: each test binary in turn, from
+# the package's directory.
+#
+# Why not `cargo test -p api-tests`: a narrower package selection unifies
+# dependency features differently (shop-test-host's dev-dependencies drop
+# out), so cargo builds wasmtime and the test host a second time, almost
+# two minutes on CI. Here the binaries are the ones `cargo test --workspace`
+# built (it builds them again only if a source changed).
+#
+#   scripts/api-suite.sh [ARGS]   ARGS go to every test binary, e.g. a name
+#                                 filter, --test-threads 1, -q
+# Every binary runs even after one fails (like `cargo test --no-fail-fast`);
+# the exit status is 1 if any failed, and the failed ones are listed.
+# The environment decides the stores (SHOP_TEST_STORES) or the app
+# (SHOP_BASE_URL), as for `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# As scripts/test.sh: six tests at a time unless told otherwise.
+export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
+
+mapfile -t binaries < <(
+  cargo test --workspace --no-run --message-format=json-render-diagnostics -q |
+    python3 -c '
+import json, sys
+# The test harnesses of package api-tests (its lib, its bins, its tests/*.rs),
+# in the order cargo runs them.
+order = {"lib": 0, "bin": 1, "test": 2}
+found = []
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") or not m["profile"]["test"]:
+        continue
+    if m["package_id"].rsplit("#", 1)[-1].split("@")[0] != "api-tests":
+        continue
+    kind = m["target"]["kind"][0]
+    found.append((order.get(kind, 3), m["target"]["name"], m["executable"]))
+for _, _, exe in sorted(found):
+    print(exe)
+'
+)
+if [ ${#binaries[@]} -eq 0 ]; then
+  echo "api-suite: cargo built no test binary of tests/api" >&2
+  exit 1
+fi
+
+failed=()
+cd tests/api
+for bin in "${binaries[@]}"; do
+  echo "     Running $(basename "$bin")" >&2
+  "$bin" "$@" || failed+=("$(basename "$bin")")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "api-suite: failed: ${failed[*]}" >&2
+  exit 1
+fi
