@@ -588,6 +588,23 @@ impl ApiResponse {
     }
 }
 
+/// Run `a` and `b` on two threads that start together (a barrier), for
+/// the races the suite checks; their results, in order.
+pub fn at_once<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> (A, B) {
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let a = s.spawn(|| {
+            barrier.wait();
+            a()
+        });
+        let b = s.spawn(|| {
+            barrier.wait();
+            b()
+        });
+        (a.join().expect("the first racer panicked"), b.join().expect("the second racer panicked"))
+    })
+}
+
 mod users;
 pub use users::{link_token, post_from, unique_email, TestUser, STRONG_PASSWORD};
 

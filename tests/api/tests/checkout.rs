@@ -1,6 +1,6 @@
 //! Checkout, orders and Stripe payments: money and stock always agree.
 
-use api_tests::{event, now, stripe_signature, unique_email, Shopper, TestApp, TestUser, STRIPE_WEBHOOK_SECRET, SWEEP_SECRET};
+use api_tests::{at_once, event, now, stripe_signature, unique_email, Shopper, TestApp, TestUser, STRIPE_WEBHOOK_SECRET, SWEEP_SECRET};
 use serde_json::{json, Value};
 
 fn address() -> Value {
@@ -965,18 +965,10 @@ fn shipping_and_cancelling_at_once_have_one_winner() {
         let session_id = app.start_checkout(&user, &id);
         let paid = app.stripe.pay_session(&session_id);
         assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_race_paid"), "checkout.session.completed", paid)).status, 200);
-        let barrier = std::sync::Barrier::new(2);
-        let (ship, cancel) = std::thread::scope(|s| {
-            let ship = s.spawn(|| {
-                barrier.wait();
-                app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": format!("1Z{round}") })))
-            });
-            let cancel = s.spawn(|| {
-                barrier.wait();
-                app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None)
-            });
-            (ship.join().unwrap(), cancel.join().unwrap())
-        });
+        let (ship, cancel) = at_once(
+            || app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": format!("1Z{round}") }))),
+            || app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None),
+        );
         let order = app.order(&user, &id);
         let refunds = app.stripe.calls_for(&id).into_iter().filter(|c| c.path == "/v1/refunds").count();
         match (ship.status, cancel.status) {

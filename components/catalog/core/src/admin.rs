@@ -158,11 +158,20 @@ impl ProductRow {
     }
 }
 
-fn category_exists(db: &dyn Db, id: &str) -> Result<bool, DbError> {
-    Ok(!db.query("SELECT 1 AS x FROM categories WHERE id = ?", &[id.into()])?.is_empty())
+/// Whether the category exists, its row locked for the rest of the
+/// transaction when it does (a portable `SELECT ... FOR UPDATE`, as
+/// [`lock_product`]). A product write that files a product under it and
+/// [`delete_category`] both take this lock, so on Postgres one waits for the
+/// other: the deletion then sees the product (409 `category_in_use`), or the
+/// product write sees no category (400), never a foreign-key error. On
+/// SQLite, which does not enforce the foreign key, the write transaction
+/// alone keeps a product from pointing at a deleted category.
+fn lock_category(tx: &dyn Db, id: &str) -> Result<bool, DbError> {
+    Ok(!tx.query("UPDATE categories SET updated_at = updated_at WHERE id = ? RETURNING id", &[id.into()])?.is_empty())
 }
 
 /// Merge `input` over `base` (None on create) and validate the result.
+/// Inside the write's transaction: a category given is locked.
 fn validated(db: &dyn Db, input: &ProductInput, base: Option<&Product>) -> Result<ProductRow, AdminError> {
     let mut p = FieldProblems::default();
     let required = |field: &str, p: &mut FieldProblems| p.add(field, "is required");
@@ -200,7 +209,7 @@ fn validated(db: &dyn Db, input: &ProductInput, base: Option<&Product>) -> Resul
         }
     };
     let category_id = match (&input.category_id, base) {
-        (Some(Some(id)), _) => match category_exists(db, id.trim())? {
+        (Some(Some(id)), _) => match lock_category(db, id.trim())? {
             true => Some(Some(id.trim().to_string())),
             false => {
                 p.add("category_id", "no such category");
@@ -259,18 +268,20 @@ fn map_unique(e: DbError, sku: &str) -> AdminError {
 
 /// Create a product.
 pub fn create_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i64) -> Result<Product, AdminError> {
-    let row = validated(db, input, None)?;
-    if sku_taken_by_other(db, &row.sku, None)? {
-        return Err(sku_conflict(&row.sku));
-    }
-    let stamp = clock::now_rfc3339();
-    db.execute(
-        "INSERT INTO products (id, sku, name, description, price_minor, currency, stock_on_hand, category_id, image_urls, active, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        &[vec![id.as_str().into()], row.values(), vec![stamp.as_str().into(), stamp.as_str().into()]].concat(),
-    )
-    .map_err(|e| map_unique(e, &row.sku))?;
-    repository::get_product(db, id, true, now)?.ok_or(AdminError::NotFound("product"))
+    transaction(db, |tx| {
+        let row = validated(tx, input, None)?;
+        if sku_taken_by_other(tx, &row.sku, None)? {
+            return Err(sku_conflict(&row.sku));
+        }
+        let stamp = clock::now_rfc3339();
+        tx.execute(
+            "INSERT INTO products (id, sku, name, description, price_minor, currency, stock_on_hand, category_id, image_urls, active, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[vec![id.as_str().into()], row.values(), vec![stamp.as_str().into(), stamp.as_str().into()]].concat(),
+        )
+        .map_err(|e| map_unique(e, &row.sku))?;
+        repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))
+    })
 }
 
 /// Change a product: only the fields given change.
@@ -349,9 +360,14 @@ pub enum Deletion {
 }
 
 /// Delete a product, or deactivate it if it has ever been ordered.
+///
+/// The product's row is locked first ([`lock_product`]), as every stock
+/// hold locks it: on Postgres a hold being placed meanwhile commits first
+/// and makes this a deactivation, or finds the product gone, instead of
+/// the deletion failing on the hold's foreign key.
 pub fn delete_product(db: &dyn Db, id: &ProductId, now: i64) -> Result<Deletion, AdminError> {
     transaction(db, |tx| {
-        repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
+        lock_product(tx, id)?;
         if inventory::ever_ordered(tx, id.as_str())? {
             tx.execute(
                 "UPDATE products SET active = 0, updated_at = ? WHERE id = ?",
@@ -444,9 +460,13 @@ pub fn save_category(db: &dyn Db, id: &str, input: &CategoryInput, create: bool)
 }
 
 /// Delete a category that no product uses.
+/// Its row is locked first, as every product write that files a product
+/// under it locks it ([`lock_category`]).
 pub fn delete_category(db: &dyn Db, id: &str) -> Result<(), AdminError> {
     transaction(db, |tx| {
-        get_category(tx, id)?.ok_or(AdminError::NotFound("category"))?;
+        if !lock_category(tx, id)? {
+            return Err(AdminError::NotFound("category"));
+        }
         let used = tx.query("SELECT COUNT(*) AS n FROM products WHERE category_id = ?", &[id.into()])?;
         let n = used.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
         if n > 0 {
