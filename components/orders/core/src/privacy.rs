@@ -47,8 +47,17 @@ pub fn export_user(db: &dyn Db, user_id: &str, more: &dyn Fn(&dyn Db, &str, &mut
 /// Erase the user's shipping addresses, unless an order is still in
 /// progress (`Err(ids)`, nothing changed). An unpaid order whose hold has
 /// not lapsed counts as in progress too. Returns how many orders it touched.
+///
+/// The account is recorded as erased ([`account_erased`]), so an order its
+/// still-valid access token places afterwards is refused. Placing an order
+/// records an event, which takes the outbox's lock; this takes it first
+/// ([`storage::outbox::lock`]). So on Postgres an order being placed either
+/// commits before (and is seen here: in progress, nothing erased) or
+/// checks after this commits (and sees the account erased); on SQLite the
+/// write transactions are one at a time anyway.
 pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Vec<String>>, DbError> {
     transaction(db, |tx| {
+        storage::outbox::lock(tx)?;
         let busy = tx.query(
             &format!(
                 "SELECT id FROM orders WHERE user_id = ? AND (status IN {IN_PROGRESS} OR (status = 'pending_payment' AND expires_at > ?)) ORDER BY id"
@@ -58,6 +67,10 @@ pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Ve
         if !busy.is_empty() {
             return Ok(Err(busy.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?));
         }
+        tx.execute(
+            "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+            &[user_id.into(), now.into()],
+        )?;
         let touched = tx.query(
             "UPDATE orders SET shipping_address = NULL WHERE user_id = ? AND shipping_address IS NOT NULL RETURNING id",
             &[user_id.into()],
@@ -76,6 +89,13 @@ pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Ve
         }
         Ok(Ok(touched.len() as u32))
     })
+}
+
+/// Whether the account's data was erased ([`erase_user`]): its orders may
+/// no longer be placed. Inside the placing transaction, after the order's
+/// event is recorded (see [`erase_user`] for why after).
+pub fn account_erased(tx: &dyn Db, user_id: &str) -> Result<bool, DbError> {
+    Ok(!tx.query("SELECT 1 AS x FROM erased_accounts WHERE user_id = ?", &[user_id.into()])?.is_empty())
 }
 
 #[cfg(test)]
@@ -102,6 +122,7 @@ mod tests {
     fn orders_in_progress_stop_the_erasure() {
         let db = db_with_order("shipped", 0);
         assert_eq!(erase_user(&db, "u", 100).unwrap(), Err(vec!["o1".to_string()]));
+        assert!(!account_erased(&db, "u").unwrap(), "a refused erasure leaves the account usable");
         let db = db_with_order("pending_payment", 200);
         assert_eq!(erase_user(&db, "u", 100).unwrap(), Err(vec!["o1".to_string()]), "still payable");
         assert_eq!(erase_user(&db, "u", 300).unwrap(), Ok(1), "its hold lapsed");
@@ -119,5 +140,6 @@ mod tests {
         let payloads = db.query("SELECT payload FROM outbox", &[]).unwrap();
         assert!(payloads.iter().all(|r| !r.text("payload").unwrap().contains("1 Main St")));
         assert_eq!(erase_user(&db, "u", 100).unwrap(), Ok(0), "idempotent");
+        assert!(account_erased(&db, "u").unwrap() && !account_erased(&db, "someone else").unwrap());
     }
 }

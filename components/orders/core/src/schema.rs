@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "event_traces",
         sql: include_str!("../../../../migrations/orders/0010_event_traces.sql"),
     },
+    Migration {
+        version: 11,
+        name: "erased_accounts",
+        sql: include_str!("../../../../migrations/orders/0011_erased_accounts.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -114,6 +119,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "event_traces",
         sql: include_str!("../../../../migrations/postgres/orders/0009_event_traces.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "erased_accounts",
+        sql: include_str!("../../../../migrations/postgres/orders/0010_erased_accounts.sql"),
     },
 ];
 

@@ -8,6 +8,7 @@ use orders_core::domain::address::{Address, AddressInput};
 use orders_core::domain::Status;
 use orders_core::inventory_client::{HoldError, Inventory, WitInventory};
 use orders_core::orders::{self, NewOrder, Order, OrderError, OrderLine, Seen};
+use orders_core::privacy;
 use orders_core::owed_stock::SettleError;
 use orders_core::restock::{self, Restock, RestockError};
 use orders_core::schema;
@@ -230,6 +231,10 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
             }
         }
         let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
+        // After the insert recorded its event (see privacy::erase_user).
+        if privacy::account_erased(tx, &caller.user_id)? {
+            return Err(http_kit::auth::deleted_account());
+        }
         Ok(Placed::New(order))
     });
     let order = match created {

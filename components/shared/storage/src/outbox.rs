@@ -36,6 +36,17 @@ pub fn insert_sql(dialect: Dialect) -> String {
     }
 }
 
+/// Take the outbox's lock for the rest of the caller's transaction, before
+/// its first statement, for a transaction that must serialise with every
+/// transaction that records an event (they all take it, last). On SQLite
+/// the write transaction already excludes them: nothing to do.
+pub fn lock(db: &dyn Db) -> Result<(), DbError> {
+    match db.dialect() {
+        Dialect::Sqlite => Ok(()),
+        Dialect::Postgres => db.query(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK}) IS NULL AS x"), &[]).map(|_| ()),
+    }
+}
+
 /// Append a domain event to the outbox, in the caller's transaction, with
 /// the trace context it was recorded in.
 pub fn record(
