@@ -96,8 +96,10 @@ async function searchParams(text) {
   const t = text.trim().replace(/^#/, '');
   if (!t) return {};
   if (t.includes('@') || !/^[0-9a-fA-F-]{4,36}$/.test(t)) {
+    // The orders listing takes at most 20 account ids: the 20 newest
+    // matching accounts, and the page says when more match.
     const found = await api('GET', '/api/admin/users?limit=20&email=' + encodeURIComponent(t));
-    return { user_id: found.users.map((u) => u.id).join(',') || 'none', users: found.users };
+    return { user_id: found.users.map((u) => u.id).join(',') || 'none', users: found.users, unsearched: Math.max(0, found.total - found.users.length), text: t };
   }
   return { order_id: t };
 }
@@ -129,7 +131,7 @@ async function ordersPage(isCurrent) {
       <label>Order id or customer email<br><input name="search" value="${params.get('search') || ''}" size="28"></label>
       <button type="submit">Filter</button>
     </form>
-    <p class="muted" role="status">${result.total} ${result.total === 1 ? 'order' : 'orders'}</p>
+    <p class="muted" role="status">${result.total} ${result.total === 1 ? 'order' : 'orders'}${search.unsearched ? html`, of the 20 newest of the ${search.users.length + search.unsearched} accounts whose email contains “${search.text}”: <span id="search-truncated">narrow the search to see the other ${search.unsearched}</span>` : ''}</p>
     <div class="table-wrap" tabindex="0"><table id="admin-orders">
       <caption class="visually-hidden">Orders, newest first</caption>
       <thead><tr><th scope="col">Order</th><th scope="col">Placed</th><th scope="col">Customer</th><th scope="col">Status</th><th scope="col" class="num">Total</th><th scope="col" class="num">Refunded</th></tr></thead>

@@ -13,7 +13,7 @@
 //   signs the user out cleanly and tells the page why.
 // - Guests carry `X-Cart-Token`; the token the API hands back is kept.
 
-const KEYS = { access: 'shop.accessToken', refresh: 'shop.refreshToken', user: 'shop.user', cart: 'shop.cartToken' };
+const KEYS = { access: 'shop.accessToken', refresh: 'shop.refreshToken', user: 'shop.user', cart: 'shop.cartToken', skew: 'shop.clockSkew' };
 const listeners = new Set();
 
 /** An answer that was not 2xx, read from the envelope `{"error": {...}}`. */
@@ -42,6 +42,7 @@ function announce(reason) { const user = currentUser(); for (const fn of listene
 
 function keepTokens(pair, user) {
   localStorage.setItem(KEYS.access, pair.accessToken);
+  localStorage.setItem(KEYS.skew, String(clockSkew(pair.accessToken, Date.now() / 1000)));
   localStorage.setItem(KEYS.refresh, pair.refreshToken);
   if (user) localStorage.setItem(KEYS.user, JSON.stringify(user));
 }
@@ -52,17 +53,36 @@ function keepTokens(pair, user) {
  * prices they saw, their checkout keys.
  */
 export function signOutLocally(reason) {
-  for (const key of [KEYS.access, KEYS.refresh, KEYS.user, KEYS.cart, 'shop.seenPrices']) localStorage.removeItem(key);
+  for (const key of [KEYS.access, KEYS.refresh, KEYS.user, KEYS.cart, KEYS.skew, 'shop.seenPrices']) localStorage.removeItem(key);
   for (const key of Object.keys(sessionStorage)) if (key.startsWith('shop.checkoutKey.')) sessionStorage.removeItem(key);
   announce(reason || 'signed_out');
 }
 
-/** Seconds until the access token's `exp`, or -Infinity when unreadable. */
-function secondsLeft(token) {
+/** A JWT's claims, or null when unreadable. */
+function claims(token) {
   try {
-    const payload = JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
-    return payload.exp - Date.now() / 1000;
-  } catch { return -Infinity; }
+    return JSON.parse(atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
+  } catch { return null; }
+}
+
+/**
+ * How far the server's clock is ahead of this device's (seconds), from a
+ * token just received: its `iat` is the server's now. 0 when unreadable.
+ */
+export function clockSkew(token, deviceNow) {
+  const c = claims(token);
+  return c && Number.isFinite(c.iat) ? c.iat - deviceNow : 0;
+}
+
+/**
+ * Seconds until the access token's `exp` by the server's clock (the
+ * device's plus `skew`), or -Infinity when unreadable. Without the skew a
+ * device clock running minutes ahead would see every token as expiring
+ * and refresh before each request.
+ */
+export function secondsLeft(token, deviceNow, skew) {
+  const c = claims(token);
+  return c && Number.isFinite(c.exp) ? c.exp - (deviceNow + skew) : -Infinity;
 }
 
 let refreshing = null;
@@ -116,7 +136,7 @@ async function refreshOnce(spent) {
  */
 export async function api(method, path, { body, cart = false, headers = {}, auth = true, retried = false } = {}) {
   let access = auth ? localStorage.getItem(KEYS.access) : null;
-  if (access && secondsLeft(access) < 20 && !retried) {
+  if (access && secondsLeft(access, Date.now() / 1000, Number(localStorage.getItem(KEYS.skew)) || 0) < 20 && !retried) {
     await refreshSession();
     access = localStorage.getItem(KEYS.access);
   }

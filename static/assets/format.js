@@ -32,11 +32,15 @@ export function minorToDecimal(amountMinor, exponent) {
  * when it is not a plain non-negative amount with at most `exponent` decimals.
  */
 export function decimalToMinor(text, exponent) {
-  const m = String(text).trim().match(/^(\d{1,12})(?:[.,](\d*))?$/);
+  const m = String(text).trim().match(/^(\d{1,12})(?:([.,])(\d*))?$/);
   if (!m) return null;
-  const frac = m[2] || '';
+  const [, whole, separator, frac = ''] = m;
+  // A comma is a decimal separator ("12,50"), but a comma before exactly
+  // three digits may be a thousands separator ("1,000"): refused rather
+  // than guessed, since a three-decimal currency would read it as 1.000.
+  if (separator === ',' && frac.length === 3) return null;
   if (frac.length > exponent) return null;
-  return Number(m[1] + frac.padEnd(exponent, '0'));
+  return Number(whole + frac.padEnd(exponent, '0'));
 }
 
 /** `{amount_minor, currency}` as the browser's locale writes it ("$19.99"). */

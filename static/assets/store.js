@@ -193,11 +193,13 @@ async function listing(isCurrent) {
   searchInput.value = q;
   const page = Math.max(1, Number(params.get('page')) || 1);
   const query = new URLSearchParams({ limit: PAGE_SIZE, page });
-  for (const k of ['q', 'category', 'min_price', 'max_price', 'in_stock', 'sort']) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of ['q', 'category', 'min_price', 'max_price', 'currency', 'in_stock', 'sort']) if (params.get(k)) query.set(k, params.get(k));
   const [cats, result] = await Promise.all([categories(), api('GET', '/api/products?' + query, { auth: false })]);
   if (!isCurrent()) return;
   const started = performance.now();
-  const currency = result.products[0] ? result.products[0].price.currency : 'USD';
+  // Prices are filtered in minor units of one currency: the one a price
+  // filter was set in, else the listing's first product's.
+  const currency = params.get('currency') || (result.products[0] ? result.products[0].price.currency : 'USD');
   const exp = minorExponent(currency);
   const priceValue = (k) => (params.get(k) ? minorToDecimal(Number(params.get(k)), exp) : '');
   const pages = Math.max(1, Math.ceil(result.total / PAGE_SIZE));
@@ -230,12 +232,13 @@ async function listing(isCurrent) {
     </nav>` : ''}
   `);
   window.__lastListingRenderMs = performance.now() - started;
-  document.getElementById('filters').addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT' || ev.target.type === 'checkbox') applyFilters(params, exp); });
-  document.getElementById('filters').addEventListener('submit', (ev) => { ev.preventDefault(); applyFilters(params, exp); });
+  document.getElementById('filters').addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT' || ev.target.type === 'checkbox') applyFilters(params, currency); });
+  document.getElementById('filters').addEventListener('submit', (ev) => { ev.preventDefault(); applyFilters(params, currency); });
   bindAddButtons();
 }
 
-function applyFilters(current, exp) {
+function applyFilters(current, currency) {
+  const exp = minorExponent(currency);
   const form = document.getElementById('filters');
   const data = new FormData(form);
   const next = new URLSearchParams();
@@ -250,6 +253,8 @@ function applyFilters(current, exp) {
       return;
     }
     next.set(k, minor);
+    // The amounts mean this currency's minor units: only its products.
+    next.set('currency', currency);
   }
   if (data.get('in_stock')) next.set('in_stock', 'true');
   if (data.get('sort')) next.set('sort', data.get('sort'));

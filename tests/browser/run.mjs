@@ -224,6 +224,18 @@ try {
     await page.goto(base + '/');
     await page.waitForSelector('#products li');
     await shot(page, 'storefront-listing.png');
+    // A price filter is typed in the currency its label names, and the
+    // listing asks for that currency's products only (minor units differ).
+    const label = await page.locator('label:has(input[name="min_price"])').innerText();
+    const shown = /\(([A-Z]{3})\)/.exec(label)[1];
+    await page.fill('input[name="min_price"]', '10');
+    await page.press('input[name="min_price"]', 'Enter');
+    await page.waitForURL(/min_price=/);
+    const filtered = new URL(page.url()).searchParams;
+    expect(filtered.get('currency') === shown && Number(filtered.get('min_price')) === 10 * 10 ** (shown === 'JPY' ? 0 : 2), `the filter names its currency: ${page.url()}`);
+    await page.waitForSelector('h1:has-text("All products")');
+    await page.goto(base + '/');
+    await page.waitForSelector('#products li');
     // Search as you type, by word prefix: "wire" finds "Wireless ...".
     await page.fill('#search', 'wire');
     await page.waitForURL(/\?q=wire/);

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { minorExponent, minorToDecimal, decimalToMinor, formatMoney, errorText, html, raw } from '../../static/assets/format.js';
 import { parseYaml } from '../../static/assets/yaml.js';
+import { clockSkew, secondsLeft } from '../../static/assets/api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -48,6 +49,12 @@ test('typed amounts parse to integer minor units or are refused', () => {
   for (const bad of ['19.999', '-1', '1e3', 'abc', '', '1.2.3', '4800.5']) {
     assert.equal(decimalToMinor(bad, bad === '4800.5' ? 0 : 2), null, bad);
   }
+  // A comma before three digits may be a thousands separator: refused in
+  // every currency, never read as 1.000 of a three-decimal one.
+  assert.equal(decimalToMinor('1,000', 3), null);
+  assert.equal(decimalToMinor('1,000', 2), null);
+  assert.equal(decimalToMinor('1.000', 3), 1000);
+  assert.equal(decimalToMinor('1,5', 3), 1500);
 });
 
 test('formatMoney uses Intl with the exact decimal', () => {
@@ -80,4 +87,18 @@ test('the YAML reader reads the spec as a YAML parser does', () => {
   } catch { /* no python3 with PyYAML here */ }
   if (reference) assert.deepEqual(mine, reference);
   assert.deepEqual(parseYaml('a:\n  - { x: 1, y: [p, "q, r"] }\n  - b: |\n      two\n      lines\n    c: \'it\'\'s\'\n'), { a: [{ x: 1, y: ['p', 'q, r'] }, { b: 'two\nlines\n', c: "it's" }] });
+});
+
+test('a token lasts by the server clock, whatever the device clock says', () => {
+  const token = (claims) => ['e30', Buffer.from(JSON.stringify(claims)).toString('base64url'), 'sig'].join('.');
+  const fresh = token({ iat: 1000, exp: 1900 });
+  // A device 20 minutes ahead: without the skew the token looks expired.
+  const device = 1000 + 1200;
+  const skew = clockSkew(fresh, device);
+  assert.equal(skew, -1200);
+  assert.equal(secondsLeft(fresh, device, 0) < 0, true);
+  assert.equal(secondsLeft(fresh, device, skew), 900);
+  assert.equal(secondsLeft(fresh, device + 890, skew), 10, 'and it still runs out');
+  assert.equal(clockSkew('not a token', device), 0);
+  assert.equal(secondsLeft('not a token', device, 0), -Infinity);
 });
