@@ -1095,3 +1095,40 @@ fn a_full_refund_repeated_with_its_key_is_answered_again() {
     let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
     assert_eq!(app.stripe.refunded_total(&intent), 1000, "one refund at Stripe");
 }
+
+/// Found in review: a Checkout Session or PaymentIntent that Stripe was
+/// still making when the order was cancelled stayed open at Stripe (the
+/// cancellation had closed the objects recorded so far). Now the request
+/// that made it sees the order ended when it records the object, closes
+/// it at Stripe and answers 409 `order_not_payable`.
+#[test]
+fn a_payment_page_made_while_the_order_is_cancelled_is_closed_at_stripe() {
+    let app = TestApp::get();
+    for path in ["/api/payments/checkout-session", "/api/payments/create-intent"] {
+        let (user, _) = app.customer_with_cart(5, 700, 1);
+        let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+        // Stripe takes its time; the customer cancels meanwhile.
+        app.stripe.delay_next_for(&id, 1500);
+        let (paying, cancelled) = at_once(
+            || app.send_as(&user.access_token, "POST", path, Some(&json!({ "order_id": id }))),
+            || {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+                app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None)
+            },
+        );
+        assert_eq!(cancelled.status, 200, "{path}: {}", cancelled.body);
+        let v = paying.assert_error(409, "order_not_payable");
+        assert_eq!(v["error"]["details"]["current_status"], "cancelled", "{path}");
+        let stripe_path = if path.ends_with("session") { "/v1/checkout/sessions" } else { "/v1/payment_intents" };
+        let made = app.stripe.created_for(stripe_path, &id);
+        assert_eq!(made.len(), 1, "{path}: {made:?}");
+        if path.ends_with("session") {
+            assert_eq!(app.stripe.session(&made[0])["status"], "expired", "{path}: the page can take no money");
+        } else {
+            let cancel = format!("/v1/payment_intents/{}/cancel", made[0]);
+            assert!(app.stripe.calls().iter().any(|c| c.path == cancel), "{path}: the intent is cancelled at Stripe");
+        }
+        let objects = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+        assert!(objects["objects"].as_array().unwrap().iter().all(|o| o["status"] != "open" && o["status"] != "requires_payment_method"), "{path}: {objects}");
+    }
+}

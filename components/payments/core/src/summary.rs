@@ -121,20 +121,44 @@ pub fn order_of(db: &dyn Db, session: Option<&str>, intent: Option<&str>) -> Res
     rows.first().map(|r| r.text("order_id")).transpose()
 }
 
+/// Whether the order could still be paid when its new payment object was
+/// recorded ([`record_created`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    Payable,
+    /// The order ended (its status now) while Stripe made the object: the
+    /// object is recorded and marked to be closed at Stripe
+    /// ([`crate::closing::close_at_stripe`]).
+    OrderEnded(String),
+}
+
 /// Record a Checkout Session or PaymentIntent the shop just created for the
 /// order: in the ledger (its own row and status) and as the order's
 /// current one in the summary, in one transaction. A Stripe id already
 /// recorded for another order is refused and nothing is written.
-pub fn record_created(db: &dyn Db, order: &Order, kind: Kind, id: &str, expires_at: Option<i64>) -> Result<(), LedgerError> {
+///
+/// The order's row is locked first, as every payment outcome locks it, and
+/// its status read again: a cancellation or expiry that committed while
+/// Stripe made the object ends the order's objects only when they are
+/// recorded, so this one would have stayed open. It is then recorded all
+/// the same, marked to be closed, and the caller is told.
+pub fn record_created(db: &dyn Db, order: &Order, kind: Kind, id: &str, expires_at: Option<i64>) -> Result<Recorded, LedgerError> {
     let status = match kind {
         Kind::CheckoutSession => "open",
         _ => "requires_payment_method",
     };
     transaction(db, |tx| {
+        let lock = if tx.dialect() == storage::Dialect::Postgres { " FOR UPDATE" } else { "" };
+        let now = tx.query(&format!("SELECT status FROM orders WHERE id = ?{lock}"), &[order.id.as_str().into()])?;
+        let order_status = now.first().map(|r| r.text("status")).transpose()?.unwrap_or_default();
         let seen = Sighting { currency: Some(order.total.currency.code()), expires_at, ..Default::default() };
         ledger::record(tx, &order.id, kind, id, status, "shop", &seen)?;
         let (session, intent) = if kind == Kind::CheckoutSession { (Some(id), None) } else { (None, Some(id)) };
         record_payment(tx, order, session, intent)?;
-        Ok(())
+        if order_status != "pending_payment" {
+            tx.execute("UPDATE payments SET stripe_cleanup = 'due' WHERE order_id = ?", &[order.id.as_str().into()])?;
+            return Ok(Recorded::OrderEnded(order_status));
+        }
+        Ok(Recorded::Payable)
     })
 }

@@ -130,7 +130,8 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (Some(id), Some(url)) = (session["id"].as_str(), session["url"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no session id or url"));
     };
-    summary::record_created(&db, &order, Kind::CheckoutSession, id, Some(expires_at)).map_err(|e| held_elsewhere(e, id))?;
+    let recorded = summary::record_created(&db, &order, Kind::CheckoutSession, id, Some(expires_at)).map_err(|e| held_elsewhere(e, id))?;
+    ended_meanwhile(&db, &config, &order, recorded)?;
     Ok(Reply::created(&json!({ "id": id, "url": url, "order_id": order.id, "expires_at": expires_at })))
 }
 
@@ -162,8 +163,24 @@ pub fn create_intent(ctx: &Ctx) -> HandlerResult {
     let (Some(id), Some(secret)) = (intent["id"].as_str(), intent["client_secret"].as_str()) else {
         return Err(ApiError::new(502, "payment_provider_error", "Stripe's answer had no intent id or client secret"));
     };
-    summary::record_created(&db, &order, Kind::PaymentIntent, id, None).map_err(|e| held_elsewhere(e, id))?;
+    let recorded = summary::record_created(&db, &order, Kind::PaymentIntent, id, None).map_err(|e| held_elsewhere(e, id))?;
+    ended_meanwhile(&db, &config, &order, recorded)?;
     Ok(Reply::created(&json!({ "id": id, "client_secret": secret, "order_id": order.id })).with_header("cache-control", "no-store"))
+}
+
+/// The order was cancelled or expired while Stripe made its new payment
+/// object: the object is closed at Stripe now (the sweep retries if Stripe
+/// cannot be reached), and the caller gets the 409 it would have got a
+/// moment later, never a page that takes money for stock given back.
+fn ended_meanwhile(db: &dyn storage::Db, config: &StripeConfig, order: &Order, recorded: summary::Recorded) -> Result<(), ApiError> {
+    let summary::Recorded::OrderEnded(status) = recorded else {
+        return Ok(());
+    };
+    if let Err(e) = payments_core::closing::close_at_stripe(db, config, Some(&order.id), 1) {
+        println!("{}", json!({ "level": "warn", "service": "payments", "order_id": order.id, "stripe_cleanup_deferred": e.to_string() }));
+    }
+    Err(ApiError::new(409, "order_not_payable", format!("the order is {status}; only orders pending payment can be paid"))
+        .with_details(json!({ "current_status": status })))
 }
 
 pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
