@@ -163,7 +163,7 @@ impl ProductRow {
 /// [`lock_product`]). A product write that files a product under it and
 /// [`delete_category`] both take this lock, so on Postgres one waits for the
 /// other: the deletion then sees the product (409 `category_in_use`), or the
-/// product write sees no category (400), never a foreign-key error. On
+/// product write sees no category (422), never a foreign-key error. On
 /// SQLite, which does not enforce the foreign key, the write transaction
 /// alone keeps a product from pointing at a deleted category.
 fn lock_category(tx: &dyn Db, id: &str) -> Result<bool, DbError> {
