@@ -20,8 +20,12 @@ cd "$(dirname "$0")/.."
 # As scripts/test.sh: six tests at a time unless told otherwise.
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 
+# Built first, into a file: a build that fails stops here (set -e), instead
+# of leaving the binaries that did build to run as if that were the suite.
+artifacts=$(mktemp)
+trap 'rm -f "$artifacts"' EXIT
+cargo test --workspace --no-run --message-format=json-render-diagnostics -q >"$artifacts"
 mapfile -t binaries < <(
-  cargo test --workspace --no-run --message-format=json-render-diagnostics -q |
     python3 -c '
 import json, sys
 # The test harnesses of package api-tests (its lib, its bins, its tests/*.rs),
@@ -41,7 +45,7 @@ for line in sys.stdin:
     found.append((order.get(kind, 3), m["target"]["name"], m["executable"]))
 for _, _, exe in sorted(found):
     print(exe)
-'
+' <"$artifacts"
 )
 if [ ${#binaries[@]} -eq 0 ]; then
   echo "api-suite: cargo built no test binary of tests/api" >&2
