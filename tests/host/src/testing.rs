@@ -352,11 +352,17 @@ fn command(bindir: &Path, program: &str, run_as: Option<&RunAs>, log: &Path) -> 
     Ok(cmd)
 }
 
-fn start_in(bindir: &Path, run_as: Option<&RunAs>, dir: &Path) -> Result<PostgresServer> {
+/// Give `dir` to the account the server runs as (when we are root).
+fn hand_over(dir: &Path, run_as: Option<&RunAs>) -> Result<()> {
     if let Some(user) = run_as {
         std::os::unix::fs::chown(dir, Some(user.uid), Some(user.gid))
             .with_context(|| format!("handing {} to the postgres user", dir.display()))?;
     }
+    Ok(())
+}
+
+fn start_in(bindir: &Path, run_as: Option<&RunAs>, dir: &Path) -> Result<PostgresServer> {
+    hand_over(dir, run_as)?;
     let data = dir.join("data");
     let template = cluster_template(bindir, run_as)?;
     // `cp -a` keeps the owner (the postgres user when we are root) and
@@ -401,10 +407,7 @@ fn cluster_template(bindir: &Path, run_as: Option<&RunAs>) -> Result<PathBuf> {
         return Ok(template);
     }
     let making = fresh_dir()?;
-    if let Some(user) = run_as {
-        std::os::unix::fs::chown(&making, Some(user.uid), Some(user.gid))
-            .with_context(|| format!("handing {} to the postgres user", making.display()))?;
-    }
+    hand_over(&making, run_as)?;
     let made = init_cluster(bindir, run_as, &making.join("data"), &making.join("initdb.log"));
     if let Err(e) = made {
         let _ = std::fs::remove_dir_all(&making);

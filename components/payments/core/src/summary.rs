@@ -5,6 +5,7 @@
 //! themselves, with their own statuses, are in the ledger ([`crate::ledger`]).
 
 use crate::ledger::{self, Kind, LedgerError, Sighting};
+use orders_core::domain::Status;
 use orders_core::orders::Order;
 use serde::Serialize;
 use storage::{transaction, Db, DbError};
@@ -148,16 +149,17 @@ pub fn record_created(db: &dyn Db, order: &Order, kind: Kind, id: &str, expires_
         _ => "requires_payment_method",
     };
     transaction(db, |tx| {
-        let lock = if tx.dialect() == storage::Dialect::Postgres { " FOR UPDATE" } else { "" };
-        let now = tx.query(&format!("SELECT status FROM orders WHERE id = ?{lock}"), &[order.id.as_str().into()])?;
-        let order_status = now.first().map(|r| r.text("status")).transpose()?.unwrap_or_default();
+        let current = orders_core::orders::load_locked(tx, &order.id)?.map(|o| o.status);
         let seen = Sighting { currency: Some(order.total.currency.code()), expires_at, ..Default::default() };
         ledger::record(tx, &order.id, kind, id, status, "shop", &seen)?;
         let (session, intent) = if kind == Kind::CheckoutSession { (Some(id), None) } else { (None, Some(id)) };
         record_payment(tx, order, session, intent)?;
-        if order_status != "pending_payment" {
-            tx.execute("UPDATE payments SET stripe_cleanup = 'due' WHERE order_id = ?", &[order.id.as_str().into()])?;
-            return Ok(Recorded::OrderEnded(order_status));
+        match current {
+            Some(Status::PendingPayment) => {}
+            ended => {
+                tx.execute("UPDATE payments SET stripe_cleanup = 'due' WHERE order_id = ?", &[order.id.as_str().into()])?;
+                return Ok(Recorded::OrderEnded(ended.map(|s| s.as_str().to_string()).unwrap_or_default()));
+            }
         }
         Ok(Recorded::Payable)
     })
