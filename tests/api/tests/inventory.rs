@@ -222,3 +222,57 @@ fn a_product_deleted_while_it_is_being_reserved_is_one_or_the_other() {
     }
     eprintln!("outcomes (reserving, deleting): {outcomes:?}");
 }
+
+/// Found in review: a stock write swept lapsed holds inside its own
+/// transaction, locking their products before its own. On Postgres a write
+/// whose clock had just passed a hold's expiry could then lock the hold's
+/// product first and wait for another product, while a write a moment
+/// older (its sweep found nothing) held that other product and waited for
+/// the first: a deadlock, which Postgres broke by aborting one (a 503).
+/// Now lapsed holds are swept in a transaction of their own, before the
+/// write locks anything. Each round lets a hold lapse while writes that
+/// lock both products straddle the second it lapses in.
+#[test]
+fn stock_writes_straddling_a_hold_s_lapse_never_deadlock() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    // A write locks every product in id order; the hold is on the last, so
+    // a write that swept it first waits for all the others.
+    let mut ids: Vec<String> =
+        (0..12).map(|_| app.new_product(&admin, "Straddled", 100_000)["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    let last = ids.last().unwrap().clone();
+    let lines: Vec<(&str, u32)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+    let since_second = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis();
+    let writers = 12;
+    for round in 0..5 {
+        // Place a 1 s hold on the last product early in a second, so it
+        // lapses when the next second starts.
+        while since_second() > 100 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let lapsing = app.reserve(&admin, &order(&format!("lapsing{round}")), &[(&last, 1)], 1);
+        assert_eq!(lapsing.status, 201, "{}", lapsing.body);
+        while since_second() < 960 {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..writers)
+                .map(|i| {
+                    let (lines, admin) = (&lines, &admin);
+                    s.spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_millis(8 * i as u64));
+                        let r = TestApp::get().reserve(admin, &order(&format!("straddle{round}-{i}")), lines, 600);
+                        (r.status, r.body.clone())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (status, body) in &statuses {
+            assert_eq!(*status, 201, "round {round}: {body}");
+        }
+    }
+    let view = app.send_as(&admin.access_token, "GET", &format!("/api/products/{last}"), None).json();
+    assert_eq!(view["reserved"].as_i64(), Some(5 * writers as i64), "the lapsed holds were all given back: {view}");
+}

@@ -286,10 +286,10 @@ pub fn create_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
 
 /// Change a product: only the fields given change.
 pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i64) -> Result<Product, AdminError> {
+    // Lapsed holds leave `products.reserved` first, so the stock check
+    // below and the CHECK constraint see only live ones.
+    inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
-        // Lapsed holds leave `products.reserved` first, so the stock check
-        // below and the CHECK constraint see only live ones.
-        inventory::sweep_lapsed(tx, now)?;
         lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         let row = validated(tx, input, Some(&current))?;
@@ -335,8 +335,8 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> R
     let stock = p.check("stock_on_hand", parse_stock(stock_on_hand));
     p.finish().map_err(AdminError::Invalid)?;
     let stock = stock.unwrap_or(0);
+    inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
-        inventory::sweep_lapsed(tx, now)?;
         lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         if stock < current.reserved {

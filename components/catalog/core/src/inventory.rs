@@ -10,22 +10,21 @@
 //! holds on SQLite (whose `BEGIN IMMEDIATE` serialises writers anyway) and on
 //! Postgres under its default READ COMMITTED isolation, where an `UPDATE`
 //! that waited for a row lock re-evaluates its `WHERE` on the newest row.
-//! A transaction locks its reservation first, then its products by id. The
-//! sweep of lapsed holds at the start of a stock write locks the products
-//! of the holds it gives back before that, so on Postgres two writes can
-//! still deadlock (rarely: a hold must lapse between them); Postgres then
-//! aborts one, which answers 503 with `Retry-After` and changed nothing.
+//! A transaction locks its reservation first, then its products by id, so
+//! two stock writes never wait for each other in a cycle. Lapsed holds are
+//! given back before a write, in a transaction of their own
+//! ([`sweep_due`]) that locks only their products, also in id order.
 //!
 //! A reservation that lapses (`expires_at` passed, nobody released it)
 //! stops counting at once: reads subtract it (see `repository`), and the next
-//! stock write sweeps it (`sweep_lapsed`), giving its units back.
+//! stock write sweeps it ([`sweep_due`]), giving its units back.
 //!
 //! All operations are idempotent per order id.
 
 use crate::domain::ProductId;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use storage::{transaction, Db, DbError, Value};
+use storage::{transaction, Db, DbError, Dialect, Value};
 
 /// Reservations may be held from one second up to 24 hours (Stripe's
 /// longest Checkout Session); checkout uses its session's lifetime.
@@ -139,14 +138,36 @@ pub fn validate(lines: &[Line], ttl_secs: u32) -> Result<(), String> {
 const SWEEP_BATCH: i64 = 200;
 
 /// Give back the units of reservations that lapsed without being released,
-/// in the caller's transaction. Each one is claimed by the `UPDATE` that
+/// before a stock write, in a transaction of their own: committed before
+/// the write locks anything, so the write's own locks are the only ones it
+/// takes, in the order the module docs give (a sweep inside the write locked
+/// the swept holds' products first, and on Postgres two writes could
+/// deadlock). Cheap when nothing lapsed: one indexed read, no transaction.
+pub fn sweep_due(db: &dyn Db, now: i64) -> Result<(), DbError> {
+    let due = db.query("SELECT 1 AS x FROM reservations WHERE holding = 1 AND expires_at <= ? LIMIT 1", &[now.into()])?;
+    if due.is_empty() {
+        return Ok(());
+    }
+    transaction(db, |tx| sweep_lapsed(tx, now))
+}
+
+/// The sweep itself. Each reservation is claimed by the `UPDATE` that
 /// clears its `holding` flag, so two concurrent sweeps never give the same
-/// units back twice. Cheap when nothing lapsed: one indexed `UPDATE`.
-pub fn sweep_lapsed(tx: &dyn Db, now: i64) -> Result<(), DbError> {
+/// units back twice. On Postgres a sweep skips the holds another
+/// transaction has locked (a concurrent sweep, or the hold's own release or
+/// sale, which then gives its units back itself), so a sweep never waits
+/// for a row lock before it locks products, which it does in id order.
+fn sweep_lapsed(tx: &dyn Db, now: i64) -> Result<(), DbError> {
+    let skip_locked = match tx.dialect() {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
     let claimed = tx.query(
-        "UPDATE reservations SET holding = 0 WHERE holding = 1 AND expires_at <= ? AND order_id IN \
-         (SELECT order_id FROM reservations WHERE holding = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?) \
-         RETURNING order_id",
+        &format!(
+            "UPDATE reservations SET holding = 0 WHERE holding = 1 AND expires_at <= ? AND order_id IN \
+             (SELECT order_id FROM reservations WHERE holding = 1 AND expires_at <= ? ORDER BY expires_at LIMIT ?{skip_locked}) \
+             RETURNING order_id"
+        ),
         &[now.into(), now.into(), SWEEP_BATCH.into()],
     )?;
     if claimed.is_empty() {
@@ -239,8 +260,8 @@ pub fn reserve(db: &dyn Db, order_id: &str, lines: &[Line], ttl_secs: u32, now: 
     // Products are always locked in id order (see the module docs).
     wanted.sort_by(|a, b| a.product_id.cmp(&b.product_id));
     let expires_at = now + ttl_secs as i64;
+    sweep_due(db, now)?;
     transaction(db, |tx| {
-        sweep_lapsed(tx, now)?;
         let stamp = clock::now_rfc3339();
         let created = tx.query(
             "INSERT INTO reservations (order_id, status, expires_at, holding, created_at, updated_at) \
@@ -311,8 +332,8 @@ pub fn recommit(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, In
 }
 
 fn sell(db: &dyn Db, order_id: &str, now: i64, revive_released: bool) -> Result<Reservation, InventoryError> {
+    sweep_due(db, now)?;
     transaction(db, |tx| {
-        sweep_lapsed(tx, now)?;
         let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
         let lines = lines_of(tx, order_id)?;
         let done = |status: &str| Reservation { order_id: order_id.to_string(), status: status.into(), expires_at, live: false, lines: lines.clone() };
@@ -354,8 +375,8 @@ fn sell(db: &dyn Db, order_id: &str, now: i64, revive_released: bool) -> Result<
 /// Lapsed (and swept), committed or released reservations are not revived.
 pub fn extend(db: &dyn Db, order_id: &str, ttl_secs: u32, now: i64) -> Result<Reservation, InventoryError> {
     let until = now + i64::from(ttl_secs.clamp(MIN_TTL_SECS, MAX_TTL_SECS));
+    sweep_due(db, now)?;
     transaction(db, |tx| {
-        sweep_lapsed(tx, now)?;
         let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
         match status.as_str() {
             "committed" => return Err(InventoryError::AlreadyCommitted),
@@ -379,8 +400,8 @@ pub fn extend(db: &dyn Db, order_id: &str, ttl_secs: u32, now: i64) -> Result<Re
 /// transaction then failed), so those units are not lost. Idempotent:
 /// a reservation already released is left alone.
 pub fn return_sold(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
+    sweep_due(db, now)?;
     transaction(db, |tx| {
-        sweep_lapsed(tx, now)?;
         let (status, expires_at, _) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
         let lines = lines_of(tx, order_id)?;
         let done = Reservation { order_id: order_id.to_string(), status: "released".into(), expires_at, live: false, lines: lines.clone() };
@@ -416,8 +437,8 @@ pub fn restock(db: &dyn Db, order_id: &str, operation_id: &str, lines: &[(String
     if lines.iter().any(|(p, q)| *q == 0 || !seen.insert(p.as_str())) {
         return Err(ReserveError::Invalid("each product at most once, with a quantity of at least 1".into()));
     }
+    sweep_due(db, now)?;
     transaction(db, |tx| {
-        sweep_lapsed(tx, now)?;
         let (status, _, _) = lock(tx, order_id)?.ok_or_else(|| ReserveError::Conflict(format!("order {order_id} has no reservation")))?;
         let done = tx.query(
             "SELECT lines FROM restocks WHERE order_id = ? AND operation_id = ?",
@@ -479,8 +500,8 @@ pub fn restock(db: &dyn Db, order_id: &str, operation_id: &str, lines: &[(String
 
 /// Give the stock back (cancelled, failed or expired order).
 pub fn release(db: &dyn Db, order_id: &str, now: i64) -> Result<Reservation, InventoryError> {
+    sweep_due(db, now)?;
     transaction(db, |tx| {
-        sweep_lapsed(tx, now)?;
         let (status, expires_at, holding) = lock(tx, order_id)?.ok_or(InventoryError::UnknownOrder)?;
         let lines = lines_of(tx, order_id)?;
         let done = Reservation { order_id: order_id.to_string(), status: "released".into(), expires_at, live: false, lines: lines.clone() };

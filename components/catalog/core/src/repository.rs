@@ -6,7 +6,7 @@ use money::{Currency, Money};
 use storage::{Db, DbError, Row, Value};
 
 /// Units still counted in `products.reserved` by reservations that lapsed
-/// but that no stock write has swept yet (see `inventory::sweep_lapsed`).
+/// but that no stock write has swept yet (see `inventory::sweep_due`).
 /// Its one parameter is "now" (Unix seconds). It reads only the partial
 /// index of holding reservations past their expiry — usually none — so a
 /// read costs the same whether 0 or 10,000 orders are pending, while a
