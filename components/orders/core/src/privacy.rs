@@ -11,7 +11,7 @@
 
 use crate::orders;
 use serde_json::{json, Value as Json};
-use storage::{transaction, Db, DbError};
+use storage::{transaction, Db, DbError, Dialect};
 
 /// Statuses in which an order still needs its customer: being paid, or
 /// paid and not yet delivered.
@@ -55,8 +55,18 @@ pub fn export_user(db: &dyn Db, user_id: &str, more: &dyn Fn(&dyn Db, &str, &mut
 /// commits before (and is seen here: in progress, nothing erased) or
 /// checks after this commits (and sees the account erased); on SQLite the
 /// write transactions are one at a time anyway.
+///
+/// On Postgres it locks the account's orders (in id order) before that, as
+/// every transaction that records an order's event locks the order first
+/// and takes the outbox's lock last: an admin's refund of one of these
+/// orders, racing the erasure, then waits or is waited for, instead of the
+/// two waiting for each other (a deadlock, which Postgres breaks by
+/// aborting one).
 pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Vec<String>>, DbError> {
     transaction(db, |tx| {
+        if tx.dialect() == Dialect::Postgres {
+            tx.query("SELECT id FROM orders WHERE user_id = ? ORDER BY id FOR UPDATE", &[user_id.into()])?;
+        }
         storage::outbox::lock(tx)?;
         let busy = tx.query(
             &format!(
@@ -126,6 +136,18 @@ mod tests {
         let db = db_with_order("pending_payment", 200);
         assert_eq!(erase_user(&db, "u", 100).unwrap(), Err(vec!["o1".to_string()]), "still payable");
         assert_eq!(erase_user(&db, "u", 300).unwrap(), Ok(1), "its hold lapsed");
+    }
+
+    /// The lock order every order transaction keeps: the order's row, then
+    /// the outbox's lock.
+    #[test]
+    fn erasure_locks_the_orders_before_the_outbox_on_postgres() {
+        let db = storage::native::Recorder::postgres();
+        erase_user(&db, "u", 100).unwrap().unwrap();
+        let statements = db.statements();
+        let at = |needle: &str| statements.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("no {needle}: {statements:#?}"));
+        assert!(at("FROM orders WHERE user_id = ? ORDER BY id FOR UPDATE") < at("pg_advisory_xact_lock"), "{statements:#?}");
+        assert!(at("pg_advisory_xact_lock") < at("UPDATE orders SET shipping_address"), "{statements:#?}");
     }
 
     #[test]
