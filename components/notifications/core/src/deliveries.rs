@@ -280,8 +280,12 @@ pub fn pull_with(
     }
     let stamp = clock::now_rfc3339();
     transaction(db, |tx| {
+        // An account deleted while these were rendered gets none of them.
+        crate::privacy::lock_log(tx)?;
+        let accounts: Vec<&str> = pending.iter().filter_map(|d| d.to.user_id.as_deref()).collect();
+        let erased = crate::privacy::erased_among(tx, &accounts)?;
         let mut created = 0;
-        for d in &pending {
+        for d in pending.iter().filter(|d| d.to.user_id.as_ref().is_none_or(|u| !erased.contains(u))) {
             let inserted = tx.query(
                 "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, user_id, subject, html, text, headers, \
                  traceparent, tracestate, status, next_attempt_at, created_at, updated_at) \
@@ -599,6 +603,31 @@ mod tests {
         let db = storage::native::Recorder::postgres();
         advance(&db, "users", 7).unwrap();
         assert!(db.statements()[0].contains("SET last_id = GREATEST(outbox_cursors.last_id, excluded.last_id)"), "{:?}", db.statements());
+    }
+
+    /// Found in review: a pull renders and addresses its events before it
+    /// stores their deliveries, so an account deleted in between got one
+    /// stored after its erasure, its address in it. Here the account is
+    /// erased while its own event renders.
+    #[test]
+    fn an_account_erased_while_its_email_renders_gets_no_delivery() {
+        let (db, outbox) = setup();
+        for (user, email) in [("u-1", "ann@example.com"), ("u-2", "bob@example.com")] {
+            let payload = json!({ "user": { "id": user, "email": email } });
+            outbox
+                .execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', ?, ?, 'now')", &[user.into(), payload.to_string().into()])
+                .unwrap();
+        }
+        let erasing = |payload: &Json| {
+            if payload["user"]["id"] == "u-1" {
+                crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now")?;
+            }
+            to(payload)
+        };
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &erasing, &no_sms, 100).unwrap(), 1, "only the other account's");
+        let (all, _) = list(&db, None, None, 10, 0).unwrap();
+        assert_eq!(all.iter().map(|d| d.recipient.as_str()).collect::<Vec<_>>(), ["bob@example.com"]);
+        assert_eq!(pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap(), 0, "the cursor moved past both");
     }
 
     #[test]

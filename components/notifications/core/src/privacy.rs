@@ -14,7 +14,8 @@
 
 use crate::deliveries::REMOVED;
 use serde_json::{json, Value as Json};
-use storage::{Db, DbError};
+use std::collections::BTreeSet;
+use storage::{transaction, Db, DbError, Dialect};
 
 /// False for the address a deleted account is left with
 /// (`deleted+<id>@erased.invalid`): nothing is ever sent there.
@@ -67,17 +68,59 @@ pub fn export_user(db: &dyn Db, user_id: &str, email: &str) -> Result<MessageLog
 /// event type, status and dates stay. A delivery not yet sent is failed
 /// instead of being sent to nobody. Returns how many deliveries it erased
 /// (none the second time).
+///
+/// The account is recorded as erased, and a pull makes no delivery for an
+/// erased account ([`erased_among`]), so an email or SMS rendered for it
+/// while it was being deleted is not stored after this. The two serialise
+/// on the message log's lock ([`lock_log`]): a pull's deliveries are either
+/// stored first, and erased here, or checked after this commits.
 pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str) -> Result<u32, DbError> {
-    let rows = db.query(
-        &format!(
-            "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, updated_at = ?, \
-             status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
-             last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
-             WHERE {OF_THE_ACCOUNT} RETURNING id"
-        ),
-        &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
-    )?;
-    Ok(rows.len() as u32)
+    transaction(db, |tx| {
+        lock_log(tx)?;
+        tx.execute(
+            "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+            &[user_id.into(), now.into()],
+        )?;
+        let rows = tx.query(
+            &format!(
+                "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, updated_at = ?, \
+                 status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
+                 last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
+                 WHERE {OF_THE_ACCOUNT} RETURNING id"
+            ),
+            &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
+        )?;
+        Ok(rows.len() as u32)
+    })
+}
+
+/// The advisory lock key of the message log (any constant the app uses for nothing else).
+const LOG_LOCK: i64 = 0x7368_6f70_6c6f_6773; // "shoplogs"
+
+/// Take the message log's lock for the rest of the caller's transaction:
+/// an erasure and the storing of a pull's deliveries take it first, so they
+/// never overlap. On SQLite the write transaction already excludes the
+/// other: nothing to do.
+pub fn lock_log(tx: &dyn Db) -> Result<(), DbError> {
+    match tx.dialect() {
+        Dialect::Sqlite => Ok(()),
+        Dialect::Postgres => tx.query(&format!("SELECT pg_advisory_xact_lock({LOG_LOCK}) IS NULL AS x"), &[]).map(|_| ()),
+    }
+}
+
+/// Which of these accounts were erased ([`erase_user`]): no delivery is
+/// made for them. In the transaction that stores deliveries, after
+/// [`lock_log`].
+pub fn erased_among(tx: &dyn Db, user_ids: &[&str]) -> Result<BTreeSet<String>, DbError> {
+    if user_ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let marks = vec!["?"; user_ids.len()].join(", ");
+    let params: Vec<storage::Value> = user_ids.iter().map(|u| (*u).into()).collect();
+    tx.query(&format!("SELECT user_id FROM erased_accounts WHERE user_id IN ({marks})"), &params)?
+        .iter()
+        .map(|r| r.text("user_id"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "delivery_accounts",
         sql: include_str!("../../../../migrations/notifications/0006_delivery_accounts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "erased_accounts",
+        sql: include_str!("../../../../migrations/notifications/0007_erased_accounts.sql"),
+    },
 ];
 
 /// Open the notifications database with its schema current.
@@ -63,6 +68,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "delivery_accounts",
         sql: include_str!("../../../../migrations/postgres/notifications/0006_delivery_accounts.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "erased_accounts",
+        sql: include_str!("../../../../migrations/postgres/notifications/0007_erased_accounts.sql"),
     },
 ];
 
