@@ -147,11 +147,18 @@ pub fn find_by_id(db: &dyn Db, id: &str) -> Result<Option<UserRecord>, DbError> 
     rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
-pub fn update_names(db: &dyn Db, id: &str, first: &str, last: &str, now: &str) -> Result<(), DbError> {
-    db.execute(
-        "UPDATE users SET first_name = ?, last_name = ?, updated_at = ? WHERE id = ? AND deleted_at IS NULL",
+/// Change the names given (`None` keeps that one) in one statement, so two
+/// edits of different names at once both land; the account as it is now,
+/// or `None` when it is gone.
+pub fn update_names(db: &dyn Db, id: &str, first: Option<&str>, last: Option<&str>, now: &str) -> Result<Option<UserRecord>, DbError> {
+    let rows = db.query(
+        &format!(
+            "UPDATE users SET first_name = COALESCE(?, first_name), last_name = COALESCE(?, last_name), updated_at = ? \
+             WHERE id = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
+        ),
         &[first.into(), last.into(), now.into(), id.into()],
-    )
+    )?;
+    rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
 /// Lock the account's row for the rest of the transaction, if it is live
@@ -187,11 +194,15 @@ pub fn lock_admins(tx: &dyn Db) -> Result<Vec<String>, DbError> {
         .collect()
 }
 
-pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<(), DbError> {
-    db.execute(
-        "UPDATE users SET role = ?, role_decided_at = COALESCE(role_decided_at, ?), updated_at = ? WHERE id = ?",
+pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<Option<UserRecord>, DbError> {
+    let rows = db.query(
+        &format!(
+            "UPDATE users SET role = ?, role_decided_at = COALESCE(role_decided_at, ?), updated_at = ? \
+             WHERE id = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
+        ),
         &[role.as_str().into(), now.into(), now.into(), id.into()],
-    )
+    )?;
+    rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
 /// One page of accounts, newest first, optionally filtered by an email substring.
@@ -618,6 +629,30 @@ mod tests {
         set_role(&db, "u1", Role::Customer, "t4").unwrap();
         assert!(!grant_bootstrap_admin(&db, "u1", "t5").unwrap(), "a demotion sticks");
         assert_eq!(find_by_id(&db, "u1").unwrap().unwrap().role, Role::Customer);
+    }
+
+    /// Found in review: an admin setting "customer" on an account that was
+    /// a customer already changed nothing, so `admin_emails` still made it
+    /// an admin later. Setting a role decides it, changed or not.
+    #[test]
+    fn setting_the_role_an_account_has_decides_it() {
+        let db = db();
+        insert_user(&db, &user("u1", "a@b.co")).unwrap();
+        mark_email_verified(&db, "u1", "a@b.co", "t1").unwrap().unwrap();
+        let u = set_role(&db, "u1", Role::Customer, "t2").unwrap().unwrap();
+        assert_eq!(u.role, Role::Customer);
+        assert!(!grant_bootstrap_admin(&db, "u1", "t3").unwrap(), "the admin's decision sticks");
+        assert!(set_role(&db, "nobody", Role::Admin, "t4").unwrap().is_none());
+    }
+
+    #[test]
+    fn names_change_one_at_a_time_without_undoing_the_other() {
+        let db = db();
+        insert_user(&db, &user("u1", "a@b.co")).unwrap();
+        update_names(&db, "u1", Some("Ann"), None, "t1").unwrap().unwrap();
+        let u = update_names(&db, "u1", None, Some("Lee"), "t2").unwrap().unwrap();
+        assert_eq!((u.first_name.as_str(), u.last_name.as_str()), ("Ann", "Lee"), "the second edit read nothing stale");
+        assert!(update_names(&db, "nobody", Some("X"), None, "t3").unwrap().is_none());
     }
 
     #[test]

@@ -323,14 +323,10 @@ pub fn update_profile(ctx: &Ctx) -> HandlerResult {
     let last = body.last_name.map(|l| errors.check("last_name", PersonName::parse(&l)));
     errors.finish().map_err(ApiError::validation)?;
     let db = open()?;
-    let mut user = load_user(&db, &caller)?;
-    if let Some(Some(f)) = first {
-        user.first_name = f.as_str().to_string();
-    }
-    if let Some(Some(l)) = last {
-        user.last_name = l.as_str().to_string();
-    }
-    repository::update_names(&db, &user.id, &user.first_name, &user.last_name, &clock::now_rfc3339()).map_err(db_error)?;
+    let (first, last) = (first.flatten(), last.flatten());
+    let user = repository::update_names(&db, &caller.user_id, first.as_ref().map(|f| f.as_str()), last.as_ref().map(|l| l.as_str()), &clock::now_rfc3339())
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(user_reply(200, &user))
 }
 
@@ -464,12 +460,10 @@ pub fn admin_set_role(ctx: &Ctx, id: &str) -> HandlerResult {
         if !admins.iter().any(|a| *a == caller.user_id) {
             return Err(ApiError::of(ErrorCode::Forbidden, "your account is no longer an admin; sign in again"));
         }
-        let mut user = repository::find_by_id(tx, id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
-        if user.role != role {
-            repository::set_role(tx, &user.id, role, &clock::now_rfc3339()).map_err(db_error)?;
-            user.role = role;
-        }
-        Ok(user)
+        // Always written, changed or not: setting a role decides it, so the
+        // `admin_emails` rule no longer applies to the account. The row
+        // lock also waits for a sign-in granting that rule meanwhile.
+        repository::set_role(tx, id, role, &clock::now_rfc3339()).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))
     })?;
     Ok(user_reply(200, &user))
 }
