@@ -746,6 +746,16 @@ fn cancelling_before_and_after_payment() {
     assert_eq!(refund.field("payment_intent"), app.stripe.session(&session_id)["payment_intent"].as_str());
     assert_eq!(refund.headers.get("idempotency-key").cloned(), Some(format!("refund:{paid_id}:cancel")));
     assert_eq!(stock(&app, &product), (5, 0, 5), "nothing was shipped: a customer's cancellation puts the units back");
+    // Found in review: the same payment seen again after the cancellation
+    // (its intent's own event, late) was taken for a payment of an order
+    // that had ended unpaid, flagged and refunded a second time.
+    let intent = app.stripe.session(&session_id)["payment_intent"].clone();
+    let same = json!({ "id": intent, "object": "payment_intent", "amount_received": 1200, "currency": "usd", "metadata": { "order_id": paid_id } });
+    let r = app.stripe_sends(&event(&format!("evt_{paid_id}_again"), "payment_intent.succeeded", same));
+    assert_eq!(r.json()["applied"]["result"], "unchanged", "{}", r.body);
+    let order = app.order(&user, &paid_id);
+    assert_eq!((order["status"].as_str(), order["flags"].as_array().map(Vec::len)), (Some("cancelled"), Some(0)), "{order}");
+    assert_eq!(app.stripe.calls_for(&paid_id).iter().filter(|c| c.path == "/v1/refunds").count(), 1, "refunded once");
 }
 
 /// Cancelling or refunding a paid order lets an admin choose whether its
@@ -1131,4 +1141,35 @@ fn a_payment_page_made_while_the_order_is_cancelled_is_closed_at_stripe() {
         let objects = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
         assert!(objects["objects"].as_array().unwrap().iter().all(|o| o["status"] != "open" && o["status"] != "requires_payment_method"), "{path}: {objects}");
     }
+}
+
+/// Found in review: a PaymentIntent that Stripe was still making when the
+/// order's Checkout payment arrived became the order's recorded intent, so
+/// the payment that paid it, seen again (its intent's own event), passed
+/// for a second payment and was refunded, while the order stayed paid.
+/// Now the order keeps the intent that paid it; the new one is closed.
+#[test]
+fn an_intent_made_while_the_order_is_paid_does_not_replace_the_one_that_paid() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(5, 900, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let paid = app.stripe.pay_session(&session_id);
+    app.stripe.delay_next_for(&id, 1500);
+    let (intent, webhook) = at_once(
+        || app.send_as(&user.access_token, "POST", "/api/payments/create-intent", Some(&json!({ "order_id": id }))),
+        || {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            app.stripe_sends(&event(&format!("evt_{id}_paid"), "checkout.session.completed", paid.clone()))
+        },
+    );
+    assert_eq!(webhook.status, 200, "{}", webhook.body);
+    let v = intent.assert_error(409, "order_not_payable");
+    assert_eq!(v["error"]["details"]["current_status"], "paid");
+    let same = json!({ "id": paid["payment_intent"], "object": "payment_intent", "amount_received": 900, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_same"), "payment_intent.succeeded", same));
+    assert_eq!(r.json()["applied"]["result"], "unchanged", "{}", r.body);
+    assert!(app.stripe.calls_for(&id).iter().all(|c| c.path != "/v1/refunds"), "nothing refunded");
+    let order = app.order(&user, &id);
+    assert_eq!((order["status"].as_str(), order["flags"].as_array().map(Vec::len)), (Some("paid"), Some(0)), "{order}");
 }

@@ -298,6 +298,15 @@ fn paid(
     }
     let exact = amount == order.total.amount_minor && currency.eq_ignore_ascii_case(order.total.currency.code());
     if matches!(order.status, Status::Cancelled | Status::Expired) {
+        // An order cancelled after it was paid (and refunded) ended after
+        // this payment, not before it: the same payment seen again (the
+        // success page revisited, a late or repeated event) changes nothing.
+        if let Some(p) = crate::summary::payment_for(tx, &order.id)? {
+            let captured = matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded");
+            if captured && (intent.is_none() || intent == p.payment_intent.as_deref()) {
+                return Ok(Applied::Unchanged { status: order.status });
+            }
+        }
         // The order ended unpaid and gave its stock back (or still owes the
         // release). An order that only expired is honoured if its units are
         // all still free: they are sold again, inside this transaction, and

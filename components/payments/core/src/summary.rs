@@ -152,7 +152,15 @@ pub fn record_created(db: &dyn Db, order: &Order, kind: Kind, id: &str, expires_
         let current = orders_core::orders::load_locked(tx, &order.id)?.map(|o| o.status);
         let seen = Sighting { currency: Some(order.total.currency.code()), expires_at, ..Default::default() };
         ledger::record(tx, &order.id, kind, id, status, "shop", &seen)?;
-        let (session, intent) = if kind == Kind::CheckoutSession { (Some(id), None) } else { (None, Some(id)) };
+        // Only a payable order's new object becomes its current one: an
+        // order paid meanwhile keeps the intent that paid it, where its
+        // refunds go and by which the same payment is known when it is
+        // seen again (else it would pass for a second payment, refunded).
+        let (session, intent) = match (current, kind) {
+            (Some(Status::PendingPayment), Kind::CheckoutSession) => (Some(id), None),
+            (Some(Status::PendingPayment), _) => (None, Some(id)),
+            _ => (None, None),
+        };
         record_payment(tx, order, session, intent)?;
         match current {
             Some(Status::PendingPayment) => {}
