@@ -146,10 +146,19 @@ pub fn load(db: &dyn Db, id: &str) -> Result<Option<Order>, DbError> {
 /// the same order waits here and then reads the order as the first left it;
 /// on SQLite `BEGIN IMMEDIATE` already serialises writers, so it is [`load`].
 pub fn load_locked(tx: &dyn Db, id: &str) -> Result<Option<Order>, DbError> {
+    lock(tx, id)?;
+    load(tx, id)
+}
+
+/// Lock the order's row for the rest of the transaction without reading
+/// it (on Postgres; SQLite's write transaction already holds the database):
+/// for a transaction that must take it before other rows, in the order
+/// every order change takes them.
+pub fn lock(tx: &dyn Db, id: &str) -> Result<(), DbError> {
     if tx.dialect() == storage::Dialect::Postgres {
         tx.execute("SELECT id FROM orders WHERE id = ? FOR UPDATE", &[id.into()])?;
     }
-    load(tx, id)
+    Ok(())
 }
 
 /// A user's orders, newest first.

@@ -116,9 +116,12 @@ fn settle_action(db: &dyn Db, order_id: &str, action: &str, inventory: &dyn Inve
 }
 
 /// In one transaction: remove the debt if it is still `action`, and run
-/// `then` only if this call removed it.
+/// `then` only if this call removed it. The order's row is locked first,
+/// as a payment locks it before it forgives the debt, so the two never wait
+/// for each other in a cycle on Postgres.
 fn clear(db: &dyn Db, order_id: &str, action: &str, then: impl FnOnce(&dyn Db) -> Result<(), SettleError>) -> Result<(), SettleError> {
     storage::transaction(db, |tx| -> Result<(), SettleError> {
+        orders::lock(tx, order_id)?;
         let cleared = tx.query("DELETE FROM owed_stock WHERE order_id = ? AND action = ? RETURNING order_id", &[order_id.into(), action.into()])?;
         if cleared.is_empty() {
             return Ok(());

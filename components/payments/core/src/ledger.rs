@@ -42,14 +42,33 @@ impl Kind {
     /// when it moves the object forward (equal ranks may alternate, as an
     /// intent does between `requires_payment_method` and `processing`).
     fn rank(&self, status: &str) -> u8 {
-        match (self, status) {
-            (Kind::CheckoutSession, "open") => 0,
-            (Kind::CheckoutSession, _) => 2,
-            (Kind::PaymentIntent, "requires_payment_method" | "processing" | "requires_action" | "requires_confirmation") => 0,
-            (Kind::PaymentIntent, _) => 2,
-            (Kind::Refund, "pending" | "requires_action") => 0,
-            (Kind::Refund, _) => 2,
-            (Kind::Charge, _) => 1,
+        match self {
+            Kind::Charge => 1,
+            _ if self.early_statuses().contains(&status) => 0,
+            _ => 2,
+        }
+    }
+
+    /// [`Kind::rank`] of the row's `status` column, as SQL: the `UPDATE`
+    /// that moves an object forward decides on the row as it is when it
+    /// writes it (on Postgres, after waiting for a concurrent writer).
+    fn rank_sql(&self) -> String {
+        match self {
+            Kind::Charge => "1".to_string(),
+            _ => {
+                let early: Vec<String> = self.early_statuses().iter().map(|s| format!("'{s}'")).collect();
+                format!("(CASE WHEN status IN ({}) THEN 0 ELSE 2 END)", early.join(", "))
+            }
+        }
+    }
+
+    /// The statuses of rank 0: the object can still change its mind.
+    fn early_statuses(&self) -> &'static [&'static str] {
+        match self {
+            Kind::CheckoutSession => &["open"],
+            Kind::PaymentIntent => &["requires_payment_method", "processing", "requires_action", "requires_confirmation"],
+            Kind::Refund => &["pending", "requires_action"],
+            Kind::Charge => &[],
         }
     }
 
@@ -167,17 +186,20 @@ pub fn record(tx: &dyn Db, order_id: &str, kind: Kind, id: &str, status: &str, o
     if existing.order_id != order_id || existing.kind != kind {
         return Err(LedgerError::HeldByAnotherOrder { id: id.to_string(), order_id: existing.order_id });
     }
-    let forward = kind.rank(status) >= kind.rank(&existing.status) && kind.rank(&existing.status) < 2;
-    let status = if forward { status } else { existing.status.as_str() };
+    // Forward only, decided in the statement itself: a status read before
+    // and written back could undo one a concurrent writer moved on.
+    let current_rank = kind.rank_sql();
     let greatest = tx.dialect().greatest();
     let rows = tx.query(
         &format!(
-            "UPDATE payment_objects SET status = ?, parent_id = COALESCE(parent_id, ?), \
+            "UPDATE payment_objects SET status = CASE WHEN {current_rank} < 2 AND {current_rank} <= CAST(? AS BIGINT) THEN ? ELSE status END, \
+             parent_id = COALESCE(parent_id, ?), \
              amount_minor = COALESCE(?, amount_minor), amount_refunded = {greatest}(amount_refunded, ?), \
              currency = COALESCE(currency, ?), expires_at = COALESCE(expires_at, ?), updated_at = ? \
              WHERE id = ? RETURNING *"
         ),
         &[
+            i64::from(kind.rank(status)).into(),
             status.into(),
             seen.parent_id.into(),
             seen.amount_minor.into(),

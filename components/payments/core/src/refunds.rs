@@ -99,6 +99,9 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                 let refund_id = refund["id"].as_str().unwrap_or("").to_string();
                 let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
                 let changed = transaction(db, |tx| -> Result<bool, PaymentError> {
+                    // The order's row first, as a payment that owes money
+                    // back locks it before this refund's row.
+                    orders::lock(tx, &r.order_id)?;
                     let moved = tx.query(
                         "UPDATE automatic_refunds SET status = 'refunded', stripe_refund = ?, attempts = attempts + 1, updated_at = ? \
                          WHERE payment_intent = ? AND status = 'pending' RETURNING payment_intent",
@@ -134,6 +137,7 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
             }
             Err(crate::stripe::StripeError::Rejected { message, .. }) => {
                 transaction(db, |tx| -> Result<(), DbError> {
+                    orders::lock(tx, &r.order_id)?;
                     tx.execute(
                         "UPDATE automatic_refunds SET status = 'failed', last_error = ?, attempts = attempts + 1, updated_at = ? \
                          WHERE payment_intent = ? AND status = 'pending'",
