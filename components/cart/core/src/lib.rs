@@ -4,10 +4,12 @@
 //! - `pricing`: a cart priced live from catalog data, with flagged lines;
 //! - `store`: carts in key-value with compare-and-swap, so concurrent
 //!   changes to one cart are retried instead of overwriting each other;
+//! - `merge`: a guest's cart merged into the account's at sign-in;
 //! - `expiry`: the index and sweep that remove expired guest carts.
 
 pub mod cart;
 pub mod expiry;
+pub mod merge;
 pub mod pricing;
 pub mod store;
 

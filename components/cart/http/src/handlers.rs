@@ -4,6 +4,7 @@ use crate::identity::{self, identify, Identity, TOKEN_HEADER};
 use crate::shop::catalog::catalog;
 use cart_core::cart::{Cart, CartRule, Owner, MAX_QUANTITY};
 use cart_core::expiry;
+use cart_core::merge::MergeError;
 use cart_core::pricing::{price, CatalogProduct};
 use cart_core::store::{update, Create, KvCarts, Step, StoreError};
 use http_kit::health::Check;
@@ -173,42 +174,14 @@ fn target(ctx: &Ctx, store: &KvCarts, for_write: bool) -> Result<Option<Target>,
     }
 }
 
-/// Move a guest cart into the user's cart: quantities add, capped by the
-/// quantity limit and current stock. The guest cart is claimed first by
-/// emptying it with compare-and-swap, so two concurrent sign-ins merge it
-/// once. It is left empty rather than deleted: key-value has no
-/// conditional delete, and a plain one could erase a change made to it
-/// meanwhile.
+/// Merge the guest cart into the user's (`cart_core::merge`, which gives
+/// the guest its lines back if the merge fails).
 fn merge_guest_cart(store: &KvCarts, user: &Owner, token: &str, now: i64, ttl: i64) -> Result<Option<serde_json::Value>, ApiError> {
-    let guest_key = Owner::guest(token).key();
-    let (claimed, _) = update(store, &guest_key, Create::Never, |current| -> Result<Step<Option<Cart>>, StoreError> {
-        match current {
-            Some(c) if !c.lines.is_empty() && !c.expired(now, ttl) => {
-                let mut emptied = c.clone();
-                emptied.clear(now);
-                Ok(Step::Write(emptied, Some(c)))
-            }
-            _ => Ok(Step::Keep(None)),
-        }
-    })
-    .map_err(store_error)?;
-    let Some(guest) = claimed else { return Ok(None) };
-    let ids: Vec<String> = guest.lines.iter().map(|l| l.product_id.clone()).collect();
-    let products = lookup(&ids)?;
-    let cap = |id: &str| {
-        products
-            .iter()
-            .find(|p| p.id == id && p.active)
-            .map(|p| p.available.clamp(0, MAX_QUANTITY as i64) as u32)
-            .unwrap_or(0)
-    };
-    let (skipped, _) = update(store, &user.key(), Create::Claim, |current| -> Result<Step<Vec<String>>, StoreError> {
-        let mut cart = current.unwrap_or_default();
-        let skipped = cart.merge(&guest, cap, now);
-        Ok(Step::Write(cart, skipped))
-    })
-    .map_err(store_error)?;
-    Ok(Some(json!({ "merged": guest.lines.len() - skipped.len(), "skipped": skipped })))
+    match cart_core::merge::merge_guest(store, &Owner::guest(token).key(), &user.key(), now, ttl, lookup) {
+        Ok(merged) => Ok(merged.map(|m| json!({ "merged": m.merged, "skipped": m.skipped }))),
+        Err(MergeError::Store(e)) => Err(store_error(e)),
+        Err(MergeError::Lookup(e)) => Err(e),
+    }
 }
 
 /// Files a new guest cart in the expiry index (before its first write, so
