@@ -175,6 +175,31 @@ pub fn lock_if_password_unchanged(tx: &dyn Db, id: &str, verified: &str) -> Resu
     Ok(!rows.is_empty())
 }
 
+/// Lock the live account's row for the rest of the transaction and read it
+/// as it is now (a portable `SELECT ... FOR UPDATE`): `None` once it was
+/// deleted, also by a deletion that committed after this request read it.
+///
+/// Requests that change an account's emailed tokens or counters lock its
+/// row first, as a deletion does before it removes them, so on Postgres
+/// the two take turns instead of waiting for each other in a cycle.
+pub fn lock_live(tx: &dyn Db, id: &str) -> Result<Option<UserRecord>, DbError> {
+    lock_live_where(tx, "id", id)
+}
+
+/// [`lock_live`] by email address: one statement whether or not an
+/// account has it.
+pub fn lock_live_by_email(tx: &dyn Db, email: &str) -> Result<Option<UserRecord>, DbError> {
+    lock_live_where(tx, "email", email)
+}
+
+fn lock_live_where(tx: &dyn Db, column: &str, value: &str) -> Result<Option<UserRecord>, DbError> {
+    let rows = tx.query(
+        &format!("UPDATE users SET updated_at = updated_at WHERE {column} = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"),
+        &[value.into()],
+    )?;
+    rows.first().map(|r| user_from_row(&r)).transpose()
+}
+
 pub fn update_password_hash(db: &dyn Db, id: &str, hash: &str, now: &str) -> Result<(), DbError> {
     db.execute(
         "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?",
@@ -182,8 +207,6 @@ pub fn update_password_hash(db: &dyn Db, id: &str, hash: &str, now: &str) -> Res
     )
 }
 
-/// An admin's decision on a role: the `admin_emails` rule no longer
-/// applies to this account afterwards.
 /// The ids of the live admin accounts, with their rows locked for the rest
 /// of the transaction (a portable `SELECT ... FOR UPDATE`; on Postgres a
 /// row another transaction just demoted is left out once that commits).
@@ -194,6 +217,9 @@ pub fn lock_admins(tx: &dyn Db) -> Result<Vec<String>, DbError> {
         .collect()
 }
 
+/// An admin's decision on a role, changed or not: the `admin_emails` rule
+/// no longer applies to this account afterwards. The account as it is now,
+/// or `None` when there is no live account with this id.
 pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<Option<UserRecord>, DbError> {
     let rows = db.query(
         &format!(
@@ -601,9 +627,13 @@ mod tests {
         insert_refresh_token(&db, "h1", "s1", "j1", 0, 100).unwrap();
         record_event(&db, "user.registered", "u1", &serde_json::json!({ "user": u.public() })).unwrap();
         take_slot(&db, Counter::LoginFailures, "email:ann@b.co", 0, 900, 5).unwrap();
+        assert_eq!(lock_live(&db, "u1").unwrap().map(|u| u.first_name), Some("Ann".to_string()));
         assert!(erase_account(&db, &u, "t1").unwrap());
         assert!(!erase_account(&db, &u, "t2").unwrap(), "once");
         assert!(find_by_id(&db, "u1").unwrap().is_none() && find_by_email(&db, "ann@b.co").unwrap().is_none());
+        // A request that read the account before the deletion finds it gone
+        // when it locks it.
+        assert!(lock_live(&db, "u1").unwrap().is_none() && lock_live_by_email(&db, "ann@b.co").unwrap().is_none());
         assert!(find_refresh_token(&db, "h1").unwrap().unwrap().session_revoked);
         assert_eq!(count(&db, Counter::LoginFailures, "email:ann@b.co").unwrap(), None);
         let row = db.query("SELECT email, first_name, password_hash FROM users WHERE id = 'u1'", &[]).unwrap();

@@ -76,7 +76,14 @@ pub fn verify_email(ctx: &Ctx) -> HandlerResult {
     let db = open()?;
     let now = clock::unix_now();
     let stamp = clock::now_rfc3339();
+    let Some(holder) = account_tokens::peek(&db, Purpose::VerifyEmail, &token, now).map_err(db_error)? else {
+        return Err(invalid_link());
+    };
     let user = transaction(&db, |tx| -> Result<Option<UserRecord>, ApiError> {
+        // The account's row before its token, as a deletion locks them.
+        if repository::lock_live(tx, &holder.user_id).map_err(db_error)?.is_none() {
+            return Ok(None);
+        }
         let Some(used) = account_tokens::consume(tx, Purpose::VerifyEmail, &token, now).map_err(db_error)? else {
             return Ok(None);
         };
@@ -100,7 +107,17 @@ pub fn resend_verification(ctx: &Ctx) -> HandlerResult {
         return Err(too_many_requests(wait, "verification emails"));
     }
     let storefront = account_tokens::storefront_url_from_variables();
-    transaction(&db, |tx| account_tokens::send(tx, Purpose::VerifyEmail, &user.public(), &storefront, now, Purpose::VerifyEmail.ttl_secs_from_variables()))?;
+    let user = transaction(&db, |tx| -> Result<UserRecord, ApiError> {
+        // The account as it is now, locked: a deletion that committed since
+        // it was read above leaves nothing to send (and no token or event
+        // holding its address after its erasure).
+        let user = repository::lock_live(tx, &caller.user_id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
+        if user.email_verified_at.is_some() {
+            return Err(ApiError::new(409, "email_already_verified", "this account's email address is already verified"));
+        }
+        account_tokens::send(tx, Purpose::VerifyEmail, &user.public(), &storefront, now, Purpose::VerifyEmail.ttl_secs_from_variables())?;
+        Ok(user)
+    })?;
     http_kit::nudge::notifications();
     Ok(Reply::json(202, &json!({ "sent_to": user.email })))
 }
@@ -131,6 +148,9 @@ pub fn request_password_reset(ctx: &Ctx) -> HandlerResult {
     // does not tell. Both limits apply to unknown addresses too, so a 429
     // tells nothing either.
     let limited = transaction(&db, |tx| -> Result<Option<i64>, ApiError> {
+        // The account's row first (locked, as a deletion locks it before its
+        // tokens and counters): one statement whether or not it exists.
+        let user = repository::lock_live_by_email(tx, email.as_str()).map_err(db_error)?;
         let take = |key: &str, max: i64| repository::take_slot(tx, Counter::Requests, key, now, HOUR, max).map_err(db_error);
         if let Some(wait) = take(&client_key, resets_per_client_per_hour())? {
             return Ok(Some(wait));
@@ -138,7 +158,7 @@ pub fn request_password_reset(ctx: &Ctx) -> HandlerResult {
         if let Some(wait) = take(&email_key, RESETS_PER_EMAIL_PER_HOUR)? {
             return Ok(Some(wait));
         }
-        if let Some(user) = repository::find_by_email(tx, email.as_str()).map_err(db_error)? {
+        if let Some(user) = user {
             account_tokens::send(tx, Purpose::PasswordReset, &user.public(), &storefront, now, ttl)?;
         }
         Ok(None)
@@ -180,9 +200,10 @@ pub fn confirm_password_reset(ctx: &Ctx) -> HandlerResult {
     let hash = users_core::passwords::hash(new.expose()).map_err(ApiError::internal)?;
     let stamp = clock::now_rfc3339();
     transaction(&db, |tx| -> Result<(), ApiError> {
+        // The account's row before its token, as a deletion locks them.
+        let user = repository::lock_live(tx, &holder.user_id).map_err(db_error)?.ok_or_else(invalid_link)?;
         // Decides between two uses of the same link: one wins.
         let used = account_tokens::consume(tx, Purpose::PasswordReset, &token, now).map_err(db_error)?.ok_or_else(invalid_link)?;
-        let user = repository::find_by_id(tx, &used.user_id).map_err(db_error)?.ok_or_else(invalid_link)?;
         repository::update_password_hash(tx, &user.id, &hash, &stamp).map_err(db_error)?;
         repository::revoke_all_sessions(tx, &user.id, "password_reset", &stamp).map_err(db_error)?;
         account_tokens::retire_unused(tx, Purpose::PasswordReset, &user.id, now).map_err(db_error)?;
