@@ -1173,3 +1173,42 @@ fn an_intent_made_while_the_order_is_paid_does_not_replace_the_one_that_paid() {
     let order = app.order(&user, &id);
     assert_eq!((order["status"].as_str(), order["flags"].as_array().map(Vec::len)), (Some("paid"), Some(0)), "{order}");
 }
+
+/// Found in review: two placements of one cart at once, without a key or
+/// with different ones (two tabs), made two orders and held the stock
+/// twice. Now the cart, as it was read, is placed once: the other request
+/// answers 409 `cart_already_ordered` naming the order (or 422
+/// `cart_empty`, when it read the cart after the first cleared it).
+#[test]
+fn one_cart_placed_twice_at_once_is_one_order() {
+    let app = TestApp::get();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for round in 0..6 {
+        let (user, product) = app.customer_with_cart(10, 400, 2);
+        let (a, b) = at_once(
+            || app.place_order(&user, None, Some(address())),
+            || app.place_order(&user, Some(&unique_email("tab")), Some(address())),
+        );
+        let (won, other) = match (a.status, b.status) {
+            (201, _) => (a, b),
+            (_, 201) => (b, a),
+            _ => panic!("round {round}: no order: {} / {}", a.body, b.body),
+        };
+        let order_id = won.json()["id"].as_str().unwrap().to_string();
+        match other.status {
+            409 => {
+                let v = other.assert_error(409, "cart_already_ordered");
+                assert_eq!(v["error"]["details"]["order_id"], order_id.as_str(), "round {round}");
+            }
+            422 => {
+                other.assert_error(422, "cart_empty");
+            }
+            _ => panic!("round {round}: two answers {} and {}: {} / {}", won.status, other.status, won.body, other.body),
+        }
+        let orders = app.send_as(&user.access_token, "GET", "/api/orders", None).json();
+        assert_eq!(orders["total"], 1, "round {round}: {orders}");
+        assert_eq!(stock(&app, &product), (10, 2, 8), "round {round}: held once");
+        *outcomes.entry(other.status).or_insert(0) += 1;
+    }
+    eprintln!("the second placement answered: {outcomes:?}");
+}

@@ -230,6 +230,17 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
                 taken => return Ok(Placed::Twin(taken)),
             }
         }
+        // One order per cart as it was read: another placement of the same
+        // cart (two tabs, a double click without a key, or with another
+        // key) finds it ordered. Recorded as a request under a key no
+        // client can send (it has spaces).
+        let cart_key = format!("cart version {}", snapshot.version);
+        match orders::record_request(tx, &caller.user_id, &cart_key, "cart", clock::unix_now(), &order_id)? {
+            Seen::Fresh => {}
+            Seen::Replay(placed) => return Err(cart_already_ordered(Some(&placed))),
+            // Not reached: every such row has the same hash.
+            Seen::Mismatch => return Err(cart_already_ordered(None)),
+        }
         let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
         // After the insert recorded its event (see privacy::erase_user).
         if privacy::account_erased(tx, &caller.user_id)? {
@@ -240,8 +251,14 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     let order = match created {
         Ok(Placed::New(order)) => order,
         other => {
-            // Nothing was ordered by this request: give the stock back.
-            let _ = WitInventory.release(&order_id);
+            // Nothing was ordered by this request: give the stock back, or,
+            // when the catalog cannot take it now, owe the release (the
+            // orders sweep makes it), so the units are not held for an order
+            // that does not exist until the hold lapses.
+            if let Err(e) = WitInventory.release(&order_id) {
+                let owed = transaction(db, |tx| orders_core::owed_stock::owe_release(tx, &order_id));
+                println!("{}", json!({ "level": "warn", "service": "orders", "hold": order_id, "release_owed": e, "recorded": owed.is_ok() }));
+            }
             return other;
         }
     };
@@ -250,6 +267,14 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "cart_not_cleared": format!("{e:?}") }));
     }
     Ok(Placed::New(order))
+}
+
+fn cart_already_ordered(order_id: Option<&str>) -> ApiError {
+    let e = ApiError::new(409, "cart_already_ordered", "this cart, as it is, was already placed as an order; see your orders");
+    match order_id {
+        Some(id) => e.with_details(json!({ "order_id": id })),
+        None => e,
+    }
 }
 
 // ---------------------------------------------------------------- reading
