@@ -12,8 +12,19 @@ impl From<OrderError> for ApiError {
             OrderError::NotFound => ApiError::not_found("order"),
             OrderError::Transition(t) => ApiError::new(409, "invalid_transition", t.to_string())
                 .with_details(json!({ "current_status": t.from, "requested_status": t.to })),
+            OrderError::CartOrdered => cart_already_ordered(None),
             OrderError::Storage(e) => e.into(),
         }
+    }
+}
+
+/// 409 `cart_already_ordered`: the cart, at the version read, is an order
+/// already (`details.order_id`, when known).
+pub fn cart_already_ordered(order_id: Option<&str>) -> ApiError {
+    let e = ApiError::new(409, "cart_already_ordered", "this cart, as it is, was already placed as an order; see your orders");
+    match order_id {
+        Some(id) => e.with_details(json!({ "order_id": id })),
+        None => e,
     }
 }
 

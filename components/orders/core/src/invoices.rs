@@ -305,7 +305,7 @@ mod tests {
         storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
         let usd = Currency::parse("USD").unwrap();
         let line = OrderLine { product_id: "p".into(), sku: "S-1".into(), name: "Lamp, \"tall\"".into(), unit_price: Money::new(600, usd), quantity: 2, line_total: Money::new(1200, usd) };
-        let order = insert(&db, &NewOrder { id: id.into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10 }, "u").unwrap();
+        let order = insert(&db, &NewOrder { id: id.into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10, cart_version: None }, "u").unwrap();
         (db, order)
     }
 

@@ -218,7 +218,17 @@ fn event_payload(order: &Order, to: Status) -> Json {
 pub enum OrderError {
     NotFound,
     Transition(crate::domain::InvalidTransition),
+    /// The account already has an order of this cart version ([`insert`]).
+    CartOrdered,
     Storage(DbError),
+}
+
+/// The account's order placed from this cart version, if any.
+pub fn of_cart_version(db: &dyn Db, user_id: &str, cart_version: i64) -> Result<Option<String>, DbError> {
+    db.query("SELECT id FROM orders WHERE user_id = ? AND cart_version = ?", &[user_id.into(), cart_version.into()])?
+        .first()
+        .map(|r| r.text("id"))
+        .transpose()
 }
 
 impl From<DbError> for OrderError {
@@ -303,10 +313,15 @@ pub struct NewOrder {
     pub lines: Vec<OrderLine>,
     pub shipping_address: Option<Address>,
     pub expires_at: i64,
+    /// The version of the cart it is placed from: one order per account
+    /// and cart version ([`insert`] answers [`OrderError::CartOrdered`]).
+    pub cart_version: Option<i64>,
 }
 
 /// Insert a `pending_payment` order with its lines, first history row and
-/// `order.placed` event.
+/// `order.placed` event. [`OrderError::CartOrdered`] when the account
+/// already has an order of this cart version (the transaction must then
+/// be rolled back: on Postgres it is aborted).
 pub fn insert(tx: &dyn Db, o: &NewOrder, actor: &str) -> Result<Order, OrderError> {
     let subtotal = o
         .lines
@@ -315,8 +330,8 @@ pub fn insert(tx: &dyn Db, o: &NewOrder, actor: &str) -> Result<Order, OrderErro
         .map_err(|e| OrderError::Storage(DbError::Other(e.to_string())))?;
     let now = clock::now_rfc3339();
     tx.execute(
-        "INSERT INTO orders (id, user_id, status, currency, subtotal_minor, total_minor, shipping_address, expires_at, created_at, updated_at) \
-         VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO orders (id, user_id, status, currency, subtotal_minor, total_minor, shipping_address, expires_at, cart_version, created_at, updated_at) \
+         VALUES (?, ?, 'pending_payment', ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             o.id.as_str().into(),
             o.user_id.as_str().into(),
@@ -325,10 +340,15 @@ pub fn insert(tx: &dyn Db, o: &NewOrder, actor: &str) -> Result<Order, OrderErro
             subtotal.amount_minor.into(),
             o.shipping_address.as_ref().map(|a| json!(a).to_string()).into(),
             o.expires_at.into(),
+            o.cart_version.into(),
             now.as_str().into(),
             now.as_str().into(),
         ],
-    )?;
+    )
+    .map_err(|e| match e {
+        DbError::Constraint(m) if m.contains("cart_version") => OrderError::CartOrdered,
+        other => OrderError::Storage(other),
+    })?;
     // All lines in one statement: each statement costs a parse in a fresh
     // per-request connection.
     let marks = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; o.lines.len()].join(", ");
@@ -482,6 +502,7 @@ pub(crate) fn test_order(db: &dyn Db) -> Order {
         lines: vec![OrderLine { product_id: "p1".into(), sku: "A".into(), name: "A".into(), unit_price: usd(250), quantity: 2, line_total: usd(500) }],
         shipping_address: None,
         expires_at: 2000,
+        cart_version: None,
     };
     storage::transaction(db, |tx| insert(tx, &new, "user:u1")).unwrap()
 }
@@ -512,7 +533,24 @@ mod tests {
             ],
             shipping_address: None,
             expires_at: 2000,
+            cart_version: None,
         }
+    }
+
+    /// One order per account and cart version; orders of no version, or of
+    /// other accounts, are not held back.
+    #[test]
+    fn a_cart_version_is_ordered_once() {
+        let db = db();
+        let of_cart = |id: &str, user: &str, v: Option<i64>| NewOrder { user_id: user.into(), cart_version: v, ..new_order(id) };
+        insert(&db, &of_cart("o1", "u1", Some(7)), "user:u1").unwrap();
+        assert!(matches!(insert(&db, &of_cart("o2", "u1", Some(7)), "user:u1"), Err(OrderError::CartOrdered)));
+        insert(&db, &of_cart("o3", "u1", Some(8)), "user:u1").unwrap();
+        insert(&db, &of_cart("o4", "u2", Some(7)), "user:u2").unwrap();
+        insert(&db, &of_cart("o5", "u1", None), "user:u1").unwrap();
+        insert(&db, &of_cart("o6", "u1", None), "user:u1").unwrap();
+        assert_eq!(of_cart_version(&db, "u1", 7).unwrap().as_deref(), Some("o1"));
+        assert_eq!(of_cart_version(&db, "u1", 9).unwrap(), None);
     }
 
     #[test]

@@ -122,7 +122,7 @@ mod tests {
         let usd = Currency::parse("USD").unwrap();
         let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(100, usd), quantity: 1, line_total: Money::new(100, usd) };
         let address = Address { name: "Ann".into(), line1: "1 Main St".into(), line2: None, city: "X".into(), region: None, postal_code: "1".into(), country: "US".into() };
-        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: Some(address), expires_at }, "u").unwrap();
+        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: Some(address), expires_at, cart_version: None }, "u").unwrap();
         orders::record_event(&db, "order.paid", "o1", &json!({ "order_id": "o1", "order": order })).unwrap();
         db.execute("UPDATE orders SET status = ? WHERE id = 'o1'", &[status.into()]).unwrap();
         db

@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "erased_accounts",
         sql: include_str!("../../../../migrations/orders/0011_erased_accounts.sql"),
     },
+    Migration {
+        version: 12,
+        name: "order_cart_versions",
+        sql: include_str!("../../../../migrations/orders/0012_order_cart_versions.sql"),
+    },
 ];
 
 /// Open the checkout database with its schema current.
@@ -124,6 +129,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 10,
         name: "erased_accounts",
         sql: include_str!("../../../../migrations/postgres/orders/0010_erased_accounts.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "order_cart_versions",
+        sql: include_str!("../../../../migrations/postgres/orders/0011_order_cart_versions.sql"),
     },
 ];
 

@@ -219,7 +219,10 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         HoldError::Refused(m) => ApiError::new(409, "reservation_refused", m),
         HoldError::Unavailable(m) => unavailable("inventory_unavailable", "stock", m),
     })?;
-    let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl };
+    let cart_version = i64::try_from(snapshot.version).ok();
+    let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl, cart_version };
+    // Set when another request placed this cart (version) first.
+    let mut cart_taken = false;
     let actor = format!("user:{}", caller.user_id);
     let created = transaction(db, |tx| -> Result<Placed, ApiError> {
         if let Some((k, hash)) = key {
@@ -230,18 +233,17 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
                 taken => return Ok(Placed::Twin(taken)),
             }
         }
-        // One order per cart as it was read: another placement of the same
-        // cart (two tabs, a double click without a key, or with another
-        // key) finds it ordered. Recorded as a request under a key no
-        // client can send (it has spaces).
-        let cart_key = format!("cart version {}", snapshot.version);
-        match orders::record_request(tx, &caller.user_id, &cart_key, "cart", clock::unix_now(), &order_id)? {
-            Seen::Fresh => {}
-            Seen::Replay(placed) => return Err(cart_already_ordered(Some(&placed))),
-            // Not reached: every such row has the same hash.
-            Seen::Mismatch => return Err(cart_already_ordered(None)),
-        }
-        let order = orders::insert(tx, &new, &actor).map_err(ApiError::from)?;
+        // One order per cart as it was read (the orders' unique index on
+        // account and cart version): another placement of the same cart
+        // (two tabs, a double click without a key, or with another key)
+        // finds it ordered.
+        let order = match orders::insert(tx, &new, &actor) {
+            Err(OrderError::CartOrdered) => {
+                cart_taken = true;
+                return Err(orders_core::access::cart_already_ordered(None));
+            }
+            inserted => inserted.map_err(ApiError::from)?,
+        };
         // After the insert recorded its event (see privacy::erase_user).
         if privacy::account_erased(tx, &caller.user_id)? {
             return Err(http_kit::auth::deleted_account());
@@ -259,6 +261,11 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
                 let owed = transaction(db, |tx| orders_core::owed_stock::owe_release(tx, &order_id));
                 println!("{}", json!({ "level": "warn", "service": "orders", "hold": order_id, "release_owed": e, "recorded": owed.is_ok() }));
             }
+            if let (true, Some(v)) = (cart_taken, cart_version) {
+                // Named, now that the other request's order is committed.
+                let placed = orders::of_cart_version(db, &caller.user_id, v).ok().flatten();
+                return Err(orders_core::access::cart_already_ordered(placed.as_deref()));
+            }
             return other;
         }
     };
@@ -267,14 +274,6 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "cart_not_cleared": format!("{e:?}") }));
     }
     Ok(Placed::New(order))
-}
-
-fn cart_already_ordered(order_id: Option<&str>) -> ApiError {
-    let e = ApiError::new(409, "cart_already_ordered", "this cart, as it is, was already placed as an order; see your orders");
-    match order_id {
-        Some(id) => e.with_details(json!({ "order_id": id })),
-        None => e,
-    }
 }
 
 // ---------------------------------------------------------------- reading

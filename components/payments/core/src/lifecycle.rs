@@ -156,6 +156,7 @@ impl From<OrderError> for PaymentError {
             OrderError::Storage(d) => Self::Storage(d),
             // `apply` only asks for allowed transitions.
             OrderError::Transition(t) => Self::Storage(DbError::Other(t.to_string())),
+            OrderError::CartOrdered => Self::Storage(DbError::Other("the cart is an order already".into())),
         }
     }
 }
@@ -469,7 +470,7 @@ mod tests {
         storage::migrations::migrate(&db, orders_core::schema::MIGRATIONS).unwrap();
         let usd = Currency::parse("USD").unwrap();
         let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(500, usd), quantity: 2, line_total: Money::new(1000, usd) };
-        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10 }, "u").unwrap();
+        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10, cart_version: None }, "u").unwrap();
         record_created(&db, &order, ledger::Kind::CheckoutSession, "cs_1", None).unwrap();
         db
     }
