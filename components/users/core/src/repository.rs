@@ -163,16 +163,17 @@ pub fn update_names(db: &dyn Db, id: &str, first: Option<&str>, last: Option<&st
 
 /// Lock the account's row for the rest of the transaction, if it is live
 /// and its password hash is still `verified` (the one a password was just
-/// checked against). False when a reset, a change or a deletion came in
+/// checked against), and read it as it is now (its role may have changed
+/// during the check). `None` when a reset, a change or a deletion came in
 /// between: the check no longer speaks for the account (a portable
 /// `SELECT ... FOR UPDATE`; on Postgres a concurrent change is waited for
 /// and then seen).
-pub fn lock_if_password_unchanged(tx: &dyn Db, id: &str, verified: &str) -> Result<bool, DbError> {
+pub fn lock_if_password_unchanged(tx: &dyn Db, id: &str, verified: &str) -> Result<Option<UserRecord>, DbError> {
     let rows = tx.query(
-        "UPDATE users SET updated_at = updated_at WHERE id = ? AND password_hash = ? AND deleted_at IS NULL RETURNING id",
+        &format!("UPDATE users SET updated_at = updated_at WHERE id = ? AND password_hash = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"),
         &[id.into(), verified.into()],
     )?;
-    Ok(!rows.is_empty())
+    rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
 /// Lock the live account's row for the rest of the transaction and read it
@@ -554,13 +555,16 @@ mod tests {
     fn a_password_check_speaks_for_the_account_only_while_its_hash_is_unchanged() {
         let db = db();
         insert_user(&db, &user("u1", "a@b.co")).unwrap();
-        assert!(lock_if_password_unchanged(&db, "u1", "h").unwrap());
+        assert!(lock_if_password_unchanged(&db, "u1", "h").unwrap().is_some());
         // A reset committed between the check and the session.
         update_password_hash(&db, "u1", "h2", "t").unwrap();
-        assert!(!lock_if_password_unchanged(&db, "u1", "h").unwrap());
-        assert!(lock_if_password_unchanged(&db, "u1", "h2").unwrap());
+        assert!(lock_if_password_unchanged(&db, "u1", "h").unwrap().is_none());
+        // A demotion committed during the check: the session gets the role
+        // as it is now.
+        set_role(&db, "u1", Role::Admin, "t").unwrap();
+        assert_eq!(lock_if_password_unchanged(&db, "u1", "h2").unwrap().map(|u| u.role), Some(Role::Admin));
         db.execute("UPDATE users SET deleted_at = 't' WHERE id = 'u1'", &[]).unwrap();
-        assert!(!lock_if_password_unchanged(&db, "u1", "h2").unwrap(), "a deleted account makes no session");
+        assert!(lock_if_password_unchanged(&db, "u1", "h2").unwrap().is_none(), "a deleted account makes no session");
         assert!(lock_admins(&db).unwrap().is_empty());
     }
 

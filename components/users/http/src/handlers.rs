@@ -142,7 +142,7 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
             false
         }
     };
-    let Some(mut user) = user.filter(|_| verified) else {
+    let Some(checked) = user.filter(|_| verified) else {
         attempt.failed();
         return Err(invalid_credentials());
     };
@@ -150,18 +150,20 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
 
     let session_id = http_kit::ids::uuid_v4()?;
     let now_text = clock::now_rfc3339();
-    let issued = transaction(&db, |tx| -> Result<(String, String), ApiError> {
+    let (issued, user) = transaction(&db, |tx| -> Result<((String, String), UserRecord), ApiError> {
         // A password reset or change (which ends every session) or a
         // deletion that committed while the password was being checked
-        // wins: no session is made from the old password.
-        if !repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)? {
-            return Err(invalid_credentials());
-        }
+        // wins: no session is made from the old password. The account is
+        // read again with its lock: a role changed during the check is the
+        // one the tokens carry.
+        let mut user = repository::lock_if_password_unchanged(tx, &checked.id, &checked.password_hash)
+            .map_err(db_error)?
+            .ok_or_else(invalid_credentials)?;
         // An operator may list an address in `admin_emails` after its owner
         // proved it: the rule applies at the next sign-in (once).
         apply_bootstrap_admin(tx, &mut user, &now_text)?;
         repository::create_session(tx, &session_id, &user.id, &now_text).map_err(db_error)?;
-        issue_pair(tx, &signer, &session_id, &user, now)
+        Ok((issue_pair(tx, &signer, &session_id, &user, now)?, user))
     })?;
     Ok(token_reply(issued, Some(user.public())))
 }
@@ -407,7 +409,7 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
     transaction(&db, |tx| -> Result<(), ApiError> {
         // The current password was checked against a hash a reset may have
         // replaced since: then it is not the current password any more.
-        if !repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)? {
+        if repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)?.is_none() {
             return Err(ApiError::new(422, "current_password_incorrect", "the current password is incorrect"));
         }
         repository::update_password_hash(tx, &user.id, &hash, &now).map_err(db_error)?;
