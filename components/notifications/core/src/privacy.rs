@@ -15,7 +15,7 @@
 use crate::deliveries::REMOVED;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeSet;
-use storage::{transaction, Db, DbError, Dialect};
+use storage::{transaction, Db, DbError};
 
 /// False for the address a deleted account is left with
 /// (`deleted+<id>@erased.invalid`): nothing is ever sent there.
@@ -102,10 +102,7 @@ const LOG_LOCK: i64 = 0x7368_6f70_6c6f_6773; // "shoplogs"
 /// never overlap. On SQLite the write transaction already excludes the
 /// other: nothing to do.
 pub fn lock_log(tx: &dyn Db) -> Result<(), DbError> {
-    match tx.dialect() {
-        Dialect::Sqlite => Ok(()),
-        Dialect::Postgres => tx.query(&format!("SELECT pg_advisory_xact_lock({LOG_LOCK}) IS NULL AS x"), &[]).map(|_| ()),
-    }
+    storage::advisory_lock(tx, LOG_LOCK)
 }
 
 /// Which of these accounts were erased ([`erase_user`]): no delivery is

@@ -155,6 +155,17 @@ where
     }
 }
 
+/// Take the advisory lock `key` for the rest of the caller's transaction,
+/// for transactions that must not overlap although they share no row: on
+/// Postgres `pg_advisory_xact_lock`; on SQLite nothing, since its write
+/// transactions (`BEGIN IMMEDIATE`) already exclude each other.
+pub fn advisory_lock(db: &dyn Db, key: i64) -> Result<(), DbError> {
+    match db.dialect() {
+        Dialect::Sqlite => Ok(()),
+        Dialect::Postgres => db.query(&format!("SELECT pg_advisory_xact_lock({key}) IS NULL AS x"), &[]).map(|_| ()),
+    }
+}
+
 /// How long a statement waits for another session's lock before it gives
 /// up with [`DbError::Busy`] (a 503 with `Retry-After`), on both stores: on
 /// SQLite it is the busy timeout Spin's connections have (rusqlite's

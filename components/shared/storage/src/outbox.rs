@@ -41,10 +41,7 @@ pub fn insert_sql(dialect: Dialect) -> String {
 /// transaction that records an event (they all take it, last). On SQLite
 /// the write transaction already excludes them: nothing to do.
 pub fn lock(db: &dyn Db) -> Result<(), DbError> {
-    match db.dialect() {
-        Dialect::Sqlite => Ok(()),
-        Dialect::Postgres => db.query(&format!("SELECT pg_advisory_xact_lock({OUTBOX_LOCK}) IS NULL AS x"), &[]).map(|_| ()),
-    }
+    crate::advisory_lock(db, OUTBOX_LOCK)
 }
 
 /// Append a domain event to the outbox, in the caller's transaction, with

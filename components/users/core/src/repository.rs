@@ -147,18 +147,23 @@ pub fn find_by_id(db: &dyn Db, id: &str) -> Result<Option<UserRecord>, DbError> 
     rows.first().map(|r| user_from_row(&r)).transpose()
 }
 
+/// Run `UPDATE users SET {assignments} WHERE {condition}` and return the
+/// one account it changed, as it now is (`None` when no row matched).
+fn update_user(db: &dyn Db, assignments: &str, condition: &str, params: &[Value]) -> Result<Option<UserRecord>, DbError> {
+    let rows = db.query(&format!("UPDATE users SET {assignments} WHERE {condition} RETURNING {USER_COLUMNS}"), params)?;
+    rows.first().map(|r| user_from_row(&r)).transpose()
+}
+
 /// Change the names given (`None` keeps that one) in one statement, so two
 /// edits of different names at once both land; the account as it is now,
 /// or `None` when it is gone.
 pub fn update_names(db: &dyn Db, id: &str, first: Option<&str>, last: Option<&str>, now: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = db.query(
-        &format!(
-            "UPDATE users SET first_name = COALESCE(?, first_name), last_name = COALESCE(?, last_name), updated_at = ? \
-             WHERE id = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
-        ),
+    update_user(
+        db,
+        "first_name = COALESCE(?, first_name), last_name = COALESCE(?, last_name), updated_at = ?",
+        "id = ? AND deleted_at IS NULL",
         &[first.into(), last.into(), now.into(), id.into()],
-    )?;
-    rows.first().map(|r| user_from_row(&r)).transpose()
+    )
 }
 
 /// Lock the account's row for the rest of the transaction, if it is live
@@ -169,11 +174,7 @@ pub fn update_names(db: &dyn Db, id: &str, first: Option<&str>, last: Option<&st
 /// `SELECT ... FOR UPDATE`; on Postgres a concurrent change is waited for
 /// and then seen).
 pub fn lock_if_password_unchanged(tx: &dyn Db, id: &str, verified: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = tx.query(
-        &format!("UPDATE users SET updated_at = updated_at WHERE id = ? AND password_hash = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"),
-        &[id.into(), verified.into()],
-    )?;
-    rows.first().map(|r| user_from_row(&r)).transpose()
+    update_user(tx, "updated_at = updated_at", "id = ? AND password_hash = ? AND deleted_at IS NULL", &[id.into(), verified.into()])
 }
 
 /// Lock the live account's row for the rest of the transaction and read it
@@ -194,11 +195,7 @@ pub fn lock_live_by_email(tx: &dyn Db, email: &str) -> Result<Option<UserRecord>
 }
 
 fn lock_live_where(tx: &dyn Db, column: &str, value: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = tx.query(
-        &format!("UPDATE users SET updated_at = updated_at WHERE {column} = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"),
-        &[value.into()],
-    )?;
-    rows.first().map(|r| user_from_row(&r)).transpose()
+    update_user(tx, "updated_at = updated_at", &format!("{column} = ? AND deleted_at IS NULL"), &[value.into()])
 }
 
 pub fn update_password_hash(db: &dyn Db, id: &str, hash: &str, now: &str) -> Result<(), DbError> {
@@ -222,14 +219,12 @@ pub fn lock_admins(tx: &dyn Db) -> Result<Vec<String>, DbError> {
 /// no longer applies to this account afterwards. The account as it is now,
 /// or `None` when there is no live account with this id.
 pub fn set_role(db: &dyn Db, id: &str, role: Role, now: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = db.query(
-        &format!(
-            "UPDATE users SET role = ?, role_decided_at = COALESCE(role_decided_at, ?), updated_at = ? \
-             WHERE id = ? AND deleted_at IS NULL RETURNING {USER_COLUMNS}"
-        ),
+    update_user(
+        db,
+        "role = ?, role_decided_at = COALESCE(role_decided_at, ?), updated_at = ?",
+        "id = ? AND deleted_at IS NULL",
         &[role.as_str().into(), now.into(), now.into(), id.into()],
-    )?;
-    rows.first().map(|r| user_from_row(&r)).transpose()
+    )
 }
 
 /// One page of accounts, newest first, optionally filtered by an email substring.
@@ -488,14 +483,12 @@ pub fn clear(db: &dyn Db, counter: Counter, key: &str) -> Result<(), DbError> {
 /// Mark the address proven, if the account still has it. Returns the
 /// account as it now is (`None` when it has another address by now).
 pub fn mark_email_verified(db: &dyn Db, user_id: &str, email: &str, now: &str) -> Result<Option<UserRecord>, DbError> {
-    let rows = db.query(
-        &format!(
-            "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?), updated_at = ? \
-             WHERE id = ? AND email = ? RETURNING {USER_COLUMNS}"
-        ),
+    update_user(
+        db,
+        "email_verified_at = COALESCE(email_verified_at, ?), updated_at = ?",
+        "id = ? AND email = ?",
         &[now.into(), now.into(), user_id.into(), email.into()],
-    )?;
-    rows.first().map(|r| user_from_row(&r)).transpose()
+    )
 }
 
 /// Grant admin through the `admin_emails` rule: only to a proven address,

@@ -98,22 +98,18 @@ pub fn verify_email(ctx: &Ctx) -> HandlerResult {
 pub fn resend_verification(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.caller()?;
     let db = open()?;
-    let user = repository::find_by_id(&db, &caller.user_id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
-    if user.email_verified_at.is_some() {
-        return Err(ApiError::new(409, "email_already_verified", "this account's email address is already verified"));
-    }
     let now = clock::unix_now();
-    if let Some(wait) = repository::take_slot(&db, Counter::Requests, &format!("verify:{}", user.id), now, HOUR, VERIFY_RESENDS_PER_HOUR).map_err(db_error)? {
-        return Err(too_many_requests(wait, "verification emails"));
-    }
     let storefront = account_tokens::storefront_url_from_variables();
     let user = transaction(&db, |tx| -> Result<UserRecord, ApiError> {
-        // The account as it is now, locked: a deletion that committed since
-        // it was read above leaves nothing to send (and no token or event
-        // holding its address after its erasure).
+        // The account as it is now, locked: once deleted (also by a deletion
+        // racing this request) it gets no token and no event holding its
+        // address. A refusal rolls the slot back with everything else.
         let user = repository::lock_live(tx, &caller.user_id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
         if user.email_verified_at.is_some() {
             return Err(ApiError::new(409, "email_already_verified", "this account's email address is already verified"));
+        }
+        if let Some(wait) = repository::take_slot(tx, Counter::Requests, &format!("verify:{}", user.id), now, HOUR, VERIFY_RESENDS_PER_HOUR).map_err(db_error)? {
+            return Err(too_many_requests(wait, "verification emails"));
         }
         account_tokens::send(tx, Purpose::VerifyEmail, &user.public(), &storefront, now, Purpose::VerifyEmail.ttl_secs_from_variables())?;
         Ok(user)
