@@ -676,6 +676,58 @@ fn owed_on_metrics(app: &TestApp, change: &str) -> (f64, f64) {
     (value("shop_catalog_changes_owed"), value("shop_catalog_changes_owed_oldest_age_seconds"))
 }
 
+/// A placement that fails after its stock hold was taken (the checkout
+/// database kept from writers) while the catalog cannot take the hold
+/// back either (its database locked too): the client gets the 503, the
+/// release is recorded as owed once the checkout database is free, and the
+/// orders sweep gives the units back, instead of leaving them held for an
+/// order that does not exist until the hold lapses.
+#[test]
+fn a_failed_placement_whose_hold_cannot_be_given_back_owes_the_release() {
+    if against_external_app("failed placement release") {
+        return;
+    }
+    // Holds that outlive the test, so "still held" is not a lapse away.
+    let (host, app) = own_host_with(&[("unpaid_order_ttl_secs", "600")]);
+    let (user, product) = app.customer_with_cart(5, 1000, 2);
+    let key = unique_email("owed-release");
+    // The checkout database exists and is migrated before it is locked.
+    assert_eq!(app.send_as(&user.access_token, "GET", "/api/orders", None).status, 200);
+    let orders_lock = WriteLock::take(&host, "orders");
+    let r = std::thread::scope(|s| {
+        let placing = s.spawn(|| app.place_order(&user, Some(&key), Some(address())));
+        // The hold is taken at once; then the order's transaction waits for
+        // the checkout database (LOCK_WAIT) and fails.
+        let started = Instant::now();
+        while stock(&app, &product) != (5, 2, 3) {
+            assert!(started.elapsed() < LOCK_WAIT / 2, "no hold taken: {:?}", stock(&app, &product));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let held = Instant::now();
+        let catalog_lock = WriteLock::take(&host, "catalog");
+        // The checkout database comes free after the order's transaction
+        // has given up (LOCK_WAIT after the hold) and well before the
+        // release, which waits as long again for the catalog, gives up.
+        std::thread::sleep((LOCK_WAIT + LOCK_WAIT / 2).saturating_sub(held.elapsed()));
+        drop(orders_lock);
+        let r = placing.join().unwrap();
+        drop(catalog_lock);
+        r
+    });
+    r.assert_error(503, "database_unavailable");
+    assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM orders WHERE user_id = ?", &user.id), 0, "no order");
+    assert_eq!(stock(&app, &product), (5, 2, 3), "still held: the catalog refused the release");
+    assert_eq!(owed_on_metrics(&app, "stock").0, 1.0, "the release is owed");
+    let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "released by the sweep");
+    assert_eq!(owed_on_metrics(&app, "stock"), (0.0, 0.0), "nothing owed any more");
+    // The cart is as it was, and the same request now places it.
+    let r = app.place_order(&user, Some(&key), Some(address()));
+    assert_eq!(r.status, 201, "after the locks: {}", r.body);
+    assert_eq!(stock(&app, &product), (5, 2, 3));
+}
+
 /// Cancelling an unpaid order while the catalog cannot release its hold:
 /// the order is cancelled at once (the checkout database does not wait for
 /// the catalog's lock), its units stay held until the release it owes is
