@@ -149,14 +149,45 @@ pub fn outbox_absent(e: &DbError) -> bool {
     matches!(e, DbError::Other(m) if m.contains("no such table") || (m.contains("relation") && m.contains("does not exist")))
 }
 
+/// Which of an outbox's events a reader takes; each lane has a cursor of
+/// its own ([`Lane::cursor_name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Every event.
+    Every,
+    /// All but one event type.
+    Except(&'static str),
+    /// One event type only.
+    Only(&'static str),
+}
+
+impl Lane {
+    /// The cursor of this lane in `source`'s outbox: the source's name, or
+    /// `<source>/<event type>` for a lane of one event type.
+    pub fn cursor_name(self, source: &str) -> String {
+        match self {
+            Lane::Only(event_type) => format!("{source}/{event_type}"),
+            Lane::Every | Lane::Except(_) => source.to_string(),
+        }
+    }
+}
+
 /// Up to 200 outbox events after `after`, with their row ids. A source whose
 /// owner has not created its schema yet has none. (`*`, because an outbox
 /// whose owner has not yet added the trace columns is read without them.)
 pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
-    let rows = match outbox.query(
-        "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT 200",
-        &[after.into()],
-    ) {
+    read_lane(outbox, after, Lane::Every)
+}
+
+/// [`read_outbox`], of one lane's events.
+pub fn read_lane(outbox: &dyn Db, after: i64, lane: Lane) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
+    let (filter, mut params): (&str, Vec<storage::Value>) = match lane {
+        Lane::Every => ("", vec![]),
+        Lane::Except(t) => (" AND event_type <> ?", vec![t.into()]),
+        Lane::Only(t) => (" AND event_type = ?", vec![t.into()]),
+    };
+    params.insert(0, after.into());
+    let rows = match outbox.query(&format!("SELECT * FROM outbox WHERE id > ?{filter} ORDER BY id LIMIT 200"), &params) {
         Ok(rows) => rows,
         Err(e) if outbox_absent(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -239,14 +270,16 @@ struct NewDelivery {
 /// consented to SMS, each with the account it is for (kept on the
 /// delivery). Returns how many deliveries were created.
 pub fn pull(db: &dyn Db, source: &str, outbox: &dyn Db, store_name: &str, email_to: Addressee, sms_to: Addressee, now: i64) -> Result<usize, DbError> {
-    pull_with(db, source, outbox, store_name, email_to, sms_to, &|_| Ok(None), now)
+    pull_with(db, source, Lane::Every, outbox, store_name, email_to, sms_to, &|_| Ok(None), now)
 }
 
-/// [`pull`], with `own` rendering the events the templates do not cover.
+/// [`pull`], of one lane of the outbox, with `own` rendering the events the
+/// templates do not cover.
 #[allow(clippy::too_many_arguments)]
 pub fn pull_with(
     db: &dyn Db,
     source: &str,
+    lane: Lane,
     outbox: &dyn Db,
     store_name: &str,
     email_to: Addressee,
@@ -254,7 +287,8 @@ pub fn pull_with(
     own: OwnRenderer,
     now: i64,
 ) -> Result<usize, DbError> {
-    let events = read_outbox(outbox, cursor(db, source)?)?;
+    let cursor_name = lane.cursor_name(source);
+    let events = read_lane(outbox, cursor(db, &cursor_name)?, lane)?;
     let Some(last) = events.last().map(|(id, _)| *id) else { return Ok(0) };
     // Render and address everything before taking the write lock.
     let mut pending = Vec::new();
@@ -299,7 +333,7 @@ pub fn pull_with(
             )?;
             created += inserted.len();
         }
-        advance(tx, source, last)?;
+        advance(tx, &cursor_name, last)?;
         Ok(created)
     })
 }
@@ -329,11 +363,17 @@ pub fn claim_due_of(db: &dyn Db, traceparent: &str, now: i64, limit: u32) -> Res
 }
 
 fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool, traceparent: Option<&str>) -> Result<Vec<Delivery>, DbError> {
+    // Failed for good here, not in `record`: a link email's body goes too.
+    let secret_carrying = templates::SECRET_CARRYING.map(|t| format!("'{t}'")).join(", ");
     db.execute(
-        "UPDATE deliveries SET status = 'failed', lease_until = NULL, updated_at = ?, \
-         last_error = COALESCE(last_error, 'the last attempt did not finish') \
-         WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?",
-        &[clock::now_rfc3339().into(), now.into(), MAX_ATTEMPTS.into()],
+        &format!(
+            "UPDATE deliveries SET status = 'failed', lease_until = NULL, updated_at = ?, \
+             last_error = COALESCE(last_error, 'the last attempt did not finish'), \
+             html = CASE WHEN event_type IN ({secret_carrying}) THEN ? ELSE html END, \
+             text = CASE WHEN event_type IN ({secret_carrying}) THEN ? ELSE text END \
+             WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?"
+        ),
+        &[clock::now_rfc3339().into(), REMOVED.into(), REMOVED.into(), now.into(), MAX_ATTEMPTS.into()],
     )?;
     // The condition is repeated outside the subquery for Postgres: two sweeps
     // at once pick the same ids there, and the second one's UPDATE, after
@@ -396,8 +436,25 @@ pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
     exp.max(retry_after.unwrap_or(0))
 }
 
-/// Record the outcome of a claimed delivery.
-pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<(), DbError> {
+/// Renew this sweep's claim on `d` right before it is sent, so the lease
+/// covers the send (`send_secs`: the longest the provider call may take),
+/// however long the batch before it took. True while the claim is still
+/// this one's: the delivery is `sending` with the attempt count its claim
+/// gave it. False when its lease lapsed and another sweep claimed it again,
+/// or when its account was erased since (the row is failed and blanked):
+/// then it must not be sent from here.
+pub fn renew(db: &dyn Db, d: &Delivery, now: i64, send_secs: i64) -> Result<bool, DbError> {
+    let rows = db.query(
+        "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'sending' AND attempts = ? RETURNING id",
+        &[(now + LEASE_SECS + send_secs).into(), d.id.into(), d.attempts.into()],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Record the outcome of a claimed delivery, if it is still this claim's
+/// (see [`renew`]): an outcome never overwrites another sweep's claim or an
+/// erasure. Returns whether it was recorded.
+pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<bool, DbError> {
     let stamp = clock::now_rfc3339();
     let (status, next, error, provider) = match attempt {
         Attempt::Sent { provider_id } => ("sent", d.next_attempt_at, None, provider_id.clone()),
@@ -408,16 +465,15 @@ pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<
         Attempt::Retry { error, .. } => ("failed", d.next_attempt_at, Some(format!("gave up after {} attempts: {error}", d.attempts)), None),
         Attempt::Permanent { error } => ("failed", d.next_attempt_at, Some(error.clone()), None),
     };
-    db.execute(
-        "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, provider_id = COALESCE(?, provider_id), \
-         lease_until = NULL, updated_at = ? WHERE id = ?",
-        &[status.into(), next.into(), error.into(), provider.into(), stamp.into(), d.id.into()],
-    )?;
     // A link email is kept only as long as it may still have to be sent.
-    if status != "pending" && templates::carries_secret(&d.event_type) {
-        db.execute("UPDATE deliveries SET html = ?, text = ? WHERE id = ?", &[REMOVED.into(), REMOVED.into(), d.id.into()])?;
-    }
-    Ok(())
+    let (html, text) = if status != "pending" && templates::carries_secret(&d.event_type) { (Some(REMOVED), Some(REMOVED)) } else { (None, None) };
+    let recorded = db.query(
+        "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, provider_id = COALESCE(?, provider_id), \
+         html = COALESCE(?, html), text = COALESCE(?, text), lease_until = NULL, updated_at = ? \
+         WHERE id = ? AND status = 'sending' AND attempts = ? RETURNING id",
+        &[status.into(), next.into(), error.into(), provider.into(), html.into(), text.into(), stamp.into(), d.id.into(), d.attempts.into()],
+    )?;
+    Ok(!recorded.is_empty())
 }
 
 /// What a link email's stored body becomes once handed over, and what the
@@ -502,7 +558,7 @@ mod tests {
                 headers: Some(r#"{"List-Unsubscribe-Post":"List-Unsubscribe=One-Click"}"#.into()),
             }))
         };
-        assert_eq!(pull_with(&db, "users", &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 2);
+        assert_eq!(pull_with(&db, "users", Lane::Every, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 2);
         let transactional = claim_due(&db, 100, 10).unwrap();
         assert_eq!(transactional.iter().map(|d| d.event_type.as_str()).collect::<Vec<_>>(), ["user.registered"]);
         let promotional = claim_due_promotions(&db, 100, 10).unwrap();
@@ -513,6 +569,54 @@ mod tests {
         assert!(take_promotion_slot(&db, 10_000, 1000).unwrap());
         assert!(!take_promotion_slot(&db, 10_999, 1000).unwrap(), "one batch per gap");
         assert!(take_promotion_slot(&db, 11_000, 1000).unwrap());
+    }
+
+    /// Found in review: a promotion to many customers is one outbox row
+    /// each, and a password reset recorded after them waited until every one
+    /// was pulled (200 a pull), its link expiring on the way, while every
+    /// customer's request rendered promotions. Now promotions have a cursor
+    /// of their own, which only the sweep pulls.
+    #[test]
+    fn a_promotion_backlog_does_not_hold_up_a_reset_email() {
+        let (db, outbox) = setup();
+        for i in 0..250 {
+            add(&outbox, PROMOTION, &format!("p1/u{i}"));
+        }
+        let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" }, "expires_at": "t", "secret": { "token": "tk", "link": "https://x/?token=tk" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.password_reset_requested', 'r1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        let rendered = std::cell::Cell::new(0);
+        let own = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> {
+            rendered.set(rendered.get() + 1);
+            let user = e.aggregate_id.trim_start_matches("p1/");
+            Ok(Some(OwnEmail { to: Recipient::of_account(user, format!("{user}@example.com")), subject: "Sale".into(), html: "Sale".into(), text: "Sale".into(), headers: None }))
+        };
+        let transactional = Lane::Except(PROMOTION);
+        assert_eq!(pull_with(&db, "users", transactional, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 1, "the reset, at once");
+        assert_eq!(rendered.get(), 0, "no promotion rendered");
+        assert_eq!(claim_due(&db, 100, 10).unwrap()[0].event_type, "user.password_reset_requested");
+        let promotions = Lane::Only(PROMOTION);
+        assert_eq!(pull_with(&db, "users", promotions, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 200);
+        assert_eq!(pull_with(&db, "users", promotions, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 50);
+        assert_eq!(pull_with(&db, "users", promotions, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
+        assert_eq!(pull_with(&db, "users", transactional, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
+        assert_eq!((cursor(&db, "users").unwrap(), cursor(&db, "users/promotion.send").unwrap()), (251, 250));
+    }
+
+    /// The promotions cursor starts where the users cursor stood when it
+    /// still read promotions too (notifications migration 8), so none is
+    /// pulled twice or skipped.
+    #[test]
+    fn the_promotion_lane_starts_where_the_users_cursor_stood() {
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, &crate::schema::MIGRATIONS[..7]).unwrap();
+        advance(&db, "users", 41).unwrap();
+        advance(&db, "orders", 7).unwrap();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        assert_eq!(cursor(&db, "users/promotion.send").unwrap(), 41);
+        assert_eq!(cursor(&db, "orders/promotion.send").unwrap(), 0);
+        let fresh = MemDb::new();
+        storage::migrations::migrate(&fresh, crate::schema::MIGRATIONS).unwrap();
+        assert_eq!(cursor(&fresh, "users/promotion.send").unwrap(), 0, "a new shop starts at the beginning");
     }
 
     #[test]
@@ -661,6 +765,64 @@ mod tests {
         let again = claim_due(&db, 100 + LEASE_SECS, 10).unwrap();
         assert_eq!(again.len(), 3);
         assert!(again.iter().all(|d| d.attempts == 2 || d.attempts == 2));
+    }
+
+    /// Found in review: a sweep sends its claims one after another, and a
+    /// slow provider let the lease of the last ones lapse before their turn;
+    /// another sweep claimed and sent them, and then the first sent them
+    /// too (a second SMS: Twilio has no idempotency key) and overwrote the
+    /// other's outcome.
+    #[test]
+    fn a_claim_taken_over_after_its_lease_lapsed_is_not_sent_or_recorded_by_the_first_sweep() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
+        let first = claim_due(&db, 100, 1).unwrap().remove(0);
+        assert!(renew(&db, &first, 100, 11).unwrap(), "its own claim, renewed before the send");
+        assert!(claim_due(&db, 100 + LEASE_SECS, 1).unwrap().is_empty(), "the renewal covers the send");
+        let second = claim_due(&db, 100 + LEASE_SECS + 11, 1).unwrap().remove(0);
+        assert_eq!(second.attempts, 2);
+        assert!(!renew(&db, &first, 100 + LEASE_SECS + 12, 11).unwrap(), "the first sweep's turn comes: not sent");
+        assert!(!record(&db, &first, &Attempt::Permanent { error: "late".into() }, 300).unwrap(), "nor recorded over the second claim");
+        assert!(record(&db, &second, &Attempt::Sent { provider_id: Some("re_2".into()) }, 300).unwrap());
+        let after = get(&db, second.id).unwrap().unwrap();
+        assert_eq!((after.status.as_str(), after.provider_id.as_deref(), after.last_error), ("sent", Some("re_2"), None));
+    }
+
+    /// Found in review: an account erased while its claimed email waited in
+    /// the sweep's batch got it anyway (the address was read at claim time),
+    /// and the outcome reopened the erased row.
+    #[test]
+    fn a_claimed_email_of_an_account_erased_before_its_turn_is_not_sent() {
+        let (db, outbox) = setup();
+        let payload = json!({ "user": { "id": "u-1", "email": "ann@example.com" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', 'u-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
+        let d = claim_due(&db, 100, 1).unwrap().remove(0);
+        crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now").unwrap();
+        assert!(!renew(&db, &d, 101, 11).unwrap(), "not sent");
+        assert!(!record(&db, &d, &Attempt::Sent { provider_id: None }, 101).unwrap());
+        let after = get(&db, d.id).unwrap().unwrap();
+        assert_eq!((after.status.as_str(), after.recipient.as_str()), ("failed", crate::privacy::ERASED_RECIPIENT));
+    }
+
+    /// Found in review: a link email whose last attempt never finished was
+    /// failed by the next claim, which kept its single-use link stored.
+    #[test]
+    fn a_link_email_whose_last_attempt_lapsed_is_not_kept() {
+        let (db, outbox) = setup();
+        let payload = json!({ "user": { "first_name": "Ann", "email": "ann@example.com" }, "expires_at": "t", "secret": { "token": "tk", "link": "https://x/?token=tk" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.password_reset_requested', 'r1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        add(&outbox, "user.password_changed", "u1");
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
+        let claimed = claim_due(&db, 100, 2).unwrap();
+        assert_eq!(claimed.len(), 2);
+        db.execute("UPDATE deliveries SET attempts = ?", &[MAX_ATTEMPTS.into()]).unwrap();
+        assert!(claim_due(&db, 100 + LEASE_SECS, 10).unwrap().is_empty());
+        let raw = |id: i64| db.query("SELECT status, text FROM deliveries WHERE id = ?", &[id.into()]).unwrap().first().map(|r| (r.text("status").unwrap(), r.text("text").unwrap())).unwrap();
+        let (link, other) = if claimed[0].event_type == "user.password_reset_requested" { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
+        assert_eq!(raw(link.id), ("failed".to_string(), REMOVED.to_string()));
+        assert_ne!(raw(other.id).1, REMOVED, "an email without a link keeps its copy");
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "erased_accounts",
         sql: include_str!("../../../../migrations/notifications/0007_erased_accounts.sql"),
     },
+    Migration {
+        version: 8,
+        name: "promotion_lane",
+        sql: include_str!("../../../../migrations/notifications/0008_promotion_lane.sql"),
+    },
 ];
 
 /// Open the notifications database with its schema current.
@@ -73,6 +78,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "erased_accounts",
         sql: include_str!("../../../../migrations/postgres/notifications/0007_erased_accounts.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "promotion_lane",
+        sql: include_str!("../../../../migrations/postgres/notifications/0008_promotion_lane.sql"),
     },
 ];
 

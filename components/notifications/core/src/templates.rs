@@ -102,8 +102,11 @@ fn order_lines(order: &Json) -> Var {
 /// `secret`; the welcome email carries the first verification link): the link is never published, never shown to admins, and the
 /// stored copy of the email is emptied once it has been handed over.
 pub fn carries_secret(event_type: &str) -> bool {
-    matches!(event_type, "user.registered" | "user.verification_requested" | "user.password_reset_requested")
+    SECRET_CARRYING.contains(&event_type)
 }
+
+/// The event types whose email carries a single-use link ([`carries_secret`]).
+pub const SECRET_CARRYING: [&str; 3] = ["user.registered", "user.verification_requested", "user.password_reset_requested"];
 
 /// Render the email for an outbox event; `None` for events that send none
 /// (and for a link email whose link was already used or replaced).

@@ -20,7 +20,7 @@
 //! - `GET /api/notifications/health`
 
 use notifications_core::deliveries::{self, Attempt};
-use notifications_core::deliveries::{Delivery, OwnEmail, OutboxEvent, Recipient};
+use notifications_core::deliveries::{Delivery, Lane, OwnEmail, OutboxEvent, Recipient};
 use notifications_core::{events, promotions, resend, schema, sms, twilio};
 use http_kit::{ApiError, Ctx, HandlerResult, Pagination, Reply, Service};
 use serde_json::{json, Value as Json};
@@ -97,7 +97,13 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     };
     let no_sms = |_: &Json| -> Result<Option<Recipient>, DbError> { Ok(None) };
     let promotion_email = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> { promotion_email(&users, e, &store) };
-    let mut pulled = deliveries::pull_with(&db, "users", &users, &store, &from_user, &no_sms, &promotion_email, now)?;
+    // Promotions in a lane of their own, pulled by the sweep only: a large
+    // promotion never stands in front of a reset or verification email,
+    // and a customer's request never renders one.
+    let mut pulled = deliveries::pull_with(&db, "users", Lane::Except(deliveries::PROMOTION), &users, &store, &from_user, &no_sms, &|_| Ok(None), now)?;
+    if events_of.is_none() {
+        pulled += deliveries::pull_with(&db, "users", Lane::Only(deliveries::PROMOTION), &users, &store, &from_user, &no_sms, &promotion_email, now)?;
+    }
     pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &consenting_phone, now)?;
     let published = match events::target_from_variables() {
         Some((address, channel)) => {
@@ -122,6 +128,12 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
         None => deliveries::claim_due(&db, now, limit)?,
     };
     for d in claimed {
+        // However long the sends before it took: if its lease lapsed and
+        // another sweep took it, or its account was erased, it is not sent here.
+        let send_secs = send_allowance_secs(if d.channel == "sms" { twilio.timeout_ms } else { resend.timeout_ms });
+        if !deliveries::renew(&db, &d, clock::unix_now(), send_secs)? {
+            continue;
+        }
         let attempt = if d.channel == "sms" {
             if !sms::still_consented(&users, &d)? {
                 Attempt::Permanent { error: "not sent: the customer withdrew SMS consent (or the number) since the event".into() }
@@ -149,6 +161,12 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     // Promotions go out in the sweep's paced batches, never in a customer's request.
     counts["promotions"] = json!(if events_of.is_none() { send_promotions(&db, &users, &resend)? } else { 0 });
     Ok(Reply::ok(&counts))
+}
+
+/// The longest one provider call may take, in whole seconds: its connect
+/// and its first-byte timeout (`timeout_ms` each), and a second more.
+fn send_allowance_secs(timeout_ms: u64) -> i64 {
+    (2 * timeout_ms).div_ceil(1000) as i64 + 1
 }
 
 /// Write an email to the local mail log (no Resend key): the component's log.
@@ -197,7 +215,11 @@ fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendCon
         return Ok(0);
     }
     let mut batch: Vec<Delivery> = Vec::new();
-    for d in deliveries::claim_due_promotions(db, now, promotions::BATCH_SIZE)? {
+    // In id order, so the batch's Idempotency-Key (made from its keys) is
+    // the same whatever order the claim returned them in.
+    let mut claimed = deliveries::claim_due_promotions(db, now, promotions::BATCH_SIZE)?;
+    claimed.sort_by_key(|d| d.id);
+    for d in claimed {
         let consents = match promotions::user_of(&d.idempotency_key) {
             Some(user) => consenting_email(users, user)?.is_some(),
             None => false,
@@ -209,6 +231,15 @@ fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendCon
             deliveries::record(db, &d, &withdrawn, now)?;
         }
     }
+    // Renewed as one send (see `deliveries::renew`): only what is still this claim's.
+    let send_secs = send_allowance_secs(resend.timeout_ms);
+    let mut renewed = Vec::with_capacity(batch.len());
+    for d in batch {
+        if deliveries::renew(db, &d, clock::unix_now(), send_secs)? {
+            renewed.push(d);
+        }
+    }
+    let batch = renewed;
     let outcomes = if resend.configured() {
         if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch) }
     } else {
