@@ -405,6 +405,12 @@ fn slug_conflict(slug: &str) -> AdminError {
 /// Create or change a category (`id` is the new or existing id).
 pub fn save_category(db: &dyn Db, id: &str, input: &CategoryInput, create: bool) -> Result<Category, AdminError> {
     transaction(db, |tx| {
+        // Locked before it is read: the fields not sent are kept as they are
+        // now, not as they were before a concurrent edit committed (on
+        // Postgres a plain read does not wait for it).
+        if !create && !lock_category(tx, id)? {
+            return Err(AdminError::NotFound("category"));
+        }
         let current = get_category(tx, id)?;
         if !create && current.is_none() {
             return Err(AdminError::NotFound("category"));
