@@ -290,14 +290,14 @@ pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
     // below and the CHECK constraint see only live ones.
     inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
-        lock_product(tx, id)?;
+        let held = lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         let row = validated(tx, input, Some(&current))?;
         if sku_taken_by_other(tx, &row.sku, Some(id.as_str()))? {
             return Err(sku_conflict(&row.sku));
         }
-        if row.stock_on_hand < current.reserved {
-            return Err(below_reserved(current.reserved));
+        if row.stock_on_hand < held {
+            return Err(below_reserved(held));
         }
         tx.execute(
             "UPDATE products SET sku = ?, name = ?, description = ?, price_minor = ?, currency = ?, stock_on_hand = ?, \
@@ -314,12 +314,13 @@ pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
 /// so on Postgres a sale, restock or hold committed between the read and
 /// the write would otherwise be undone. A portable `SELECT ... FOR
 /// UPDATE`; on SQLite `BEGIN IMMEDIATE` already holds the database.
-pub(crate) fn lock_product(tx: &dyn Db, id: &ProductId) -> Result<(), AdminError> {
-    let rows = tx.query("UPDATE products SET updated_at = updated_at WHERE id = ? RETURNING id", &[id.as_str().into()])?;
-    if rows.is_empty() {
-        return Err(AdminError::NotFound("product"));
-    }
-    Ok(())
+/// Returns the units its `reserved` column counts: live holds, and on
+/// Postgres possibly a lapsed one another transaction is giving back right
+/// now (a sweep skips holds locked elsewhere) — what the constraint
+/// `reserved <= stock_on_hand` checks.
+pub(crate) fn lock_product(tx: &dyn Db, id: &ProductId) -> Result<i64, AdminError> {
+    let rows = tx.query("UPDATE products SET updated_at = updated_at WHERE id = ? RETURNING reserved", &[id.as_str().into()])?;
+    Ok(rows.first().ok_or(AdminError::NotFound("product"))?.int("reserved")?)
 }
 
 fn below_reserved(reserved: i64) -> AdminError {
@@ -337,10 +338,10 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> R
     let stock = stock.unwrap_or(0);
     inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
-        lock_product(tx, id)?;
+        let held = lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
-        if stock < current.reserved {
-            return Err(below_reserved(current.reserved));
+        if stock < held {
+            return Err(below_reserved(held));
         }
         tx.execute(
             "UPDATE products SET stock_on_hand = ?, updated_at = ? WHERE id = ?",
