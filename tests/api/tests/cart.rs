@@ -183,11 +183,17 @@ fn guest_carts_expire_after_inactivity() {
     let app = TestApp::get();
     assert_eq!(GUEST_CART_TTL, "8s", "the suite runs the app with guest_cart_idle_ttl=8s");
     let p = product(&app, "Ice Cube Tray", 10, 300, "USD");
+    let q = product(&app, "Ice Cream Scoop", 10, 500, "USD");
     let mut guest = Shopper::guest();
     app.add_to_cart(&mut guest, &p, 1);
-    assert_eq!(app.get_cart(&mut guest).json()["item_count"], 1);
+    app.add_to_cart(&mut guest, &q, 2);
+    assert_eq!(app.get_cart(&mut guest).json()["item_count"], 3);
     std::thread::sleep(std::time::Duration::from_secs(9));
     assert_eq!(app.get_cart(&mut guest).json()["item_count"], 0, "expired");
+    // Removing a line of it (a stale tab) finds nothing to remove, and does
+    // not bring the other lines back (found in review: it wrote them back).
+    app.remove_from_cart(&mut guest, &p).assert_error(404, "not_in_cart");
+    assert_eq!(app.get_cart(&mut guest).json()["item_count"], 0, "still expired, nothing revived");
     // A signed-in user's cart does not expire.
     let user = app.register_customer();
     app.add_to_cart(&mut Shopper::user(&user.access_token), &p, 1);

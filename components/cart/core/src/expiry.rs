@@ -33,11 +33,16 @@
 //! * `cursor` — the oldest bucket that may still hold unclaimed entries
 //!   (text, written by sweeps; every value any sweep writes is safe, since
 //!   it only moves past buckets that sweep saw fully claimed);
-//! * `first` / `first-claim` — where the very first sweep starts: the
-//!   bucket of the *moment* the first entry was filed (not of its expiry),
-//!   minus a little slack, written by the one writer that wins the
-//!   `first-claim` increment. Every entry expires after it was filed, so
-//!   none is ever below it, whatever `guest_cart_idle_ttl` was or becomes;
+//! * `first` — where the very first sweep starts: the bucket of the
+//!   *moment* the first entry was filed (not of its expiry), minus a little
+//!   slack, written by each writer that files the first entry of a bucket
+//!   while it is missing (writers racing on it read their clocks at about
+//!   the same moment, and the slack covers that; a writer whose write of it
+//!   failed leaves it to the next one). Every entry expires after it was
+//!   filed, so none is ever below it, whatever `guest_cart_idle_ttl` was or
+//!   becomes; (`first-claim`, a counter older versions used to elect one
+//!   writer of it, is no longer read: a winner that failed to write `first`
+//!   switched the sweep off for good);
 //!   the sweep then walks time forward from there, one `exists` per empty
 //!   bucket (a first sweep after a long idle time catches up over several
 //!   calls, each saying `more`).
@@ -63,6 +68,7 @@ pub const DEFAULT_LIMIT: usize = 200;
 const PREFIX: &str = "guest-expiry:";
 const CURSOR: &str = "guest-expiry:cursor";
 const FIRST: &str = "guest-expiry:first";
+/// Written by older versions (see the module docs); a counter, never read.
 const FIRST_CLAIM: &str = "guest-expiry:first-claim";
 /// Guest cart keys start with this (see `Owner::key`).
 const GUEST_KEY_PREFIX: &str = "cart:guest:";
@@ -107,9 +113,10 @@ pub fn schedule<S: Kv>(store: &S, cart_key: &str, now: i64, due: i64) -> Result<
     let b = bucket_of(due.max(now.saturating_add(1)));
     let slot = store.increment(&count_key(b), 1)?;
     store.set(&entry_key(b, slot), cart_key.as_bytes())?;
-    if slot == 1 && !store.exists(FIRST)? && store.increment(FIRST_CLAIM, 1)? == 1 {
-        // The first entry ever. A writer that lost this race read its clock
-        // at about the same moment; the slack covers one that was slower.
+    if slot == 1 && !store.exists(FIRST)? {
+        // The first entry ever (or the first since a write of `first`
+        // failed). Writers racing here read their clocks at about the same
+        // moment; the slack covers one that was slower.
         store.set(FIRST, (bucket_of(now) - 2).to_string().as_bytes())?;
     }
     Ok(())

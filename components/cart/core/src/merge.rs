@@ -36,7 +36,9 @@ impl<E> From<StoreError> for MergeError<E> {
 /// erase a change made to it meanwhile. Should anything fail after the
 /// claim (the lookup, the account cart's write), the claimed lines are put
 /// back into the guest cart before the error is returned, so the next
-/// request merges them instead of finding the guest cart empty.
+/// request merges them instead of finding the guest cart empty — except
+/// when the account cart's write is unconfirmed (it may have landed), which
+/// keeps them from being added twice.
 pub fn merge_guest<S: Kv, E>(
     store: &S,
     guest_key: &str,
@@ -57,8 +59,14 @@ pub fn merge_guest<S: Kv, E>(
     })?;
     let Some(guest) = claimed else { return Ok(None) };
     let moved = move_lines(store, &guest, user_key, now, lookup);
-    if moved.is_err() {
-        give_back(store, guest_key, &guest, now);
+    match &moved {
+        // The account's cart may hold them already: given back as well, the
+        // next merge would add them twice.
+        Err(MergeError::Store(StoreError::Unconfirmed)) => {
+            println!("{}", serde_json::json!({ "level": "warn", "service": "cart", "guest_cart_merge_unconfirmed": guest.lines.len() }));
+        }
+        Err(_) => give_back(store, guest_key, &guest, now),
+        Ok(_) => {}
     }
     moved.map(Some)
 }

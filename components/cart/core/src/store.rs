@@ -91,8 +91,9 @@ pub enum StoreError {
     /// The change needs a cart that does not exist and may not be created
     /// here ([`Create::Never`]).
     Missing,
-    /// A write was reported failed and so many other writes followed that
-    /// whether it landed can no longer be told.
+    /// A write was sent and whether it landed cannot be told: the store
+    /// failed right after it, or it was reported failed and so many other
+    /// writes followed that its id left the history.
     Unconfirmed,
 }
 
@@ -278,12 +279,19 @@ where
         let excess = writes.len().saturating_sub(HISTORY);
         writes.drain(..excess);
         next.writes = writes;
-        match store.swap(cas, &encode(&next))? {
+        // Once the swap is sent, a store error no longer means the write
+        // did not land: Spin's Redis store writes, then reads the key again
+        // on a new connection to hand back the handle, and that can fail
+        // after the write went through. So an error here, or in the read
+        // that checks for our write, is unconfirmed (the client reloads the
+        // cart), never an error a retry would apply a second time.
+        let swapped = store.swap(cas, &encode(&next)).map_err(|_| StoreError::Unconfirmed)?;
+        match swapped {
             Ok(()) => return Ok((out, Some(next))),
             Err(handed_back) => {
                 // Reported failed: maybe applied. Read what is there now.
                 cas = handed_back;
-                bytes = store.current(&mut cas)?;
+                bytes = store.current(&mut cas).map_err(|_| StoreError::Unconfirmed)?;
                 if let Some(now) = bytes.as_deref().map(decode).transpose()? {
                     if now.writes.contains(&id) {
                         return Ok((out, Some(next)));

@@ -21,12 +21,12 @@ fn store_error(e: StoreError) -> ApiError {
         StoreError::Contended => ApiError::new(409, "cart_busy", "the cart is being changed by another request; retry")
             .with_header("retry-after", "1"),
         StoreError::Corrupt(m) => ApiError::internal(m),
-        // Not reached in practice (see cart_core::store). No retry-after: a
-        // retry could add twice, the client should look at the cart first.
+        // Rare (see cart_core::store). No retry-after: a retry could add
+        // twice, the client should look at the cart first.
         StoreError::Unconfirmed => ApiError::new(
             409,
             "cart_busy",
-            "the cart was changed by many requests at once and this change could not be confirmed; reload the cart before retrying",
+            "this change may or may not have been stored (the cart store failed right after it, or many requests changed the cart at once); reload the cart before retrying",
         ),
         StoreError::Missing => ApiError::internal("the cart to change does not exist"),
     }
@@ -356,9 +356,11 @@ pub fn remove_item(ctx: &Ctx, raw_id: &str) -> HandlerResult {
     let id = product_id(raw_id)?;
     let store = store()?;
     let t = target(ctx, &store, false)?.ok_or_else(|| rule_error(CartRule::NotInCart))?;
-    let now = clock::unix_now();
+    let (now, ttl, guest) = (clock::unix_now(), identity::guest_ttl_secs(), t.owner.is_guest());
     let (_, written) = update(&store, &t.owner.key(), t.create(), |current| -> Result<Step<()>, Failure> {
-        let mut cart = current.unwrap_or_default();
+        // An expired guest cart reads as empty here too: removing one of its
+        // lines must not write the others back as a live cart.
+        let mut cart = current.filter(|c| !(guest && c.expired(now, ttl))).unwrap_or_default();
         cart.remove(&id, now).map_err(rule_error)?;
         Ok(Step::Write(cart, ()))
     })?;

@@ -225,6 +225,60 @@ fn buckets_close_after_their_end_and_the_margin() {
     assert_eq!(bucket_of(-1), -1);
 }
 
+/// Spin's SQLite store whose write of `first` fails once (a store error,
+/// or the instance dying right there).
+#[derive(Default)]
+struct FirstWriteFails {
+    inner: SpinSqlite,
+    failed: std::cell::Cell<bool>,
+}
+
+impl Kv for FirstWriteFails {
+    type Cas = <SpinSqlite as Kv>::Cas;
+    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError> {
+        self.inner.cas(key)
+    }
+    fn current(&self, cas: &mut Self::Cas) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.current(cas)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Result<(), Self::Cas>, StoreError> {
+        self.inner.swap(cas, value)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, delta)
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if key == FIRST && !self.failed.replace(true) {
+            return Err(StoreError::Unavailable("connection reset".into()));
+        }
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key)
+    }
+}
+
+/// Found in review: the first writer won a claim to write `first`, and if
+/// that write failed nobody else ever wrote it, so no sweep ever started.
+#[test]
+fn a_failed_first_write_of_the_start_is_made_by_a_later_writer() {
+    let store = FirstWriteFails::default();
+    // The very first guest cart's filing fails at `first` (its request
+    // answers 503 before the cart is written).
+    assert!(schedule(&store, &guest_key(1), T0, T0 + TTL).is_err());
+    // A later guest, in another bucket.
+    create_guest_cart(&store, &guest_key(2), T0 + 3 * BUCKET_SECS);
+    let report = sweep(&store, T0 + 3 * BUCKET_SECS + TTL + 30, TTL, 100).unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    assert!(store.inner.keys().iter().all(|k| !k.starts_with("cart:guest:")), "{:?}", store.inner.keys());
+}
+
 #[test]
 fn counters_are_told_apart_from_values() {
     assert!(is_counter_key(&count_key(5)) && is_counter_key(&claimed_key(5)) && is_counter_key(FIRST_CLAIM));

@@ -205,6 +205,66 @@ impl Kv for Crowded {
     }
 }
 
+/// Spin's Redis store whose connection fails right after a swap went
+/// through: the swap itself (Spin's re-read that hands back the handle), or
+/// the read after it, answers with a store error.
+struct FailsAfterSwap {
+    inner: SpinRedis,
+    /// Fail the swap call (else the read after it).
+    in_swap: bool,
+    failed: std::cell::Cell<bool>,
+}
+
+impl Kv for FailsAfterSwap {
+    type Cas = <SpinRedis as Kv>::Cas;
+    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError> {
+        self.inner.cas(key)
+    }
+    fn current(&self, cas: &mut Self::Cas) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.failed.get() && !self.in_swap {
+            return Err(StoreError::Unavailable("connection refused".into()));
+        }
+        self.inner.current(cas)
+    }
+    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Result<(), Self::Cas>, StoreError> {
+        let result = self.inner.swap(cas, value)?;
+        self.failed.set(true);
+        if self.in_swap {
+            return Err(StoreError::Unavailable("connection refused".into()));
+        }
+        Ok(result)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, delta)
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key)
+    }
+}
+
+/// Found in review: a store error after the swap was sent answered 503
+/// with `Retry-After` (cart_store_unavailable), and the client's retry
+/// added the item a second time. It is unconfirmed instead: 409 without
+/// `Retry-After`, reload the cart first.
+#[test]
+fn a_store_failing_right_after_a_swap_is_unconfirmed_not_retryable() {
+    for in_swap in [true, false] {
+        let store = FailsAfterSwap { inner: SpinRedis::default(), in_swap, failed: Default::default() };
+        add(&store.inner, "k", Create::NewKey, "mine").unwrap();
+        assert_eq!(add(&store, "k", Create::Never, "mine"), Err(StoreError::Unconfirmed), "failing in the swap: {in_swap}");
+        assert_eq!(stored(&store.inner, "k").quantity_of("mine"), 2, "it was applied, once");
+    }
+}
+
 #[test]
 fn a_write_reported_failed_but_already_built_upon_is_not_repeated() {
     let store = Crowded { inner: SpinRedis::default(), others: 5 };
