@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::cart::{Cart, Owner};
-use crate::store::sim::{SpinRedis, SpinSqlite};
+use crate::store::sim::{Hooked, Hooks, SpinRedis, SpinSqlite};
 use crate::store::{decode, update, Create, StoreError};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -229,38 +229,15 @@ fn buckets_close_after_their_end_and_the_margin() {
 /// or the instance dying right there).
 #[derive(Default)]
 struct FirstWriteFails {
-    inner: SpinSqlite,
     failed: std::cell::Cell<bool>,
 }
 
-impl Kv for FirstWriteFails {
-    type Cas = <SpinSqlite as Kv>::Cas;
-    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError> {
-        self.inner.cas(key)
-    }
-    fn current(&self, cas: &mut Self::Cas) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.current(cas)
-    }
-    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Result<(), Self::Cas>, StoreError> {
-        self.inner.swap(cas, value)
-    }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.inner.increment(key, delta)
-    }
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+impl Hooks<SpinSqlite> for FirstWriteFails {
+    fn set(&self, inner: &SpinSqlite, key: &str, value: &[u8]) -> Result<(), StoreError> {
         if key == FIRST && !self.failed.replace(true) {
             return Err(StoreError::Unavailable("connection reset".into()));
         }
-        self.inner.set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
-    fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key)
+        inner.set(key, value)
     }
 }
 
@@ -268,7 +245,7 @@ impl Kv for FirstWriteFails {
 /// that write failed nobody else ever wrote it, so no sweep ever started.
 #[test]
 fn a_failed_first_write_of_the_start_is_made_by_a_later_writer() {
-    let store = FirstWriteFails::default();
+    let store = Hooked { inner: SpinSqlite::default(), hooks: FirstWriteFails::default() };
     // The very first guest cart's filing fails at `first` (its request
     // answers 503 before the cart is written).
     assert!(schedule(&store, &guest_key(1), T0, T0 + TTL).is_err());

@@ -231,3 +231,52 @@ impl Kv for SpinRedis {
         Ok(self.value(key).is_some())
     }
 }
+
+/// The store `inner`, except where `hooks` step in: the faults and the
+/// interleavings tests inject at one operation.
+pub struct Hooked<S, H> {
+    pub inner: S,
+    pub hooks: H,
+}
+
+/// What a [`Hooked`] store does instead of its inner one; each defaults to
+/// the inner store's operation.
+pub trait Hooks<S: Kv> {
+    fn current(&self, inner: &S, cas: &mut S::Cas) -> Result<Option<Vec<u8>>, StoreError> {
+        inner.current(cas)
+    }
+    fn swap(&self, inner: &S, cas: S::Cas, value: &[u8]) -> Result<Result<(), S::Cas>, StoreError> {
+        inner.swap(cas, value)
+    }
+    fn set(&self, inner: &S, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        inner.set(key, value)
+    }
+}
+
+impl<S: Kv, H: Hooks<S>> Kv for Hooked<S, H> {
+    type Cas = S::Cas;
+    fn cas(&self, key: &str) -> Result<S::Cas, StoreError> {
+        self.inner.cas(key)
+    }
+    fn current(&self, cas: &mut S::Cas) -> Result<Option<Vec<u8>>, StoreError> {
+        self.hooks.current(&self.inner, cas)
+    }
+    fn swap(&self, cas: S::Cas, value: &[u8]) -> Result<Result<(), S::Cas>, StoreError> {
+        self.hooks.swap(&self.inner, cas, value)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.inner.increment(key, delta)
+    }
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.hooks.set(&self.inner, key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.exists(key)
+    }
+}

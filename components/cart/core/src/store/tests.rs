@@ -1,7 +1,7 @@
 //! The cart's store algorithm against simulations of Spin's SQLite and
 //! Redis key-value stores (`sim.rs`), defects included.
 
-use super::sim::{SpinRedis, SpinSqlite};
+use super::sim::{Hooked, Hooks, RedisCas, SpinRedis, SpinSqlite};
 use super::*;
 use std::sync::{Arc, Barrier};
 
@@ -165,89 +165,50 @@ fn concurrent_updates_are_all_kept_once_on_redis() {
 /// Spin's Redis store, with `others` writes by other requests landing right
 /// after each of our swaps (which are applied), before we read back.
 struct Crowded {
-    inner: SpinRedis,
     others: usize,
 }
 
-impl Kv for Crowded {
-    type Cas = <SpinRedis as Kv>::Cas;
-    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError> {
-        self.inner.cas(key)
-    }
-    fn current(&self, cas: &mut Self::Cas) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.current(cas)
-    }
-    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Result<(), Self::Cas>, StoreError> {
+impl Hooks<SpinRedis> for Crowded {
+    fn swap(&self, inner: &SpinRedis, cas: RedisCas, value: &[u8]) -> Result<Result<(), RedisCas>, StoreError> {
         let key = cas.key().to_string();
         let key = key.as_str();
-        self.inner.swap(cas, value)?.ok();
+        inner.swap(cas, value)?.ok();
         for _ in 0..self.others {
-            add(&self.inner, key, Create::Never, "theirs").unwrap();
+            add(inner, key, Create::Never, "theirs").unwrap();
         }
-        let mut fresh = self.inner.cas(key)?;
-        self.inner.current(&mut fresh)?;
+        let mut fresh = inner.cas(key)?;
+        inner.current(&mut fresh)?;
         Ok(Err(fresh))
     }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.inner.increment(key, delta)
-    }
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
-    fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key)
-    }
+}
+
+fn crowded(others: usize) -> Hooked<SpinRedis, Crowded> {
+    Hooked { inner: SpinRedis::default(), hooks: Crowded { others } }
 }
 
 /// Spin's Redis store whose connection fails right after a swap went
 /// through: the swap itself (Spin's re-read that hands back the handle), or
 /// the read after it, answers with a store error.
 struct FailsAfterSwap {
-    inner: SpinRedis,
     /// Fail the swap call (else the read after it).
     in_swap: bool,
     failed: std::cell::Cell<bool>,
 }
 
-impl Kv for FailsAfterSwap {
-    type Cas = <SpinRedis as Kv>::Cas;
-    fn cas(&self, key: &str) -> Result<Self::Cas, StoreError> {
-        self.inner.cas(key)
-    }
-    fn current(&self, cas: &mut Self::Cas) -> Result<Option<Vec<u8>>, StoreError> {
+impl Hooks<SpinRedis> for FailsAfterSwap {
+    fn current(&self, inner: &SpinRedis, cas: &mut RedisCas) -> Result<Option<Vec<u8>>, StoreError> {
         if self.failed.get() && !self.in_swap {
             return Err(StoreError::Unavailable("connection refused".into()));
         }
-        self.inner.current(cas)
+        inner.current(cas)
     }
-    fn swap(&self, cas: Self::Cas, value: &[u8]) -> Result<Result<(), Self::Cas>, StoreError> {
-        let result = self.inner.swap(cas, value)?;
+    fn swap(&self, inner: &SpinRedis, cas: RedisCas, value: &[u8]) -> Result<Result<(), RedisCas>, StoreError> {
+        let result = inner.swap(cas, value)?;
         self.failed.set(true);
         if self.in_swap {
             return Err(StoreError::Unavailable("connection refused".into()));
         }
         Ok(result)
-    }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.inner.increment(key, delta)
-    }
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(key)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.inner.set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(key)
-    }
-    fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.exists(key)
     }
 }
 
@@ -258,7 +219,7 @@ impl Kv for FailsAfterSwap {
 #[test]
 fn a_store_failing_right_after_a_swap_is_unconfirmed_not_retryable() {
     for in_swap in [true, false] {
-        let store = FailsAfterSwap { inner: SpinRedis::default(), in_swap, failed: Default::default() };
+        let store = Hooked { inner: SpinRedis::default(), hooks: FailsAfterSwap { in_swap, failed: Default::default() } };
         add(&store.inner, "k", Create::NewKey, "mine").unwrap();
         assert_eq!(add(&store, "k", Create::Never, "mine"), Err(StoreError::Unconfirmed), "failing in the swap: {in_swap}");
         assert_eq!(stored(&store.inner, "k").quantity_of("mine"), 2, "it was applied, once");
@@ -267,7 +228,7 @@ fn a_store_failing_right_after_a_swap_is_unconfirmed_not_retryable() {
 
 #[test]
 fn a_write_reported_failed_but_already_built_upon_is_not_repeated() {
-    let store = Crowded { inner: SpinRedis::default(), others: 5 };
+    let store = crowded(5);
     add(&store.inner, "k", Create::NewKey, "mine").unwrap();
     add(&store, "k", Create::Never, "mine").unwrap();
     let cart = stored(&store.inner, "k");
@@ -277,7 +238,7 @@ fn a_write_reported_failed_but_already_built_upon_is_not_repeated() {
 
 #[test]
 fn a_write_buried_under_too_many_others_is_unconfirmed_not_guessed() {
-    let store = Crowded { inner: SpinRedis::default(), others: HISTORY };
+    let store = crowded(HISTORY);
     add(&store.inner, "k", Create::NewKey, "mine").unwrap();
     assert_eq!(add(&store, "k", Create::Never, "mine"), Err(StoreError::Unconfirmed));
     assert_eq!(stored(&store.inner, "k").quantity_of("mine"), 2, "it was applied, once");
