@@ -339,7 +339,6 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> R
     inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
         let held = lock_product(tx, id)?;
-        let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
         if stock < held {
             return Err(below_reserved(held));
         }

@@ -444,11 +444,20 @@ pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
 /// or when its account was erased since (the row is failed and blanked):
 /// then it must not be sent from here.
 pub fn renew(db: &dyn Db, d: &Delivery, now: i64, send_secs: i64) -> Result<bool, DbError> {
-    let rows = db.query(
-        "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'sending' AND attempts = ? RETURNING id",
-        &[(now + LEASE_SECS + send_secs).into(), d.id.into(), d.attempts.into()],
-    )?;
-    Ok(!rows.is_empty())
+    Ok(!renew_all(db, std::slice::from_ref(d), now, send_secs)?.is_empty())
+}
+
+/// [`renew`] for a batch sent in one call, in one statement: the ids of
+/// the deliveries still this sweep's claims.
+pub fn renew_all(db: &dyn Db, ds: &[Delivery], now: i64, send_secs: i64) -> Result<Vec<i64>, DbError> {
+    if ds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let claims = vec!["(id = ? AND attempts = ?)"; ds.len()].join(" OR ");
+    let mut params: Vec<storage::Value> = vec![(now + LEASE_SECS + send_secs).into()];
+    params.extend(ds.iter().flat_map(|d| [d.id.into(), d.attempts.into()]));
+    let rows = db.query(&format!("UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND ({claims}) RETURNING id"), &params)?;
+    rows.iter().map(|r| r.int("id")).collect()
 }
 
 /// Record the outcome of a claimed delivery, if it is still this claim's
@@ -779,6 +788,7 @@ mod tests {
         pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let first = claim_due(&db, 100, 1).unwrap().remove(0);
         assert!(renew(&db, &first, 100, 11).unwrap(), "its own claim, renewed before the send");
+        assert_eq!(renew_all(&db, std::slice::from_ref(&first), 100, 11).unwrap(), [first.id], "as a batch too");
         assert!(claim_due(&db, 100 + LEASE_SECS, 1).unwrap().is_empty(), "the renewal covers the send");
         let second = claim_due(&db, 100 + LEASE_SECS + 11, 1).unwrap().remove(0);
         assert_eq!(second.attempts, 2);

@@ -232,14 +232,8 @@ fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendCon
         }
     }
     // Renewed as one send (see `deliveries::renew`): only what is still this claim's.
-    let send_secs = send_allowance_secs(resend.timeout_ms);
-    let mut renewed = Vec::with_capacity(batch.len());
-    for d in batch {
-        if deliveries::renew(db, &d, clock::unix_now(), send_secs)? {
-            renewed.push(d);
-        }
-    }
-    let batch = renewed;
+    let renewed = deliveries::renew_all(db, &batch, clock::unix_now(), send_allowance_secs(resend.timeout_ms))?;
+    batch.retain(|d| renewed.contains(&d.id));
     let outcomes = if resend.configured() {
         if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch) }
     } else {
