@@ -54,6 +54,10 @@ pub struct Delivery {
     /// The trace context of the event it was made from (see [`OutboxEvent`]).
     #[serde(skip)]
     pub trace: EventTrace,
+    /// A promotion's: the Idempotency-Key of the batch it was sent in
+    /// (see [`renew_batch`]).
+    #[serde(skip)]
+    pub batch_key: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -101,6 +105,7 @@ fn from_row(r: &storage::Row<'_>, with_content: bool) -> Result<Delivery, DbErro
         provider_id: r.opt_text("provider_id")?,
         headers: r.opt_text("headers")?,
         trace: EventTrace::from_row(r),
+        batch_key: r.opt_text("batch_key")?,
         created_at: r.text("created_at")?,
         updated_at: r.text("updated_at")?,
     })
@@ -349,9 +354,32 @@ pub fn claim_due(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbE
     claim_lane(db, now, limit, false, None)
 }
 
-/// Claim up to `limit` due promotional deliveries (see [`claim_due`]).
+/// Claim up to `limit` due promotional deliveries (see [`claim_due`]), in
+/// id order. A batch sent before that is due again (its answer was unclear,
+/// or its sweep died mid-send) comes first, alone and whole: the same
+/// deliveries, to go under the same key ([`renew_batch`]).
 pub fn claim_due_promotions(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Delivery>, DbError> {
-    claim_lane(db, now, limit, true, None)
+    let due = "((status = 'pending' AND next_attempt_at <= ?) OR (status = 'sending' AND lease_until <= ?))";
+    let again = db.query(
+        &format!("SELECT batch_key FROM deliveries WHERE event_type = ? AND batch_key IS NOT NULL AND {due} ORDER BY id LIMIT 1"),
+        &[PROMOTION.into(), now.into(), now.into()],
+    )?;
+    let mut claimed = match again.first().map(|r| r.text("batch_key")).transpose()? {
+        Some(key) => {
+            fail_lapsed_last_attempts(db, now)?;
+            let rows = db.query(
+                &format!(
+                    "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+                     WHERE batch_key = ? AND {due} RETURNING *"
+                ),
+                &[(now + LEASE_SECS).into(), clock::now_rfc3339().into(), key.into(), now.into(), now.into()],
+            )?;
+            rows.iter().map(|r| from_row(&r, true)).collect::<Result<Vec<_>, _>>()?
+        }
+        None => claim_lane(db, now, limit, true, None)?,
+    };
+    claimed.sort_by_key(|d| d.id);
+    Ok(claimed)
 }
 
 /// Claim the due transactional deliveries of the events recorded with this
@@ -362,8 +390,9 @@ pub fn claim_due_of(db: &dyn Db, traceparent: &str, now: i64, limit: u32) -> Res
     claim_lane(db, now, limit, false, Some(traceparent))
 }
 
-fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool, traceparent: Option<&str>) -> Result<Vec<Delivery>, DbError> {
-    // Failed for good here, not in `record`: a link email's body goes too.
+/// A lapsed lease on a delivery that already used its last attempt fails
+/// it. Failed for good here, not in `record`: a link email's body goes too.
+fn fail_lapsed_last_attempts(db: &dyn Db, now: i64) -> Result<(), DbError> {
     let secret_carrying = templates::SECRET_CARRYING.map(|t| format!("'{t}'")).join(", ");
     db.execute(
         &format!(
@@ -374,7 +403,11 @@ fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool, traceparent: 
              WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?"
         ),
         &[clock::now_rfc3339().into(), REMOVED.into(), REMOVED.into(), now.into(), MAX_ATTEMPTS.into()],
-    )?;
+    )
+}
+
+fn claim_lane(db: &dyn Db, now: i64, limit: u32, promotions: bool, traceparent: Option<&str>) -> Result<Vec<Delivery>, DbError> {
+    fail_lapsed_last_attempts(db, now)?;
     // The condition is repeated outside the subquery for Postgres: two sweeps
     // at once pick the same ids there, and the second one's UPDATE, after
     // waiting for the first, re-checks only the outer WHERE on the row the
@@ -444,20 +477,42 @@ pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
 /// or when its account was erased since (the row is failed and blanked):
 /// then it must not be sent from here.
 pub fn renew(db: &dyn Db, d: &Delivery, now: i64, send_secs: i64) -> Result<bool, DbError> {
-    Ok(!renew_all(db, std::slice::from_ref(d), now, send_secs)?.is_empty())
+    let rows = db.query(
+        "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'sending' AND attempts = ? RETURNING id",
+        &[(now + LEASE_SECS + send_secs).into(), d.id.into(), d.attempts.into()],
+    )?;
+    Ok(!rows.is_empty())
 }
 
-/// [`renew`] for a batch sent in one call, in one statement: the ids of
-/// the deliveries still this sweep's claims.
-pub fn renew_all(db: &dyn Db, ds: &[Delivery], now: i64, send_secs: i64) -> Result<Vec<i64>, DbError> {
+/// [`renew`] for the promotions of one batch, in one statement, recording
+/// the batch's Idempotency-Key on them before it is sent: should the batch
+/// have to be tried again, [`claim_due_promotions`] claims the same
+/// deliveries, and they go under the same key. `key` is the one they were
+/// sent under before, if they were ([`Delivery::batch_key`]), else one made
+/// from their own keys. Returns the deliveries still this sweep's claims,
+/// and the key.
+pub fn renew_batch(db: &dyn Db, ds: &[Delivery], now: i64, send_secs: i64) -> Result<(Vec<i64>, String), DbError> {
+    let key = ds.iter().find_map(|d| d.batch_key.clone()).unwrap_or_else(|| batch_key_of(ds));
     if ds.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), key));
     }
     let claims = vec!["(id = ? AND attempts = ?)"; ds.len()].join(" OR ");
-    let mut params: Vec<storage::Value> = vec![(now + LEASE_SECS + send_secs).into()];
+    let mut params: Vec<storage::Value> = vec![(now + LEASE_SECS + send_secs).into(), key.as_str().into()];
     params.extend(ds.iter().flat_map(|d| [d.id.into(), d.attempts.into()]));
-    let rows = db.query(&format!("UPDATE deliveries SET lease_until = ? WHERE status = 'sending' AND ({claims}) RETURNING id"), &params)?;
-    rows.iter().map(|r| r.int("id")).collect()
+    let rows = db.query(
+        &format!("UPDATE deliveries SET lease_until = ?, batch_key = ? WHERE status = 'sending' AND ({claims}) RETURNING id"),
+        &params,
+    )?;
+    Ok((rows.iter().map(|r| r.int("id")).collect::<Result<_, _>>()?, key))
+}
+
+/// A batch's Idempotency-Key made from its deliveries' keys, in id order.
+pub fn batch_key_of(ds: &[Delivery]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut keys: Vec<(i64, &str)> = ds.iter().map(|d| (d.id, d.idempotency_key.as_str())).collect();
+    keys.sort();
+    let digest = Sha256::digest(keys.iter().map(|(_, k)| *k).collect::<Vec<_>>().join("\n").as_bytes());
+    format!("promotions/{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Record the outcome of a claimed delivery, if it is still this claim's
@@ -609,6 +664,47 @@ mod tests {
         assert_eq!(pull_with(&db, "users", promotions, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
         assert_eq!(pull_with(&db, "users", transactional, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
         assert_eq!((cursor(&db, "users").unwrap(), cursor(&db, "users/promotion.send").unwrap()), (251, 250));
+    }
+
+    /// Found in review: a batch whose answer was unclear (or whose sweep
+    /// died mid-send) was claimed again as whatever promotions were due
+    /// then, under a key made from that set: another key to Resend, which
+    /// then sent the emails the first attempt had sent once more. Now the
+    /// same batch goes again, under the same key.
+    #[test]
+    fn a_promotion_batch_tried_again_is_the_same_batch_under_the_same_key() {
+        let (db, outbox) = setup();
+        for i in 0..5 {
+            add(&outbox, PROMOTION, &format!("p1/u{i}"));
+        }
+        let own = |e: &OutboxEvent| -> Result<Option<OwnEmail>, DbError> {
+            let user = e.aggregate_id.trim_start_matches("p1/");
+            Ok(Some(OwnEmail { to: Recipient::of_account(user, format!("{user}@example.com")), subject: "Sale".into(), html: "Sale".into(), text: "Sale".into(), headers: None }))
+        };
+        assert_eq!(pull_with(&db, "users", Lane::Only(PROMOTION), &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 5);
+        let ids = |ds: &[Delivery]| ds.iter().map(|d| d.id).collect::<Vec<_>>();
+
+        // A batch of two whose answer was unclear: tried again as those two.
+        let first = claim_due_promotions(&db, 100, 2).unwrap();
+        let (renewed, key) = renew_batch(&db, &first, 100, 11).unwrap();
+        assert_eq!((renewed, key.clone()), (ids(&first), batch_key_of(&first)));
+        for d in &first {
+            record(&db, d, &Attempt::Retry { after_secs: None, error: "timed out".into() }, 100).unwrap();
+        }
+        let again = claim_due_promotions(&db, 1000, 3).unwrap();
+        assert_eq!(ids(&again), ids(&first), "the same batch, not the first three due");
+        assert_eq!(renew_batch(&db, &again, 1000, 11).unwrap(), (ids(&first), key.clone()), "under the same key");
+        for d in &again {
+            record(&db, d, &Attempt::Sent { provider_id: None }, 1000).unwrap();
+        }
+
+        // A batch whose sweep died mid-send: claimed again whole when its lease lapses.
+        let next = claim_due_promotions(&db, 1000, 2).unwrap();
+        let (_, next_key) = renew_batch(&db, &next, 1000, 11).unwrap();
+        assert_ne!(next_key, key);
+        let lapsed = claim_due_promotions(&db, 1000 + LEASE_SECS + 12, 10).unwrap();
+        assert_eq!(ids(&lapsed), ids(&next), "the dead sweep's batch, not every promotion due");
+        assert_eq!(renew_batch(&db, &lapsed, 2000, 11).unwrap().1, next_key);
     }
 
     /// The promotions cursor starts where the users cursor stood when it
@@ -788,7 +884,6 @@ mod tests {
         pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let first = claim_due(&db, 100, 1).unwrap().remove(0);
         assert!(renew(&db, &first, 100, 11).unwrap(), "its own claim, renewed before the send");
-        assert_eq!(renew_all(&db, std::slice::from_ref(&first), 100, 11).unwrap(), [first.id], "as a batch too");
         assert!(claim_due(&db, 100 + LEASE_SECS, 1).unwrap().is_empty(), "the renewal covers the send");
         let second = claim_due(&db, 100 + LEASE_SECS + 11, 1).unwrap().remove(0);
         assert_eq!(second.attempts, 2);

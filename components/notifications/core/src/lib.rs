@@ -60,6 +60,7 @@ pub(crate) mod test_support {
             provider_id: None,
             headers: None,
             trace: Default::default(),
+            batch_key: None,
             created_at: "t".into(),
             updated_at: "t".into(),
         }

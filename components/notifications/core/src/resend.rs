@@ -85,15 +85,11 @@ impl ResendConfig {
     }
 
     /// Send up to 100 deliveries in one call to Resend's batch endpoint
-    /// (`POST /emails/batch`); one outcome per delivery, in order. The
-    /// batch's `Idempotency-Key` is derived from its deliveries' keys, so a
-    /// retry of the same batch is not sent twice.
-    pub fn send_batch(&self, ds: &[Delivery]) -> Vec<Attempt> {
-        use sha2::{Digest, Sha256};
+    /// (`POST /emails/batch`) under the batch's `Idempotency-Key` (see
+    /// `deliveries::renew_batch`); one outcome per delivery, in order.
+    pub fn send_batch(&self, ds: &[Delivery], key: &str) -> Vec<Attempt> {
         let body = serde_json::Value::Array(ds.iter().map(|d| self.email(d)).collect());
-        let digest = Sha256::digest(ds.iter().map(|d| d.idempotency_key.as_str()).collect::<Vec<_>>().join("\n").as_bytes());
-        let key = format!("promotions/{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
-        match self.post("/emails/batch", &body, &key, &EventTrace::default()) {
+        match self.post("/emails/batch", &body, key, &EventTrace::default()) {
             Ok((status, answer, retry_after)) => (0..ds.len())
                 .map(|i| classify(status, &answer, retry_after.clone(), |a| a["data"][i]["id"].as_str().map(str::to_string)))
                 .collect(),

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "promotion_lane",
         sql: include_str!("../../../../migrations/notifications/0008_promotion_lane.sql"),
     },
+    Migration {
+        version: 9,
+        name: "promotion_batches",
+        sql: include_str!("../../../../migrations/notifications/0009_promotion_batches.sql"),
+    },
 ];
 
 /// Open the notifications database with its schema current.
@@ -83,6 +88,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "promotion_lane",
         sql: include_str!("../../../../migrations/postgres/notifications/0008_promotion_lane.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "promotion_batches",
+        sql: include_str!("../../../../migrations/postgres/notifications/0009_promotion_batches.sql"),
     },
 ];
 

@@ -215,11 +215,7 @@ fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendCon
         return Ok(0);
     }
     let mut batch: Vec<Delivery> = Vec::new();
-    // In id order, so the batch's Idempotency-Key (made from its keys) is
-    // the same whatever order the claim returned them in.
-    let mut claimed = deliveries::claim_due_promotions(db, now, promotions::BATCH_SIZE)?;
-    claimed.sort_by_key(|d| d.id);
-    for d in claimed {
+    for d in deliveries::claim_due_promotions(db, now, promotions::BATCH_SIZE)? {
         let consents = match promotions::user_of(&d.idempotency_key) {
             Some(user) => consenting_email(users, user)?.is_some(),
             None => false,
@@ -232,10 +228,12 @@ fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendCon
         }
     }
     // Renewed as one send (see `deliveries::renew`): only what is still this claim's.
-    let renewed = deliveries::renew_all(db, &batch, clock::unix_now(), send_allowance_secs(resend.timeout_ms))?;
+    // Renewed as one send (see `deliveries::renew`), with the batch's key
+    // recorded on it first: only what is still this claim's goes.
+    let (renewed, key) = deliveries::renew_batch(db, &batch, clock::unix_now(), send_allowance_secs(resend.timeout_ms))?;
     batch.retain(|d| renewed.contains(&d.id));
     let outcomes = if resend.configured() {
-        if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch) }
+        if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch, &key) }
     } else {
         batch.iter().for_each(mail_log);
         batch.iter().map(|_| Attempt::Logged).collect()
