@@ -111,8 +111,9 @@ fn a_stopped_embedded_shop_copied_to_postgres_and_redis_carries_on() {
     let keys_copied = shop_store_copy::copy_key_value(&carts_file, "carts", &stores.redis.url()).unwrap();
     assert!(keys_copied >= 2, "the buyer's and the guest's carts: {keys_copied}");
     // Counters arrive as Redis counts them (decimal text), so `INCRBY` on
-    // them keeps working: the guest cart's expiry-index claim, for one.
-    assert_eq!(stores.redis.get("guest-expiry:first-claim").as_deref(), Some(&b"1"[..]), "a counter copied as decimal text");
+    // them keeps working: the claim that created the buyer's cart, for one.
+    let claim = format!("claim:cart:user:{}", buyer.id);
+    assert_eq!(stores.redis.get(&claim).as_deref(), Some(&b"1"[..]), "a counter copied as decimal text");
     // A second copy into the same databases is refused, and changes nothing.
     let again = shop_store_copy::copy_database(shop_store_copy::service("orders").unwrap(), &files[2].1, &stores.postgres.database_url("orders"));
     let message = format!("{:#}", again.expect_err("copying into a database that holds data"));
