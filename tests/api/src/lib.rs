@@ -606,7 +606,7 @@ pub fn at_once<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() 
 }
 
 mod users;
-pub use users::{link_token, post_from, unique_email, TestUser, STRONG_PASSWORD};
+pub use users::{link_token, post_from, post_from_with, unique_email, TestUser, STRONG_PASSWORD};
 
 mod catalog_steps;
 pub use catalog_steps::unique_sku;

@@ -181,6 +181,11 @@ pub fn link_token(text: &str) -> Option<String> {
 /// can act as a different client (per-client rate limits). Returns the
 /// status and headers.
 pub fn post_from(source_ip: std::net::Ipv4Addr, base_url: &str, path: &str, json_body: &str) -> (u16, Vec<(String, String)>) {
+    post_from_with(source_ip, base_url, path, json_body, &[])
+}
+
+/// [`post_from`] with more request headers.
+pub fn post_from_with(source_ip: std::net::Ipv4Addr, base_url: &str, path: &str, json_body: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>) {
     use socket2::{Domain, Socket, Type};
     use std::io::{Read, Write};
     let hostport = base_url.trim_start_matches("http://");
@@ -192,8 +197,9 @@ pub fn post_from(source_ip: std::net::Ipv4Addr, base_url: &str, path: &str, json
     socket.bind(&std::net::SocketAddr::from((source_ip, 0)).into()).expect("bind source address");
     socket.connect(&target.into()).expect("connect");
     let mut stream: std::net::TcpStream = socket.into();
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json_body}",
+        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{json_body}",
         json_body.len()
     );
     stream.write_all(req.as_bytes()).expect("write");

@@ -214,53 +214,47 @@ impl App {
     }
 }
 
-/// Spin's request headers (both the `spin-*` names and the legacy ones
-/// Spin still sends), overwriting anything a client sent under those names.
+/// Spin's request headers, appended after the client's as Spin does
+/// (`spin-trigger-http`'s `prepare_request_headers` lists the client's
+/// fields, then its own; the request's header map is then extended, which
+/// appends): a client that sends a `spin-*` field of its own is not
+/// overwritten, so the component sees that value first and Spin's last.
+/// Only the `spin-*` names (the legacy ones are for Wagi components).
 fn set_spin_headers(
     headers: &mut http::HeaderMap,
     route: &RouteMatch,
     full_url: &str,
     client: SocketAddr,
 ) -> Result<()> {
-    let values = [
-        (["spin-full-url", "x-full-url"], full_url.to_string()),
-        (["spin-path-info", "path-info"], route.path_info.clone()),
+    let mut values = vec![
+        ("spin-path-info".to_string(), route.path_info.clone()),
+        ("spin-full-url".to_string(), full_url.to_string()),
+        ("spin-matched-route".to_string(), route.raw_route.clone()),
+        ("spin-base-path".to_string(), "/".to_string()),
         (
-            ["spin-matched-route", "x-matched-route"],
-            route.raw_route.clone(),
-        ),
-        (["spin-base-path", "x-base-path"], "/".to_string()),
-        (
-            ["spin-raw-component-route", "x-raw-component-route"],
+            "spin-raw-component-route".to_string(),
             route.raw_route.clone(),
         ),
         (
-            ["spin-component-route", "x-component-route"],
+            "spin-component-route".to_string(),
             route.component_route.clone(),
         ),
-        (["spin-client-addr", "x-client-addr"], client.to_string()),
+        ("spin-client-addr".to_string(), client.to_string()),
     ];
-    for (names, value) in values {
-        for name in names {
-            headers.insert(
-                name,
-                value
-                    .parse()
-                    .with_context(|| format!("header {name}: {value:?}"))?,
-            );
-        }
-    }
     for (name, value) in &route.params {
         let header = format!(
             "spin-path-match-{}",
             name.to_ascii_lowercase().replace('_', "-")
         );
-        headers.insert(
-            http::HeaderName::try_from(header.as_str())
-                .with_context(|| format!("parameter name {name:?}"))?,
+        values.push((header, value.clone()));
+    }
+    for (name, value) in values {
+        headers.append(
+            http::HeaderName::try_from(name.as_str())
+                .with_context(|| format!("header name {name:?}"))?,
             value
                 .parse()
-                .with_context(|| format!("parameter {name}: {value:?}"))?,
+                .with_context(|| format!("header {name}: {value:?}"))?,
         );
     }
     Ok(())

@@ -84,9 +84,14 @@ fn spin_headers_for_a_wildcard_route() {
 #[test]
 fn spin_headers_for_an_exact_route_and_client_spoofing() {
     let app = start(&[]);
-    // A client cannot smuggle its own values in.
-    let body = app.get("/probe/exact", &[("spin-path-info", "/evil")]).ok();
+    // As in Spin, a client's own `spin-*` field is passed on and Spin's
+    // comes after it, so the last one is Spin's: what spin-sdk's `Request`
+    // keeps (a map, the last field of a name winning), and what a component
+    // reading every field must take (the users service does, for
+    // `spin-client-addr`; the API suite checks it).
+    let body = app.get("/probe/exact", &[("spin-path-info", "/evil"), ("spin-client-addr", "6.6.6.6:1")]).ok();
     let h = &body["headers"];
+    assert!(h["spin-client-addr"].as_str().unwrap().starts_with("127.0.0.1:"), "{h}");
     assert_eq!(h["spin-path-info"], "");
     assert_eq!(h["spin-matched-route"], "/probe/exact");
     assert_eq!(h["spin-component-route"], "/probe/exact");

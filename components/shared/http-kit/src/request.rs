@@ -39,6 +39,17 @@ impl Ctx {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The last field named `name`: for a header Spin sets (`spin-*`).
+    /// Spin appends its own after any field of that name the client sent,
+    /// so only the last one is Spin's.
+    pub fn spin_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Every field named `name`, in order, joined with `, `: a list header
     /// (`X-Forwarded-For`) may arrive as several fields, which mean the
     /// same as one field with their values comma-separated (RFC 9110,

@@ -171,7 +171,8 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
 /// The client address for per-client limits (see `trusted_proxy_hops`).
 pub(crate) fn client_of(ctx: &Ctx) -> String {
     login_limits::client_address(
-        ctx.header("spin-client-addr"),
+        // Spin's own, never a value the client sent under that name.
+        ctx.spin_header("spin-client-addr"),
         ctx.header_list("x-forwarded-for").as_deref(),
         login_limits::trusted_proxy_hops_from_variables(),
     )
