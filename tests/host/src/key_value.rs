@@ -187,15 +187,17 @@ pub(crate) fn keys(conn: &rusqlite::Connection, store: &str) -> rusqlite::Result
     Ok(keys)
 }
 
-/// Runs `f` inside a `BEGIN IMMEDIATE` transaction: the write lock is taken
-/// up front (waiting out the busy timeout), so a read-then-write inside `f`
-/// cannot interleave with another connection's write. Commits if `f` returns
-/// `Ok(Ok(_))`, rolls back otherwise.
-pub(crate) fn immediate<T, E>(
+/// Runs `f` inside a transaction as Spin's SQLite store does
+/// (`Connection::transaction`: a deferred `BEGIN`). One process keeps one
+/// connection per store behind a mutex, so nothing interleaves with `f`
+/// there; two processes sharing the file can see the upgrade of a read to
+/// a write refused (`SQLITE_BUSY`), as under two `spin up`s. Commits if `f`
+/// returns `Ok(Ok(_))`, rolls back otherwise.
+pub(crate) fn in_transaction<T, E>(
     conn: &rusqlite::Connection,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<Result<T, E>>,
 ) -> rusqlite::Result<Result<T, E>> {
-    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Deferred)?;
     let outcome = f(&tx)?;
     if outcome.is_ok() {
         tx.commit()?;
@@ -215,7 +217,7 @@ pub(crate) fn increment(
     key: &str,
     delta: i64,
 ) -> rusqlite::Result<Result<i64, String>> {
-    immediate(conn, |tx| {
+    in_transaction(conn, |tx| {
         let current = match get(tx, store, key)? {
             None => 0,
             Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
@@ -360,7 +362,7 @@ impl Backend {
         match self {
             Backend::Sqlite(conn) => {
                 sqlite(conn, "set-many", move |c, s| {
-                    immediate(c, |tx| {
+                    in_transaction(c, |tx| {
                         for (key, value) in &key_values {
                             set(tx, s, key, value)?;
                         }
@@ -378,7 +380,7 @@ impl Backend {
         match self {
             Backend::Sqlite(conn) => {
                 sqlite(conn, "delete-many", move |c, s| {
-                    immediate(c, |tx| {
+                    in_transaction(c, |tx| {
                         for key in &keys {
                             delete(tx, s, key)?;
                         }

@@ -137,16 +137,19 @@ impl atomics::Host for HostState {
         cas: Resource<CasHandle>,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
-        // The guest gave the handle up; it is gone whatever happens.
-        let mut handle = self.table.delete(cas)?;
+        // The guest gave the handle up, but as in Spin (whose `swap` looks
+        // the handle up and never removes it) it stays open, with its
+        // connection on Redis, until the instance ends: a request that
+        // swaps N times holds N handles.
+        let handle = self.table.get_mut(&cas)?;
         match handle.swap(value).await? {
             Swapped::Ok => Ok(Ok(())),
             Swapped::Error(e) => Ok(Err(atomics::CasError::StoreError(store::Error::Other(e)))),
             Swapped::CasFailed => {
                 // As Spin: a new handle for the key, `current` called on it.
+                let handle = self.table.get(&cas)?;
                 let backend = handle.backend().clone();
                 let key = handle.key().to_string();
-                drop(handle);
                 let mut fresh = match backend.new_cas(key).await? {
                     Ok(fresh) => fresh,
                     Err(e) => {

@@ -61,9 +61,15 @@ pub const BUCKET_SECS: i64 = 5;
 pub const CLOSE_MARGIN_SECS: i64 = 5;
 /// The most buckets (empty ones included) one sweep call looks at.
 pub const MAX_BUCKETS_PER_CALL: usize = 2000;
-/// The most index entries one sweep call processes, and its default.
+/// The largest `limit` a sweep call accepts, and its default.
 pub const MAX_LIMIT: usize = 1000;
 pub const DEFAULT_LIMIT: usize = 200;
+/// The most index entries one call processes, whatever its `limit`: on
+/// Redis, Spin keeps every compare-and-swap handle a request swapped open,
+/// each with a connection of its own, until the request ends (its `swap`
+/// never removes the handle), and removing a cart is one swap, so a call
+/// of 1,000 held about 1,000 connections at its end.
+pub const PER_CALL: usize = 200;
 
 const PREFIX: &str = "guest-expiry:";
 const CURSOR: &str = "guest-expiry:cursor";
@@ -136,8 +142,9 @@ pub struct SweepReport {
 }
 
 /// Removes expired guest carts due by `now` (idle limit `ttl` seconds),
-/// processing at most `limit` index entries.
+/// processing at most `limit` index entries (and at most [`PER_CALL`]).
 pub fn sweep<S: Kv>(store: &S, now: i64, ttl: i64, limit: usize) -> Result<SweepReport, StoreError> {
+    let limit = limit.min(PER_CALL);
     let mut report = SweepReport::default();
     let start = match read_number(store, CURSOR)? {
         Some(c) => c,

@@ -256,6 +256,20 @@ fn a_failed_first_write_of_the_start_is_made_by_a_later_writer() {
     assert!(store.inner.keys().iter().all(|k| !k.starts_with("cart:guest:")), "{:?}", store.inner.keys());
 }
 
+/// A call processes at most [`PER_CALL`] entries whatever its limit (each
+/// removal holds a Redis connection until the request ends, in Spin).
+#[test]
+fn a_call_processes_at_most_its_share() {
+    let store = SpinSqlite::default();
+    for n in 0..PER_CALL + 5 {
+        create_guest_cart(&store, &guest_key(n), T0);
+    }
+    let first = sweep(&store, T0 + TTL + 30, TTL, MAX_LIMIT).unwrap();
+    assert_eq!((first.checked, first.more), (PER_CALL, true));
+    let second = sweep(&store, T0 + TTL + 30, TTL, MAX_LIMIT).unwrap();
+    assert_eq!((second.removed, second.more), (5, false));
+}
+
 #[test]
 fn counters_are_told_apart_from_values() {
     assert!(is_counter_key(&count_key(5)) && is_counter_key(&claimed_key(5)) && is_counter_key(FIRST_CLAIM));
