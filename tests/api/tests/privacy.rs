@@ -188,6 +188,10 @@ fn a_deleted_account_leaves_no_personal_data_in_any_database() {
     assert_eq!(r.status, 200, "{}", r.body);
     let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{paid_id}/status"), Some(&json!({ "status": "delivered" })));
     assert_eq!(r.status, 200, "{}", r.body);
+    // A partial refund: its event (keyed `<order>:<refunded>`) carries the
+    // order, address included, too (found in review: it was left behind).
+    let r = app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": paid_id, "amount": 1 })));
+    assert_eq!(r.status, 200, "{}", r.body);
     let export = app.send_as(&user.access_token, "GET", "/api/users/me/export", None).json();
     let exported = export["orders"].as_array().unwrap().iter().find(|o| o["id"] == paid_id.as_str()).unwrap().clone();
     assert_eq!(exported["invoices"][0]["kind"], "invoice", "the export holds the order's invoice: {exported}");
