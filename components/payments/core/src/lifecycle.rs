@@ -382,6 +382,13 @@ fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str) 
         // Already paid (a late failure/expiry) or already closed: monotonic.
         return Ok(Applied::Unchanged { status: order.status });
     }
+    // An expiry decided on an earlier read (the sweep's list, a read of the
+    // order) is checked again under the order's lock: a payment page asked
+    // for in time has extended the order meanwhile (found in review: the
+    // sweep expired it anyway and put its stock back on sale).
+    if to == Status::Expired && order.expires_at > clock::unix_now() {
+        return Ok(Applied::Unchanged { status: order.status });
+    }
     // The hold is released after this transaction ([`orders_core::owed_stock`]).
     orders_core::owed_stock::owe_release(tx, &order.id)?;
     set_payment_status(tx, &order.id, "failed")?;
@@ -522,6 +529,19 @@ mod tests {
         assert_eq!(apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { problem: "paid_after_expired".into() });
         assert_eq!(status(&db), Status::Expired);
         assert_eq!(orders::load(&db, "o1").unwrap().unwrap().flags, vec!["paid_after_expired".to_string()]);
+    }
+
+    /// Found in review: the sweep read an order as overdue, a payment page
+    /// asked for in time then extended it, and the sweep's expiry, applied
+    /// after, ended it anyway and gave its stock back.
+    #[test]
+    fn an_order_extended_since_the_expiry_was_decided_is_not_expired() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        db.execute("UPDATE orders SET expires_at = ? WHERE id = 'o1'", &[(clock::unix_now() + 600).into()]).unwrap();
+        assert_eq!(apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap(), Applied::Unchanged { status: Status::PendingPayment });
+        assert_eq!(status(&db), Status::PendingPayment);
+        assert!(inv.calls.borrow().is_empty(), "no stock moved: {:?}", inv.calls.borrow());
     }
 
     #[test]
