@@ -209,7 +209,14 @@ async function orderPage(id, isCurrent) {
         <div id="action-status" role="status"></div>
       </div>
     </div>`);
-  const done = (text) => { flash = { kind: 'success', text }; route(); };
+  // Said on the page it was done on; if the admin has moved on to another
+  // page meanwhile, the flash names the order, so it is not read as news
+  // about the order on screen.
+  const done = (text) => {
+    const here = location.pathname === `/admin/orders/${order.id}`;
+    flash = { kind: 'success', text: here ? text : `Order #${order.id.slice(0, 8)}: ${text}` };
+    route();
+  };
   const tracking = document.getElementById('tracking-form');
   if (tracking) tracking.addEventListener('submit', async (ev) => {
     ev.preventDefault();

@@ -120,7 +120,15 @@ async function refreshOnce(spent) {
   try {
     r = await fetch('/api/auth/refresh', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken }) });
   } catch { return false; }
-  if (r.ok) { keepTokens(await r.json()); return true; }
+  if (r.ok) {
+    const pair = await r.json();
+    // Signed out (or in as someone else) while this refresh was on its way:
+    // the answer belongs to a session this browser has left, and storing
+    // it would sign the next person on the device in as the last one.
+    if (localStorage.getItem(KEYS.refresh) !== refreshToken) return false;
+    keepTokens(pair);
+    return true;
+  }
   // Refused: the session ended, unless another tab (one without Web Locks)
   // rotated the token meanwhile, which is then the one to use.
   const now = localStorage.getItem(KEYS.refresh);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { minorExponent, minorToDecimal, decimalToMinor, formatMoney, errorText, html, raw } from '../../static/assets/format.js';
 import { parseYaml } from '../../static/assets/yaml.js';
-import { clockSkew, secondsLeft } from '../../static/assets/api.js';
+import { clockSkew, secondsLeft, refreshSession, signOutLocally } from '../../static/assets/api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -101,4 +101,21 @@ test('a token lasts by the server clock, whatever the device clock says', () => 
   assert.equal(secondsLeft(fresh, device + 890, skew), 10, 'and it still runs out');
   assert.equal(clockSkew('not a token', device), 0);
   assert.equal(secondsLeft('not a token', device, 0), -Infinity);
+});
+
+test('a refresh answered after signing out does not sign the session back in', async () => {
+  const memory = () => { const m = new Map(); return { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) }; };
+  globalThis.localStorage = memory();
+  globalThis.sessionStorage = memory();
+  globalThis.navigator = {};
+  let answer;
+  globalThis.fetch = () => new Promise((resolve) => { answer = resolve; });
+  localStorage.setItem('shop.refreshToken', 'r1');
+  localStorage.setItem('shop.accessToken', 'a1');
+  const refreshed = refreshSession();
+  signOutLocally();
+  answer({ ok: true, status: 200, json: async () => ({ accessToken: 'a2', refreshToken: 'r2' }) });
+  assert.equal(await refreshed, false);
+  assert.equal(localStorage.getItem('shop.refreshToken'), null, 'the old session stays signed out');
+  assert.equal(localStorage.getItem('shop.accessToken'), null);
 });

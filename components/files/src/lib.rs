@@ -37,7 +37,20 @@ fn serve_file(ctx: &Ctx) -> HandlerResult {
         let public_url = spin_sdk::variables::get("object_storage_public_url").unwrap_or_default();
         reply = reply.with_header("content-security-policy", &content_security_policy(&public_url));
     }
-    Ok(cacheable(ctx, reply, "public, max-age=300"))
+    Ok(cacheable(ctx, reply, cache_policy(kind)))
+}
+
+/// Pages, scripts and styles are revalidated on every use (`no-cache`; the
+/// `ETag` makes that a 304 without a body): the storefront's ES modules are
+/// not versioned, and a browser caching each for minutes could pair a new
+/// module with an old one after a release and fail to load the page. Other
+/// files (images, fonts, the OpenAPI text) may be kept five minutes.
+fn cache_policy(content_type: &str) -> &'static str {
+    if content_type.starts_with("text/html") || content_type.starts_with("text/css") || content_type.contains("javascript") {
+        "no-cache"
+    } else {
+        "public, max-age=300"
+    }
 }
 
 /// The pages hold the shopper's tokens (localStorage), so they run only
@@ -146,6 +159,16 @@ mod tests {
     use super::*;
 
     use proptest::prelude::*;
+
+    /// Found in review: pages and modules cached for five minutes each could
+    /// pair a new module with an old one after a release.
+    #[test]
+    fn pages_scripts_and_styles_are_revalidated_and_images_kept_a_while() {
+        for path in ["index.html", "assets/store.js", "assets/shop.css"] {
+            assert_eq!(cache_policy(content_type(path)), "no-cache", "{path}");
+        }
+        assert_eq!(cache_policy(content_type("assets/logo.svg")), "public, max-age=300");
+    }
 
     #[test]
     fn an_http_object_storage_may_serve_images_and_nothing_else_gets_into_the_policy() {

@@ -24,7 +24,7 @@ pub fn of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     if wants_html {
         return Ok(Reply::bytes(200, "text/html; charset=utf-8", printable(&invoice, &credit_notes).into_bytes())
             .with_header("cache-control", "private, no-store")
-            .with_header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'")
+            .with_header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
             .with_header("vary", "Accept, Origin"));
     }
     Ok(Reply::ok(&json!({ "invoice": invoice, "credit_notes": credit_notes })).with_header("cache-control", "private, no-store").with_header("vary", "Accept, Origin"))
