@@ -313,8 +313,16 @@ fn paid(
         // all still free: they are sold again, inside this transaction, and
         // the order is paid after all; the release it may still owe is
         // forgiven (one already on its way finds the units sold and leaves
-        // them: the order is paid by then).
-        if order.status == Status::Expired && late == LatePayments::Honour && exact && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
+        // them: the order is paid by then). Not for an account deleted
+        // since (its address is erased: nothing could be shipped; found in
+        // review): that money goes back. The erasure locked this order
+        // before it committed, so it is seen here.
+        if order.status == Status::Expired
+            && late == LatePayments::Honour
+            && exact
+            && !orders_core::privacy::account_erased(tx, &order.user_id)?
+            && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)?
+        {
             orders_core::owed_stock::forgive(tx, &order.id)?;
             return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
         }
@@ -542,6 +550,20 @@ mod tests {
         assert_eq!(apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap(), Applied::Unchanged { status: Status::PendingPayment });
         assert_eq!(status(&db), Status::PendingPayment);
         assert!(inv.calls.borrow().is_empty(), "no stock moved: {:?}", inv.calls.borrow());
+    }
+
+    /// Found in review: a late payment for an expired order of an account
+    /// deleted since was honoured, a paid order with no address to ship to.
+    #[test]
+    fn a_late_payment_for_a_deleted_account_s_order_goes_back() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap();
+        assert_eq!(orders_core::privacy::erase_user(&db, "u", clock::unix_now()).unwrap(), Ok(0));
+        let late = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
+        assert_eq!(late, Applied::Flagged { problem: "paid_after_expired".into() });
+        assert_eq!(status(&db), Status::Expired);
+        assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("recommit")), "{:?}", inv.calls.borrow());
     }
 
     #[test]
