@@ -93,6 +93,17 @@ impl State {
         }
     }
 
+    /// The currency of a PaymentIntent's money (lower case): what Stripe
+    /// writes on its charge and refunds.
+    fn currency_of(&self, intent: &str) -> String {
+        self.captures
+            .iter()
+            .find(|c| c.payment_intent == intent)
+            .map(|c| c.currency.clone())
+            .or_else(|| self.intents.get(intent).and_then(|i| i["currency"].as_str()).map(str::to_string))
+            .unwrap_or_else(|| "usd".to_string())
+    }
+
     /// The customer pays a session: it completes and its intent's money is
     /// captured. `None` for an unknown session.
     fn complete_session(&mut self, session_id: &str) -> Option<Value> {
@@ -209,7 +220,8 @@ impl FakeStripe {
         st.next += 1;
         let id = format!("re_dash_{}_{}", run_tag(), st.next);
         *st.refunded.entry(payment_intent.to_string()).or_default() += amount;
-        st.refunds.push(json!({ "id": id, "object": "refund", "status": "succeeded", "amount": amount, "payment_intent": payment_intent, "metadata": {} }));
+        let currency = st.currency_of(payment_intent);
+        st.refunds.push(json!({ "id": id, "object": "refund", "status": "succeeded", "amount": amount, "currency": currency, "payment_intent": payment_intent, "metadata": {} }));
     }
 
     /// Every refund of this PaymentIntent, oldest first, as Stripe holds
@@ -564,14 +576,15 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
             let amount = call.field("amount").and_then(|a| a.parse::<i64>().ok());
             let pi = call.field("payment_intent").unwrap_or("").to_string();
             *st.refunded.entry(pi.clone()).or_default() += amount.unwrap_or(0);
+            let currency = st.currency_of(&pi);
             let charge = json!({
-                "id": format!("ch_{pi}"), "object": "charge", "payment_intent": pi,
+                "id": format!("ch_{pi}"), "object": "charge", "payment_intent": pi, "currency": currency,
                 "amount_refunded": st.refunded[&pi], "metadata": { "order_id": call.field("metadata[order_id]") },
             });
             st.refund_events.push(crate::order_steps::event(&format!("evt_refund_{}_{n}", run_tag()), "charge.refunded", charge));
             let refund = json!({
                 "id": format!("re_test_{}_{n}", run_tag()), "object": "refund", "status": "succeeded",
-                "amount": amount, "payment_intent": pi, "charge": format!("ch_{pi}"), "metadata": metadata(call),
+                "amount": amount, "currency": currency, "payment_intent": pi, "charge": format!("ch_{pi}"), "metadata": metadata(call),
             });
             st.refunds.push(refund.clone());
             refund
@@ -584,9 +597,10 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
         ("GET", p) if p.starts_with("/v1/payment_intents/") => {
             let id = p.trim_start_matches("/v1/payment_intents/").split('?').next().unwrap_or("").to_string();
             let refunded = st.refunded.get(&id).copied().unwrap_or(0);
+            let currency = st.currency_of(&id);
             json!({
-                "id": id, "object": "payment_intent", "status": "succeeded",
-                "latest_charge": { "id": format!("ch_{id}"), "object": "charge", "amount_refunded": refunded },
+                "id": id, "object": "payment_intent", "status": "succeeded", "currency": currency,
+                "latest_charge": { "id": format!("ch_{id}"), "object": "charge", "currency": currency, "amount_refunded": refunded },
             })
         }
         _ => return (404, json!({ "error": { "message": "unknown endpoint in the fake" } })),

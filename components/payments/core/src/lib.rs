@@ -27,4 +27,5 @@ pub mod privacy;
 pub mod refunds;
 pub mod stripe;
 pub mod stripe_keys;
+pub mod stripe_units;
 pub mod summary;

@@ -80,9 +80,14 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
     let owed: Vec<AutomaticRefund> = rows.iter().map(|r| automatic_refund(&r)).collect::<Result<_, _>>()?;
     let mut done = 0;
     for r in owed {
+        // What Stripe captured, so always an amount it takes.
+        let Ok(amount) = crate::stripe_units::to_stripe(r.amount_minor, &r.currency) else {
+            println!("{}", serde_json::json!({ "level": "error", "service": "payments", "automatic_refund_not_payable": r.payment_intent }));
+            continue;
+        };
         let fields = vec![
             ("payment_intent".to_string(), r.payment_intent.clone()),
-            ("amount".to_string(), r.amount_minor.to_string()),
+            ("amount".to_string(), amount.to_string()),
             ("reason".to_string(), if r.reason == "paid_twice" { "duplicate" } else { "requested_by_customer" }.to_string()),
             ("metadata[order_id]".to_string(), r.order_id.clone()),
             ("metadata[automatic_refund]".to_string(), r.reason.clone()),
@@ -170,6 +175,9 @@ pub enum RefundError {
     TooMuch { refundable: i64 },
     /// The order was never paid through a PaymentIntent we know.
     NotPaid,
+    /// Stripe does not take this amount in the order's currency (see
+    /// `stripe_units`).
+    NotPayable(String),
     Stripe(crate::stripe::StripeError),
     Payment(PaymentError),
 }
@@ -218,9 +226,10 @@ pub fn refund_via_stripe(
             if amount < 1 || amount > refundable {
                 return Err(RefundError::TooMuch { refundable });
             }
+            let in_stripe_units = crate::stripe_units::to_stripe(amount, order.total.currency.code()).map_err(|e| RefundError::NotPayable(e.0))?;
             let fields = vec![
                 ("payment_intent".to_string(), intent.clone()),
-                ("amount".to_string(), amount.to_string()),
+                ("amount".to_string(), in_stripe_units.to_string()),
                 ("metadata[order_id]".to_string(), order.id.clone()),
             ];
             (create_refund(db, stripe, &key, fields).map_err(RefundError::Stripe)?, amount)

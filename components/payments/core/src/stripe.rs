@@ -248,9 +248,13 @@ impl StripeConfig {
         let answer = http_kit::outbound::send_with_timeouts(method, &url, &headers, body.as_deref().map(str::as_bytes), self.timeout_ms)
             .map_err(StripeError::Unavailable)?;
         let status = answer.status;
-        let json: Json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
+        let mut json: Json = serde_json::from_slice(&answer.body).unwrap_or(Json::Null);
         match status {
-            200..=299 => Ok(json),
+            200..=299 => {
+                // In the shop's units before anyone reads an amount.
+                crate::stripe_units::normalize(&mut json);
+                Ok(json)
+            }
             429 => Err(StripeError::RateLimited { retry_after_secs: answer.retry_after.as_deref().and_then(|v| v.trim().parse().ok()) }),
             400..=499 => Err(StripeError::Rejected {
                 status,

@@ -13,6 +13,7 @@ use payments_core::lifecycle::{self, Applied, PaymentError, Source};
 use payments_core::refunds::{self, RefundError};
 use payments_core::stripe::{self, StripeConfig, StripeError};
 use payments_core::stripe_keys::StripeKey;
+use payments_core::stripe_units;
 use payments_core::summary;
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
@@ -78,7 +79,19 @@ fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::ServiceDb, Order), 
     let db = open()?;
     let order = access::order_for(&db, &caller, &body.order_id, false)?;
     payable(&order)?;
+    // Every amount Stripe will be sent must be one it takes (its units are
+    // not ISO's for every currency: see `stripe_units`).
+    for amount in std::iter::once(order.total.amount_minor).chain(order.lines.iter().map(|l| l.unit_price.amount_minor)) {
+        stripe_amount(amount, &order.currency)?;
+    }
     Ok((config, db, order))
+}
+
+/// `amount_minor` of `currency` in Stripe's units, or 422 `amount_not_payable`.
+fn stripe_amount(amount_minor: i64, currency: &str) -> Result<String, ApiError> {
+    stripe_units::to_stripe(amount_minor, currency)
+        .map(|a| a.to_string())
+        .map_err(|e| ApiError::new(422, "amount_not_payable", format!("this order cannot be paid through Stripe as priced: {}", e.0)))
 }
 
 /// How much longer than its payment page an order holds its stock, so a
@@ -121,7 +134,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     ];
     for (i, l) in order.lines.iter().enumerate() {
         fields.push((format!("line_items[{i}][price_data][currency]"), currency.clone()));
-        fields.push((format!("line_items[{i}][price_data][unit_amount]"), l.unit_price.amount_minor.to_string()));
+        fields.push((format!("line_items[{i}][price_data][unit_amount]"), stripe_amount(l.unit_price.amount_minor, &currency)?));
         fields.push((format!("line_items[{i}][price_data][product_data][name]"), l.name.clone()));
         fields.push((format!("line_items[{i}][quantity]"), l.quantity.to_string()));
     }
@@ -153,7 +166,7 @@ fn held_elsewhere(e: LedgerError, stripe_id: &str) -> ApiError {
 pub fn create_intent(ctx: &Ctx) -> HandlerResult {
     let (config, db, order) = order_to_pay(ctx)?;
     let fields: Vec<(String, String)> = vec![
-        ("amount".into(), order.total.amount_minor.to_string()),
+        ("amount".into(), stripe_amount(order.total.amount_minor, &order.currency)?),
         ("currency".into(), order.currency.to_ascii_lowercase()),
         ("metadata[order_id]".into(), order.id.clone()),
         ("automatic_payment_methods[enabled]".into(), "true".into()),
@@ -203,6 +216,13 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     let caller = ctx.caller()?;
     let config = stripe_config()?;
     let db = open()?;
+    // Only a Checkout Session the shop recorded: another object of the
+    // order (an intent, a charge, a refund) is no session (found in review:
+    // Stripe's 404 for it came back as a 502).
+    let recorded = ledger::find(&db, session_id)?.filter(|o| o.kind == Kind::CheckoutSession);
+    if recorded.is_none() {
+        return Err(ApiError::not_found("checkout session"));
+    }
     let order_id = summary::order_of(&db, Some(session_id), None)?.ok_or_else(|| ApiError::not_found("checkout session"))?;
     // The payment is applied before any lazy expiry, as the webhook would
     // apply it: the same session has the same effect whoever comes first.
@@ -248,6 +268,11 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     let order = access::order_for(&db, &caller, &body.order_id, true)?;
     let put_back = restock::choice(&order, body.restock, body.restock_lines, false)?;
     let actor = format!("admin:{}", caller.user_id);
+    // `refund:<order>:cancel` is the key of the refund a cancellation makes:
+    // a client's refund under it would be taken for that one (found in review).
+    if http_kit::idempotency_key(ctx)?.as_deref() == Some("cancel") {
+        return Err(ApiError::invalid_parameter("Idempotency-Key", "`cancel` is reserved for the refund of a cancellation; use another key"));
+    }
     if !(order.status.is_paid() || order.status == Status::Cancelled) {
         // The same request again after its refund was made (its answer was
         // lost): answered as it was, not as a new refund of nothing.
@@ -298,6 +323,7 @@ fn refund_error(e: RefundError) -> ApiError {
             ApiError::new(422, "invalid_refund_amount", format!("the amount must be from 1 to {refundable}")).with_details(json!({ "refundable": refundable }))
         }
         RefundError::NotPaid => ApiError::new(409, "no_payment_to_refund", "no Stripe payment is recorded for this order"),
+        RefundError::NotPayable(why) => ApiError::new(422, "invalid_refund_amount", format!("Stripe cannot refund this amount: {why}")),
         RefundError::Stripe(e) => stripe_error(e),
         RefundError::Payment(e) => e.into(),
     }
@@ -344,7 +370,9 @@ pub fn webhook(ctx: &Ctx) -> HandlerResult {
         count_bad_signature();
         return Err(ApiError::new(400, "invalid_signature", e.to_string()));
     }
-    let event: Json = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "invalid_json", format!("event is not JSON: {e}")))?;
+    let mut event: Json = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "invalid_json", format!("event is not JSON: {e}")))?;
+    // In the shop's units before anyone reads an amount (see `stripe_units`).
+    stripe_units::normalize(&mut event);
     let (Some(event_id), Some(kind)) = (event["id"].as_str(), event["type"].as_str()) else {
         return Err(ApiError::new(400, "invalid_event", "event has no id or type"));
     };
