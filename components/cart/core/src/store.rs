@@ -279,13 +279,24 @@ where
         let excess = writes.len().saturating_sub(HISTORY);
         writes.drain(..excess);
         next.writes = writes;
-        // Once the swap is sent, a store error no longer means the write
-        // did not land: Spin's Redis store writes, then reads the key again
+        // Once the swap is sent, a store error no longer says whether the
+        // write landed: Spin's Redis store writes, then reads the key again
         // on a new connection to hand back the handle, and that can fail
-        // after the write went through. So an error here, or in the read
-        // that checks for our write, is unconfirmed (the client reloads the
-        // cart), never an error a retry would apply a second time.
-        let swapped = store.swap(cas, &encode(&next)).map_err(|_| StoreError::Unconfirmed)?;
+        // after the write went through (the embedded store's swap is one
+        // statement: there an error means it did not land). So the cart is
+        // read back: our write in it is done; not in it, the error stands
+        // (nothing was changed, a retry is safe); unreadable, or the read
+        // that checks a reported failure failing, is unconfirmed (the client
+        // reloads the cart), never an error a retry would apply twice.
+        let swapped = match store.swap(cas, &encode(&next)) {
+            Ok(swapped) => swapped,
+            Err(failed) => {
+                let mut check = store.cas(key).map_err(|_| StoreError::Unconfirmed)?;
+                let now = store.current(&mut check).map_err(|_| StoreError::Unconfirmed)?;
+                let landed = now.as_deref().map(decode).transpose().map_err(|_| StoreError::Unconfirmed)?.is_some_and(|c| c.writes.contains(&id));
+                return if landed { Ok((out, Some(next))) } else { Err(failed.into()) };
+            }
+        };
         match swapped {
             Ok(()) => return Ok((out, Some(next))),
             Err(handed_back) => {

@@ -181,23 +181,48 @@ impl Lane {
 /// owner has not created its schema yet has none. (`*`, because an outbox
 /// whose owner has not yet added the trace columns is read without them.)
 pub fn read_outbox(outbox: &dyn Db, after: i64) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
-    read_lane(outbox, after, Lane::Every)
+    Ok(read_lane(outbox, after, Lane::Every)?.0)
 }
 
-/// [`read_outbox`], of one lane's events.
-pub fn read_lane(outbox: &dyn Db, after: i64, lane: Lane) -> Result<Vec<(i64, OutboxEvent)>, DbError> {
+/// How many outbox rows one read takes at most.
+const OUTBOX_PAGE: usize = 200;
+
+/// [`read_outbox`], of one lane's events, and how far the lane is read: the
+/// last row read, or, when a lane of some event types found fewer than a
+/// page, the outbox's last row (every row of the lane up to it was read, so
+/// its cursor may move past the others: found in review, a users cursor
+/// left before trailing promotions kept an alert on the backlog firing).
+/// Rows are committed in id order (SQLite has one writer; on Postgres the
+/// outbox's lock is held from the id's draw to the commit), so no row the
+/// lane has not read can appear below that.
+pub fn read_lane(outbox: &dyn Db, after: i64, lane: Lane) -> Result<(Vec<(i64, OutboxEvent)>, Option<i64>), DbError> {
+    let absent = |e: DbError| if outbox_absent(&e) { Ok((Vec::new(), None)) } else { Err(e) };
     let (filter, mut params): (&str, Vec<storage::Value>) = match lane {
         Lane::Every => ("", vec![]),
         Lane::Except(t) => (" AND event_type <> ?", vec![t.into()]),
         Lane::Only(t) => (" AND event_type = ?", vec![t.into()]),
     };
-    params.insert(0, after.into());
-    let rows = match outbox.query(&format!("SELECT * FROM outbox WHERE id > ?{filter} ORDER BY id LIMIT 200"), &params) {
-        Ok(rows) => rows,
-        Err(e) if outbox_absent(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let end = match lane {
+        Lane::Every => None,
+        Lane::Except(_) | Lane::Only(_) => match outbox.query("SELECT MAX(id) AS m FROM outbox", &[]) {
+            Ok(rows) => rows.first().map(|r| r.opt_int("m")).transpose()?.flatten(),
+            Err(e) => return absent(e),
+        },
     };
-    rows.iter()
+    params.insert(0, after.into());
+    let bound = match end {
+        Some(end) => {
+            params.insert(1, end.into());
+            " AND id <= ?"
+        }
+        None => "",
+    };
+    let rows = match outbox.query(&format!("SELECT * FROM outbox WHERE id > ?{bound}{filter} ORDER BY id LIMIT {OUTBOX_PAGE}"), &params) {
+        Ok(rows) => rows,
+        Err(e) => return absent(e),
+    };
+    let events = rows
+        .iter()
         .map(|r| {
             Ok((
                 r.int("id")?,
@@ -210,7 +235,10 @@ pub fn read_lane(outbox: &dyn Db, after: i64, lane: Lane) -> Result<Vec<(i64, Ou
                 },
             ))
         })
-        .collect()
+        .collect::<Result<Vec<_>, DbError>>()?;
+    let last_read = events.last().map(|(id, _)| *id);
+    let reached = if events.len() < OUTBOX_PAGE { end.or(last_read) } else { last_read };
+    Ok((events, reached))
 }
 
 /// Whom a delivery goes to: the address (an email address, or an E.164
@@ -293,8 +321,14 @@ pub fn pull_with(
     now: i64,
 ) -> Result<usize, DbError> {
     let cursor_name = lane.cursor_name(source);
-    let events = read_lane(outbox, cursor(db, &cursor_name)?, lane)?;
-    let Some(last) = events.last().map(|(id, _)| *id) else { return Ok(0) };
+    let after = cursor(db, &cursor_name)?;
+    let (events, reached) = read_lane(outbox, after, lane)?;
+    let Some(last) = reached.filter(|r| *r > after) else { return Ok(0) };
+    if events.is_empty() {
+        // Only other lanes' events since: move past them.
+        advance(db, &cursor_name, last)?;
+        return Ok(0);
+    }
     // Render and address everything before taking the write lock.
     let mut pending = Vec::new();
     for (id, e) in &events {
@@ -367,12 +401,13 @@ pub fn claim_due_promotions(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<Del
     let mut claimed = match again.first().map(|r| r.text("batch_key")).transpose()? {
         Some(key) => {
             fail_lapsed_last_attempts(db, now)?;
+            // Every open delivery of the batch, not only those due by now:
+            // their outcomes were recorded a moment apart, and a batch sent
+            // in parts under one key is refused by Resend (found in review).
             let rows = db.query(
-                &format!(
-                    "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
-                     WHERE batch_key = ? AND {due} RETURNING *"
-                ),
-                &[(now + LEASE_SECS).into(), clock::now_rfc3339().into(), key.into(), now.into(), now.into()],
+                "UPDATE deliveries SET status = 'sending', lease_until = ?, attempts = attempts + 1, updated_at = ? \
+                 WHERE batch_key = ? AND (status = 'pending' OR (status = 'sending' AND lease_until <= ?)) RETURNING *",
+                &[(now + LEASE_SECS).into(), clock::now_rfc3339().into(), key.into(), now.into()],
             )?;
             rows.iter().map(|r| from_row(&r, true)).collect::<Result<Vec<_>, _>>()?
         }
@@ -663,7 +698,14 @@ mod tests {
         assert_eq!(pull_with(&db, "users", promotions, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 50);
         assert_eq!(pull_with(&db, "users", promotions, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
         assert_eq!(pull_with(&db, "users", transactional, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
-        assert_eq!((cursor(&db, "users").unwrap(), cursor(&db, "users/promotion.send").unwrap()), (251, 250));
+        assert_eq!((cursor(&db, "users").unwrap(), cursor(&db, "users/promotion.send").unwrap()), (251, 251));
+        // Promotions after the last transactional event: the users cursor
+        // moves past them all the same (the outbox backlog alert reads it).
+        for i in 0..3 {
+            add(&outbox, PROMOTION, &format!("p2/u{i}"));
+        }
+        assert_eq!(pull_with(&db, "users", transactional, &outbox, "Shop", &to, &no_sms, &own, 100).unwrap(), 0);
+        assert_eq!(cursor(&db, "users").unwrap(), 254);
     }
 
     /// Found in review: a batch whose answer was unclear (or whose sweep
@@ -688,12 +730,14 @@ mod tests {
         let first = claim_due_promotions(&db, 100, 2).unwrap();
         let (renewed, key) = renew_batch(&db, &first, 100, 11).unwrap();
         assert_eq!((renewed, key.clone()), (ids(&first), batch_key_of(&first)));
-        for d in &first {
-            record(&db, d, &Attempt::Retry { after_secs: None, error: "timed out".into() }, 100).unwrap();
+        // Recorded a second apart, as a loop over a batch may be.
+        for (i, d) in first.iter().enumerate() {
+            record(&db, d, &Attempt::Retry { after_secs: None, error: "timed out".into() }, 100 + i as i64).unwrap();
         }
-        let again = claim_due_promotions(&db, 1000, 3).unwrap();
+        // Due for the first of them only: the whole batch goes again.
+        let again = claim_due_promotions(&db, 102, 3).unwrap();
         assert_eq!(ids(&again), ids(&first), "the same batch, not the first three due");
-        assert_eq!(renew_batch(&db, &again, 1000, 11).unwrap(), (ids(&first), key.clone()), "under the same key");
+        assert_eq!(renew_batch(&db, &again, 102, 11).unwrap(), (ids(&first), key.clone()), "under the same key");
         for d in &again {
             record(&db, d, &Attempt::Sent { provider_id: None }, 1000).unwrap();
         }

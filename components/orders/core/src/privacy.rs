@@ -89,25 +89,26 @@ pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Ve
         // Each is keyed by its order (`<order>`, or `<order>:<detail>` for a
         // refund's or a flag's), or, for an automatic refund's, by the
         // PaymentIntent it returned (found in review: only the first kind
-        // was cleaned).
-        let orders = tx.query("SELECT id FROM orders WHERE user_id = ? ORDER BY id", &[user_id.into()])?;
-        for order_id in orders.iter().map(|r| r.text("id")).collect::<Result<Vec<_>, _>>()? {
-            let rows = tx.query(
-                "SELECT id, payload FROM outbox WHERE aggregate_id = ? OR substr(aggregate_id, 1, length(?)) = ? \
-                 OR aggregate_id IN (SELECT payment_intent FROM automatic_refunds WHERE order_id = ?)",
-                &[order_id.as_str().into(), format!("{order_id}:").into(), format!("{order_id}:").into(), order_id.as_str().into()],
-            )?;
-            for r in rows.iter() {
-                let mut payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
-                // Only this order's events (a PaymentIntent id could in
-                // principle look like another key).
-                if payload["order_id"].as_str().is_some_and(|id| id != order_id) {
-                    continue;
-                }
-                let Some(order) = payload.get_mut("order").and_then(Json::as_object_mut) else { continue };
-                if order.remove("shipping_address").is_some() {
-                    tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), r.int("id")?.into()])?;
-                }
+        // was cleaned). One pass over the outbox, under its lock (the outbox
+        // has no index on the key, so each pass reads all of it).
+        let orders: Vec<String> =
+            tx.query("SELECT id FROM orders WHERE user_id = ?", &[user_id.into()])?.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;
+        let rows = tx.query(
+            "SELECT o.id, o.payload FROM outbox o WHERE EXISTS (SELECT 1 FROM orders r WHERE r.user_id = ? \
+             AND (o.aggregate_id = r.id OR substr(o.aggregate_id, 1, length(r.id) + 1) = r.id || ':')) \
+             OR o.aggregate_id IN (SELECT a.payment_intent FROM automatic_refunds a JOIN orders r ON r.id = a.order_id WHERE r.user_id = ?)",
+            &[user_id.into(), user_id.into()],
+        )?;
+        for r in rows.iter() {
+            let mut payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
+            // Only the account's own orders' events (a PaymentIntent id
+            // could in principle look like another key).
+            if payload["order_id"].as_str().is_some_and(|id| !orders.iter().any(|o| o == id)) {
+                continue;
+            }
+            let Some(order) = payload.get_mut("order").and_then(Json::as_object_mut) else { continue };
+            if order.remove("shipping_address").is_some() {
+                tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), r.int("id")?.into()])?;
             }
         }
         Ok(Ok(touched.len() as u32))
