@@ -52,13 +52,24 @@ if [ ${#binaries[@]} -eq 0 ]; then
   exit 1
 fi
 
+# Each binary's output is also kept, so that the failures can be shown
+# again at the very end: on CI only the tail of the log may be seen, and a
+# failure's panic message is otherwise buried under the binaries after it.
+logs=$(mktemp -d)
+trap 'rm -f "$artifacts"; rm -rf "$logs"' EXIT
 failed=()
 cd tests/api
 for bin in "${binaries[@]}"; do
-  echo "     Running $(basename "$bin")" >&2
-  "$bin" "$@" || failed+=("$(basename "$bin")")
+  name=$(basename "$bin")
+  echo "     Running $name" >&2
+  "$bin" "$@" 2>&1 | tee "$logs/$name" || failed+=("$name")
 done
 if [ ${#failed[@]} -gt 0 ]; then
+  for name in "${failed[@]}"; do
+    # libtest's report: from "failures:" on, without the app's log lines.
+    echo "---- api-suite: $name failed; its failures again:" >&2
+    sed -n '/^failures:$/,$p' "$logs/$name" | grep -v '^\[[a-z_-]*\] ' | tail -n 150 >&2
+  done
   echo "api-suite: failed: ${failed[*]}" >&2
   exit 1
 fi
