@@ -518,6 +518,21 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
     };
     let answer = match (call.method.as_str(), call.path.as_str()) {
         ("POST", "/v1/checkout/sessions") => {
+            // Stripe's bounds, by its own clock: 30 minutes to 24 hours after creation.
+            let expires_at = call.field("expires_at").and_then(|t| t.parse::<i64>().ok());
+            if let Some(t) = expires_at {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+                let refusal = if t < now + 1800 {
+                    Some("The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.")
+                } else if t > now + 86_400 {
+                    Some("The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.")
+                } else {
+                    None
+                };
+                if let Some(message) = refusal {
+                    return (400, json!({ "error": { "type": "invalid_request_error", "param": "expires_at", "message": message } }));
+                }
+            }
             let mut total = 0i64;
             for i in 0.. {
                 let Some(unit) = call.field(&format!("line_items[{i}][price_data][unit_amount]")) else { break };
@@ -527,7 +542,7 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
             let id = reused.clone().unwrap_or_else(|| format!("cs_test_{}_{n}", run_tag()));
             let session = json!({
                 "id": id, "object": "checkout.session", "url": format!("{own_url}/c/{id}"),
-                "status": "open", "payment_status": "unpaid", "amount_total": total,
+                "status": "open", "payment_status": "unpaid", "amount_total": total, "expires_at": expires_at,
                 "currency": call.field("line_items[0][price_data][currency]").unwrap_or("usd"),
                 "payment_intent": format!("pi_test_{}_{n}", run_tag()),
                 "client_reference_id": call.field("client_reference_id"),

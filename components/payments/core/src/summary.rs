@@ -70,8 +70,14 @@ pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent:
 
 /// Fix the expiry of the order's next Checkout Session, once: a retried
 /// request then sends Stripe exactly the same parameters under the same
-/// Idempotency-Key. A new expiry is chosen only when the previous session
-/// is (nearly) over.
+/// Idempotency-Key, and Stripe answers it with the session it made. The
+/// expiry chosen earlier is kept while its session is open (nearly to its
+/// end: Stripe replays the session under its key), or, when no open
+/// session has it (the request that chose it got no session: Stripe
+/// unreachable, a 5xx, a rate limit), only while Stripe still takes it for
+/// a new session ([`crate::stripe::SESSION_REUSE_AHEAD_SECS`]); past that
+/// a retry would be refused for an expiry under Stripe's 30 minutes, so
+/// `choose` is taken instead.
 pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Result<i64, DbError> {
     transaction(db, |tx| {
         record_payment(tx, order, None, None)?;
@@ -80,8 +86,12 @@ pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Resu
             tx.execute("SELECT order_id FROM payments WHERE order_id = ? FOR UPDATE", &[order.id.as_str().into()])?;
         }
         let current = payment_for(tx, &order.id)?.and_then(|p| p.session_expires_at);
+        let open_with = |t: i64| -> Result<bool, DbError> {
+            Ok(ledger::objects_of(tx, &order.id)?.iter().any(|o| o.kind == Kind::CheckoutSession && o.status == "open" && o.expires_at == Some(t)))
+        };
         match current {
-            Some(t) if t > now + 60 => Ok(t),
+            Some(t) if t >= now + crate::stripe::SESSION_REUSE_AHEAD_SECS => Ok(t),
+            Some(t) if t > now + 60 && open_with(t)? => Ok(t),
             _ => {
                 tx.execute("UPDATE payments SET session_expires_at = ? WHERE order_id = ?", &[choose.into(), order.id.as_str().into()])?;
                 Ok(choose)
@@ -171,4 +181,36 @@ pub fn record_created(db: &dyn Db, order: &Order, kind: Kind, id: &str, expires_
         }
         Ok(Recorded::Payable)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use money::{Currency, Money};
+    use orders_core::orders::{insert, NewOrder, OrderLine};
+    use storage::native::MemDb;
+
+    fn order(db: &MemDb) -> Order {
+        storage::migrations::migrate(db, orders_core::schema::MIGRATIONS).unwrap();
+        let usd = Currency::parse("USD").unwrap();
+        let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(500, usd), quantity: 1, line_total: Money::new(500, usd) };
+        insert(db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 100_000, cart_version: None }, "u").unwrap()
+    }
+
+    /// Stripe takes an expiry for a new session only 30 minutes or more
+    /// ahead: a retry after a request that made no session sends the old
+    /// expiry (the same Idempotency-Key) for a minute, then a new one. An
+    /// open session keeps its expiry, and so its key, to its end.
+    #[test]
+    fn a_session_s_expiry_is_sent_again_only_while_stripe_takes_it() {
+        let db = MemDb::new();
+        let order = order(&db);
+        let t = session_expiry(&db, &order, 1000, 1000 + 1920).unwrap();
+        assert_eq!(t, 2920);
+        assert_eq!(session_expiry(&db, &order, 1050, 1050 + 1920).unwrap(), t, "a retry within the minute: the same expiry");
+        assert_eq!(session_expiry(&db, &order, 1061, 1061 + 1920).unwrap(), 2981, "later, Stripe would refuse it for a new session");
+        record_created(&db, &order, Kind::CheckoutSession, "cs_1", Some(2981)).unwrap();
+        assert_eq!(session_expiry(&db, &order, 2800, 2800 + 1920).unwrap(), 2981, "its session is open: replayed under its key");
+        assert_eq!(session_expiry(&db, &order, 2925, 2925 + 1920).unwrap(), 4845, "nearly over: a new session");
+    }
 }

@@ -101,11 +101,12 @@ const HOLD_MARGIN_SECS: i64 = 60;
 pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (config, db, order) = order_to_pay(ctx)?;
     let now = clock::unix_now();
-    // The session lives `checkout_session_ttl_secs` (Stripe needs at least 30
-    // minutes), and the order's stock hold is extended to cover it and a
-    // minute more, so that no payment page outlives the stock it sells.
-    let shortest = *stripe::SESSION_TTL_SECS.start();
-    let lifetime = config.session_ttl_secs.clamp(shortest, stripe::MAX_HOLD_SECS - HOLD_MARGIN_SECS);
+    // The session lives `checkout_session_ttl_secs`, kept two minutes inside
+    // Stripe's bounds (30 minutes to 24 hours; `SESSION_CLOCK_SLACK_SECS`),
+    // and the order's stock hold is extended to cover it and a minute more,
+    // so that no payment page outlives the stock it sells.
+    let (shortest, longest) = stripe::session_lifetime_bounds();
+    let lifetime = config.session_ttl_secs.clamp(shortest, longest.min(stripe::MAX_HOLD_SECS - HOLD_MARGIN_SECS));
     let expires_at = summary::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest))?;
     let hold_until = expires_at + HOLD_MARGIN_SECS;
     if order.expires_at < hold_until {
