@@ -507,6 +507,40 @@ fn a_late_payment_is_honoured_while_the_units_are_free() {
     assert_eq!(refund.field("payment_intent"), Some(intent.as_str()));
 }
 
+/// A payment for an order whose hold lapsed and whose unit another
+/// customer bought meanwhile, arriving before anything expired the order
+/// (found in review: it was marked paid, its sale owed against stock that
+/// was gone, flagged `stock_unavailable`, the money kept). It is a late
+/// payment whoever came first: the order expires and the money goes back;
+/// the other customer's hold is untouched.
+#[test]
+fn a_payment_for_a_lapsed_order_whose_units_were_sold_meanwhile_goes_back() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(1, 100, 1);
+    let order = placed(&app, &user);
+    let id = order["id"].as_str().unwrap().to_string();
+    let expires_at = order["expires_at"].as_i64().unwrap();
+    // Past the hold, without reading the order (a read would expire it).
+    std::thread::sleep(std::time::Duration::from_millis(((expires_at - now()).max(0) as u64 + 1) * 1000 + 200));
+    let other = app.register_customer();
+    let r = app.add_to_cart(&mut Shopper::user(&other.access_token), &product, 1);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let theirs = placed(&app, &other);
+    let intent = format!("pi_lapsed_{id}");
+    let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 100, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_lapsed"), "payment_intent.succeeded", pi));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mine = app.order(&user, &id);
+    assert_eq!(mine["status"], "expired", "{mine}");
+    assert!(mine["flags"].as_array().unwrap().iter().any(|f| f == "paid_after_expired"), "{mine}");
+    assert!(!mine["flags"].as_array().unwrap().iter().any(|f| f == "stock_unavailable"), "{mine}");
+    wait_until(|| app.stripe.calls_for(&intent).iter().any(|c| c.path == "/v1/refunds"));
+    let refund = app.stripe.calls_for(&intent).into_iter().find(|c| c.path == "/v1/refunds").expect("the money goes back");
+    assert_eq!(refund.field("payment_intent"), Some(intent.as_str()));
+    assert_eq!(stock(&app, &product), (1, 1, 0), "the other customer's hold stands");
+    assert_eq!(app.order(&other, theirs["id"].as_str().unwrap())["status"], "pending_payment");
+}
+
 /// The success page's return and the webhook for the same payment, racing
 /// the order's expiry (read, swept and paid at once at the moment its hold
 /// lapses): whoever comes first, the order ends paid once, its units sold

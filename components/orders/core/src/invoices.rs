@@ -144,16 +144,51 @@ fn money_json(amount: i64, currency: &str) -> Json {
     json!({ "amount_minor": amount, "currency": currency })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn issue(tx: &dyn Db, kind: Kind, order: &Order, source: &str, gross: i64, credits: Option<&str>, settings: &InvoiceSettings, reason: Option<&str>) -> Result<Document, DbError> {
-    if let Some(existing) = tx.query("SELECT * FROM invoices WHERE kind = ? AND order_id = ? AND source = ?", &[kind.as_str().into(), order.id.as_str().into(), source.into()])?.first() {
-        return document(&existing);
+/// What a document states besides its amounts: the seller, the buyer and
+/// the tax. An invoice takes them from the settings and the order as they
+/// are when it is issued; a credit note from the invoice it credits, so
+/// that it reverses exactly what the invoice stated (found in review: a
+/// credit note took today's tax rate and seller, and the order's address,
+/// erased with its account).
+struct Terms {
+    seller: Json,
+    buyer: Json,
+    tax: Json,
+}
+
+impl Terms {
+    fn current(order: &Order, settings: &InvoiceSettings) -> Terms {
+        Terms {
+            seller: json!({
+                "name": settings.seller_name, "address": settings.seller_address,
+                "tax_id": Some(&settings.seller_tax_id).filter(|t| !t.is_empty()),
+                "email": Some(&settings.seller_email).filter(|e| !e.is_empty()),
+            }),
+            // The billing address is the order's address (the shop asks for one).
+            buyer: json!({
+                "name": order.shipping_address.as_ref().map(|a| a.name.clone()),
+                "billing_address": order.shipping_address,
+            }),
+            tax: json!({ "label": settings.tax_label, "rate_bps": settings.tax_rate_bps, "included_in_prices": true }),
+        }
     }
+
+    fn of(invoice: &Document) -> Terms {
+        let d = &invoice.document;
+        Terms { seller: d["seller"].clone(), buyer: d["buyer"].clone(), tax: d["tax"].clone() }
+    }
+
+    fn rate_bps(&self) -> u32 {
+        self.tax["rate_bps"].as_u64().and_then(|r| u32::try_from(r).ok()).unwrap_or(0)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn issue(tx: &dyn Db, kind: Kind, order: &Order, source: &str, gross: i64, tax: i64, credits: Option<&str>, terms: Terms, storefront_url: &str, reason: Option<&str>) -> Result<Document, DbError> {
     let issued_at = clock::now_rfc3339();
     let issued_on = issued_at.get(..10).unwrap_or_default().to_string();
     let year: i64 = issued_at.get(..4).and_then(|y| y.parse().ok()).ok_or_else(|| DbError::Other("clock".into()))?;
     let number = next_number(tx, kind, year)?;
-    let tax = included_tax(gross, settings.tax_rate_bps);
     let currency = order.currency.as_str();
     let lines: Vec<Json> = order
         .lines
@@ -168,22 +203,14 @@ fn issue(tx: &dyn Db, kind: Kind, order: &Order, source: &str, gross: i64, credi
         "order_placed_at": order.created_at,
         "credits_invoice": credits,
         "reason": reason,
-        "seller": {
-            "name": settings.seller_name, "address": settings.seller_address,
-            "tax_id": Some(&settings.seller_tax_id).filter(|t| !t.is_empty()),
-            "email": Some(&settings.seller_email).filter(|e| !e.is_empty()),
-        },
-        // The billing address is the order's address (the shop asks for one).
-        "buyer": {
-            "name": order.shipping_address.as_ref().map(|a| a.name.clone()),
-            "billing_address": order.shipping_address,
-        },
+        "seller": terms.seller,
+        "buyer": terms.buyer,
         "lines": if kind == Kind::Invoice { lines } else { Vec::new() },
-        "tax": { "label": settings.tax_label, "rate_bps": settings.tax_rate_bps, "included_in_prices": true },
+        "tax": terms.tax,
         "net": money_json(gross - tax, currency),
         "tax_amount": money_json(tax, currency),
         "total": money_json(gross, currency),
-        "url": if settings.storefront_url.is_empty() { None } else { Some(format!("{}/account/orders/{}/invoice", settings.storefront_url, order.id)) },
+        "url": if storefront_url.is_empty() { None } else { Some(format!("{storefront_url}/account/orders/{}/invoice", order.id)) },
     });
     let rows = tx.query(
         "INSERT INTO invoices (number, kind, order_id, invoice_number, source, issued_at, issued_on, currency, net_minor, tax_minor, total_minor, document) \
@@ -209,19 +236,52 @@ fn issue(tx: &dyn Db, kind: Kind, order: &Order, source: &str, gross: i64, credi
 /// Issue the order's invoice (once: the same order again returns it), in
 /// the transaction that marks it paid.
 pub fn issue_invoice(tx: &dyn Db, order: &Order, settings: &InvoiceSettings) -> Result<Document, DbError> {
-    issue(tx, Kind::Invoice, order, "paid", order.total.amount_minor, None, settings, None)
+    if let Some(existing) = issued(tx, Kind::Invoice, &order.id, "paid")? {
+        return Ok(existing);
+    }
+    let gross = order.total.amount_minor;
+    let tax = included_tax(gross, settings.tax_rate_bps);
+    issue(tx, Kind::Invoice, order, "paid", gross, tax, None, Terms::current(order, settings), &settings.storefront_url, None)
+}
+
+/// The document of `kind` already issued for this order and source.
+fn issued(tx: &dyn Db, kind: Kind, order_id: &str, source: &str) -> Result<Option<Document>, DbError> {
+    tx.query("SELECT * FROM invoices WHERE kind = ? AND order_id = ? AND source = ?", &[kind.as_str().into(), order_id.into(), source.into()])?
+        .first()
+        .map(|r| document(&r))
+        .transpose()
 }
 
 /// Issue a credit note for `amount` refunded of the order's invoice, in the
 /// transaction that records the refund. `source` names the refund (once
 /// per source). Nothing when the order has no invoice (it was never paid)
 /// or the amount is not positive.
+///
+/// Its seller, buyer and tax rate are the invoice's. Its tax is what the
+/// refunds so far bring the credited tax to, less what earlier credit
+/// notes credited: the tax of the refunded total, rounded once, so that
+/// credit notes for the whole amount credit exactly the invoice's tax
+/// however the refunds were split.
 pub fn issue_credit_note(tx: &dyn Db, order: &Order, amount: i64, source: &str, settings: &InvoiceSettings) -> Result<Option<Document>, DbError> {
     let Some(invoice) = invoice_of(tx, &order.id)? else { return Ok(None) };
     if amount < 1 {
         return Ok(None);
     }
-    issue(tx, Kind::CreditNote, order, source, amount, Some(&invoice.number), settings, Some("refund")).map(Some)
+    if let Some(existing) = issued(tx, Kind::CreditNote, &order.id, source)? {
+        return Ok(Some(existing));
+    }
+    let earlier = credit_notes_of(tx, &order.id)?;
+    let credited: i64 = earlier.iter().map(|d| d.total.amount_minor).sum();
+    let credited_tax: i64 = earlier.iter().map(|d| d.tax.amount_minor).sum();
+    let terms = Terms::of(&invoice);
+    let after = (credited + amount).min(invoice.total.amount_minor);
+    let tax = if after >= invoice.total.amount_minor {
+        invoice.tax.amount_minor - credited_tax
+    } else {
+        included_tax(after, terms.rate_bps()) - credited_tax
+    }
+    .clamp(0, amount);
+    issue(tx, Kind::CreditNote, order, source, amount, tax, Some(&invoice.number), terms, &settings.storefront_url, Some("refund")).map(Some)
 }
 
 /// The order's invoice, if it was paid.
@@ -339,6 +399,35 @@ mod tests {
         assert_eq!(total, 3);
         assert_eq!(all[0].number, inv.number, "invoices before credit notes on a day");
         assert!(csv_row(&all[0]).starts_with(&format!("{},invoice,", inv.number)));
+    }
+
+    /// Found in review: each credit note rounded its own tax (ten refunds
+    /// of 100 credited 10 × 17 = 170 against an invoice's 167), and took
+    /// the tax rate, seller and buyer as they were when it was issued.
+    #[test]
+    fn credit_notes_credit_exactly_the_invoice_s_tax_on_the_invoice_s_terms() {
+        let (db, mut order) = db_with_order("o1");
+        order.shipping_address = Some(crate::domain::Address {
+            name: "Ann Lee".into(), line1: "1 Main St".into(), line2: None, city: "Springfield".into(),
+            region: None, postal_code: "12345".into(), country: "US".into(),
+        });
+        let settings = InvoiceSettings { seller_name: "Shop & Co".into(), tax_rate_bps: 2000, tax_label: "VAT".into(), ..Default::default() };
+        let invoice = issue_invoice(&db, &order, &settings).unwrap();
+        assert_eq!(invoice.tax.amount_minor, 200);
+        // Today the rate is 0 and the seller renamed; the account's address erased.
+        let today = InvoiceSettings { seller_name: "New Name Ltd".into(), tax_rate_bps: 0, tax_label: "GST".into(), ..Default::default() };
+        order.shipping_address = None;
+        let mut credited_tax = 0;
+        for n in 1..=12 {
+            let cn = issue_credit_note(&db, &order, 100, &format!("refunded:{}", n * 100), &today).unwrap().unwrap();
+            credited_tax += cn.tax.amount_minor;
+            assert_eq!(cn.tax.amount_minor + cn.net.amount_minor, 100);
+            assert_eq!(cn.document["tax"], invoice.document["tax"], "the invoice's rate and label");
+            assert_eq!(cn.document["seller"]["name"], "Shop & Co");
+            assert_eq!(cn.document["buyer"]["name"], "Ann Lee", "the invoice's buyer");
+            assert_eq!(credited_tax, included_tax(n * 100, 2000), "after {n} refunds: the refunded total's tax, rounded once");
+        }
+        assert_eq!(credited_tax, invoice.tax.amount_minor, "a full refund credits exactly the invoice's tax");
     }
 
     #[test]

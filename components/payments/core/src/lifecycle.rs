@@ -226,13 +226,21 @@ pub fn apply_with(
                 Ok(Applied::Unchanged { status: order.status })
             }
             Outcome::Refunded { total_refunded, payment_intent } => {
-                let paying = crate::summary::payment_for(tx, order_id)?.and_then(|p| p.payment_intent);
+                let payment = crate::summary::payment_for(tx, order_id)?;
+                let captured = payment.as_ref().is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded"));
+                let paying = payment.and_then(|p| p.payment_intent);
                 match (payment_intent, paying) {
                     // Money of another intent went back (a second payment
                     // refunded automatically): the ledger has it; the
                     // order's own payment is untouched.
                     (Some(refunded_intent), Some(paying)) if *refunded_intent != paying => Ok(Applied::Unchanged { status: order.status }),
                     (Some(_), None) => Ok(Applied::Unchanged { status: order.status }),
+                    // The order never kept money (its own intent paid after
+                    // it ended, and was refunded automatically; found in
+                    // review: that counted as the order's refund, with a
+                    // credit note and a second refund email): the ledger
+                    // has it, the order's refunded amount stays.
+                    _ if !captured => Ok(Applied::Unchanged { status: order.status }),
                     _ => refunded(tx, &order, *total_refunded, actor, reason),
                 }
             }
@@ -333,6 +341,38 @@ fn paid(
             None => orders::flag(tx, order, &problem)?,
         }
         return Ok(Applied::Flagged { problem });
+    }
+    // An unpaid order past its expiry that neither the sweep nor a read has
+    // expired yet is paid late, as an expired one is (found in review: it
+    // was paid, its sale owed against a hold that a stock write may have
+    // given back and sold meanwhile, and then flagged `stock_unavailable`
+    // with the money kept): honoured only if all its units are sold now,
+    // in this transaction. Whichever came first, the sweep or the payment,
+    // the outcome is the same.
+    //
+    // So is one of an account deleted since (its address is gone: nothing
+    // could be shipped; found in review: it was paid and kept). An erasure
+    // waits only for holds still running, so such an order had lapsed then;
+    // its money always goes back.
+    if order.status == Status::PendingPayment {
+        let lapsed = order.expires_at <= clock::unix_now();
+        let erased = orders_core::privacy::account_erased(tx, &order.user_id)?;
+        if lapsed || erased {
+            if !erased && late == LatePayments::Honour && exact && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
+                return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
+            }
+            // Expired as the sweep would (its hold released after this
+            // transaction). Only an order extended since its erasure (a
+            // payment page asked for in time) stays pending until it lapses.
+            give_back(tx, order, Status::Expired, actor, reason)?;
+            let order = orders::load_locked(tx, &order.id)?.ok_or(PaymentError::UnknownOrder)?;
+            let problem = "paid_after_expired".to_string();
+            match intent {
+                Some(new) => owe_back(tx, &order, new, amount, currency, &problem)?,
+                None => orders::flag(tx, &order, &problem)?,
+            }
+            return Ok(Applied::Flagged { problem });
+        }
     }
     if !exact {
         let problem = "amount_mismatch".to_string();
@@ -485,9 +525,14 @@ mod tests {
         storage::migrations::migrate(&db, orders_core::schema::MIGRATIONS).unwrap();
         let usd = Currency::parse("USD").unwrap();
         let line = OrderLine { product_id: "p".into(), sku: "S".into(), name: "N".into(), unit_price: Money::new(500, usd), quantity: 2, line_total: Money::new(1000, usd) };
-        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: 10, cart_version: None }, "u").unwrap();
+        let order = insert(&db, &NewOrder { id: "o1".into(), user_id: "u".into(), currency: usd, lines: vec![line], shipping_address: None, expires_at: clock::unix_now() + 3600, cart_version: None }, "u").unwrap();
         record_created(&db, &order, ledger::Kind::CheckoutSession, "cs_1", None).unwrap();
         db
+    }
+
+    /// The order's hold has lapsed (its expiry passed).
+    fn lapse(db: &MemDb) {
+        db.execute("UPDATE orders SET expires_at = 10 WHERE id = 'o1'", &[]).unwrap();
     }
 
     /// The policy is explicit in tests (the Spin variable is not there).
@@ -532,6 +577,7 @@ mod tests {
     #[test]
     fn expiry_releases_stock_and_a_late_payment_is_flagged() {
         let db = setup();
+        lapse(&db);
         let inv = FakeInventory::default();
         assert_eq!(apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap(), Applied::Changed { status: Status::Expired });
         assert_eq!(apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { problem: "paid_after_expired".into() });
@@ -557,6 +603,7 @@ mod tests {
     #[test]
     fn a_late_payment_for_a_deleted_account_s_order_goes_back() {
         let db = setup();
+        lapse(&db);
         let inv = FakeInventory::default();
         apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap();
         assert_eq!(orders_core::privacy::erase_user(&db, "u", clock::unix_now()).unwrap(), Ok(0));
@@ -566,9 +613,54 @@ mod tests {
         assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("recommit")), "{:?}", inv.calls.borrow());
     }
 
+    /// Found in review: an unpaid order whose hold had lapsed but which the
+    /// sweep had not yet expired let its account be deleted, and a payment
+    /// then made it a paid order with no address. It ends expired, its
+    /// money goes back, and its hold is released.
+    #[test]
+    fn a_payment_for_an_unswept_lapsed_order_of_a_deleted_account_goes_back() {
+        let db = setup();
+        lapse(&db);
+        let inv = FakeInventory::default();
+        assert_eq!(orders_core::privacy::erase_user(&db, "u", clock::unix_now()).unwrap(), Ok(0));
+        assert_eq!(status(&db), Status::PendingPayment, "lapsed, not swept");
+        let late = apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        assert_eq!(late, Applied::Flagged { problem: "paid_after_expired".into() });
+        assert_eq!(status(&db), Status::Expired);
+        let owed = db.query("SELECT amount_minor, status FROM automatic_refunds WHERE payment_intent = 'pi_1'", &[]).unwrap();
+        let owed = owed.first().expect("an automatic refund owed");
+        assert_eq!((owed.int("amount_minor").unwrap(), owed.text("status").unwrap()), (1000, "pending".to_string()));
+        assert_eq!(*inv.calls.borrow(), vec!["release o1".to_string()], "the hold is given back, nothing sold");
+    }
+
+    /// Found in review: an order past its expiry that nothing had expired
+    /// yet was paid with its sale owed, though its hold may have been given
+    /// back and its units sold; then only flagged, the money kept. It is a
+    /// late payment like any other: honoured if all its units are sold now,
+    /// refunded (the order expired, its hold released) if not.
+    #[test]
+    fn a_payment_for_a_lapsed_order_not_yet_expired_is_a_late_payment() {
+        let db = setup();
+        lapse(&db);
+        let inv = FakeInventory::default();
+        let honoured = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
+        assert_eq!(honoured, Applied::Changed { status: Status::Paid });
+        assert_eq!(*inv.calls.borrow(), vec!["recommit o1".to_string()], "sold in the paying transaction, nothing owed");
+
+        let db = setup();
+        lapse(&db);
+        let gone = FakeInventory { stock_gone: true, ..Default::default() };
+        let refunded = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &gone, LatePayments::Honour).unwrap();
+        assert_eq!(refunded, Applied::Flagged { problem: "paid_after_expired".into() });
+        assert_eq!(status(&db), Status::Expired);
+        assert_eq!(crate::refunds::automatic_refunds(&db, "o1").unwrap().len(), 1, "the money goes back");
+        assert_eq!(*gone.calls.borrow(), vec!["recommit o1".to_string(), "release o1".to_string()]);
+    }
+
     #[test]
     fn a_late_payment_is_honoured_when_its_units_are_still_free() {
         let db = setup();
+        lapse(&db);
         let inv = FakeInventory::default();
         apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &inv).unwrap();
         let honoured = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
@@ -579,6 +671,7 @@ mod tests {
         assert!(history.last().unwrap().reason.contains("late payment honoured"), "{history:?}");
 
         let db = setup();
+        lapse(&db);
         let gone = FakeInventory { stock_gone: true, ..Default::default() };
         apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &gone).unwrap();
         let refunded = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &gone, LatePayments::Honour).unwrap();
@@ -594,6 +687,26 @@ mod tests {
         let late = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
         assert_eq!(late, Applied::Flagged { problem: "paid_after_cancelled".into() });
         assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("recommit")));
+    }
+
+    /// The refund of a payment made through the order's own intent after
+    /// the order was cancelled (returned automatically) is not the order's:
+    /// it never kept that money.
+    #[test]
+    fn the_automatic_refund_of_a_payment_after_cancellation_is_not_the_order_s_refund() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        let order = orders::load(&db, "o1").unwrap().unwrap();
+        record_created(&db, &order, ledger::Kind::PaymentIntent, "pi_1", None).unwrap();
+        apply(&db, "o1", &Outcome::Failed, Source::Shop, "customer", &inv).unwrap();
+        assert_eq!(apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { problem: "paid_after_cancelled".into() });
+        let back = Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) };
+        let event = Source::Event { id: "e_refund", kind: "charge.refunded", object: &Json::Null };
+        assert_eq!(apply(&db, "o1", &back, event, "stripe", &inv).unwrap(), Applied::Unchanged { status: Status::Cancelled });
+        let after = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!(after.refunded.amount_minor, 0);
+        assert_ne!(crate::summary::payment_for(&db, "o1").unwrap().unwrap().status, "refunded");
+        assert!(orders_core::invoices::credit_notes_of(&db, "o1").unwrap().is_empty());
     }
 
     #[test]
