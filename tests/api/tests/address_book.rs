@@ -141,6 +141,26 @@ fn checkout_ships_to_a_saved_address_and_keeps_its_own_copy() {
     app.place_order(&user2, None, Some(both)).assert_error(422, "validation_failed");
 }
 
+/// A retried placement (same Idempotency-Key, same body) gets its order
+/// back even after the address-book entry it named is gone.
+#[test]
+fn a_retried_placement_is_replayed_after_its_saved_address_is_deleted() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(5, 900, 1);
+    let a = add(&app, &user, &home());
+    let id = a["id"].as_str().unwrap();
+    let key = format!("place-{id}");
+    let body = json!({ "shipping_address_id": id });
+    let first = app.place_order(&user, Some(&key), Some(body.clone()));
+    assert_eq!(first.status, 201, "{}", first.body);
+    let r = app.send_as(&user.access_token, "DELETE", &format!("/api/users/addresses/{id}"), None);
+    assert!(r.status == 200 || r.status == 204, "{}", r.body);
+    let again = app.place_order(&user, Some(&key), Some(body));
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["id"], first.json()["id"]);
+}
+
 fn home_inline() -> Value {
     json!({ "name": "Ann Lee", "line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US" })
 }

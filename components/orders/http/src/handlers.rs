@@ -73,11 +73,6 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
     if let Some(id) = &body.shipping_address_id {
         asked["shipping_address_id"] = json!(id);
     }
-    let address = match (inline, &body.shipping_address_id) {
-        (Some(a), _) => Some(a),
-        (None, Some(id)) => Some(saved_address(&caller, id)?),
-        (None, None) => default_address(&caller)?,
-    };
     let request_hash: String = Sha256::digest(asked.to_string().as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -90,6 +85,13 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
             seen => return answer_seen(&db, seen),
         }
     }
+    // Only after the replay check: a retry of a placed order gets its order
+    // even if the entry it named is gone by now or the book is unreachable.
+    let address = match (inline, &body.shipping_address_id) {
+        (Some(a), _) => Some(a),
+        (None, Some(id)) => Some(saved_address(&caller, id)?),
+        (None, None) => default_address(&caller)?,
+    };
     let key = key.as_deref().map(|k| (k, request_hash.as_str()));
     match place_from_cart(&db, &caller, address, key) {
         Ok(Placed::New(order)) => Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id))),
