@@ -138,11 +138,31 @@ fn an_admin_email_grants_admin_only_once_its_owner_proved_it_and_a_demotion_stic
     app.send_as(&squatter.access_token, "GET", "/api/admin/users", None).assert_error(403, "forbidden");
     assert_eq!(role_of(app, &app.sign_in(&listed[0], STRONG_PASSWORD)), "customer", "signing in again grants nothing");
 
-    // Proof makes the listed addresses admins.
-    let proven = app.verify_email(&listed[0]);
+    // The inbox's owner clicking the link of an account someone else made
+    // (no session of it) verifies the address and grants nothing (found in
+    // review: the squatter's next refresh carried admin).
+    let clicked = app.verify_email(&listed[0]);
+    assert_eq!(clicked["user"]["role"], "customer");
+    let refreshed = app.refresh(&squatter.refresh_token);
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(claims(refreshed.json()["accessToken"].as_str().unwrap())["role"], "customer");
+    let squatters_refresh = refreshed.json()["refreshToken"].as_str().unwrap().to_string();
+    // Nor does signing in with the password afterwards.
+    assert_eq!(role_of(app, &app.sign_in(&listed[0], STRONG_PASSWORD)), "customer");
+    // A password reset through the inbox claims it: the owner's password, every other session ended.
+    let r = ask_reset(app, &listed[0]);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let reset = app.emailed_token(&listed[0], RESET);
+    let new_password = "another-Strong-passphrase-42";
+    let r = confirm_reset(app, &reset, new_password);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(app.refresh(&squatters_refresh).status, 401, "the squatter's session ended");
+    let boss = app.sign_in(&listed[0], new_password);
+    assert_eq!(role_of(app, &boss), "admin");
+    // Verifying signed in as the account (its own session) makes it admin too.
+    let own = app.sign_in(&listed[1], STRONG_PASSWORD);
+    let proven = app.verify_email_as(&own, &listed[1]);
     assert_eq!(proven["user"]["role"], "admin");
-    app.verify_email(&listed[1]);
-    let boss = app.sign_in(&listed[0], STRONG_PASSWORD);
     let deputy = app.sign_in(&listed[1], STRONG_PASSWORD);
     assert_eq!((role_of(app, &boss), role_of(app, &deputy)), (json!("admin"), json!("admin")));
     assert_eq!(app.send_as(&boss.access_token, "GET", "/api/admin/users", None).status, 200);
@@ -153,6 +173,26 @@ fn an_admin_email_grants_admin_only_once_its_owner_proved_it_and_a_demotion_stic
     let again = app.sign_in(&listed[1], STRONG_PASSWORD);
     assert_eq!(role_of(app, &again), "customer");
     assert_eq!(claims(&again.access_token)["role"], "customer");
+
+    // Deleting the demoted account and registering the address anew does
+    // not undo the demotion (found in review).
+    let r = app.send_as(&again.access_token, "DELETE", "/api/users/me", Some(&json!({ "password": STRONG_PASSWORD })));
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = app.register(json!({ "email": listed[1], "password": STRONG_PASSWORD, "first_name": "De", "last_name": "Puty" }));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let anew = app.sign_in(&listed[1], STRONG_PASSWORD);
+    assert_eq!(app.verify_email_as(&anew, &listed[1])["user"]["role"], "customer");
+}
+
+/// An address under `.invalid` is refused: erased accounts get such
+/// addresses, and one registered first made that account's deletion fail
+/// (found in review).
+#[test]
+fn the_reserved_invalid_domain_cannot_be_registered() {
+    let app = TestApp::get();
+    let r = app.register(json!({ "email": "deleted+0b7c@erased.invalid", "password": STRONG_PASSWORD, "first_name": "Ev", "last_name": "Il" }));
+    r.assert_error(422, "validation_failed");
+    assert!(r.json()["error"]["details"]["fields"]["email"].is_string(), "{}", r.body);
 }
 
 #[test]

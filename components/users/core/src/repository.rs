@@ -497,10 +497,17 @@ pub fn mark_email_verified(db: &dyn Db, user_id: &str, email: &str, now: &str) -
 pub fn grant_bootstrap_admin(db: &dyn Db, user_id: &str, now: &str) -> Result<bool, DbError> {
     let rows = db.query(
         "UPDATE users SET role = 'admin', role_decided_at = ?, updated_at = ? \
-         WHERE id = ? AND email_verified_at IS NOT NULL AND role_decided_at IS NULL RETURNING id",
+         WHERE id = ? AND email_verified_at IS NOT NULL AND role_decided_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM admin_rule_spent s WHERE s.email = users.email) RETURNING id",
         &[now.into(), now.into(), user_id.into()],
     )?;
     Ok(!rows.is_empty())
+}
+
+/// The `admin_emails` rule is spent for this (listed) address: its account,
+/// whose role was decided, is being deleted (see `admin_rule_spent`).
+pub fn spend_admin_rule(db: &dyn Db, email: &str, now: &str) -> Result<(), DbError> {
+    db.execute("INSERT INTO admin_rule_spent (email, spent_at) VALUES (?, ?) ON CONFLICT (email) DO NOTHING", &[email.into(), now.into()])
 }
 
 /// Revoke every live session of a user.
@@ -670,6 +677,16 @@ mod tests {
         assert_eq!(u.role, Role::Customer);
         assert!(!grant_bootstrap_admin(&db, "u1", "t3").unwrap(), "the admin's decision sticks");
         assert!(set_role(&db, "nobody", Role::Admin, "t4").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_spent_admin_rule_never_grants_again() {
+        let db = db();
+        insert_user(&db, &user("u1", "boss@shop.test")).unwrap();
+        mark_email_verified(&db, "u1", "boss@shop.test", "t1").unwrap();
+        spend_admin_rule(&db, "boss@shop.test", "t2").unwrap();
+        spend_admin_rule(&db, "boss@shop.test", "t3").unwrap();
+        assert!(!grant_bootstrap_admin(&db, "u1", "t4").unwrap());
     }
 
     #[test]

@@ -60,17 +60,31 @@ fn token_of(raw: Option<String>) -> Result<String, ApiError> {
 }
 
 /// The owner of `used.email` has proven it: mark it verified (if the
-/// account still has that address) and apply the `admin_emails` rule.
-fn after_proof(tx: &dyn Db, used: &Used, now: &str) -> Result<Option<UserRecord>, ApiError> {
+/// account still has that address), and apply the `admin_emails` rule when
+/// `holds_credentials`: the prover also holds the account's credentials.
+///
+/// The inbox alone is not enough (found in review): whoever registers a
+/// listed address first chooses its password, and its owner, clicking the
+/// welcome link, would have made that account admin. So the rule applies
+/// at a password reset (the inbox's owner sets the password, and every
+/// other session ends) and at a verification sent with a session of the
+/// same account (one signed in with its password), never at a verification
+/// by link alone or at sign-in.
+fn after_proof(tx: &dyn Db, used: &Used, now: &str, holds_credentials: bool) -> Result<Option<UserRecord>, ApiError> {
     let Some(mut user) = repository::mark_email_verified(tx, &used.user_id, &used.email, now).map_err(db_error)? else {
         return Ok(None);
     };
-    apply_bootstrap_admin(tx, &mut user, now)?;
+    if holds_credentials {
+        apply_bootstrap_admin(tx, &mut user, now)?;
+    }
     Ok(Some(user))
 }
 
-/// `POST /api/auth/verify-email {token}`: the link from the verification email.
+/// `POST /api/auth/verify-email {token}`: the link from the verification
+/// email, with the account's access token when the browser is signed in to
+/// it (see [`after_proof`]; any other token, or a stale one, is ignored).
 pub fn verify_email(ctx: &Ctx) -> HandlerResult {
+    let signed_in = ctx.caller().ok().map(|c| c.user_id);
     let body: TokenBody = ctx.json()?;
     let token = token_of(body.token)?;
     let db = open()?;
@@ -87,7 +101,8 @@ pub fn verify_email(ctx: &Ctx) -> HandlerResult {
         let Some(used) = account_tokens::consume(tx, Purpose::VerifyEmail, &token, now).map_err(db_error)? else {
             return Ok(None);
         };
-        after_proof(tx, &used, &stamp)
+        let holds_credentials = signed_in.as_deref() == Some(used.user_id.as_str());
+        after_proof(tx, &used, &stamp, holds_credentials)
     })?
     .ok_or_else(invalid_link)?;
     Ok(Reply::ok(&json!({ "user": user.public() })).with_header("cache-control", "no-store"))
@@ -205,7 +220,7 @@ pub fn confirm_password_reset(ctx: &Ctx) -> HandlerResult {
         account_tokens::retire_unused(tx, Purpose::PasswordReset, &user.id, now).map_err(db_error)?;
         // The owner proved the address; failed sign-ins before the reset no
         // longer lock them out.
-        let user = after_proof(tx, &used, &stamp)?.unwrap_or(user);
+        let user = after_proof(tx, &used, &stamp, true)?.unwrap_or(user);
         repository::clear(tx, Counter::LoginFailures, &format!("email:{}", user.email)).map_err(db_error)?;
         repository::record_password_changed(tx, &user, &stamp).map_err(db_error)
     })?;

@@ -156,12 +156,12 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
         // wins: no session is made from the old password. The account is
         // read again with its lock: a role changed during the check is the
         // one the tokens carry.
-        let mut user = repository::lock_if_password_unchanged(tx, &checked.id, &checked.password_hash)
+        let user = repository::lock_if_password_unchanged(tx, &checked.id, &checked.password_hash)
             .map_err(db_error)?
             .ok_or_else(invalid_credentials)?;
-        // An operator may list an address in `admin_emails` after its owner
-        // proved it: the rule applies at the next sign-in (once).
-        apply_bootstrap_admin(tx, &mut user, &now_text)?;
+        // No `admin_emails` rule here (found in review): a password proves
+        // nothing of the inbox, and a verification by link alone may have
+        // been the inbox owner's click on an account someone else made.
         repository::create_session(tx, &session_id, &user.id, &now_text).map_err(db_error)?;
         Ok((issue_pair(tx, &signer, &session_id, &user, now)?, user))
     })?;
