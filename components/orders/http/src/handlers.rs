@@ -212,6 +212,13 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     let ttl = unpaid_order_ttl_secs();
     let holds: Vec<(String, u32)> = lines.iter().map(|l| (l.product_id.clone(), l.quantity)).collect();
     WitInventory.reserve(&order_id, &holds, ttl as u32).map_err(|e| match e {
+        HoldError::Unavailable(m) => {
+            // The hold's outcome is unknown (its commit may have landed):
+            // given back now, or owed to the orders sweep, so the retry does
+            // not hold the same stock a second time until this one lapses.
+            release_or_owe(db, &order_id);
+            unavailable("inventory_unavailable", "stock", m)
+        }
         HoldError::Short(s) => {
             let shortages: Vec<_> = s.iter().map(|(p, r, a)| json!({ "product_id": p, "requested": r, "available": a })).collect();
             let names: Vec<&str> = s.iter().map(|(p, _, _)| p.as_str()).collect();
@@ -219,7 +226,6 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
                 .with_details(json!({ "shortages": shortages }))
         }
         HoldError::Refused(m) => ApiError::new(409, "reservation_refused", m),
-        HoldError::Unavailable(m) => unavailable("inventory_unavailable", "stock", m),
     })?;
     let cart_version = i64::try_from(snapshot.version).ok();
     let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl, cart_version };
@@ -252,6 +258,19 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         }
         Ok(Placed::New(order))
     });
+    let created = match created {
+        // A failed commit may have landed all the same (the connection lost
+        // after the server committed; found in review: the hold of an order
+        // that existed was given back). An order that exists is this
+        // request's and keeps its hold; one that cannot be looked up keeps
+        // it too (without an order, the hold lapses by itself).
+        Err(e) if !cart_taken => match orders::load(db, &order_id) {
+            Ok(Some(order)) => Ok(Placed::New(order)),
+            Ok(None) => Err(e),
+            Err(_) => return Err(e),
+        },
+        other => other,
+    };
     let order = match created {
         Ok(Placed::New(order)) => order,
         other => {
@@ -259,10 +278,7 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
             // when the catalog cannot take it now, owe the release (the
             // orders sweep makes it), so the units are not held for an order
             // that does not exist until the hold lapses.
-            if let Err(e) = WitInventory.release(&order_id) {
-                let owed = transaction(db, |tx| orders_core::owed_stock::owe_release(tx, &order_id));
-                println!("{}", json!({ "level": "warn", "service": "orders", "hold": order_id, "release_owed": e, "recorded": owed.is_ok() }));
-            }
+            release_or_owe(db, &order_id);
             if let (true, Some(v)) = (cart_taken, cart_version) {
                 // Named, now that the other request's order is committed.
                 let placed = orders::of_cart_version(db, &caller.user_id, v).ok().flatten();
@@ -276,6 +292,16 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "cart_not_cleared": format!("{e:?}") }));
     }
     Ok(Placed::New(order))
+}
+
+/// Give back the hold of `order_id`, for which no order exists, or owe its
+/// release to the orders sweep when the catalog cannot take it now (a
+/// release of an unknown hold is a no-op).
+fn release_or_owe(db: &dyn Db, order_id: &str) {
+    if let Err(e) = WitInventory.release(order_id) {
+        let owed = transaction(db, |tx| orders_core::owed_stock::owe_release(tx, order_id));
+        println!("{}", json!({ "level": "warn", "service": "orders", "hold": order_id, "release_owed": e, "recorded": owed.is_ok() }));
+    }
 }
 
 // ---------------------------------------------------------------- reading
