@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v spin >/dev/null || { echo "run: install the Spin CLI first (https://spinframework.dev/install)" >&2; exit 1; }
+# `spin up --build` compiles every component for wasm32-wasip2, which a
+# plain rustup install lacks.
+rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 scripts/dev-keys.sh
 # Embedded key-value files in WAL mode (one fsync per cart write instead of
 # about four; see scripts/prepare-kv.py and README, "Durability").
