@@ -271,7 +271,7 @@ async function productsPage(isCurrent) {
         <td><a href="/admin/products/${p.id}">${p.name}</a></td><td>${p.sku}</td><td class="num">${formatMoney(p.price)}</td>
         <td class="num">${p.on_hand}</td><td class="num">${p.reserved}</td>
         <td>${p.active ? html`<span class="badge ok">active</span>` : html`<span class="badge bad">inactive</span>`}</td>
-        <td><form class="stock-form" data-id="${p.id}"><label class="visually-hidden" for="stock-${p.id}">Stock on hand of ${p.name}</label>
+        <td><form class="stock-form" data-id="${p.id}" data-on-hand="${p.on_hand}"><label class="visually-hidden" for="stock-${p.id}">Stock on hand of ${p.name}</label>
           <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" step="1" required value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
       </tr>`)}</tbody></table></div>
     <div id="products-status" role="status"></div>
@@ -281,7 +281,9 @@ async function productsPage(isCurrent) {
     f.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       try {
-        await api('PUT', `/api/products/${f.dataset.id}/inventory`, { body: { stock_on_hand: Number(new FormData(f).get('stock_on_hand')) } });
+        // What this page showed: refused (409 stock_changed) if a sale or
+        // restock changed it since, instead of writing over it.
+        await api('PUT', `/api/products/${f.dataset.id}/inventory`, { body: { stock_on_hand: Number(new FormData(f).get('stock_on_hand')), expected_on_hand: Number(f.dataset.onHand) } });
         flash = { kind: 'success', text: 'Stock updated.' };
         route();
       } catch (e) { show('products-status', 'error', errorText(e)); }

@@ -82,6 +82,26 @@ fn stock_cannot_be_set_below_what_is_reserved() {
     assert_eq!(r.json()["available"], 0);
 }
 
+/// A stock count based on what the admin saw is refused once a sale has
+/// changed it (found in review: it wrote over the sale), and taken when it
+/// still holds.
+#[test]
+fn a_stock_count_based_on_a_stale_reading_is_refused() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let p = app.new_product(&admin, "Counted", 10);
+    let id = p["id"].as_str().unwrap();
+    let o = order("counted");
+    app.reserve(&admin, &o, &[(id, 3)], 600);
+    let r = app.send_as(&admin.access_token, "POST", &format!("/api/inventory/reservations/{o}/commit"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The admin saw 10 before the sale and counts 5 more delivered: 15 would be 3 too many.
+    let path = format!("/api/products/{id}/inventory");
+    app.send_as(&admin.access_token, "PUT", &path, Some(&json!({ "stock_on_hand": 15, "expected_on_hand": 10 }))).assert_error(409, "stock_changed");
+    let r = app.send_as(&admin.access_token, "PUT", &path, Some(&json!({ "stock_on_hand": 12, "expected_on_hand": 7 })));
+    assert_eq!((r.status, r.json()["on_hand"].clone()), (200, json!(12)), "{}", r.body);
+}
+
 #[test]
 fn expired_reservations_stop_counting() {
     let app = TestApp::get();

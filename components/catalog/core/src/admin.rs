@@ -331,7 +331,11 @@ fn below_reserved(reserved: i64) -> AdminError {
 }
 
 /// Set the stock on hand. It may not drop below what live reservations hold.
-pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> Result<Product, AdminError> {
+/// With `expected_on_hand` (what the admin saw), only if that is still the
+/// stock on hand: a sale or restock committed since the admin read it would
+/// otherwise be written over (found in review: the console sent the count
+/// it had shown, and units sold meanwhile came back on sale).
+pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, expected_on_hand: Option<i64>, now: i64) -> Result<Product, AdminError> {
     let mut p = FieldProblems::default();
     let stock = p.check("stock_on_hand", parse_stock(stock_on_hand));
     p.finish().map_err(AdminError::Invalid)?;
@@ -339,6 +343,19 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, now: i64) -> R
     inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
         let held = lock_product(tx, id)?;
+        if let Some(expected) = expected_on_hand {
+            let now_on_hand = tx
+                .query("SELECT stock_on_hand FROM products WHERE id = ?", &[id.as_str().into()])?
+                .first()
+                .ok_or(AdminError::NotFound("product"))?
+                .int("stock_on_hand")?;
+            if now_on_hand != expected {
+                return Err(AdminError::Conflict(
+                    "stock_changed",
+                    format!("stock on hand is now {now_on_hand}, not the {expected} this change was based on: check it and set it again"),
+                ));
+            }
+        }
         if stock < held {
             return Err(below_reserved(held));
         }

@@ -733,8 +733,11 @@ mod tests {
         }
         reserve(&db, "live", &[line(P1, 5)], 600, 1000).unwrap();
         let id = ProductId::parse(P1).unwrap();
-        assert_eq!(crate::admin::set_stock(&db, &id, 10, 1060).unwrap().reserved, 5);
-        assert!(matches!(crate::admin::set_stock(&db, &id, 4, 1060), Err(crate::admin::AdminError::Conflict("below_reserved", _))));
+        assert_eq!(crate::admin::set_stock(&db, &id, 10, None, 1060).unwrap().reserved, 5);
+        assert!(matches!(crate::admin::set_stock(&db, &id, 4, None, 1060), Err(crate::admin::AdminError::Conflict("below_reserved", _))));
+        // Based on a count that is no longer true: refused, nothing written.
+        assert!(matches!(crate::admin::set_stock(&db, &id, 12, Some(7), 1060), Err(crate::admin::AdminError::Conflict("stock_changed", _))));
+        assert_eq!(crate::admin::set_stock(&db, &id, 12, Some(10), 1060).unwrap().on_hand, 12);
     }
 
     #[test]

@@ -30,8 +30,14 @@ const SERVICE: Service = Service { name: "catalog" };
 fn handle(req: IncomingRequest) -> anyhow::Result<Response> {
     Ok(http_kit::serve(&SERVICE, req, |ctx| {
         let result = route(ctx);
-        // Every successful write makes earlier cached public reads stale.
-        if ctx.method != "GET" && result.as_ref().is_ok_and(|r| r.status < 400) {
+        // Every successful write makes earlier cached public reads stale; so
+        // may a write that failed with a 5xx (a commit that landed though
+        // its answer was lost; found in review), while a 4xx changed nothing.
+        let may_have_written = match &result {
+            Ok(r) => r.status < 400,
+            Err(e) => e.status >= 500,
+        };
+        if ctx.method != "GET" && may_have_written {
             cache::invalidate();
         }
         result

@@ -50,6 +50,8 @@ pub fn delete_product(ctx: &Ctx, raw_id: &str) -> HandlerResult {
 #[serde(deny_unknown_fields)]
 struct InventoryBody {
     stock_on_hand: i64,
+    /// The stock on hand the change is based on (optional precondition).
+    expected_on_hand: Option<i64>,
 }
 
 pub fn set_inventory(ctx: &Ctx, raw_id: &str) -> HandlerResult {
@@ -57,7 +59,7 @@ pub fn set_inventory(ctx: &Ctx, raw_id: &str) -> HandlerResult {
     let id = product_id(raw_id)?;
     let body: InventoryBody = ctx.json()?;
     let db = open()?;
-    let product = admin::set_stock(&db, &id, body.stock_on_hand, clock::unix_now()).map_err(errors::admin)?;
+    let product = admin::set_stock(&db, &id, body.stock_on_hand, body.expected_on_hand, clock::unix_now()).map_err(errors::admin)?;
     Ok(Reply::ok(&product.for_admin()))
 }
 
