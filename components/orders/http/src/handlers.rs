@@ -210,6 +210,11 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     let currency = currency.ok_or_else(|| ApiError::internal("no currency"))?;
     let order_id = http_kit::ids::uuid_v4()?;
     let ttl = unpaid_order_ttl_secs();
+    // Taken before the hold: the catalog's clock reads no earlier when it
+    // sets the hold's expiry, so the order never outlives its hold (found
+    // in review: computed after a reserve that waited on locks, the order
+    // could still be payable for seconds after the hold lapsed).
+    let placed_at = clock::unix_now();
     let holds: Vec<(String, u32)> = lines.iter().map(|l| (l.product_id.clone(), l.quantity)).collect();
     WitInventory.reserve(&order_id, &holds, ttl as u32).map_err(|e| match e {
         HoldError::Unavailable(m) => {
@@ -228,7 +233,7 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         HoldError::Refused(m) => ApiError::new(409, "reservation_refused", m),
     })?;
     let cart_version = i64::try_from(snapshot.version).ok();
-    let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: clock::unix_now() + ttl, cart_version };
+    let new = NewOrder { id: order_id.clone(), user_id: caller.user_id.clone(), currency, lines, shipping_address: address, expires_at: placed_at + ttl, cart_version };
     // Set when another request placed this cart (version) first.
     let mut cart_taken = false;
     let actor = format!("user:{}", caller.user_id);
@@ -337,11 +342,12 @@ pub fn history(ctx: &Ctx, id: &str) -> HandlerResult {
 /// that failed before).
 fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: &Restock, explicit: bool) -> HandlerResult {
     match order.status {
-        // A cancellation whose refund failed: asking again retries the refund.
-        Status::Cancelled if order.flags.iter().any(|f| f == "refund_failed") && order.refunded.amount_minor < order.total.amount_minor => {
+        // A cancellation whose refund failed, or was never sent (the request
+        // ended between the cancellation's commit and Stripe's answer):
+        // asking again retries the refund.
+        Status::Cancelled if owes_cancellation_refund(db, &order)? => {
             let stripe = StripeConfig::from_variables();
-            let key = format!("refund:{}:cancel", order.id);
-            refunds::refund_via_stripe(db, &stripe, &order, None, &key, actor, &WitInventory).map_err(|e| {
+            send_cancellation_refund(db, &stripe, &order, actor).map_err(|e| {
                 ApiError::new(502, "refund_failed", "the refund failed again; it stays flagged for an admin").with_internal(format!("{e:?}"))
             })?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
@@ -384,20 +390,79 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
                 Ok::<_, OrderError>(cancelled)
             })
             .map_err(ApiError::from)?;
-            restock_on_cancel(db, &cancelled, put_back, actor, false)?;
-            let key = format!("refund:{}:cancel", order.id);
-            match refunds::refund_via_stripe(db, &stripe, &cancelled, None, &key, actor, &WitInventory) {
-                Ok(_) | Err(RefundError::TooMuch { .. }) => {}
-                Err(e) => {
-                    orders::flag(db, &cancelled, "refund_failed")?;
-                    return Err(ApiError::new(502, "refund_failed", "the order is cancelled but the refund failed; it is flagged for an admin")
-                        .with_internal(format!("{e:?}")));
-                }
+            // Owed from here on: should this request end before the refund
+            // is sent (or its failure flagged), the orders sweep sends it
+            // (`refund_cancelled`), as does cancelling again.
+            if let Err(e) = restock_on_cancel(db, &cancelled, put_back, actor, false) {
+                let _ = send_cancellation_refund(db, &stripe, &cancelled, actor);
+                return Err(e);
+            }
+            if let Err(e) = send_cancellation_refund(db, &stripe, &cancelled, actor) {
+                return Err(ApiError::new(502, "refund_failed", "the order is cancelled but the refund failed; it is flagged for an admin")
+                    .with_internal(format!("{e:?}")));
             }
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         s => Err(ApiError::from(OrderError::Transition(orders_core::domain::InvalidTransition { from: s, to: Status::Cancelled }))),
     }
+}
+
+/// A cancelled order whose payment was captured and is not all refunded:
+/// its cancellation's refund is owed (cancelling a paid order refunds it in
+/// full, so nothing else leaves an order in that state).
+fn owes_cancellation_refund(db: &dyn Db, order: &Order) -> Result<bool, ApiError> {
+    if order.status != Status::Cancelled || order.refunded.amount_minor >= order.total.amount_minor {
+        return Ok(false);
+    }
+    let payment = payments_core::summary::payment_for(db, &order.id)?;
+    Ok(payment.is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded")))
+}
+
+/// Refund what is left of a cancelled order's payment, under the
+/// cancellation's Idempotency-Key (`refund:<order>:cancel`), flagging the
+/// order `refund_failed` when it fails. A refusal (4xx) moves the key to its
+/// next generation: Stripe keeps a refused request's answer under its key
+/// for 24 hours, so a retry under the same key would only be refused again
+/// (found in review). 409 is another request sending it at this moment.
+fn send_cancellation_refund(db: &dyn Db, stripe: &StripeConfig, order: &Order, actor: &str) -> Result<(), RefundError> {
+    let key = format!("refund:{}:cancel", order.id);
+    match refunds::refund_via_stripe(db, stripe, order, None, &key, actor, &WitInventory) {
+        Ok(_) | Err(RefundError::TooMuch { .. }) => Ok(()),
+        Err(e) => {
+            if let RefundError::Stripe(stripe::StripeError::Rejected { status, .. }) = &e {
+                if *status != 409 {
+                    let _ = payments_core::stripe_keys::StripeKey::load(db, &key).and_then(|k| k.advance(db));
+                }
+            }
+            let _ = orders::flag(db, order, "refund_failed");
+            Err(e)
+        }
+    }
+}
+
+/// The orders sweep's part: send the owed refunds of cancellations whose
+/// request ended before sending or flagging them (cancelled more than two
+/// minutes ago, captured, not all refunded, not flagged `refund_failed`:
+/// a flagged one is for an admin, who retries by cancelling again).
+fn refund_cancelled(db: &dyn Db, stripe: &StripeConfig, limit: i64) -> Result<usize, ApiError> {
+    if !stripe.configured() {
+        return Ok(0);
+    }
+    let before = clock::format_rfc3339(clock::unix_now() - 120);
+    let rows = db.query(
+        "SELECT o.id FROM orders o JOIN payments p ON p.order_id = o.id \
+         WHERE o.status = 'cancelled' AND p.status IN ('paid', 'partially_refunded') AND o.refunded_minor < o.total_minor \
+         AND o.flags NOT LIKE '%\"refund_failed\"%' AND o.updated_at < ? ORDER BY o.updated_at LIMIT ?",
+        &[before.into(), limit.into()],
+    )?;
+    let mut sent = 0;
+    for r in rows.iter() {
+        let Some(order) = orders::load(db, &r.text("id")?)? else { continue };
+        if send_cancellation_refund(db, stripe, &order, "sweep").is_ok() {
+            sent += 1;
+        }
+    }
+    Ok(sent)
 }
 
 /// The units of a cancelled paid order go back on hand (operation
@@ -544,7 +609,7 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
         // catalog answered (sales first: a restock needs its sale).
         orders_core::owed_stock::settle_owed(&db, 50, &WitInventory)?;
         restock::settle_owed(&db, None, 50, &WitInventory)?;
-        (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)?)
+        (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)? + refund_cancelled(&db, &stripe, 10)?)
     } else {
         more = true;
         (0, 0)

@@ -305,6 +305,15 @@ fn paid(
             _ => Ok(Applied::Unchanged { status: order.status }),
         };
     }
+    // Money already owed back (refunded automatically, or on its way) stays
+    // owed back: the same payment seen again (the success page reloaded, a
+    // redelivered or second event) once its units are free again must not
+    // sell them to the customer who gets the money back (found in review).
+    if let Some(intent) = intent {
+        if !tx.query("SELECT 1 AS x FROM automatic_refunds WHERE payment_intent = ?", &[intent.into()])?.is_empty() {
+            return Ok(Applied::Unchanged { status: order.status });
+        }
+    }
     let exact = amount == order.total.amount_minor && currency.eq_ignore_ascii_case(order.total.currency.code());
     if matches!(order.status, Status::Cancelled | Status::Expired) {
         // An order cancelled after it was paid (and refunded) ended after
@@ -677,6 +686,23 @@ mod tests {
         let refunded = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &gone, LatePayments::Honour).unwrap();
         assert_eq!(refunded, Applied::Flagged { problem: "paid_after_expired".into() }, "units gone: the money goes back");
         assert_eq!(crate::refunds::automatic_refunds(&db, "o1").unwrap().len(), 1);
+    }
+
+    /// Found in review: a late payment refunded because its units were
+    /// gone was honoured when seen again once they were free.
+    #[test]
+    fn money_owed_back_is_never_honoured_later() {
+        let db = setup();
+        lapse(&db);
+        let gone = FakeInventory { stock_gone: true, ..Default::default() };
+        apply(&db, "o1", &Outcome::Expired, Source::Shop, "sweep", &gone).unwrap();
+        let refused = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &gone, LatePayments::Honour).unwrap();
+        assert_eq!(refused, Applied::Flagged { problem: "paid_after_expired".into() });
+        let free = FakeInventory::default();
+        let again = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &free, LatePayments::Honour).unwrap();
+        assert_eq!(again, Applied::Unchanged { status: Status::Expired });
+        assert_eq!(status(&db), Status::Expired);
+        assert!(free.calls.borrow().is_empty(), "nothing sold: {:?}", free.calls.borrow());
     }
 
     #[test]

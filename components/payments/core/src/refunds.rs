@@ -101,6 +101,20 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
             },
             Err(e) => Err(e),
         };
+        // A refund Stripe made but reports failed or canceled (an earlier
+        // attempt's, found by `earlier_refund`) returned nothing: a refusal.
+        let made = match made {
+            Ok(refund) if matches!(refund["status"].as_str(), Some("failed" | "canceled")) => Err(crate::stripe::StripeError::Rejected {
+                status: 402,
+                message: format!("Stripe's refund {} is {}", refund["id"].as_str().unwrap_or("?"), refund["status"].as_str().unwrap_or("?")),
+            }),
+            // 409: another instance is sending this very refund (same
+            // Idempotency-Key) at this moment; its outcome is recorded by it,
+            // or found by the next attempt (found in review: it was taken for
+            // a refusal, the refund marked failed and the order flagged).
+            Err(crate::stripe::StripeError::Rejected { status: 409, message }) => Err(crate::stripe::StripeError::Unavailable(message)),
+            other => other,
+        };
         match made {
             Ok(refund) => {
                 let refund_id = refund["id"].as_str().unwrap_or("").to_string();
@@ -142,27 +156,32 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                 })?;
                 done += usize::from(changed);
             }
-            Err(crate::stripe::StripeError::Rejected { message, .. }) => {
+            Err(e) => {
+                // A refusal ends it at once; anything else (Stripe unreachable,
+                // a 5xx, a rate limit) is tried again, up to
+                // MAX_REFUND_ATTEMPTS. Either way an end is flagged for an
+                // admin (found in review: giving up after the last transient
+                // failure flagged nothing), and only by the attempt that moved
+                // the row (another may have recorded the refund meanwhile).
+                let (refused, error) = match &e {
+                    crate::stripe::StripeError::Rejected { message, .. } => (true, message.clone()),
+                    other => (false, format!("{other:?}")),
+                };
                 transaction(db, |tx| -> Result<(), DbError> {
                     orders::lock(tx, &r.order_id)?;
-                    tx.execute(
-                        "UPDATE automatic_refunds SET status = 'failed', last_error = ?, attempts = attempts + 1, updated_at = ? \
-                         WHERE payment_intent = ? AND status = 'pending'",
-                        &[message.as_str().into(), now.as_str().into(), r.payment_intent.as_str().into()],
+                    let ended = tx.query(
+                        "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, \
+                         status = CASE WHEN ? = 1 OR attempts + 1 >= ? THEN 'failed' ELSE status END \
+                         WHERE payment_intent = ? AND status = 'pending' RETURNING status",
+                        &[error.as_str().into(), now.as_str().into(), refused.into(), MAX_REFUND_ATTEMPTS.into(), r.payment_intent.as_str().into()],
                     )?;
-                    if let Some(order) = orders::load(tx, &r.order_id)? {
-                        orders::flag(tx, &order, "automatic_refund_failed")?;
+                    if ended.first().map(|row| row.text("status")).transpose()?.as_deref() == Some("failed") {
+                        if let Some(order) = orders::load(tx, &r.order_id)? {
+                            orders::flag(tx, &order, "automatic_refund_failed")?;
+                        }
                     }
                     Ok(())
                 })?;
-            }
-            Err(e) => {
-                db.execute(
-                    "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, \
-                     status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE status END \
-                     WHERE payment_intent = ? AND status = 'pending'",
-                    &[format!("{e:?}").into(), now.as_str().into(), MAX_REFUND_ATTEMPTS.into(), r.payment_intent.as_str().into()],
-                )?;
             }
         }
     }
