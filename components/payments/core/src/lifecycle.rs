@@ -413,6 +413,16 @@ fn pay(tx: &dyn Db, order: &Order, intent: Option<&str>, actor: &str, reason: &s
         tx.execute("UPDATE payments SET payment_intent = ? WHERE order_id = ?", &[pi.into(), order.id.as_str().into()])?;
     }
     let updated = orders::transition(tx, order, Status::Paid, actor, reason)?;
+    // Money of this payment refunded before its payment was seen (Stripe's
+    // `charge.refunded` came first, while the order was unpaid, and was set
+    // aside: the ledger has it; found in review: the order was then paid
+    // with nothing refunded, and shipped) counts now, as if it came after.
+    if let Some(pi) = intent {
+        let back = ledger::find(tx, pi)?.map_or(0, |o| o.amount_refunded);
+        if back > 0 {
+            return refunded(tx, &updated, back, actor, &format!("{reason} (refunded before its payment was seen)"));
+        }
+    }
     Ok(Applied::Changed { status: updated.status })
 }
 
@@ -713,6 +723,25 @@ mod tests {
         let late = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
         assert_eq!(late, Applied::Flagged { problem: "paid_after_cancelled".into() });
         assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("recommit")));
+    }
+
+    /// Found in review: Stripe's `charge.refunded` delivered before the
+    /// payment's own event (which failed and was redelivered later) was set
+    /// aside, and the order then paid with nothing refunded.
+    #[test]
+    fn a_refund_seen_before_its_payment_counts_once_the_payment_is_seen() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        let order = orders::load(&db, "o1").unwrap().unwrap();
+        record_created(&db, &order, ledger::Kind::PaymentIntent, "pi_1", None).unwrap();
+        let charge = json!({ "id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount": 1000, "amount_captured": 1000, "amount_refunded": 1000, "currency": "usd" });
+        let back = Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) };
+        let early = apply(&db, "o1", &back, Source::Event { id: "e_refund", kind: "charge.refunded", object: &charge }, "stripe", &inv).unwrap();
+        assert_eq!(early, Applied::Unchanged { status: Status::PendingPayment });
+        let late = apply(&db, "o1", &paid(), Source::Event { id: "e_paid", kind: "payment_intent.succeeded", object: &Json::Null }, "stripe", &inv).unwrap();
+        assert_eq!(late, Applied::Changed { status: Status::Refunded });
+        let after = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!(after.refunded.amount_minor, 1000);
     }
 
     /// The refund of a payment made through the order's own intent after
