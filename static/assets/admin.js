@@ -286,7 +286,11 @@ async function productsPage(isCurrent) {
         await api('PUT', `/api/products/${f.dataset.id}/inventory`, { body: { stock_on_hand: Number(new FormData(f).get('stock_on_hand')), expected_on_hand: Number(f.dataset.onHand) } });
         flash = { kind: 'success', text: 'Stock updated.' };
         route();
-      } catch (e) { show('products-status', 'error', errorText(e)); }
+      } catch (e) {
+        // Changed since this page was drawn: draw it again with the count as it is now.
+        if (e.code === 'stock_changed') { flash = { kind: 'error', text: errorText(e) }; route(); return; }
+        show('products-status', 'error', errorText(e));
+      }
     });
   }
 }

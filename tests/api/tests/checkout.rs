@@ -541,6 +541,30 @@ fn a_payment_for_a_lapsed_order_whose_units_were_sold_meanwhile_goes_back() {
     assert_eq!(app.order(&other, theirs["id"].as_str().unwrap())["status"], "pending_payment");
 }
 
+/// Money a cancelled order cannot keep, whose automatic refund Stripe
+/// refuses: the refund ends failed and the order is flagged for an admin
+/// (on Postgres too: the statement recording it once failed there).
+#[test]
+fn an_automatic_refund_stripe_refuses_flags_the_order() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(5, 100, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let r = app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let intent = format!("pi_refused_{id}");
+    app.stripe.fail_next_for(&intent, 400);
+    let pi = json!({ "id": intent, "object": "payment_intent", "amount_received": 100, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_refused"), "payment_intent.succeeded", pi));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let flagged = || app.order(&user, &id)["flags"].as_array().unwrap().iter().any(|f| f == "automatic_refund_failed");
+    wait_until(flagged);
+    let order = app.order(&user, &id);
+    assert!(flagged(), "{order}");
+    assert_eq!(order["status"], "cancelled");
+    let payment = app.send_as(&user.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_eq!(payment["automatic_refunds"][0]["status"], "failed", "{payment}");
+}
+
 /// The success page's return and the webhook for the same payment, racing
 /// the order's expiry (read, swept and paid at once at the moment its hold
 /// lapses): whoever comes first, the order ends paid once, its units sold
@@ -1113,6 +1137,27 @@ fn a_hanging_stripe_is_a_prompt_503_and_the_retry_makes_no_duplicate() {
     assert_eq!(created[0].headers.get("idempotency-key"), created[1].headers.get("idempotency-key"), "under one key");
     assert_eq!(again.json()["id"], app.stripe.session(again.json()["id"].as_str().unwrap())["id"], "the session Stripe made the first time");
     assert_eq!(app.order(&user, &id)["status"], "pending_payment");
+}
+
+/// A partial refund repeated with its Idempotency-Key is answered with the
+/// same refund and `Idempotent-Replayed: true` while the order is still
+/// paid (found in review: the header came only once nothing was left).
+#[test]
+fn a_partial_refund_repeated_with_its_key_says_it_was_replayed() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (_, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let auth = format!("Bearer {}", admin.access_token);
+    let key = format!("part-{id}");
+    let refund = || app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key.as_str())], Some(&json!({ "order_id": id, "amount": 300 })));
+    let first = refund();
+    assert_eq!((first.status, first.header("idempotent-replayed")), (200, None), "{}", first.body);
+    let again = refund();
+    assert_eq!((again.status, again.header("idempotent-replayed")), (200, Some("true")), "{}", again.body);
+    assert_eq!(again.json()["refund_id"], first.json()["refund_id"]);
+    assert_eq!(again.json()["order"]["refunded"]["amount_minor"], 300);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    assert_eq!(app.stripe.refunded_total(&intent), 300, "one refund at Stripe");
 }
 
 /// A full refund repeated with its Idempotency-Key after it was made (its

@@ -348,7 +348,7 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
         Status::Cancelled if owes_cancellation_refund(db, &order)? => {
             let stripe = StripeConfig::from_variables();
             send_cancellation_refund(db, &stripe, &order, actor).map_err(|e| {
-                ApiError::new(502, "refund_failed", "the refund failed again; it stays flagged for an admin").with_internal(format!("{e:?}"))
+                cancellation_refund_error(e, "the refund failed again; it stays flagged for an admin")
             })?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
@@ -398,8 +398,7 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
                 return Err(e);
             }
             if let Err(e) = send_cancellation_refund(db, &stripe, &cancelled, actor) {
-                return Err(ApiError::new(502, "refund_failed", "the order is cancelled but the refund failed; it is flagged for an admin")
-                    .with_internal(format!("{e:?}")));
+                return Err(cancellation_refund_error(e, "the order is cancelled but the refund failed; it is flagged for an admin"));
             }
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
@@ -428,15 +427,30 @@ fn send_cancellation_refund(db: &dyn Db, stripe: &StripeConfig, order: &Order, a
     let key = format!("refund:{}:cancel", order.id);
     match refunds::refund_via_stripe(db, stripe, order, None, &key, actor, &WitInventory) {
         Ok(_) | Err(RefundError::TooMuch { .. }) => Ok(()),
+        // Another request is sending this very refund now (Stripe answers a
+        // concurrent request under the same key 409): not a failure, nothing
+        // flagged (found in review: the order stayed flagged, and out of the
+        // sweep's reach, though it was refunded).
+        Err(e @ RefundError::Stripe(stripe::StripeError::Rejected { status: 409, .. })) => Err(e),
         Err(e) => {
-            if let RefundError::Stripe(stripe::StripeError::Rejected { status, .. }) = &e {
-                if *status != 409 {
-                    let _ = payments_core::stripe_keys::StripeKey::load(db, &key).and_then(|k| k.advance(db));
-                }
+            if let RefundError::Stripe(stripe::StripeError::Rejected { .. }) = &e {
+                let _ = payments_core::stripe_keys::StripeKey::load(db, &key).and_then(|k| k.advance(db));
             }
             let _ = orders::flag(db, order, "refund_failed");
             Err(e)
         }
+    }
+}
+
+/// The answer for a cancellation's refund that did not go through: 503 to
+/// retry when another request is sending it at this moment, else 502 with
+/// `message` (the order is flagged).
+fn cancellation_refund_error(e: RefundError, message: &str) -> ApiError {
+    match e {
+        RefundError::Stripe(stripe::StripeError::Rejected { status: 409, .. }) => {
+            ApiError::unavailable("refund_in_progress", "the refund is being sent by another request; ask again shortly").with_header("retry-after", "1")
+        }
+        e => ApiError::new(502, "refund_failed", message.to_string()).with_internal(format!("{e:?}")),
     }
 }
 

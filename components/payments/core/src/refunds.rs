@@ -167,14 +167,25 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                     crate::stripe::StripeError::Rejected { message, .. } => (true, message.clone()),
                     other => (false, format!("{other:?}")),
                 };
+                // Two statements rather than a boolean parameter: Postgres
+                // would type `? = 1` as int4, and Spin sends every integer
+                // as int8 (found in review).
+                let sql = if refused {
+                    "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, status = 'failed' \
+                     WHERE payment_intent = ? AND status = 'pending' RETURNING status"
+                } else {
+                    "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, \
+                     status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE status END \
+                     WHERE payment_intent = ? AND status = 'pending' RETURNING status"
+                };
+                let mut params: Vec<storage::Value> = vec![error.as_str().into(), now.as_str().into()];
+                if !refused {
+                    params.push(MAX_REFUND_ATTEMPTS.into());
+                }
+                params.push(r.payment_intent.as_str().into());
                 transaction(db, |tx| -> Result<(), DbError> {
                     orders::lock(tx, &r.order_id)?;
-                    let ended = tx.query(
-                        "UPDATE automatic_refunds SET attempts = attempts + 1, last_error = ?, updated_at = ?, \
-                         status = CASE WHEN ? = 1 OR attempts + 1 >= ? THEN 'failed' ELSE status END \
-                         WHERE payment_intent = ? AND status = 'pending' RETURNING status",
-                        &[error.as_str().into(), now.as_str().into(), refused.into(), MAX_REFUND_ATTEMPTS.into(), r.payment_intent.as_str().into()],
-                    )?;
+                    let ended = tx.query(sql, &params)?;
                     if ended.first().map(|row| row.text("status")).transpose()?.as_deref() == Some("failed") {
                         if let Some(order) = orders::load(tx, &r.order_id)? {
                             orders::flag(tx, &order, "automatic_refund_failed")?;
@@ -209,6 +220,9 @@ pub enum RefundError {
 pub struct RefundMade {
     pub applied: Applied,
     pub refund_id: String,
+    /// The refund was already recorded before this request: Stripe answered
+    /// with one an earlier request under the same key made.
+    pub replayed: bool,
 }
 
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
@@ -269,10 +283,14 @@ pub fn refund_via_stripe(
     }
     let refund_id = refund_id.to_string();
     let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
-    let total = transaction(db, |tx| -> Result<i64, PaymentError> {
+    let (total, replayed) = transaction(db, |tx| -> Result<(i64, bool), PaymentError> {
+        // Refund rows are recorded only here (a `charge.refunded` event
+        // records the charge, not its refunds), so one already there was
+        // made by an earlier request under this key.
+        let replayed = ledger::find(tx, &refund_id)?.is_some();
         let seen = Sighting { parent_id: Some(&intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
         ledger::record(tx, &order.id, Kind::Refund, &refund_id, status, "shop", &seen)?;
-        Ok(ledger::refunded_from(tx, &intent)?)
+        Ok((ledger::refunded_from(tx, &intent)?, replayed))
     })
     .map_err(RefundError::Payment)?;
     // Stripe's own total for the charge is exact: it counts this refund and
@@ -289,7 +307,7 @@ pub fn refund_via_stripe(
     .min(captured);
     let refunded = Outcome::Refunded { total_refunded: total, payment_intent: Some(intent) };
     let applied = apply(db, &order.id, &refunded, Source::Shop, actor, inventory).map_err(RefundError::Payment)?;
-    Ok(RefundMade { applied, refund_id })
+    Ok(RefundMade { applied, refund_id, replayed })
 }
 
 /// The refunded total of the charge that captured `intent`'s money, as

@@ -292,7 +292,8 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     }
     // A client key makes retries safe; without one the key is derived from
     // the order's refund state, so a retry before it is recorded is still one refund.
-    let key = match http_kit::idempotency_key(ctx)? {
+    let client_key = http_kit::idempotency_key(ctx)?;
+    let key = match &client_key {
         Some(k) => format!("refund:{}:{k}", order.id),
         None => format!("refund:{}:{}:{}", order.id, order.refunded.amount_minor, body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into())),
     };
@@ -312,7 +313,26 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
             let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
             http_kit::nudge::notifications();
             let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
-            Ok(Reply::ok(&json!({ "order": order, "applied": made.applied, "refund_id": made.refund_id, "restocked": restocked, "restock_problem": restock_problem })))
+            // The client's key answered with a refund already recorded (Stripe
+            // replayed it): the same request again, as documented (found in
+            // review: the header was sent only once the order was refunded in full).
+            let replayed = client_key.is_some() && made.replayed;
+            let reply = Reply::ok(&json!({ "order": order, "applied": made.applied, "refund_id": made.refund_id, "restocked": restocked, "restock_problem": restock_problem }));
+            Ok(if replayed { reply.with_header("idempotent-replayed", "true") } else { reply })
+        }
+        // Less is left now than this request asks, but its key already made
+        // a refund (another refund came between it and this retry): the same
+        // request again, answered with that refund.
+        Err(RefundError::TooMuch { refundable }) if client_key.is_some() => {
+            match refunds::made_under(&db, &config, &order, &key).map_err(refund_error)? {
+                Some(refund_id) => {
+                    let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+                    let applied = Applied::Unchanged { status: order.status };
+                    Ok(Reply::ok(&json!({ "order": order, "applied": applied, "refund_id": refund_id, "restocked": null, "restock_problem": null }))
+                        .with_header("idempotent-replayed", "true"))
+                }
+                None => Err(refund_error(RefundError::TooMuch { refundable })),
+            }
         }
         Err(e) => Err(refund_error(e)),
     }
