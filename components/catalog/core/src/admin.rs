@@ -319,8 +319,14 @@ pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
 /// now (a sweep skips holds locked elsewhere) — what the constraint
 /// `reserved <= stock_on_hand` checks.
 pub(crate) fn lock_product(tx: &dyn Db, id: &ProductId) -> Result<i64, AdminError> {
-    let rows = tx.query("UPDATE products SET updated_at = updated_at WHERE id = ? RETURNING reserved", &[id.as_str().into()])?;
-    Ok(rows.first().ok_or(AdminError::NotFound("product"))?.int("reserved")?)
+    lock_product_stock(tx, id).map(|(_, reserved)| reserved)
+}
+
+/// [`lock_product`], with the stock on hand as well: `(on_hand, reserved)`.
+fn lock_product_stock(tx: &dyn Db, id: &ProductId) -> Result<(i64, i64), AdminError> {
+    let rows = tx.query("UPDATE products SET updated_at = updated_at WHERE id = ? RETURNING stock_on_hand, reserved", &[id.as_str().into()])?;
+    let row = rows.first().ok_or(AdminError::NotFound("product"))?;
+    Ok((row.int("stock_on_hand")?, row.int("reserved")?))
 }
 
 fn below_reserved(reserved: i64) -> AdminError {
@@ -342,13 +348,8 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, expected_on_ha
     let stock = stock.unwrap_or(0);
     inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
-        let held = lock_product(tx, id)?;
+        let (now_on_hand, held) = lock_product_stock(tx, id)?;
         if let Some(expected) = expected_on_hand {
-            let now_on_hand = tx
-                .query("SELECT stock_on_hand FROM products WHERE id = ?", &[id.as_str().into()])?
-                .first()
-                .ok_or(AdminError::NotFound("product"))?
-                .int("stock_on_hand")?;
             if now_on_hand != expected {
                 return Err(AdminError::Conflict(
                     "stock_changed",

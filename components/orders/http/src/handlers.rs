@@ -414,7 +414,8 @@ fn owes_cancellation_refund(db: &dyn Db, order: &Order) -> Result<bool, ApiError
         return Ok(false);
     }
     let payment = payments_core::summary::payment_for(db, &order.id)?;
-    Ok(payment.is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded")))
+    // Captured and not all refunded (the order's refunded amount, checked above).
+    Ok(payment.is_some_and(|p| p.captured()))
 }
 
 /// Refund what is left of a cancelled order's payment, under the

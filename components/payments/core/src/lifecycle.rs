@@ -227,7 +227,7 @@ pub fn apply_with(
             }
             Outcome::Refunded { total_refunded, payment_intent } => {
                 let payment = crate::summary::payment_for(tx, order_id)?;
-                let captured = payment.as_ref().is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded"));
+                let captured = payment.as_ref().is_some_and(|p| p.captured());
                 let paying = payment.and_then(|p| p.payment_intent);
                 match (payment_intent, paying) {
                     // Money of another intent went back (a second payment
@@ -310,7 +310,7 @@ fn paid(
     // redelivered or second event) once its units are free again must not
     // sell them to the customer who gets the money back (found in review).
     if let Some(intent) = intent {
-        if !tx.query("SELECT 1 AS x FROM automatic_refunds WHERE payment_intent = ?", &[intent.into()])?.is_empty() {
+        if crate::refunds::owed_back(tx, intent)? {
             return Ok(Applied::Unchanged { status: order.status });
         }
     }
@@ -320,8 +320,7 @@ fn paid(
         // this payment, not before it: the same payment seen again (the
         // success page revisited, a late or repeated event) changes nothing.
         if let Some(p) = crate::summary::payment_for(tx, &order.id)? {
-            let captured = matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded");
-            if captured && (intent.is_none() || intent == p.payment_intent.as_deref()) {
+            if p.captured() && (intent.is_none() || intent == p.payment_intent.as_deref()) {
                 return Ok(Applied::Unchanged { status: order.status });
             }
         }
@@ -334,22 +333,12 @@ fn paid(
         // since (its address is erased: nothing could be shipped; found in
         // review): that money goes back. The erasure locked this order
         // before it committed, so it is seen here.
-        if order.status == Status::Expired
-            && late == LatePayments::Honour
-            && exact
-            && !orders_core::privacy::account_erased(tx, &order.user_id)?
-            && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)?
-        {
+        if order.status == Status::Expired && honoured_late(tx, order, exact, late, inventory)? {
             orders_core::owed_stock::forgive(tx, &order.id)?;
-            return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
+            return pay(tx, order, intent, actor, &late_reason(reason));
         }
         // Otherwise the money goes back in full.
-        let problem = format!("paid_after_{}", order.status);
-        match intent {
-            Some(new) => owe_back(tx, order, new, amount, currency, &problem)?,
-            None => orders::flag(tx, order, &problem)?,
-        }
-        return Ok(Applied::Flagged { problem });
+        return give_money_back(tx, order, intent, amount, currency, &format!("paid_after_{}", order.status));
     }
     // An unpaid order past its expiry that neither the sweep nor a read has
     // expired yet is paid late, as an expired one is (found in review: it
@@ -367,20 +356,15 @@ fn paid(
         let lapsed = order.expires_at <= clock::unix_now();
         let erased = orders_core::privacy::account_erased(tx, &order.user_id)?;
         if lapsed || erased {
-            if !erased && late == LatePayments::Honour && exact && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
-                return pay(tx, order, intent, actor, &format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)"));
+            if !erased && honoured_late(tx, order, exact, late, inventory)? {
+                return pay(tx, order, intent, actor, &late_reason(reason));
             }
             // Expired as the sweep would (its hold released after this
             // transaction). Only an order extended since its erasure (a
             // payment page asked for in time) stays pending until it lapses.
             give_back(tx, order, Status::Expired, actor, reason)?;
             let order = orders::load_locked(tx, &order.id)?.ok_or(PaymentError::UnknownOrder)?;
-            let problem = "paid_after_expired".to_string();
-            match intent {
-                Some(new) => owe_back(tx, &order, new, amount, currency, &problem)?,
-                None => orders::flag(tx, &order, &problem)?,
-            }
-            return Ok(Applied::Flagged { problem });
+            return give_money_back(tx, &order, intent, amount, currency, "paid_after_expired");
         }
     }
     if !exact {
@@ -398,6 +382,31 @@ fn paid(
     // the same payment waits for this transaction and then sees it paid.
     orders_core::owed_stock::owe_sale(tx, &order.id)?;
     pay(tx, order, intent, actor, reason)
+}
+
+/// A payment arriving after its order's hold ended is honoured when the
+/// policy says so, the amount is exact, the account still exists, and all
+/// of its units can be sold now (inside this transaction, all or none).
+fn honoured_late(tx: &dyn Db, order: &Order, exact: bool, late: LatePayments, inventory: &dyn Inventory) -> Result<bool, PaymentError> {
+    Ok(late == LatePayments::Honour
+        && exact
+        && !orders_core::privacy::account_erased(tx, &order.user_id)?
+        && inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)?)
+}
+
+/// The history's reason for a late payment honoured.
+fn late_reason(reason: &str) -> String {
+    format!("{reason} (late payment honoured: its hold had lapsed, its units were still free)")
+}
+
+/// Money the order cannot keep goes back in full (through its intent, or,
+/// with none known, flagged for an admin) under `problem`.
+fn give_money_back(tx: &dyn Db, order: &Order, intent: Option<&str>, amount: i64, currency: &str, problem: &str) -> Result<Applied, PaymentError> {
+    match intent {
+        Some(new) => owe_back(tx, order, new, amount, currency, problem)?,
+        None => orders::flag(tx, order, problem)?,
+    }
+    Ok(Applied::Flagged { problem: problem.to_string() })
 }
 
 /// Mark the order paid by `intent`: refunds go to the intent that captured

@@ -45,6 +45,12 @@ fn automatic_refund(r: &storage::Row) -> Result<AutomaticRefund, DbError> {
     })
 }
 
+/// Money of this PaymentIntent is owed back (an automatic refund made, on
+/// its way, or failed for an admin): it stays owed back.
+pub fn owed_back(db: &dyn Db, payment_intent: &str) -> Result<bool, DbError> {
+    Ok(!db.query("SELECT 1 AS x FROM automatic_refunds WHERE payment_intent = ?", &[payment_intent.into()])?.is_empty())
+}
+
 /// The automatic refunds of one order.
 pub fn automatic_refunds(db: &dyn Db, order_id: &str) -> Result<Vec<AutomaticRefund>, DbError> {
     db.query("SELECT * FROM automatic_refunds WHERE order_id = ? ORDER BY created_at, payment_intent", &[order_id.into()])?
@@ -242,7 +248,7 @@ pub fn refund_via_stripe(
     let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
     // Only money that was captured can go back: an order cancelled before
     // it was paid has an intent on record, but nothing to refund.
-    let captured = payment.as_ref().is_some_and(|p| matches!(p.status.as_str(), "paid" | "partially_refunded" | "refunded"));
+    let captured = payment.as_ref().is_some_and(|p| p.captured());
     let Some(intent) = payment.and_then(|p| p.payment_intent).filter(|_| captured) else { return Err(RefundError::NotPaid) };
     // Never more than the intent that paid captured, less what went back
     // already (by the shop, or seen in Stripe's events for its charge).

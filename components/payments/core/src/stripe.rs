@@ -122,13 +122,12 @@ pub const SESSION_TTL_SECS: std::ops::RangeInclusive<i64> = 1800..=86_400;
 /// both: a session lasts at least 32 minutes and at most 23 h 58 min.
 pub const SESSION_CLOCK_SLACK_SECS: i64 = 120;
 /// The shortest and the longest lifetime this shop asks Stripe for.
-pub fn session_lifetime_bounds() -> (i64, i64) {
-    (*SESSION_TTL_SECS.start() + SESSION_CLOCK_SLACK_SECS, *SESSION_TTL_SECS.end() - SESSION_CLOCK_SLACK_SECS)
-}
+pub const SESSION_LIFETIME_SECS: std::ops::RangeInclusive<i64> =
+    (*SESSION_TTL_SECS.start() + SESSION_CLOCK_SLACK_SECS)..=(*SESSION_TTL_SECS.end() - SESSION_CLOCK_SLACK_SECS);
 /// An expiry chosen earlier is sent again (a retry, under the same
 /// Idempotency-Key) for a session Stripe has not made yet only while it is
 /// still this far ahead: Stripe's 30 minutes and a minute for the way there.
-pub const SESSION_REUSE_AHEAD_SECS: i64 = 1800 + 60;
+pub const SESSION_REUSE_AHEAD_SECS: i64 = *SESSION_TTL_SECS.start() + 60;
 /// The longest stock hold the catalog grants (its reservation cap): the
 /// upper bound of an unpaid order's hold.
 pub const MAX_HOLD_SECS: i64 = 86_400;

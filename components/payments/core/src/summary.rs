@@ -24,6 +24,13 @@ pub struct PaymentRecord {
     pub session_expires_at: Option<i64>,
 }
 
+impl PaymentRecord {
+    /// Money was captured for the order (whatever has been refunded since).
+    pub fn captured(&self) -> bool {
+        matches!(self.status.as_str(), "paid" | "partially_refunded" | "refunded")
+    }
+}
+
 pub fn payment_for(db: &dyn Db, order_id: &str) -> Result<Option<PaymentRecord>, DbError> {
     let rows = db.query("SELECT * FROM payments WHERE order_id = ?", &[order_id.into()])?;
     rows.first()

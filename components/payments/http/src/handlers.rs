@@ -105,7 +105,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     // Stripe's bounds (30 minutes to 24 hours; `SESSION_CLOCK_SLACK_SECS`),
     // and the order's stock hold is extended to cover it and a minute more,
     // so that no payment page outlives the stock it sells.
-    let (shortest, longest) = stripe::session_lifetime_bounds();
+    let (shortest, longest) = (*stripe::SESSION_LIFETIME_SECS.start(), *stripe::SESSION_LIFETIME_SECS.end());
     let lifetime = config.session_ttl_secs.clamp(shortest, longest.min(stripe::MAX_HOLD_SECS - HOLD_MARGIN_SECS));
     let expires_at = summary::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest))?;
     let hold_until = expires_at + HOLD_MARGIN_SECS;
@@ -261,6 +261,17 @@ struct RefundBody {
     restock_lines: Option<Vec<restock::RestockLine>>,
 }
 
+/// The answer to a refund request repeated (same Idempotency-Key) after
+/// its refund was made: that refund, and its restock (made now if the first
+/// request could not: the same operation, once).
+fn replayed_refund(db: &dyn storage::Db, order: &Order, refund_id: &str, put_back: &restock::Restock, actor: &str) -> HandlerResult {
+    let restocked = restock::restock(db, order, refund_id, put_back, actor, &WitInventory).ok();
+    let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
+    let applied = Applied::Unchanged { status: order.status };
+    Ok(Reply::ok(&json!({ "order": order, "applied": applied, "refund_id": refund_id, "restocked": restocked, "restock_problem": null }))
+        .with_header("idempotent-replayed", "true"))
+}
+
 pub fn refund(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.admin()?;
     let body: RefundBody = ctx.json()?;
@@ -280,11 +291,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
         if let Some(k) = http_kit::idempotency_key(ctx)? {
             let made = refunds::made_under(&db, &config, &order, &format!("refund:{}:{k}", order.id)).map_err(refund_error)?;
             if let Some(refund_id) = made {
-                let restocked = restock::restock(&db, &order, &refund_id, &put_back, &actor, &WitInventory).ok();
-                let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
-                let applied = Applied::Unchanged { status: order.status };
-                return Ok(Reply::ok(&json!({ "order": order, "applied": applied, "refund_id": refund_id, "restocked": restocked, "restock_problem": null }))
-                    .with_header("idempotent-replayed", "true"));
+                return replayed_refund(&db, &order, &refund_id, &put_back, &actor);
             }
         }
         return Err(ApiError::new(409, "not_refundable", format!("an order that is {} has nothing to refund", order.status))
@@ -325,12 +332,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
         // request again, answered with that refund.
         Err(RefundError::TooMuch { refundable }) if client_key.is_some() => {
             match refunds::made_under(&db, &config, &order, &key).map_err(refund_error)? {
-                Some(refund_id) => {
-                    let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
-                    let applied = Applied::Unchanged { status: order.status };
-                    Ok(Reply::ok(&json!({ "order": order, "applied": applied, "refund_id": refund_id, "restocked": null, "restock_problem": null }))
-                        .with_header("idempotent-replayed", "true"))
-                }
+                Some(refund_id) => replayed_refund(&db, &order, &refund_id, &put_back, &actor),
                 None => Err(refund_error(RefundError::TooMuch { refundable })),
             }
         }

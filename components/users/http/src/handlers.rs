@@ -201,7 +201,12 @@ fn bootstrap_applies(user: &UserRecord) -> bool {
     user.role == Role::Customer
         && user.email_verified_at.is_some()
         && user.role_decided_at.is_none()
-        && Email::parse(&user.email).map(|e| is_bootstrap_admin(&e)).unwrap_or(false)
+        && is_listed(&user.email)
+}
+
+/// A stored account address listed in `admin_emails`.
+pub(crate) fn is_listed(email: &str) -> bool {
+    Email::parse(email).is_ok_and(|e| is_bootstrap_admin(&e))
 }
 
 /// Store a new refresh token for the session and sign the matching access token.

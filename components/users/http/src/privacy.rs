@@ -14,7 +14,6 @@ use http_kit::{db_error, ApiError, Ctx, HandlerResult, Reply};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use storage::transaction;
-use users_core::domain::Email;
 use users_core::login_limits::{self, LoginLimits};
 use users_core::{addresses, repository, schema};
 
@@ -146,7 +145,7 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
     // A listed address whose role was decided keeps that decision (found
     // in review: a demoted admin deleted the account, registered again and
     // was made admin anew).
-    let listed = user.role_decided_at.is_some() && Email::parse(&user.email).is_ok_and(|e| crate::handlers::is_bootstrap_admin(&e));
+    let listed = user.role_decided_at.is_some() && crate::handlers::is_listed(&user.email);
     transaction(&db, |tx| {
         if listed {
             repository::spend_admin_rule(tx, &user.email, &now)?;
