@@ -619,22 +619,22 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     // Stripe could not be reached for), and send the money owed back that
     // Stripe could not take at the time; left to the next call when the
     // expiries used up this one's time.
-    let (closed, refunded) = if within_budget() {
+    let (closed, refunded, cancellations_refunded) = if within_budget() {
         // And finish sales and restocks whose request failed before the
         // catalog answered (sales first: a restock needs its sale).
         orders_core::owed_stock::settle_owed(&db, 50, &WitInventory)?;
         restock::settle_owed(&db, None, 50, &WitInventory)?;
-        (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)? + refund_cancelled(&db, &stripe, 10)?)
+        (close_at_stripe(&db, &stripe, None, 200)?, refunds::refund_owed(&db, &stripe, None, 50)?, refund_cancelled(&db, &stripe, 10)?)
     } else {
         more = true;
-        (0, 0)
+        (0, 0, 0)
     };
-    if !expired.is_empty() || refunded > 0 {
+    if !expired.is_empty() || refunded > 0 || cancellations_refunded > 0 {
         http_kit::nudge::notifications();
     }
     // For GET /metrics: when the sweep last ran (an alert fires when it stops).
     storage::counters::bump(&db, orders_core::metrics::SWEEP, clock::unix_now())?;
-    Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired, "automatic_refunds": refunded, "payment_objects_closed": closed, "more": more })))
+    Ok(Reply::ok(&json!({ "expired": expired.len(), "order_ids": expired, "automatic_refunds": refunded, "cancellation_refunds": cancellations_refunded, "payment_objects_closed": closed, "more": more })))
 }
 
 pub fn health(ctx: &Ctx) -> HandlerResult {
