@@ -138,6 +138,13 @@ impl RedisServer {
             .expect("GET on the test redis-server")
     }
 
+    /// `FLUSHALL`: every key gone, as after a restart without persistence.
+    pub fn flush_all(&self) {
+        redis::cmd("FLUSHALL")
+            .query::<()>(&mut self.connect())
+            .expect("FLUSHALL on the test redis-server")
+    }
+
     /// `KEYS pattern`.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         redis::cmd("KEYS")

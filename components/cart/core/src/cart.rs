@@ -1,5 +1,6 @@
 //! A cart as stored: product ids and quantities, never prices (prices are
-//! always looked up live). Every stored change bumps `version` by one,
+//! always looked up live). Every stored change bumps `version` by one
+//! (a new cart starts from its creation time, see `store.rs`),
 //! which checkout passes back so a cart changed after it was read is not
 //! cleared, and records its write id in `writes` (see `store.rs`: that is
 //! how a write reported as failed is recognised as applied).

@@ -23,7 +23,8 @@
 //! 1. **Every write is recognisable.** [`update`] gives each change a random
 //!    write id and stores, with the cart, the ids of the last [`HISTORY`]
 //!    writes (`Cart::writes`), and sets `version` to exactly one more than
-//!    the cart it read. When a swap reports `cas-failed`, the handle handed
+//!    the cart it read (a new cart starts from its creation time in
+//!    microseconds, see [`first_version`]). When a swap reports `cas-failed`, the handle handed
 //!    back is read (`current`, which also re-watches on Redis): if our id is
 //!    in its history, our write landed — done, never applied twice. If not,
 //!    and the cart is fewer than [`HISTORY`] versions past ours, it did not
@@ -246,7 +247,7 @@ where
         // change sees no cart, and may not create one under this key.
         let removed = stored.as_ref().is_some_and(|c| c.removed);
         let current = stored.filter(|c| !c.removed);
-        let base_version = current.as_ref().map_or(0, |c| c.version);
+        let base_version = current.as_ref().map_or_else(first_version, |c| c.version);
         let mut writes = current.as_ref().map(|c| c.writes.clone()).unwrap_or_default();
         let missing = current.is_none();
         let (mut next, out) = match change(current)? {
@@ -373,8 +374,23 @@ fn write_genesis<S: Kv>(store: &S, key: &str) -> Result<(), StoreError> {
     }
     // `cas-failed` is fine (on Redis it is always reported): the caller
     // reads the key again either way.
-    store.swap(cas, &encode(&Cart::default()))?.ok();
+    store.swap(cas, &encode(&Cart { version: first_version(), ..Cart::default() }))?.ok();
     Ok(())
+}
+
+/// The version a new cart starts from: the time of its creation in
+/// microseconds since the Unix epoch, so a cart created after the store
+/// lost its keys (a Redis restart without persistence, an eviction) never
+/// repeats a version the account's earlier carts had. Orders record the
+/// version they were placed from, one order per version and account
+/// (found in review: a cart that restarted at 1 after a Redis restart
+/// reached a version already ordered, and checkout answered 409
+/// `cart_already_ordered` naming an old order). Exact as long as the clock
+/// does not step back: a cart moves up by one per write, and no cart takes
+/// a write per microsecond.
+fn first_version() -> u64 {
+    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+    u64::try_from(micros).unwrap_or(u64::MAX / 2).max(1)
 }
 
 fn unavailable(e: impl std::fmt::Debug) -> StoreError {
