@@ -160,10 +160,13 @@ async function orderPage(id, isCurrent) {
   if (!isCurrent()) return;
   document.title = `Order #${order.id.slice(0, 8)} · Shop admin`;
   const exp = minorExponent(order.currency);
-  const refundable = order.total.amount_minor - order.refunded.amount_minor;
+  // What the payments service says can still go back (a refund Stripe could
+  // not pay out after all counts as not sent); without it, what is left.
+  const refundable = payment && payment.refundable ? payment.refundable.amount_minor : order.total.amount_minor - order.refunded.amount_minor;
   const canShip = ['paid', 'processing', 'partially_refunded'].includes(order.status) || (order.status === 'shipped');
-  // A cancelled order whose refund failed is refunded from here too.
-  const canRefund = refundable > 0 && (PAID_STATUSES.includes(order.status) || (order.status === 'cancelled' && order.flags.includes('refund_failed')));
+  // A cancelled order whose refund failed, or a refunded one whose refund
+  // Stripe could not pay out, is refunded from here too.
+  const canRefund = refundable > 0 && (PAID_STATUSES.includes(order.status) || (['cancelled', 'refunded'].includes(order.status) && order.flags.includes('refund_failed')));
   const a = order.shipping_address;
   render(html`${takeFlash()}
     <p><a href="/admin/orders">← Orders</a></p>

@@ -224,6 +224,23 @@ impl FakeStripe {
         st.refunds.push(json!({ "id": id, "object": "refund", "status": "succeeded", "amount": amount, "currency": currency, "payment_intent": payment_intent, "metadata": {} }));
     }
 
+    /// A refund Stripe could not pay out after all (the card was closed):
+    /// the refund becomes `failed` with `failure_reason`, and its money
+    /// leaves the charge's refunded total (it is back in the shop's
+    /// balance). Returns the refund as Stripe's `refund.failed` event
+    /// carries it.
+    pub fn fail_refund(&self, refund_id: &str, failure_reason: &str) -> Value {
+        let mut st = self.state.lock().unwrap();
+        let refund = st.refunds.iter_mut().find(|r| r["id"] == refund_id).expect("a refund the fake made");
+        assert_eq!(refund["status"], "succeeded", "only a refund that succeeded fails later");
+        refund["status"] = json!("failed");
+        refund["failure_reason"] = json!(failure_reason);
+        let refund = refund.clone();
+        let intent = refund["payment_intent"].as_str().unwrap_or("").to_string();
+        *st.refunded.entry(intent).or_default() -= refund["amount"].as_i64().unwrap_or(0);
+        refund
+    }
+
     /// Every refund of this PaymentIntent, oldest first, as Stripe holds
     /// them (with their `metadata`).
     pub fn refunds_of(&self, payment_intent: &str) -> Vec<Value> {
@@ -590,6 +607,14 @@ fn run(st: &mut State, call: &StripeCall, own_url: &str) -> (u16, Value) {
         ("POST", "/v1/refunds") => {
             let amount = call.field("amount").and_then(|a| a.parse::<i64>().ok());
             let pi = call.field("payment_intent").unwrap_or("").to_string();
+            // Stripe never returns more than the charge took.
+            let left = st.captures.iter().find(|c| c.payment_intent == pi).map(|c| c.amount_minor - st.refunded.get(&pi).copied().unwrap_or(0));
+            if let (Some(left), Some(amount)) = (left, amount) {
+                if amount > left {
+                    let message = format!("Refund amount ({amount}) is greater than unrefunded amount on charge ({left})");
+                    return (400, json!({ "error": { "type": "invalid_request_error", "code": "amount_too_large", "message": message } }));
+                }
+            }
             *st.refunded.entry(pi.clone()).or_default() += amount.unwrap_or(0);
             let currency = st.currency_of(&pi);
             let charge = json!({

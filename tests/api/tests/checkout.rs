@@ -1185,6 +1185,53 @@ fn a_full_refund_repeated_with_its_key_is_answered_again() {
     assert_eq!(app.stripe.refunded_total(&intent), 1000, "one refund at Stripe");
 }
 
+/// A refund can fail days after Stripe accepted it (the card was closed):
+/// Stripe returns the money to the shop's balance and sends
+/// `refund.failed`. The order is flagged `refund_failed` once (Stripe's
+/// older `charge.refund.updated` for the same failure adds nothing), keeps
+/// its refunded total and credit note, and an admin can send the refund
+/// again, once: before, the shop counted the money as returned and refused
+/// (409 `not_refundable`).
+#[test]
+fn a_refund_stripe_could_not_pay_out_is_flagged_and_sent_again() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", admin.access_token);
+    let refund = |key: &str| app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key)], Some(&json!({ "order_id": id })));
+    let first = refund(&format!("first-{id}"));
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["order"]["status"], "refunded");
+    let refund_id = first.json()["refund_id"].as_str().unwrap().to_string();
+
+    let failed = app.stripe.fail_refund(&refund_id, "expired_or_canceled_card");
+    let r = app.stripe_sends(&event(&format!("evt_{id}_refund_failed"), "refund.failed", failed.clone()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["applied"], json!({ "result": "flagged", "problem": "refund_failed" }), "{}", r.body);
+    let r = app.stripe_sends(&event(&format!("evt_{id}_refund_updated"), "charge.refund.updated", failed));
+    assert_eq!(r.json()["applied"]["result"], "unchanged", "{}", r.body);
+    let order = app.order(&user, &id);
+    assert_eq!(order["flags"], json!(["refund_failed"]), "{order}");
+    assert_eq!((order["status"].as_str(), order["refunded"]["amount_minor"].as_i64()), (Some("refunded"), Some(1000)), "the shop still owes it: {order}");
+    let payment = app.send_as(&admin.access_token, "GET", &format!("/api/payments/order/{id}"), None);
+    let objects = payment.json()["objects"].clone();
+    assert!(objects.as_array().unwrap().iter().any(|o| o["id"] == refund_id.as_str() && o["status"] == "failed"), "{objects}");
+    assert_eq!(payment.json()["refundable"], json!({ "amount_minor": 1000, "currency": "USD" }), "{}", payment.body);
+
+    let again = refund(&format!("again-{id}"));
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_ne!(again.json()["refund_id"], refund_id.as_str());
+    assert_eq!(app.stripe.refunded_total(&intent), 1000, "the money went back this time");
+    let payment = app.send_as(&admin.access_token, "GET", &format!("/api/payments/order/{id}"), None);
+    assert_eq!(payment.json()["refundable"]["amount_minor"], 0, "{}", payment.body);
+    assert_eq!(app.order(&user, &id)["refunded"]["amount_minor"], 1000, "not counted twice");
+    let r = refund(&format!("third-{id}"));
+    assert_eq!(r.status, 409, "nothing left to send: {}", r.body);
+    r.assert_error(409, "not_refundable");
+    assert_eq!(app.stripe.refunded_total(&intent), 1000);
+}
+
 /// Found in review: a Checkout Session or PaymentIntent that Stripe was
 /// still making when the order was cancelled stayed open at Stripe (the
 /// cancellation had closed the objects recorded so far). Now the request

@@ -6,14 +6,17 @@
 //! | `checkout_session` | the shop (`POST /v1/checkout/sessions`) | `open` → **`complete`** or **`expired`** |
 //! | `payment_intent` | the shop (Payment Element) or Checkout | `requires_payment_method` ⇄ `processing` → **`succeeded`** or **`canceled`** |
 //! | `charge` | Stripe, when an intent captures money | `succeeded` (its `amount_refunded` grows) |
-//! | `refund` | the shop, or the Stripe dashboard | `pending` → **`succeeded`**, **`failed`** or **`canceled`** |
+//! | `refund` | the shop, or the Stripe dashboard | `pending` → `succeeded` → **`failed`** or **`canceled`** |
 //!
 //! A declined card is not final: the intent goes back to
 //! `requires_payment_method` and the customer may try another card, so no
 //! failed attempt ends an order. An object belongs to exactly one order (its
 //! primary key is Stripe's id); an event about an object of another order,
 //! or about an old object, changes only that object's row. Statuses only
-//! move forward: a late event never reopens a final one.
+//! move forward: a late event never reopens a final one. A refund that
+//! succeeded can still fail later (the card was closed: Stripe then returns
+//! the money to the shop's balance and sends `refund.failed`), so for
+//! refunds `succeeded` is not final; `failed` and `canceled` are.
 
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -39,12 +42,14 @@ impl Kind {
     }
 
     /// How far along its lifecycle a status is: a change is applied only
-    /// when it moves the object forward (equal ranks may alternate, as an
-    /// intent does between `requires_payment_method` and `processing`).
+    /// when it moves the object forward (equal ranks below 2 may alternate,
+    /// as an intent does between `requires_payment_method` and
+    /// `processing`).
     fn rank(&self, status: &str) -> u8 {
         match self {
             Kind::Charge => 1,
             _ if self.early_statuses().contains(&status) => 0,
+            Kind::Refund if REFUND_UNDONE.contains(&status) => 3,
             _ => 2,
         }
     }
@@ -53,12 +58,11 @@ impl Kind {
     /// that moves an object forward decides on the row as it is when it
     /// writes it (on Postgres, after waiting for a concurrent writer).
     fn rank_sql(&self) -> String {
+        let list = |statuses: &[&str]| statuses.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
         match self {
             Kind::Charge => "1".to_string(),
-            _ => {
-                let early: Vec<String> = self.early_statuses().iter().map(|s| format!("'{s}'")).collect();
-                format!("(CASE WHEN status IN ({}) THEN 0 ELSE 2 END)", early.join(", "))
-            }
+            Kind::Refund => format!("(CASE WHEN status IN ({}) THEN 0 WHEN status IN ({}) THEN 3 ELSE 2 END)", list(self.early_statuses()), list(&REFUND_UNDONE)),
+            _ => format!("(CASE WHEN status IN ({}) THEN 0 ELSE 2 END)", list(self.early_statuses())),
         }
     }
 
@@ -76,6 +80,11 @@ impl Kind {
         [Kind::CheckoutSession, Kind::PaymentIntent, Kind::Charge, Kind::Refund].into_iter().find(|k| k.as_str() == raw)
     }
 }
+
+/// The statuses of a refund that returned nothing in the end: Stripe
+/// could not pay it out after all (`failed`, the money back in the shop's
+/// balance) or it was cancelled before it was sent.
+pub const REFUND_UNDONE: [&str; 2] = ["failed", "canceled"];
 
 /// One Stripe object of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -192,15 +201,18 @@ pub fn record(tx: &dyn Db, order_id: &str, kind: Kind, id: &str, status: &str, o
     let greatest = tx.dialect().greatest();
     let rows = tx.query(
         &format!(
-            "UPDATE payment_objects SET status = CASE WHEN {current_rank} < 2 AND {current_rank} <= CAST(? AS BIGINT) THEN ? ELSE status END, \
-             parent_id = COALESCE(parent_id, ?), \
+            "UPDATE payment_objects SET status = CASE WHEN {current_rank} < CAST(? AS BIGINT) \
+             OR ({current_rank} < 2 AND {current_rank} = CAST(? AS BIGINT)) THEN ? ELSE status END, \
+             origin = CASE WHEN ? = 'shop' THEN 'shop' ELSE origin END, parent_id = COALESCE(parent_id, ?), \
              amount_minor = COALESCE(?, amount_minor), amount_refunded = {greatest}(amount_refunded, ?), \
              currency = COALESCE(currency, ?), expires_at = COALESCE(expires_at, ?), updated_at = ? \
              WHERE id = ? RETURNING *"
         ),
         &[
             i64::from(kind.rank(status)).into(),
+            i64::from(kind.rank(status)).into(),
             status.into(),
+            origin.into(),
             seen.parent_id.into(),
             seen.amount_minor.into(),
             seen.amount_refunded.unwrap_or(0).into(),
@@ -249,6 +261,17 @@ pub fn sightings<'a>(event_type: &str, o: &'a Json) -> Vec<(Kind, &'a str, &'sta
                 out.push((Kind::Charge, charge, "succeeded", Sighting { parent_id: Some(intent), amount_minor: Some(amount), currency, ..Default::default() }));
             }
         }
+        // A refund changed status (Stripe's current names for the event,
+        // and the older one); `refund.created` is not read: the shop records
+        // its own refunds from Stripe's answer.
+        "refund.updated" | "refund.failed" | "charge.refund.updated" => {
+            let Some(refund) = id(&o["id"]) else { return out };
+            let Some(status) = ["pending", "requires_action", "succeeded", "failed", "canceled"].into_iter().find(|s| o["status"].as_str() == Some(s)) else {
+                return out;
+            };
+            let amount = o["amount"].as_i64().filter(|a| *a > 0);
+            out.push((Kind::Refund, refund, status, Sighting { parent_id: id(&o["payment_intent"]), amount_minor: amount, currency, ..Default::default() }));
+        }
         "charge.refunded" => {
             let Some(charge) = id(&o["id"]) else { return out };
             let intent = id(&o["payment_intent"]);
@@ -281,6 +304,21 @@ pub fn refunded_from(db: &dyn Db, intent: &str) -> Result<i64, DbError> {
         .query(
             "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM payment_objects \
              WHERE kind = 'refund' AND parent_id = ? AND status NOT IN ('failed', 'canceled')",
+            &[intent.into()],
+        )?
+        .first()
+        .map(|r| r.int("total"))
+        .transpose()?
+        .unwrap_or(0))
+}
+
+/// The total of `intent`'s refunds that returned nothing in the end
+/// ([`REFUND_UNDONE`]): money the shop counted as returned that was not.
+pub fn undone_refunds_of(db: &dyn Db, intent: &str) -> Result<i64, DbError> {
+    Ok(db
+        .query(
+            "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM payment_objects \
+             WHERE kind = 'refund' AND parent_id = ? AND status IN ('failed', 'canceled')",
             &[intent.into()],
         )?
         .first()
@@ -328,9 +366,11 @@ mod tests {
 
     #[test]
     fn final_statuses_never_go_back() {
-        for (kind, done) in [(Kind::CheckoutSession, "expired"), (Kind::PaymentIntent, "succeeded"), (Kind::Refund, "failed")] {
+        for (kind, done) in [(Kind::CheckoutSession, "expired"), (Kind::PaymentIntent, "succeeded"), (Kind::Refund, "succeeded")] {
             assert_eq!(kind.rank(done), 2);
         }
+        assert!(Kind::Refund.rank("failed") > Kind::Refund.rank("succeeded"), "a refund that succeeded can still fail");
+        assert_eq!(Kind::Refund.rank("canceled"), Kind::Refund.rank("failed"));
         assert!(Kind::PaymentIntent.rank("requires_payment_method") == Kind::PaymentIntent.rank("processing"), "attempts alternate");
     }
 }

@@ -55,6 +55,10 @@ pub enum Outcome {
     AttemptEnded { payment_status: &'static str, object: Option<String> },
     /// The charge of `payment_intent` has this much refunded in all.
     Refunded { total_refunded: i64, payment_intent: Option<String> },
+    /// A refund's status changed at Stripe (the event's object says how):
+    /// one that returned nothing in the end (`failed`, `canceled`) is
+    /// money the customer did not get back.
+    RefundChanged { refund: String },
 }
 
 /// Where an outcome comes from.
@@ -202,6 +206,12 @@ pub fn apply_with(
             return Ok(Applied::Duplicate);
         }
         let order = orders::load_locked(tx, order_id)?.ok_or(PaymentError::UnknownOrder)?;
+        // A refund's status before this event moves it (the order's row
+        // lock orders two events about it).
+        let refund_before = match outcome {
+            Outcome::RefundChanged { refund } => ledger::find(tx, refund)?.map(|o| o.status),
+            _ => None,
+        };
         record_sightings(tx, order_id, &source)?;
         let reason = source.event().map(|(_, kind)| kind).unwrap_or(actor);
         match outcome {
@@ -244,6 +254,13 @@ pub fn apply_with(
                     _ => refunded(tx, &order, *total_refunded, actor, reason),
                 }
             }
+            Outcome::RefundChanged { refund } => {
+                let why = match source {
+                    Source::Event { object, .. } | Source::Fetched { object, .. } => object["failure_reason"].as_str().unwrap_or("unknown"),
+                    Source::Shop => "unknown",
+                };
+                refund_undone(tx, &order, refund, refund_before.as_deref(), why)
+            }
         }
     })?;
     // A payment or an order's end (also a repeat, such as Stripe's
@@ -271,6 +288,35 @@ fn settle_stock(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn In
             Ok(())
         }
     }
+}
+
+/// A refund's new status is recorded: if it is the first sighting of it
+/// returning nothing (Stripe could not pay it out, `failed`, or it was
+/// `canceled`), the customer's money did not go back. The order is flagged
+/// for an admin: `automatic_refund_failed` when it was an automatic refund
+/// (whose row becomes `failed`, as when Stripe refuses one), else
+/// `refund_failed`. The order's refunded total and credit notes stand
+/// (they say what the shop owes back); what can be refunded again is
+/// counted without the undone refund ([`crate::refunds::refundable`]), so
+/// an admin's `POST /api/payments/refund` sends it again.
+fn refund_undone(tx: &dyn Db, order: &Order, refund: &str, before: Option<&str>, why: &str) -> Result<Applied, PaymentError> {
+    let undone = |status: Option<&str>| status.is_some_and(|s| ledger::REFUND_UNDONE.contains(&s));
+    let now = ledger::find(tx, refund)?.map(|o| o.status);
+    if !undone(now.as_deref()) || undone(before) {
+        return Ok(Applied::Unchanged { status: order.status });
+    }
+    let automatic = tx.query(
+        "UPDATE automatic_refunds SET status = 'failed', last_error = ?, updated_at = ? \
+         WHERE stripe_refund = ? AND status = 'refunded' RETURNING payment_intent",
+        &[
+            format!("Stripe's refund {refund} is {}: {why}", now.as_deref().unwrap_or("failed")).into(),
+            clock::now_rfc3339().into(),
+            refund.into(),
+        ],
+    )?;
+    let problem = if automatic.is_empty() { "refund_failed" } else { "automatic_refund_failed" };
+    orders::flag(tx, order, problem)?;
+    Ok(Applied::Flagged { problem: problem.to_string() })
 }
 
 fn set_payment_status(tx: &dyn Db, order_id: &str, status: &str) -> Result<(), DbError> {
@@ -829,6 +875,67 @@ mod tests {
         assert_eq!(orders::load(&db, "o1").unwrap().unwrap().refunded.amount_minor, 400);
         assert_eq!(apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: None }, Source::Event { id: "e2", kind: "charge.refunded", object: &Json::Null }, "stripe", &inv).unwrap(), Applied::Changed { status: Status::Refunded });
         assert_eq!(outbox(&db, "order.refunded"), 2);
+    }
+
+    /// A refund Stripe could not pay out after all (`refund.failed`, or the
+    /// older `charge.refund.updated`): the ledger row becomes `failed`, the
+    /// order is flagged once whichever of Stripe's two events comes, and
+    /// what can be refunded again counts the money that did not go back.
+    #[test]
+    fn a_refund_that_fails_later_is_flagged_and_can_be_sent_again() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        let seen = ledger::Sighting { parent_id: Some("pi_1"), amount_minor: Some(1000), currency: Some("usd"), ..Default::default() };
+        ledger::record(&db, "o1", ledger::Kind::Refund, "re_1", "succeeded", "shop", &seen).unwrap();
+        apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) }, Source::Shop, "admin", &inv).unwrap();
+        let order = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!((order.status, crate::refunds::refundable(&db, &order).unwrap().unwrap().left), (Status::Refunded, 0));
+
+        let refund = json!({ "id": "re_1", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd", "payment_intent": "pi_1" });
+        let changed = |id: &str, kind: &str, object: &Json| apply(&db, "o1", &Outcome::RefundChanged { refund: "re_1".into() }, Source::Event { id, kind, object }, "stripe", &inv).unwrap();
+        assert_eq!(changed("e_ok", "refund.updated", &refund), Applied::Unchanged { status: Status::Refunded }, "still succeeded");
+        let mut failed = refund.clone();
+        failed["status"] = json!("failed");
+        failed["failure_reason"] = json!("expired_or_canceled_card");
+        assert_eq!(changed("e_failed", "refund.failed", &failed), Applied::Flagged { problem: "refund_failed".into() });
+        assert_eq!(changed("e_updated", "charge.refund.updated", &failed), Applied::Unchanged { status: Status::Refunded }, "the same failure told twice");
+        assert_eq!(changed("e_late", "refund.updated", &refund), Applied::Unchanged { status: Status::Refunded }, "a late event never makes it succeed again");
+        assert_eq!(ledger::find(&db, "re_1").unwrap().unwrap().status, "failed");
+        let order = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!(order.flags, vec!["refund_failed".to_string()]);
+        assert_eq!(order.refunded.amount_minor, 1000, "the credit note stands: the shop still owes it");
+        assert_eq!(crate::refunds::refundable(&db, &order).unwrap().unwrap().left, 1000, "sent again");
+
+        // Sent again and counted: nothing more to send, and no second credit note.
+        ledger::record(&db, "o1", ledger::Kind::Refund, "re_2", "succeeded", "shop", &seen).unwrap();
+        apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) }, Source::Shop, "admin", &inv).unwrap();
+        let order = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!(crate::refunds::refundable(&db, &order).unwrap().unwrap().left, 0);
+        assert_eq!(orders_core::invoices::credit_notes_of(&db, "o1").unwrap().len(), 1);
+    }
+
+    /// An automatic refund (money the order could not take) that fails later
+    /// is `failed` again, for an admin, as when Stripe refuses it.
+    #[test]
+    fn an_automatic_refund_that_fails_later_is_failed_again() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        db.execute(
+            "INSERT INTO automatic_refunds (payment_intent, order_id, amount_minor, currency, reason, status, attempts, stripe_refund, created_at, updated_at) \
+             VALUES ('pi_2', 'o1', 1000, 'USD', 'paid_twice', 'refunded', 1, 're_auto', 'now', 'now')",
+            &[],
+        )
+        .unwrap();
+        let failed = json!({ "id": "re_auto", "object": "refund", "status": "failed", "amount": 1000, "currency": "usd", "payment_intent": "pi_2", "failure_reason": "lost_or_stolen_card" });
+        let r = apply(&db, "o1", &Outcome::RefundChanged { refund: "re_auto".into() }, Source::Event { id: "e_auto", kind: "refund.failed", object: &failed }, "stripe", &inv).unwrap();
+        assert_eq!(r, Applied::Flagged { problem: "automatic_refund_failed".into() });
+        let auto = crate::refunds::automatic_refunds(&db, "o1").unwrap();
+        assert_eq!(auto[0].status, "failed");
+        assert!(auto[0].last_error.as_deref().unwrap().contains("lost_or_stolen_card"), "{:?}", auto[0].last_error);
+        let order = orders::load(&db, "o1").unwrap().unwrap();
+        assert_eq!((order.status, order.refunded.amount_minor), (Status::Paid, 0), "the order's own payment is untouched");
     }
 
     #[test]

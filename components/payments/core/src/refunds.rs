@@ -231,6 +231,35 @@ pub struct RefundMade {
     pub replayed: bool,
 }
 
+/// What can still go back of an order's payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refundable {
+    /// The PaymentIntent that paid.
+    pub intent: String,
+    /// What it captured (at most the order's total).
+    pub captured: i64,
+    /// What is left to refund.
+    pub left: i64,
+}
+
+/// What can still go back of an order's payment; `None` when no money was
+/// captured (an order cancelled before it was paid has an intent on
+/// record, but nothing to refund). Never more than the intent that paid
+/// captured, less what went back already: the largest of the order's
+/// refunded total, Stripe's figure for its charge (from its events) and the
+/// shop's refund rows, after taking out refunds that returned nothing in
+/// the end (failed or cancelled at Stripe after they were counted).
+pub fn refundable(db: &dyn Db, order: &Order) -> Result<Option<Refundable>, DbError> {
+    let payment = payment_for(db, &order.id)?;
+    let captured = payment.as_ref().is_some_and(|p| p.captured());
+    let Some(intent) = payment.and_then(|p| p.payment_intent).filter(|_| captured) else { return Ok(None) };
+    let paying = ledger::find(db, &intent)?;
+    let captured = paying.as_ref().and_then(|p| p.amount_minor).unwrap_or(order.total.amount_minor).min(order.total.amount_minor);
+    let seen = order.refunded.amount_minor.max(paying.as_ref().map_or(0, |p| p.amount_refunded));
+    let already = (seen - ledger::undone_refunds_of(db, &intent)?).max(ledger::refunded_from(db, &intent)?);
+    Ok(Some(Refundable { left: (captured - already).max(0), intent, captured }))
+}
+
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
 /// then record it. The Stripe call carries `idempotency_key` (at its
 /// current generation, see [`crate::stripe_keys`]), so a retried request
@@ -245,17 +274,9 @@ pub fn refund_via_stripe(
     actor: &str,
     inventory: &dyn Inventory,
 ) -> Result<RefundMade, RefundError> {
-    let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
-    // Only money that was captured can go back: an order cancelled before
-    // it was paid has an intent on record, but nothing to refund.
-    let captured = payment.as_ref().is_some_and(|p| p.captured());
-    let Some(intent) = payment.and_then(|p| p.payment_intent).filter(|_| captured) else { return Err(RefundError::NotPaid) };
-    // Never more than the intent that paid captured, less what went back
-    // already (by the shop, or seen in Stripe's events for its charge).
-    let paying = ledger::find(db, &intent).map_err(|e| RefundError::Payment(e.into()))?;
-    let captured = paying.as_ref().and_then(|p| p.amount_minor).unwrap_or(order.total.amount_minor).min(order.total.amount_minor);
-    let already = order.refunded.amount_minor.max(paying.as_ref().map_or(0, |p| p.amount_refunded));
-    let refundable = (captured - already).max(0);
+    let Some(Refundable { intent, captured, left: refundable }) = self::refundable(db, order).map_err(|e| RefundError::Payment(e.into()))? else {
+        return Err(RefundError::NotPaid);
+    };
     // A refund an earlier attempt made under this key (Stripe answered it a
     // 5xx) is the result, whatever has been recorded since: it is checked
     // against what the intent captured, not against what is left now.
@@ -290,10 +311,11 @@ pub fn refund_via_stripe(
     let refund_id = refund_id.to_string();
     let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
     let (total, replayed) = transaction(db, |tx| -> Result<(i64, bool), PaymentError> {
-        // Refund rows are recorded only here (a `charge.refunded` event
-        // records the charge, not its refunds), so one already there was
-        // made by an earlier request under this key.
-        let replayed = ledger::find(tx, &refund_id)?.is_some();
+        // The shop's refund rows are recorded only here (a `charge.refunded`
+        // event records the charge, not its refunds; a refund's status
+        // change records it as `event`), so one already there was made by
+        // an earlier request under this key.
+        let replayed = ledger::find(tx, &refund_id)?.is_some_and(|o| o.origin == "shop");
         let seen = Sighting { parent_id: Some(&intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
         ledger::record(tx, &order.id, Kind::Refund, &refund_id, status, "shop", &seen)?;
         Ok((ledger::refunded_from(tx, &intent)?, replayed))

@@ -319,6 +319,9 @@ pub fn outcome_of(event_type: &str, object: &Json) -> Option<crate::lifecycle::O
         // and the customer may try another one.
         "payment_intent.payment_failed" => attempt("requires_payment_method"),
         "payment_intent.canceled" => attempt("canceled"),
+        // A refund's status changed (the ledger records it); one that
+        // returned nothing in the end flags the order.
+        "refund.updated" | "refund.failed" | "charge.refund.updated" => id().map(|refund| Outcome::RefundChanged { refund }),
         "charge.refunded" => object["amount_refunded"].as_i64().filter(|a| *a >= 0).map(|total_refunded| Outcome::Refunded {
             total_refunded,
             payment_intent: object["payment_intent"].as_str().filter(|s| !s.is_empty()).map(str::to_string),

@@ -204,8 +204,10 @@ pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     let payment = summary::payment_for(&db, &order.id)?;
     let objects = ledger::objects_of(&db, &order.id)?;
     let automatic_refunds = refunds::automatic_refunds(&db, &order.id)?;
+    let refundable = refunds::refundable(&db, &order)?.map_or(0, |r| r.left);
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded,
+        "refundable": { "amount_minor": refundable, "currency": order.total.currency },
         "payment": payment, "objects": objects, "automatic_refunds": automatic_refunds,
     }))
         .with_header("cache-control", "no-store"))
@@ -285,7 +287,12 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     if http_kit::idempotency_key(ctx)?.as_deref() == Some("cancel") {
         return Err(ApiError::invalid_parameter("Idempotency-Key", "`cancel` is reserved for the refund of a cancellation; use another key"));
     }
-    if !(order.status.is_paid() || order.status == Status::Cancelled) {
+    // A `refunded` order whose refund Stripe could not pay out in the end
+    // has money to send again.
+    let refundable_again = || -> Result<bool, ApiError> {
+        Ok(order.status == Status::Refunded && refunds::refundable(&db, &order)?.is_some_and(|r| r.left > 0))
+    };
+    if !(order.status.is_paid() || order.status == Status::Cancelled || refundable_again()?) {
         // The same request again after its refund was made (its answer was
         // lost): answered as it was, not as a new refund of nothing.
         if let Some(k) = http_kit::idempotency_key(ctx)? {
