@@ -58,6 +58,12 @@ fn configuration_check() -> http_kit::health::Check {
     shared.one_of(&get, "sqlite_synchronous", &["full", "normal"]);
     shared.duration(&get, "guest_cart_idle_ttl");
     problems.extend(shared.0);
+    // Every service checks tokens with it; whether it is the other half of
+    // the private key (which only the users service holds) is the users
+    // service's health check (`token_keys`).
+    if let Err(e) = http_kit::auth::Verifier::new(&get("jwt_public_key"), "shop", "shop-api") {
+        problems.push(if e.starts_with("jwt_public_key") { e } else { format!("jwt_public_key: {e}") });
+    }
     let result = if problems.is_empty() {
         Ok(serde_json::json!({ "status": "ok" }))
     } else {

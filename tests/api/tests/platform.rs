@@ -76,6 +76,32 @@ fn every_services_bad_settings_are_named_on_health() {
     }
 }
 
+/// Token keys that are not a pair (the public key of another key pair, as
+/// after rotating one of the two secrets only) sign tokens every service
+/// refuses: the users service says so on its health, and a public key that
+/// is not one at all is named on `/health`.
+#[test]
+fn token_keys_that_are_not_a_pair_are_named_on_health() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it cannot reconfigure that app");
+        return;
+    }
+    use base64::Engine;
+    let (keys, other) = (jwt_simple::prelude::Ed25519KeyPair::generate(), jwt_simple::prelude::Ed25519KeyPair::generate());
+    let other_public = base64::engine::general_purpose::STANDARD.encode(other.public_key().to_der());
+    let host = api_tests::launch_host(&keys, &[("jwt_public_key", other_public.as_str())]);
+    let app = TestApp::for_host(&host, keys);
+    let r = app.get_path("/api/users/health");
+    let v = r.assert_error(503, "not_ready");
+    let failed = v["error"]["details"]["failed"].as_array().unwrap();
+    let keys = failed.iter().find(|f| f["check"] == "token_keys").unwrap_or_else(|| panic!("{}", r.body));
+    assert!(keys["problem"].as_str().unwrap().contains("not the public half"), "{}", r.body);
+    assert_eq!(app.get_path("/health").status, 200, "a well-formed public key is all /health can check");
+
+    let Some((problem, _)) = configuration_problem(&[("jwt_public_key", "not a key")]) else { return };
+    assert!(problem.contains("jwt_public_key"), "{problem}");
+}
+
 #[test]
 fn the_cart_reaches_the_catalog_through_the_composed_contract() {
     let v = TestApp::get().get_path("/api/cart/health").json();

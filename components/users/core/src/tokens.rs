@@ -60,6 +60,31 @@ impl Signer {
     }
 }
 
+/// What is wrong with the token keys, if anything: the private key must
+/// parse, the public key too, and be its other half, or every token the
+/// users service signs is refused by every other service (they verify with
+/// `jwt_public_key` alone). Checked by signing a token and verifying it as
+/// the other services do.
+pub fn keys_problem(private_key: &str, public_key: &str, issuer: &str, audience: &str) -> Option<String> {
+    let signer = match Signer::new(private_key, issuer, audience) {
+        Ok(s) => s,
+        Err(e) => return Some(format!("jwt_private_key: {e}")),
+    };
+    let verifier = match http_kit::auth::Verifier::new(public_key, issuer, audience) {
+        Ok(v) => v,
+        Err(e) => return Some(if e.starts_with("jwt_public_key") { e } else { format!("jwt_public_key: {e}") }),
+    };
+    let refused = signer.access_token("key-check", Role::Customer, false, "key-check").map_or(true, |t| verifier.verify(&t).is_err());
+    refused.then(|| "jwt_public_key is not the public half of jwt_private_key: every other service would refuse the tokens signed now".to_string())
+}
+
+/// [`keys_problem`] for this component's variables.
+pub fn keys_problem_from_variables() -> Option<String> {
+    let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default();
+    let or = |v: String, d: &str| if v.trim().is_empty() { d.to_string() } else { v.trim().to_string() };
+    keys_problem(&get("jwt_private_key"), &get("jwt_public_key"), &or(get("jwt_issuer"), DEFAULT_ISSUER), &or(get("jwt_audience"), DEFAULT_AUDIENCE))
+}
+
 /// A new opaque refresh token and the hash to store for it.
 pub fn new_refresh_token() -> Result<(String, String), ApiError> {
     new_secret("rt_")
@@ -91,6 +116,17 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::STANDARD;
     use http_kit::auth::Verifier;
+
+    #[test]
+    fn keys_that_are_not_a_pair_are_named() {
+        let (kp, other) = (Ed25519KeyPair::generate(), Ed25519KeyPair::generate());
+        let private = STANDARD.encode(kp.to_der());
+        assert_eq!(keys_problem(&private, &STANDARD.encode(kp.public_key().to_der()), "shop", "shop-api"), None);
+        let mismatch = keys_problem(&private, &STANDARD.encode(other.public_key().to_der()), "shop", "shop-api").unwrap();
+        assert!(mismatch.contains("not the public half"), "{mismatch}");
+        assert!(keys_problem("", &STANDARD.encode(kp.public_key().to_der()), "shop", "shop-api").unwrap().starts_with("jwt_private_key"));
+        assert!(keys_problem(&private, "not a key", "shop", "shop-api").unwrap().starts_with("jwt_public_key"));
+    }
 
     #[test]
     fn signed_tokens_verify_with_the_public_key() {

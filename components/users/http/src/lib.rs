@@ -85,7 +85,12 @@ fn route(ctx: &Ctx) -> HandlerResult {
         },
         ["api", "users", "health"] => {
             let db = schema::open_database().and_then(|db| storage::migrations::status(&db, schema::MIGRATION_SET.for_dialect(storage::Db::dialect(&db))));
-            http_kit::health::report(ctx, SERVICE.name, vec![http_kit::health::database_check(schema::DATABASE_LABEL, db)])
+            // The token keys are a pair: signed tokens pass every service's check.
+            let keys = http_kit::health::Check {
+                name: "token_keys",
+                result: users_core::tokens::keys_problem_from_variables().map_or(Ok(serde_json::json!({ "status": "ok" })), Err),
+            };
+            http_kit::health::report(ctx, SERVICE.name, vec![http_kit::health::database_check(schema::DATABASE_LABEL, db), keys])
         }
         ["api", "admin", "users"] => only(m, "GET", || handlers::admin_list_users(ctx)),
         ["api", "admin", "users", id, "role"] => only(m, "PUT", || handlers::admin_set_role(ctx, id)),
