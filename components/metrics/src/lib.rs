@@ -5,9 +5,9 @@
 //! This component owns no data. Each service computes its own figures from
 //! its own database, with indexed reads, behind its WIT contract
 //! (`shop:catalog/metrics`, `shop:orders/metrics`,
-//! `shop:notifications/metrics`), and Spin composes those contract
-//! components into this one (see `spin.toml`), so a scrape is three
-//! in-process calls. A service that cannot answer (its database down) is
+//! `shop:notifications/metrics`; the cart's from its key-value store,
+//! `shop:cart/metrics`), and Spin composes those contract components into
+//! this one (see `spin.toml`), so a scrape is four in-process calls. A service that cannot answer (its database down) is
 //! reported as `shop_metrics_source_up{source="..."} 0` and its figures are
 //! left out, so the other services' figures still arrive.
 
@@ -25,6 +25,7 @@ spin_sdk::wit_bindgen::generate!({
     generate_all,
 });
 
+use shop::cart::metrics as cart;
 use shop::catalog::metrics as catalog;
 use shop::notifications::metrics as notifications;
 use shop::orders::metrics as orders;
@@ -132,6 +133,14 @@ fn families(now: i64) -> Vec<Family> {
             sweeps.push(("notifications", f.sweep));
         }
         Err(e) => source_down(&mut up, "notifications", &e),
+    }
+
+    match cart::figures() {
+        Ok(f) => {
+            up.sample(&[("source", "cart")], 1);
+            sweeps.push(("cart", f.sweep));
+        }
+        Err(e) => source_down(&mut up, "cart", &e),
     }
 
     let mut runs = Family::new("shop_sweep_runs_total", "Completed runs of each scheduled sweep (POST /api/<sweep>/sweep).", Kind::Counter);

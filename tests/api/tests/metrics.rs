@@ -129,7 +129,7 @@ fn metrics_need_the_metrics_secret() {
 fn every_family_parses_with_help_and_type() {
     let app = TestApp::get();
     let s = scrape(&app);
-    for source in ["orders", "catalog", "notifications"] {
+    for source in ["orders", "catalog", "notifications", "cart"] {
         assert_eq!(s.gauge("shop_metrics_source_up", &[("source", source)]), 1.0, "{source} answered");
     }
     for status in ["pending_payment", "paid", "processing", "shipped", "delivered", "cancelled", "expired", "refunded"] {
@@ -148,7 +148,7 @@ fn every_family_parses_with_help_and_type() {
         s.gauge("shop_catalog_changes_owed", &[("change", change)]);
         assert!(s.gauge("shop_catalog_changes_owed_oldest_age_seconds", &[("change", change)]) >= 0.0);
     }
-    for sweep in ["orders", "notifications"] {
+    for sweep in ["orders", "notifications", "cart"] {
         s.counter("shop_sweep_runs", &[("sweep", sweep)]);
     }
     for (name, family) in &s.0 {
@@ -236,11 +236,13 @@ fn figures_follow_what_the_shop_does() {
     let runs = |s: &Scrape, sweep: &str| s.counter("shop_sweep_runs", &[("sweep", sweep)]);
     let swept_before = scrape(&app);
     assert_eq!(app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None).status, 200);
+    assert_eq!(app.request("POST", "/api/cart/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None).status, 200);
     app.deliver_emails();
     let swept = scrape(&app);
     assert_eq!(runs(&swept, "orders") - runs(&swept_before, "orders"), 1.0);
     assert!(runs(&swept, "notifications") - runs(&swept_before, "notifications") >= 1.0);
-    for sweep in ["orders", "notifications"] {
+    assert!(runs(&swept, "cart") - runs(&swept_before, "cart") >= 1.0, "the guest-cart sweep too");
+    for sweep in ["orders", "notifications", "cart"] {
         let age = swept.gauge("shop_sweep_last_run_age_seconds", &[("sweep", sweep)]);
         assert!((0.0..=5.0).contains(&age), "{sweep} sweep ran {age} s ago");
     }

@@ -1,5 +1,6 @@
 //! The cart's side of the `shop:cart/cart` contract: checkout reads a
-//! signed-in user's cart and clears it once the order exists. Composed into
+//! signed-in user's cart and clears it once the order exists; and
+//! `shop:cart/metrics`, the expiry sweep's runs for `GET /metrics`. Composed into
 //! the checkout component by Spin (see `spin.toml`); it uses the `carts`
 //! key-value store through `cart-core`, the same code as the cart API.
 
@@ -73,6 +74,17 @@ impl Guest for CartContract {
             Ok(Step::Write(cart, ()))
         })
         .map(|_| ())
+    }
+}
+
+impl exports::shop::cart::metrics::Guest for CartContract {
+    fn figures() -> Result<exports::shop::cart::metrics::CartFigures, Unavailable> {
+        let store = store().map_err(|e| match e {
+            CartError::Unavailable(u) => u,
+            CartError::Changed => Unavailable { message: "the carts store changed".into() },
+        })?;
+        let (runs, last_run_at) = cart_core::expiry::runs(&*store).map_err(|e| Unavailable { message: e.to_string() })?;
+        Ok(exports::shop::cart::metrics::CartFigures { sweep: shop::types::types::SweepRuns { runs, last_run_at } })
     }
 }
 

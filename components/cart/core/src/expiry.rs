@@ -30,6 +30,8 @@
 //!   to sweeps (`increment` by one: two sweeps never process one entry);
 //!   both deleted once every slot is claimed;
 //! * `<bucket>:<slot>` — the cart key; deleted once processed;
+//! * `runs` and `last-run-at` — completed sweep calls and the time of the
+//!   last one, for `GET /metrics` ([`note_run`]);
 //! * `cursor` — the oldest bucket that may still hold unclaimed entries
 //!   (text, written by sweeps; every value any sweep writes is safe, since
 //!   it only moves past buckets that sweep saw fully claimed);
@@ -126,6 +128,26 @@ pub fn schedule<S: Kv>(store: &S, cart_key: &str, now: i64, due: i64) -> Result<
         store.set(FIRST, (bucket_of(now) - 2).to_string().as_bytes())?;
     }
     Ok(())
+}
+
+/// Completed sweep calls (`increment`), and when the last one completed
+/// (Unix seconds, text; any instance's clock), for `GET /metrics`.
+const RUNS: &str = "guest-expiry:runs";
+const LAST_RUN: &str = "guest-expiry:last-run-at";
+
+/// Note a completed sweep call, for the metrics endpoint's
+/// `shop_sweep_runs_total{sweep="cart"}` and the age of the last run (an
+/// alert fires when no sweep completed for ten minutes).
+pub fn note_run<S: Kv>(store: &S, now: i64) -> Result<(), StoreError> {
+    store.increment(RUNS, 1)?;
+    store.set(LAST_RUN, now.to_string().as_bytes())
+}
+
+/// How many sweep calls completed and when the last did (0, 0 when none
+/// ever did).
+pub fn runs<S: Kv>(store: &S) -> Result<(i64, i64), StoreError> {
+    let runs = if store.exists(RUNS)? { store.increment(RUNS, 0)? } else { 0 };
+    Ok((runs, read_number(store, LAST_RUN)?.unwrap_or(0)))
 }
 
 /// What one sweep call did.

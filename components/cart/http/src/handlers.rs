@@ -200,7 +200,12 @@ pub fn sweep(ctx: &Ctx) -> HandlerResult {
     ctx.query.refuse_empty()?;
     let limit = ctx.query.int("limit", 1, expiry::MAX_LIMIT as i64)?.map_or(expiry::DEFAULT_LIMIT, |n| n as usize);
     let store = store()?;
-    let report = expiry::sweep(&store, clock::unix_now(), identity::guest_ttl_secs(), limit).map_err(store_error)?;
+    let now = clock::unix_now();
+    let report = expiry::sweep(&store, now, identity::guest_ttl_secs(), limit).map_err(store_error)?;
+    // For `GET /metrics`; the sweep's work stands if noting it fails.
+    if let Err(e) = expiry::note_run(&store, now) {
+        println!("{}", json!({ "level": "warn", "service": "cart", "sweep_run_not_noted": e.to_string() }));
+    }
     Ok(Reply::json(200, &json!(report)).with_header("cache-control", "no-store"))
 }
 

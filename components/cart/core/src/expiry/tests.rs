@@ -328,3 +328,15 @@ fn a_long_idle_time_is_caught_up_over_several_calls() {
     assert!(calls >= 2, "bounded per call: {calls}");
     assert!(removed <= 1 && guest_carts(&store).is_empty());
 }
+
+#[test]
+fn completed_sweeps_are_counted_with_the_time_of_the_last() {
+    let store = SpinRedis::default();
+    assert_eq!(runs(&store).unwrap(), (0, 0), "never ran");
+    note_run(&store, 1_000).unwrap();
+    note_run(&store, 1_060).unwrap();
+    assert_eq!(runs(&store).unwrap(), (2, 1_060));
+    let sqlite = SpinSqlite::default();
+    note_run(&sqlite, 5).unwrap();
+    assert_eq!(runs(&sqlite).unwrap(), (1, 5));
+}
