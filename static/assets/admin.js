@@ -166,7 +166,7 @@ async function orderPage(id, isCurrent) {
   const canShip = ['paid', 'processing', 'partially_refunded'].includes(order.status) || (order.status === 'shipped');
   // A cancelled order whose refund failed, or a refunded one whose refund
   // Stripe could not pay out, is refunded from here too.
-  const canRefund = refundable > 0 && (PAID_STATUSES.includes(order.status) || (['cancelled', 'refunded'].includes(order.status) && order.flags.includes('refund_failed')));
+  const canRefund = refundable > 0 && (PAID_STATUSES.includes(order.status) || (order.status === 'cancelled' && order.flags.includes('refund_failed')) || (['cancelled', 'refunded'].includes(order.status) && order.flags.includes('refund_failed_later')));
   const a = order.shipping_address;
   render(html`${takeFlash()}
     <p><a href="/admin/orders">← Orders</a></p>

@@ -93,7 +93,7 @@ pub fn is_closed(b: i64, now: i64) -> bool {
 
 /// Is `key` one of the index's counters (changed only by `increment`)?
 pub fn is_counter_key(key: &str) -> bool {
-    key == FIRST_CLAIM || key.strip_prefix(PREFIX).is_some_and(|rest| rest.ends_with(":count") || rest.ends_with(":claimed"))
+    key == FIRST_CLAIM || key == RUNS || key.strip_prefix(PREFIX).is_some_and(|rest| rest.ends_with(":count") || rest.ends_with(":claimed"))
 }
 
 fn count_key(b: i64) -> String {

@@ -295,7 +295,9 @@ fn settle_stock(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn In
 /// `canceled`), the customer's money did not go back. The order is flagged
 /// for an admin: `automatic_refund_failed` when it was an automatic refund
 /// (whose row becomes `failed`, as when Stripe refuses one), else
-/// `refund_failed`. The order's refunded total and credit notes stand
+/// `refund_failed_later` (not `refund_failed`, which keeps its meaning for
+/// a cancellation's refund that could not be sent, found in review: the
+/// cancellation sweep leaves orders with that flag alone). The order's refunded total and credit notes stand
 /// (they say what the shop owes back); what can be refunded again is
 /// counted without the undone refund ([`crate::refunds::refundable`]), so
 /// an admin's `POST /api/payments/refund` sends it again.
@@ -314,7 +316,7 @@ fn refund_undone(tx: &dyn Db, order: &Order, refund: &str, before: Option<&str>,
             refund.into(),
         ],
     )?;
-    let problem = if automatic.is_empty() { "refund_failed" } else { "automatic_refund_failed" };
+    let problem = if automatic.is_empty() { "refund_failed_later" } else { "automatic_refund_failed" };
     orders::flag(tx, order, problem)?;
     Ok(Applied::Flagged { problem: problem.to_string() })
 }
@@ -890,7 +892,7 @@ mod tests {
         ledger::record(&db, "o1", ledger::Kind::Refund, "re_1", "succeeded", "shop", &seen).unwrap();
         apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) }, Source::Shop, "admin", &inv).unwrap();
         let order = orders::load(&db, "o1").unwrap().unwrap();
-        assert_eq!((order.status, crate::refunds::refundable(&db, &order).unwrap().unwrap().left), (Status::Refunded, 0));
+        assert_eq!((order.status, crate::refunds::refundable(&db, &order, None).unwrap().unwrap().left), (Status::Refunded, 0));
 
         let refund = json!({ "id": "re_1", "object": "refund", "status": "succeeded", "amount": 1000, "currency": "usd", "payment_intent": "pi_1" });
         let changed = |id: &str, kind: &str, object: &Json| apply(&db, "o1", &Outcome::RefundChanged { refund: "re_1".into() }, Source::Event { id, kind, object }, "stripe", &inv).unwrap();
@@ -898,20 +900,20 @@ mod tests {
         let mut failed = refund.clone();
         failed["status"] = json!("failed");
         failed["failure_reason"] = json!("expired_or_canceled_card");
-        assert_eq!(changed("e_failed", "refund.failed", &failed), Applied::Flagged { problem: "refund_failed".into() });
+        assert_eq!(changed("e_failed", "refund.failed", &failed), Applied::Flagged { problem: "refund_failed_later".into() });
         assert_eq!(changed("e_updated", "charge.refund.updated", &failed), Applied::Unchanged { status: Status::Refunded }, "the same failure told twice");
         assert_eq!(changed("e_late", "refund.updated", &refund), Applied::Unchanged { status: Status::Refunded }, "a late event never makes it succeed again");
         assert_eq!(ledger::find(&db, "re_1").unwrap().unwrap().status, "failed");
         let order = orders::load(&db, "o1").unwrap().unwrap();
-        assert_eq!(order.flags, vec!["refund_failed".to_string()]);
+        assert_eq!(order.flags, vec!["refund_failed_later".to_string()]);
         assert_eq!(order.refunded.amount_minor, 1000, "the credit note stands: the shop still owes it");
-        assert_eq!(crate::refunds::refundable(&db, &order).unwrap().unwrap().left, 1000, "sent again");
+        assert_eq!(crate::refunds::refundable(&db, &order, None).unwrap().unwrap().left, 1000, "sent again");
 
         // Sent again and counted: nothing more to send, and no second credit note.
         ledger::record(&db, "o1", ledger::Kind::Refund, "re_2", "succeeded", "shop", &seen).unwrap();
         apply(&db, "o1", &Outcome::Refunded { total_refunded: 1000, payment_intent: Some("pi_1".into()) }, Source::Shop, "admin", &inv).unwrap();
         let order = orders::load(&db, "o1").unwrap().unwrap();
-        assert_eq!(crate::refunds::refundable(&db, &order).unwrap().unwrap().left, 0);
+        assert_eq!(crate::refunds::refundable(&db, &order, None).unwrap().unwrap().left, 0);
         assert_eq!(orders_core::invoices::credit_notes_of(&db, "o1").unwrap().len(), 1);
     }
 

@@ -144,7 +144,20 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                             currency: Some(&r.currency),
                             ..Default::default()
                         };
-                        ledger::record(tx, &r.order_id, Kind::Refund, &refund_id, status, "shop", &seen)?;
+                        let recorded = ledger::record(tx, &r.order_id, Kind::Refund, &refund_id, status, "shop", &seen)?;
+                        // Its `refund.failed` came first (found in review:
+                        // the entry was then marked refunded, though nothing
+                        // went back): failed for an admin, as a refusal is.
+                        if ledger::REFUND_UNDONE.contains(&recorded.status.as_str()) {
+                            tx.execute(
+                                "UPDATE automatic_refunds SET status = 'failed', last_error = ?, updated_at = ? WHERE payment_intent = ?",
+                                &[format!("Stripe's refund {refund_id} is {}", recorded.status).into(), now.as_str().into(), r.payment_intent.as_str().into()],
+                            )?;
+                            if let Some(order) = orders::load(tx, &r.order_id)? {
+                                orders::flag(tx, &order, "automatic_refund_failed")?;
+                            }
+                            return Ok(false);
+                        }
                     }
                     let order = orders::load(tx, &r.order_id)?;
                     orders::record_event(tx, "order.payment_returned", &r.payment_intent, &json!({
@@ -240,6 +253,9 @@ pub struct Refundable {
     pub captured: i64,
     /// What is left to refund.
     pub left: i64,
+    /// The refunds of it that returned nothing in the end (failed or
+    /// cancelled at Stripe): 0 unless one did.
+    pub undone: i64,
 }
 
 /// What can still go back of an order's payment; `None` when no money was
@@ -247,17 +263,32 @@ pub struct Refundable {
 /// record, but nothing to refund). Never more than the intent that paid
 /// captured, less what went back already: the largest of the order's
 /// refunded total, Stripe's figure for its charge (from its events) and the
-/// shop's refund rows, after taking out refunds that returned nothing in
-/// the end (failed or cancelled at Stripe after they were counted).
-pub fn refundable(db: &dyn Db, order: &Order) -> Result<Option<Refundable>, DbError> {
+/// shop's refund rows. Once a refund of it failed or was cancelled at
+/// Stripe, those totals still count it, so `stripe` is asked for its live
+/// figure (`amount_refunded` drops when a refund fails; it counts dashboard
+/// refunds too), and what went back is the larger of that and the shop's
+/// refund rows that did not fail; when Stripe cannot be asked (or `stripe`
+/// is `None`), the refunded totals less the failed refunds (found in
+/// review: that estimate is wrong when a failed refund was never counted,
+/// or when money the shop knows only from Stripe's events meets a failure).
+pub fn refundable(db: &dyn Db, order: &Order, stripe: Option<&StripeConfig>) -> Result<Option<Refundable>, DbError> {
     let payment = payment_for(db, &order.id)?;
     let captured = payment.as_ref().is_some_and(|p| p.captured());
     let Some(intent) = payment.and_then(|p| p.payment_intent).filter(|_| captured) else { return Ok(None) };
     let paying = ledger::find(db, &intent)?;
     let captured = paying.as_ref().and_then(|p| p.amount_minor).unwrap_or(order.total.amount_minor).min(order.total.amount_minor);
     let seen = order.refunded.amount_minor.max(paying.as_ref().map_or(0, |p| p.amount_refunded));
-    let already = (seen - ledger::undone_refunds_of(db, &intent)?).max(ledger::refunded_from(db, &intent)?);
-    Ok(Some(Refundable { left: (captured - already).max(0), intent, captured }))
+    let rows = ledger::refunded_from(db, &intent)?;
+    let undone = ledger::undone_refunds_of(db, &intent)?;
+    let already = if undone == 0 {
+        seen.max(rows)
+    } else {
+        match stripe.filter(|s| s.configured()).and_then(|s| refunded_at_stripe(s, &intent)) {
+            Some(live) => live.max(rows),
+            None => (seen - undone).max(rows),
+        }
+    };
+    Ok(Some(Refundable { left: (captured - already).max(0), intent, captured, undone }))
 }
 
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
@@ -274,7 +305,7 @@ pub fn refund_via_stripe(
     actor: &str,
     inventory: &dyn Inventory,
 ) -> Result<RefundMade, RefundError> {
-    let Some(Refundable { intent, captured, left: refundable }) = self::refundable(db, order).map_err(|e| RefundError::Payment(e.into()))? else {
+    let Some(Refundable { intent, captured, left: refundable, .. }) = self::refundable(db, order, Some(stripe)).map_err(|e| RefundError::Payment(e.into()))? else {
         return Err(RefundError::NotPaid);
     };
     // A refund an earlier attempt made under this key (Stripe answered it a
@@ -307,6 +338,12 @@ pub fn refund_via_stripe(
         return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!(
             "a refund of {refunded_amount} where at most {most} could be"
         ))));
+    }
+    // A refund Stripe reports failed or cancelled already (one an earlier
+    // attempt made, found again) returned nothing: not a refund made (found
+    // in review: it was answered 200, and its later event flagged nothing).
+    if let Some(undone) = refund["status"].as_str().filter(|s| ledger::REFUND_UNDONE.contains(s)) {
+        return Err(RefundError::Stripe(crate::stripe::StripeError::Rejected { status: 402, message: format!("Stripe's refund {refund_id} is {undone}") }));
     }
     let refund_id = refund_id.to_string();
     let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");

@@ -204,7 +204,7 @@ pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     let payment = summary::payment_for(&db, &order.id)?;
     let objects = ledger::objects_of(&db, &order.id)?;
     let automatic_refunds = refunds::automatic_refunds(&db, &order.id)?;
-    let refundable = refunds::refundable(&db, &order)?.map_or(0, |r| r.left);
+    let refundable = refunds::refundable(&db, &order, Some(&StripeConfig::from_variables()))?.map_or(0, |r| r.left);
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded,
         "refundable": { "amount_minor": refundable, "currency": order.total.currency },
@@ -290,7 +290,7 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     // A `refunded` order whose refund Stripe could not pay out in the end
     // has money to send again.
     let refundable_again = || -> Result<bool, ApiError> {
-        Ok(order.status == Status::Refunded && refunds::refundable(&db, &order)?.is_some_and(|r| r.left > 0))
+        Ok(order.status == Status::Refunded && refunds::refundable(&db, &order, Some(&config))?.is_some_and(|r| r.left > 0))
     };
     if !(order.status.is_paid() || order.status == Status::Cancelled || refundable_again()?) {
         // The same request again after its refund was made (its answer was
@@ -309,7 +309,17 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     let client_key = http_kit::idempotency_key(ctx)?;
     let key = match &client_key {
         Some(k) => format!("refund:{}:{k}", order.id),
-        None => format!("refund:{}:{}:{}", order.id, order.refunded.amount_minor, body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into())),
+        None => {
+            let asked = body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into());
+            // The refunded total does not move when a refund failed later and
+            // is sent again: the failed refunds' total tells the two apart
+            // (found in review: the resend reused the failed one's key, and
+            // Stripe replayed it).
+            match refunds::refundable(&db, &order, None)?.map_or(0, |r| r.undone) {
+                0 => format!("refund:{}:{}:{asked}", order.id, order.refunded.amount_minor),
+                undone => format!("refund:{}:{}:{undone}:{asked}", order.id, order.refunded.amount_minor),
+            }
+        }
     };
     match refunds::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
         Ok(made) => {
