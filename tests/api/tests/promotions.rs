@@ -71,8 +71,13 @@ fn promotions_reach_consenting_customers_with_a_one_click_unsubscribe() {
     let app = TestApp::get();
     let admin = app.admin();
     let fan = app.register_customer();
+    app.verify_email(&fan.email);
     opt_in(&app, &fan, true);
     let quiet = app.register_customer();
+    // Consent from an account whose address was never confirmed is not the
+    // address owner's (anyone can register someone else's address).
+    let unconfirmed = app.register_customer();
+    opt_in(&app, &unconfirmed, true);
     let subject = format!("Winter sale {}", api_tests::unique_email("s"));
     let sent = send_promotion(&app, &admin, &subject);
     assert!(sent["recipients"].as_i64().unwrap() >= 1, "{sent}");
@@ -85,6 +90,7 @@ fn promotions_reach_consenting_customers_with_a_one_click_unsubscribe() {
     assert!(call.idempotency_key().starts_with("promotions/"), "sent as a batch: {}", call.idempotency_key());
     sweep(&app);
     assert!(app.resend.to(&quiet.email).iter().all(|c| c.body["subject"] != subject), "no consent, no promotion");
+    assert!(app.resend.to(&unconfirmed.email).iter().all(|c| c.body["subject"] != subject), "an unconfirmed address gets none");
     assert_eq!(app.resend.to(&fan.email).iter().filter(|c| c.body["subject"] == subject).count(), 1, "once");
 
     // A forged or altered link does nothing.
@@ -134,6 +140,7 @@ fn batches_are_paced_under_resends_rate_limit() {
     let admin = app.admin();
     let fans: Vec<TestUser> = (0..3).map(|_| app.register_customer()).collect();
     for f in &fans {
+        app.verify_email(&f.email);
         opt_in(&app, f, true);
     }
     // Each promotion is sent right after the previous one arrived: without

@@ -30,9 +30,9 @@ impl Guest for NotificationsContract {
         Ok(MessageLog { emails: log.emails.to_string(), sms: log.sms.to_string() })
     }
 
-    fn erase_user(user_id: String, email: String) -> Result<u32, Unavailable> {
+    fn erase_user(user_id: String, email: String, for_good: bool) -> Result<u32, Unavailable> {
         let db = notifications_core::schema::open_database().map_err(unavailable)?;
-        notifications_core::privacy::erase_user(&db, &user_id, &email, &clock::now_rfc3339()).map_err(unavailable)
+        notifications_core::privacy::erase_user(&db, &user_id, &email, &clock::now_rfc3339(), for_good).map_err(unavailable)
     }
 }
 

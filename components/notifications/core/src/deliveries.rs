@@ -21,8 +21,12 @@ use storage::{transaction, Db, DbError};
 
 /// A claimed send lasts at most this long before another sweep may retry it.
 pub const LEASE_SECS: i64 = 120;
-/// After this many attempts a delivery is marked failed.
-pub const MAX_ATTEMPTS: i64 = 10;
+/// After this many attempts a delivery is marked failed. With
+/// [`backoff_secs`] (2 s doubling, at most an hour apart) the last comes
+/// about a day after the first: the first 11 take 4,094 s, then one an
+/// hour (found in review: 10 attempts gave up after about 17 minutes, so a
+/// half-hour Resend outage or a day's quota lost every email queued in it).
+pub const MAX_ATTEMPTS: i64 = 34;
 
 /// One delivery row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -504,6 +508,18 @@ pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
     exp.max(retry_after.unwrap_or(0))
 }
 
+/// Hand a claimed delivery back unsent, its attempt not counted: the
+/// provider failed another delivery of this sweep a moment ago (down, or
+/// rate-limiting), so trying it now would only spend one of its attempts.
+/// Only while the claim is still this one's.
+pub fn hand_back(db: &dyn Db, d: &Delivery) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE deliveries SET status = 'pending', attempts = attempts - 1, lease_until = NULL, updated_at = ? \
+         WHERE id = ? AND status = 'sending' AND attempts = ?",
+        &[clock::now_rfc3339().into(), d.id.into(), d.attempts.into()],
+    )
+}
+
 /// Renew this sweep's claim on `d` right before it is sent, so the lease
 /// covers the send (`send_secs`: the longest the provider call may take),
 /// however long the batch before it took. True while the claim is still
@@ -873,7 +889,7 @@ mod tests {
         }
         let erasing = |payload: &Json| {
             if payload["user"]["id"] == "u-1" {
-                crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now")?;
+                crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now", true)?;
             }
             to(payload)
         };
@@ -948,7 +964,7 @@ mod tests {
         outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', 'u-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
         pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
-        crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now").unwrap();
+        crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now", true).unwrap();
         assert!(!renew(&db, &d, 101, 11).unwrap(), "not sent");
         assert!(!record(&db, &d, &Attempt::Sent { provider_id: None }, 101).unwrap());
         let after = get(&db, d.id).unwrap().unwrap();
@@ -972,6 +988,28 @@ mod tests {
         let (link, other) = if claimed[0].event_type == "user.password_reset_requested" { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
         assert_eq!(raw(link.id), ("failed".to_string(), REMOVED.to_string()));
         assert_ne!(raw(other.id).1, REMOVED, "an email without a link keeps its copy");
+    }
+
+    /// A delivery handed back because its provider just failed another one
+    /// is due again at once, its attempt not counted; a stale claim (taken
+    /// again since) is left alone.
+    #[test]
+    fn a_delivery_handed_back_keeps_its_attempts() {
+        let (db, outbox) = setup();
+        add(&outbox, "user.registered", "u1");
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
+        let d = claim_due(&db, 100, 1).unwrap().remove(0);
+        assert_eq!(d.attempts, 1);
+        hand_back(&db, &d).unwrap();
+        let again = claim_due(&db, 100, 1).unwrap().remove(0);
+        assert_eq!((again.id, again.attempts), (d.id, 1), "due again, the same attempt");
+        // Its lease lapses and another sweep takes it: the older claim hands back nothing.
+        let taken = claim_due(&db, 100 + LEASE_SECS, 1).unwrap().remove(0);
+        assert_eq!(taken.attempts, 2);
+        hand_back(&db, &again).unwrap();
+        assert_eq!(get(&db, d.id).unwrap().unwrap().status, "sending");
+        let retries: i64 = (1..MAX_ATTEMPTS).map(|a| backoff_secs(a, None)).sum();
+        assert!((80_000..100_000).contains(&retries), "the last attempt comes about a day after the first: {retries} s");
     }
 
     #[test]

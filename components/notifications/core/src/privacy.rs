@@ -69,18 +69,24 @@ pub fn export_user(db: &dyn Db, user_id: &str, email: &str) -> Result<MessageLog
 /// instead of being sent to nobody. Returns how many deliveries it erased
 /// (none the second time).
 ///
-/// The account is recorded as erased, and a pull makes no delivery for an
-/// erased account ([`erased_among`]), so an email or SMS rendered for it
-/// while it was being deleted is not stored after this. The two serialise
-/// on the message log's lock ([`lock_log`]): a pull's deliveries are either
-/// stored first, and erased here, or checked after this commits.
-pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str) -> Result<u32, DbError> {
+/// With `for_good` (the account itself is erased by now) the account is
+/// recorded as erased, and a pull makes no delivery for an erased account
+/// ([`erased_among`]), so an email or SMS rendered for it while it was
+/// being deleted is not stored after this. The two serialise on the
+/// message log's lock ([`lock_log`]): a pull's deliveries are either stored
+/// first, and erased here, or checked after this commits. Without it (the
+/// erasure's first pass, before the account goes) nothing is recorded:
+/// found in review, a deletion that failed after the first pass left a
+/// live account that never got another email.
+pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str, for_good: bool) -> Result<u32, DbError> {
     transaction(db, |tx| {
         lock_log(tx)?;
-        tx.execute(
-            "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
-            &[user_id.into(), now.into()],
-        )?;
+        if for_good {
+            tx.execute(
+                "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+                &[user_id.into(), now.into()],
+            )?;
+        }
         let rows = tx.query(
             &format!(
                 "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, updated_at = ?, \
@@ -157,6 +163,20 @@ mod tests {
             .collect()
     }
 
+    /// Found in review: the deletion's first pass recorded the account as
+    /// erased, so a deletion that failed after it (the cart busy, a
+    /// database down) left a live account that never got another email.
+    #[test]
+    fn only_the_last_pass_records_the_account_as_erased() {
+        let db = migrated();
+        deliver(&db, "email", "ann@b.co", Some("u-ann"), "pending");
+        let erased = |db: &storage::native::MemDb| db.query("SELECT COUNT(*) AS n FROM erased_accounts", &[]).unwrap().first().unwrap().int("n").unwrap();
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t1", false).unwrap(), 1, "its queued email goes");
+        assert_eq!(erased(&db), 0, "the account may still be live");
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t2", true).unwrap(), 0);
+        assert_eq!(erased(&db), 1);
+    }
+
     #[test]
     fn an_account_is_exported_then_erased() {
         let db = migrated();
@@ -167,9 +187,9 @@ mod tests {
         let log = export_user(&db, "u-ann", "ann@b.co").unwrap();
         assert_eq!(counts(&log), (2, 1), "{log:?}");
         assert_eq!(log.emails[0]["subject"], "Shipped for Ann");
-        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t2").unwrap(), 3);
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t2", true).unwrap(), 3);
         assert_eq!(export_user(&db, "u-ann", "ann@b.co").unwrap(), MessageLog { emails: json!([]), sms: json!([]) });
-        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t3").unwrap(), 0, "erased once");
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t3", true).unwrap(), 0, "erased once");
         let all = rows(&db);
         assert!(all[0].starts_with("[erased]|-|email|") && all[0].ends_with("|sent"), "{all:?}");
         assert!(all[1].ends_with("|failed"), "an unsent one is not sent: {all:?}");
@@ -188,14 +208,14 @@ mod tests {
         deliver(&db, "sms", PHONE, None, "sent");
         let mallory = export_user(&db, "u-mallory", "mallory@b.co").unwrap();
         assert_eq!(counts(&mallory), (0, 1), "only the SMS made for her: {mallory:?}");
-        assert_eq!(erase_user(&db, "u-mallory", "mallory@b.co", "t2").unwrap(), 1);
+        assert_eq!(erase_user(&db, "u-mallory", "mallory@b.co", "t2", true).unwrap(), 1);
         let all = rows(&db);
         assert!(all[0].starts_with(&format!("{PHONE}|u-ann|sms|")) && all[0].ends_with("|sent"), "{all:?}");
         assert!(all[1].starts_with(&format!("{PHONE}|u-ann|sms|")) && all[1].ends_with("|pending"), "Ann's queued SMS still goes: {all:?}");
         assert!(all[2].starts_with("[erased]|-|sms|"), "{all:?}");
         // An SMS made before deliveries named their account is nobody's here.
         assert_eq!(counts(&export_user(&db, "u-ann", "ann@b.co").unwrap()), (0, 2));
-        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t3").unwrap(), 2);
+        assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t3", true).unwrap(), 2);
         assert!(rows(&db)[3].starts_with(&format!("{PHONE}|-|sms|")), "{:?}", rows(&db));
     }
 
@@ -208,7 +228,7 @@ mod tests {
         deliver(&db, "email", "ann@b.co", Some("u-new"), "sent");
         let log = export_user(&db, "u-new", "ann@b.co").unwrap();
         assert_eq!(counts(&log), (1, 0));
-        assert_eq!(erase_user(&db, "u-new", "ann@b.co", "t2").unwrap(), 1);
+        assert_eq!(erase_user(&db, "u-new", "ann@b.co", "t2", true).unwrap(), 1);
         assert!(rows(&db)[0].starts_with("ann@b.co|u-old|"), "{:?}", rows(&db));
     }
 }

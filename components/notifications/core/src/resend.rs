@@ -5,11 +5,16 @@ use crate::deliveries::{Attempt, Delivery, EventTrace};
 use serde_json::json;
 
 /// Resend's answer as an outcome: 2xx sent (with the id `id_of` finds),
-/// 429 and 5xx retried (after `Retry-After`), other 4xx permanent.
+/// 429 and 5xx retried (after `Retry-After`), and 409
+/// `concurrent_idempotent_requests` too (a request under the same key is
+/// still being handled, e.g. one whose answer timed out here: found in
+/// review, it failed the delivery for good); other 4xx permanent.
 fn classify(status: u16, answer: &serde_json::Value, retry_after: Option<String>, id_of: impl Fn(&serde_json::Value) -> Option<String>) -> Attempt {
     let message = answer["message"].as_str().unwrap_or("");
+    let in_progress = status == 409 && answer["name"].as_str() == Some("concurrent_idempotent_requests");
     match status {
         200..=299 => Attempt::Sent { provider_id: id_of(answer) },
+        _ if in_progress => Attempt::Retry { after_secs: None, error: format!("{status} {message}") },
         429 | 500..=599 => {
             let after = retry_after.and_then(|v| v.trim().parse::<i64>().ok());
             Attempt::Retry { after_secs: after, error: format!("{status} {message}") }
@@ -98,3 +103,19 @@ impl ResendConfig {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_request_still_in_progress_is_a_409_worth_retrying() {
+        let id = |a: &serde_json::Value| a["id"].as_str().map(str::to_string);
+        let busy = json!({ "name": "concurrent_idempotent_requests", "message": "in progress", "statusCode": 409 });
+        assert!(matches!(classify(409, &busy, None, id), Attempt::Retry { .. }));
+        let reused = json!({ "name": "invalid_idempotent_request", "message": "other payload", "statusCode": 409 });
+        assert!(matches!(classify(409, &reused, None, id), Attempt::Permanent { .. }));
+        assert!(matches!(classify(429, &json!({}), Some("3".into()), id), Attempt::Retry { after_secs: Some(3), .. }));
+        assert!(matches!(classify(200, &json!({ "id": "e1" }), None, id), Attempt::Sent { provider_id: Some(ref p) } if p == "e1"));
+    }
+}

@@ -122,12 +122,21 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
 
     let resend = resend::ResendConfig::from_variables();
     let twilio = twilio::TwilioConfig::from_variables();
-    let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0 });
+    let mut counts = json!({ "pulled": pulled, "published": published, "sent": 0, "logged": 0, "retrying": 0, "failed": 0, "handed_back": 0 });
     let claimed = match events_of {
         Some(traceparent) => deliveries::claim_due_of(&db, traceparent, now, limit)?,
         None => deliveries::claim_due(&db, now, limit)?,
     };
+    // A provider that answered one delivery with a retry (down, rate
+    // limiting, timing out) is not asked again in this call: its other
+    // claims go back unsent, their attempts not spent.
+    let (mut email_down, mut sms_down) = (false, false);
     for d in claimed {
+        if (d.channel == "sms" && sms_down) || (d.channel != "sms" && email_down) {
+            deliveries::hand_back(&db, &d)?;
+            counts["handed_back"] = json!(counts["handed_back"].as_i64().unwrap_or(0) + 1);
+            continue;
+        }
         // However long the sends before it took: if its lease lapsed and
         // another sweep took it, or its account was erased, it is not sent here.
         let send_secs = send_allowance_secs(if d.channel == "sms" { twilio.timeout_ms } else { resend.timeout_ms });
@@ -149,6 +158,13 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
             mail_log(&d);
             Attempt::Logged
         };
+        if matches!(attempt, Attempt::Retry { .. }) {
+            if d.channel == "sms" {
+                sms_down = true;
+            } else {
+                email_down = true;
+            }
+        }
         let key = match &attempt {
             Attempt::Sent { .. } => "sent",
             Attempt::Logged => "logged",
@@ -197,10 +213,11 @@ fn promotion_email(users: &ServiceDb, e: &OutboxEvent, store: &str) -> Result<Op
     Ok(Some(promotions::render(&promotion, Recipient::of_account(user_id, to), &promotions::unsubscribe_link(&base, &secret, user_id), store)))
 }
 
-/// The address of a customer who consents to promotions now.
+/// The address of a customer who consents to promotions now, from a
+/// confirmed address.
 fn consenting_email(users: &ServiceDb, user_id: &str) -> Result<Option<String>, DbError> {
     users
-        .query("SELECT email FROM users WHERE id = ? AND marketing_consent_at IS NOT NULL AND deleted_at IS NULL", &[user_id.into()])?
+        .query("SELECT email FROM users WHERE id = ? AND marketing_consent_at IS NOT NULL AND email_verified_at IS NOT NULL AND deleted_at IS NULL", &[user_id.into()])?
         .first()
         .map(|r| r.text("email"))
         .transpose()

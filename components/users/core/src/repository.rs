@@ -101,10 +101,12 @@ pub fn set_marketing_consent(db: &dyn Db, id: &str, consent_at: Option<&str>, no
 }
 
 /// Record a promotion and one `promotion.send` outbox event per customer
-/// who consents now, in the caller's transaction. Returns how many.
+/// who consents now, from a confirmed address (found in review: anyone can
+/// register someone else's address and opt it in), in the caller's
+/// transaction. Returns how many.
 pub fn record_promotion(db: &dyn Db, id: &str, subject: &str, html: &str, text: &str, admin_id: &str, now: &str) -> Result<i64, DbError> {
     let consenting = db.query(
-        "SELECT id FROM users WHERE marketing_consent_at IS NOT NULL AND deleted_at IS NULL ORDER BY id",
+        "SELECT id FROM users WHERE marketing_consent_at IS NOT NULL AND email_verified_at IS NOT NULL AND deleted_at IS NULL ORDER BY id",
         &[],
     )?;
     let ids: Vec<String> = consenting.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;

@@ -138,8 +138,11 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
         Err(EraseError::Unavailable(u)) => return Err(unavailable("the order history", u.message)),
     };
     // The message log before the account, so a failure here leaves the
-    // request retryable; once more after, for a message queued meanwhile.
-    let emails_erased = message_log::erase_user(&user.id, &user.email).map_err(|e| unavailable("the message log", e.message))?;
+    // request retryable; once more after, for a message queued meanwhile,
+    // and only then is the account recorded there as erased (a deletion
+    // that fails before its end leaves a live account that still gets its
+    // emails).
+    let emails_erased = message_log::erase_user(&user.id, &user.email, false).map_err(|e| unavailable("the message log", e.message))?;
     empty_the_cart(&user.id)?;
     let now = clock::now_rfc3339();
     // A listed address whose role was decided keeps that decision (found
@@ -153,7 +156,15 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
         repository::erase_account(tx, &user, &now)
     })
     .map_err(db_error)?;
-    let late = message_log::erase_user(&user.id, &user.email).unwrap_or(0);
+    // The account is gone: the request cannot be retried, so the last pass
+    // is tried again before it is given up (and logged for an operator).
+    let late = match message_log::erase_user(&user.id, &user.email, true).or_else(|_| message_log::erase_user(&user.id, &user.email, true)) {
+        Ok(n) => n,
+        Err(e) => {
+            println!("{}", json!({ "level": "error", "service": "users", "user_id": user.id, "message_log_not_closed": e.message }));
+            0
+        }
+    };
     audit("account_deleted", &user.id, json!({ "orders_anonymised": orders_erased, "emails_erased": emails_erased + late }));
     Ok(Reply::no_content())
 }
