@@ -38,6 +38,7 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     // its own), reset requests out of reach (`accounts.rs` tests that limit
     // on an app of its own).
     ("password_reset_requests_per_client", "100000"),
+    ("registrations_per_client", "1000000"),
     ("login_max_failures_per_client", LOGIN_FAILURES_PER_CLIENT),
     ("unsubscribe_secret", UNSUBSCRIBE_SECRET),
 ];

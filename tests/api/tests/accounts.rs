@@ -417,3 +417,30 @@ fn the_admin_of_the_suite_is_verified() {
     let me = app.send_as(&admin.access_token, "GET", "/api/users/profile", None).json();
     assert_eq!((me["user"]["email"].as_str(), me["user"]["email_verified"].as_bool()), (Some(ADMIN_EMAIL), Some(true)));
 }
+
+/// Found in review: registration had no limit, so a script could make the
+/// server hash passwords with Argon2id and send welcome emails without end
+/// (and test which addresses have accounts). It is limited per client
+/// address, an IPv6 client by its /64: a new address from the same
+/// network does not start a new count.
+#[test]
+fn registrations_are_limited_per_client_and_an_ipv6_network_is_one_client() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it needs its own limits and proxy settings");
+        return;
+    }
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host(&keys, &[("trusted_proxy_hops", "1"), ("registrations_per_client", "2")]);
+    let app = TestApp::for_host(&host, keys);
+    let register = |from: &str| {
+        let body = json!({ "email": unique_email("many"), "password": STRONG_PASSWORD, "first_name": "Ma", "last_name": "Ny" });
+        app.request("POST", "/api/auth/register", &[("x-forwarded-for", from)], Some(&body))
+    };
+    assert_eq!(register("2001:db8:7:7::1").status, 201);
+    assert_eq!(register("2001:db8:7:7::2").status, 201);
+    let refused = register("2001:db8:7:7:ffff::3");
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.header("retry-after").is_some_and(|s| s.parse::<i64>().is_ok_and(|n| n > 0)), "{:?}", refused.header("retry-after"));
+    assert_eq!(register("2001:db8:7:8::1").status, 201, "another network is another client");
+    assert_eq!(register("192.0.2.10").status, 201);
+}

@@ -81,7 +81,8 @@ impl Attempt {
     pub fn failed(self) {}
 }
 
-/// The client's IP from Spin's `spin-client-addr` (`ip:port` or `[v6]:port`).
+/// The client's IP from Spin's `spin-client-addr` (`ip:port` or `[v6]:port`),
+/// as per-client limits count it ([`client_bucket`]).
 pub fn client_ip(addr: Option<&str>) -> String {
     let Some(addr) = addr.map(str::trim).filter(|a| !a.is_empty()) else {
         return "unknown".into();
@@ -90,7 +91,26 @@ pub fn client_ip(addr: Option<&str>) -> String {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         _ => addr,
     };
-    host.trim_start_matches('[').trim_end_matches(']').to_string()
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse::<std::net::IpAddr>().map_or_else(|_| host.to_string(), client_bucket)
+}
+
+/// What a per-client limit counts for an address: an IPv4 address itself
+/// (also when written IPv4-mapped, `::ffff:a.b.c.d`), an IPv6 address by
+/// its /64 network. One subscriber is given a whole /64, so counting each
+/// IPv6 address apart let one client try a new address per attempt and
+/// never reach a per-client limit (found in review).
+pub fn client_bucket(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{}/64", std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 /// The address per-client limits count against.
@@ -111,10 +131,10 @@ pub fn client_address(spin_client_addr: Option<&str>, forwarded_for: Option<&str
         return client_ip(spin_client_addr);
     };
     if let Ok(ip) = entry.parse::<std::net::IpAddr>() {
-        return ip.to_string();
+        return client_bucket(ip);
     }
     if let Ok(sock) = entry.parse::<std::net::SocketAddr>() {
-        return sock.ip().to_string();
+        return client_bucket(sock.ip());
     }
     // Not an address (a proxy's obfuscated name, say): still a stable key.
     entry.chars().take(64).collect()
@@ -133,7 +153,10 @@ mod tests {
     #[test]
     fn client_addresses() {
         assert_eq!(client_ip(Some("127.0.0.1:5000")), "127.0.0.1");
-        assert_eq!(client_ip(Some("[::1]:5000")), "::1");
+        assert_eq!(client_ip(Some("[::1]:5000")), "::/64");
+        assert_eq!(client_ip(Some("[2001:db8:1:2:aaaa::1]:5000")), client_ip(Some("[2001:db8:1:2:bbbb::9]:5000")), "one /64 is one client");
+        assert_ne!(client_ip(Some("[2001:db8:1:2::1]:5000")), client_ip(Some("[2001:db8:1:3::1]:5000")));
+        assert_eq!(client_ip(Some("[::ffff:1.2.3.4]:5000")), "1.2.3.4", "IPv4-mapped is the IPv4 address");
         assert_eq!(client_ip(Some("10.0.0.2")), "10.0.0.2");
         assert_eq!(client_ip(None), "unknown");
     }
@@ -197,7 +220,7 @@ mod tests {
         assert_eq!(client_address(peer, Some("1.2.3.4"), 3), "1.2.3.4", "fewer entries than hops: the leftmost");
         assert_eq!(client_address(peer, None, 1), "10.0.0.9", "no header: the peer");
         assert_eq!(client_address(peer, Some(" , "), 1), "10.0.0.9");
-        assert_eq!(client_address(peer, Some("[2001:db8::1]:443"), 1), "2001:db8::1");
-        assert_eq!(client_address(peer, Some("2001:db8::1"), 1), "2001:db8::1");
+        assert_eq!(client_address(peer, Some("[2001:db8::1]:443"), 1), "2001:db8::/64");
+        assert_eq!(client_address(peer, Some("2001:db8::1"), 1), "2001:db8::/64");
     }
 }

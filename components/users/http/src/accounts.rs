@@ -22,11 +22,30 @@ const RESETS_PER_EMAIL_PER_HOUR: i64 = 3;
 const RESETS_PER_CLIENT_PER_HOUR: i64 = 20;
 
 fn resets_per_client_per_hour() -> i64 {
-    spin_sdk::variables::get("password_reset_requests_per_client")
-        .ok()
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(RESETS_PER_CLIENT_PER_HOUR)
+    per_client_per_hour("password_reset_requests_per_client", RESETS_PER_CLIENT_PER_HOUR)
+}
+
+/// Registrations per client address per hour (`registrations_per_client`).
+const REGISTRATIONS_PER_CLIENT_PER_HOUR: i64 = 30;
+
+/// A per-client hourly limit from its Spin variable, else `default`.
+fn per_client_per_hour(variable: &str, default: i64) -> i64 {
+    spin_sdk::variables::get(variable).ok().and_then(|v| v.trim().parse::<i64>().ok()).filter(|n| *n > 0).unwrap_or(default)
+}
+
+/// Take one of this client's registrations for the hour, before anything
+/// costly: each registration hashes a password with Argon2id (19 MiB, tens
+/// of milliseconds) and sends a welcome email, and without a limit a
+/// script could make the server do both without end, or test which
+/// addresses have accounts (found in review). 429 `rate_limited` with
+/// `Retry-After` past the limit.
+pub(crate) fn reserve_registration(db: &dyn Db, ctx: &Ctx) -> Result<(), ApiError> {
+    let key = format!("register:client:{}", client_of(ctx));
+    let max = per_client_per_hour("registrations_per_client", REGISTRATIONS_PER_CLIENT_PER_HOUR);
+    match repository::take_slot(db, Counter::Requests, &key, clock::unix_now(), HOUR, max).map_err(db_error)? {
+        Some(wait) => Err(too_many_requests(wait, "registrations")),
+        None => Ok(()),
+    }
 }
 const HOUR: i64 = 3600;
 

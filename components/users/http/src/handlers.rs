@@ -60,6 +60,7 @@ pub fn register(ctx: &Ctx) -> HandlerResult {
     };
 
     let db = open()?;
+    crate::accounts::reserve_registration(&db, ctx)?;
     if repository::find_by_email(&db, email.as_str()).map_err(db_error)?.is_some() {
         return Err(email_taken());
     }

@@ -536,6 +536,8 @@ fn main() {
                 ("admin_emails", ADMIN_EMAIL.to_string()),
                 ("jwt_private_key", STANDARD.encode(keys.to_der())),
                 ("jwt_public_key", STANDARD.encode(keys.public_key().to_der())),
+                // The order loops sign up a customer per worker, from one address.
+                ("registrations_per_client", "1000000".to_string()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
