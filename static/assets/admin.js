@@ -227,19 +227,42 @@ async function orderPage(id, isCurrent) {
     try { await api('PUT', `/api/orders/${order.id}/tracking`, { body: { carrier: d.carrier.trim(), tracking_number: d.tracking_number.trim() } }); done('Tracking saved; the order is shipped.'); } catch (e) { show('tracking-status', 'error', errorText(e)); }
   });
   const refund = document.getElementById('refund-form');
-  // One Idempotency-Key per refund asked for on this page: submitting the
-  // same amount again after an error (Stripe slow or down) is the same
-  // refund, whatever Stripe's events changed meanwhile.
-  let asked = null;
+  // One Idempotency-Key per refund asked for, kept in this tab's
+  // sessionStorage until the API answered for sure (2xx, or a 4xx): asking
+  // for the same amount again after an error or a reload (Stripe slow or
+  // down, the refund perhaps made) is the same refund, whatever Stripe's
+  // events changed meanwhile (found in review: the key lived in the page
+  // only, so a reload and a second try refunded twice).
+  const pendingSlot = `shop.refund.${order.id}`;
+  const pending = () => { try { return JSON.parse(sessionStorage.getItem(pendingSlot)); } catch { return null; } };
+  if (refund && pending()) {
+    const p = pending();
+    show('refund-status', 'warn', `A refund of ${p.amount === null ? 'everything left' : formatMoney({ amount_minor: p.amount, currency: order.currency })} was asked for and its answer did not arrive: it may have been made. Asking for the same amount again repeats that request; it does not refund twice.`);
+  }
   if (refund) refund.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const text = String(new FormData(refund).get('amount') || '').trim();
     const amount = text ? decimalToMinor(text, exp) : null;
     if (text && (amount === null || amount < 1)) return show('refund-status', 'error', `“${text}” is not an amount in ${order.currency}.`);
     if (!confirm(`Refund ${amount === null ? 'everything left' : formatMoney({ amount_minor: amount, currency: order.currency })}?`)) return;
+    let asked = pending();
     if (!asked || asked.amount !== amount) asked = { amount, key: newKey() };
+    sessionStorage.setItem(pendingSlot, JSON.stringify(asked));
     const body = amount === null ? { order_id: order.id } : { order_id: order.id, amount };
-    try { await api('POST', '/api/payments/refund', { body, headers: { 'idempotency-key': asked.key } }); done('Refunded.'); } catch (e) { show('refund-status', 'error', errorText(e)); }
+    const button = refund.querySelector('button[type=submit]');
+    if (button) button.disabled = true;
+    try {
+      await api('POST', '/api/payments/refund', { body, headers: { 'idempotency-key': asked.key } });
+      sessionStorage.removeItem(pendingSlot);
+      done('Refunded.');
+    } catch (e) {
+      // A 4xx is a definite answer (nothing was refunded by it); a 5xx or
+      // no answer may hide a refund made: the key stays for the retry.
+      if (e.status >= 400 && e.status < 500 && e.code !== 'request_in_progress') sessionStorage.removeItem(pendingSlot);
+      show('refund-status', 'error', errorText(e));
+    } finally {
+      if (button) button.disabled = false;
+    }
   });
   const delivered = document.getElementById('mark-delivered');
   if (delivered) delivered.addEventListener('click', async () => {

@@ -54,7 +54,7 @@ function keepTokens(pair, user) {
  */
 export function signOutLocally(reason) {
   for (const key of [KEYS.access, KEYS.refresh, KEYS.user, KEYS.cart, KEYS.skew, 'shop.seenPrices']) localStorage.removeItem(key);
-  for (const key of Object.keys(sessionStorage)) if (key.startsWith('shop.checkoutKey.')) sessionStorage.removeItem(key);
+  for (const key of Object.keys(sessionStorage)) if (key.startsWith('shop.checkoutKey.') || key.startsWith('shop.refund.')) sessionStorage.removeItem(key);
   announce(reason || 'signed_out');
 }
 

@@ -37,9 +37,11 @@ let flash = null;
 function flashNext(kind, text) { flash = { kind, text }; }
 function takeFlash() { const f = flash; flash = null; return f ? notice(f.kind, f.text) : raw(''); }
 
-export function navigate(path, { replace = false } = {}) {
+// `focus: false` keeps focus where it is (typing in the search box, a
+// filter control) instead of moving it to the new page's heading.
+export function navigate(path, { replace = false, focus = true } = {}) {
   if (replace) history.replaceState({}, '', path); else history.pushState({}, '', path);
-  route();
+  return route({ focus });
 }
 
 document.addEventListener('click', (ev) => {
@@ -80,22 +82,24 @@ onSessionChange((user, reason) => {
 // Header search: typing searches as you go (debounced), Enter searches at once.
 const searchInput = document.getElementById('search');
 let searchTimer;
+// While typing, focus stays in the box (found in review: each pause moved
+// it to the results' heading, so the rest of the typing went nowhere).
 searchInput.addEventListener('input', () => {
   clearTimeout(searchTimer);
-  searchTimer = setTimeout(() => searchFor(searchInput.value), 250);
+  searchTimer = setTimeout(() => searchFor(searchInput.value, { focus: false }), 250);
 });
 document.getElementById('search-form').addEventListener('submit', (ev) => {
   ev.preventDefault();
   clearTimeout(searchTimer);
   searchFor(searchInput.value);
 });
-function searchFor(text) {
+function searchFor(text, { focus = true } = {}) {
   const params = new URLSearchParams(location.pathname === '/' ? location.search : '');
   if (text.trim()) params.set('q', text.trim()); else params.delete('q');
   params.delete('page');
   if (params.has('q') && !params.has('sort')) params.delete('sort');
   const target = '/' + (params.toString() ? '?' + params : '');
-  navigate(target, { replace: location.pathname === '/' });
+  navigate(target, { replace: location.pathname === '/', focus });
 }
 
 // ------------------------------------------------------------------ routes
@@ -119,7 +123,8 @@ const routes = [
 ];
 
 let routeSeq = 0;
-async function route() {
+// `popstate` calls it with its event: focus moves then, as after a link.
+async function route({ focus = true } = {}) {
   const seq = ++routeSeq;
   const path = location.pathname.replace(/\/+$/, '') || '/';
   const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);
@@ -127,7 +132,7 @@ async function route() {
   if (!match) {
     setTitle('Not found');
     render(html`<h1>Page not found</h1><p>There is nothing at this address. <a href="/">Back to the shop</a></p>`);
-    if (seq > 1) focusHeading();
+    if (seq > 1 && focus) focusHeading();
     return;
   }
   const [m, view] = match;
@@ -144,7 +149,7 @@ async function route() {
   }
   // After a navigation, focus follows to the new page's heading; on the
   // first load it stays at the top, where the skip link is.
-  if (seq === routeSeq && seq > 1) focusHeading();
+  if (seq === routeSeq && seq > 1 && focus) focusHeading();
 }
 
 function requireUser() {
@@ -190,7 +195,8 @@ function productCard(p) {
 async function listing(isCurrent) {
   const params = new URLSearchParams(location.search);
   const q = params.get('q') || '';
-  searchInput.value = q;
+  // Not while someone types in it: the trimmed query would eat a space.
+  if (document.activeElement !== searchInput) searchInput.value = q;
   const page = Math.max(1, Number(params.get('page')) || 1);
   const query = new URLSearchParams({ limit: PAGE_SIZE, page });
   for (const k of ['q', 'category', 'min_price', 'max_price', 'currency', 'in_stock', 'sort']) if (params.get(k)) query.set(k, params.get(k));
@@ -232,12 +238,14 @@ async function listing(isCurrent) {
     </nav>` : ''}
   `);
   window.__lastListingRenderMs = performance.now() - started;
-  document.getElementById('filters').addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT' || ev.target.type === 'checkbox') applyFilters(params, currency); });
+  // A select or the checkbox applies at once and keeps focus on itself
+  // (arrow keys on a closed select change it, one page per key).
+  document.getElementById('filters').addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT' || ev.target.type === 'checkbox') applyFilters(params, currency, ev.target.name); });
   document.getElementById('filters').addEventListener('submit', (ev) => { ev.preventDefault(); applyFilters(params, currency); });
   bindAddButtons();
 }
 
-function applyFilters(current, currency) {
+function applyFilters(current, currency, keepFocusOn = null) {
   const exp = minorExponent(currency);
   const form = document.getElementById('filters');
   const data = new FormData(form);
@@ -258,7 +266,11 @@ function applyFilters(current, currency) {
   }
   if (data.get('in_stock')) next.set('in_stock', 'true');
   if (data.get('sort')) next.set('sort', data.get('sort'));
-  navigate('/?' + next);
+  if (!keepFocusOn) return navigate('/?' + next);
+  navigate('/?' + next, { focus: false }).then(() => {
+    const control = document.querySelector(`#filters [name="${keepFocusOn}"]`);
+    if (control) control.focus();
+  });
 }
 
 function bindAddButtons() {
@@ -500,6 +512,14 @@ async function checkoutPage(isCurrent) {
     try {
       order = await placeOrder(body, key);
     } catch (e) {
+      // This cart was placed already (by an attempt whose answer was lost,
+      // or another tab): that order is the one to pay.
+      const existing = e.code === 'cart_already_ordered' && e.details && e.details.order_id;
+      if (existing) {
+        sessionStorage.removeItem(keyName);
+        flashNext('warn', 'This cart was already placed as an order: here it is.');
+        return navigate(`/account/orders/${encodeURIComponent(existing)}`);
+      }
       status.innerHTML = notice('error', errorText(e)).__raw;
       placing = false;
       button.disabled = false;
@@ -517,13 +537,23 @@ async function checkoutPage(isCurrent) {
   });
 }
 
-/** `POST /api/orders`, retried with the same key while the first is in flight. */
+/**
+ * `POST /api/orders`, retried with the same key while the first is in
+ * flight. After an attempt whose answer was lost, `insufficient_stock` may
+ * be that attempt holding the last units before it committed (the API says
+ * so): asked again with the key, the answer is its order (found in review:
+ * the shopper was told the items were gone, for an order that existed).
+ */
 async function placeOrder(body, key) {
+  let unclear = false;
   for (let attempt = 0; ; attempt++) {
     try {
       return await api('POST', '/api/orders', { body, headers: { 'idempotency-key': key } });
     } catch (e) {
-      if ((e.code === 'request_in_progress' || e.status === 0 || e.status >= 502) && attempt < 5) {
+      const lost = e.status === 0 || e.status >= 502;
+      const retry = e.code === 'request_in_progress' || lost || (unclear && e.code === 'insufficient_stock');
+      unclear = unclear || lost;
+      if (retry && attempt < 5) {
         await new Promise((r) => setTimeout(r, 700));
         continue;
       }

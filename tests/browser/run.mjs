@@ -240,6 +240,11 @@ try {
     await page.fill('#search', 'wire');
     await page.waitForURL(/\?q=wire/);
     await page.waitForSelector('h1:has-text("Results for “wire”")');
+    // Focus stays in the box while typing, and a trailing space survives.
+    expect(await page.evaluate(() => document.activeElement.id === 'search'), 'focus stays in the search box');
+    await page.type('#search', ' ');
+    await page.waitForTimeout(400);
+    expect(await page.inputValue('#search') === 'wire ', `the space typed is kept: "${await page.inputValue('#search')}"`);
     const cards = page.locator('#products li');
     expect((await cards.count()) >= 2, 'the search finds at least two products');
     const names = [await cards.nth(0).locator('h3').innerText(), await cards.nth(1).locator('h3').innerText()];
