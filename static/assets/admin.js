@@ -271,7 +271,15 @@ async function orderPage(id, isCurrent) {
   const cancel = document.getElementById('cancel-order');
   if (cancel) cancel.addEventListener('click', async () => {
     if (!confirm('Cancel this order?')) return;
-    try { await api('POST', `/api/orders/${order.id}/cancel`); done('Cancelled.'); } catch (e) { show('action-status', 'error', errorText(e)); }
+    try { await api('POST', `/api/orders/${order.id}/cancel`); done('Cancelled.'); } catch (e) {
+      // Cancelled, but its refund failed (flagged refund_failed) or another
+      // request is sending it: the page must show the cancellation.
+      if (e.code === 'refund_failed' || e.code === 'refund_in_progress') {
+        flash = { kind: 'warn', text: e.code === 'refund_failed' ? 'Cancelled, but the refund failed: the order is flagged refund_failed; cancel again, or refund it below.' : 'Cancelled; its refund is being sent by another request.' };
+        return route();
+      }
+      show('action-status', 'error', errorText(e));
+    }
   });
 }
 

@@ -53,6 +53,9 @@ document.addEventListener('click', (ev) => {
   navigate(url.pathname + url.search);
 });
 window.addEventListener('popstate', route);
+// Back from Stripe's page, a page restored from the back/forward cache
+// would still say it is taking you there: draw it again.
+window.addEventListener('pageshow', (ev) => { if (ev.persisted) route(); });
 
 function updateHeader() {
   const user = currentUser();
@@ -943,7 +946,9 @@ async function orderPage(id, isCurrent) {
   `);
   const status = document.getElementById('order-actions-status');
   const pay = document.getElementById('pay-now');
-  if (pay) pay.addEventListener('click', () => { pay.disabled = true; payOrder(order.id, status); });
+  // Enabled again when the payment page could not be started (its message
+  // says to try again).
+  if (pay) pay.addEventListener('click', async () => { pay.disabled = true; await payOrder(order.id, status); pay.disabled = false; });
   const cancel = document.getElementById('cancel-order');
   if (cancel) cancel.addEventListener('click', async () => {
     if (!confirm(order.status === 'pending_payment' ? 'Cancel this order?' : 'Cancel this order? You will be refunded in full.')) return;
@@ -955,8 +960,10 @@ async function orderPage(id, isCurrent) {
     } catch (e) {
       // The order was cancelled but its refund could not be made yet: the
       // page must show the cancellation, and say the money follows.
-      if (e.code === 'refund_failed') {
-        flashNext('warn', 'Your order is cancelled. The refund could not be sent yet; the shop has been told and will send it.');
+      if (e.code === 'refund_failed' || e.code === 'refund_in_progress') {
+        flashNext('warn', e.code === 'refund_failed'
+          ? 'Your order is cancelled. The refund could not be sent yet; the shop has been told and will send it.'
+          : 'Your order is cancelled. Its refund is being sent.');
         route();
         return;
       }

@@ -50,15 +50,40 @@ impl FakeResend {
             let Some((method, path, headers, body)) = read_request(&stream) else { return };
             if method == "POST" && path == "/emails/batch" {
                 let emails = serde_json::from_slice::<Value>(&body).ok().and_then(|b| b.as_array().cloned()).unwrap_or_default();
+                let permissive = headers.get("x-batch-validation").is_some_and(|v| v == "permissive");
                 let mut st = state.lock().unwrap();
                 st.batches.push((std::time::Instant::now(), emails.len()));
-                let first = st.calls.len();
-                for email in &emails {
-                    st.calls.push(EmailCall { headers: headers.clone(), body: email.clone(), status: 200 });
+                // A recipient scripted with a 4xx (not 429) is an email Resend
+                // will not create: strict mode refuses the whole batch for it,
+                // permissive mode creates the others and names it in `errors`.
+                let mut refused = Vec::new();
+                for (i, email) in emails.iter().enumerate() {
+                    let to = email["to"][0].as_str().unwrap_or("");
+                    if let Some(queue) = st.script.get_mut(to) {
+                        if queue.front().is_some_and(|(s, _)| (400..500).contains(s) && *s != 429) {
+                            queue.pop_front();
+                            refused.push(i);
+                        }
+                    }
                 }
-                let ids: Vec<Value> = (0..emails.len()).map(|i| json!({ "id": format!("email_{}", first + i + 1) })).collect();
+                if !refused.is_empty() && !permissive {
+                    drop(st);
+                    return write_json(stream, 422, "", &json!({ "name": "validation_error", "message": "an email of the batch is invalid", "statusCode": 422 }));
+                }
+                let mut ids = Vec::new();
+                for (i, email) in emails.iter().enumerate() {
+                    let status = if refused.contains(&i) { 422 } else { 200 };
+                    st.calls.push(EmailCall { headers: headers.clone(), body: email.clone(), status });
+                    if status == 200 {
+                        ids.push(json!({ "id": format!("email_{}", st.calls.len()) }));
+                    }
+                }
                 drop(st);
-                return write_json(stream, 200, "", &json!({ "data": ids }));
+                let mut answer = json!({ "data": ids });
+                if permissive {
+                    answer["errors"] = Value::Array(refused.iter().map(|i| json!({ "index": i, "message": "The `to` field is invalid." })).collect());
+                }
+                return write_json(stream, 200, "", &answer);
             }
             if method != "POST" || path != "/emails" {
                 return write_json(stream, 404, "", &json!({ "name": "not_found", "message": "unknown endpoint", "statusCode": 404 }));

@@ -162,6 +162,30 @@ fn batches_are_paced_under_resends_rate_limit() {
     }
 }
 
+/// Found in review: one email of a batch that Resend would not create (an
+/// address it refuses) failed the whole batch of 100 for good. The batch
+/// goes with permissive validation: that email fails alone.
+#[test]
+fn an_address_resend_refuses_fails_alone_and_the_rest_of_the_batch_goes_out() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let fans: Vec<TestUser> = (0..3)
+        .map(|_| {
+            let u = app.register_customer();
+            app.verify_email(&u.email);
+            opt_in(&app, &u, true);
+            u
+        })
+        .collect();
+    app.resend.script(&fans[1].email, &[(422, None)]);
+    let subject = format!("Batch with a refused address {}", fans[0].email);
+    send_promotion(&app, &admin, &subject);
+    promotions_to(&app, &fans[0].email, &subject, 1);
+    promotions_to(&app, &fans[2].email, &subject, 1);
+    let refused: Vec<EmailCall> = app.resend.to(&fans[1].email).into_iter().filter(|c| c.body["subject"] == subject).collect();
+    assert!(!refused.is_empty() && refused.iter().all(|c| c.status == 422), "{:?}", refused.iter().map(|c| c.status).collect::<Vec<_>>());
+}
+
 #[test]
 fn only_admins_send_promotions_and_content_is_checked() {
     let app = TestApp::get();

@@ -89,7 +89,7 @@ pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str, for_good: 
         }
         let rows = tx.query(
             &format!(
-                "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, updated_at = ?, \
+                "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, headers = NULL, updated_at = ?, \
                  status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
                  last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
                  WHERE {OF_THE_ACCOUNT} RETURNING id"
@@ -170,9 +170,13 @@ mod tests {
     fn only_the_last_pass_records_the_account_as_erased() {
         let db = migrated();
         deliver(&db, "email", "ann@b.co", Some("u-ann"), "pending");
+        // A promotion's headers carry the account's signed unsubscribe link.
+        db.execute("UPDATE deliveries SET headers = '{\"List-Unsubscribe\":\"<https://x/?user=u-ann>\"}'", &[]).unwrap();
         let erased = |db: &storage::native::MemDb| db.query("SELECT COUNT(*) AS n FROM erased_accounts", &[]).unwrap().first().unwrap().int("n").unwrap();
         assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t1", false).unwrap(), 1, "its queued email goes");
         assert_eq!(erased(&db), 0, "the account may still be live");
+        let headers = db.query("SELECT headers FROM deliveries", &[]).unwrap().first().unwrap().opt_text("headers").unwrap();
+        assert_eq!(headers, None, "the unsubscribe link names the account: it goes too");
         assert_eq!(erase_user(&db, "u-ann", "ann@b.co", "t2", true).unwrap(), 0);
         assert_eq!(erased(&db), 1);
     }

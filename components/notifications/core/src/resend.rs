@@ -67,13 +67,14 @@ impl ResendConfig {
     /// POST `body` to `path` with this idempotency key, in `trace` (see
     /// [`EventTrace`]): the status, the parsed answer and `Retry-After`, or
     /// the outcome of a failed call.
-    fn post(&self, path: &str, body: &serde_json::Value, key: &str, trace: &EventTrace) -> Result<(u16, serde_json::Value, Option<String>), Attempt> {
+    fn post(&self, path: &str, body: &serde_json::Value, key: &str, trace: &EventTrace, extra: &[(&'static str, String)]) -> Result<(u16, serde_json::Value, Option<String>), Attempt> {
         let url = format!("{}{path}", self.api_base.trim_end_matches('/'));
         let mut headers = vec![
             ("authorization", format!("Bearer {}", self.api_key)),
             ("content-type", "application/json".to_string()),
             ("idempotency-key", key.to_string()),
         ];
+        headers.extend(extra.iter().cloned());
         headers.extend(trace.headers());
         match http_kit::outbound::send_with_timeouts("POST", &url, &headers, Some(body.to_string().as_bytes()), self.timeout_ms) {
             Ok(a) => Ok((a.status, serde_json::from_slice(&a.body).unwrap_or_default(), a.retry_after)),
@@ -83,7 +84,7 @@ impl ResendConfig {
 
     /// Send one delivery and classify the answer.
     pub fn send(&self, d: &Delivery) -> Attempt {
-        match self.post("/emails", &self.email(d), &d.idempotency_key, &d.trace) {
+        match self.post("/emails", &self.email(d), &d.idempotency_key, &d.trace, &[]) {
             Ok((status, answer, retry_after)) => classify(status, &answer, retry_after, |a| a["id"].as_str().map(str::to_string)),
             Err(failed) => failed,
         }
@@ -92,21 +93,55 @@ impl ResendConfig {
     /// Send up to 100 deliveries in one call to Resend's batch endpoint
     /// (`POST /emails/batch`) under the batch's `Idempotency-Key` (see
     /// `deliveries::renew_batch`); one outcome per delivery, in order.
+    /// Permissive validation (`x-batch-validation: permissive`): an email
+    /// Resend will not create fails alone, named in `errors` by its index,
+    /// and the others go out (found in review: in the default strict mode
+    /// one bad address failed the whole batch of 100 for good).
     pub fn send_batch(&self, ds: &[Delivery], key: &str) -> Vec<Attempt> {
         let body = serde_json::Value::Array(ds.iter().map(|d| self.email(d)).collect());
-        match self.post("/emails/batch", &body, key, &EventTrace::default()) {
-            Ok((status, answer, retry_after)) => (0..ds.len())
-                .map(|i| classify(status, &answer, retry_after.clone(), |a| a["data"][i]["id"].as_str().map(str::to_string)))
-                .collect(),
+        match self.post("/emails/batch", &body, key, &EventTrace::default(), &[("x-batch-validation", "permissive".to_string())]) {
+            Ok((status, answer, _)) if (200..300).contains(&status) => batch_outcomes(ds.len(), &answer),
+            Ok((status, answer, retry_after)) => (0..ds.len()).map(|_| classify(status, &answer, retry_after.clone(), |_| None)).collect(),
             Err(failed) => ds.iter().map(|_| failed.clone()).collect(),
         }
     }
+}
+
+/// The outcome of each of `n` emails of a batch Resend accepted: those
+/// its `errors` name (by index) were refused, the others were created, and
+/// `data` holds their ids in the same order.
+fn batch_outcomes(n: usize, answer: &serde_json::Value) -> Vec<Attempt> {
+    let refused: std::collections::HashMap<usize, String> = answer["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| Some((usize::try_from(e["index"].as_u64()?).ok()?, e["message"].as_str().unwrap_or("refused").to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ids = answer["data"].as_array().into_iter().flatten().map(|d| d["id"].as_str().map(str::to_string));
+    (0..n)
+        .map(|i| match refused.get(&i) {
+            Some(message) => Attempt::Permanent { error: format!("422 {message}") },
+            None => Attempt::Sent { provider_id: ids.next().flatten() },
+        })
+        .collect()
 }
 
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_email_of_a_batch_fails_alone() {
+        let answer = json!({ "data": [{ "id": "e0" }, { "id": "e2" }], "errors": [{ "index": 1, "message": "The `to` field is invalid." }] });
+        let outcomes = batch_outcomes(3, &answer);
+        assert!(matches!(&outcomes[0], Attempt::Sent { provider_id: Some(p) } if p == "e0"));
+        assert!(matches!(&outcomes[1], Attempt::Permanent { error } if error.contains("invalid")));
+        assert!(matches!(&outcomes[2], Attempt::Sent { provider_id: Some(p) } if p == "e2"), "ids follow the created ones: {:?}", outcomes[2]);
+    }
 
     #[test]
     fn only_a_request_still_in_progress_is_a_409_worth_retrying() {

@@ -91,7 +91,9 @@ pub fn serve(service: &Service, req: IncomingRequest, route: impl FnOnce(&Ctx) -
     // The CORS headers depend on the request's Origin, so every answer says
     // so, also one to a request without Origin: a shared cache must not
     // give a browser a copy stored for a request that had none.
-    reply.headers.push(("vary".into(), "origin".into()));
+    // A public answer (cacheable for 30 s) differs from an admin's for the
+    // same URL: a shared cache must key on the token too (found in review).
+    reply.headers.push(("vary".into(), "origin, authorization".into()));
     if origin.is_some() {
         let policy = CorsPolicy::parse(&spin_sdk::variables::get("cors_allowed_origins").unwrap_or_default());
         for (k, v) in policy.response_headers(origin.as_deref(), preflight) {
