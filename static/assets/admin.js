@@ -3,7 +3,7 @@
 // users' roles. Shares the storefront's session (same origin, same tokens):
 // an admin signed in on the storefront is signed in here.
 
-import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache, newKey } from './api.js';
+import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache, newKey, rememberUser } from './api.js';
 import { formatMoney, formatDate, statusText, STATUS_TEXT, PAID_STATUSES, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
@@ -32,6 +32,9 @@ window.addEventListener('popstate', route);
 onSessionChange((user, reason) => {
   document.getElementById('admin-sign-out').hidden = !user;
   if (reason === 'session_ended') { flash = { kind: 'warn', text: 'Your session has ended. Please sign in again.' }; route(); }
+  // Signed in or out in another tab: follow (a signed-out console must not
+  // keep showing customers' data).
+  if (reason === 'signed_out_elsewhere' || reason === 'signed_in_elsewhere') route();
 });
 document.getElementById('admin-sign-out').addEventListener('click', async () => { await signOut(); route(); });
 
@@ -477,3 +480,11 @@ async function usersPage(isCurrent) {
 }
 
 route();
+// The role stored at sign-in may have changed since (another admin promoted
+// or demoted this account): ask once, and draw again if it did (found in
+// review: a promoted admin saw "Admins only" until signing in again).
+if (currentUser()) {
+  api('GET', '/api/users/profile')
+    .then(({ user }) => { const before = currentUser(); rememberUser(user); if (!before || before.role !== user.role) route(); })
+    .catch(() => {});
+}

@@ -40,6 +40,19 @@ export function onSessionChange(fn) { listeners.add(fn); return () => listeners.
 
 function announce(reason) { const user = currentUser(); for (const fn of listeners) fn(user, reason); }
 
+// Another tab signed in or out (they share localStorage): this one follows,
+// so a tab signed out elsewhere stops showing the account's pages, and no
+// tab goes on with another account's token (found in review). A token
+// rotation elsewhere changes only the tokens: same session, nothing to do.
+// (No window when the module is loaded by the unit tests in Node.)
+if (typeof window !== 'undefined') window.addEventListener('storage', (ev) => {
+  if (ev.key !== KEYS.user && ev.key !== null) return;
+  const parse = (v) => { try { return JSON.parse(v || 'null'); } catch { return null; } };
+  const [before, after] = ev.key === null ? [undefined, currentUser()] : [parse(ev.oldValue), parse(ev.newValue)];
+  if (before && after && before.id === after.id) return announce('profile');
+  announce(after ? 'signed_in_elsewhere' : 'signed_out_elsewhere');
+});
+
 function keepTokens(pair, user) {
   localStorage.setItem(KEYS.access, pair.accessToken);
   localStorage.setItem(KEYS.skew, String(clockSkew(pair.accessToken, Date.now() / 1000)));

@@ -76,6 +76,11 @@ async function refreshCartCount(cart) {
 onSessionChange((user, reason) => {
   updateHeader();
   refreshCartCount();
+  if (reason === 'signed_out_elsewhere' || reason === 'signed_in_elsewhere') {
+    flashNext('warn', user ? `You are now signed in as ${user.email} (in another tab).` : 'You were signed out in another tab.');
+    route();
+    return;
+  }
   if (reason === 'session_ended') {
     flashNext('warn', 'Your session has ended, so you were signed out. Please sign in again.');
     navigate('/account/sign-in?next=' + encodeURIComponent(location.pathname + location.search));
@@ -157,7 +162,8 @@ async function route({ focus = true } = {}) {
 
 function requireUser() {
   if (currentUser()) return true;
-  flashNext('warn', 'Please sign in to continue.');
+  // Keep a message that says why (signed out in another tab).
+  if (!flash) flashNext('warn', 'Please sign in to continue.');
   navigate('/account/sign-in?next=' + encodeURIComponent(location.pathname + location.search), { replace: true });
   return false;
 }

@@ -531,6 +531,19 @@ try {
     await u.close();
   });
 
+  await test('signing out in one tab signs the other tab out too', async () => {
+    const { email, u, page } = await signedInCustomer('tabs', 'Tab', 'Twin');
+    await page.waitForSelector(`text=Signed in as ${email}`);
+    const other = await u.context.newPage();
+    await other.goto(base + '/account');
+    await other.waitForSelector(`text=Signed in as ${email}`);
+    await page.click('#sign-out');
+    await other.waitForSelector('.notice:has-text("You were signed out in another tab")');
+    expect(other.url().includes('/account/sign-in'), `the other tab asks to sign in: ${other.url()}`);
+    expect(!(await other.locator(`text=Signed in as ${email}`).count()), 'the other tab no longer shows the account');
+    await u.close();
+  });
+
   await test('a changed price is pointed out, and an out-of-stock line is shown as such and blocks checkout', async () => {
     const sku = `BROWSER-OOS-${process.pid}-${Date.now()}`;
     const product = await call('POST', '/api/products', { token: adminToken, body: { sku, name: 'Limited Lantern', description: 'Only a few were made.', price: { amount_minor: 4599, currency: 'USD' }, stock_on_hand: 3 } });
