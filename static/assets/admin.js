@@ -261,7 +261,9 @@ async function orderPage(id, isCurrent) {
     } catch (e) {
       // A 4xx is a definite answer (nothing was refunded by it); a 5xx or
       // no answer may hide a refund made: the key stays for the retry.
-      if (e.status >= 400 && e.status < 500 && e.code !== 'request_in_progress') sessionStorage.removeItem(pendingSlot);
+      // Stripe refusing it (502 with Stripe's status) is definite too.
+      const refused = e.code === 'payment_provider_error' && e.details && e.details.stripe_status;
+      if ((e.status >= 400 && e.status < 500 && e.code !== 'request_in_progress') || refused) sessionStorage.removeItem(pendingSlot);
       show('refund-status', 'error', errorText(e));
     } finally {
       if (button) button.disabled = false;

@@ -33,6 +33,9 @@ struct State {
     delays: HashMap<String, u64>,
     /// Each batch request: (arrival, number of emails).
     batches: Vec<(std::time::Instant, usize)>,
+    /// Recipients a batch refuses to create an email for (an address
+    /// Resend does not take): every batch, single sends untouched.
+    refused_in_batches: std::collections::HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -53,19 +56,15 @@ impl FakeResend {
                 let permissive = headers.get("x-batch-validation").is_some_and(|v| v == "permissive");
                 let mut st = state.lock().unwrap();
                 st.batches.push((std::time::Instant::now(), emails.len()));
-                // A recipient scripted with a 4xx (not 429) is an email Resend
-                // will not create: strict mode refuses the whole batch for it,
+                // An email to a refused recipient is one Resend will not
+                // create: strict mode refuses the whole batch for it,
                 // permissive mode creates the others and names it in `errors`.
-                let mut refused = Vec::new();
-                for (i, email) in emails.iter().enumerate() {
-                    let to = email["to"][0].as_str().unwrap_or("");
-                    if let Some(queue) = st.script.get_mut(to) {
-                        if queue.front().is_some_and(|(s, _)| (400..500).contains(s) && *s != 429) {
-                            queue.pop_front();
-                            refused.push(i);
-                        }
-                    }
-                }
+                let refused: Vec<usize> = emails
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| st.refused_in_batches.contains(e["to"][0].as_str().unwrap_or("")))
+                    .map(|(i, _)| i)
+                    .collect();
                 if !refused.is_empty() && !permissive {
                     drop(st);
                     return write_json(stream, 422, "", &json!({ "name": "validation_error", "message": "an email of the batch is invalid", "statusCode": 422 }));
@@ -120,6 +119,11 @@ impl FakeResend {
     /// Answer the next emails to `recipient` with these statuses (and Retry-After seconds).
     pub fn script(&self, recipient: &str, answers: &[(u16, Option<u64>)]) {
         self.state.lock().unwrap().script.entry(recipient.to_string()).or_default().extend(answers.iter().copied());
+    }
+
+    /// Make every batch refuse to create an email to `recipient`.
+    pub fn refuse_in_batches(&self, recipient: &str) {
+        self.state.lock().unwrap().refused_in_batches.insert(recipient.to_string());
     }
 
     /// Make emails to `recipient` hang for `ms` before any answer (`None`: answer at once).

@@ -1239,6 +1239,31 @@ fn a_refund_stripe_could_not_pay_out_is_flagged_and_sent_again() {
     assert_eq!(app.stripe.refunded_total(&intent), 1000);
 }
 
+/// Found in review: without an Idempotency-Key, the key derived for a
+/// refund after a failed one had been sent again was the resend's own (the
+/// refunded total moves with neither), so Stripe replayed the resend and
+/// nothing went back. Each refund made moves the derived key.
+#[test]
+fn keyless_partial_refunds_after_a_failed_one_are_each_a_new_refund() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (_, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    let refund = || app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 300 })));
+    let first = refund();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let failed = app.stripe.fail_refund(first.json()["refund_id"].as_str().unwrap(), "expired_or_canceled_card");
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_r1_failed"), "refund.failed", failed)).status, 200);
+    assert_eq!(app.stripe.refunded_total(&intent), 0);
+    let resent = refund();
+    assert_eq!(resent.status, 200, "{}", resent.body);
+    assert_eq!(app.stripe.refunded_total(&intent), 300, "sent again");
+    let next = refund();
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_ne!(next.json()["refund_id"], resent.json()["refund_id"], "a new refund, not the resend replayed");
+    assert_eq!(app.stripe.refunded_total(&intent), 600);
+}
+
 /// Found in review: a Checkout Session or PaymentIntent that Stripe was
 /// still making when the order was cancelled stayed open at Stripe (the
 /// cancellation had closed the objects recorded so far). Now the request

@@ -177,7 +177,7 @@ fn an_address_resend_refuses_fails_alone_and_the_rest_of_the_batch_goes_out() {
             u
         })
         .collect();
-    app.resend.script(&fans[1].email, &[(422, None)]);
+    app.resend.refuse_in_batches(&fans[1].email);
     let subject = format!("Batch with a refused address {}", fans[0].email);
     send_promotion(&app, &admin, &subject);
     promotions_to(&app, &fans[0].email, &subject, 1);

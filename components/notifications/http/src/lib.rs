@@ -158,7 +158,9 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
             mail_log(&d);
             Attempt::Logged
         };
-        if matches!(attempt, Attempt::Retry { .. }) {
+        // A 409 is this delivery's own earlier request still running at
+        // Resend, not the provider failing: the others go ahead.
+        if matches!(&attempt, Attempt::Retry { error, .. } if !error.starts_with("409")) {
             if d.channel == "sms" {
                 sms_down = true;
             } else {
@@ -175,7 +177,8 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
         deliveries::record(&db, &d, &attempt, clock::unix_now())?;
     }
     // Promotions go out in the sweep's paced batches, never in a customer's request.
-    counts["promotions"] = json!(if events_of.is_none() { send_promotions(&db, &users, &resend)? } else { 0 });
+    // Not after Resend just answered a retry: its batch would only fail too.
+    counts["promotions"] = json!(if events_of.is_none() && !email_down { send_promotions(&db, &users, &resend)? } else { 0 });
     Ok(Reply::ok(&counts))
 }
 

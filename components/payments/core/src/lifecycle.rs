@@ -303,17 +303,23 @@ fn settle_stock(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn In
 /// an admin's `POST /api/payments/refund` sends it again.
 fn refund_undone(tx: &dyn Db, order: &Order, refund: &str, before: Option<&str>, why: &str) -> Result<Applied, PaymentError> {
     let undone = |status: Option<&str>| status.is_some_and(|s| ledger::REFUND_UNDONE.contains(&s));
-    let now = ledger::find(tx, refund)?.map(|o| o.status);
+    let found = ledger::find(tx, refund)?;
+    let now = found.as_ref().map(|o| o.status.clone());
     if !undone(now.as_deref()) || undone(before) {
         return Ok(Applied::Unchanged { status: order.status });
     }
+    // An automatic refund's entry: by its refund once recorded, or still
+    // pending, by the intent it returns (the event came before the shop
+    // recorded Stripe's answer; found in review).
+    let parent = found.and_then(|o| o.parent_id).unwrap_or_default();
     let automatic = tx.query(
         "UPDATE automatic_refunds SET status = 'failed', last_error = ?, updated_at = ? \
-         WHERE stripe_refund = ? AND status = 'refunded' RETURNING payment_intent",
+         WHERE (stripe_refund = ? AND status = 'refunded') OR (payment_intent = ? AND status = 'pending') RETURNING payment_intent",
         &[
             format!("Stripe's refund {refund} is {}: {why}", now.as_deref().unwrap_or("failed")).into(),
             clock::now_rfc3339().into(),
             refund.into(),
+            parent.as_str().into(),
         ],
     )?;
     let problem = if automatic.is_empty() { "refund_failed_later" } else { "automatic_refund_failed" };
@@ -938,6 +944,26 @@ mod tests {
         assert!(auto[0].last_error.as_deref().unwrap().contains("lost_or_stolen_card"), "{:?}", auto[0].last_error);
         let order = orders::load(&db, "o1").unwrap().unwrap();
         assert_eq!((order.status, order.refunded.amount_minor), (Status::Paid, 0), "the order's own payment is untouched");
+    }
+
+    /// Found in review: `refund.failed` handled before the shop recorded
+    /// Stripe's answer to an automatic refund found its entry still
+    /// pending, and the order was flagged as for an admin's refund.
+    #[test]
+    fn an_automatic_refund_whose_failure_came_first_is_failed() {
+        let db = setup();
+        let inv = FakeInventory::default();
+        apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
+        db.execute(
+            "INSERT INTO automatic_refunds (payment_intent, order_id, amount_minor, currency, reason, status, attempts, created_at, updated_at) \
+             VALUES ('pi_2', 'o1', 1000, 'USD', 'paid_twice', 'pending', 0, 'now', 'now')",
+            &[],
+        )
+        .unwrap();
+        let failed = json!({ "id": "re_early", "object": "refund", "status": "failed", "amount": 1000, "currency": "usd", "payment_intent": "pi_2" });
+        let r = apply(&db, "o1", &Outcome::RefundChanged { refund: "re_early".into() }, Source::Event { id: "e_early", kind: "refund.failed", object: &failed }, "stripe", &inv).unwrap();
+        assert_eq!(r, Applied::Flagged { problem: "automatic_refund_failed".into() });
+        assert_eq!(crate::refunds::automatic_refunds(&db, "o1").unwrap()[0].status, "failed");
     }
 
     #[test]

@@ -256,6 +256,9 @@ pub struct Refundable {
     /// The refunds of it that returned nothing in the end (failed or
     /// cancelled at Stripe): 0 unless one did.
     pub undone: i64,
+    /// Every refund of it the shop has a row for, whatever became of it:
+    /// grows with each refund made, also one that sends a failed one again.
+    pub recorded: i64,
 }
 
 /// What can still go back of an order's payment; `None` when no money was
@@ -288,7 +291,7 @@ pub fn refundable(db: &dyn Db, order: &Order, stripe: Option<&StripeConfig>) -> 
             None => (seen - undone).max(rows),
         }
     };
-    Ok(Some(Refundable { left: (captured - already).max(0), intent, captured, undone }))
+    Ok(Some(Refundable { left: (captured - already).max(0), intent, captured, undone, recorded: rows + undone }))
 }
 
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
@@ -312,7 +315,11 @@ pub fn refund_via_stripe(
     // 5xx) is the result, whatever has been recorded since: it is checked
     // against what the intent captured, not against what is left now.
     let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
-    let (refund, most) = match earlier_refund(stripe, &key, &intent).map_err(RefundError::Stripe)? {
+    // One that failed or was cancelled since returned nothing: this request
+    // makes a new refund under the key's current generation (found in
+    // review: the failed one was found again on every retry, for good).
+    let earlier = earlier_refund(stripe, &key, &intent).map_err(RefundError::Stripe)?;
+    let (refund, most) = match earlier.filter(|r| !r["status"].as_str().is_some_and(|s| ledger::REFUND_UNDONE.contains(&s))) {
         Some(found) => (found, captured),
         None => {
             let amount = amount.unwrap_or(refundable);

@@ -312,12 +312,14 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
         None => {
             let asked = body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into());
             // The refunded total does not move when a refund failed later and
-            // is sent again: the failed refunds' total tells the two apart
-            // (found in review: the resend reused the failed one's key, and
-            // Stripe replayed it).
-            match refunds::refundable(&db, &order, None)?.map_or(0, |r| r.undone) {
-                0 => format!("refund:{}:{}:{asked}", order.id, order.refunded.amount_minor),
-                undone => format!("refund:{}:{}:{undone}:{asked}", order.id, order.refunded.amount_minor),
+            // is sent again, nor with the next refund after that: the total of
+            // every refund recorded, failed ones too, tells them all apart
+            // (found in review: a resend reused the failed one's key, and a
+            // refund after the resend reused the resend's; Stripe replayed
+            // them and nothing went back).
+            match refunds::refundable(&db, &order, None)?.filter(|r| r.undone > 0) {
+                None => format!("refund:{}:{}:{asked}", order.id, order.refunded.amount_minor),
+                Some(r) => format!("refund:{}:{}:{}:{asked}", order.id, order.refunded.amount_minor, r.recorded),
             }
         }
     };
