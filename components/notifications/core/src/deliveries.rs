@@ -356,9 +356,14 @@ pub fn pull_with(
         }
     }
     let stamp = clock::now_rfc3339();
+    // Accounts the users service deleted: recorded as erased here too.
+    let deleted: Vec<&str> = events.iter().filter(|(_, e)| e.event_type == "user.deleted").filter_map(|(_, e)| e.payload["user_id"].as_str()).collect();
     transaction(db, |tx| {
         // An account deleted while these were rendered gets none of them.
         crate::privacy::lock_log(tx)?;
+        for user_id in &deleted {
+            crate::privacy::erase_in(tx, user_id, "", &stamp, true)?;
+        }
         let accounts: Vec<&str> = pending.iter().filter_map(|d| d.to.user_id.as_deref()).collect();
         let erased = crate::privacy::erased_among(tx, &accounts)?;
         let mut created = 0;
@@ -988,6 +993,23 @@ mod tests {
         let (link, other) = if claimed[0].event_type == "user.password_reset_requested" { (&claimed[0], &claimed[1]) } else { (&claimed[1], &claimed[0]) };
         assert_eq!(raw(link.id), ("failed".to_string(), REMOVED.to_string()));
         assert_ne!(raw(other.id).1, REMOVED, "an email without a link keeps its copy");
+    }
+
+    /// Found in review: when the deletion's last call to the message log
+    /// failed, nothing recorded the account as erased. The users service's
+    /// `user.deleted` event does it too, and fails what was queued.
+    #[test]
+    fn a_user_deleted_event_records_the_account_as_erased() {
+        let (db, outbox) = setup();
+        let payload = json!({ "user": { "id": "u-1", "email": "ann@example.com" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', 'u-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.deleted', 'u-1', '{\"user_id\":\"u-1\"}', 'now')", &[]).unwrap();
+        pull(&db, "users", &outbox, "Shop", &to, &no_sms, 101).unwrap();
+        let erased = db.query("SELECT user_id FROM erased_accounts", &[]).unwrap().iter().map(|r| r.text("user_id").unwrap()).collect::<Vec<_>>();
+        assert_eq!(erased, vec!["u-1".to_string()]);
+        let statuses = db.query("SELECT status, recipient FROM deliveries", &[]).unwrap().iter().map(|r| (r.text("status").unwrap(), r.text("recipient").unwrap())).collect::<Vec<_>>();
+        assert_eq!(statuses, vec![("failed".to_string(), crate::privacy::ERASED_RECIPIENT.to_string())]);
     }
 
     /// A delivery handed back because its provider just failed another one

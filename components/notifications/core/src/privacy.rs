@@ -81,6 +81,17 @@ pub fn export_user(db: &dyn Db, user_id: &str, email: &str) -> Result<MessageLog
 pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str, for_good: bool) -> Result<u32, DbError> {
     transaction(db, |tx| {
         lock_log(tx)?;
+        erase_in(tx, user_id, email, now, for_good)
+    })
+}
+
+/// [`erase_user`]'s work, in the caller's transaction after [`lock_log`].
+/// Also what a pull does with the users service's `user.deleted` event
+/// (`email` unknown there: ""), so an account erased is recorded as such
+/// even when the deletion's own last call here failed (found in review:
+/// nothing made up for it).
+pub fn erase_in(tx: &dyn Db, user_id: &str, email: &str, now: &str, for_good: bool) -> Result<u32, DbError> {
+    {
         if for_good {
             tx.execute(
                 "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
@@ -97,7 +108,7 @@ pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str, for_good: 
             &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
         )?;
         Ok(rows.len() as u32)
-    })
+    }
 }
 
 /// The advisory lock key of the message log (any constant the app uses for nothing else).
