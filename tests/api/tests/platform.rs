@@ -205,3 +205,19 @@ fn static_files_are_served() {
     app.get_path("/no-such-file.txt").assert_error(404, "not_found");
     app.get_path("/../Cargo.toml").assert_error(404, "not_found");
 }
+
+/// Found in review: storefront pages answered 400 in the error envelope to
+/// links carrying a parameter twice (a tracker's doubled `utm_source`) or
+/// many parameters. The pages read no parameter: they load whatever the link
+/// carries. The API's routes still refuse both.
+#[test]
+fn storefront_pages_load_whatever_query_a_link_carries() {
+    let app = TestApp::get();
+    let many: String = (0..40).map(|i| format!("p{i}=x")).collect::<Vec<_>>().join("&");
+    for path in ["/?utm_source=a&utm_source=b".to_string(), format!("/?{many}"), "/account?x=&x=".to_string()] {
+        let r = app.get_path(&path);
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.header("content-type").is_some_and(|t| t.starts_with("text/html")), "{path}");
+    }
+    app.get_path("/api/products?limit=1&limit=2").assert_error(400, "invalid_parameter");
+}

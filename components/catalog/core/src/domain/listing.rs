@@ -24,13 +24,7 @@ impl SearchText {
     /// is quoted, so nothing the user types is FTS syntax. `None` when the
     /// text has no words at all (e.g. only punctuation): it matches nothing.
     pub fn fts_query(&self) -> Option<String> {
-        let words: Vec<String> = self
-            .0
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .take(12)
-            .map(|w| format!("\"{}\"*", w.to_lowercase()))
-            .collect();
+        let words: Vec<String> = self.raw_words().iter().map(|w| format!("\"{}\"*", w.to_lowercase())).collect();
         (!words.is_empty()).then(|| words.join(" "))
     }
 
@@ -39,10 +33,10 @@ impl SearchText {
         self.fts_query().map(|q| format!("name : ({q})"))
     }
 
-    /// The words of the text as the FTS5 query sees them: runs of letters
-    /// and digits, lower-cased, at most 12.
-    fn words(&self) -> Vec<String> {
-        self.0.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(12).map(|w| w.to_lowercase()).collect()
+    /// The words of the text: runs of letters and digits, at most 12, as
+    /// typed (case kept).
+    fn raw_words(&self) -> Vec<&str> {
+        self.0.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(12).collect()
     }
 
     /// The Postgres `tsquery` (for `to_tsquery('simple', ...)`) equivalent
@@ -59,8 +53,13 @@ impl SearchText {
         self.pg_words("A")
     }
 
+    /// Folded as typed, and lower-cased by `to_tsquery('simple', ...)`: the
+    /// document folds, then `to_tsvector('simple', ...)` lower-cases, so the
+    /// two go through the same steps in the same order (found in review:
+    /// lower-casing here first turned `İ` into `i` and a combining dot that
+    /// the fold table does not have, so `İstanbul` never matched).
     fn pg_words(&self, weight: &str) -> Option<String> {
-        let words: Vec<String> = self.words().iter().map(|w| format!("'{}':*{weight}", fold_latin(w))).collect();
+        let words: Vec<String> = self.raw_words().iter().map(|w| format!("'{}':*{weight}", fold_latin(w))).collect();
         (!words.is_empty()).then(|| words.join(" & "))
     }
 
@@ -187,8 +186,8 @@ mod tests {
         assert_eq!(SearchText::parse("%_'--").unwrap().fts_query(), None);
         assert!(SearchText::parse("tee").unwrap().fts_name_query().unwrap().starts_with("name : ("));
         let q = SearchText::parse("Wireless MOUSE, or'x").unwrap();
-        assert_eq!(q.pg_tsquery().unwrap(), "'wireless':* & 'mouse':* & 'or':* & 'x':*");
-        assert_eq!(q.pg_name_tsquery().unwrap(), "'wireless':*A & 'mouse':*A & 'or':*A & 'x':*A");
+        assert_eq!(q.pg_tsquery().unwrap(), "'Wireless':* & 'MOUSE':* & 'or':* & 'x':*", "Postgres lower-cases");
+        assert_eq!(q.pg_name_tsquery().unwrap(), "'Wireless':*A & 'MOUSE':*A & 'or':*A & 'x':*A");
         assert_eq!(SearchText::parse("%_'--").unwrap().pg_tsquery(), None);
     }
 
@@ -197,7 +196,8 @@ mod tests {
         assert_eq!(FOLD_FROM.chars().count(), FOLD_TO.chars().count());
         assert!(FOLD_TO.chars().all(|c| c.is_ascii_alphabetic()));
         let q = SearchText::parse("Café CRÈME Øl Straße").unwrap();
-        assert_eq!(q.pg_tsquery().unwrap(), "'cafe':* & 'creme':* & 'øl':* & 'straße':*");
+        assert_eq!(q.pg_tsquery().unwrap(), "'Cafe':* & 'CREME':* & 'Øl':* & 'Straße':*");
+        assert_eq!(SearchText::parse("İstanbul").unwrap().pg_tsquery().unwrap(), "'Istanbul':*", "folded before Postgres lower-cases it");
         // The Postgres document folds with the same table, in the migration.
         let migration = include_str!("../../../../../migrations/postgres/catalog/0002_search_folds_diacritics.sql");
         let pair = format!("'{FOLD_FROM}',\n        '{FOLD_TO}')");
