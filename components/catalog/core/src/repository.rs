@@ -265,8 +265,9 @@ mod tests {
         assert!(!sql.contains("products_fts") && !sql.contains("rowid") && !sql.contains("bm25"), "{sql}");
         assert!(sql.contains("to_tsquery('simple', ?) AS q(q) WHERE s.search @@ q.q"), "{sql}");
         assert!(sql.contains("ORDER BY CASE WHEN p.search @@ to_tsquery('simple', ?) THEN 0 ELSE 1 END, m.fts_rank, p.id"), "{sql}");
-        assert_eq!(params[0], Value::Text("'wire':* & 'mouse':*".into()));
-        assert!(params.contains(&Value::Text("'wire':*A & 'mouse':*A".into())), "{params:?}");
+        // As typed: `to_tsquery('simple', ...)` lower-cases, as the document's `to_tsvector` does.
+        assert_eq!(params[0], Value::Text("'Wire':* & 'mouse':*".into()));
+        assert!(params.contains(&Value::Text("'Wire':*A & 'mouse':*A".into())), "{params:?}");
         // Placeholders and parameters line up once numbered for Postgres.
         let numbered = storage::number_placeholders(sql);
         assert!(numbered.contains(&format!("${}", params.len())) && !numbered.contains(&format!("${}", params.len() + 1)), "{numbered}");
