@@ -413,6 +413,20 @@ pub fn launch_host_with(keys: &Ed25519KeyPair, extra: &[(&str, &str)], runtime_c
     })
 }
 
+/// A host of the test's own, started with these settings, and the app on
+/// it; `None`, with a line saying why, against `SHOP_BASE_URL` (an app the
+/// suite cannot reconfigure). Keep the host as long as the app is used.
+pub fn own_app(extra: &[(&str, &str)], needs: &str) -> Option<(RunningHost, TestApp)> {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: {needs}");
+        return None;
+    }
+    let keys = Ed25519KeyPair::generate();
+    let host = launch_host(&keys, extra);
+    let app = TestApp::for_host(&host, keys);
+    Some((host, app))
+}
+
 impl TestApp {
     /// The app under test, started once per test binary.
     pub fn get() -> &'static TestApp {

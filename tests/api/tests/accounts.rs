@@ -425,13 +425,7 @@ fn the_admin_of_the_suite_is_verified() {
 /// network does not start a new count.
 #[test]
 fn registrations_are_limited_per_client_and_an_ipv6_network_is_one_client() {
-    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
-        eprintln!("not applicable against SHOP_BASE_URL: it needs its own limits and proxy settings");
-        return;
-    }
-    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
-    let host = api_tests::launch_host(&keys, &[("trusted_proxy_hops", "1"), ("registrations_per_client", "2")]);
-    let app = TestApp::for_host(&host, keys);
+    let Some((_host, app)) = api_tests::own_app(&[("trusted_proxy_hops", "1"), ("registrations_per_client", "2")], "it needs its own limits and proxy settings") else { return };
     let register = |from: &str| {
         let body = json!({ "email": unique_email("many"), "password": STRONG_PASSWORD, "first_name": "Ma", "last_name": "Ny" });
         app.request("POST", "/api/auth/register", &[("x-forwarded-for", from)], Some(&body))

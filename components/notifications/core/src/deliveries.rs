@@ -506,6 +506,17 @@ pub enum Attempt {
     Permanent { error: String },
 }
 
+impl Attempt {
+    /// A retry that says the provider itself is failing (down, rate
+    /// limiting, timing out), so the sweep's other deliveries to it are
+    /// handed back ([`hand_back`]). A 409 is this delivery's own earlier
+    /// request still running at Resend (`resend::classify`): the others go
+    /// ahead.
+    pub fn provider_failing(&self) -> bool {
+        matches!(self, Attempt::Retry { error, .. } if !error.starts_with("409"))
+    }
+}
+
 /// Exponential backoff (2 s, 4 s, 8 s … up to an hour), never sooner than
 /// the provider's `Retry-After`.
 pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
@@ -959,14 +970,19 @@ mod tests {
         assert_eq!((after.status.as_str(), after.provider_id.as_deref(), after.last_error), ("sent", Some("re_2"), None));
     }
 
+    /// Account u-1 (ann@example.com) registered: a welcome email to send.
+    fn registered_ann(outbox: &MemDb) {
+        let payload = json!({ "user": { "id": "u-1", "email": "ann@example.com" } });
+        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', 'u-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+    }
+
     /// Found in review: an account erased while its claimed email waited in
     /// the sweep's batch got it anyway (the address was read at claim time),
     /// and the outcome reopened the erased row.
     #[test]
     fn a_claimed_email_of_an_account_erased_before_its_turn_is_not_sent() {
         let (db, outbox) = setup();
-        let payload = json!({ "user": { "id": "u-1", "email": "ann@example.com" } });
-        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', 'u-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        registered_ann(&outbox);
         pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         crate::privacy::erase_user(&db, "u-1", "ann@example.com", "now", true).unwrap();
@@ -1001,8 +1017,7 @@ mod tests {
     #[test]
     fn a_user_deleted_event_records_the_account_as_erased() {
         let (db, outbox) = setup();
-        let payload = json!({ "user": { "id": "u-1", "email": "ann@example.com" } });
-        outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.registered', 'u-1', ?, 'now')", &[payload.to_string().into()]).unwrap();
+        registered_ann(&outbox);
         pull(&db, "users", &outbox, "Shop", &to, &no_sms, 100).unwrap();
         outbox.execute("INSERT INTO outbox (event_type, aggregate_id, payload, occurred_at) VALUES ('user.deleted', 'u-1', '{\"user_id\":\"u-1\"}', 'now')", &[]).unwrap();
         pull(&db, "users", &outbox, "Shop", &to, &no_sms, 101).unwrap();

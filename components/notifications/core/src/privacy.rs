@@ -91,24 +91,22 @@ pub fn erase_user(db: &dyn Db, user_id: &str, email: &str, now: &str, for_good: 
 /// even when the deletion's own last call here failed (found in review:
 /// nothing made up for it).
 pub fn erase_in(tx: &dyn Db, user_id: &str, email: &str, now: &str, for_good: bool) -> Result<u32, DbError> {
-    {
-        if for_good {
-            tx.execute(
-                "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
-                &[user_id.into(), now.into()],
-            )?;
-        }
-        let rows = tx.query(
-            &format!(
-                "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, headers = NULL, updated_at = ?, \
-                 status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
-                 last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
-                 WHERE {OF_THE_ACCOUNT} RETURNING id"
-            ),
-            &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
+    if for_good {
+        tx.execute(
+            "INSERT INTO erased_accounts (user_id, erased_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+            &[user_id.into(), now.into()],
         )?;
-        Ok(rows.len() as u32)
     }
+    let rows = tx.query(
+        &format!(
+            "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, headers = NULL, updated_at = ?, \
+             status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
+             last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
+             WHERE {OF_THE_ACCOUNT} RETURNING id"
+        ),
+        &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
+    )?;
+    Ok(rows.len() as u32)
 }
 
 /// The advisory lock key of the message log (any constant the app uses for nothing else).

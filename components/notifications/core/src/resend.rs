@@ -148,6 +148,8 @@ mod tests {
         let id = |a: &serde_json::Value| a["id"].as_str().map(str::to_string);
         let busy = json!({ "name": "concurrent_idempotent_requests", "message": "in progress", "statusCode": 409 });
         assert!(matches!(classify(409, &busy, None, id), Attempt::Retry { .. }));
+        assert!(!classify(409, &busy, None, id).provider_failing(), "its own request, not Resend failing");
+        assert!(classify(503, &json!({}), None, id).provider_failing());
         let reused = json!({ "name": "invalid_idempotent_request", "message": "other payload", "statusCode": 409 });
         assert!(matches!(classify(409, &reused, None, id), Attempt::Permanent { .. }));
         assert!(matches!(classify(429, &json!({}), Some("3".into()), id), Attempt::Retry { after_secs: Some(3), .. }));

@@ -158,9 +158,7 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
             mail_log(&d);
             Attempt::Logged
         };
-        // A 409 is this delivery's own earlier request still running at
-        // Resend, not the provider failing: the others go ahead.
-        if matches!(&attempt, Attempt::Retry { error, .. } if !error.starts_with("409")) {
+        if attempt.provider_failing() {
             if d.channel == "sms" {
                 sms_down = true;
             } else {

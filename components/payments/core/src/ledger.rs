@@ -49,7 +49,7 @@ impl Kind {
         match self {
             Kind::Charge => 1,
             _ if self.early_statuses().contains(&status) => 0,
-            Kind::Refund if REFUND_UNDONE.contains(&status) => 3,
+            Kind::Refund if refund_undone(status) => 3,
             _ => 2,
         }
     }
@@ -297,34 +297,30 @@ pub fn owner(db: &dyn Db, ids: &[&str]) -> Result<Option<String>, DbError> {
     Ok(None)
 }
 
-/// The total refunded from `intent`'s money by refunds recorded here (the
-/// shop's own and those seen in events), failed and canceled ones aside.
-pub fn refunded_from(db: &dyn Db, intent: &str) -> Result<i64, DbError> {
-    Ok(db
-        .query(
-            "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM payment_objects \
-             WHERE kind = 'refund' AND parent_id = ? AND status NOT IN ('failed', 'canceled')",
-            &[intent.into()],
-        )?
-        .first()
-        .map(|r| r.int("total"))
-        .transpose()?
-        .unwrap_or(0))
+/// Is this refund status one that returned nothing ([`REFUND_UNDONE`])?
+pub fn refund_undone(status: &str) -> bool {
+    REFUND_UNDONE.contains(&status)
 }
 
-/// The total of `intent`'s refunds that returned nothing in the end
-/// ([`REFUND_UNDONE`]): money the shop counted as returned that was not.
-pub fn undone_refunds_of(db: &dyn Db, intent: &str) -> Result<i64, DbError> {
-    Ok(db
-        .query(
-            "SELECT COALESCE(SUM(amount_minor), 0) AS total FROM payment_objects \
-             WHERE kind = 'refund' AND parent_id = ? AND status IN ('failed', 'canceled')",
-            &[intent.into()],
-        )?
-        .first()
-        .map(|r| r.int("total"))
-        .transpose()?
-        .unwrap_or(0))
+/// The refunds of `intent`'s money recorded here (the shop's own and those
+/// seen in events), in one statement: what they returned (failed and
+/// canceled ones aside), and what the failed and canceled ones had been
+/// counted for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefundTotals {
+    pub returned: i64,
+    pub undone: i64,
+}
+
+pub fn refund_totals(db: &dyn Db, intent: &str) -> Result<RefundTotals, DbError> {
+    let rows = db.query(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN status IN ('failed', 'canceled') THEN 0 ELSE amount_minor END), 0) AS BIGINT) AS returned, \
+                CAST(COALESCE(SUM(CASE WHEN status IN ('failed', 'canceled') THEN amount_minor ELSE 0 END), 0) AS BIGINT) AS undone \
+         FROM payment_objects WHERE kind = 'refund' AND parent_id = ?",
+        &[intent.into()],
+    )?;
+    let Some(r) = rows.first() else { return Ok(RefundTotals::default()) };
+    Ok(RefundTotals { returned: r.int("returned")?, undone: r.int("undone")? })
 }
 
 /// The objects of an order that can still take money: open Checkout

@@ -302,7 +302,7 @@ fn settle_stock(db: &dyn Db, order_id: &str, source: &Source, inventory: &dyn In
 /// counted without the undone refund ([`crate::refunds::refundable`]), so
 /// an admin's `POST /api/payments/refund` sends it again.
 fn refund_undone(tx: &dyn Db, order: &Order, refund: &str, before: Option<&str>, why: &str) -> Result<Applied, PaymentError> {
-    let undone = |status: Option<&str>| status.is_some_and(|s| ledger::REFUND_UNDONE.contains(&s));
+    let undone = |status: Option<&str>| status.is_some_and(ledger::refund_undone);
     let found = ledger::find(tx, refund)?;
     let now = found.as_ref().map(|o| o.status.clone());
     if !undone(now.as_deref()) || undone(before) {
@@ -885,6 +885,12 @@ mod tests {
         assert_eq!(outbox(&db, "order.refunded"), 2);
     }
 
+    /// A second payment of o1 (intent `pi_2`), owed back automatically.
+    fn paid_twice(db: &MemDb) {
+        let order = orders::load(db, "o1").unwrap().unwrap();
+        owe_back(db, &order, "pi_2", 1000, "usd", "paid_twice").unwrap();
+    }
+
     /// A refund Stripe could not pay out after all (`refund.failed`, or the
     /// older `charge.refund.updated`): the ledger row becomes `failed`, the
     /// order is flagged once whichever of Stripe's two events comes, and
@@ -930,12 +936,8 @@ mod tests {
         let db = setup();
         let inv = FakeInventory::default();
         apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
-        db.execute(
-            "INSERT INTO automatic_refunds (payment_intent, order_id, amount_minor, currency, reason, status, attempts, stripe_refund, created_at, updated_at) \
-             VALUES ('pi_2', 'o1', 1000, 'USD', 'paid_twice', 'refunded', 1, 're_auto', 'now', 'now')",
-            &[],
-        )
-        .unwrap();
+        paid_twice(&db);
+        db.execute("UPDATE automatic_refunds SET status = 'refunded', attempts = 1, stripe_refund = 're_auto'", &[]).unwrap();
         let failed = json!({ "id": "re_auto", "object": "refund", "status": "failed", "amount": 1000, "currency": "usd", "payment_intent": "pi_2", "failure_reason": "lost_or_stolen_card" });
         let r = apply(&db, "o1", &Outcome::RefundChanged { refund: "re_auto".into() }, Source::Event { id: "e_auto", kind: "refund.failed", object: &failed }, "stripe", &inv).unwrap();
         assert_eq!(r, Applied::Flagged { problem: "automatic_refund_failed".into() });
@@ -954,12 +956,7 @@ mod tests {
         let db = setup();
         let inv = FakeInventory::default();
         apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap();
-        db.execute(
-            "INSERT INTO automatic_refunds (payment_intent, order_id, amount_minor, currency, reason, status, attempts, created_at, updated_at) \
-             VALUES ('pi_2', 'o1', 1000, 'USD', 'paid_twice', 'pending', 0, 'now', 'now')",
-            &[],
-        )
-        .unwrap();
+        paid_twice(&db);
         let failed = json!({ "id": "re_early", "object": "refund", "status": "failed", "amount": 1000, "currency": "usd", "payment_intent": "pi_2" });
         let r = apply(&db, "o1", &Outcome::RefundChanged { refund: "re_early".into() }, Source::Event { id: "e_early", kind: "refund.failed", object: &failed }, "stripe", &inv).unwrap();
         assert_eq!(r, Applied::Flagged { problem: "automatic_refund_failed".into() });

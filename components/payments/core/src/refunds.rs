@@ -110,7 +110,7 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
         // A refund Stripe made but reports failed or canceled (an earlier
         // attempt's, found by `earlier_refund`) returned nothing: a refusal.
         let made = match made {
-            Ok(refund) if matches!(refund["status"].as_str(), Some("failed" | "canceled")) => Err(crate::stripe::StripeError::Rejected {
+            Ok(refund) if refund["status"].as_str().is_some_and(ledger::refund_undone) => Err(crate::stripe::StripeError::Rejected {
                 status: 402,
                 message: format!("Stripe's refund {} is {}", refund["id"].as_str().unwrap_or("?"), refund["status"].as_str().unwrap_or("?")),
             }),
@@ -148,7 +148,7 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                         // Its `refund.failed` came first (found in review:
                         // the entry was then marked refunded, though nothing
                         // went back): failed for an admin, as a refusal is.
-                        if ledger::REFUND_UNDONE.contains(&recorded.status.as_str()) {
+                        if ledger::refund_undone(&recorded.status) {
                             tx.execute(
                                 "UPDATE automatic_refunds SET status = 'failed', last_error = ?, updated_at = ? WHERE payment_intent = ?",
                                 &[format!("Stripe's refund {refund_id} is {}", recorded.status).into(), now.as_str().into(), r.payment_intent.as_str().into()],
@@ -281,8 +281,7 @@ pub fn refundable(db: &dyn Db, order: &Order, stripe: Option<&StripeConfig>) -> 
     let paying = ledger::find(db, &intent)?;
     let captured = paying.as_ref().and_then(|p| p.amount_minor).unwrap_or(order.total.amount_minor).min(order.total.amount_minor);
     let seen = order.refunded.amount_minor.max(paying.as_ref().map_or(0, |p| p.amount_refunded));
-    let rows = ledger::refunded_from(db, &intent)?;
-    let undone = ledger::undone_refunds_of(db, &intent)?;
+    let ledger::RefundTotals { returned: rows, undone } = ledger::refund_totals(db, &intent)?;
     let already = if undone == 0 {
         seen.max(rows)
     } else {
@@ -319,7 +318,7 @@ pub fn refund_via_stripe(
     // makes a new refund under the key's current generation (found in
     // review: the failed one was found again on every retry, for good).
     let earlier = earlier_refund(stripe, &key, &intent).map_err(RefundError::Stripe)?;
-    let (refund, most) = match earlier.filter(|r| !r["status"].as_str().is_some_and(|s| ledger::REFUND_UNDONE.contains(&s))) {
+    let (refund, most) = match earlier.filter(|r| !r["status"].as_str().is_some_and(ledger::refund_undone)) {
         Some(found) => (found, captured),
         None => {
             let amount = amount.unwrap_or(refundable);
@@ -349,7 +348,7 @@ pub fn refund_via_stripe(
     // A refund Stripe reports failed or cancelled already (one an earlier
     // attempt made, found again) returned nothing: not a refund made (found
     // in review: it was answered 200, and its later event flagged nothing).
-    if let Some(undone) = refund["status"].as_str().filter(|s| ledger::REFUND_UNDONE.contains(s)) {
+    if let Some(undone) = refund["status"].as_str().filter(|s| ledger::refund_undone(s)) {
         return Err(RefundError::Stripe(crate::stripe::StripeError::Rejected { status: 402, message: format!("Stripe's refund {refund_id} is {undone}") }));
     }
     let refund_id = refund_id.to_string();
@@ -362,7 +361,7 @@ pub fn refund_via_stripe(
         let replayed = ledger::find(tx, &refund_id)?.is_some_and(|o| o.origin == "shop");
         let seen = Sighting { parent_id: Some(&intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
         ledger::record(tx, &order.id, Kind::Refund, &refund_id, status, "shop", &seen)?;
-        Ok((ledger::refunded_from(tx, &intent)?, replayed))
+        Ok((ledger::refund_totals(tx, &intent)?.returned, replayed))
     })
     .map_err(RefundError::Payment)?;
     // Stripe's own total for the charge is exact: it counts this refund and

@@ -21,13 +21,12 @@ pub struct Service {
 impl Service {
     /// The API's services refuse a query parameter sent empty (`?q=`):
     /// the description says what each one takes, and an empty value is none
-    /// of those. The `files` service serves pages, whose links may carry
-    /// empty parameters a browser form left; it ignores them.
+    /// of those. (The `files` service reads no query at all: see [`serve`].)
     fn refuses_empty_parameters(&self, method: &str) -> bool {
         // Reads only: the API takes query parameters on reads (and the
         // unsubscribe link); another method on a route is answered by the
         // router (405 where it is not allowed), whatever its query.
-        self.name != "files" && matches!(method, "GET" | "HEAD")
+        matches!(method, "GET" | "HEAD")
     }
 }
 
