@@ -289,17 +289,17 @@ pub struct OwnEmail {
 pub type OwnRenderer<'a> = &'a dyn Fn(&OutboxEvent) -> Result<Option<OwnEmail>, DbError>;
 
 /// One delivery to insert.
-struct NewDelivery {
-    source_id: i64,
-    channel: &'static str,
-    event_type: String,
-    key: String,
-    to: Recipient,
-    subject: String,
-    html: String,
-    text: String,
-    headers: Option<String>,
-    trace: EventTrace,
+pub(crate) struct NewDelivery {
+    pub(crate) source_id: i64,
+    pub(crate) channel: &'static str,
+    pub(crate) event_type: String,
+    pub(crate) key: String,
+    pub(crate) to: Recipient,
+    pub(crate) subject: String,
+    pub(crate) html: String,
+    pub(crate) text: String,
+    pub(crate) headers: Option<String>,
+    pub(crate) trace: EventTrace,
 }
 
 /// Pull new outbox rows of `source` into deliveries. `email_to` finds the
@@ -355,6 +355,13 @@ pub fn pull_with(
             }
         }
     }
+    // A promotion to everyone who consents: fanned out later, a page at a
+    // time (`promotions::fan_out`), never as one write.
+    let fan_outs: Vec<(&str, i64, &EventTrace)> = events
+        .iter()
+        .filter(|(_, e)| e.event_type == PROMOTION && e.payload.get("user").is_none())
+        .filter_map(|(id, e)| Some((e.payload["promotion_id"].as_str()?, *id, &e.trace)))
+        .collect();
     let stamp = clock::now_rfc3339();
     // Accounts the users service deleted: recorded as erased here too.
     let deleted: Vec<&str> = events.iter().filter(|(_, e)| e.event_type == "user.deleted").filter_map(|(_, e)| e.payload["user_id"].as_str()).collect();
@@ -364,26 +371,38 @@ pub fn pull_with(
         for user_id in &deleted {
             crate::privacy::erase_in(tx, user_id, "", &stamp, true)?;
         }
-        let accounts: Vec<&str> = pending.iter().filter_map(|d| d.to.user_id.as_deref()).collect();
-        let erased = crate::privacy::erased_among(tx, &accounts)?;
-        let mut created = 0;
-        for d in pending.iter().filter(|d| d.to.user_id.as_ref().is_none_or(|u| !erased.contains(u))) {
-            let inserted = tx.query(
-                "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, user_id, subject, html, text, headers, \
-                 traceparent, tracestate, status, next_attempt_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-                &[
-                    source.into(), d.source_id.into(), d.channel.into(), d.event_type.as_str().into(), d.key.as_str().into(),
-                    d.to.address.as_str().into(), d.to.user_id.clone().into(), d.subject.as_str().into(), d.html.as_str().into(), d.text.as_str().into(), d.headers.clone().into(),
-                    d.trace.traceparent.clone().into(), d.trace.tracestate.clone().into(),
-                    now.into(), stamp.as_str().into(), stamp.as_str().into(),
-                ],
-            )?;
-            created += inserted.len();
+        for (promotion_id, source_id, trace) in &fan_outs {
+            crate::promotions::register_fan_out(tx, promotion_id, *source_id, trace, &stamp)?;
         }
+        let created = insert_new(tx, source, &pending, now, &stamp)?;
         advance(tx, &cursor_name, last)?;
         Ok(created)
     })
+}
+
+/// Insert `pending` (each at most once: a delivery already made from the
+/// same row, or with the same key, is left as it is), leaving out those for
+/// accounts erased meanwhile. In the caller's transaction, after
+/// [`crate::privacy::lock_log`]. Returns how many were created.
+pub(crate) fn insert_new(tx: &dyn Db, source: &str, pending: &[NewDelivery], now: i64, stamp: &str) -> Result<usize, DbError> {
+    let accounts: Vec<&str> = pending.iter().filter_map(|d| d.to.user_id.as_deref()).collect();
+    let erased = crate::privacy::erased_among(tx, &accounts)?;
+    let mut created = 0;
+    for d in pending.iter().filter(|d| d.to.user_id.as_ref().is_none_or(|u| !erased.contains(u))) {
+        let inserted = tx.query(
+            "INSERT INTO deliveries (source, source_id, channel, event_type, idempotency_key, recipient, user_id, subject, html, text, headers, \
+             traceparent, tracestate, status, next_attempt_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            &[
+                source.into(), d.source_id.into(), d.channel.into(), d.event_type.as_str().into(), d.key.as_str().into(),
+                d.to.address.as_str().into(), d.to.user_id.clone().into(), d.subject.as_str().into(), d.html.as_str().into(), d.text.as_str().into(), d.headers.clone().into(),
+                d.trace.traceparent.clone().into(), d.trace.tracestate.clone().into(),
+                now.into(), stamp.into(), stamp.into(),
+            ],
+        )?;
+        created += inserted.len();
+    }
+    Ok(created)
 }
 
 /// The event type of promotional email: sent in paced batches, apart from

@@ -34,6 +34,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "promotion_batches",
         sql: include_str!("../../../../migrations/notifications/0009_promotion_batches.sql"),
+    },    Migration {
+        version: 10,
+        name: "promotion_fanouts",
+        sql: include_str!("../../../../migrations/notifications/0010_promotion_fanouts.sql"),
     },
 ];
 
@@ -93,6 +97,10 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "promotion_batches",
         sql: include_str!("../../../../migrations/postgres/notifications/0009_promotion_batches.sql"),
+    },    Migration {
+        version: 10,
+        name: "promotion_fanouts",
+        sql: include_str!("../../../../migrations/postgres/notifications/0010_promotion_fanouts.sql"),
     },
 ];
 

@@ -103,6 +103,15 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
     let mut pulled = deliveries::pull_with(&db, "users", Lane::Except(deliveries::PROMOTION), &users, &store, &from_user, &no_sms, &|_| Ok(None), now)?;
     if events_of.is_none() {
         pulled += deliveries::pull_with(&db, "users", Lane::Only(deliveries::PROMOTION), &users, &store, &from_user, &no_sms, &promotion_email, now)?;
+        // One page of a promotion's customers per sweep (250; a sweep sends
+        // at most 100), once the variables its links need are set.
+        if let Some((secret, base)) = promotion_settings() {
+            let render = |p: &promotions::Promotion, to: Recipient| {
+                let link = promotions::unsubscribe_link(&base, &secret, to.user_id.as_deref().unwrap_or_default());
+                promotions::render(p, to, &link, &store)
+            };
+            pulled += promotions::fan_out(&db, &users, &render, now)?;
+        }
     }
     pulled += deliveries::pull(&db, "orders", &orders, &store, &user_email, &consenting_phone, now)?;
     let published = match events::target_from_variables() {
@@ -199,8 +208,11 @@ fn promotion_settings() -> Option<(String, String)> {
     (!secret.is_empty()).then_some((secret, base))
 }
 
-/// The email of a `promotion.send` event: to the customer's address while
-/// they consent, with the promotion's content and a signed unsubscribe link.
+/// The email of a `promotion.send` event for one customer (as the users
+/// service recorded promotions until version 10 of this service's schema;
+/// one naming no customer is fanned out instead, `promotions::fan_out`):
+/// to the customer's address while they consent, with the promotion's
+/// content and a signed unsubscribe link.
 fn promotion_email(users: &ServiceDb, e: &OutboxEvent, store: &str) -> Result<Option<OwnEmail>, DbError> {
     if e.event_type != deliveries::PROMOTION {
         return Ok(None);

@@ -100,25 +100,25 @@ pub fn set_marketing_consent(db: &dyn Db, id: &str, consent_at: Option<&str>, no
     Ok(!rows.is_empty())
 }
 
-/// Record a promotion and one `promotion.send` outbox event per customer
-/// who consents now, from a confirmed address (found in review: anyone can
-/// register someone else's address and opt it in), in the caller's
-/// transaction. Returns how many.
+/// Record a promotion and one `promotion.send` outbox event naming it and
+/// no customer, in the caller's transaction: the notifications service fans
+/// it out, a page of customers at a time, to those who consent by `now`
+/// from a confirmed address (found in review: anyone can register someone
+/// else's address and opt it in). Returns how many consent now. (It wrote
+/// one event per customer until found in review: a long list made this one
+/// long write, which held up registrations, resets and deletions.)
 pub fn record_promotion(db: &dyn Db, id: &str, subject: &str, html: &str, text: &str, admin_id: &str, now: &str) -> Result<i64, DbError> {
-    let consenting = db.query(
-        "SELECT id FROM users WHERE marketing_consent_at IS NOT NULL AND email_verified_at IS NOT NULL AND deleted_at IS NULL ORDER BY id",
+    let counted = db.query(
+        "SELECT COUNT(*) AS n FROM users WHERE marketing_consent_at IS NOT NULL AND email_verified_at IS NOT NULL AND deleted_at IS NULL",
         &[],
     )?;
-    let ids: Vec<String> = consenting.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;
+    let recipients = counted.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
     db.execute(
         "INSERT INTO promotions (id, subject, html, text, recipients, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        &[id.into(), subject.into(), html.into(), text.into(), (ids.len() as i64).into(), admin_id.into(), now.into()],
+        &[id.into(), subject.into(), html.into(), text.into(), recipients.into(), admin_id.into(), now.into()],
     )?;
-    for user_id in &ids {
-        let payload = serde_json::json!({ "promotion_id": id, "user": { "id": user_id } });
-        record_event(db, "promotion.send", &format!("{id}/{user_id}"), &payload)?;
-    }
-    Ok(ids.len() as i64)
+    record_event(db, "promotion.send", id, &serde_json::json!({ "promotion_id": id }))?;
+    Ok(recipients)
 }
 
 /// Insert a new account. A duplicate email is `DbError::Constraint`.

@@ -73,8 +73,9 @@ fn body_text(raw: &str) -> Result<String, String> {
 }
 
 /// `POST /api/admin/promotions`: record the promotion and one outbox event
-/// per consenting customer, in one transaction; the notifications service
-/// sends them, paced, each with its unsubscribe link. 202 with the count.
+/// naming it, in one short transaction; the notifications service fans it
+/// out to the customers who consent, a page at a time, and sends it,
+/// paced, each with its unsubscribe link. 202 with how many consent now.
 pub fn send(ctx: &Ctx) -> HandlerResult {
     let admin = ctx.admin()?;
     let body: PromotionBody = ctx.json_limited(512 * 1024)?;
