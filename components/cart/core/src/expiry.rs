@@ -28,7 +28,9 @@
 //! * `<bucket>:count` — entries filed in the bucket (`increment`: each
 //!   writer gets its own slot number) and `<bucket>:claimed` — slots handed
 //!   to sweeps (`increment` by one: two sweeps never process one entry);
-//!   both deleted once every slot is claimed;
+//!   both deleted once every slot is claimed, `count` first (a sweep whose
+//!   claim comes after that finds `count` gone, deletes the `claimed` its
+//!   claim made again, and moves on);
 //! * `<bucket>:<slot>` — the cart key; deleted once processed;
 //! * `runs` and `last-run-at` — completed sweep calls and the time of the
 //!   last one, for `GET /metrics` ([`note_run`]);
@@ -221,6 +223,15 @@ fn sweep_bucket<S: Kv>(store: &S, b: i64, now: i64, ttl: i64, limit: usize, repo
             // Other sweeps may still be processing their slots; they need
             // only their entries, not these counters.
             store.delete(&count_key)?;
+            store.delete(&claimed_key)?;
+            return Ok(true);
+        }
+        // Another sweep may have claimed the last slot and deleted both
+        // counters since this one looked (it deletes `count` first): then
+        // this increment made a new `claimed`, and its slot may be an entry
+        // that sweep is still processing (found in review). `count` is never
+        // made again once the bucket is closed, so its absence now says so.
+        if !store.exists(&count_key)? {
             store.delete(&claimed_key)?;
             return Ok(true);
         }

@@ -256,6 +256,42 @@ fn a_failed_first_write_of_the_start_is_made_by_a_later_writer() {
     assert!(store.inner.keys().iter().all(|k| !k.starts_with("cart:guest:")), "{:?}", store.inner.keys());
 }
 
+/// Another sweep that, between this sweep's look at a bucket and its first
+/// claim there, claims every slot and deletes the bucket's counters, its
+/// entries still in hand.
+#[derive(Default)]
+struct OtherSweepFinishesFirst {
+    done: std::cell::Cell<bool>,
+}
+
+impl Hooks<SpinSqlite> for OtherSweepFinishesFirst {
+    fn increment(&self, inner: &SpinSqlite, key: &str, delta: i64) -> Result<i64, StoreError> {
+        if key.ends_with(":claimed") && !self.done.replace(true) {
+            let count_key = key.replace(":claimed", ":count");
+            let count = inner.increment(&count_key, 0)?;
+            while inner.increment(key, 1)? <= count {}
+            inner.delete(&count_key)?;
+            inner.delete(key)?;
+        }
+        inner.increment(key, delta)
+    }
+}
+
+/// Found in review: the late sweep's claim made a new `claimed` counter,
+/// and it processed the other sweep's entries a second time.
+#[test]
+fn an_entry_another_sweep_holds_is_not_processed_twice() {
+    let store = Hooked { inner: SpinSqlite::default(), hooks: OtherSweepFinishesFirst::default() };
+    create_guest_cart(&store, &guest_key(1), T0);
+    create_guest_cart(&store, &guest_key(2), T0);
+    let report = sweep(&store, T0 + TTL + 30, TTL, 100).unwrap();
+    assert_eq!((report.checked, report.removed), (0, 0), "{report:?}");
+    // The other sweep's entries are its own to process; no counter is left.
+    let left: Vec<String> = index_entries(&store.inner);
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|k| !k.ends_with(":claimed") && !k.ends_with(":count")), "{left:?}");
+}
+
 /// A call processes at most [`PER_CALL`] entries whatever its limit (each
 /// removal holds a Redis connection until the request ends, in Spin).
 #[test]

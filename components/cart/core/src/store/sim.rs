@@ -251,6 +251,9 @@ pub trait Hooks<S: Kv> {
     fn set(&self, inner: &S, key: &str, value: &[u8]) -> Result<(), StoreError> {
         inner.set(key, value)
     }
+    fn increment(&self, inner: &S, key: &str, delta: i64) -> Result<i64, StoreError> {
+        inner.increment(key, delta)
+    }
 }
 
 impl<S: Kv, H: Hooks<S>> Kv for Hooked<S, H> {
@@ -265,7 +268,7 @@ impl<S: Kv, H: Hooks<S>> Kv for Hooked<S, H> {
         self.hooks.swap(&self.inner, cas, value)
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.inner.increment(key, delta)
+        self.hooks.increment(&self.inner, key, delta)
     }
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get(key)
