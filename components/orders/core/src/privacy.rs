@@ -89,18 +89,39 @@ pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Ve
         // Each is keyed by its order (`<order>`, or `<order>:<detail>` for a
         // refund's or a flag's), or, for an automatic refund's, by the
         // PaymentIntent it returned (found in review: only the first kind
-        // was cleaned). One pass over the outbox, under its lock (the outbox
-        // has no index on the key, so each pass reads all of it).
+        // was cleaned). Each key is looked up by the outbox's index on it
+        // (orders migration 13), not by reading the whole outbox under its
+        // lock, as before.
         let orders: Vec<String> =
             tx.query("SELECT id FROM orders WHERE user_id = ?", &[user_id.into()])?.iter().map(|r| r.text("id")).collect::<Result<_, _>>()?;
-        let rows = tx.query(
-            "SELECT o.id, o.payload FROM outbox o WHERE EXISTS (SELECT 1 FROM orders r WHERE r.user_id = ? \
-             AND (o.aggregate_id = r.id OR substr(o.aggregate_id, 1, length(r.id) + 1) = r.id || ':')) \
-             OR o.aggregate_id IN (SELECT a.payment_intent FROM automatic_refunds a JOIN orders r ON r.id = a.order_id WHERE r.user_id = ?)",
-            &[user_id.into(), user_id.into()],
-        )?;
-        for r in rows.iter() {
-            let mut payload: Json = serde_json::from_str(&r.text("payload")?).unwrap_or(Json::Null);
+        let intents: Vec<String> = tx
+            .query("SELECT a.payment_intent FROM automatic_refunds a JOIN orders r ON r.id = a.order_id WHERE r.user_id = ?", &[user_id.into()])?
+            .iter()
+            .map(|r| r.text("payment_intent"))
+            .collect::<Result<_, _>>()?;
+        // Byte order on both stores (SQLite's default; "C" on Postgres, as the index is).
+        let key = if tx.dialect() == Dialect::Postgres { "aggregate_id COLLATE \"C\"" } else { "aggregate_id" };
+        let mut rows = Vec::new();
+        for order in &orders {
+            // `<order>` and `<order>:…`: ';' follows ':'.
+            let found = tx.query(
+                &format!("SELECT id, aggregate_id, payload FROM outbox WHERE {key} >= ? AND {key} < ?"),
+                &[order.as_str().into(), format!("{order};").into()],
+            )?;
+            for r in found.iter() {
+                let aggregate = r.text("aggregate_id")?;
+                if aggregate == *order || aggregate.strip_prefix(order.as_str()).is_some_and(|rest| rest.starts_with(':')) {
+                    rows.push((r.int("id")?, r.text("payload")?));
+                }
+            }
+        }
+        for intent in &intents {
+            for r in tx.query(&format!("SELECT id, payload FROM outbox WHERE {key} = ?"), &[intent.as_str().into()])?.iter() {
+                rows.push((r.int("id")?, r.text("payload")?));
+            }
+        }
+        for (id, payload) in rows {
+            let mut payload: Json = serde_json::from_str(&payload).unwrap_or(Json::Null);
             // Only the account's own orders' events (a PaymentIntent id
             // could in principle look like another key).
             if payload["order_id"].as_str().is_some_and(|id| !orders.iter().any(|o| o == id)) {
@@ -108,7 +129,7 @@ pub fn erase_user(db: &dyn Db, user_id: &str, now: i64) -> Result<Result<u32, Ve
             }
             let Some(order) = payload.get_mut("order").and_then(Json::as_object_mut) else { continue };
             if order.remove("shipping_address").is_some() {
-                tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), r.int("id")?.into()])?;
+                tx.execute("UPDATE outbox SET payload = ? WHERE id = ?", &[payload.to_string().into(), id.into()])?;
             }
         }
         Ok(Ok(touched.len() as u32))
@@ -178,6 +199,9 @@ mod tests {
         )
         .unwrap();
         orders::record_event(&db, "order.payment_returned", "pi_1", &json!({ "order_id": "o1", "order": order })).unwrap();
+        // Another customer's order whose key starts with this one's.
+        let other = json!({ "order_id": "o10", "order": { "id": "o10", "shipping_address": { "line1": "2 Other St" } } });
+        orders::record_event(&db, "order.placed", "o10", &other).unwrap();
         assert_eq!(export_user(&db, "u", &|_, _, _| Ok(())).unwrap()[0]["shipping_address"]["name"], "Ann");
         assert_eq!(erase_user(&db, "u", 100).unwrap(), Ok(1));
         let exported = export_user(&db, "u", &|_, _, _| Ok(())).unwrap();
@@ -186,6 +210,7 @@ mod tests {
         assert_eq!(exported[0]["total"]["amount_minor"], 100);
         let payloads = db.query("SELECT payload FROM outbox", &[]).unwrap();
         assert!(payloads.iter().all(|r| !r.text("payload").unwrap().contains("1 Main St")));
+        assert_eq!(payloads.iter().filter(|r| r.text("payload").unwrap().contains("2 Other St")).count(), 1, "another's order keeps its address");
         assert_eq!(erase_user(&db, "u", 100).unwrap(), Ok(0), "idempotent");
         assert!(account_erased(&db, "u").unwrap() && !account_erased(&db, "someone else").unwrap());
     }

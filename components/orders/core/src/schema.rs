@@ -65,6 +65,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 12,
         name: "order_cart_versions",
         sql: include_str!("../../../../migrations/orders/0012_order_cart_versions.sql"),
+    },    Migration {
+        version: 13,
+        name: "outbox_by_aggregate",
+        sql: include_str!("../../../../migrations/orders/0013_outbox_by_aggregate.sql"),
     },
 ];
 
@@ -134,6 +138,10 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 11,
         name: "order_cart_versions",
         sql: include_str!("../../../../migrations/postgres/orders/0011_order_cart_versions.sql"),
+    },    Migration {
+        version: 12,
+        name: "outbox_by_aggregate",
+        sql: include_str!("../../../../migrations/postgres/orders/0012_outbox_by_aggregate.sql"),
     },
 ];
 
