@@ -866,6 +866,34 @@ fn restocking_is_the_admins_choice_and_exact() {
         .assert_error(422, "validation_failed");
 }
 
+/// Found in review: every restock of a cancelled order was one operation,
+/// `cancel`, so a second restock naming other lines was answered with the
+/// first (200) and put nothing back. Each set of lines is its own restock
+/// now; the same request again is still the same one.
+#[test]
+fn a_cancelled_order_restocks_other_lines_later_and_the_same_ones_once() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (_, product, id, _) = paid_through_checkout(&app, 5, 100, 3);
+    assert_eq!(stock(&app, &product), (2, 0, 2));
+    let cancel = |body: Value| {
+        let r = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&body));
+        assert_eq!((r.status, r.json()["status"].as_str()), (200, Some("cancelled")), "{}", r.body);
+    };
+    let lines = |n: u32| json!({ "status": "cancelled", "restock_lines": [{ "product_id": product, "quantity": n }] });
+    cancel(lines(1));
+    assert_eq!(stock(&app, &product), (3, 0, 3), "one unit back");
+    cancel(lines(1));
+    assert_eq!(stock(&app, &product), (3, 0, 3), "the same request again: once");
+    cancel(lines(2));
+    assert_eq!(stock(&app, &product), (5, 0, 5), "two more: a restock of its own");
+    cancel(json!({ "status": "cancelled", "restock": true }));
+    assert_eq!(stock(&app, &product), (5, 0, 5), "never more than was sold");
+    let history = app.send_as(&admin.access_token, "GET", &format!("/api/orders/{id}/history"), None).json()["history"].as_array().unwrap().clone();
+    let restocks: Vec<&str> = history.iter().filter_map(|h| h["reason"].as_str()).filter(|r| r.starts_with("restocked")).collect();
+    assert_eq!(restocks.len(), 2, "{restocks:?}");
+}
+
 #[test]
 fn partial_and_full_refunds() {
     let app = TestApp::get();

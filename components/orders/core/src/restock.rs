@@ -43,6 +43,28 @@ pub fn restock(db: &dyn Db, order: &Order, operation: &str, what: &Restock, acto
     settle(db, order, operation, what, actor, inventory)
 }
 
+/// The operation of a cancellation's restock: `cancel` for every unit
+/// still sold, and `cancel:<16 hex digits of a SHA-256 of the lines, in
+/// product order>` for chosen lines. It follows from what is asked, so the
+/// same request again is the same operation (the catalog does it once),
+/// and a later restock of other lines is an operation of its own (found
+/// in review: every cancellation's restock was `cancel`, so a second one
+/// naming other lines was answered with the first and put nothing back).
+/// The catalog never returns more of a line than it sold.
+pub fn cancel_operation(what: &Restock) -> String {
+    use sha2::{Digest, Sha256};
+    match what {
+        Restock::Nothing | Restock::Everything => "cancel".into(),
+        Restock::Lines(lines) => {
+            let mut sorted = lines.clone();
+            sorted.sort();
+            let canonical: Vec<String> = sorted.iter().map(|(p, q)| format!("{p}={q}")).collect();
+            let digest = Sha256::digest(canonical.join("\n").as_bytes());
+            format!("cancel:{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
+        }
+    }
+}
+
 /// Record that `operation`'s restock of the order is owed. Run it in the
 /// transaction of the change that owes it (a cancellation) where there is
 /// one. Owing the same operation twice keeps the first.
@@ -247,6 +269,28 @@ mod tests {
         restock(&db, &order, "cancel", &Restock::Everything, "admin:a", &catalog).unwrap();
         assert_eq!(notes(&db).len(), 1);
         assert_eq!(catalog.done.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_cancellation_restock_is_one_operation_per_set_of_lines() {
+        let a = Restock::Lines(vec![("p1".into(), 1), ("p2".into(), 2)]);
+        let same = Restock::Lines(vec![("p2".into(), 2), ("p1".into(), 1)]);
+        let other = Restock::Lines(vec![("p1".into(), 1)]);
+        assert_eq!(cancel_operation(&Restock::Everything), "cancel");
+        assert_eq!(cancel_operation(&a), cancel_operation(&same), "the same lines in any order");
+        assert_ne!(cancel_operation(&a), cancel_operation(&other));
+        assert!(cancel_operation(&a).starts_with("cancel:") && cancel_operation(&a).len() == 23);
+        let db = MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        let order = crate::orders::test_order(&db);
+        let catalog = Catalog::default();
+        let first = Restock::Lines(vec![("p1".into(), 1)]);
+        restock(&db, &order, &cancel_operation(&first), &first, "admin:a", &catalog).unwrap();
+        restock(&db, &order, &cancel_operation(&first), &first, "admin:a", &catalog).unwrap();
+        // Then the rest: a restock of its own, noted as such.
+        restock(&db, &order, &cancel_operation(&Restock::Everything), &Restock::Everything, "admin:a", &catalog).unwrap();
+        assert_eq!(catalog.done.borrow().len(), 2, "the repeated request once, the other its own");
+        assert_eq!(notes(&db).len(), 2, "{:?}", notes(&db));
     }
 
     #[test]

@@ -386,7 +386,7 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
             // recorded and the next attempt (or the sweep) settles it.
             let cancelled = transaction(db, |tx| {
                 let cancelled = orders::transition(tx, &order, Status::Cancelled, actor, reason)?;
-                restock::owe(tx, &order.id, "cancel", put_back, actor)?;
+                restock::owe(tx, &order.id, &restock::cancel_operation(put_back), put_back, actor)?;
                 Ok::<_, OrderError>(cancelled)
             })
             .map_err(ApiError::from)?;
@@ -481,7 +481,8 @@ fn refund_cancelled(db: &dyn Db, stripe: &StripeConfig, limit: i64) -> Result<us
 }
 
 /// The units of a cancelled paid order go back on hand (operation
-/// `cancel`: once). Once the order is cancelled nothing undoes that: a
+/// `cancel`, or one per set of lines chosen: each once, see
+/// `restock::cancel_operation`). Once the order is cancelled nothing undoes that: a
 /// restock the catalog could not make leaves the order flagged
 /// `restock_failed` (cancelling again with `restock` retries it), and one it
 /// refuses (the units were never sold: a payment whose stock was gone)
@@ -490,9 +491,9 @@ fn refund_cancelled(db: &dyn Db, stripe: &StripeConfig, limit: i64) -> Result<us
 fn restock_on_cancel(db: &dyn Db, order: &Order, put_back: &Restock, actor: &str, retry: bool) -> Result<(), ApiError> {
     // A first cancellation owed the restock in its own transaction.
     let made = if retry {
-        restock::restock(db, order, "cancel", put_back, actor, &WitInventory)
+        restock::restock(db, order, &restock::cancel_operation(put_back), put_back, actor, &WitInventory)
     } else {
-        restock::settle(db, order, "cancel", put_back, actor, &WitInventory)
+        restock::settle(db, order, &restock::cancel_operation(put_back), put_back, actor, &WitInventory)
     };
     match made {
         Ok(_) => Ok(()),
