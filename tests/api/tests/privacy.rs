@@ -235,7 +235,7 @@ fn a_deleted_account_leaves_no_personal_data_in_any_database() {
 /// Found in review: an access token outlives the account it was issued to
 /// (it is checked by signature, for its few minutes), and an order placed
 /// with it after the deletion kept its shipping address, personal data of
-/// a deleted account. Such an order is now refused (401 `unauthorized`)
+/// a deleted account. Such an order is now refused (403 `account_deleted`)
 /// and its stock given back. Placed while the
 /// account is being deleted, one of the two wins, on both stores: the
 /// order (and the deletion is refused: an order is in progress), or the
@@ -251,7 +251,7 @@ fn a_deleted_account_s_token_places_no_order() {
     let again = app.add_to_cart(&mut api_tests::Shopper::user(&user.access_token), &product, 2);
     assert_eq!(again.status, 200, "{}", again.body);
     let refused = app.place_order(&user, None, Some(ship("after")));
-    refused.assert_error(401, "unauthorized");
+    refused.assert_error(403, "account_deleted");
     assert!(refused.json()["error"]["message"].as_str().unwrap().contains("deleted"), "{}", refused.body);
     let admin = app.admin();
     let view = app.send_as(&admin.access_token, "GET", &format!("/api/products/{product}"), None).json();
@@ -273,7 +273,7 @@ fn a_deleted_account_s_token_places_no_order() {
         let code = |r: &api_tests::ApiResponse| r.json()["error"]["code"].as_str().unwrap_or_default().to_string();
         match (placed.status, deleted.status) {
             (201, 409) => assert_eq!(code(&deleted), "orders_in_progress", "{}", deleted.body),
-            (401, 204) => assert_eq!(code(&placed), "unauthorized", "{}", placed.body),
+            (403, 204) => assert_eq!(code(&placed), "account_deleted", "{}", placed.body),
             (422, 204) => assert_eq!(code(&placed), "cart_empty", "{}", placed.body),
             other => panic!("round {round}: {other:?}: placing {}; deleting {}", placed.body, deleted.body),
         }

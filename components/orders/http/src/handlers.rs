@@ -259,7 +259,11 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
         };
         // After the insert recorded its event (see privacy::erase_user).
         if privacy::account_erased(tx, &caller.user_id)? {
-            return Err(http_kit::auth::deleted_account());
+            return Err(ApiError::new(
+                403,
+                "account_deleted",
+                "this account was deleted, or its deletion was started and has not finished (delete it again to finish); it places no orders",
+            ));
         }
         Ok(Placed::New(order))
     });

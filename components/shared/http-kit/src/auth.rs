@@ -257,13 +257,6 @@ fn non_empty(v: String, default: &str) -> String {
     }
 }
 
-/// 401 for a token whose signature holds but whose account was deleted
-/// since it was issued (a service that can tell, e.g. placing an order).
-pub fn deleted_account() -> ApiError {
-    ApiError::of(ErrorCode::Unauthorized, "the account this access token was issued to was deleted")
-        .with_header("www-authenticate", "Bearer error=\"invalid_token\"")
-}
-
 fn invalid_token() -> ApiError {
     ApiError::of(ErrorCode::Unauthorized, "the access token is invalid or expired")
         .with_header("www-authenticate", "Bearer error=\"invalid_token\"")
