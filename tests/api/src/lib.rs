@@ -39,6 +39,7 @@ pub const TEST_VARIABLES: &[(&str, &str)] = &[
     // on an app of its own).
     ("password_reset_requests_per_client", "100000"),
     ("registrations_per_client", "1000000"),
+    ("password_checks_per_client", "1000000"),
     ("login_max_failures_per_client", LOGIN_FAILURES_PER_CLIENT),
     ("unsubscribe_secret", UNSUBSCRIBE_SECRET),
 ];

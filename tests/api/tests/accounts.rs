@@ -309,6 +309,23 @@ fn a_reset_link_sets_the_password_once_and_ends_every_session() {
     assert!(app.resend.to(&email).iter().any(|c| c.idempotency_key().starts_with("user.password_changed/")), "the change is announced");
 }
 
+/// Found in review: a password changed after a reset link was sent left
+/// the link usable, so whoever had read it could set a password over the
+/// new one, and sign the owner out.
+#[test]
+fn changing_the_password_spends_a_reset_link_sent_before() {
+    let app = TestApp::get();
+    let email = registered(&app, "changed");
+    assert_eq!(ask_reset(&app, &email).status, 202);
+    let token = app.emailed_token(&email, RESET);
+    let user = app.sign_in(&email, STRONG_PASSWORD);
+    let body = json!({ "current_password": STRONG_PASSWORD, "new_password": "the owner's own new passphrase" });
+    let r = app.send_as(&user.access_token, "PUT", "/api/users/password", Some(&body));
+    assert_eq!(r.status, 204, "{}", r.body);
+    confirm_reset(&app, &token, "an intruder's passphrase").assert_error(400, "invalid_or_expired_token");
+    assert_eq!(app.login(&email, "the owner's own new passphrase").status, 200);
+}
+
 #[test]
 fn only_the_newest_reset_link_works_and_links_expire() {
     let app = TestApp::get();

@@ -9,6 +9,13 @@
 //! never run more password checks than the limit. A right password gives
 //! the client slot back and clears the email's count; a wrong one keeps
 //! both.
+//!
+//! Every check, right or wrong, also takes one of the client's hourly
+//! password checks (`password_checks_per_client`, 1,000 by default), never
+//! given back once the check ran: each is an Argon2id hash (19 MiB, tens
+//! of milliseconds) and a right one makes a session, so an account anyone
+//! can register could otherwise sign in without end and keep the server
+//! hashing (found in review).
 
 use crate::repository::{self, Counter};
 use storage::{Db, DbError};
@@ -19,11 +26,13 @@ pub struct LoginLimits {
     pub window_secs: i64,
     pub per_email: i64,
     pub per_client: i64,
+    /// Password checks, right or wrong, per client address per hour.
+    pub checks_per_client_hourly: i64,
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self { window_secs: 15 * 60, per_email: 5, per_client: 30 }
+        Self { window_secs: 15 * 60, per_email: 5, per_client: 30, checks_per_client_hourly: 1000 }
     }
 }
 
@@ -41,10 +50,13 @@ impl LoginLimits {
             window_secs: num("login_failure_window_secs", d.window_secs),
             per_email: num("login_max_failures_per_email", d.per_email),
             per_client: num("login_max_failures_per_client", d.per_client),
+            checks_per_client_hourly: num("password_checks_per_client", d.checks_per_client_hourly),
         }
     }
 }
 
+
+const HOUR: i64 = 3600;
 
 /// A password check that may go ahead: its slots are taken.
 #[derive(Debug)]
@@ -58,12 +70,18 @@ pub struct Attempt {
 /// when a limit is reached: no password may be checked, retry after that.
 pub fn reserve(db: &dyn Db, limits: &LoginLimits, email: &str, client_ip: &str, now: i64) -> Result<Result<Attempt, i64>, DbError> {
     let (client_key, email_key) = (format!("client:{client_ip}"), format!("email:{email}"));
+    let checks_key = format!("checks:client:{client_ip}");
+    if let Some(wait) = repository::take_slot(db, Counter::Requests, &checks_key, now, HOUR, limits.checks_per_client_hourly)? {
+        return Ok(Err(wait));
+    }
     if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &client_key, now, limits.window_secs, limits.per_client)? {
+        repository::give_back_slot(db, Counter::Requests, &checks_key)?;
         return Ok(Err(wait));
     }
     if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &email_key, now, limits.window_secs, limits.per_email)? {
         // This attempt never ran: it must not count against the client.
         repository::give_back_slot(db, Counter::LoginFailures, &client_key)?;
+        repository::give_back_slot(db, Counter::Requests, &checks_key)?;
         return Ok(Err(wait));
     }
     Ok(Ok(Attempt { email_key, client_key }))
@@ -170,7 +188,7 @@ mod tests {
     #[test]
     fn blocks_after_the_limit_until_the_window_ends() {
         let db = db();
-        let limits = LoginLimits { window_secs: 100, per_email: 3, per_client: 10 };
+        let limits = LoginLimits { window_secs: 100, per_email: 3, per_client: 10, ..LoginLimits::default() };
         for t in 0..3 {
             reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000 + t).unwrap().expect("allowed").failed();
         }
@@ -182,7 +200,7 @@ mod tests {
     #[test]
     fn a_refused_email_does_not_count_against_the_client() {
         let db = db();
-        let limits = LoginLimits { window_secs: 100, per_email: 1, per_client: 3 };
+        let limits = LoginLimits { window_secs: 100, per_email: 1, per_client: 3, ..LoginLimits::default() };
         reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000).unwrap().unwrap().failed();
         for _ in 0..5 {
             assert!(reserve(&db, &limits, "a@b.co", "1.2.3.4", 1001).unwrap().is_err());
@@ -193,7 +211,7 @@ mod tests {
     #[test]
     fn success_gives_the_client_slot_back_and_clears_the_email() {
         let db = db();
-        let limits = LoginLimits { window_secs: 100, per_email: 2, per_client: 2 };
+        let limits = LoginLimits { window_secs: 100, per_email: 2, per_client: 2, ..LoginLimits::default() };
         reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000).unwrap().unwrap().failed();
         reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000).unwrap().unwrap().succeeded(&db).unwrap();
         assert_eq!(repository::count(&db, Counter::LoginFailures, "email:a@b.co").unwrap(), None);
@@ -203,12 +221,31 @@ mod tests {
     #[test]
     fn the_client_limit_spans_emails() {
         let db = db();
-        let limits = LoginLimits { window_secs: 100, per_email: 50, per_client: 4 };
+        let limits = LoginLimits { window_secs: 100, per_email: 50, per_client: 4, ..LoginLimits::default() };
         for i in 0..4 {
             reserve(&db, &limits, &format!("u{i}@b.co"), "9.9.9.9", 1000).unwrap().unwrap().failed();
         }
         assert!(reserve(&db, &limits, "fresh@b.co", "9.9.9.9", 1001).unwrap().is_err());
         assert!(reserve(&db, &limits, "fresh@b.co", "8.8.8.8", 1001).unwrap().is_ok());
+    }
+
+    #[test]
+    fn every_check_right_or_wrong_takes_one_of_the_client_s_hourly_checks() {
+        let db = db();
+        let limits = LoginLimits { checks_per_client_hourly: 3, ..LoginLimits::default() };
+        for t in 0..3 {
+            reserve(&db, &limits, "a@b.co", "1.2.3.4", 1000 + t).unwrap().unwrap().succeeded(&db).unwrap();
+        }
+        assert_eq!(reserve(&db, &limits, "a@b.co", "1.2.3.4", 1010).unwrap().unwrap_err(), 3590, "until the hour ends");
+        assert!(reserve(&db, &limits, "a@b.co", "5.6.7.8", 1010).unwrap().is_ok(), "another client is not held up");
+        reserve(&db, &limits, "a@b.co", "1.2.3.4", 4600).unwrap().expect("a new hour").failed();
+        // A check refused by the failure limits never ran: it takes none.
+        let strict = LoginLimits { per_email: 1, checks_per_client_hourly: 2, ..LoginLimits::default() };
+        reserve(&db, &strict, "x@b.co", "9.9.9.9", 1000).unwrap().unwrap().failed();
+        for _ in 0..3 {
+            assert!(reserve(&db, &strict, "x@b.co", "9.9.9.9", 1001).unwrap().is_err());
+        }
+        assert!(reserve(&db, &strict, "y@b.co", "9.9.9.9", 1002).unwrap().is_ok());
     }
 
     #[test]

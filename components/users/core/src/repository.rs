@@ -313,6 +313,17 @@ pub fn mark_rotated(db: &dyn Db, token_hash: &str, now: i64) -> Result<bool, DbE
     Ok(!rows.is_empty())
 }
 
+/// Lock the session for the caller's transaction if it is not revoked
+/// (false: revoked, or gone). A refresh takes it before rotating, so on
+/// Postgres a revocation committing meanwhile is either seen here or waits
+/// for the refresh (found in review: the refresh read the session without
+/// a lock, and a token pair could be issued after a password reset, a
+/// sign-out or a deletion had revoked it). On SQLite the write transaction
+/// already excludes it.
+pub fn lock_live_session(db: &dyn Db, session_id: &str) -> Result<bool, DbError> {
+    Ok(!db.query("UPDATE sessions SET id = id WHERE id = ? AND revoked_at IS NULL RETURNING id", &[session_id.into()])?.is_empty())
+}
+
 pub fn revoke_session(db: &dyn Db, session_id: &str, reason: &str, now: &str) -> Result<(), DbError> {
     db.execute(
         "UPDATE sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
@@ -603,6 +614,16 @@ mod tests {
         assert!(revoked("h1") && !revoked("h2") && revoked("h3"));
         revoke_other_sessions(&db, "u1", None, "x", "now").unwrap();
         assert!(revoked("h2"));
+    }
+
+    #[test]
+    fn only_a_live_session_is_locked_for_a_refresh() {
+        let db = db();
+        insert_user(&db, &user("u1", "a@b.co")).unwrap();
+        create_session(&db, "s1", "u1", "now").unwrap();
+        assert!(lock_live_session(&db, "s1").unwrap());
+        revoke_session(&db, "s1", "logout", "now").unwrap();
+        assert!(!lock_live_session(&db, "s1").unwrap() && !lock_live_session(&db, "nope").unwrap());
     }
 
     #[test]

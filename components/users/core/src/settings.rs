@@ -13,6 +13,7 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     p.whole_number(get, "password_reset_ttl_secs", 1..=86_400, "seconds");
     p.whole_number(get, "password_reset_requests_per_client", 1..=1_000_000_000, "requests");
     p.whole_number(get, "registrations_per_client", 1..=1_000_000_000, "registrations");
+    p.whole_number(get, "password_checks_per_client", 1..=1_000_000_000, "password checks");
     p.http_url(get, "storefront_url");
     for entry in get("admin_emails").split(',').map(str::trim).filter(|e| !e.is_empty()) {
         if Email::parse(entry).is_err() {

@@ -264,7 +264,7 @@ pub fn refresh(ctx: &Ctx) -> HandlerResult {
         let Some(rec) = repository::find_refresh_token(tx, &hash).map_err(db_error)? else {
             return Ok(Err(invalid_refresh()));
         };
-        if rec.session_revoked || rec.expires_at <= now {
+        if rec.session_revoked || rec.expires_at <= now || !repository::lock_live_session(tx, &rec.session_id).map_err(db_error)? {
             return Ok(Err(invalid_refresh()));
         }
         if rec.rotated || !repository::mark_rotated(tx, &hash, now).map_err(db_error)? {
@@ -422,6 +422,10 @@ pub fn change_password(ctx: &Ctx) -> HandlerResult {
         repository::update_password_hash(tx, &user.id, &hash, &now).map_err(db_error)?;
         let current = repository::session_of_access_token(tx, &caller.token_id).map_err(db_error)?;
         repository::revoke_other_sessions(tx, &user.id, current.as_deref(), "password_changed", &now).map_err(db_error)?;
+        // A reset link sent before would set a password over this one: it
+        // is spent (and its copy in the outbox wiped), as a reset spends it
+        // (found in review: whoever had read the link took the account back).
+        account_tokens::retire_unused(tx, Purpose::PasswordReset, &user.id, clock::unix_now()).map_err(db_error)?;
         repository::record_password_changed(tx, &user, &now).map_err(db_error)
     })?;
     http_kit::nudge::notifications();

@@ -101,6 +101,10 @@ struct DeleteBody {
     password: Option<String>,
 }
 
+fn admin_cannot_be_deleted() -> ApiError {
+    ApiError::new(409, "admin_cannot_be_deleted", "an admin account cannot be deleted; another admin must make it a customer first")
+}
+
 /// `DELETE /api/users/me {password}`: erase the caller's account.
 pub fn delete(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.caller()?;
@@ -109,7 +113,7 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
     let db = open()?;
     let user = load_user(&db, &caller)?;
     if user.role == Role::Admin {
-        return Err(ApiError::new(409, "admin_cannot_be_deleted", "an admin account cannot be deleted; another admin must make it a customer first"));
+        return Err(admin_cannot_be_deleted());
     }
     // The same limits as sign-in: a stolen access token cannot guess its way to a deletion.
     let limits = LoginLimits::from_variables();
@@ -145,17 +149,26 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
     let emails_erased = message_log::erase_user(&user.id, &user.email, false).map_err(|e| unavailable("the message log", e.message))?;
     empty_the_cart(&user.id)?;
     let now = clock::now_rfc3339();
-    // A listed address whose role was decided keeps that decision (found
-    // in review: a demoted admin deleted the account, registered again and
-    // was made admin anew).
-    let listed = user.role_decided_at.is_some() && crate::handlers::is_listed(&user.email);
-    transaction(&db, |tx| {
-        if listed {
-            repository::spend_admin_rule(tx, &user.email, &now)?;
+    transaction(&db, |tx| -> Result<bool, ApiError> {
+        // The account as it is now, locked: the steps above take a while,
+        // and what was read before them may have changed (found in review:
+        // an admin promoted meanwhile was erased as a customer, a role
+        // decided meanwhile was not kept, and a password reset meanwhile
+        // did not stop a deletion the old password had authorised).
+        let Some(current) = repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)? else {
+            return Err(ApiError::new(422, "password_incorrect", "the password was changed meanwhile; it is not this one any more"));
+        };
+        if current.role == Role::Admin {
+            return Err(admin_cannot_be_deleted());
         }
-        repository::erase_account(tx, &user, &now)
-    })
-    .map_err(db_error)?;
+        // A listed address whose role was decided keeps that decision (found
+        // in review: a demoted admin deleted the account, registered again and
+        // was made admin anew).
+        if current.role_decided_at.is_some() && crate::handlers::is_listed(&current.email) {
+            repository::spend_admin_rule(tx, &current.email, &now).map_err(db_error)?;
+        }
+        repository::erase_account(tx, &current, &now).map_err(db_error)
+    })?;
     // The account is gone: the request cannot be retried, so the last pass
     // is tried again before it is given up (and logged for an operator).
     let late = match message_log::erase_user(&user.id, &user.email, true).or_else(|_| message_log::erase_user(&user.id, &user.email, true)) {

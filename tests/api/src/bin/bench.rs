@@ -538,6 +538,7 @@ fn main() {
                 ("jwt_public_key", STANDARD.encode(keys.public_key().to_der())),
                 // The order loops sign up a customer per worker, from one address.
                 ("registrations_per_client", "1000000".to_string()),
+                ("password_checks_per_client", "1000000".to_string()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
