@@ -4,17 +4,25 @@
 // an admin signed in on the storefront is signed in here.
 
 import { api, currentUser, signIn, signOut, onSessionChange, useHttpCache, newKey, rememberUser } from './api.js';
-import { formatMoney, formatDate, statusText, STATUS_TEXT, PAID_STATUSES, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
+import { formatMoney, formatDate, statusText, STATUS_TEXT, PAID_STATUSES, errorText, html, raw, markup, say, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
 // Admins must see their own changes at once: always revalidate.
 useHttpCache('no-cache');
 
-function render(view) { app.innerHTML = view.__raw; }
-function notice(kind, text) { return html`<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${text}</div>`; }
-function show(id, kind, text) { const el = document.getElementById(id); if (el) el.innerHTML = notice(kind, text).__raw; }
+function render(view) { app.innerHTML = markup(view); }
+
+function notice(kind, text) { return html`<div class="notice ${kind}">${text}</div>`; }
+/** Show a notice in the element `id` (when the page has it) and say it. */
+function show(id, kind, text) { const el = document.getElementById(id); if (el) el.innerHTML = markup(notice(kind, text)); say(text); }
 let flash = null;
-function takeFlash() { const f = flash; flash = null; return f ? notice(f.kind, f.text) : raw(''); }
+function takeFlash() {
+  const f = flash;
+  flash = null;
+  if (!f) return raw('');
+  say(f.text);
+  return notice(f.kind, f.text);
+}
 
 function navigate(path, { replace = false } = {}) {
   if (replace) history.replaceState({}, '', path); else history.pushState({}, '', path);
@@ -51,7 +59,10 @@ const routes = [
 ];
 
 let seq = 0;
-async function route() {
+// `loading: false` draws the page again without "Loading…" in between,
+// and `focus: false` leaves focus alone (a redraw after a change on it).
+// True when this draw is still the page's.
+async function route({ focus = true, loading = true } = {}) {
   const mine = ++seq;
   const isCurrent = () => mine === seq;
   const user = currentUser();
@@ -64,15 +75,33 @@ async function route() {
   const path = location.pathname.replace(/\/+$/, '') || '/admin';
   const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);
   if (!match) { render(html`<h1>Not found</h1><p><a href="/admin/orders">Orders</a></p>`); return; }
-  render(html`<p class="loading" role="status">Loading…</p>`);
+  if (loading) render(html`<p class="loading">Loading…</p>`);
   try {
     await match[1](...match[0].slice(1).map(decodeURIComponent), isCurrent);
   } catch (e) {
     if (!isCurrent()) return;
     render(html`<h1>Something went wrong</h1>${notice('error', errorText(e))}`);
   }
+  if (isCurrent() && mine > 1 && focus) focusHeading();
+  return isCurrent();
+}
+
+function focusHeading() {
   const h = app.querySelector('h1');
-  if (isCurrent() && h && mine > 1) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
+  if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
+}
+
+/**
+ * Draw the page again from the API's state after a change made on it (or
+ * refused), so each control shows what is stored, not a value the API
+ * refused; then show `text` in the slot `status` and put focus back on
+ * `focus` (a selector; the heading when it is gone).
+ */
+async function redraw({ status, kind, text, focus }) {
+  if (!(await route({ focus: false, loading: false }))) return;
+  if (text) show(status, kind, text);
+  const control = focus && app.querySelector(focus);
+  if (control) control.focus(); else focusHeading();
 }
 
 function signInPage() {
@@ -81,7 +110,7 @@ function signInPage() {
     <form class="narrow box" id="sign-in">
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
       <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-      <div id="form-status" role="status"></div>
+      <div id="form-status"></div>
       <p><button type="submit">Sign in</button></p>
     </form>`);
   const form = document.getElementById('sign-in');
@@ -134,7 +163,7 @@ async function ordersPage(isCurrent) {
       <label>Order id or customer email<br><input name="search" value="${params.get('search') || ''}" size="28"></label>
       <button type="submit">Filter</button>
     </form>
-    <p class="muted" role="status">${result.total} ${result.total === 1 ? 'order' : 'orders'}${search.unsearched ? html`, of the 20 newest of the ${search.users.length + search.unsearched} accounts whose email contains “${search.text}”: <span id="search-truncated">narrow the search to see the other ${search.unsearched}</span>` : ''}</p>
+    <p class="muted">${result.total} ${result.total === 1 ? 'order' : 'orders'}${search.unsearched ? html`, of the 20 newest of the ${search.users.length + search.unsearched} accounts whose email contains “${search.text}”: <span id="search-truncated">narrow the search to see the other ${search.unsearched}</span>` : ''}</p>
     <div class="table-wrap" tabindex="0"><table id="admin-orders">
       <caption class="visually-hidden">Orders, newest first</caption>
       <thead><tr><th scope="col">Order</th><th scope="col">Placed</th><th scope="col">Customer</th><th scope="col">Status</th><th scope="col" class="num">Total</th><th scope="col" class="num">Refunded</th></tr></thead>
@@ -199,7 +228,7 @@ async function orderPage(id, isCurrent) {
           ${order.tracking ? html`<p>${order.tracking.carrier} ${order.tracking.number}</p>` : ''}
           <label for="carrier">Carrier</label><input id="carrier" name="carrier" required value="${order.tracking ? order.tracking.carrier : ''}">
           <label for="tracking_number">Tracking number</label><input id="tracking_number" name="tracking_number" required value="${order.tracking ? order.tracking.number : ''}">
-          <div id="tracking-status" role="status"></div>
+          <div id="tracking-status"></div>
           <p><button type="submit">${order.tracking ? 'Update tracking' : 'Mark shipped'}</button></p>
         </form>` : ''}
         ${order.status === 'shipped' ? html`<p><button type="button" class="secondary" id="mark-delivered">Mark delivered</button></p>` : ''}
@@ -208,11 +237,11 @@ async function orderPage(id, isCurrent) {
           <p class="muted">Up to ${formatMoney({ amount_minor: refundable, currency: order.currency })} can be refunded.</p>
           <label for="refund-amount">Amount (${order.currency}); empty for everything left</label>
           <input id="refund-amount" name="amount" inputmode="decimal" placeholder="${minorToDecimal(refundable, exp)}">
-          <div id="refund-status" role="status"></div>
+          <div id="refund-status"></div>
           <p><button type="submit" class="danger">Refund</button></p>
         </form>` : ''}
         ${['pending_payment', 'paid', 'processing'].includes(order.status) ? html`<p><button type="button" class="danger" id="cancel-order">Cancel order${order.status === 'pending_payment' ? '' : ' and refund'}</button></p>` : ''}
-        <div id="action-status" role="status"></div>
+        <div id="action-status"></div>
       </div>
     </div>`);
   // Said on the page it was done on; if the admin has moved on to another
@@ -264,7 +293,8 @@ async function orderPage(id, isCurrent) {
       // Stripe refusing it (502 with Stripe's status) is definite too.
       const refused = e.code === 'payment_provider_error' && e.details && e.details.stripe_status;
       if ((e.status >= 400 && e.status < 500 && e.code !== 'request_in_progress') || refused) sessionStorage.removeItem(pendingSlot);
-      show('refund-status', 'error', errorText(e));
+      // Amounts in the order's money, not the API's minor units.
+      show('refund-status', 'error', errorText(e, { currency: order.currency, amount: amount === null ? refundable : amount }));
     } finally {
       if (button) button.disabled = false;
     }
@@ -313,22 +343,25 @@ async function productsPage(isCurrent) {
         <td><form class="stock-form" data-id="${p.id}" data-on-hand="${p.on_hand}"><label class="visually-hidden" for="stock-${p.id}">Stock on hand of ${p.name}</label>
           <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" step="1" required value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
       </tr>`)}</tbody></table></div>
-    <div id="products-status" role="status"></div>
+    <div id="products-status"></div>
     ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?page=${page - 1}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?page=${page + 1}">Next</a>` : ''}</nav>` : ''}`);
   document.getElementById('product-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/products?q=' + encodeURIComponent(new FormData(ev.target).get('q'))); });
   for (const f of app.querySelectorAll('form.stock-form')) {
     f.addEventListener('submit', async (ev) => {
       ev.preventDefault();
+      const focus = '#' + CSS.escape(`stock-${f.dataset.id}`);
+      const name = f.closest('tr').querySelector('a').textContent;
+      const stock = Number(new FormData(f).get('stock_on_hand'));
+      // Drawn again either way, with the counts the API now holds: a
+      // refused count (stock_changed: a sale or restock since this page
+      // was drawn; below_reserved) does not stay in its box.
       try {
         // What this page showed: refused (409 stock_changed) if a sale or
         // restock changed it since, instead of writing over it.
-        await api('PUT', `/api/products/${f.dataset.id}/inventory`, { body: { stock_on_hand: Number(new FormData(f).get('stock_on_hand')), expected_on_hand: Number(f.dataset.onHand) } });
-        flash = { kind: 'success', text: 'Stock updated.' };
-        route();
+        await api('PUT', `/api/products/${f.dataset.id}/inventory`, { body: { stock_on_hand: stock, expected_on_hand: Number(f.dataset.onHand) } });
+        await redraw({ status: 'products-status', kind: 'success', text: `Stock updated. ${name}: ${stock} on hand.`, focus });
       } catch (e) {
-        // Changed since this page was drawn: draw it again with the count as it is now.
-        if (e.code === 'stock_changed') { flash = { kind: 'error', text: errorText(e) }; route(); return; }
-        show('products-status', 'error', errorText(e));
+        await redraw({ status: 'products-status', kind: 'error', text: `${name}: ${errorText(e)}`, focus });
       }
     });
   }
@@ -352,7 +385,7 @@ async function productForm(id, isCurrent) {
         ${cats.categories.map((c) => html`<option value="${c.id}" ${product && product.category && product.category.id === c.id ? raw('selected') : ''}>${c.name}</option>`)}</select>
       ${product ? '' : html`<label for="stock_on_hand">Stock on hand</label><input id="stock_on_hand" name="stock_on_hand" type="number" min="0" value="0">`}
       <p><label class="inline"><input type="checkbox" name="active" ${!product || product.active ? raw('checked') : ''}> Active (shown in the shop)</label></p>
-      <div id="product-status" role="status"></div>
+      <div id="product-status"></div>
       <p><button type="submit">${product ? 'Save' : 'Create'}</button>
         ${product ? html` <button type="button" class="danger" id="delete-product">Delete</button>` : ''}</p>
     </form>`);
@@ -381,8 +414,43 @@ async function productForm(id, isCurrent) {
       }
       flash = { kind: 'success', text: product ? 'Saved.' : 'Created.' };
       navigate('/admin/products');
-    } catch (e) { show('product-status', 'error', errorText(e)); }
+    } catch (e) {
+      // Nothing was saved: a refused price (or currency) shows the stored
+      // one again; the other fields keep what was typed, to send again.
+      const text = errorText(e, { currency: cur });
+      if (!product) return show('product-status', 'error', text);
+      const stored = await api('GET', `/api/products/${product.id}`).catch(() => null);
+      const put = stored ? restoreRefused(form, e, { 'price.amount_minor': ['price'], 'price.currency': ['price', 'currency'] }, {
+        price: minorToDecimal(stored.price.amount_minor, minorExponent(stored.price.currency)), currency: stored.price.currency, name: stored.name, description: stored.description,
+      }) : [];
+      show('product-status', 'error', text + restoredText(form, put, e));
+    }
   });
+}
+
+/**
+ * After a refused save, the inputs the refusal names show the stored value
+ * again (the rest keep what was typed). `inputs` maps an API field or an
+ * error code to input names (else the field's name is the input's);
+ * `stored` is input name → stored value. The inputs changed back.
+ */
+function restoreRefused(form, e, inputs, stored) {
+  const named = e.code === 'validation_failed' ? Object.keys((e.details && e.details.fields) || {}).flatMap((k) => inputs[k] || [k]) : inputs[e.code] || [];
+  const put = [];
+  for (const name of new Set(named)) {
+    const input = form.elements[name];
+    if (!input || !(name in stored) || input.value === String(stored[name] ?? '')) continue;
+    input.value = String(stored[name] ?? '');
+    put.push(input);
+  }
+  return put;
+}
+
+/** " Nothing was saved; Price shows the saved value again." for the inputs restored after `e`. */
+function restoredText(form, inputs, e) {
+  if (!inputs.length) return e.status >= 400 && e.status < 500 ? ' Nothing was saved.' : '';
+  const labels = inputs.map((i) => { const l = form.ownerDocument.querySelector(`label[for="${CSS.escape(i.id)}"]`); return l ? l.textContent.trim() : i.name; });
+  return ` Nothing was saved; ${labels.join(' and ')} ${labels.length === 1 ? 'shows' : 'show'} the saved value again.`;
 }
 
 // ------------------------------------------------------------------ categories
@@ -400,13 +468,13 @@ async function categoriesPage(isCurrent) {
         <td><label class="visually-hidden" for="cat-desc-${c.id}">Description of ${c.name}</label><input id="cat-desc-${c.id}" form="catform-${c.id}" name="description" value="${c.description || ''}" size="24"></td>
         <td class="num">${c.product_count}</td>
         <td><button type="submit" form="catform-${c.id}" class="secondary">Save<span class="visually-hidden"> ${c.name}</span></button> <button type="button" class="danger" data-delete="${c.id}">Delete<span class="visually-hidden"> ${c.name}</span></button></td></tr>`)}</tbody></table></div>
-    <div id="categories-status" role="status"></div>
+    <div id="categories-status"></div>
     <form class="narrow box" id="category-form">
       <h2>New category</h2>
       <label for="cat-name">Name</label><input id="cat-name" name="name" required>
       <label for="cat-slug">Slug (lower-case letters, digits, dashes)</label><input id="cat-slug" name="slug" required pattern="[a-z0-9]+(-[a-z0-9]+)*">
       <label for="cat-description">Description</label><input id="cat-description" name="description">
-      <div id="category-status" role="status"></div>
+      <div id="category-status"></div>
       <p><button type="submit">Create</button></p>
     </form>`);
   for (const f of app.querySelectorAll('form.edit-category')) {
@@ -415,13 +483,18 @@ async function categoriesPage(isCurrent) {
       // Inputs in the row's other cells belong to this form (their `form` attribute).
       const d = Object.fromEntries(new FormData(f));
       const body = { name: d.name, slug: d.slug, description: d.description };
-      try { await api('PUT', `/api/categories/${f.dataset.id}`, { body }); flash = { kind: 'success', text: 'Saved.' }; route(); } catch (e) { show('categories-status', 'error', errorText(e)); }
+      try { await api('PUT', `/api/categories/${f.dataset.id}`, { body }); flash = { kind: 'success', text: 'Saved.' }; route(); } catch (e) {
+        // Nothing was saved: a refused name, slug or description shows the stored one again.
+        const stored = (await api('GET', '/api/categories').catch(() => ({ categories: [] }))).categories.find((c) => c.id === f.dataset.id);
+        const put = stored ? restoreRefused(f, e, { slug_taken: ['slug'] }, { name: stored.name, slug: stored.slug, description: stored.description || '' }) : [];
+        show('categories-status', 'error', errorText(e) + restoredText(f, put, e));
+      }
     });
   }
   for (const b of app.querySelectorAll('button[data-delete]')) {
     b.addEventListener('click', async () => {
       if (!confirm('Delete this category?')) return;
-      try { await api('DELETE', `/api/categories/${b.dataset.delete}`); flash = { kind: 'success', text: 'Deleted.' }; route(); } catch (e) { show('categories-status', 'error', e.code === 'category_in_use' ? e.message : errorText(e)); }
+      try { await api('DELETE', `/api/categories/${b.dataset.delete}`); flash = { kind: 'success', text: 'Deleted.' }; route(); } catch (e) { show('categories-status', 'error', errorText(e)); }
     });
   }
   const form = document.getElementById('category-form');
@@ -472,15 +545,20 @@ async function usersPage(isCurrent) {
       <tbody>${result.users.map((u) => html`<tr><td>${u.email} ${u.email_verified ? '' : html`<span class="badge warn">unconfirmed</span>`}</td><td>${u.first_name} ${u.last_name}</td><td>${formatDate(u.created_at)}</td>
         <td>${u.id === me.id ? u.role : html`<label class="visually-hidden" for="role-${u.id}">Role of ${u.email}</label><select id="role-${u.id}" data-user="${u.id}">
           ${['customer', 'admin'].map((r) => html`<option ${r === u.role ? raw('selected') : ''}>${r}</option>`)}</select>`}</td></tr>`)}</tbody></table></div>
-    <div id="users-status" role="status"></div>`);
+    <div id="users-status"></div>`);
   document.getElementById('user-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/users?email=' + encodeURIComponent(new FormData(ev.target).get('email'))); });
   for (const s of app.querySelectorAll('select[data-user]')) {
     s.addEventListener('change', async () => {
-      try { await api('PUT', `/api/admin/users/${s.dataset.user}/role`, { body: { role: s.value } }); show('users-status', 'success', 'Role changed. It reaches their session within 15 minutes.'); } catch (e) { show('users-status', 'error', errorText(e)); }
+      try { await api('PUT', `/api/admin/users/${s.dataset.user}/role`, { body: { role: s.value } }); show('users-status', 'success', 'Role changed. It reaches their session within 15 minutes.'); } catch (e) {
+        // The list drawn again shows the role the account still has.
+        await redraw({ status: 'users-status', kind: 'error', text: errorText(e), focus: '#' + CSS.escape(s.id) });
+      }
     });
   }
 }
 
+// Started: the "could not load" message of admin/index.html is not for this page.
+document.getElementById('load-failed')?.remove();
 route();
 // The role stored at sign-in may have changed since (another admin promoted
 // or demoted this account): ask once, and draw again if it did (found in

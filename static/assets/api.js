@@ -16,15 +16,32 @@
 const KEYS = { access: 'shop.accessToken', refresh: 'shop.refreshToken', user: 'shop.user', cart: 'shop.cartToken', skew: 'shop.clockSkew' };
 const listeners = new Set();
 
-/** An answer that was not 2xx, read from the envelope `{"error": {...}}`. */
+/**
+ * An answer that was not 2xx, read from the envelope `{"error": {...}}`.
+ * `retryAfter`: the seconds its `Retry-After` header asks to wait (429,
+ * 503, a busy cart), or null when it has none.
+ */
 export class ApiError extends Error {
-  constructor(status, code, message, details, requestId) {
+  constructor(status, code, message, details, requestId, retryAfter = null) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details || {};
     this.requestId = requestId;
+    this.retryAfter = retryAfter;
   }
+}
+
+/**
+ * A `Retry-After` value as seconds from `nowMs`: delay-seconds ("30") or an
+ * HTTP date (a date passed is 0). Null when absent or unreadable.
+ */
+export function retryAfterSeconds(value, nowMs) {
+  if (value === null || value === undefined) return null;
+  const text = String(value).trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const at = /[a-z]/i.test(text) ? Date.parse(text) : NaN;
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - nowMs) / 1000)) : null;
 }
 
 /** Who is signed in (the user object from sign-in), or null. */
@@ -183,7 +200,7 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
   if (!r.ok) {
     const e = (data && data.error) || {};
-    throw new ApiError(r.status, e.code || 'http_' + r.status, e.message || r.statusText, e.details, e.request_id || r.headers.get('x-request-id'));
+    throw new ApiError(r.status, e.code || 'http_' + r.status, e.message || r.statusText, e.details, e.request_id || r.headers.get('x-request-id'), retryAfterSeconds(r.headers.get('retry-after'), Date.now()));
   }
   return data;
 }

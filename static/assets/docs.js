@@ -4,7 +4,7 @@
 // error envelope and authentication.
 
 import { parseYaml } from './yaml.js';
-import { html, raw, esc } from './format.js';
+import { html, raw, esc, markup } from './format.js';
 
 const app = document.getElementById('app');
 const METHODS = ['get', 'post', 'put', 'patch', 'delete'];
@@ -38,7 +38,7 @@ function typeOf(s) {
   if (!s) return raw('');
   if (s.$ref) return html`<a href="#${anchor('schema', refName(s.$ref))}">${refName(s.$ref)}</a>`;
   for (const k of ['oneOf', 'anyOf', 'allOf']) {
-    if (s[k]) return raw(s[k].map((x) => typeOf(x).__raw).join(k === 'allOf' ? ' & ' : ' | '));
+    if (s[k]) return raw(s[k].map((x) => markup(typeOf(x))).join(k === 'allOf' ? ' & ' : ' | '));
   }
   if (s.type === 'array' || (Array.isArray(s.type) && s.type.includes('array'))) return html`array of ${typeOf(s.items)}`;
   let t = Array.isArray(s.type) ? s.type.join(' | ') : s.type || 'any';
@@ -104,7 +104,7 @@ async function main() {
     if (!r.ok) throw new Error(`GET /openapi.yaml: ${r.status}`);
     spec = parseYaml(await r.text());
   } catch (e) {
-    app.innerHTML = html`<h1>API documentation</h1><div class="notice error" role="alert">The description could not be loaded: ${e.message}. It is at <a href="/openapi.yaml">/openapi.yaml</a>.</div>`.__raw;
+    app.innerHTML = markup(html`<h1>API documentation</h1><div class="notice error" role="alert">The description could not be loaded: ${e.message}. It is at <a href="/openapi.yaml">/openapi.yaml</a>.</div>`);
     return;
   }
   const tags = (spec.tags || []).map((t) => t.name);
@@ -120,7 +120,7 @@ async function main() {
   const schemas = (spec.components && spec.components.schemas) || {};
   const security = (spec.components && spec.components.securitySchemes) || {};
   document.title = `${spec.info.title} ${spec.info.version} · API documentation`;
-  app.innerHTML = html`
+  app.innerHTML = markup(html`
     <h1>${spec.info.title} <span class="muted">${spec.info.version}</span></h1>
     <p>${spec.info.summary || ''} Rendered from <a href="/openapi.yaml">/openapi.yaml</a>.</p>
     <nav aria-label="Contents" class="box"><h2>Contents</h2><ul>
@@ -135,7 +135,7 @@ async function main() {
       return html`<section id="${anchor('tag', tag)}"><h2>${tag}</h2>${md(t && t.description)}${ops.map(([p, m, op, shared]) => operation(p, m, op, spec, shared))}</section>`;
     })}
     <section id="schemas"><h2>Schemas</h2>${Object.entries(schemas).map(([name, s]) => html`<section class="box" id="${anchor('schema', name)}"><h3>${name}</h3>${schemaTable(s, spec)}</section>`)}</section>
-  `.__raw;
+  `);
   if (location.hash) document.getElementById(location.hash.slice(1))?.scrollIntoView();
 }
 

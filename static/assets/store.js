@@ -3,7 +3,7 @@
 // with index.html); each view reads what it needs from the API.
 
 import { api, ApiError, currentUser, signIn, signOut, signOutLocally, onSessionChange, rememberUser, newKey, cartToken, refreshSession } from './api.js';
-import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, PAID_STATUSES, errorText, html, raw, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
+import { formatMoney, formatDate, statusText, LINE_STATUS_TEXT, PAID_STATUSES, errorText, html, raw, markup, say, minorExponent, decimalToMinor, minorToDecimal } from './format.js';
 
 const app = document.getElementById('app');
 const PAGE_SIZE = 12;
@@ -11,7 +11,7 @@ const PAGE_SIZE = 12;
 // ------------------------------------------------------------------ shell
 
 function render(view) {
-  app.innerHTML = view.__raw;
+  app.innerHTML = markup(view);
 }
 
 // A picture that cannot be loaded (gone from its host, refused) is left out
@@ -28,14 +28,33 @@ function focusHeading() {
   if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
 }
 
+
 function notice(kind, text) {
-  return html`<div class="notice ${kind}" role="${kind === 'error' ? 'alert' : 'status'}">${text}</div>`;
+  return html`<div class="notice ${kind}">${text}</div>`;
+}
+
+/** Show a notice in `slot` (an element of the page) and say it. */
+function show(slot, kind, text) {
+  if (slot) slot.innerHTML = markup(notice(kind, text));
+  say(text);
+}
+
+/** Show work in progress ("Placing your order…") in `slot`, and say it. */
+function progress(slot, text) {
+  slot.innerHTML = markup(html`<p class="loading">${text}</p>`);
+  say(text);
 }
 
 let flash = null;
-/** A message shown on the next page (after a redirect). */
+/** A message shown (and said) on the next page (after a redirect or a redraw). */
 function flashNext(kind, text) { flash = { kind, text }; }
-function takeFlash() { const f = flash; flash = null; return f ? notice(f.kind, f.text) : raw(''); }
+function takeFlash() {
+  const f = flash;
+  flash = null;
+  if (!f) return raw('');
+  say(f.text);
+  return notice(f.kind, f.text);
+}
 
 // `focus: false` keeps focus where it is (typing in the search box, a
 // filter control) instead of moving it to the new page's heading.
@@ -131,9 +150,15 @@ const routes = [
 ];
 
 let routeSeq = 0;
+// Whether the page being drawn moves focus to its heading (false while
+// typing in the search box, after a filter control or an in-page change).
+let routeFocus = true;
 // `popstate` calls it with its event: focus moves then, as after a link.
-async function route({ focus = true } = {}) {
+// `loading: false` draws the page again without "Loading…" in between
+// (a redraw after an in-page change: the page and its scroll stay).
+async function route({ focus = true, loading = true } = {}) {
   const seq = ++routeSeq;
+  routeFocus = focus;
   const path = location.pathname.replace(/\/+$/, '') || '/';
   const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);
   if (path !== '/') searchInput.value = '';
@@ -144,7 +169,7 @@ async function route({ focus = true } = {}) {
     return;
   }
   const [m, view] = match;
-  render(html`<p class="loading" role="status">Loading…</p>`);
+  if (loading) render(html`<p class="loading">Loading…</p>`);
   try {
     await view(...m.slice(1).map(decodeURIComponent), () => seq === routeSeq);
   } catch (e) {
@@ -158,6 +183,20 @@ async function route({ focus = true } = {}) {
   // After a navigation, focus follows to the new page's heading; on the
   // first load it stays at the top, where the skip link is.
   if (seq === routeSeq && seq > 1 && focus) focusHeading();
+  return seq === routeSeq;
+}
+
+/**
+ * Draw the page again from the API's state after an in-page change, so
+ * every control shows what is stored (a refused value does not stay in
+ * its box), then show `text` in the slot `status` (said either way) and
+ * put focus back on `focus` (a selector; the heading when it is gone).
+ */
+async function redraw({ status, kind, text, focus }) {
+  if (!(await route({ focus: false, loading: false }))) return;
+  if (text) show(document.getElementById(status), kind, text);
+  const control = focus && app.querySelector(focus);
+  if (control) control.focus(); else focusHeading();
 }
 
 function requireUser() {
@@ -237,9 +276,9 @@ async function listing(isCurrent) {
       <button type="submit" class="secondary">Apply</button>
     </form>
     <div id="filter-error"></div>
-    <p class="muted" role="status">${result.total} ${result.total === 1 ? 'product' : 'products'}</p>
+    <p class="muted">${result.total} ${result.total === 1 ? 'product' : 'products'}</p>
     ${result.products.length ? html`<ul class="grid" id="products">${result.products.map(productCard)}</ul>` : html`<p>No products match. <a href="/">See all products</a></p>`}
-    <div id="add-status" role="status"></div>
+    <div id="add-status"></div>
     ${pages > 1 ? html`<nav class="pager" aria-label="Pages">
       ${page > 1 ? html`<a href="${pageLink(page - 1)}" rel="prev">Previous</a>` : ''}
       <span>Page ${page} of ${pages}</span>
@@ -247,6 +286,8 @@ async function listing(isCurrent) {
     </nav>` : ''}
   `);
   window.__lastListingRenderMs = performance.now() - started;
+  // Focus stayed in the search box or on a filter: the new count is said.
+  if (!routeFocus) say(`${result.total} ${result.total === 1 ? 'product' : 'products'}${q ? ` for “${q}”` : ''}`);
   // A select or the checkbox applies at once and keeps focus on itself
   // (arrow keys on a closed select change it, one page per key).
   document.getElementById('filters').addEventListener('change', (ev) => { if (ev.target.tagName === 'SELECT' || ev.target.type === 'checkbox') applyFilters(params, currency, ev.target.name); });
@@ -266,7 +307,7 @@ function applyFilters(current, currency, keepFocusOn = null) {
     if (!text) continue;
     const minor = decimalToMinor(text, exp);
     if (minor === null) {
-      document.getElementById('filter-error').innerHTML = notice('error', `“${text}” is not a price.`).__raw;
+      show(document.getElementById('filter-error'), 'error', `“${text}” is not a price.`);
       return;
     }
     next.set(k, minor);
@@ -286,16 +327,19 @@ function bindAddButtons() {
   for (const b of app.querySelectorAll('button[data-add]')) {
     b.addEventListener('click', async () => {
       const status = document.getElementById('add-status');
+      const qtyInput = document.getElementById('quantity');
+      const quantity = qtyInput ? Number(qtyInput.value.trim() || 1) : 1;
+      if (!Number.isInteger(quantity) || quantity < 1) return show(status, 'error', `“${qtyInput.value}” is not a quantity: type a whole number.`);
+      // The card's heading, or the product page's.
+      const name = ((b.closest('li.card') || app).querySelector('h3, h1') || { textContent: '' }).textContent.trim();
       b.disabled = true;
       try {
-        const qtyInput = document.getElementById('quantity');
-        const quantity = qtyInput ? Math.max(1, Number(qtyInput.value) || 1) : 1;
         const cart = await api('POST', '/api/cart/items', { body: { product_id: b.dataset.add, quantity }, cart: true });
         refreshCartCount(cart);
         rememberPrices(cart);
-        status.innerHTML = notice('success', 'Added to your cart.').__raw;
+        show(status, 'success', `Added to your cart: ${quantity > 1 ? `${quantity} × ` : ''}${name}.`);
       } catch (e) {
-        status.innerHTML = notice('error', errorText(e)).__raw;
+        show(status, 'error', errorText(e));
       } finally {
         b.disabled = false;
       }
@@ -331,7 +375,7 @@ async function productPage(id, isCurrent) {
         <p>${availability(p)} ${p.in_stock ? html`<span class="muted">${p.available} available</span>` : ''}</p>
         ${p.in_stock ? html`<label for="quantity">Quantity</label><input id="quantity" type="number" min="1" max="${Math.min(99, p.available)}" value="1">` : ''}
         <button type="button" data-add="${p.id}" ${p.in_stock ? '' : raw('disabled')}>Add to cart</button>
-        <div id="add-status" role="status"></div>
+        <div id="add-status"></div>
       </section>
     </article>
   `);
@@ -406,26 +450,45 @@ async function cartPage(isCurrent) {
       </tr>`)}
       </tbody>
     </table></div>
-    <div id="cart-status" role="status"></div>
+    <div id="cart-status"></div>
     <p>Subtotal: <strong id="subtotal">${formatMoney(cart.subtotal)}</strong></p>
     <p><a class="button" id="checkout-link" href="/checkout" ${cart.has_issues ? raw('aria-disabled="true"') : ''}>Checkout</a></p>
   `);
   const status = document.getElementById('cart-status');
+  const lineOf = (id) => cart.lines.find((l) => l.product_id === id);
+  // A change is drawn from the cart the API then holds: a refused quantity
+  // does not stay in its box (the stored one is shown again, with why).
   for (const input of app.querySelectorAll('input[data-qty]')) {
     input.addEventListener('change', async () => {
+      const line = lineOf(input.dataset.qty);
+      const focus = '#' + CSS.escape(`qty-${input.dataset.qty}`);
+      const typed = input.value.trim();
+      const quantity = Number(typed);
+      if (!typed || !Number.isInteger(quantity) || quantity < 1) {
+        input.value = String(line.quantity);
+        show(status, 'error', `${typed ? `“${typed}” is not a quantity` : 'No quantity was typed'}: type a whole number from 1 to 99, or remove the product. The cart still holds ${line.quantity}.`);
+        return;
+      }
       try {
-        await api('PUT', `/api/cart/items/${input.dataset.qty}`, { body: { quantity: Number(input.value) }, cart: true });
-        route();
-      } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+        const updated = await api('PUT', `/api/cart/items/${input.dataset.qty}`, { body: { quantity }, cart: true });
+        await redraw({ status: 'cart-status', kind: 'success', text: `${line.name || 'The product'}: quantity ${quantity}. Subtotal ${formatMoney(updated.subtotal)}.`, focus });
+      } catch (e) {
+        await redraw({ status: 'cart-status', kind: 'error', text: errorText(e), focus });
+      }
     });
   }
   for (const b of app.querySelectorAll('button[data-remove]')) {
     b.addEventListener('click', async () => {
-      try { await api('DELETE', `/api/cart/items/${b.dataset.remove}`, { cart: true }); route(); } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+      const line = lineOf(b.dataset.remove);
+      try {
+        await api('DELETE', `/api/cart/items/${b.dataset.remove}`, { cart: true });
+        // The line is gone, and focus with it: to the heading.
+        await redraw({ status: 'cart-status', kind: 'success', text: `${line.name || 'The product'} was removed from your cart.` });
+      } catch (e) { await redraw({ status: 'cart-status', kind: 'error', text: errorText(e), focus: `button[data-remove="${CSS.escape(b.dataset.remove)}"]` }); }
     });
   }
   document.getElementById('checkout-link').addEventListener('click', (ev) => {
-    if (cart.has_issues) { ev.preventDefault(); ev.stopPropagation(); status.innerHTML = notice('error', 'Some items need your attention before checkout.').__raw; }
+    if (cart.has_issues) { ev.preventDefault(); ev.stopPropagation(); show(status, 'error', 'Some items need your attention before checkout.'); }
   }, true);
 }
 
@@ -485,7 +548,7 @@ async function checkoutPage(isCurrent) {
           ${addressFields((k) => (k === 'postal_code' ? 'ship-postal' : `ship-${k}`), { name: [user.first_name, user.last_name].filter(Boolean).join(' '), country: 'US' })}
           <p><label class="inline"><input type="checkbox" id="save-address" ${saved.length < 20 ? raw('checked') : raw('disabled')}> Save it in my address book</label></p>
         </div>
-        <div id="checkout-status" role="status" aria-live="polite"></div>
+        <div id="checkout-status"></div>
         <p><button type="submit" id="place-order">Place order and pay</button></p>
       </form>
       <section class="box" aria-label="Order summary">
@@ -514,7 +577,7 @@ async function checkoutPage(isCurrent) {
     const body = picked === 'new' ? { shipping_address: address } : { shipping_address_id: picked };
     placing = true;
     button.disabled = true;
-    status.innerHTML = html`<p class="loading">Placing your order…</p>`.__raw;
+    progress(status, 'Placing your order…');
     let key = sessionStorage.getItem(keyName);
     if (!key) { key = newKey(); sessionStorage.setItem(keyName, key); }
     let order;
@@ -529,7 +592,7 @@ async function checkoutPage(isCurrent) {
         flashNext('warn', 'This cart was already placed as an order: here it is.');
         return navigate(`/account/orders/${encodeURIComponent(existing)}`);
       }
-      status.innerHTML = notice('error', errorText(e)).__raw;
+      show(status, 'error', errorText(e));
       placing = false;
       button.disabled = false;
       // A refused request may be corrected and sent again with a new key.
@@ -573,13 +636,13 @@ async function placeOrder(body, key) {
 
 /** Start Stripe Checkout for the order and go there; explain when it cannot. */
 async function payOrder(orderId, status) {
-  status.innerHTML = html`<p class="loading">Taking you to the secure payment page…</p>`.__raw;
+  progress(status, 'Taking you to the secure payment page…');
   try {
     const session = await api('POST', '/api/payments/checkout-session', { body: { order_id: orderId } });
     location.assign(session.url);
   } catch (e) {
-    status.innerHTML = notice(e.code === 'payments_not_configured' ? 'warn' : 'error',
-      html`${errorText(e)} <a href="/account/orders/${orderId}">See your order</a>`).__raw;
+    show(status, e.code === 'payments_not_configured' ? 'warn' : 'error',
+      html`${errorText(e)} <a href="/account/orders/${orderId}">See your order</a>`);
   }
 }
 
@@ -591,7 +654,7 @@ async function checkoutSuccess(isCurrent) {
     render(html`<h1>Payment</h1><p>We did not get a payment reference. <a href="/account/orders">See your orders</a></p>`);
     return;
   }
-  render(html`<h1>Confirming your payment…</h1><p class="loading" role="status">One moment.</p>`);
+  render(html`<h1>Confirming your payment…</h1><p class="loading">One moment.</p>`);
   const result = await api('GET', `/api/payments/checkout-session/${encodeURIComponent(sessionId)}`);
   const order = await api('GET', `/api/orders/${result.order_id}`);
   if (!isCurrent()) return;
@@ -646,7 +709,7 @@ async function signInPage() {
     <form class="narrow box" id="sign-in">
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
       <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-      <div id="form-status" role="status"></div>
+      <div id="form-status"></div>
       <p><button type="submit">Sign in</button></p>
       <p><a href="/account/register?next=${encodeURIComponent(nextPath())}">Create an account</a> · <a href="/account/forgot-password">Forgot your password?</a></p>
     </form>`);
@@ -661,7 +724,7 @@ async function signInPage() {
       if (merged && merged.merged) flashNext('success', mergedText(merged));
       navigate(merged && merged.merged ? '/cart' : nextPath());
     } catch (e) {
-      document.getElementById('form-status').innerHTML = notice('error', errorText(e)).__raw;
+      show(document.getElementById('form-status'), 'error', errorText(e));
       button.disabled = false;
     }
   });
@@ -676,7 +739,7 @@ async function registerPage() {
       <label for="last_name">Last name</label><input id="last_name" name="last_name" autocomplete="family-name" required>
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
       <label for="password">Password (at least 10 characters)</label><input id="password" name="password" type="password" autocomplete="new-password" required minlength="10">
-      <div id="form-status" role="status"></div>
+      <div id="form-status"></div>
       <p><button type="submit">Create account</button></p>
       <p>Already have an account? <a href="/account/sign-in">Sign in</a></p>
     </form>`);
@@ -693,7 +756,7 @@ async function registerPage() {
       flashNext('success', 'Welcome! Your account is ready. We emailed you a link to confirm your address.' + (merged && merged.merged ? ' ' + mergedText(merged) : ''));
       navigate(merged && merged.merged ? '/cart' : nextPath());
     } catch (e) {
-      document.getElementById('form-status').innerHTML = notice('error', errorText(e)).__raw;
+      show(document.getElementById('form-status'), 'error', errorText(e));
       button.disabled = false;
     }
   });
@@ -720,7 +783,7 @@ async function forgotPasswordPage() {
   render(html`<h1>Reset your password</h1>
     <form class="narrow box" id="forgot">
       <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="email" required>
-      <div id="form-status" role="status"></div>
+      <div id="form-status"></div>
       <p><button type="submit">Email me a reset link</button></p>
     </form>`);
   const form = document.getElementById('forgot');
@@ -729,8 +792,8 @@ async function forgotPasswordPage() {
     const status = document.getElementById('form-status');
     try {
       await api('POST', '/api/auth/password-reset', { body: { email: String(new FormData(form).get('email')).trim() }, auth: false });
-      status.innerHTML = notice('success', 'If an account uses this address, we have emailed it a link to set a new password.').__raw;
-    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+      show(status, 'success', 'If an account uses this address, we have emailed it a link to set a new password.');
+    } catch (e) { show(status, 'error', errorText(e)); }
   });
 }
 
@@ -741,7 +804,7 @@ async function resetPasswordPage() {
   render(html`<h1>Choose a new password</h1>
     <form class="narrow box" id="reset">
       <label for="new_password">New password (at least 10 characters)</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="10">
-      <div id="form-status" role="status"></div>
+      <div id="form-status"></div>
       <p><button type="submit">Set password</button></p>
     </form>`);
   const form = document.getElementById('reset');
@@ -755,7 +818,7 @@ async function resetPasswordPage() {
       flashNext('success', 'Your password is changed. Sign in with it now.');
       navigate('/account/sign-in');
     } catch (e) {
-      status.innerHTML = notice('error', e.code === 'invalid_or_expired_token' ? 'This link has expired or was already used. Ask for a new one.' : errorText(e)).__raw;
+      show(status, 'error', e.code === 'invalid_or_expired_token' ? 'This link has expired or was already used. Ask for a new one.' : errorText(e));
     }
   });
 }
@@ -772,7 +835,7 @@ function addressEditForm(a) {
   return html`<form id="edit-${a.id}" class="address-edit" hidden>
     <label for="${id('label')}">Label (optional, e.g. Home)</label><input id="${id('label')}" name="label" value="${a.label || ''}">
     ${addressFields(id, a)}
-    <div role="status"></div>
+    <div class="form-status"></div>
     <p><button type="submit">Save address</button> <button type="button" class="secondary" data-cancel>Cancel</button></p>
   </form>`;
 }
@@ -786,21 +849,21 @@ async function accountPage(isCurrent) {
     ${takeFlash()}
     <h1>Your account</h1>
     <p>Signed in as <strong>${user.email}</strong> ${user.email_verified ? html`<span class="badge ok">confirmed</span>` : html`<span class="badge warn">not confirmed</span> <button type="button" class="secondary" id="resend">Send the confirmation link again</button>`}</p>
-    <div id="resend-status" role="status"></div>
+    <div id="resend-status"></div>
     <p><a href="/account/orders">Your orders</a>${user.role === 'admin' ? html` · <a href="/admin">Admin console</a>` : ''}</p>
     <div class="two-col">
       <form class="box" id="profile">
         <h2>Profile</h2>
         <label for="first_name">First name</label><input id="first_name" name="first_name" autocomplete="given-name" value="${user.first_name}">
         <label for="last_name">Last name</label><input id="last_name" name="last_name" autocomplete="family-name" value="${user.last_name}">
-        <div id="profile-status" role="status"></div>
+        <div id="profile-status"></div>
         <p><button type="submit">Save</button></p>
       </form>
       <form class="box" id="password-form">
         <h2>Change password</h2>
         <label for="current_password">Current password</label><input id="current_password" name="current_password" type="password" autocomplete="current-password" required>
         <label for="new_password">New password</label><input id="new_password" name="new_password" type="password" autocomplete="new-password" required minlength="10">
-        <div id="password-status" role="status"></div>
+        <div id="password-status"></div>
         <p><button type="submit">Change password</button></p>
       </form>
     </div>
@@ -812,29 +875,29 @@ async function accountPage(isCurrent) {
         <button type="button" class="danger" data-delete-address="${a.id}">Delete<span class="visually-hidden"> ${addressLine(a)}</span></button>
         ${addressEditForm(a)}</li>`)}</ul>`
         : html`<p class="muted">No saved addresses yet. Checkout can save the address you ship to.</p>`}
-      <div id="address-status" role="status"></div>
+      <div id="address-status"></div>
     </section>
     <section class="box" id="your-data" aria-labelledby="your-data-title">
       <h2 id="your-data-title">Your data</h2>
       <p>Everything the shop holds about you (profile, addresses, sessions, cart, orders, emails), as one JSON file.</p>
       <p><button type="button" class="secondary" id="export-data">Download my data</button></p>
-      <div id="export-status" role="status"></div>
+      <div id="export-status"></div>
       <form id="delete-account">
         <h3>Delete your account</h3>
         <p>Your orders stay on record for accounting under an anonymous id, without your name or addresses; your profile, address book, cart and sessions are erased. This cannot be undone. Orders still in progress must be delivered or cancelled first.</p>
         <label for="delete-password">Your password</label><input id="delete-password" name="password" type="password" autocomplete="current-password" required>
-        <div id="delete-status" role="status"></div>
+        <div id="delete-status"></div>
         <p><button type="submit" class="danger">Delete my account</button></p>
       </form>
     </section>
     <p><button type="button" class="secondary" id="sign-out">Sign out</button></p>
   `);
-  const addressStatus = (e) => { document.getElementById('address-status').innerHTML = notice('error', errorText(e)).__raw; };
+  const addressStatus = (e) => { show(document.getElementById('address-status'), 'error', errorText(e)); };
   for (const b of app.querySelectorAll('button[data-default]')) {
     b.addEventListener('click', async () => {
       const a = book.addresses.find((x) => x.id === b.dataset.default);
       const body = { label: a.label, name: a.name, line1: a.line1, line2: a.line2 || null, city: a.city, region: a.region || null, postal_code: a.postal_code, country: a.country, default_shipping: true };
-      try { await api('PUT', `/api/users/addresses/${a.id}`, { body }); route(); } catch (e) { addressStatus(e); }
+      try { await api('PUT', `/api/users/addresses/${a.id}`, { body }); flashNext('success', `${addressLine(a)} is now your default address.`); route(); } catch (e) { addressStatus(e); }
     });
   }
   for (const b of app.querySelectorAll('button[data-edit-address]')) {
@@ -855,7 +918,7 @@ async function accountPage(isCurrent) {
         await api('PUT', `/api/users/addresses/${b.dataset.editAddress}`, { body });
         flashNext('success', 'Address saved.');
         route();
-      } catch (e) { form.querySelector('[role=status]').innerHTML = notice('error', errorText(e)).__raw; }
+      } catch (e) { show(form.querySelector('.form-status'), 'error', errorText(e)); }
     });
   }
   for (const b of app.querySelectorAll('button[data-delete-address]')) {
@@ -868,7 +931,7 @@ async function accountPage(isCurrent) {
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const status = document.getElementById(statusId);
-      try { await send(Object.fromEntries(new FormData(form))); status.innerHTML = notice('success', done).__raw; } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+      try { await send(Object.fromEntries(new FormData(form))); show(status, 'success', done); } catch (e) { show(status, 'error', errorText(e)); }
     });
   };
   formHandler('profile', 'profile-status', async (b) => rememberUser((await api('PUT', '/api/users/profile', { body: { first_name: b.first_name, last_name: b.last_name } })).user), 'Saved.');
@@ -885,8 +948,8 @@ async function accountPage(isCurrent) {
       link.click();
       link.remove();
       setTimeout(() => URL.revokeObjectURL(link.href), 10000);
-      status.innerHTML = notice('success', 'Your data is downloaded.').__raw;
-    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+      show(status, 'success', 'Your data is downloaded.');
+    } catch (e) { show(status, 'error', errorText(e)); }
   });
   document.getElementById('delete-account').addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -896,12 +959,12 @@ async function accountPage(isCurrent) {
       signOutLocally('account_deleted');
       flashNext('success', 'Your account is deleted, and you are signed out.');
       navigate('/');
-    } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+    } catch (e) { show(status, 'error', errorText(e)); }
   });
   const resend = document.getElementById('resend');
   if (resend) resend.addEventListener('click', async () => {
     const status = document.getElementById('resend-status');
-    try { await api('POST', '/api/auth/verify-email/resend'); status.innerHTML = notice('success', 'We sent you a new link.').__raw; } catch (e) { status.innerHTML = notice('error', errorText(e)).__raw; }
+    try { await api('POST', '/api/auth/verify-email/resend'); show(status, 'success', 'We sent you a new link.'); } catch (e) { show(status, 'error', errorText(e)); }
   });
 }
 
@@ -942,7 +1005,7 @@ async function orderPage(id, isCurrent) {
     ${a ? html`<h2>Shipping to</h2><address>${a.name}<br>${a.line1}${a.line2 ? html`<br>${a.line2}` : ''}<br>${a.postal_code} ${a.city}${a.region ? `, ${a.region}` : ''}<br>${a.country}</address>` : ''}
     <h2>History</h2>
     <ol class="timeline" id="timeline">${history.history.map((h) => html`<li><strong>${statusText(h.to)}</strong> <span class="muted">${formatDate(h.at)}</span>${h.reason ? html`<br><span class="muted">${h.reason}</span>` : ''}</li>`)}</ol>
-    <div id="order-actions-status" role="status"></div>
+    <div id="order-actions-status"></div>
     <p>
       ${order.status === 'pending_payment' ? html`<button type="button" id="pay-now">Pay now</button> ` : ''}
       ${cancellable ? html`<button type="button" class="danger" id="cancel-order">Cancel order</button>` : ''}
@@ -973,7 +1036,7 @@ async function orderPage(id, isCurrent) {
         route();
         return;
       }
-      status.innerHTML = notice('error', e.code === 'payments_not_configured' ? 'The shop cannot reach its payment provider right now, so it cannot refund this order yet. Please try again later.' : errorText(e)).__raw;
+      show(status, 'error', e.code === 'payments_not_configured' ? 'The shop cannot reach its payment provider right now, so it cannot refund this order yet. Please try again later.' : errorText(e));
       cancel.disabled = false;
     }
   });
@@ -1018,6 +1081,8 @@ async function invoicePage(id, isCurrent) {
 
 // ------------------------------------------------------------------ start
 
+// Started: the "could not load" message of index.html is not for this page.
+document.getElementById('load-failed')?.remove();
 updateHeader();
 refreshCartCount();
 route();

@@ -158,6 +158,26 @@ async function newUser(viewport = { width: 1280, height: 900 }) {
   return user;
 }
 
+/** The live regions of the page: there is to be one, polite (#announcer). */
+async function liveRegions(page) {
+  return page.evaluate(() => [...document.querySelectorAll('[role=status], [role=alert], [aria-live]')].map((e) => `${e.id || e.tagName}:${e.getAttribute('aria-live') || e.getAttribute('role')}`));
+}
+
+/** Wait until the page's one live region says `words` (a RegExp, or the exact text). */
+async function said(page, words) {
+  const [source, exact] = words instanceof RegExp ? [words.source, null] : [null, words];
+  await page.waitForFunction(({ source, exact }) => {
+    const text = document.getElementById('announcer').textContent;
+    return exact === null ? new RegExp(source).test(text) : text === exact;
+  }, { source, exact });
+}
+
+/** Forget the console lines of answers a test made fail on purpose (`status of 429`, ...). */
+function expected(u, statuses) {
+  const re = new RegExp(`status of (${statuses.join('|')})`);
+  u.problems.splice(0, u.problems.length, ...u.problems.filter((p) => !re.test(p)));
+}
+
 async function shot(page, name) {
   mkdirSync(shotsDir, { recursive: true });
   await page.screenshot({ path: path.join(shotsDir, name), fullPage: false });
@@ -308,6 +328,13 @@ try {
     await page.fill('#tracking_number', '1Z999AA10123456784');
     await page.click('#tracking-form button[type=submit]');
     await page.waitForSelector('#order-status:has-text("Shipped")');
+    // More than was paid: said in the order's money, not in minor units.
+    page.once('dialog', (d) => d.accept());
+    await page.fill('#refund-amount', '100000');
+    await page.click('#refund-form button[type=submit]');
+    const tooMuch = await page.locator('#refund-status .notice.error').innerText();
+    expect(/^That is more than is left to refund: at most \$\d+\.\d\d can be refunded\.$/.test(tooMuch), `the refund refusal in money: ${tooMuch}`);
+    await said(page, /at most \$\d+\.\d\d can be refunded/);
     page.once('dialog', (d) => d.accept());
     await page.fill('#refund-amount', '1.50');
     await page.click('#refund-form button[type=submit]');
@@ -378,9 +405,32 @@ try {
     await page.click(`form.stock-form[data-id="${product.id}"] button`);
     await page.waitForSelector('.notice.success:has-text("Stock updated.")');
     expect((await call('GET', `/api/products/${product.id}`)).in_stock === false, 'sold out now');
+    expect(await page.evaluate((id) => document.activeElement.id === `stock-${id}`, product.id), 'focus stays on the stock field');
+    // Restocked elsewhere since the list was drawn: refused, and the field
+    // shows the count stored now instead of the refused one.
+    await call('PUT', `/api/products/${product.id}/inventory`, { token: adminToken, body: { stock_on_hand: 7 } });
+    await page.fill(`#stock-${product.id}`, '2');
+    await page.click(`form.stock-form[data-id="${product.id}"] button`);
+    await page.waitForSelector('#products-status .notice.error:has-text("changed since this page was shown")');
+    expect((await page.inputValue(`#stock-${product.id}`)) === '7', `the stored stock is shown again: ${await page.inputValue(`#stock-${product.id}`)}`);
+    expect(await page.evaluate((id) => document.activeElement.id === `stock-${id}`, product.id), 'focus is back on the stock field');
+    expect((await call('GET', `/api/products/${product.id}`)).available === 7, 'the refused count changed nothing');
+    await page.fill(`#stock-${product.id}`, '0');
+    await page.click(`form.stock-form[data-id="${product.id}"] button`);
+    await page.waitForFunction((id) => document.querySelector(`form.stock-form[data-id="${id}"]`).dataset.onHand === '0', product.id);
+
+    // A price the API refuses: said in money, and the field shows the stored price again.
+    await page.goto(base + `/admin/products/${product.id}`);
+    await page.fill('#price', '999999999999');
+    await page.fill('#description', 'Made in the admin console, and edited.');
+    await page.click('#product-form button[type=submit]');
+    const refusedPrice = await page.locator('#product-status .notice.error').innerText();
+    expect(refusedPrice.includes('$1,000,000,000.00') && !refusedPrice.includes('amount_minor') && refusedPrice.includes('Price shows the saved value again'), `the price refusal: ${refusedPrice}`);
+    expect((await page.inputValue('#price')) === '12.50', `the stored price is shown again: ${await page.inputValue('#price')}`);
+    expect((await page.inputValue('#description')) === 'Made in the admin console, and edited.', 'the other fields keep what was typed');
+    expect((await call('GET', `/api/products/${product.id}`)).price.amount_minor === 1250, 'nothing was saved');
 
     // Deactivate: gone from the storefront.
-    await page.goto(base + `/admin/products/${product.id}`);
     await page.uncheck('input[name=active]');
     await page.click('#product-form button[type=submit]');
     await page.waitForSelector('.notice.success:has-text("Saved.")');
@@ -392,7 +442,8 @@ try {
     const row = page.locator(`tr[data-slug="${slug}"]`);
     await row.locator('input[name=slug]').fill('electronics');
     await row.locator('button[type=submit]').click();
-    await page.waitForSelector('#categories-status .notice.error');
+    await page.waitForSelector('#categories-status .notice.error:has-text("Another category already has this slug.")');
+    expect((await row.locator('input[name=slug]').inputValue()) === slug, 'the refused slug gives way to the stored one');
     const renamedSlug = `${slug}-renamed`;
     await row.locator('input[name=name]').fill('Browser Finds Renamed');
     await row.locator('input[name=slug]').fill(renamedSlug);
@@ -422,6 +473,15 @@ try {
     await call('POST', '/api/auth/register', { body: { email, password: STRONG_PASSWORD, first_name: 'Pat', last_name: 'Promoted' } });
     await page.goto(base + `/admin/users?email=${encodeURIComponent(email)}`);
     const role = page.locator('select[data-user]');
+    // Refused (the service unavailable for a moment): the list shows the
+    // role the account still has, and says when to try again.
+    await page.route('**/api/admin/users/*/role', (r) => r.fulfill({ status: 503, headers: { 'content-type': 'application/json', 'retry-after': '5' }, body: JSON.stringify({ error: { code: 'service_unavailable', message: 'the users database is unavailable; retry shortly', request_id: 'browser-test' } }) }));
+    await role.selectOption('admin');
+    await page.waitForSelector('#users-status .notice.error:has-text("Try again in 5 seconds.")');
+    expect((await role.inputValue()) === 'customer', 'the refused role is not kept in the list');
+    expect(await page.evaluate(() => document.activeElement.matches('select[data-user]')), 'focus is back on the role');
+    await page.unroute('**/api/admin/users/*/role');
+    expected(a, [503]);
     await role.selectOption('admin');
     await page.waitForSelector('#users-status .notice.success');
     const users = await call('GET', `/api/admin/users?email=${encodeURIComponent(email)}`, { token: adminToken });
@@ -559,6 +619,18 @@ try {
     await page.fill(`#qty-${product.id}`, '5');
     await page.press(`#qty-${product.id}`, 'Tab');
     await page.waitForSelector('#cart-status .notice.error:has-text("Sorry, only 3 left in stock.")');
+    // The refused quantity does not stay: the stored one is shown, focus on it.
+    expect((await page.inputValue(`#qty-${product.id}`)) === '1', `the stored quantity is shown again: ${await page.inputValue(`#qty-${product.id}`)}`);
+    expect(await page.evaluate((id) => document.activeElement.id === `qty-${id}`, product.id), 'focus is back on the quantity');
+    await said(page, /Sorry, only 3 left in stock\./);
+    await page.fill(`#qty-${product.id}`, '2');
+    await page.press(`#qty-${product.id}`, 'Tab');
+    await page.waitForSelector('#cart-status .notice.success:has-text("Limited Lantern: quantity 2.")');
+    await said(page, /Limited Lantern: quantity 2\. Subtotal \$91\.98\./);
+    expect((await page.locator('#subtotal').innerText()) === '$91.98', 'the cart is drawn with the new quantity');
+    await page.fill(`#qty-${product.id}`, '1');
+    await page.press(`#qty-${product.id}`, 'Tab');
+    await page.waitForSelector('#cart-status .notice.success:has-text("Limited Lantern: quantity 1.")');
     // A new price is pointed out once.
     await call('PUT', `/api/products/${product.id}`, { token: adminToken, body: { price: { amount_minor: 4999, currency: 'USD' } } });
     await page.goto(base + '/cart');
@@ -767,6 +839,62 @@ try {
     expect(await page.evaluate(() => document.activeElement.matches('button[data-add]')), 'an Add to cart button is reachable');
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => document.getElementById('cart-count').textContent === '1');
+    await u.assertClean();
+    await u.close();
+  });
+
+  await test('in-page results are said through one polite live region; a 429 or 503 says when to try again; a module that cannot load says so', async () => {
+    const u = await newUser();
+    const { page } = u;
+    await page.goto(base + '/?q=cotton');
+    await page.waitForSelector('#products li button[data-add]');
+    const regions = await liveRegions(page);
+    expect(regions.join() === 'announcer:polite', `one polite live region: ${regions}`);
+    expect((await page.locator('#load-failed').count()) === 0, 'the "could not load" message is gone once the module runs');
+    const first = page.locator('#products li').first();
+    const name = (await first.locator('h3').innerText()).trim();
+    await first.locator('button[data-add]').click();
+    await page.waitForSelector('#add-status .notice.success');
+    await said(page, `Added to your cart: ${name}.`);
+    // Answers that ask to wait: the message says for how long (Retry-After).
+    const refuse = (status, code, wait) => page.route('**/api/cart/items', (r) => r.fulfill({ status, headers: { 'content-type': 'application/json', 'retry-after': wait }, body: JSON.stringify({ error: { code, message: 'as the API words it', request_id: 'browser-test' } }) }));
+    await refuse(429, 'rate_limited', '30');
+    await first.locator('button[data-add]').click();
+    await page.waitForSelector('#add-status .notice.error:has-text("Too many attempts. Try again in 30 seconds.")');
+    await said(page, /^Too many attempts\. Try again in 30 seconds\.$/);
+    await page.unroute('**/api/cart/items');
+    await refuse(503, 'cart_store_unavailable', '90');
+    await first.locator('button[data-add]').click();
+    await page.waitForSelector('#add-status .notice.error:has-text("This part of the shop is not available right now. Try again in 2 minutes.")');
+    await page.unroute('**/api/cart/items');
+    expected(u, [429, 503]);
+    expect((await liveRegions(page)).join() === 'announcer:polite', 'still one live region');
+    // A filter applied from a select keeps focus there; the new count is said.
+    await page.selectOption('select[name=sort]', 'price_asc');
+    await page.waitForURL(/sort=price_asc/);
+    await said(page, /^\d+ products? for “cotton”$/);
+    // Saving the profile is said too (the storefront's account page).
+    const { page: customer, u: cu } = await signedInCustomer('live', 'Liv', 'Region');
+    await customer.waitForURL(/\/account$/);
+    expect((await liveRegions(customer)).join() === 'announcer:polite', `one live region on the account page: ${await liveRegions(customer)}`);
+    await customer.fill('#first_name', 'Livia');
+    await customer.click('#profile button[type=submit]');
+    await said(customer, /^Saved\.$/);
+    await cu.assertClean();
+    await cu.close();
+
+    // store.js or admin.js not loaded (a network error): the page says so
+    // and how to recover, instead of staying blank.
+    for (const [p, script, text] of [['/', 'store.js', 'The shop could not load.'], ['/admin', 'admin.js', 'The admin console could not load.']]) {
+      const broken = await u.context.newPage();
+      await broken.route(`**/assets/${script}`, (r) => r.abort('internetdisconnected'));
+      await broken.goto(base + p);
+      const message = broken.locator('#load-failed');
+      await message.waitFor({ state: 'visible', timeout: 15_000 });
+      const shown = await message.innerText();
+      expect(shown.includes(text) && /reload the page/.test(shown), `the fallback for ${script}: ${shown}`);
+      await broken.close();
+    }
     await u.assertClean();
     await u.close();
   });

@@ -10,9 +10,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { minorExponent, minorToDecimal, decimalToMinor, formatMoney, errorText, html, raw } from '../../static/assets/format.js';
+import { minorExponent, minorToDecimal, decimalToMinor, formatMoney, errorText, retryText, html, raw, markup } from '../../static/assets/format.js';
 import { parseYaml } from '../../static/assets/yaml.js';
-import { clockSkew, secondsLeft, refreshSession, signOutLocally } from '../../static/assets/api.js';
+import { api, ApiError, clockSkew, secondsLeft, refreshSession, signOutLocally, retryAfterSeconds } from '../../static/assets/api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -72,8 +72,94 @@ test('error envelopes read as sentences', () => {
 });
 
 test('html escapes interpolations unless they are raw', () => {
-  assert.equal(html`<p>${'<b>&"'}</p>`.__raw, '<p>&lt;b&gt;&amp;&quot;</p>');
-  assert.equal(html`<p>${raw('<b>x</b>')}${raw('')}${['a', raw('<i>')]}</p>`.__raw, '<p><b>x</b>a<i></p>');
+  assert.equal(markup(html`<p>${'<b>&"'}</p>`), '<p>&lt;b&gt;&amp;&quot;</p>');
+  assert.equal(markup(html`<p>${raw('<b>x</b>')}${raw('')}${['a', raw('<i>')]}</p>`), '<p><b>x</b>a<i></p>');
+  assert.equal(markup(html`<p>${html`<i>${'<'}</i>`}</p>`), '<p><i>&lt;</i></p>');
+  assert.equal(markup('<b>'), '&lt;b&gt;', 'plain text is escaped');
+  assert.equal(markup(undefined), '');
+});
+
+test('no API answer can pass for raw HTML: the marker is a Symbol JSON cannot make', () => {
+  const attack = '<img src=x onerror=alert(1)>';
+  // What an API answer could carry under the old marker's name, or any other.
+  const forged = JSON.parse(JSON.stringify({ __raw: attack, raw: attack, [Symbol('trusted HTML').description]: attack }));
+  for (const value of [forged, [forged], { ...forged }, JSON.parse('[{"__raw": "<script>"}]')]) {
+    const out = markup(html`<p>${value}</p>`);
+    assert.ok(!/<img|<script/.test(out), out);
+  }
+  assert.ok(!markup(forged).includes('<'));
+  // A made value has no string-keyed property to copy or forge, and cannot be changed.
+  const made = html`<b>${'x'}</b>`;
+  assert.deepEqual(Object.keys(made), []);
+  assert.equal(JSON.stringify(made), '{}');
+  assert.ok(Object.isFrozen(made));
+  assert.equal(markup(JSON.parse(JSON.stringify(made))), '[object Object]', 'a copy through JSON is no longer trusted');
+});
+
+test('Retry-After is read as seconds, or as an HTTP date', () => {
+  const now = Date.parse('2026-01-01T00:00:00Z');
+  assert.equal(retryAfterSeconds('30', now), 30);
+  assert.equal(retryAfterSeconds(' 0 ', now), 0);
+  assert.equal(retryAfterSeconds('Thu, 01 Jan 2026 00:01:30 GMT', now), 90);
+  assert.equal(retryAfterSeconds('Wed, 31 Dec 2025 23:00:00 GMT', now), 0, 'a date passed: now');
+  for (const bad of [null, undefined, '', 'soon', '-5', '1.5', '12abc']) assert.equal(retryAfterSeconds(bad, now), null, String(bad));
+});
+
+test('a 429 or 503 answer says when to try again, from Retry-After', async () => {
+  assert.equal(retryText(30), 'Try again in 30 seconds.');
+  assert.equal(retryText(1), 'Try again in 1 second.');
+  assert.equal(retryText(0), 'Try again in 1 second.');
+  assert.equal(retryText(0.2), 'Try again in 1 second.');
+  assert.equal(retryText(60), 'Try again in 1 minute.');
+  assert.equal(retryText(125), 'Try again in 3 minutes.');
+  assert.equal(retryText(3600), 'Try again in 1 hour.');
+  assert.equal(retryText(5000), 'Try again in 2 hours.');
+  for (const none of [null, undefined, NaN, -1, '30']) assert.equal(retryText(none), null, String(none));
+  assert.equal(errorText({ code: 'rate_limited', status: 429, retryAfter: 30 }), 'Too many attempts. Try again in 30 seconds.');
+  assert.equal(errorText({ code: 'rate_limited', status: 429, retryAfter: null }), 'Too many attempts. Please wait a moment and try again.');
+  assert.equal(errorText({ code: 'payment_provider_unavailable', status: 503, retryAfter: 2 }), 'The payment service is not answering right now. Try again in 2 seconds.');
+  assert.equal(errorText({ code: 'cart_store_unavailable', status: 503, retryAfter: 1, requestId: 'r1' }), 'This part of the shop is not available right now. Try again in 1 second. (Reference: r1)');
+  assert.equal(errorText({ code: 'something_new', status: 429, message: 'Slow down.', retryAfter: 300 }), 'Slow down. Try again in 5 minutes.');
+  assert.match(errorText({ code: 'cart_busy', status: 409, retryAfter: 1 }), /another tab or window\. Try again in 1 second\.$/);
+  assert.match(errorText({ code: 'cart_busy', status: 409, retryAfter: null }), /could not tell whether your change was saved/);
+
+  // api.js keeps the header on the ApiError it throws.
+  const memory = () => { const m = new Map(); return { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) }; };
+  globalThis.localStorage = memory();
+  globalThis.sessionStorage = memory();
+  globalThis.navigator = {};
+  globalThis.fetch = async () => new Response(JSON.stringify({ error: { code: 'rate_limited', message: 'too many password resets requested; try again later', details: { retry_after_seconds: 42 }, request_id: 'req-1' } }), { status: 429, headers: { 'content-type': 'application/json', 'retry-after': '42' } });
+  const refused = await api('POST', '/api/auth/password-reset', { body: { email: 'a@example.test' }, auth: false }).catch((e) => e);
+  assert.ok(refused instanceof ApiError);
+  assert.equal(refused.status, 429);
+  assert.equal(refused.retryAfter, 42);
+  assert.equal(refused.requestId, 'req-1');
+  assert.equal(errorText(refused), 'Too many attempts. Try again in 42 seconds.');
+  globalThis.fetch = async () => new Response(JSON.stringify({ error: { code: 'not_found', message: 'order not found', request_id: 'req-2' } }), { status: 404 });
+  assert.equal((await api('GET', '/api/orders/x').catch((e) => e)).retryAfter, null, 'no header: null');
+});
+
+test('refund and price errors speak money, not minor units', () => {
+  const usd = { currency: 'USD', amount: 9999 };
+  assert.equal(errorText({ code: 'invalid_refund_amount', status: 422, message: 'the amount must be from 1 to 4850', details: { refundable: 4850 } }, usd),
+    'That is more than is left to refund: at most $48.50 can be refunded.');
+  assert.match(errorText({ code: 'invalid_refund_amount', status: 422, details: { refundable: 4800 } }, { currency: 'JPY' }), /at most ¥4,800 can be refunded/);
+  assert.equal(errorText({ code: 'invalid_refund_amount', status: 422, details: { refundable: 0 } }, usd), 'Nothing is left to refund on this order.');
+  // Stripe's coarser steps (the last of three decimals must be 0).
+  assert.match(errorText({ code: 'invalid_refund_amount', status: 422, message: 'Stripe cannot refund this amount: Stripe takes KWD amounts only in whole hundredths' }, { currency: 'KWD', amount: 1235 }), /^Stripe refunds KWD only in whole hundredths: make the last decimal of KWD\s1\.235 a 0\.$/);
+  assert.equal(errorText({ code: 'invalid_refund_amount', status: 422, message: 'Stripe cannot refund this amount: 5 ISK is too large' }, { currency: 'ISK', amount: 5 }), 'Stripe cannot refund ISK\u00a05. Try another amount.');
+  // Without the currency, still no minor units.
+  assert.equal(errorText({ code: 'invalid_refund_amount', status: 422, details: { refundable: 4850 } }), 'That is more than is left to refund.');
+  const tooDear = { code: 'validation_failed', status: 422, details: { fields: { 'price.amount_minor': 'amount_minor must be a whole number from 0 to 100000000000' } } };
+  assert.equal(errorText(tooDear, { currency: 'USD' }), 'Please check: Price: must be from $0.00 to $1,000,000,000.00.');
+  assert.equal(errorText(tooDear, { currency: 'X1' }), 'Please check: Price: amount_minor must be a whole number from 0 to 100000000000.', 'a currency being typed: as the API says');
+  assert.equal(errorText({ code: 'not_refundable', status: 409, details: { current_status: 'refunded' } }), 'This order has nothing to refund (status: Refunded).');
+  for (const code of ['stock_changed', 'below_reserved', 'category_in_use', 'slug_taken', 'quantity_limit', 'cart_full', 'no_payment_to_refund']) {
+    const text = errorText({ code, status: 409, message: 'the_api_s own words' });
+    assert.ok(!text.includes('the_api_s'), `${code}: ${text}`);
+  }
+  assert.equal(errorText({ code: 'quantity_limit', status: 422, details: { max: 99 } }), 'You can have from 1 to 99 of one product in your cart.');
+  assert.match(errorText({ code: 'currency_mismatch', status: 422, details: { cart_currency: 'EUR', product_currency: 'USD' } }), /^Your cart is priced in EUR, and this product in USD/);
 });
 
 test('the YAML reader reads the spec as a YAML parser does', () => {
