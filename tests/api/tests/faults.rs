@@ -363,6 +363,30 @@ fn stripe_failing_on_each_call_is_a_clear_503_and_the_retry_makes_no_duplicate()
     }
 }
 
+/// Found in review: an admin's cancellation again, while its refund was
+/// still owed (Stripe had failed it), only retried the refund: the restock
+/// it asked for was ignored, and it answered 200.
+#[test]
+fn cancelling_again_while_the_refund_is_owed_also_restocks() {
+    if against_external_app("a refund failed on purpose") {
+        return;
+    }
+    let (_host, app) = own_host();
+    let admin = app.admin();
+    let (user, product) = app.customer_with_cart(5, 600, 2);
+    let order = place(&app, &user);
+    let session = app.start_checkout(&user, &order);
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{order}_paid"), "checkout.session.completed", app.stripe.pay_session(&session))).status, 200);
+    assert_eq!(stock(&app, &product), (3, 0, 3));
+    let cancel = |body: Value| app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{order}/status"), Some(&body));
+    app.stripe.fail_next_for(&order, 500);
+    cancel(json!({ "status": "cancelled", "restock": false })).assert_error(502, "refund_failed");
+    assert_eq!(stock(&app, &product), (3, 0, 3), "kept off the shelf");
+    let r = cancel(json!({ "status": "cancelled", "restock": true }));
+    assert_eq!((r.status, r.json()["refunded"]["amount_minor"].as_i64()), (200, Some(1200)), "{}", r.body);
+    assert_eq!(stock(&app, &product), (5, 0, 5), "the refund retried, and the units back as asked");
+}
+
 /// A paid order's cancellation refund, and an automatic refund (a second
 /// payment for a paid order), when Stripe answers the refund with a 500 it
 /// keeps under the key: whether or not Stripe made the refund before its

@@ -421,6 +421,15 @@ pub fn extend_expiry(db: &dyn Db, order_id: &str, until: i64) -> Result<(), DbEr
     )
 }
 
+/// Bring a pending order's expiry forward to `now` (never later): its
+/// stock hold has ended already, as the catalog found.
+pub fn end_now(db: &dyn Db, order_id: &str, now: i64) -> Result<(), DbError> {
+    db.execute(
+        "UPDATE orders SET expires_at = ?, updated_at = ? WHERE id = ? AND status = 'pending_payment' AND expires_at > ?",
+        &[now.into(), clock::now_rfc3339().into(), order_id.into(), now.into()],
+    )
+}
+
 /// Ids of `pending_payment` orders past their expiry.
 pub fn overdue(db: &dyn Db, now: i64, limit: u32) -> Result<Vec<String>, DbError> {
     db.query(

@@ -346,17 +346,18 @@ pub fn history(ctx: &Ctx, id: &str) -> HandlerResult {
 /// that failed before).
 fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: &Restock, explicit: bool) -> HandlerResult {
     match order.status {
-        // A cancellation whose refund failed, or was never sent (the request
-        // ended between the cancellation's commit and Stripe's answer):
-        // asking again retries the refund.
-        Status::Cancelled if owes_cancellation_refund(db, &order)? => {
-            let stripe = StripeConfig::from_variables();
-            send_cancellation_refund(db, &stripe, &order, actor).map_err(|e| {
-                cancellation_refund_error(e, "the refund failed again; it stays flagged for an admin")
-            })?;
-            Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
-        }
         Status::Cancelled => {
+            // A cancellation whose refund failed, or was never sent (the
+            // request ended between the cancellation's commit and Stripe's
+            // answer): asking again retries the refund, and then does what
+            // it asks of the stock too (found in review: a retry that owed
+            // the refund ignored its restock choice, and answered 200).
+            let refund = if owes_cancellation_refund(db, &order)? {
+                send_cancellation_refund(db, &StripeConfig::from_variables(), &order, actor)
+                    .map_err(|e| cancellation_refund_error(e, "the refund failed again; it stays flagged for an admin"))
+            } else {
+                Ok(())
+            };
             if explicit && *put_back != Restock::Nothing {
                 restock_on_cancel(db, &order, put_back, actor, true)?;
             } else {
@@ -373,12 +374,20 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
                 }
                 restock::settle_owed(db, Some(&order.id), 10, &WitInventory)?;
             }
+            refund?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         Status::PendingPayment => {
-            lifecycle::apply(db, &order.id, &Outcome::Failed, Source::Shop, actor, &WitInventory).map_err(ApiError::from)?;
+            let applied = lifecycle::apply(db, &order.id, &Outcome::Failed, Source::Shop, actor, &WitInventory).map_err(ApiError::from)?;
+            let now = orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            // Paid meanwhile (its payment's transaction came first; found in
+            // review: answered 200 with the order paid, to ship): cancelled
+            // as a paid order is, refunded.
+            if matches!(applied, Applied::Unchanged { .. }) && now.status != Status::PendingPayment && now.status.can_become(Status::Cancelled) {
+                return cancel_order(db, now, actor, reason, put_back, explicit);
+            }
             access::close_payment_objects(db, &order.id);
-            Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
+            Ok(Reply::ok(&now))
         }
         s if s.can_become(Status::Cancelled) => {
             let stripe = StripeConfig::from_variables();
