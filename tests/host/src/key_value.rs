@@ -16,7 +16,8 @@
 //!   timeout), so guests serialise on its mutex, not on SQLite's file lock;
 //!   calls run on the blocking pool since SQLite may still wait on another
 //!   process's lock. `increment` and `set-many` run in
-//!   an `IMMEDIATE` transaction, so they hold across connections and
+//!   a transaction, deferred as in Spin (`in_transaction`): its first
+//!   write takes the file's lock, so they hold across connections and
 //!   processes on the same file, not just within this host.
 //! * **Redis** (`type = "redis"`, `url`): `key_value_redis.rs`, the commands
 //!   Spin's Redis store sends, including its compare-and-swap defect.

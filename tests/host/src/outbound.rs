@@ -144,7 +144,14 @@ fn parse_entry(entry: &str) -> Result<AllowedHost> {
         None => PortPattern::Default,
         Some("*") => PortPattern::Any,
         Some(p) => match p.split_once("..") {
-            Some((lo, hi)) => PortPattern::Range(lo.parse()?, hi.parse()?),
+            // `a..b` leaves `b` out, as a Rust range does and as Spin reads it.
+            Some((lo, hi)) => {
+                let (lo, hi): (u16, u16) = (lo.parse()?, hi.parse()?);
+                if hi <= lo {
+                    bail!("empty port range {lo}..{hi}");
+                }
+                PortPattern::Range(lo, hi - 1)
+            }
             None => {
                 let p: u16 = p.parse().context("invalid port")?;
                 PortPattern::Range(p, p)
@@ -440,6 +447,8 @@ mod tests {
         assert!(h.allows("http", "self.alt", 80));
         assert!(hosts(&["*://*:*"]).allows("ftp", "anything", 21));
         assert!(hosts(&["http://localhost:8000..8010"]).allows("http", "localhost", 8005));
+        assert!(!hosts(&["http://localhost:8000..8010"]).allows("http", "localhost", 8010), "the end is left out, as in Spin");
+        assert!(hosts(&["http://localhost:8000..8010"]).allows("http", "localhost", 8009));
         assert!(hosts(&["redis://cache"]).allows("redis", "cache", 6379));
         assert!(!hosts(&["redis://cache"]).allows("redis", "cache", 6380));
         assert!(!hosts(&["redis://cache:*"]).allows("http", "cache", 80));

@@ -154,20 +154,23 @@ pub struct Router {
 
 impl Router {
     /// Builds the router from `(route, component)` pairs. A route declared
-    /// twice keeps its first component (Spin warns and does the same).
+    /// twice goes to the last component that declares it, in the first
+    /// one's place (Spin warns and does the same: its routes are an
+    /// `IndexMap` keyed by the route, test `duplicate_routes_last_one_wins`).
     pub fn new<'a>(routes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Router> {
         let mut parsed: Vec<Route> = Vec::new();
         for (raw, component) in routes {
             let route = Route::parse(raw, component)?;
             if let Some(existing) = parsed
-                .iter()
+                .iter_mut()
                 .find(|r| r.segments == route.segments && r.wildcard == route.wildcard)
             {
                 eprintln!(
                     "shop-test-host: warning: route {raw:?} of `{component}` duplicates {:?} of `{}`; \
-                     only `{}` will be used",
-                    existing.raw, existing.component, existing.component
+                     only `{component}` will be used",
+                    existing.raw, existing.component
                 );
+                *existing = route;
                 continue;
             }
             parsed.push(route);
@@ -241,6 +244,12 @@ mod tests {
             Some("literal")
         );
         assert_eq!(component("/items//detail"), None);
+    }
+
+    #[test]
+    fn a_route_declared_twice_goes_to_the_last_component_as_in_spin() {
+        let r = Router::new([("/foo", "first"), ("/foo", "second"), ("/...", "rest")]).unwrap();
+        assert_eq!(r.route("/foo").map(|m| m.component).as_deref(), Some("second"));
     }
 
     #[test]
