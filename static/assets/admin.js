@@ -408,7 +408,12 @@ async function productForm(id, isCurrent) {
     const body = { name: d.name, description: d.description, price: { amount_minor: amount, currency: cur }, category_id: d.category_id || null, active: d.active === 'on' };
     try {
       if (product) {
-        await api('PUT', `/api/products/${product.id}`, { body });
+        // Only what this admin changed: another admin's change to another
+        // field since the page was drawn stays (found in review: the whole
+        // form went back, and a product pulled meanwhile was put on sale again).
+        const changed = changedFields(body, { name: product.name, description: product.description || '', price: { amount_minor: product.price.amount_minor, currency: product.price.currency }, category_id: product.category ? product.category.id : null, active: product.active });
+        if (!Object.keys(changed).length) return show('product-status', 'success', 'Nothing to save: nothing was changed.');
+        await api('PUT', `/api/products/${product.id}`, { body: changed });
       } else {
         await api('POST', '/api/products', { body: { ...body, sku: d.sku, stock_on_hand: Number(d.stock_on_hand) || 0 } });
       }
@@ -426,6 +431,14 @@ async function productForm(id, isCurrent) {
       show('product-status', 'error', text + restoredText(form, put, e));
     }
   });
+}
+
+/**
+ * The fields of `body` whose value differs from `shown` (what the form was
+ * drawn from), compared as JSON: a save sends only what was changed.
+ */
+function changedFields(body, shown) {
+  return Object.fromEntries(Object.entries(body).filter(([k, v]) => JSON.stringify(v) !== JSON.stringify(shown[k])));
 }
 
 /**
@@ -482,7 +495,9 @@ async function categoriesPage(isCurrent) {
       ev.preventDefault();
       // Inputs in the row's other cells belong to this form (their `form` attribute).
       const d = Object.fromEntries(new FormData(f));
-      const body = { name: d.name, slug: d.slug, description: d.description };
+      const shown = categories.find((c) => c.id === f.dataset.id) || {};
+      const body = changedFields({ name: d.name, slug: d.slug, description: d.description }, { name: shown.name, slug: shown.slug, description: shown.description || '' });
+      if (!Object.keys(body).length) return show('categories-status', 'success', 'Nothing to save: nothing was changed.');
       try { await api('PUT', `/api/categories/${f.dataset.id}`, { body }); flash = { kind: 'success', text: 'Saved.' }; route(); } catch (e) {
         // Nothing was saved: a refused name, slug or description shows the stored one again.
         const stored = (await api('GET', '/api/categories').catch(() => ({ categories: [] }))).categories.find((c) => c.id === f.dataset.id);

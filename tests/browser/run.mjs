@@ -430,7 +430,19 @@ try {
     expect((await page.inputValue('#description')) === 'Made in the admin console, and edited.', 'the other fields keep what was typed');
     expect((await call('GET', `/api/products/${product.id}`)).price.amount_minor === 1250, 'nothing was saved');
 
+    // Another admin re-prices it while this page is open: saving the
+    // description sends only the description, so that price stays (found
+    // in review: the whole form went back over it).
+    await page.goto(base + `/admin/products/${product.id}`);
+    await call('PUT', `/api/products/${product.id}`, { token: adminToken, body: { price: { amount_minor: 1500, currency: 'USD' } } });
+    await page.fill('#description', 'Edited while another admin re-priced it.');
+    await page.click('#product-form button[type=submit]');
+    await page.waitForSelector('.notice.success:has-text("Saved.")');
+    const both = await call('GET', `/api/products/${product.id}`);
+    expect(both.price.amount_minor === 1500 && both.description === 'Edited while another admin re-priced it.', `both changes kept: ${JSON.stringify(both.price)} ${both.description}`);
+
     // Deactivate: gone from the storefront.
+    await page.goto(base + `/admin/products/${product.id}`);
     await page.uncheck('input[name=active]');
     await page.click('#product-form button[type=submit]');
     await page.waitForSelector('.notice.success:has-text("Saved.")');

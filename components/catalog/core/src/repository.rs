@@ -126,8 +126,15 @@ pub fn list_products(db: &dyn Db, f: &ProductFilter, include_inactive: bool, now
              m.fts_rank, p.id"
         }
         (Sort::Relevance, None) | (Sort::Newest, _) => "p.created_at DESC, p.id DESC",
-        (Sort::PriceAsc, _) => "p.price_minor ASC, p.id",
-        (Sort::PriceDesc, _) => "p.price_minor DESC, p.id",
+        // Prices in one currency are compared with each other, not with
+        // another currency's minor units (found in review: ¥12,000 sorted
+        // above $100.00): by currency code first.
+        (Sort::PriceAsc, _) => "p.currency, p.price_minor ASC, p.id",
+        (Sort::PriceDesc, _) => "p.currency, p.price_minor DESC, p.id",
+        // Byte order on both stores: SQLite's default, and "C" on Postgres,
+        // whose database collation may fold case and accents (found in
+        // review: the order changed with the backend and its locale).
+        (Sort::Name, _) if postgres => "p.name COLLATE \"C\", p.id",
         (Sort::Name, _) => "p.name, p.id",
     };
     params.push((f.limit as i64).into());
@@ -178,10 +185,14 @@ pub fn get_products_by_ids(db: &dyn Db, ids: &[ProductId], now: i64) -> Result<V
 
 /// All categories with their count of active products, by name.
 pub fn list_categories(db: &dyn Db) -> Result<Vec<Category>, DbError> {
+    // Byte order on both stores (see the listing's `sort=name`).
+    let name = if db.dialect() == storage::Dialect::Postgres { "c.name COLLATE \"C\"" } else { "c.name" };
     let rows = db.query(
-        "SELECT c.id, c.slug, c.name, c.description, \
-         (SELECT COUNT(*) FROM products p WHERE p.category_id = c.id AND p.active = 1) AS product_count \
-         FROM categories c ORDER BY c.name, c.id",
+        &format!(
+            "SELECT c.id, c.slug, c.name, c.description, \
+             (SELECT COUNT(*) FROM products p WHERE p.category_id = c.id AND p.active = 1) AS product_count \
+             FROM categories c ORDER BY {name}, c.id"
+        ),
         &[],
     )?;
     rows.iter()
@@ -328,8 +339,9 @@ mod tests {
             assert!((1000..=20000).contains(&p.price.amount_minor));
             assert!(p.in_stock && p.available > 0);
         }
-        let prices: Vec<i64> = page.products.iter().map(|p| p.price.amount_minor).collect();
-        assert!(prices.windows(2).all(|w| w[0] >= w[1]));
+        // By currency, then descending within each.
+        let keyed: Vec<(String, i64)> = page.products.iter().map(|p| (p.price.currency.code().to_string(), p.price.amount_minor)).collect();
+        assert!(keyed.windows(2).all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 >= w[1].1)), "{keyed:?}");
     }
 
     #[test]

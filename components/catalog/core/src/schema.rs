@@ -76,6 +76,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         name: "stock_index",
         sql: include_str!("../../../../migrations/postgres/catalog/0005_stock_index.sql"),
     },
+    Migration {
+        version: 6,
+        name: "search_splits_punctuation",
+        sql: include_str!("../../../../migrations/postgres/catalog/0006_search_splits_punctuation.sql"),
+    },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

@@ -74,6 +74,11 @@ pub const FOLD_FROM: &str = "àáâãäåāăąÀÁÂÃÄÅĀĂĄçćĉċčÇĆ�
 /// The base letter of each character of [`FOLD_FROM`].
 pub const FOLD_TO: &str = "aaaaaaaaaAAAAAAAAAcccccCCCCCdDeeeeeeeeeEEEEEEEEEggggGGGGhHiiiiiiiiIIIIIIIIIjJkKlllLLLnnnnNNNNooooooooOOOOOOOOrrrRRRssssSSSSttTTuuuuuuuuuuUUUUUUUUUUwWyyyYYYzzzZZZ";
 
+/// The ASCII punctuation marks at which the Postgres search document is
+/// split into words, as FTS5 and [`SearchText`] split at them (catalog
+/// migration 6 on Postgres turns each into a space with `translate`).
+pub const SPLIT_AT: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
 /// `word` with each letter of [`FOLD_FROM`] replaced by its base letter.
 pub fn fold_latin(word: &str) -> String {
     word.chars()
@@ -202,6 +207,20 @@ mod tests {
         let migration = include_str!("../../../../../migrations/postgres/catalog/0002_search_folds_diacritics.sql");
         let pair = format!("'{FOLD_FROM}',\n        '{FOLD_TO}')");
         assert_eq!(migration.matches(&pair).count(), 2, "both translate() calls use FOLD_FROM/FOLD_TO");
+        // And so does the version that also splits at punctuation.
+        let current = include_str!("../../../../../migrations/postgres/catalog/0006_search_splits_punctuation.sql");
+        assert_eq!(current.matches(&pair).count(), 2);
+    }
+
+    #[test]
+    fn the_postgres_document_splits_where_queries_split() {
+        assert_eq!(SPLIT_AT.chars().count(), 32);
+        assert!(SPLIT_AT.chars().all(|c| c.is_ascii_punctuation()) && (33u8..127).filter(|b| b.is_ascii_punctuation()).count() == 32);
+        let migration = include_str!("../../../../../migrations/postgres/catalog/0006_search_splits_punctuation.sql");
+        let pair = format!("'{}',\n        '{}')", SPLIT_AT.replace('\'', "''"), " ".repeat(32));
+        assert_eq!(migration.matches(&pair).count(), 2, "both columns split at SPLIT_AT");
+        let q = SearchText::parse("1.7 litre support@acme.com").unwrap();
+        assert_eq!(q.pg_tsquery().unwrap(), "'1':* & '7':* & 'litre':* & 'support':* & 'acme':* & 'com':*");
     }
 
     #[test]
