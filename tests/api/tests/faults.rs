@@ -869,7 +869,7 @@ fn a_cancellation_whose_restock_failed_is_finished_by_the_next_attempt() {
     assert_eq!(stock(&app, &product), (3, 0, 3), "the catalog could not take the units back");
     assert_eq!(count(&host, "orders", "SELECT COUNT(*) AS n FROM owed_restocks WHERE order_id = ?", &order), 1, "the restock is owed");
     assert_eq!(owed_on_metrics(&app, "restock").0, 1.0, "and /metrics shows it");
-    let restocked = |app: &TestApp| history(app, &user, &order).iter().filter(|h| h["reason"].as_str().is_some_and(|r| r.starts_with("restocked (cancel)"))).count();
+    let restocked = |app: &TestApp| history(app, &user, &order).iter().filter(|h| h["reason"].as_str().is_some_and(|r| r.starts_with("restocked (cancel:all)"))).count();
     assert_eq!(restocked(&app), 0);
 
     let r = cancel();

@@ -29,8 +29,8 @@
 //!   writer gets its own slot number) and `<bucket>:claimed` — slots handed
 //!   to sweeps (`increment` by one: two sweeps never process one entry);
 //!   both deleted once every slot is claimed, `count` first (a sweep whose
-//!   claim comes after that finds `count` gone, deletes the `claimed` its
-//!   claim made again, and moves on);
+//!   claim comes after that finds `count` gone, or 0 where another sweep's
+//!   read made it again, deletes what it made again, and moves on);
 //! * `<bucket>:<slot>` — the cart key; deleted once processed;
 //! * `runs` and `last-run-at` — completed sweep calls and the time of the
 //!   last one, for `GET /metrics` ([`note_run`]);
@@ -212,6 +212,12 @@ fn sweep_bucket<S: Kv>(store: &S, b: i64, now: i64, ttl: i64, limit: usize, repo
         return Ok(true);
     }
     let count = store.increment(&count_key, 0)?;
+    if count == 0 {
+        // Another sweep deleted it after the `exists` and this read made it
+        // again (a filed bucket's count is at least 1): nothing to claim.
+        store.delete(&count_key)?;
+        return Ok(true);
+    }
     loop {
         if report.checked >= limit {
             return Ok(false);
@@ -229,9 +235,11 @@ fn sweep_bucket<S: Kv>(store: &S, b: i64, now: i64, ttl: i64, limit: usize, repo
         // Another sweep may have claimed the last slot and deleted both
         // counters since this one looked (it deletes `count` first): then
         // this increment made a new `claimed`, and its slot may be an entry
-        // that sweep is still processing (found in review). `count` is never
-        // made again once the bucket is closed, so its absence now says so.
-        if !store.exists(&count_key)? {
+        // that sweep is still processing (found in review). No writer files
+        // into a closed bucket, so `count` is then gone, or 0 where a read
+        // like this one made it again: either way this sweep stops here.
+        if store.increment(&count_key, 0)? == 0 {
+            store.delete(&count_key)?;
             store.delete(&claimed_key)?;
             return Ok(true);
         }

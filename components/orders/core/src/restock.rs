@@ -43,9 +43,10 @@ pub fn restock(db: &dyn Db, order: &Order, operation: &str, what: &Restock, acto
     settle(db, order, operation, what, actor, inventory)
 }
 
-/// The operation of a cancellation's restock: `cancel` for every unit
+/// The operation of a cancellation's restock: `cancel:all` for every unit
 /// still sold, and `cancel:<16 hex digits of a SHA-256 of the lines, in
-/// product order>` for chosen lines. It follows from what is asked, so the
+/// product order>` for chosen lines (`cancel` alone, what every
+/// cancellation's restock was called before, is left to those made then). It follows from what is asked, so the
 /// same request again is the same operation (the catalog does it once),
 /// and a later restock of other lines is an operation of its own (found
 /// in review: every cancellation's restock was `cancel`, so a second one
@@ -54,7 +55,7 @@ pub fn restock(db: &dyn Db, order: &Order, operation: &str, what: &Restock, acto
 pub fn cancel_operation(what: &Restock) -> String {
     use sha2::{Digest, Sha256};
     match what {
-        Restock::Nothing | Restock::Everything => "cancel".into(),
+        Restock::Nothing | Restock::Everything => "cancel:all".into(),
         Restock::Lines(lines) => {
             let mut sorted = lines.clone();
             sorted.sort();
@@ -276,7 +277,7 @@ mod tests {
         let a = Restock::Lines(vec![("p1".into(), 1), ("p2".into(), 2)]);
         let same = Restock::Lines(vec![("p2".into(), 2), ("p1".into(), 1)]);
         let other = Restock::Lines(vec![("p1".into(), 1)]);
-        assert_eq!(cancel_operation(&Restock::Everything), "cancel");
+        assert_eq!(cancel_operation(&Restock::Everything), "cancel:all");
         assert_eq!(cancel_operation(&a), cancel_operation(&same), "the same lines in any order");
         assert_ne!(cancel_operation(&a), cancel_operation(&other));
         assert!(cancel_operation(&a).starts_with("cancel:") && cancel_operation(&a).len() == 23);

@@ -344,6 +344,22 @@ pub fn history(ctx: &Ctx, id: &str) -> HandlerResult {
 /// it is refunded in full through Stripe. Already cancelled → answered as is
 /// (idempotent), restocking once more only when asked explicitly (a restock
 /// that failed before).
+/// A cancellation repeated (its answer was lost, or it failed after
+/// cancelling): finish the release of an unpaid order's hold, or the
+/// restock of a paid one, it owes. One the catalog cannot make now stays
+/// owed for the orders sweep.
+fn finish_owed_stock(db: &dyn Db, order: &Order) -> Result<(), ApiError> {
+    match orders_core::owed_stock::settle(db, &order.id, &WitInventory) {
+        Ok(_) => {}
+        Err(SettleError::Unavailable(m)) => {
+            println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "stock_change_owed": m }))
+        }
+        Err(SettleError::Storage(e)) => return Err(e.into()),
+    }
+    restock::settle_owed(db, Some(&order.id), 10, &WitInventory)?;
+    Ok(())
+}
+
 fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: &Restock, explicit: bool) -> HandlerResult {
     match order.status {
         Status::Cancelled => {
@@ -358,23 +374,14 @@ fn cancel_order(db: &dyn Db, order: Order, actor: &str, reason: &str, put_back: 
             } else {
                 Ok(())
             };
-            if explicit && *put_back != Restock::Nothing {
-                restock_on_cancel(db, &order, put_back, actor, true)?;
+            let stock = if explicit && *put_back != Restock::Nothing {
+                restock_on_cancel(db, &order, put_back, actor, true)
             } else {
-                // The cancellation is repeated (its answer was lost, or it
-                // failed after cancelling): finish the release of an unpaid
-                // order's hold, or the restock of a paid one, it owes.
-                match orders_core::owed_stock::settle(db, &order.id, &WitInventory) {
-                    Ok(_) => {}
-                    // Still owed: the orders sweep makes it.
-                    Err(SettleError::Unavailable(m)) => {
-                        println!("{}", json!({ "level": "warn", "service": "orders", "order_id": order.id, "stock_change_owed": m }))
-                    }
-                    Err(SettleError::Storage(e)) => return Err(e.into()),
-                }
-                restock::settle_owed(db, Some(&order.id), 10, &WitInventory)?;
-            }
+                finish_owed_stock(db, &order)
+            };
+            // The refund's error first: money matters more than the shelf.
             refund?;
+            stock?;
             Ok(Reply::ok(&orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?))
         }
         Status::PendingPayment => {

@@ -100,25 +100,31 @@ pub fn set_marketing_consent(db: &dyn Db, id: &str, consent_at: Option<&str>, no
     Ok(!rows.is_empty())
 }
 
-/// Record a promotion and one `promotion.send` outbox event naming it and
-/// no customer, in the caller's transaction: the notifications service fans
-/// it out, a page of customers at a time, to those who consent by `now`
-/// from a confirmed address (found in review: anyone can register someone
-/// else's address and opt it in). Returns how many consent now. (It wrote
-/// one event per customer until found in review: a long list made this one
-/// long write, which held up registrations, resets and deletions.)
-pub fn record_promotion(db: &dyn Db, id: &str, subject: &str, html: &str, text: &str, admin_id: &str, now: &str) -> Result<i64, DbError> {
+/// How many customers consent to promotions now, from a confirmed address
+/// (found in review: anyone can register someone else's address and opt
+/// it in). Read outside any write transaction: it reads every account.
+pub fn consenting_count(db: &dyn Db) -> Result<i64, DbError> {
     let counted = db.query(
         "SELECT COUNT(*) AS n FROM users WHERE marketing_consent_at IS NOT NULL AND email_verified_at IS NOT NULL AND deleted_at IS NULL",
         &[],
     )?;
-    let recipients = counted.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
+    Ok(counted.first().map(|r| r.int("n")).transpose()?.unwrap_or(0))
+}
+
+/// Record a promotion (to `recipients` customers, [`consenting_count`]) and
+/// one `promotion.send` outbox event naming it and no customer, in the
+/// caller's transaction: the notifications service fans it out, a page of
+/// customers at a time, to those who consent by `now` from a confirmed
+/// address. (It wrote one event per customer until found in review: a long
+/// list made this one long write, which held up registrations, resets and
+/// deletions.)
+#[allow(clippy::too_many_arguments)]
+pub fn record_promotion(db: &dyn Db, id: &str, subject: &str, html: &str, text: &str, admin_id: &str, now: &str, recipients: i64) -> Result<(), DbError> {
     db.execute(
         "INSERT INTO promotions (id, subject, html, text, recipients, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         &[id.into(), subject.into(), html.into(), text.into(), recipients.into(), admin_id.into(), now.into()],
     )?;
-    record_event(db, "promotion.send", id, &serde_json::json!({ "promotion_id": id }))?;
-    Ok(recipients)
+    record_event(db, "promotion.send", id, &serde_json::json!({ "promotion_id": id }))
 }
 
 /// Insert a new account. A duplicate email is `DbError::Constraint`.

@@ -105,6 +105,20 @@ fn admin_cannot_be_deleted() -> ApiError {
     ApiError::new(409, "admin_cannot_be_deleted", "an admin account cannot be deleted; another admin must make it a customer first")
 }
 
+/// Whether the account a deletion checked is still as it was: `Ok(false)`
+/// once deleted (by a second request: the deletion is done, 204), an error
+/// if its password changed or it became an admin since.
+fn still_as_checked(now: Option<&repository::UserRecord>, checked: &repository::UserRecord) -> Result<bool, ApiError> {
+    let Some(now) = now else { return Ok(false) };
+    if now.password_hash != checked.password_hash {
+        return Err(ApiError::new(422, "password_incorrect", "the password was changed meanwhile; it is not this one any more"));
+    }
+    if now.role == Role::Admin {
+        return Err(admin_cannot_be_deleted());
+    }
+    Ok(true)
+}
+
 /// `DELETE /api/users/me {password}`: erase the caller's account.
 pub fn delete(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.caller()?;
@@ -126,6 +140,12 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
         return Err(ApiError::new(422, "password_incorrect", "the password is incorrect"));
     }
     attempt.succeeded(&db).map_err(db_error)?;
+    // Read again after the slow check, just before the first step that
+    // cannot be undone (found in review: the refusal under lock at the end
+    // came after the orders and messages were already cleared).
+    if !still_as_checked(repository::find_by_id(&db, &user.id).map_err(db_error)?.as_ref(), &user)? {
+        return Ok(Reply::no_content());
+    }
 
     // Orders first: it refuses while an order still needs the customer, and
     // then nothing has changed anywhere.
@@ -149,18 +169,19 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
     let emails_erased = message_log::erase_user(&user.id, &user.email, false).map_err(|e| unavailable("the message log", e.message))?;
     empty_the_cart(&user.id)?;
     let now = clock::now_rfc3339();
-    transaction(&db, |tx| -> Result<bool, ApiError> {
+    let erased = transaction(&db, |tx| -> Result<bool, ApiError> {
         // The account as it is now, locked: the steps above take a while,
         // and what was read before them may have changed (found in review:
         // an admin promoted meanwhile was erased as a customer, a role
         // decided meanwhile was not kept, and a password reset meanwhile
-        // did not stop a deletion the old password had authorised).
-        let Some(current) = repository::lock_if_password_unchanged(tx, &user.id, &user.password_hash).map_err(db_error)? else {
-            return Err(ApiError::new(422, "password_incorrect", "the password was changed meanwhile; it is not this one any more"));
-        };
-        if current.role == Role::Admin {
-            return Err(admin_cannot_be_deleted());
+        // did not stop a deletion the old password had authorised). Refused
+        // here, the account keeps its login with its orders' addresses and
+        // queued messages already cleared (the window is the steps above).
+        let current = repository::lock_live(tx, &user.id).map_err(db_error)?;
+        if !still_as_checked(current.as_ref(), &user)? {
+            return Ok(false);
         }
+        let Some(current) = current else { return Ok(false) };
         // A listed address whose role was decided keeps that decision (found
         // in review: a demoted admin deleted the account, registered again and
         // was made admin anew).
@@ -169,6 +190,10 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
         }
         repository::erase_account(tx, &current, &now).map_err(db_error)
     })?;
+    if !erased {
+        // Another request (a second click) deleted it meanwhile, and finishes it.
+        return Ok(Reply::no_content());
+    }
     // The account is gone: the request cannot be retried, so the last pass
     // is tried again before it is given up (and logged for an operator).
     let late = match message_log::erase_user(&user.id, &user.email, true).or_else(|_| message_log::erase_user(&user.id, &user.email, true)) {

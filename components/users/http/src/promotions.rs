@@ -96,7 +96,8 @@ pub fn send(ctx: &Ctx) -> HandlerResult {
     let id = http_kit::ids::uuid_v4()?;
     let now = clock::now_rfc3339();
     let db = open()?;
-    let recipients = transaction(&db, |tx| repository::record_promotion(tx, &id, &subject, &html, &text, &admin.user_id, &now)).map_err(db_error)?;
+    let recipients = repository::consenting_count(&db).map_err(db_error)?;
+    transaction(&db, |tx| repository::record_promotion(tx, &id, &subject, &html, &text, &admin.user_id, &now, recipients)).map_err(db_error)?;
     http_kit::nudge::notifications();
     Ok(Reply::json(202, &json!({ "id": id, "recipients": recipients, "created_at": now })))
 }

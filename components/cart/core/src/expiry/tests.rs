@@ -292,6 +292,40 @@ fn an_entry_another_sweep_holds_is_not_processed_twice() {
     assert!(left.iter().all(|k| !k.ends_with(":claimed") && !k.ends_with(":count")), "{left:?}");
 }
 
+/// Another sweep that finishes a bucket, deleting its counters, between
+/// this sweep's `exists` and its read of the count (which makes it again,
+/// at 0).
+#[derive(Default)]
+struct FinishedBetweenLookAndRead {
+    done: std::cell::Cell<bool>,
+}
+
+impl Hooks<SpinSqlite> for FinishedBetweenLookAndRead {
+    fn increment(&self, inner: &SpinSqlite, key: &str, delta: i64) -> Result<i64, StoreError> {
+        if key.ends_with(":count") && delta == 0 && !self.done.replace(true) {
+            let count = inner.increment(key, 0)?;
+            let claimed = key.replace(":count", ":claimed");
+            while inner.increment(&claimed, 1)? <= count {}
+            inner.delete(key)?;
+            inner.delete(&claimed)?;
+        }
+        inner.increment(key, delta)
+    }
+}
+
+/// Found in review: the read made the count again at 0, and a third
+/// sweep, seeing it there, could take the other sweep's entries for its own.
+#[test]
+fn a_count_made_again_by_a_read_is_not_taken_for_the_bucket() {
+    let store = Hooked { inner: SpinSqlite::default(), hooks: FinishedBetweenLookAndRead::default() };
+    create_guest_cart(&store, &guest_key(1), T0);
+    let report = sweep(&store, T0 + TTL + 30, TTL, 100).unwrap();
+    assert_eq!(report.checked, 0, "{report:?}");
+    let left = index_entries(&store.inner);
+    assert_eq!(left.len(), 1, "the other sweep's entry only: {left:?}");
+    assert!(left.iter().all(|k| !k.ends_with(":claimed") && !k.ends_with(":count")), "{left:?}");
+}
+
 /// A call processes at most [`PER_CALL`] entries whatever its limit (each
 /// removal holds a Redis connection until the request ends, in Spin).
 #[test]
