@@ -137,6 +137,29 @@ fn images_keep_their_order_and_can_be_moved_relabelled_and_removed() {
     assert_eq!(order(&r.json()), ["B, front", "C again", "A"]);
 }
 
+/// Objects no product shows, for an operator to remove: listed only once
+/// their upload URL has expired (unit-tested in `catalog_core::images`),
+/// and forgotten only then, only if still unattached; the answer names
+/// exactly the keys that may be deleted from the bucket. Admins only.
+#[test]
+fn unused_objects_are_listed_and_forgotten_only_when_nothing_can_use_them() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let id = app.new_product(&admin, "Lens Cap", 1)["id"].as_str().unwrap().to_string();
+    let fresh = upload(app, &admin, &id, "image/png", b"png-fresh");
+    let listed = app.send_as(&admin.access_token, "GET", "/api/catalog/images/unused?limit=100", None);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert!(listed.json()["objects"].as_array().unwrap().iter().all(|o| o["key"] != fresh["key"]), "its upload URL still works: {}", listed.body);
+    let forget = |keys: Value| app.send_as(&admin.access_token, "POST", "/api/catalog/images/unused/forget", Some(&json!({ "keys": keys })));
+    let r = forget(json!([fresh["key"], "products/not/issued.png"]));
+    assert_eq!((r.status, r.json()["forgotten"].clone()), (200, json!([])), "{}", r.body);
+    assert_eq!(attach(app, &admin, &id, json!({ "key": fresh["key"] })).status, 200, "still attachable");
+    forget(json!([])).assert_error(422, "validation_failed");
+    let customer = app.register_customer();
+    app.send_as(&customer.access_token, "GET", "/api/catalog/images/unused", None).assert_error(403, "forbidden");
+    app.send_as(&customer.access_token, "POST", "/api/catalog/images/unused/forget", Some(&json!({ "keys": [fresh["key"]] }))).assert_error(403, "forbidden");
+}
+
 #[test]
 fn uploads_are_limited_to_images_of_bounded_size_for_admins_only() {
     let app = TestApp::get();

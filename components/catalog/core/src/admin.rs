@@ -394,8 +394,9 @@ pub fn delete_product(db: &dyn Db, id: &ProductId, now: i64) -> Result<Deletion,
             let p = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
             Ok(Deletion::Deactivated(p))
         } else {
+            // Its uploads stay recorded: their objects are unused now
+            // (`images::unused`), for an operator to remove.
             tx.execute("DELETE FROM products WHERE id = ?", &[id.as_str().into()])?;
-            crate::images::forget_uploads(tx, id)?;
             Ok(Deletion::Deleted)
         }
     })

@@ -5,7 +5,9 @@
 use crate::manage::product_id;
 use crate::{errors, open};
 use catalog_core::images::{self, AttachRequest, ImageChange, StorageSettings, UploadRequest};
-use http_kit::{ApiError, Ctx, HandlerResult, Reply};
+use http_kit::{db_error, ApiError, Ctx, HandlerResult, Pagination, Reply};
+use serde::Deserialize;
+use serde_json::json;
 
 /// The object storage settings, or 503 `image_storage_not_configured`.
 fn storage() -> Result<StorageSettings, ApiError> {
@@ -64,4 +66,39 @@ pub fn remove(ctx: &Ctx, raw_id: &str, image_id: &str) -> HandlerResult {
     let db = open()?;
     let product = images::remove(&db, &id, image_id, clock::unix_now()).map_err(errors::admin)?;
     Ok(Reply::ok(&product.for_admin()))
+}
+
+/// `GET /api/catalog/images/unused` (admins): objects the shop issued an
+/// upload for that no product shows and that nothing writes any more, for
+/// an operator to remove from the bucket (see [`forget`]), oldest first.
+pub fn unused(ctx: &Ctx) -> HandlerResult {
+    ctx.admin()?;
+    let page = Pagination::from_query(&ctx.query)?;
+    let db = open()?;
+    let (objects, total) = images::unused(&db, clock::unix_now(), page.limit, page.offset()).map_err(db_error)?;
+    Ok(Reply::ok(&json!({ "objects": objects, "page": page.page, "limit": page.limit, "total": total })).with_header("cache-control", "no-store"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForgetBody {
+    keys: Vec<String>,
+}
+
+/// The most keys one `forget` takes.
+const MAX_FORGET: usize = 100;
+
+/// `POST /api/catalog/images/unused/forget {"keys": [...]}` (admins): the
+/// shop forgets these unused objects, so none can be attached again, and
+/// answers the keys it forgot: exactly those may now be deleted from the
+/// bucket (a key attached meanwhile, or not unused, is left out).
+pub fn forget(ctx: &Ctx) -> HandlerResult {
+    ctx.admin()?;
+    let body: ForgetBody = ctx.json()?;
+    if body.keys.is_empty() || body.keys.len() > MAX_FORGET {
+        return Err(ApiError::validation([("keys".to_string(), json!(format!("must list 1 to {MAX_FORGET} keys")))].into_iter().collect()));
+    }
+    let db = open()?;
+    let forgotten = images::forget_unused(&db, &body.keys, clock::unix_now()).map_err(db_error)?;
+    Ok(Reply::ok(&json!({ "forgotten": forgotten })))
 }

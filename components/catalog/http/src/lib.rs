@@ -6,6 +6,7 @@
 //! - admins: `POST /api/products`, `PUT|DELETE /api/products/{id}`,
 //!   `PUT /api/products/{id}/inventory`, `POST /api/products/{id}/images/uploads`,
 //!   `POST /api/products/{id}/images`, `PUT|DELETE /api/products/{id}/images/{image_id}`,
+//!   `GET /api/catalog/images/unused`, `POST /api/catalog/images/unused/forget`,
 //!   `POST /api/categories`,
 //!   `PUT|DELETE /api/categories/{id}`, and stock holds under
 //!   `/api/inventory/reservations`
@@ -77,6 +78,10 @@ fn route(ctx: &Ctx) -> HandlerResult {
         (_, ["api", "inventory", "reservations", _]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
         (_, ["api", "inventory", ..]) => Err(ApiError::no_route(&ctx.path)),
         (_, ["api", "catalog", "health"]) => health(ctx),
+        ("GET", ["api", "catalog", "images", "unused"]) => images::unused(ctx),
+        (_, ["api", "catalog", "images", "unused"]) => Err(ApiError::method_not_allowed(&["GET", "HEAD"])),
+        ("POST", ["api", "catalog", "images", "unused", "forget"]) => images::forget(ctx),
+        (_, ["api", "catalog", "images", "unused", "forget"]) => Err(ApiError::method_not_allowed(&["POST"])),
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }

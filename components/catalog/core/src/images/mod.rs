@@ -366,8 +366,8 @@ pub fn change(db: &dyn Db, product: &ProductId, image_id: &str, change: &ImageCh
     })
 }
 
-/// Take an image off its product. The object stays in the bucket (a
-/// lifecycle rule there, or an operator, removes it).
+/// Take an image off its product. The object stays in the bucket, listed
+/// among the unused ones ([`unused`]) for an operator to remove.
 pub fn remove(db: &dyn Db, product: &ProductId, image_id: &str, now: i64) -> Result<crate::domain::Product, AdminError> {
     transaction(db, |tx| {
         let mut images = stored_images(tx, product)?;
@@ -377,9 +377,83 @@ pub fn remove(db: &dyn Db, product: &ProductId, image_id: &str, now: i64) -> Res
     })
 }
 
-/// Forget the uploads of a product that is deleted for good.
-pub fn forget_uploads(db: &dyn Db, product: &ProductId) -> Result<(), DbError> {
-    db.execute("DELETE FROM image_uploads WHERE product_id = ?", &[product.as_str().into()]).map(|_| ())
+/// An object the shop issued an upload for that no product shows: never
+/// attached, taken off its product, or of a product deleted for good, and
+/// whose upload URL has expired, so nothing writes it any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnusedObject {
+    pub key: String,
+    pub product_id: String,
+    pub content_type: String,
+    pub content_length: i64,
+    /// When its upload URL was issued (RFC 3339).
+    pub issued_at: String,
+}
+
+/// Not shown by its product (gone, or its `images` list does not name the
+/// key; keys hold no `LIKE` wildcard: `products/<uuid>/<uuid>.<ext>`), and
+/// its upload URL expired before `?`.
+const UNUSED: &str = "FROM image_uploads u LEFT JOIN products p ON p.id = u.product_id \
+     WHERE u.expires_at < ? AND (p.id IS NULL OR p.images NOT LIKE '%\"key\":\"' || u.object_key || '\"%')";
+
+/// The unused objects ([`UnusedObject`]), oldest first, a page at a time,
+/// with how many there are.
+pub fn unused(db: &dyn Db, now: i64, limit: u32, offset: i64) -> Result<(Vec<UnusedObject>, i64), DbError> {
+    let rows = db.query(
+        &format!(
+            "SELECT u.object_key, u.product_id, u.content_type, u.content_length, u.created_at, COUNT(*) OVER () AS total {UNUSED} \
+             ORDER BY u.created_at, u.object_key LIMIT ? OFFSET ?"
+        ),
+        &[now.into(), i64::from(limit).into(), offset.into()],
+    )?;
+    let total = match rows.first() {
+        Some(r) => r.int("total")?,
+        None => db.query(&format!("SELECT COUNT(*) AS n {UNUSED}"), &[now.into()])?.first().map(|r| r.int("n")).transpose()?.unwrap_or(0),
+    };
+    let objects = rows
+        .iter()
+        .map(|r| {
+            Ok(UnusedObject {
+                key: r.text("object_key")?,
+                product_id: r.text("product_id")?,
+                content_type: r.text("content_type")?,
+                content_length: r.int("content_length")?,
+                issued_at: r.text("created_at")?,
+            })
+        })
+        .collect::<Result<_, DbError>>()?;
+    Ok((objects, total))
+}
+
+/// Forget these unused objects, so they can never be attached again, and
+/// return the keys forgotten: those, and only those, may be deleted from
+/// the bucket. A key that is attached (also one attached after it was
+/// listed), whose upload URL is still valid, or that the shop never issued
+/// or already forgot is left out. Each key is checked under its product's
+/// lock, which attaching takes too.
+pub fn forget_unused(db: &dyn Db, keys: &[String], now: i64) -> Result<Vec<String>, DbError> {
+    transaction(db, |tx| {
+        let mut forgotten = Vec::new();
+        for key in keys {
+            let rows = tx.query("SELECT product_id, expires_at FROM image_uploads WHERE object_key = ?", &[key.as_str().into()])?;
+            let Some(row) = rows.first() else { continue };
+            if row.int("expires_at")? >= now {
+                continue;
+            }
+            let product = ProductId::parse(&row.text("product_id")?).map_err(|e| DbError::Other(e.to_string()))?;
+            let attached = match stored_images(tx, &product) {
+                Ok(images) => images.iter().any(|i| i.key == *key),
+                Err(AdminError::NotFound(_)) => false,
+                Err(AdminError::Storage(e)) => return Err(e),
+                Err(e) => return Err(DbError::Other(format!("{e:?}"))),
+            };
+            if !attached {
+                tx.execute("DELETE FROM image_uploads WHERE object_key = ?", &[key.as_str().into()])?;
+                forgotten.push(key.clone());
+            }
+        }
+        Ok(forgotten)
+    })
 }
 
 #[cfg(test)]
@@ -412,6 +486,42 @@ mod tests {
         let problems = StorageSettings::load(&vars(&bad)).unwrap_err();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(StorageSettings::load(&vars(&[("image_upload_url_ttl_secs", "5")])).is_err());
+    }
+
+    /// A catalog with the demo products, and the storage settings of [`FULL`].
+    fn catalog() -> (storage::native::MemDb, StorageSettings) {
+        let db = storage::native::MemDb::new();
+        storage::migrations::migrate(&db, crate::schema::MIGRATIONS).unwrap();
+        storage::migrations::apply_data_once(&db, "demo_catalog", crate::schema::DEMO_CATALOG).unwrap();
+        (db, StorageSettings::load(&vars(FULL)).unwrap().unwrap())
+    }
+
+    #[test]
+    fn objects_no_product_shows_are_listed_once_their_url_expired_and_forgotten_only_then() {
+        let (db, settings) = catalog();
+        let product = ProductId::parse("a0000000-0000-4000-8000-000000000006").unwrap();
+        let upload = |id: &str, at: i64| issue_upload(&db, &settings, &product, id, &UploadRequest { content_type: "image/png".into(), content_length: 10 }, at).unwrap();
+        let t0 = 1_800_000_000;
+        let (kept, dropped, never) = (upload("11111111-1111-4111-8111-111111111111", t0), upload("22222222-2222-4222-8222-222222222222", t0), upload("33333333-3333-4333-8333-333333333333", t0));
+        let attach_key = |u: &Upload| attach(&db, &settings, &product, &AttachRequest { key: u.key.clone(), alt: String::new(), position: None }, t0).unwrap();
+        attach_key(&kept);
+        let removed = attach_key(&dropped);
+        remove(&db, &product, &removed.images.iter().find(|i| i.key == dropped.key).unwrap().id, t0).unwrap();
+        let later = t0 + i64::from(settings.url_ttl_secs) + 1;
+        let listed = |now: i64| unused(&db, now, 100, 0).unwrap();
+        assert_eq!(listed(t0).1, 0, "nothing while the upload URLs still work");
+        let (objects, total) = listed(later);
+        let mut keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+        keys.sort();
+        assert_eq!((keys, total), (vec![dropped.key.as_str(), never.key.as_str()], 2), "taken off, and never attached");
+        // Attached again after it was listed: not forgotten.
+        attach_key(&dropped);
+        let asked = vec![kept.key.clone(), dropped.key.clone(), never.key.clone(), "products/x/y.png".to_string()];
+        assert_eq!(forget_unused(&db, &asked, t0).unwrap(), Vec::<String>::new(), "nothing before the URLs expire");
+        assert_eq!(forget_unused(&db, &asked, later).unwrap(), vec![never.key.clone()]);
+        assert_eq!(listed(later).1, 0);
+        let refused = attach(&db, &settings, &product, &AttachRequest { key: never.key.clone(), alt: String::new(), position: None }, later);
+        assert!(matches!(refused, Err(AdminError::Invalid(_))), "a forgotten key is never attached again");
     }
 
     #[test]
