@@ -140,6 +140,24 @@ fn repeated_failures_for_one_email_are_rate_limited() {
     app.register_customer();
 }
 
+/// Found in review: five wrong guesses from anyone locked the owner out
+/// everywhere. The guessing client is stopped; the owner at another
+/// address signs in.
+#[test]
+fn a_guesser_elsewhere_does_not_lock_the_owner_out() {
+    let app = TestApp::get();
+    let email = unique_email("targeted");
+    app.register(body(&email, STRONG_PASSWORD));
+    let octet = 2 + (std::process::id() % 250) as u8;
+    let guesser = std::net::Ipv4Addr::new(127, 0, 4, octet);
+    let guess = json!({ "email": email, "password": "a wrong guess" }).to_string();
+    let statuses: Vec<u16> = (0..6).map(|_| post_from_with(guesser, app.base_url(), "/api/auth/login", &guess, &[]).0).collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429], "the guessing client is stopped");
+    let right = json!({ "email": email, "password": STRONG_PASSWORD }).to_string();
+    assert_eq!(post_from_with(guesser, app.base_url(), "/api/auth/login", &right, &[]).0, 429, "from there, even with the password");
+    assert_eq!(app.login(&email, STRONG_PASSWORD).status, 200, "the owner elsewhere signs in");
+}
+
 #[test]
 fn repeated_failures_from_one_client_are_rate_limited() {
     let app = TestApp::get();

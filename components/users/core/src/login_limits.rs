@@ -1,7 +1,11 @@
-//! Brute-force protection for password checks (login, password change):
-//! failed attempts are counted per email address and per client address in
-//! a fixed window. Past the limit, the check answers 429 with `Retry-After`
-//! — even with the right password — until the window ends.
+//! Brute-force protection for password checks (login, password change,
+//! account deletion): failed attempts are counted per email address from
+//! one client address, per email address from anywhere (a higher limit),
+//! and per client address, in a fixed window. Past a limit, the check
+//! answers 429 with `Retry-After` — even with the right password — until
+//! the window ends. The owner signing in from another address is held up
+//! only by the email's limit from anywhere (found in review: five wrong
+//! guesses from anyone locked the owner out everywhere).
 //!
 //! The count is **reserved before the password is checked**: each attempt
 //! first takes a slot on both keys in one statement each
@@ -24,6 +28,9 @@ use storage::{Db, DbError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
     pub window_secs: i64,
+    /// Failures per email from one client address.
+    pub per_email_and_client: i64,
+    /// Failures per email from any client address.
     pub per_email: i64,
     pub per_client: i64,
     /// Password checks, right or wrong, per client address per hour.
@@ -32,7 +39,7 @@ pub struct LoginLimits {
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self { window_secs: 15 * 60, per_email: 5, per_client: 30, checks_per_client_hourly: 1000 }
+        Self { window_secs: 15 * 60, per_email_and_client: 5, per_email: 50, per_client: 30, checks_per_client_hourly: 1000 }
     }
 }
 
@@ -48,6 +55,7 @@ impl LoginLimits {
         };
         Self {
             window_secs: num("login_failure_window_secs", d.window_secs),
+            per_email_and_client: num("login_max_failures_per_email_and_client", d.per_email_and_client),
             per_email: num("login_max_failures_per_email", d.per_email),
             per_client: num("login_max_failures_per_client", d.per_client),
             checks_per_client_hourly: num("password_checks_per_client", d.checks_per_client_hourly),
@@ -63,7 +71,14 @@ const HOUR: i64 = 3600;
 #[must_use = "settle the attempt with `succeeded` or `failed`"]
 pub struct Attempt {
     email_key: String,
+    pair_key: String,
     client_key: String,
+}
+
+/// The counter of failures for `email` from `client_ip` (starting with the
+/// email's own key and `|`, so an erasure finds it: [`repository::clear_email_counters`]).
+fn pair_key(email: &str, client_ip: &str) -> String {
+    format!("email:{email}|client:{client_ip}")
 }
 
 /// Reserve one attempt for this email from this client. `Ok(Err(seconds))`
@@ -78,13 +93,20 @@ pub fn reserve(db: &dyn Db, limits: &LoginLimits, email: &str, client_ip: &str, 
         repository::give_back_slot(db, Counter::Requests, &checks_key)?;
         return Ok(Err(wait));
     }
-    if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &email_key, now, limits.window_secs, limits.per_email)? {
+    let pair_key = pair_key(email, client_ip);
+    if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &pair_key, now, limits.window_secs, limits.per_email_and_client)? {
         // This attempt never ran: it must not count against the client.
         repository::give_back_slot(db, Counter::LoginFailures, &client_key)?;
         repository::give_back_slot(db, Counter::Requests, &checks_key)?;
         return Ok(Err(wait));
     }
-    Ok(Ok(Attempt { email_key, client_key }))
+    if let Some(wait) = repository::take_slot(db, Counter::LoginFailures, &email_key, now, limits.window_secs, limits.per_email)? {
+        repository::give_back_slot(db, Counter::LoginFailures, &pair_key)?;
+        repository::give_back_slot(db, Counter::LoginFailures, &client_key)?;
+        repository::give_back_slot(db, Counter::Requests, &checks_key)?;
+        return Ok(Err(wait));
+    }
+    Ok(Ok(Attempt { email_key, pair_key, client_key }))
 }
 
 impl Attempt {
@@ -92,6 +114,7 @@ impl Attempt {
     /// email's failures are forgotten.
     pub fn succeeded(self, db: &dyn Db) -> Result<(), DbError> {
         repository::give_back_slot(db, Counter::LoginFailures, &self.client_key)?;
+        repository::clear(db, Counter::LoginFailures, &self.pair_key)?;
         repository::clear(db, Counter::LoginFailures, &self.email_key)
     }
 
@@ -227,6 +250,28 @@ mod tests {
         }
         assert!(reserve(&db, &limits, "fresh@b.co", "9.9.9.9", 1001).unwrap().is_err());
         assert!(reserve(&db, &limits, "fresh@b.co", "8.8.8.8", 1001).unwrap().is_ok());
+    }
+
+    /// Found in review: five wrong guesses from anyone locked the owner out
+    /// everywhere. One client is stopped at five for an email; the email
+    /// from anywhere only at its higher limit.
+    #[test]
+    fn guesses_from_one_client_do_not_lock_the_owner_out_elsewhere() {
+        let db = db();
+        let limits = LoginLimits { window_secs: 100, per_email_and_client: 2, per_email: 4, per_client: 50, ..LoginLimits::default() };
+        for _ in 0..2 {
+            reserve(&db, &limits, "a@b.co", "6.6.6.6", 1000).unwrap().unwrap().failed();
+        }
+        assert!(reserve(&db, &limits, "a@b.co", "6.6.6.6", 1001).unwrap().is_err(), "that client is stopped");
+        reserve(&db, &limits, "a@b.co", "1.2.3.4", 1001).unwrap().expect("the owner elsewhere is not").succeeded(&db).unwrap();
+        // Spread over clients, the email's own limit stops them all.
+        for ip in ["7.7.7.1", "7.7.7.2", "7.7.7.3", "7.7.7.4"] {
+            reserve(&db, &limits, "a@b.co", ip, 1002).unwrap().unwrap().failed();
+        }
+        assert!(reserve(&db, &limits, "a@b.co", "1.2.3.4", 1003).unwrap().is_err());
+        repository::clear_email_counters(&db, "a@b.co").unwrap();
+        let left = db.query("SELECT key FROM login_failures WHERE key LIKE 'email:%'", &[]).unwrap();
+        assert!(left.is_empty(), "an erasure leaves no count naming the email");
     }
 
     #[test]

@@ -408,9 +408,7 @@ pub fn erase_account(db: &dyn Db, user: &UserRecord, now: &str) -> Result<bool, 
     }
     db.execute("DELETE FROM addresses WHERE user_id = ?", &[user.id.as_str().into()])?;
     db.execute("DELETE FROM account_tokens WHERE user_id = ?", &[user.id.as_str().into()])?;
-    for key in [format!("email:{}", user.email)] {
-        clear(db, Counter::LoginFailures, &key)?;
-    }
+    clear_email_counters(db, &user.email)?;
     for key in [format!("reset:email:{}", user.email), format!("verify:{}", user.id)] {
         clear(db, Counter::Requests, &key)?;
     }
@@ -495,6 +493,16 @@ pub fn give_back_slot(db: &dyn Db, counter: Counter, key: &str) -> Result<(), Db
 pub fn clear(db: &dyn Db, counter: Counter, key: &str) -> Result<(), DbError> {
     let (t, _) = counter.table();
     db.execute(&format!("DELETE FROM {t} WHERE key = ?"), &[key.into()])
+}
+
+/// Forget every failed-sign-in count of an email: its own, and those per
+/// client address (`email:<email>|client:<ip>`).
+pub fn clear_email_counters(db: &dyn Db, email: &str) -> Result<(), DbError> {
+    let (own, per_client) = (format!("email:{email}"), format!("email:{email}|"));
+    db.execute(
+        "DELETE FROM login_failures WHERE key = ? OR substr(key, 1, length(?)) = ?",
+        &[own.as_str().into(), per_client.as_str().into(), per_client.as_str().into()],
+    )
 }
 
 // ---------------------------------------------------------------- email proof and bootstrap

@@ -8,6 +8,7 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     let mut p = Problems::default();
     p.whole_number(get, "login_failure_window_secs", 1..=30 * 86_400, "seconds");
     p.whole_number(get, "login_max_failures_per_email", 1..=1_000_000_000, "attempts");
+    p.whole_number(get, "login_max_failures_per_email_and_client", 1..=1_000_000_000, "attempts");
     p.whole_number(get, "login_max_failures_per_client", 1..=1_000_000_000, "attempts");
     p.whole_number(get, "trusted_proxy_hops", 0..=16, "proxies");
     p.whole_number(get, "password_reset_ttl_secs", 1..=86_400, "seconds");

@@ -21,7 +21,7 @@ fn main() {
     let (_host, app) = match std::env::var("SHOP_BASE_URL") {
         Ok(url) if !url.is_empty() => (None, TestApp::connect(url, keys)),
         _ => {
-            let lifted = [("login_max_failures_per_email", "1000000"), ("login_max_failures_per_client", "1000000"), ("password_checks_per_client", "1000000")];
+            let lifted = [("login_max_failures_per_email", "1000000"), ("login_max_failures_per_email_and_client", "1000000"), ("login_max_failures_per_client", "1000000"), ("password_checks_per_client", "1000000")];
             let host = launch_host(&keys, &lifted);
             let url = host.base_url();
             (Some(host), TestApp::connect(url, keys))
