@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "stock_index",
         sql: include_str!("../../../../migrations/catalog/0006_stock_index.sql"),
     },
+    Migration {
+        version: 7,
+        name: "forgotten_uploads",
+        sql: include_str!("../../../../migrations/catalog/0007_forgotten_uploads.sql"),
+    },
 ];
 
 /// The demo catalog (see the README): idempotent inserts keyed on fixed ids.
@@ -80,6 +85,11 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "search_splits_punctuation",
         sql: include_str!("../../../../migrations/postgres/catalog/0006_search_splits_punctuation.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "forgotten_uploads",
+        sql: include_str!("../../../../migrations/postgres/catalog/0007_forgotten_uploads.sql"),
     },
 ];
 

@@ -75,10 +75,14 @@ pub struct Attempt {
     client_key: String,
 }
 
-/// The counter of failures for `email` from `client_ip` (starting with the
-/// email's own key and `|`, so an erasure finds it: [`repository::clear_email_counters`]).
-fn pair_key(email: &str, client_ip: &str) -> String {
-    format!("email:{email}|client:{client_ip}")
+/// The counter of failures for `email` from `client_ip`: in a namespace of
+/// its own, the client's address last, so no text sent as an email (one
+/// that does not parse is counted as typed) can name another address's
+/// counter (found in review: `victim@x|client:<ip>` was that client's key
+/// for the victim). An erasure finds it by its prefix
+/// ([`repository::clear_email_counters`]).
+pub(crate) fn pair_key(email: &str, client_ip: &str) -> String {
+    format!("pair:{email}|{client_ip}")
 }
 
 /// Reserve one attempt for this email from this client. `Ok(Err(seconds))`
@@ -269,8 +273,11 @@ mod tests {
             reserve(&db, &limits, "a@b.co", ip, 1002).unwrap().unwrap().failed();
         }
         assert!(reserve(&db, &limits, "a@b.co", "1.2.3.4", 1003).unwrap().is_err());
-        repository::clear_email_counters(&db, "a@b.co").unwrap();
-        let left = db.query("SELECT key FROM login_failures WHERE key LIKE 'email:%'", &[]).unwrap();
+        // Text sent as an email names no other client's count for it.
+        reserve(&db, &limits, "b@b.co|6.6.6.6", "9.9.9.9", 1004).unwrap().unwrap().failed();
+        assert_ne!(pair_key("b@b.co|6.6.6.6", "9.9.9.9"), pair_key("b@b.co", "6.6.6.6"));
+        repository::clear_email_counters(&db, "a@b.co", 1005).unwrap();
+        let left = db.query("SELECT key FROM login_failures WHERE key LIKE '%a@b.co%'", &[]).unwrap();
         assert!(left.is_empty(), "an erasure leaves no count naming the email");
     }
 

@@ -408,7 +408,7 @@ pub fn erase_account(db: &dyn Db, user: &UserRecord, now: &str) -> Result<bool, 
     }
     db.execute("DELETE FROM addresses WHERE user_id = ?", &[user.id.as_str().into()])?;
     db.execute("DELETE FROM account_tokens WHERE user_id = ?", &[user.id.as_str().into()])?;
-    clear_email_counters(db, &user.email)?;
+    clear_email_counters(db, &user.email, clock::unix_now())?;
     for key in [format!("reset:email:{}", user.email), format!("verify:{}", user.id)] {
         clear(db, Counter::Requests, &key)?;
     }
@@ -496,12 +496,13 @@ pub fn clear(db: &dyn Db, counter: Counter, key: &str) -> Result<(), DbError> {
 }
 
 /// Forget every failed-sign-in count of an email: its own, and those per
-/// client address (`email:<email>|client:<ip>`).
-pub fn clear_email_counters(db: &dyn Db, email: &str) -> Result<(), DbError> {
-    let (own, per_client) = (format!("email:{email}"), format!("email:{email}|"));
+/// client address (`pair:<email>|<ip>`). Counts whose window ended a day
+/// ago go too: nothing else removes them, and this reads the table.
+pub fn clear_email_counters(db: &dyn Db, email: &str, now: i64) -> Result<(), DbError> {
+    let (own, per_client) = (format!("email:{email}"), format!("pair:{email}|"));
     db.execute(
-        "DELETE FROM login_failures WHERE key = ? OR substr(key, 1, length(?)) = ?",
-        &[own.as_str().into(), per_client.as_str().into(), per_client.as_str().into()],
+        "DELETE FROM login_failures WHERE key = ? OR substr(key, 1, length(?)) = ? OR window_started_at < ?",
+        &[own.as_str().into(), per_client.as_str().into(), per_client.as_str().into(), (now - 86_400).into()],
     )
 }
 

@@ -240,7 +240,7 @@ pub fn confirm_password_reset(ctx: &Ctx) -> HandlerResult {
         // The owner proved the address; failed sign-ins before the reset no
         // longer lock them out.
         let user = after_proof(tx, &used, &stamp, true)?.unwrap_or(user);
-        repository::clear_email_counters(tx, &user.email).map_err(db_error)?;
+        repository::clear_email_counters(tx, &user.email, now).map_err(db_error)?;
         repository::record_password_changed(tx, &user, &stamp).map_err(db_error)
     })?;
     http_kit::nudge::notifications();

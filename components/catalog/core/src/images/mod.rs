@@ -320,7 +320,7 @@ pub fn attach(
         };
         let key = request.key.trim();
         let upload = tx.query(
-            "SELECT id FROM image_uploads WHERE object_key = ? AND product_id = ?",
+            "SELECT id FROM image_uploads WHERE object_key = ? AND product_id = ? AND forgotten_at IS NULL",
             &[key.into(), product.as_str().into()],
         )?;
         let image_id = match upload.first() {
@@ -394,7 +394,7 @@ pub struct UnusedObject {
 /// key; keys hold no `LIKE` wildcard: `products/<uuid>/<uuid>.<ext>`), and
 /// its upload URL expired before `?`.
 const UNUSED: &str = "FROM image_uploads u LEFT JOIN products p ON p.id = u.product_id \
-     WHERE u.expires_at < ? AND (p.id IS NULL OR p.images NOT LIKE '%\"key\":\"' || u.object_key || '\"%')";
+     WHERE u.expires_at < ? AND u.forgotten_at IS NULL AND (p.id IS NULL OR p.images NOT LIKE '%\"key\":\"' || u.object_key || '\"%')";
 
 /// The unused objects ([`UnusedObject`]), oldest first, a page at a time,
 /// with how many there are.
@@ -428,28 +428,41 @@ pub fn unused(db: &dyn Db, now: i64, limit: u32, offset: i64) -> Result<(Vec<Unu
 /// Forget these unused objects, so they can never be attached again, and
 /// return the keys forgotten: those, and only those, may be deleted from
 /// the bucket. A key that is attached (also one attached after it was
-/// listed), whose upload URL is still valid, or that the shop never issued
-/// or already forgot is left out. Each key is checked under its product's
-/// lock, which attaching takes too.
+/// listed), that any product's `image_urls` names, whose upload URL is
+/// still valid, or that the shop never issued is left out. A key forgotten
+/// before is answered again (a retry whose first answer was lost). Each key
+/// is checked under its product's lock, which attaching takes too; the
+/// products are locked in id order, as stock holds lock them.
 pub fn forget_unused(db: &dyn Db, keys: &[String], now: i64) -> Result<Vec<String>, DbError> {
     transaction(db, |tx| {
         let mut forgotten = Vec::new();
+        let mut candidates: Vec<(String, String)> = Vec::new();
         for key in keys {
-            let rows = tx.query("SELECT product_id, expires_at FROM image_uploads WHERE object_key = ?", &[key.as_str().into()])?;
+            let rows = tx.query("SELECT product_id, expires_at, forgotten_at FROM image_uploads WHERE object_key = ?", &[key.as_str().into()])?;
             let Some(row) = rows.first() else { continue };
-            if row.int("expires_at")? >= now {
-                continue;
+            if row.opt_text("forgotten_at")?.is_some() {
+                forgotten.push(key.clone());
+            } else if row.int("expires_at")? < now {
+                candidates.push((row.text("product_id")?, key.clone()));
             }
-            let product = ProductId::parse(&row.text("product_id")?).map_err(|e| DbError::Other(e.to_string()))?;
+        }
+        candidates.sort();
+        candidates.dedup();
+        let stamp = clock::format_rfc3339(now);
+        for (product_id, key) in candidates {
+            let product = ProductId::parse(&product_id).map_err(|e| DbError::Other(e.to_string()))?;
             let attached = match stored_images(tx, &product) {
-                Ok(images) => images.iter().any(|i| i.key == *key),
+                Ok(images) => images.iter().any(|i| i.key == key),
                 Err(AdminError::NotFound(_)) => false,
                 Err(AdminError::Storage(e)) => return Err(e),
                 Err(e) => return Err(DbError::Other(format!("{e:?}"))),
             };
-            if !attached {
-                tx.execute("DELETE FROM image_uploads WHERE object_key = ?", &[key.as_str().into()])?;
-                forgotten.push(key.clone());
+            // A product may show the object by its URL, pasted into its
+            // `image_urls` (found in review: that picture would be deleted).
+            let linked = !tx.query("SELECT 1 AS x FROM products WHERE image_urls LIKE ?", &[format!("%{key}\"%").into()])?.is_empty();
+            if !attached && !linked {
+                tx.execute("UPDATE image_uploads SET forgotten_at = ? WHERE object_key = ?", &[stamp.as_str().into(), key.as_str().into()])?;
+                forgotten.push(key);
             }
         }
         Ok(forgotten)
@@ -520,8 +533,13 @@ mod tests {
         assert_eq!(forget_unused(&db, &asked, t0).unwrap(), Vec::<String>::new(), "nothing before the URLs expire");
         assert_eq!(forget_unused(&db, &asked, later).unwrap(), vec![never.key.clone()]);
         assert_eq!(listed(later).1, 0);
+        assert_eq!(forget_unused(&db, &asked, later + 1).unwrap(), vec![never.key.clone()], "asked again, the same answer");
         let refused = attach(&db, &settings, &product, &AttachRequest { key: never.key.clone(), alt: String::new(), position: None }, later);
         assert!(matches!(refused, Err(AdminError::Invalid(_))), "a forgotten key is never attached again");
+        // Another product showing the object by its URL keeps it.
+        let taken_off = upload("44444444-4444-4444-8444-444444444444", t0);
+        db.execute("UPDATE products SET image_urls = ? WHERE id = 'a0000000-0000-4000-8000-000000000007'", &[format!("[\"{}\"]", taken_off.url).into()]).unwrap();
+        assert_eq!(forget_unused(&db, &[taken_off.key.clone()], later).unwrap(), Vec::<String>::new());
     }
 
     #[test]
