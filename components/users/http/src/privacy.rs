@@ -105,18 +105,18 @@ fn admin_cannot_be_deleted() -> ApiError {
     ApiError::new(409, "admin_cannot_be_deleted", "an admin account cannot be deleted; another admin must make it a customer first")
 }
 
-/// Whether the account a deletion checked is still as it was: `Ok(false)`
-/// once deleted (by a second request: the deletion is done, 204), an error
-/// if its password changed or it became an admin since.
-fn still_as_checked(now: Option<&repository::UserRecord>, checked: &repository::UserRecord) -> Result<bool, ApiError> {
-    let Some(now) = now else { return Ok(false) };
+/// The account as a deletion reads it again, if it is still live (none:
+/// another request deleted it, and the deletion is done, 204); an error if
+/// its password changed or it became an admin since it was checked.
+fn still_as_checked(now: Option<repository::UserRecord>, checked: &repository::UserRecord) -> Result<Option<repository::UserRecord>, ApiError> {
+    let Some(now) = now else { return Ok(None) };
     if now.password_hash != checked.password_hash {
         return Err(ApiError::new(422, "password_incorrect", "the password was changed meanwhile; it is not this one any more"));
     }
     if now.role == Role::Admin {
         return Err(admin_cannot_be_deleted());
     }
-    Ok(true)
+    Ok(Some(now))
 }
 
 /// `DELETE /api/users/me {password}`: erase the caller's account.
@@ -143,7 +143,7 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
     // Read again after the slow check, just before the first step that
     // cannot be undone (found in review: the refusal under lock at the end
     // came after the orders and messages were already cleared).
-    if !still_as_checked(repository::find_by_id(&db, &user.id).map_err(db_error)?.as_ref(), &user)? {
+    if still_as_checked(repository::find_by_id(&db, &user.id).map_err(db_error)?, &user)?.is_none() {
         return Ok(Reply::no_content());
     }
 
@@ -177,11 +177,9 @@ pub fn delete(ctx: &Ctx) -> HandlerResult {
         // did not stop a deletion the old password had authorised). Refused
         // here, the account keeps its login with its orders' addresses and
         // queued messages already cleared (the window is the steps above).
-        let current = repository::lock_live(tx, &user.id).map_err(db_error)?;
-        if !still_as_checked(current.as_ref(), &user)? {
+        let Some(current) = still_as_checked(repository::lock_live(tx, &user.id).map_err(db_error)?, &user)? else {
             return Ok(false);
-        }
-        let Some(current) = current else { return Ok(false) };
+        };
         // A listed address whose role was decided keeps that decision (found
         // in review: a demoted admin deleted the account, registered again and
         // was made admin anew).
