@@ -100,6 +100,20 @@ fn a_stock_count_based_on_a_stale_reading_is_refused() {
     app.send_as(&admin.access_token, "PUT", &path, Some(&json!({ "stock_on_hand": 15, "expected_on_hand": 10 }))).assert_error(409, "stock_changed");
     let r = app.send_as(&admin.access_token, "PUT", &path, Some(&json!({ "stock_on_hand": 12, "expected_on_hand": 7 })));
     assert_eq!((r.status, r.json()["on_hand"].clone()), (200, json!(12)), "{}", r.body);
+    // The same precondition on a product change: refused as a whole (the
+    // new name is not kept either), taken when it holds.
+    let product = format!("/api/products/{id}");
+    let stale = json!({ "name": "Recounted", "stock_on_hand": 20, "expected_on_hand": 7 });
+    app.send_as(&admin.access_token, "PUT", &product, Some(&stale)).assert_error(409, "stock_changed");
+    let r = app.send_as(&admin.access_token, "GET", &product, None);
+    assert_eq!((r.json()["name"].clone(), r.json()["on_hand"].clone()), (json!("Counted"), json!(12)), "{}", r.body);
+    let r = app.send_as(&admin.access_token, "PUT", &product, Some(&json!({ "name": "Recounted", "stock_on_hand": 20, "expected_on_hand": 12 })));
+    assert_eq!((r.status, r.json()["name"].clone(), r.json()["on_hand"].clone()), (200, json!("Recounted"), json!(20)), "{}", r.body);
+    // Without a product to change, the precondition means nothing: 422.
+    let mut create = json!({ "sku": format!("EOH-{}", &o[..8]), "name": "New", "price": { "amount_minor": 100, "currency": "USD" }, "expected_on_hand": 0 });
+    app.send_as(&admin.access_token, "POST", "/api/products", Some(&create)).assert_error(422, "validation_failed");
+    create.as_object_mut().unwrap().remove("expected_on_hand");
+    assert_eq!(app.send_as(&admin.access_token, "POST", "/api/products", Some(&create)).status, 201);
 }
 
 #[test]

@@ -120,6 +120,10 @@ pub struct ProductInput {
     pub image_urls: Option<Vec<String>>,
     pub active: Option<bool>,
     pub stock_on_hand: Option<i64>,
+    /// On a change: the stock on hand the change is based on (optional
+    /// precondition, as on `PUT /api/products/{id}/inventory`). Refused on
+    /// create.
+    pub expected_on_hand: Option<i64>,
 }
 
 /// Distinguish an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -268,6 +272,11 @@ fn map_unique(e: DbError, sku: &str) -> AdminError {
 
 /// Create a product.
 pub fn create_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i64) -> Result<Product, AdminError> {
+    if input.expected_on_hand.is_some() {
+        let mut p = FieldProblems::default();
+        p.add("expected_on_hand", "applies only to a change of an existing product");
+        p.finish().map_err(AdminError::Invalid)?;
+    }
     transaction(db, |tx| {
         let row = validated(tx, input, None)?;
         if sku_taken_by_other(tx, &row.sku, None)? {
@@ -292,6 +301,7 @@ pub fn update_product(db: &dyn Db, id: &ProductId, input: &ProductInput, now: i6
     transaction(db, |tx| {
         let held = lock_product(tx, id)?;
         let current = repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))?;
+        check_expected_on_hand(current.on_hand, input.expected_on_hand)?;
         let row = validated(tx, input, Some(&current))?;
         if sku_taken_by_other(tx, &row.sku, Some(id.as_str()))? {
             return Err(sku_conflict(&row.sku));
@@ -349,14 +359,7 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, expected_on_ha
     inventory::sweep_due(db, now)?;
     transaction(db, |tx| {
         let (now_on_hand, held) = lock_product_stock(tx, id)?;
-        if let Some(expected) = expected_on_hand {
-            if now_on_hand != expected {
-                return Err(AdminError::Conflict(
-                    "stock_changed",
-                    format!("stock on hand is now {now_on_hand}, not the {expected} this change was based on: check it and set it again"),
-                ));
-            }
-        }
+        check_expected_on_hand(now_on_hand, expected_on_hand)?;
         if stock < held {
             return Err(below_reserved(held));
         }
@@ -366,6 +369,18 @@ pub fn set_stock(db: &dyn Db, id: &ProductId, stock_on_hand: i64, expected_on_ha
         )?;
         repository::get_product(tx, id, true, now)?.ok_or(AdminError::NotFound("product"))
     })
+}
+
+/// 409 `stock_changed` unless the stock on hand is still the `expected`
+/// one (when given). Read under the product's lock.
+fn check_expected_on_hand(now_on_hand: i64, expected: Option<i64>) -> Result<(), AdminError> {
+    match expected {
+        Some(expected) if expected != now_on_hand => Err(AdminError::Conflict(
+            "stock_changed",
+            format!("stock on hand is now {now_on_hand}, not the {expected} this change was based on: check it and set it again"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// What deleting a product did.

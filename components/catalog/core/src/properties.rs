@@ -115,6 +115,7 @@ fn product_input(required: bool) -> impl Strategy<Value = crate::admin::ProductI
             image_urls,
             active,
             stock_on_hand,
+            expected_on_hand: None,
         },
     )
 }
