@@ -281,3 +281,75 @@ fn a_deleted_account_s_token_places_no_order() {
     }
     eprintln!("outcomes (placing, deleting): {outcomes:?}");
 }
+
+/// Run one statement on a service database from outside the app; with
+/// `query`, the first column of every row, as text.
+fn on_database(stores: &Option<ServerStores>, host: &shop_test_host::RunningHost, label: &str, sql: &str) -> Vec<String> {
+    match stores {
+        None => {
+            let conn = rusqlite::Connection::open(host.sqlite_database_path(label)).expect("open the SQLite file");
+            conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, rusqlite::types::Value>(0)).unwrap();
+            rows.map(|v| format!("{:?}", v.unwrap())).collect()
+        }
+        Some(servers) => {
+            use storage::Db;
+            let url = servers.variables.iter().find(|(k, _)| *k == format!("{label}_database_url")).map(|(_, v)| v.clone()).unwrap();
+            let pg = shop_store_copy::PgDb::connect(&url).expect("connect");
+            if !sql.trim_start().to_uppercase().starts_with("SELECT") {
+                pg.execute(sql, &[]).unwrap();
+                return Vec::new();
+            }
+            pg.query(&format!("SELECT v::text AS v FROM ({sql}) AS x(v)"), &[]).unwrap().iter().map(|r| r.text("v").unwrap()).collect()
+        }
+    }
+}
+
+/// Retention: a failed sign-in's counts (they name the address typed and
+/// the client's IP) go once their window has ended, and a session whose
+/// refresh tokens expired a day ago goes with them, both removed by later
+/// requests: nothing of either is kept for good. On a host whose failure
+/// window is one second.
+#[test]
+fn ended_sign_in_counts_and_sessions_are_removed_by_later_requests() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it reads the app's databases");
+        return;
+    }
+    let keys = Ed25519KeyPair::generate();
+    let (host, stores) = api_tests::launch_host_and_stores(&keys, &[("login_failure_window_secs", "1")]);
+    let app = TestApp::for_host(&host, keys);
+    let user = app.register_customer();
+    let ghost = unique_email("ghost");
+    app.login(&ghost, "not the password").assert_error(401, "invalid_credentials");
+    let counts_of_ghost = format!("SELECT key FROM login_failures WHERE key LIKE '%{ghost}%'");
+    assert_eq!(on_database(&stores, &host, "users", &counts_of_ghost).len(), 2, "its own count and the one per client");
+
+    // A session two days over: its only refresh token expired two days ago.
+    let old = format!("old-{}", std::process::id());
+    let two_days_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 2 * 86_400;
+    on_database(&stores, &host, "users", &format!("INSERT INTO sessions (id, user_id, created_at) VALUES ('{old}', '{}', '2026-01-01T00:00:00Z')", user.id));
+    on_database(
+        &stores,
+        &host,
+        "users",
+        &format!(
+            "INSERT INTO refresh_tokens (token_hash, session_id, access_jti, issued_at, expires_at) VALUES ('{old}', '{old}', '{old}', {}, {two_days_ago})",
+            two_days_ago - 100
+        ),
+    );
+
+    // The window ends; the next sign-in (or failure) removes both.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    app.login(&user.email, "not the password either").assert_error(401, "invalid_credentials");
+    assert!(on_database(&stores, &host, "users", &counts_of_ghost).is_empty(), "ended counts are gone");
+    let again = app.sign_in(&user.email, STRONG_PASSWORD);
+    let sessions = on_database(&stores, &host, "users", &format!("SELECT id FROM sessions WHERE user_id = '{}'", user.id));
+    assert_eq!(sessions.len(), 2, "the old session went; the two live ones stay: {sessions:?}");
+    assert!(on_database(&stores, &host, "users", &format!("SELECT token_hash FROM refresh_tokens WHERE session_id = '{old}'")).is_empty());
+    // The live sessions work on.
+    assert_eq!(app.refresh(&user.refresh_token).status, 200);
+    assert_eq!(app.refresh(&again.refresh_token).status, 200);
+    drop(stores);
+}

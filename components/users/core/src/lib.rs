@@ -9,6 +9,7 @@ pub mod domain;
 pub mod login_limits;
 pub mod passwords;
 pub mod repository;
+pub mod retention;
 pub mod schema;
 pub mod settings;
 pub mod tokens;

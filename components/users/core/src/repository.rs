@@ -440,6 +440,11 @@ pub enum Counter {
 }
 
 impl Counter {
+    /// The table the counts are kept in.
+    pub fn table_name(self) -> &'static str {
+        self.table().0
+    }
+
     fn table(self) -> (&'static str, &'static str) {
         match self {
             Self::LoginFailures => ("login_failures", "failures"),

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "promotions", sql: include_str!("../../../../migrations/users/0007_promotions.sql") },
     Migration { version: 8, name: "event_traces", sql: include_str!("../../../../migrations/users/0008_event_traces.sql") },
     Migration { version: 9, name: "admin_rule_spent", sql: include_str!("../../../../migrations/users/0009_admin_rule_spent.sql") },
+    Migration { version: 10, name: "retention", sql: include_str!("../../../../migrations/users/0010_retention.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -50,6 +51,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
     Migration { version: 6, name: "promotions", sql: include_str!("../../../../migrations/postgres/users/0006_promotions.sql") },
     Migration { version: 7, name: "event_traces", sql: include_str!("../../../../migrations/postgres/users/0007_event_traces.sql") },
     Migration { version: 8, name: "admin_rule_spent", sql: include_str!("../../../../migrations/postgres/users/0008_admin_rule_spent.sql") },
+    Migration { version: 9, name: "retention", sql: include_str!("../../../../migrations/postgres/users/0009_retention.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

@@ -18,6 +18,20 @@ fn open() -> Result<storage::ServiceDb, ApiError> {
     schema::open_database().map_err(db_error)
 }
 
+/// Retention after a request that may have added counts or emailed links
+/// (`users_core::retention`): a few ended ones go, in a transaction of
+/// their own. A failure is left for the next such request.
+pub(crate) fn tidy_counts_and_links(db: &dyn Db) {
+    let window = LoginLimits::from_variables().window_secs;
+    let _ = users_core::retention::tidy_counts_and_links(db, clock::unix_now(), window);
+}
+
+/// Retention after a sign-in or refresh (a new refresh token): a few
+/// refresh tokens a day past expiry go, with sessions left without one.
+fn tidy_sessions(db: &dyn Db) {
+    let _ = users_core::retention::tidy_sessions(db, clock::unix_now());
+}
+
 pub(crate) fn user_reply(status: u16, user: &UserRecord) -> Reply {
     Reply::json(status, &json!({ "user": user.public() }))
 }
@@ -135,6 +149,7 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
         Ok(attempt) => attempt,
         Err(wait) => return Err(too_many_attempts(wait)),
     };
+    tidy_counts_and_links(&db);
     let user = repository::find_by_email(&db, &email_key).map_err(db_error)?;
     let verified = match &user {
         Some(u) => users_core::passwords::verify(&password, &u.password_hash),
@@ -166,6 +181,7 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
         repository::create_session(tx, &session_id, &user.id, &now_text).map_err(db_error)?;
         Ok((issue_pair(tx, &signer, &session_id, &user, now)?, user))
     })?;
+    tidy_sessions(&db);
     Ok(token_reply(issued, Some(user.public())))
 }
 
@@ -284,7 +300,9 @@ pub fn refresh(ctx: &Ctx) -> HandlerResult {
         // changes reach tokens within one access-token lifetime.
         Ok(Ok(issue_pair(tx, &signer, &rec.session_id, &user, now)?))
     })?;
-    Ok(token_reply(outcome?, None))
+    let issued = outcome?;
+    tidy_sessions(&db);
+    Ok(token_reply(issued, None))
 }
 
 pub fn logout(ctx: &Ctx) -> HandlerResult {
