@@ -273,6 +273,12 @@ impl FakeStripe {
         self.state.lock().unwrap().fail_next.push((text.to_string(), status, None, Stage::AfterCreating));
     }
 
+    /// Forget every Idempotency-Key kept so far, as Stripe does once a key
+    /// is 24 hours old: a request under one of them then runs afresh.
+    pub fn forget_idempotency_keys(&self) {
+        self.state.lock().unwrap().by_key.clear();
+    }
+
     /// Send `call` again exactly as it was (its Idempotency-Key and form),
     /// as a client retrying it would; Stripe's answer: status and body.
     pub fn resend(&self, call: &StripeCall) -> (u16, Value) {

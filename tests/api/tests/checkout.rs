@@ -1292,6 +1292,108 @@ fn keyless_partial_refunds_after_a_failed_one_are_each_a_new_refund() {
     assert_eq!(app.stripe.refunded_total(&intent), 600);
 }
 
+/// Found in review: Stripe forgets an Idempotency-Key after 24 hours, and
+/// the shop looked for a refund made under the client's key only after a
+/// 5xx, so the same refund request a day later (its first answer lost)
+/// refunded again. Now the refund the key made is found at Stripe first.
+#[test]
+fn a_refund_repeated_with_its_key_a_day_later_is_not_made_again() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (_, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", admin.access_token);
+    let key = format!("late-{id}");
+    let refund = || app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key.as_str())], Some(&json!({ "order_id": id, "amount": 300 })));
+    let first = refund();
+    assert_eq!(first.status, 200, "{}", first.body);
+    app.stripe.forget_idempotency_keys();
+    let again = refund();
+    assert_eq!((again.status, again.header("idempotent-replayed")), (200, Some("true")), "{}", again.body);
+    assert_eq!(again.json()["refund_id"], first.json()["refund_id"]);
+    assert_eq!(app.stripe.refunded_total(&intent), 300, "one refund at Stripe");
+    assert_eq!(again.json()["order"]["refunded"]["amount_minor"], 300);
+}
+
+/// Found in review: a refund without an Idempotency-Key derived its key
+/// from the order's refunded total, which Stripe's `charge.refunded` event
+/// raises. A refund Stripe made but answered with a 5xx, then its event,
+/// then the admin's retry: the retry had a new key and refunded again. The
+/// key now comes from the refunds the shop recorded itself.
+#[test]
+fn a_keyless_refund_retried_after_stripe_s_event_is_one_refund() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    app.stripe.take_refund_events();
+    let refund = || app.send_as(&admin.access_token, "POST", "/api/payments/refund", Some(&json!({ "order_id": id, "amount": 400 })));
+    app.stripe.fail_after_create_next_for(&id, 500);
+    let first = refund();
+    assert!(first.status >= 500, "{}", first.body);
+    assert_eq!(app.stripe.refunded_total(&intent), 400, "made all the same");
+    // Stripe tells the shop the charge is 400 refunded.
+    let charge = json!({ "id": format!("ch_{intent}"), "object": "charge", "payment_intent": intent, "amount": 1000, "amount_captured": 1000, "amount_refunded": 400, "currency": "usd" });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_refunded_400"), "charge.refunded", charge)).status, 200);
+    assert_eq!(app.order(&user, &id)["refunded"]["amount_minor"], 400);
+    let again = refund();
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(app.stripe.refunded_total(&intent), 400, "the same refund, not a second");
+    assert_eq!(app.stripe.refunds_of(&intent).len(), 1);
+    assert_eq!(again.json()["order"]["refunded"]["amount_minor"], 400);
+    // A next refund without a key is a new one.
+    let next = refund();
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(app.stripe.refunded_total(&intent), 800);
+}
+
+/// A full refund Stripe made but answered with a 5xx, then Stripe's event
+/// (the order is `refunded` by it), then the admin's retry with the key:
+/// answered with that refund, now recorded in the ledger too (found in
+/// review: the retry answered 200 and recorded nothing).
+#[test]
+fn a_full_refund_retried_after_stripe_s_event_is_answered_and_recorded() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {}", admin.access_token);
+    let key = format!("full-late-{id}");
+    let refund = || app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key.as_str())], Some(&json!({ "order_id": id })));
+    app.stripe.fail_after_create_next_for(&id, 500);
+    assert!(refund().status >= 500);
+    let made = app.stripe.refunds_of(&intent);
+    assert_eq!(made.len(), 1);
+    let charge = json!({ "id": format!("ch_{intent}"), "object": "charge", "payment_intent": intent, "amount": 1000, "amount_captured": 1000, "amount_refunded": 1000, "currency": "usd" });
+    assert_eq!(app.stripe_sends(&event(&format!("evt_{id}_refunded_all"), "charge.refunded", charge)).status, 200);
+    assert_eq!(app.order(&user, &id)["status"], "refunded");
+    let again = refund();
+    assert_eq!((again.status, again.header("idempotent-replayed")), (200, Some("true")), "{}", again.body);
+    assert_eq!(again.json()["refund_id"], made[0]["id"]);
+    let objects = app.send_as(&admin.access_token, "GET", &format!("/api/payments/order/{id}"), None).json()["objects"].clone();
+    assert!(objects.as_array().unwrap().iter().any(|o| o["id"] == made[0]["id"] && o["kind"] == "refund"), "{objects}");
+    assert_eq!(app.stripe.refunded_total(&intent), 1000, "one refund at Stripe");
+}
+
+/// Client keys the shop uses for its own refunds are refused: `cancel`,
+/// `shop:…` (its keys for refunds without one) and `…#n` (a key's next
+/// generation after a 5xx). Found in review: `cancel#2` was the
+/// cancellation refund's second attempt.
+#[test]
+fn refund_keys_the_shop_uses_itself_are_refused() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (_, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let auth = format!("Bearer {}", admin.access_token);
+    for key in ["cancel", "cancel#2", "shop:0:300", "mine#1"] {
+        let r = app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str()), ("idempotency-key", key)], Some(&json!({ "order_id": id, "amount": 300 })));
+        let v = r.assert_error(400, "invalid_parameter");
+        assert_eq!(v["error"]["details"]["parameter"], "Idempotency-Key", "{key}: {v}");
+    }
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    assert_eq!(app.stripe.refunded_total(&intent), 0);
+}
+
 /// Found in review: a Checkout Session or PaymentIntent that Stripe was
 /// still making when the order was cancelled stayed open at Stripe (the
 /// cancellation had closed the objects recorded so far). Now the request

@@ -323,6 +323,16 @@ pub fn refund_totals(db: &dyn Db, intent: &str) -> Result<RefundTotals, DbError>
     Ok(RefundTotals { returned: r.int("returned")?, undone: r.int("undone")? })
 }
 
+/// The amounts of the refunds of `intent` the shop recorded itself
+/// (`origin = 'shop'`, every status), not those only an event recorded.
+pub fn shop_refunds_recorded(db: &dyn Db, intent: &str) -> Result<i64, DbError> {
+    let rows = db.query(
+        "SELECT CAST(COALESCE(SUM(amount_minor), 0) AS BIGINT) AS n FROM payment_objects WHERE kind = 'refund' AND parent_id = ? AND origin = 'shop'",
+        &[intent.into()],
+    )?;
+    rows.first().map_or(Ok(0), |r| r.int("n"))
+}
+
 /// The objects of an order that can still take money: open Checkout
 /// Sessions, and PaymentIntents this shop created that have not ended
 /// (Checkout's own intents end with their session).

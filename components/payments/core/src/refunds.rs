@@ -295,9 +295,11 @@ pub fn refundable(db: &dyn Db, order: &Order, stripe: Option<&StripeConfig>) -> 
 
 /// Refund `amount` (default: everything not yet refunded) through Stripe,
 /// then record it. The Stripe call carries `idempotency_key` (at its
-/// current generation, see [`crate::stripe_keys`]), so a retried request
-/// refunds once; after Stripe answered a 5xx, the refund an earlier attempt
-/// may have made is looked for first and recorded instead of a new one.
+/// current generation, see [`crate::stripe_keys`]), and before it a refund
+/// already made under the key (any generation, any age) is looked for at
+/// Stripe by the marker it carries, and recorded instead of a new one:
+/// Stripe forgets an Idempotency-Key after 24 hours, so a request repeated
+/// a day later would otherwise refund again (found in review).
 pub fn refund_via_stripe(
     db: &dyn Db,
     stripe: &crate::stripe::StripeConfig,
@@ -310,17 +312,26 @@ pub fn refund_via_stripe(
     let Some(Refundable { intent, captured, left: refundable, .. }) = self::refundable(db, order, Some(stripe)).map_err(|e| RefundError::Payment(e.into()))? else {
         return Err(RefundError::NotPaid);
     };
-    // A refund an earlier attempt made under this key (Stripe answered it a
-    // 5xx) is the result, whatever has been recorded since: it is checked
-    // against what the intent captured, not against what is left now.
     let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
-    // One that failed or was cancelled since returned nothing: this request
-    // makes a new refund under the key's current generation (found in
-    // review: the failed one was found again on every retry, for good).
-    let earlier = earlier_refund(stripe, &key, &intent).map_err(RefundError::Stripe)?;
-    let (refund, most) = match earlier.filter(|r| !r["status"].as_str().is_some_and(ledger::refund_undone)) {
-        Some(found) => (found, captured),
-        None => {
+    // A refund made under this key is the result, whatever has been
+    // recorded since: it is checked against what the intent captured, not
+    // against what is left now.
+    let earlier = refund_marked(stripe, &key, &intent).map_err(RefundError::Stripe)?;
+    match earlier {
+        Some(found) if !found["status"].as_str().is_some_and(ledger::refund_undone) => {
+            record_made(db, stripe, order, &intent, captured, &found, true, actor, inventory)
+        }
+        found => {
+            // One that failed or was cancelled returned nothing: this
+            // request makes a new refund, under the key's next generation
+            // (Stripe would answer the failed one's own key with it again).
+            let key = match found {
+                Some(_) => {
+                    key.advance(db).map_err(|e| RefundError::Payment(e.into()))?;
+                    StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?
+                }
+                None => key,
+            };
             let amount = amount.unwrap_or(refundable);
             if amount < 1 || amount > refundable {
                 return Err(RefundError::TooMuch { refundable });
@@ -331,18 +342,62 @@ pub fn refund_via_stripe(
                 ("amount".to_string(), in_stripe_units.to_string()),
                 ("metadata[order_id]".to_string(), order.id.clone()),
             ];
-            (create_refund(db, stripe, &key, fields).map_err(RefundError::Stripe)?, amount)
+            let refund = create_refund(db, stripe, &key, fields).map_err(RefundError::Stripe)?;
+            if refund["amount"].as_i64().is_some_and(|a| a > amount) {
+                return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!("a refund of {} where {amount} was asked", refund["amount"]))));
+            }
+            record_made(db, stripe, order, &intent, captured, &refund, false, actor, inventory)
         }
+    }
+}
+
+/// A refund request repeated on an order with nothing left to refund (a
+/// full refund, say): the refund made under its key, if Stripe has one,
+/// recorded and applied to the order as when it was made (found in review:
+/// a retry after the first answer was lost at the recording answered 200
+/// and left the order `paid` until Stripe's event came). `None` when the
+/// order has no captured payment or no refund carries the key.
+pub fn replay_under(
+    db: &dyn Db,
+    stripe: &crate::stripe::StripeConfig,
+    order: &Order,
+    idempotency_key: &str,
+    actor: &str,
+    inventory: &dyn Inventory,
+) -> Result<Option<RefundMade>, RefundError> {
+    let Some(Refundable { intent, captured, .. }) = self::refundable(db, order, Some(stripe)).map_err(|e| RefundError::Payment(e.into()))? else {
+        return Ok(None);
     };
+    let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
+    match refund_marked(stripe, &key, &intent).map_err(RefundError::Stripe)? {
+        Some(found) => record_made(db, stripe, order, &intent, captured, &found, true, actor, inventory).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Record a refund Stripe made (or answered again) and apply the refunded
+/// total to the order. `found` is one made earlier under the request's key.
+#[allow(clippy::too_many_arguments)]
+fn record_made(
+    db: &dyn Db,
+    stripe: &crate::stripe::StripeConfig,
+    order: &Order,
+    intent: &str,
+    captured: i64,
+    refund: &serde_json::Value,
+    found: bool,
+    actor: &str,
+    inventory: &dyn Inventory,
+) -> Result<RefundMade, RefundError> {
     // Count each Stripe refund once, by its id: a replayed request (same
     // Idempotency-Key) or a refund found again returns the same refund and
     // adds nothing. Stripe's answer is checked before anything is recorded from it.
     let (Some(refund_id), Some(refunded_amount)) = (refund["id"].as_str().filter(|id| !id.is_empty()), refund["amount"].as_i64()) else {
         return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected("a refund without an id or amount".into())));
     };
-    if !(1..=most).contains(&refunded_amount) {
+    if !(1..=captured).contains(&refunded_amount) {
         return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!(
-            "a refund of {refunded_amount} where at most {most} could be"
+            "a refund of {refunded_amount} where at most {captured} could be"
         ))));
     }
     // A refund Stripe reports failed or cancelled already (one an earlier
@@ -353,15 +408,15 @@ pub fn refund_via_stripe(
     }
     let refund_id = refund_id.to_string();
     let status = refund["status"].as_str().filter(|s| !s.is_empty()).unwrap_or("succeeded");
-    let (total, replayed) = transaction(db, |tx| -> Result<(i64, bool), PaymentError> {
+    let (total, recorded_before) = transaction(db, |tx| -> Result<(i64, bool), PaymentError> {
         // The shop's refund rows are recorded only here (a `charge.refunded`
         // event records the charge, not its refunds; a refund's status
         // change records it as `event`), so one already there was made by
         // an earlier request under this key.
         let replayed = ledger::find(tx, &refund_id)?.is_some_and(|o| o.origin == "shop");
-        let seen = Sighting { parent_id: Some(&intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
+        let seen = Sighting { parent_id: Some(intent), amount_minor: Some(refunded_amount), currency: Some(order.total.currency.code()), ..Default::default() };
         ledger::record(tx, &order.id, Kind::Refund, &refund_id, status, "shop", &seen)?;
-        Ok((ledger::refund_totals(tx, &intent)?.returned, replayed))
+        Ok((ledger::refund_totals(tx, intent)?.returned, replayed))
     })
     .map_err(RefundError::Payment)?;
     // Stripe's own total for the charge is exact: it counts this refund and
@@ -371,14 +426,14 @@ pub fn refund_via_stripe(
     // (which a `charge.refunded` event for this very refund may already
     // have raised, so this refund is never added on top of it); the next
     // `charge.refunded` event brings the exact total.
-    let total = match refunded_at_stripe(stripe, &intent) {
+    let total = match refunded_at_stripe(stripe, intent) {
         Some(at_stripe) => total.max(at_stripe),
         None => total.max(order.refunded.amount_minor),
     }
     .min(captured);
-    let refunded = Outcome::Refunded { total_refunded: total, payment_intent: Some(intent) };
+    let refunded = Outcome::Refunded { total_refunded: total, payment_intent: Some(intent.to_string()) };
     let applied = apply(db, &order.id, &refunded, Source::Shop, actor, inventory).map_err(RefundError::Payment)?;
-    Ok(RefundMade { applied, refund_id, replayed })
+    Ok(RefundMade { applied, refund_id, replayed: found || recorded_before })
 }
 
 /// The refunded total of the charge that captured `intent`'s money, as
@@ -416,16 +471,13 @@ pub fn earlier_refund(stripe: &StripeConfig, key: &StripeKey, intent: &str) -> R
     refund_marked(stripe, key, intent)
 }
 
-/// The refund of this order made under `idempotency_key` (any generation),
-/// if Stripe has one: what a request repeated after its refund was made is
-/// answered with. `None` when the order has no captured payment or no
-/// refund carries the key.
-pub fn made_under(db: &dyn Db, stripe: &StripeConfig, order: &Order, idempotency_key: &str) -> Result<Option<String>, RefundError> {
-    let payment = payment_for(db, &order.id).map_err(|e| RefundError::Payment(e.into()))?;
-    let Some(intent) = payment.and_then(|p| p.payment_intent) else { return Ok(None) };
-    let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
-    let found = refund_marked(stripe, &key, &intent).map_err(RefundError::Stripe)?;
-    Ok(found.and_then(|r| r["id"].as_str().map(str::to_string)))
+/// The amounts of every refund the shop itself recorded for the order's
+/// payment (its own requests and cancellations, failed ones too), whatever
+/// events recorded: what a refund without an Idempotency-Key derives its
+/// key from. 0 when the order has no payment.
+pub fn recorded_by_shop(db: &dyn Db, order: &Order) -> Result<i64, DbError> {
+    let Some(intent) = payment_for(db, &order.id)?.and_then(|p| p.payment_intent) else { return Ok(0) };
+    ledger::shop_refunds_recorded(db, &intent)
 }
 
 /// The intent's refund at Stripe carrying `key`'s marker, read a page at a time.

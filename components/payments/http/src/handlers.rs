@@ -263,15 +263,34 @@ struct RefundBody {
     restock_lines: Option<Vec<restock::RestockLine>>,
 }
 
-/// The answer to a refund request repeated (same Idempotency-Key) after
-/// its refund was made: that refund, and its restock (made now if the first
-/// request could not: the same operation, once).
-fn replayed_refund(db: &dyn storage::Db, order: &Order, refund_id: &str, put_back: &restock::Restock, actor: &str) -> HandlerResult {
-    let restocked = restock::restock(db, order, refund_id, put_back, actor, &WitInventory).ok();
+/// The answer to a refund request: the order as it now is, the refund,
+/// and its restock. A restock that could not be made is reported and
+/// flagged; the refund stands, and asking again with the same
+/// Idempotency-Key makes it (same refund, same operation).
+fn refund_reply(db: &dyn storage::Db, order: &Order, made: refunds::RefundMade, put_back: &restock::Restock, actor: &str, replayed: bool) -> HandlerResult {
+    let (restocked, restock_problem) = match restock::restock(db, order, &made.refund_id, put_back, actor, &WitInventory) {
+        Ok(back) => (Some(back), None),
+        Err(e) => {
+            orders::flag(db, order, "restock_failed")?;
+            (None, Some(format!("{e:?}")))
+        }
+    };
+    let order = orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+    http_kit::nudge::notifications();
     let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
-    let applied = Applied::Unchanged { status: order.status };
-    Ok(Reply::ok(&json!({ "order": order, "applied": applied, "refund_id": refund_id, "restocked": restocked, "restock_problem": null }))
-        .with_header("idempotent-replayed", "true"))
+    let reply = Reply::ok(&json!({ "order": order, "applied": made.applied, "refund_id": made.refund_id, "restocked": restocked, "restock_problem": restock_problem }));
+    Ok(if replayed { reply.with_header("idempotent-replayed", "true") } else { reply })
+}
+
+/// Client keys that are refused: `cancel` (the cancellation's refund is
+/// `refund:<order>:cancel`), keys starting `shop:` (the shop's keys for
+/// requests without one) and keys with `#` (what the shop adds for a key's
+/// next generation after Stripe failed it): a client's refund under one
+/// would be taken for the shop's own, or the shop's for the client's
+/// (found in review: `cancel#2` was the cancellation's second attempt, and
+/// `300:300` the key of a later refund of 300 without one).
+fn reserved_refund_key(key: &str) -> bool {
+    key == "cancel" || key.starts_with("shop:") || key.contains('#')
 }
 
 pub fn refund(ctx: &Ctx) -> HandlerResult {
@@ -282,10 +301,12 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     let order = access::order_for(&db, &caller, &body.order_id, true)?;
     let put_back = restock::choice(&order, body.restock, body.restock_lines, false)?;
     let actor = format!("admin:{}", caller.user_id);
-    // `refund:<order>:cancel` is the key of the refund a cancellation makes:
-    // a client's refund under it would be taken for that one (found in review).
-    if http_kit::idempotency_key(ctx)?.as_deref() == Some("cancel") {
-        return Err(ApiError::invalid_parameter("Idempotency-Key", "`cancel` is reserved for the refund of a cancellation; use another key"));
+    let client_key = http_kit::idempotency_key(ctx)?;
+    if client_key.as_deref().is_some_and(reserved_refund_key) {
+        return Err(ApiError::invalid_parameter(
+            "Idempotency-Key",
+            "`cancel`, keys starting `shop:` and keys with `#` are the shop's own; use another key",
+        ));
     }
     // A `refunded` order whose refund Stripe could not pay out in the end
     // has money to send again.
@@ -295,65 +316,38 @@ pub fn refund(ctx: &Ctx) -> HandlerResult {
     if !(order.status.is_paid() || order.status == Status::Cancelled || refundable_again()?) {
         // The same request again after its refund was made (its answer was
         // lost): answered as it was, not as a new refund of nothing.
-        if let Some(k) = http_kit::idempotency_key(ctx)? {
-            let made = refunds::made_under(&db, &config, &order, &format!("refund:{}:{k}", order.id)).map_err(refund_error)?;
-            if let Some(refund_id) = made {
-                return replayed_refund(&db, &order, &refund_id, &put_back, &actor);
+        if let Some(k) = &client_key {
+            let made = refunds::replay_under(&db, &config, &order, &format!("refund:{}:{k}", order.id), &actor, &WitInventory).map_err(refund_error)?;
+            if let Some(made) = made {
+                return refund_reply(&db, &order, made, &put_back, &actor, true);
             }
         }
         return Err(ApiError::new(409, "not_refundable", format!("an order that is {} has nothing to refund", order.status))
             .with_details(json!({ "current_status": order.status })));
     }
-    // A client key makes retries safe; without one the key is derived from
-    // the order's refund state, so a retry before it is recorded is still one refund.
-    let client_key = http_kit::idempotency_key(ctx)?;
+    // A client key makes retries safe, at any later time. Without one the
+    // key is derived from the refunds the shop itself recorded for the
+    // payment (failed ones too) and the amount asked, so a retry before
+    // the refund is recorded is still one refund. Never from the order's
+    // refunded total: a `charge.refunded` event raises that for a refund
+    // the shop made but could not record, and the retry then got a new key
+    // and refunded again (found in review). The total of failed ones tells
+    // a refund sent again after one failed apart from it.
     let key = match &client_key {
         Some(k) => format!("refund:{}:{k}", order.id),
         None => {
             let asked = body.amount.map(|a| a.to_string()).unwrap_or_else(|| "rest".into());
-            // The refunded total does not move when a refund failed later and
-            // is sent again, nor with the next refund after that: the total of
-            // every refund recorded, failed ones too, tells them all apart
-            // (found in review: a resend reused the failed one's key, and a
-            // refund after the resend reused the resend's; Stripe replayed
-            // them and nothing went back).
-            match refunds::refundable(&db, &order, None)?.filter(|r| r.undone > 0) {
-                None => format!("refund:{}:{}:{asked}", order.id, order.refunded.amount_minor),
-                Some(r) => format!("refund:{}:{}:{}:{asked}", order.id, order.refunded.amount_minor, r.recorded),
-            }
+            let recorded = refunds::recorded_by_shop(&db, &order)?;
+            format!("refund:{}:shop:{recorded}:{asked}", order.id)
         }
     };
     match refunds::refund_via_stripe(&db, &config, &order, body.amount, &key, &actor, &WitInventory) {
+        // A refund the client's key made before is the same request again,
+        // as documented (found in review: the header was sent only once the
+        // order was refunded in full).
         Ok(made) => {
-            // The refund stands whatever happens to the restock; a restock
-            // that could not be made is reported and flagged, and asking
-            // again with the same Idempotency-Key makes it (same refund,
-            // same operation).
-            let (restocked, restock_problem) = match restock::restock(&db, &order, &made.refund_id, &put_back, &actor, &WitInventory) {
-                Ok(back) => (Some(back), None),
-                Err(e) => {
-                    orders::flag(&db, &order, "restock_failed")?;
-                    (None, Some(format!("{e:?}")))
-                }
-            };
-            let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
-            http_kit::nudge::notifications();
-            let restocked = restocked.map(|lines| lines.into_iter().map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity })).collect::<Vec<_>>());
-            // The client's key answered with a refund already recorded (Stripe
-            // replayed it): the same request again, as documented (found in
-            // review: the header was sent only once the order was refunded in full).
             let replayed = client_key.is_some() && made.replayed;
-            let reply = Reply::ok(&json!({ "order": order, "applied": made.applied, "refund_id": made.refund_id, "restocked": restocked, "restock_problem": restock_problem }));
-            Ok(if replayed { reply.with_header("idempotent-replayed", "true") } else { reply })
-        }
-        // Less is left now than this request asks, but its key already made
-        // a refund (another refund came between it and this retry): the same
-        // request again, answered with that refund.
-        Err(RefundError::TooMuch { refundable }) if client_key.is_some() => {
-            match refunds::made_under(&db, &config, &order, &key).map_err(refund_error)? {
-                Some(refund_id) => replayed_refund(&db, &order, &refund_id, &put_back, &actor),
-                None => Err(refund_error(RefundError::TooMuch { refundable })),
-            }
+            refund_reply(&db, &order, made, &put_back, &actor, replayed)
         }
         Err(e) => Err(refund_error(e)),
     }
