@@ -189,8 +189,13 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   } catch {
     throw new ApiError(0, 'network_error', 'We could not reach the shop. Check your connection and try again.');
   }
+  // A token comes with a guest cart made for a request sent as a guest.
+  // Kept even if another tab signed in meanwhile: the cart it names (an add
+  // that raced that sign-in's merge) is merged by the next signed-in cart
+  // request, which sends it; once one succeeds the token has been merged.
   const newCartToken = r.headers.get('x-cart-token');
-  if (newCartToken && cart && !currentUser()) localStorage.setItem(KEYS.cart, newCartToken);
+  if (newCartToken && cart && !access) localStorage.setItem(KEYS.cart, newCartToken);
+  else if (cart && access && guestToken && r.ok && cartToken() === guestToken) forgetCartToken();
   if (r.status === 401 && access && !retried) {
     if (await refreshSession()) return api(method, path, { body, cart, headers, auth, retried: true });
   }

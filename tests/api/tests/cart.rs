@@ -157,10 +157,23 @@ fn signing_in_merges_the_guest_cart() {
     let again = app.get_cart(&mut signed_in).json();
     assert_eq!(line(&again, &a)["quantity"], 4);
 
+    // An add with the merged cart's token (another tab, racing the sign-in)
+    // starts a new guest cart under a new token, never the merged one,
+    // which nobody would merge again; the next signed-in request carrying
+    // the new token merges it.
+    let merged_token = guest.cart_token.clone();
+    let mut late_tab = Shopper { access_token: None, cart_token: merged_token.clone() };
+    app.add_to_cart(&mut late_tab, &b, 1);
+    assert!(late_tab.cart_token.is_some() && late_tab.cart_token != merged_token, "a new guest cart");
+    let mut signed_in = Shopper { access_token: Some(user.access_token.clone()), cart_token: late_tab.cart_token.clone() };
+    let cart = app.get_cart(&mut signed_in).json();
+    assert_eq!(cart["merged_guest_cart"]["merged"], 1, "{cart}");
+    assert_eq!(line(&cart, &b)["quantity"], 3);
+
     // The user's cart follows them to another device (another sign-in).
     let other_device = app.sign_in(&user.email, &user.password);
     let there = app.get_cart(&mut Shopper::user(&other_device.access_token)).json();
-    assert_eq!(there["item_count"], 6);
+    assert_eq!(there["item_count"], 7);
 }
 
 #[test]

@@ -28,9 +28,14 @@
 //! * `<bucket>:count` — entries filed in the bucket (`increment`: each
 //!   writer gets its own slot number) and `<bucket>:claimed` — slots handed
 //!   to sweeps (`increment` by one: two sweeps never process one entry);
-//!   both deleted once every slot is claimed, `count` first (a sweep whose
-//!   claim comes after that finds `count` gone, or 0 where another sweep's
-//!   read made it again, deletes what it made again, and moves on);
+//!   both kept after every slot is claimed (another sweep may be between
+//!   its claim of the last slots and its check that the counters are still
+//!   there: found in review, a sweep that deleted them as it finished made
+//!   that one drop an entry it had claimed, for good), and deleted
+//!   [`REAP_AFTER_SECS`] later by any sweep ([`reap`], from `reaped`: the
+//!   bucket below which they are gone). A sweep whose claim comes after
+//!   that (one stalled for that long) finds `count` gone, or 0 where its
+//!   read made it again, deletes what it made again, and moves on;
 //! * `<bucket>:<slot>` — the cart key; deleted once processed;
 //! * `runs` and `last-run-at` — completed sweep calls and the time of the
 //!   last one, for `GET /metrics` ([`note_run`]);
@@ -77,6 +82,10 @@ pub const PER_CALL: usize = 200;
 
 const PREFIX: &str = "guest-expiry:";
 const CURSOR: &str = "guest-expiry:cursor";
+const REAPED: &str = "guest-expiry:reaped";
+/// A swept bucket's counters are deleted this long after it could first be
+/// swept: no sweep call is still between two of its calls that long.
+pub const REAP_AFTER_SECS: i64 = 3600;
 const FIRST: &str = "guest-expiry:first";
 /// Written by older versions (see the module docs); a counter, never read.
 const FIRST_CLAIM: &str = "guest-expiry:first-claim";
@@ -201,7 +210,34 @@ pub fn sweep<S: Kv>(store: &S, now: i64, ttl: i64, limit: usize) -> Result<Sweep
     if done_below > start {
         store.set(CURSOR, done_below.to_string().as_bytes())?;
     }
+    reap(store, start, done_below, now)?;
     Ok(report)
+}
+
+/// Deletes the counters of buckets swept in full (below `cursor`) that
+/// closed [`REAP_AFTER_SECS`] ago, from `reaped` on, at most
+/// [`MAX_BUCKETS_PER_CALL`] buckets per call. `start` is where this call's
+/// walk began: the first call of a version that reaps starts there (older
+/// versions deleted the counters of the buckets below it already).
+fn reap<S: Kv>(store: &S, start: i64, cursor: i64, now: i64) -> Result<(), StoreError> {
+    let from = match read_number(store, REAPED)? {
+        Some(r) => r,
+        None => {
+            store.set(REAPED, start.to_string().as_bytes())?;
+            start
+        }
+    };
+    let upto = cursor.min(bucket_of(now.saturating_sub(REAP_AFTER_SECS + CLOSE_MARGIN_SECS)));
+    let mut b = from;
+    while b < upto && b - from < MAX_BUCKETS_PER_CALL as i64 {
+        store.delete(&count_key(b))?;
+        store.delete(&claimed_key(b))?;
+        b += 1;
+    }
+    if b > from {
+        store.set(REAPED, b.to_string().as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Claims and processes entries of bucket `b` until it is fully claimed
@@ -226,18 +262,16 @@ fn sweep_bucket<S: Kv>(store: &S, b: i64, now: i64, ttl: i64, limit: usize, repo
         let slot = store.increment(&claimed_key, 1)?;
         if slot > count {
             // Fully claimed (the bucket is closed: `count` does not grow).
-            // Other sweeps may still be processing their slots; they need
-            // only their entries, not these counters.
-            store.delete(&count_key)?;
-            store.delete(&claimed_key)?;
+            // The counters stay until [`reap`]: another sweep may be
+            // between its claim and the check below.
             return Ok(true);
         }
-        // Another sweep may have claimed the last slot and deleted both
-        // counters since this one looked (it deletes `count` first): then
-        // this increment made a new `claimed`, and its slot may be an entry
-        // that sweep is still processing (found in review). No writer files
-        // into a closed bucket, so `count` is then gone, or 0 where a read
-        // like this one made it again: either way this sweep stops here.
+        // The counters were reaped since this sweep looked (it stalled
+        // for [`REAP_AFTER_SECS`]): then this increment made a new
+        // `claimed`, and its slot may be an entry another sweep processed
+        // or is processing (found in review). No writer files into a
+        // closed bucket, so `count` is then gone, or 0 where a read like
+        // this one made it again: either way this sweep stops here.
         if store.increment(&count_key, 0)? == 0 {
             store.delete(&count_key)?;
             store.delete(&claimed_key)?;

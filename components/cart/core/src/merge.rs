@@ -2,7 +2,7 @@
 
 use crate::cart::{Cart, MAX_QUANTITY};
 use crate::pricing::CatalogProduct;
-use crate::store::{update, Create, Kv, Step, StoreError};
+use crate::store::{landed, new_write_id, update, update_as, Create, Kv, Step, StoreError, Timing};
 
 /// What a merge did: how many guest lines joined, and the products that
 /// could not (another currency, no stock, inactive, no room).
@@ -31,15 +31,53 @@ impl<E> From<StoreError> for MergeError<E> {
 /// `lookup` reports. `None` when the guest cart is absent, empty or expired.
 ///
 /// The guest cart is claimed first by emptying it with compare-and-swap,
-/// so two concurrent sign-ins merge it once. It is left empty rather than
-/// deleted: key-value has no conditional delete, and a plain one could
-/// erase a change made to it meanwhile. Should anything fail after the
+/// so two concurrent sign-ins merge it once. Should anything fail after the
 /// claim (the lookup, the account cart's write), the claimed lines are put
 /// back into the guest cart before the error is returned, so the next
 /// request merges them instead of finding the guest cart empty — except
 /// when the account cart's write is unconfirmed (it may have landed), which
-/// keeps them from being added twice.
+/// keeps them from being added twice. A claim whose own write is
+/// unconfirmed is looked up by its write id: landed, the merge goes on
+/// with the lines it took (found in review: they were dropped); not landed,
+/// they are still in the guest cart and the error stands.
+///
+/// Once the lines are in the account's cart, the guest cart is sealed: it
+/// becomes a *removed* marker (as the expiry sweep leaves), which no change
+/// writes over, so a guest add racing the sign-in in another tab either
+/// lands before the seal (and is merged too: the merge goes round again) or
+/// finds the marker and starts a new guest cart under a new token, which
+/// the next signed-in request carrying it merges (found in review: such an
+/// add landed in the emptied cart, whose token the storefront had already
+/// forgotten).
 pub fn merge_guest<S: Kv, E>(
+    store: &S,
+    guest_key: &str,
+    user_key: &str,
+    now: i64,
+    ttl: i64,
+    lookup: impl FnMut(&[String]) -> Result<Vec<CatalogProduct>, E>,
+) -> Result<Option<Merged>, MergeError<E>> {
+    let mut lookup = lookup;
+    let mut total: Option<Merged> = None;
+    // A guest add between a round's claim and its seal adds a round; a
+    // guest adding without pause is left to the next request.
+    for _ in 0..MERGE_ROUNDS {
+        let Some(merged) = merge_round(store, guest_key, user_key, now, ttl, &mut lookup)? else { break };
+        let total = total.get_or_insert(Merged { merged: 0, skipped: Vec::new() });
+        total.merged += merged.merged;
+        total.skipped.extend(merged.skipped);
+        if seal(store, guest_key) {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// Claim and move rounds at most per merge.
+const MERGE_ROUNDS: usize = 3;
+
+/// One claim of the guest cart's lines, moved into the account's cart.
+fn merge_round<S: Kv, E>(
     store: &S,
     guest_key: &str,
     user_key: &str,
@@ -47,16 +85,33 @@ pub fn merge_guest<S: Kv, E>(
     ttl: i64,
     lookup: impl FnOnce(&[String]) -> Result<Vec<CatalogProduct>, E>,
 ) -> Result<Option<Merged>, MergeError<E>> {
-    let (claimed, _) = update(store, guest_key, Create::Never, |current| -> Result<Step<Option<Cart>>, StoreError> {
+    let id = new_write_id()?;
+    let mut seen: Option<Cart> = None;
+    let claim = update_as(store, guest_key, Create::Never, &Timing::default(), &id, |current| -> Result<Step<Option<Cart>>, StoreError> {
+        seen = None;
         match current {
             Some(c) if !c.lines.is_empty() && !c.expired(now, ttl) => {
                 let mut emptied = c.clone();
                 emptied.clear(now);
+                seen = Some(c.clone());
                 Ok(Step::Write(emptied, Some(c)))
             }
             _ => Ok(Step::Keep(None)),
         }
-    })?;
+    });
+    let claimed = match claim {
+        Ok((claimed, _)) => claimed,
+        Err(StoreError::Unconfirmed) => match seen.as_ref().map(|c| landed(store, guest_key, &id, c.version + 1)) {
+            Some(Some(true)) => seen,
+            // Not landed: the lines are still in the guest cart.
+            Some(Some(false)) => return Err(StoreError::Unavailable("the guest cart could not be claimed; nothing was merged".into()).into()),
+            _ => {
+                println!("{}", serde_json::json!({ "level": "error", "service": "cart", "guest_cart_claim_unconfirmed": seen.map(|c| c.lines.len()) }));
+                return Err(StoreError::Unconfirmed.into());
+            }
+        },
+        Err(e) => return Err(e.into()),
+    };
     let Some(guest) = claimed else { return Ok(None) };
     let moved = move_lines(store, &guest, user_key, now, lookup);
     match &moved {
@@ -69,6 +124,21 @@ pub fn merge_guest<S: Kv, E>(
         Ok(_) => {}
     }
     moved.map(Some)
+}
+
+/// Turn the emptied guest cart into a removed marker. False when a guest
+/// add filled it again since the claim (another round merges that); true
+/// otherwise, also when the seal could not be written (the cart is empty:
+/// a later add lands there, and the next signed-in request merges it).
+fn seal<S: Kv>(store: &S, guest_key: &str) -> bool {
+    let sealed = update(store, guest_key, Create::Never, |current| -> Result<Step<bool>, StoreError> {
+        Ok(match current {
+            Some(c) if c.lines.is_empty() => Step::Write(Cart { removed: true, ..Cart::default() }, true),
+            Some(_) => Step::Keep(false),
+            None => Step::Keep(true),
+        })
+    });
+    sealed.map_or(true, |(done, _)| done)
 }
 
 fn move_lines<S: Kv, E>(
@@ -118,7 +188,7 @@ fn give_back<S: Kv>(store: &S, guest_key: &str, guest: &Cart, now: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sim::SpinSqlite;
+    use crate::store::sim::{Hooked, Hooks, SpinRedis, SpinSqlite};
     use money::{Currency, Money};
 
     fn product(id: &str, available: i64) -> CatalogProduct {
@@ -150,6 +220,104 @@ mod tests {
         assert_eq!(lines(&store, "user"), [("a".to_string(), 2), ("b".to_string(), 3)], "capped by stock");
         assert!(lines(&store, "guest").is_empty());
         assert_eq!(merge_guest(&store, "guest", "user", 11, 3600, |_| Ok::<_, ()>(vec![])).unwrap(), None, "once");
+    }
+
+    /// After a merge the guest cart is a removed marker: a guest change
+    /// racing the sign-in gets `Missing` (the handler starts a new guest
+    /// cart under a new token), never an emptied cart nobody merges again.
+    #[test]
+    fn a_merged_guest_cart_is_sealed() {
+        let store = SpinSqlite::default();
+        guest_with(&store, &[("a", 2)]);
+        merge_guest(&store, "guest", "user", 10, 3600, |_| Ok::<_, ()>(vec![product("a", 9)])).unwrap();
+        let add = update(&store, "guest", Create::Never, |c| -> Result<Step<()>, StoreError> {
+            let mut c = c.unwrap_or_default();
+            c.set("b", 1, "USD", 11).unwrap();
+            Ok(Step::Write(c, ()))
+        });
+        assert_eq!(add.err(), Some(StoreError::Missing));
+        assert!(crate::store::decode(&store.get("guest").unwrap().unwrap()).unwrap().removed);
+    }
+
+    /// A guest add landing between the claim and the seal (another tab)
+    /// is merged by another round.
+    #[test]
+    fn a_guest_add_during_the_merge_is_merged_too() {
+        let store = SpinSqlite::default();
+        guest_with(&store, &[("a", 2)]);
+        let mut rounds = 0;
+        let merged = merge_guest(&store, "guest", "user", 10, 3600, |_| {
+            rounds += 1;
+            if rounds == 1 {
+                update(&store, "guest", Create::Never, |c| -> Result<Step<()>, StoreError> {
+                    let mut c = c.unwrap_or_default();
+                    c.set("b", 1, "USD", 10).unwrap();
+                    Ok(Step::Write(c, ()))
+                })
+                .unwrap();
+            }
+            Ok::<_, ()>(vec![product("a", 9), product("b", 9)])
+        })
+        .unwrap();
+        assert_eq!((rounds, merged.map(|m| m.merged)), (2, Some(2)));
+        assert_eq!(lines(&store, "user"), [("a".to_string(), 2), ("b".to_string(), 1)]);
+        assert!(crate::store::decode(&store.get("guest").unwrap().unwrap()).unwrap().removed);
+    }
+
+    /// Spin's Redis store whose first swap reports an error (after writing,
+    /// when `lands`), and whose next read fails too: the claim is
+    /// unconfirmed.
+    struct ClaimUnconfirmed {
+        lands: bool,
+        swapped: std::cell::Cell<bool>,
+        fail_read: std::cell::Cell<bool>,
+    }
+
+    impl Hooks<SpinRedis> for ClaimUnconfirmed {
+        fn current(&self, inner: &SpinRedis, cas: &mut <SpinRedis as Kv>::Cas) -> Result<Option<Vec<u8>>, StoreError> {
+            if self.fail_read.replace(false) {
+                return Err(StoreError::Unavailable("connection reset".into()));
+            }
+            inner.current(cas)
+        }
+        fn swap(&self, inner: &SpinRedis, cas: <SpinRedis as Kv>::Cas, value: &[u8]) -> Result<Result<(), <SpinRedis as Kv>::Cas>, StoreError> {
+            if self.swapped.replace(true) {
+                return inner.swap(cas, value);
+            }
+            if self.lands {
+                let _ = inner.swap(cas, value)?;
+            }
+            self.fail_read.set(true);
+            Err(StoreError::Unavailable("connection reset".into()))
+        }
+    }
+
+    /// Found in review: a claim whose write was unconfirmed dropped the
+    /// lines it took. Landed, the merge goes on with them; not landed,
+    /// they are still in the guest cart.
+    #[test]
+    fn an_unconfirmed_claim_is_looked_up() {
+        for lands in [true, false] {
+            let store = Hooked { inner: SpinRedis::default(), hooks: ClaimUnconfirmed { lands, swapped: Default::default(), fail_read: Default::default() } };
+            update(&store.inner, "guest", Create::NewKey, |_| -> Result<Step<()>, StoreError> {
+                let mut c = Cart::default();
+                c.set("a", 2, "USD", 1).unwrap();
+                Ok(Step::Write(c, ()))
+            })
+            .unwrap();
+            let result = merge_guest(&store, "guest", "user", 10, 3600, |_| Ok::<_, ()>(vec![product("a", 9)]));
+            let guest = crate::store::decode(&store.inner.get("guest").unwrap().unwrap()).unwrap();
+            let user: Vec<u32> = store.inner.get("user").unwrap().map(|b| crate::store::decode(&b).unwrap().lines.iter().map(|l| l.quantity).collect()).unwrap_or_default();
+            if lands {
+                assert_eq!(result.unwrap().map(|m| m.merged), Some(1));
+                assert_eq!(user, [2], "moved");
+                assert!(guest.removed, "and sealed");
+            } else {
+                assert!(matches!(result, Err(MergeError::Store(StoreError::Unavailable(_)))), "{result:?}");
+                assert_eq!(guest.lines.len(), 1, "still the guest's");
+                assert!(user.is_empty());
+            }
+        }
     }
 
     /// Found in review: the guest cart was emptied before the lookup, so a

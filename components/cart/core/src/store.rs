@@ -193,7 +193,8 @@ pub fn is_counter_key(key: &str) -> bool {
     key.starts_with("claim:") || crate::expiry::is_counter_key(key)
 }
 
-fn new_write_id() -> Result<String, StoreError> {
+/// A new id for one change's write (what [`Cart::writes`] records).
+pub fn new_write_id() -> Result<String, StoreError> {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).map_err(|e| StoreError::Unavailable(format!("random source failed: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -231,13 +232,30 @@ pub fn update_with<S, T, E>(
     key: &str,
     create: Create,
     timing: &Timing,
+    change: impl FnMut(Option<Cart>) -> Result<Step<T>, E>,
+) -> Result<(T, Option<Cart>), E>
+where
+    S: Kv,
+    E: From<StoreError>,
+{
+    update_as(store, key, create, timing, &new_write_id()?, change)
+}
+
+/// [`update_with`], its write recorded under `id` (from [`new_write_id`]):
+/// after [`StoreError::Unconfirmed`], [`landed`] tells whether it did.
+pub fn update_as<S, T, E>(
+    store: &S,
+    key: &str,
+    create: Create,
+    timing: &Timing,
+    id: &str,
     mut change: impl FnMut(Option<Cart>) -> Result<Step<T>, E>,
 ) -> Result<(T, Option<Cart>), E>
 where
     S: Kv,
     E: From<StoreError>,
 {
-    let id = new_write_id()?;
+    let id = id.to_string();
     let mut cas = store.cas(key)?;
     let mut bytes = store.current(&mut cas)?;
     let mut failed = 0;
@@ -321,6 +339,23 @@ where
                 bytes = store.current(&mut cas)?;
             }
         }
+    }
+}
+
+/// Whether the write recorded as `id` ([`update_as`]) is in the cart at
+/// `key`: `Some(true)` it landed, `Some(false)` it did not, `None` when
+/// the cart cannot tell (unreadable, or [`HISTORY`] writes or more came
+/// after the version `id` would have made, `written_version`).
+pub fn landed<S: Kv>(store: &S, key: &str, id: &str, written_version: u64) -> Option<bool> {
+    let mut cas = store.cas(key).ok()?;
+    let bytes = store.current(&mut cas).ok()?;
+    let Some(cart) = bytes.as_deref().map(decode).transpose().ok()? else { return Some(false) };
+    if cart.writes.iter().any(|w| w == id) {
+        Some(true)
+    } else if cart.version >= written_version + HISTORY as u64 {
+        None
+    } else {
+        Some(false)
     }
 }
 

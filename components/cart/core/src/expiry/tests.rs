@@ -70,7 +70,7 @@ fn index_entries<S: Keys>(store: &S) -> Vec<String> {
     store
         .all_keys()
         .into_iter()
-        .filter(|k| k.starts_with(PREFIX) && ![CURSOR, FIRST, FIRST_CLAIM].contains(&k.as_str()))
+        .filter(|k| k.starts_with(PREFIX) && ![CURSOR, FIRST, FIRST_CLAIM, REAPED].contains(&k.as_str()))
         .collect()
 }
 
@@ -85,11 +85,15 @@ fn removes_expired_carts_and_its_own_keys<S: Keys>() {
     let report = sweep(&store, T0 + TTL + 30, TTL, 100).unwrap();
     assert_eq!((report.removed, report.rescheduled, report.more), (4, 1, false), "{report:?}");
     assert_eq!(guest_carts(&store), vec![guest_key(4)], "only the live cart is left");
-    assert_eq!(index_entries(&store).len(), 2, "the live cart's new entry and its bucket's count: {:?}", index_entries(&store));
-    // Once it expires too, nothing is left but the cursor bookkeeping.
+    let entries: Vec<String> = index_entries(&store).into_iter().filter(|k| !is_counter_key(k)).collect();
+    assert_eq!(entries.len(), 1, "the live cart's new entry: {entries:?}");
+    // Once it expires too, nothing is left but the cursor bookkeeping,
+    // and the swept buckets' counters, which go an hour later.
     let report = sweep(&store, T0 + 90 + TTL + 30, TTL, 100).unwrap();
     assert_eq!((report.removed, report.rescheduled), (1, 0));
     assert!(guest_carts(&store).is_empty());
+    assert!(index_entries(&store).iter().all(|k| is_counter_key(k)), "{:?}", index_entries(&store));
+    assert_eq!(sweep(&store, T0 + 90 + TTL + 30 + REAP_AFTER_SECS, TTL, 100).unwrap(), SweepReport::default());
     assert!(index_entries(&store).is_empty(), "{:?}", index_entries(&store));
     // A removed guest's token opens nothing, and nothing re-creates its key.
     assert_eq!(touch(&store, &guest_key(0), T0 + 500), Err(StoreError::Missing));
@@ -123,6 +127,7 @@ fn a_bounded_batch_per_call<S: Keys>() {
     }
     assert_eq!(calls, 3);
     assert!(guest_carts(&store).is_empty());
+    sweep(&store, later + REAP_AFTER_SECS, TTL, 10).unwrap();
     assert!(index_entries(&store).is_empty(), "{:?}", index_entries(&store));
 }
 
@@ -202,6 +207,7 @@ fn guests_racing_two_sweeps<S: Keys>() {
     // The live carts are filed again and go once they expire.
     sweep(&*store, now + TTL + 30, TTL, 100).unwrap();
     assert!(guest_carts(&*store).is_empty());
+    sweep(&*store, now + TTL + 30 + REAP_AFTER_SECS, TTL, 100).unwrap();
     assert!(index_entries(&*store).is_empty(), "{:?}", index_entries(&*store));
 }
 
@@ -324,6 +330,45 @@ fn a_count_made_again_by_a_read_is_not_taken_for_the_bucket() {
     let left = index_entries(&store.inner);
     assert_eq!(left.len(), 1, "the other sweep's entry only: {left:?}");
     assert!(left.iter().all(|k| !k.ends_with(":claimed") && !k.ends_with(":count")), "{left:?}");
+}
+
+/// Another sweep that claims past the last slot (and so finishes the
+/// bucket) just after this sweep claimed that last slot, before this one
+/// checks the counters are still there.
+struct OtherSweepFinishesAfterMyClaim {
+    now: i64,
+    claimed: std::cell::Cell<bool>,
+    done: std::cell::Cell<bool>,
+}
+
+impl Hooks<SpinSqlite> for OtherSweepFinishesAfterMyClaim {
+    fn increment(&self, inner: &SpinSqlite, key: &str, delta: i64) -> Result<i64, StoreError> {
+        if key.ends_with(":claimed") {
+            self.claimed.set(true);
+        } else if key.ends_with(":count") && delta == 0 && self.claimed.get() && !self.done.replace(true) {
+            let other = sweep(inner, self.now, TTL, 100)?;
+            assert_eq!(other.checked, 0, "the other sweep found every slot claimed");
+        }
+        inner.increment(key, delta)
+    }
+}
+
+/// Found in review: the other sweep deleted the counters as it finished,
+/// and this one, finding them gone at its check, dropped the entry it had
+/// claimed: that cart was never removed, nor its entry. The counters now
+/// stay until they are reaped an hour later.
+#[test]
+fn an_entry_claimed_as_another_sweep_finishes_is_processed() {
+    let now = T0 + TTL + 30;
+    let hooks = OtherSweepFinishesAfterMyClaim { now, claimed: Default::default(), done: Default::default() };
+    let store = Hooked { inner: SpinSqlite::default(), hooks };
+    create_guest_cart(&store, &guest_key(1), T0);
+    let report = sweep(&store, now, TTL, 100).unwrap();
+    assert!(store.hooks.done.get(), "the other sweep ran");
+    assert_eq!((report.checked, report.removed), (1, 1), "{report:?}");
+    assert!(guest_carts(&store.inner).is_empty());
+    sweep(&store.inner, now + REAP_AFTER_SECS, TTL, 100).unwrap();
+    assert!(index_entries(&store.inner).is_empty(), "{:?}", index_entries(&store.inner));
 }
 
 /// A call processes at most [`PER_CALL`] entries whatever its limit (each
