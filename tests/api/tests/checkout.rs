@@ -1375,6 +1375,66 @@ fn a_full_refund_retried_after_stripe_s_event_is_answered_and_recorded() {
     assert_eq!(app.stripe.refunded_total(&intent), 1000, "one refund at Stripe");
 }
 
+fn dispute_of(order: &str, intent: &str, status: &str) -> Value {
+    json!({ "id": format!("dp_{order}"), "object": "dispute", "amount": 1000, "currency": "usd", "charge": format!("ch_{intent}"),
+            "payment_intent": intent, "reason": "fraudulent", "status": status, "metadata": {} })
+}
+
+/// A card dispute (chargeback): Stripe takes the money back and tells the
+/// shop. The order is flagged `disputed` and cannot be fulfilled while the
+/// dispute is open (shipping goods whose money is being taken back loses
+/// both); once the shop wins, the flag goes and the order ships. A late
+/// event about the closed dispute changes nothing.
+#[test]
+fn a_disputed_order_is_not_fulfilled_until_the_dispute_is_won() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    let send = |n: &str, kind: &str, status: &str| app.stripe_sends(&event(&format!("evt_{id}_{n}"), kind, dispute_of(&id, &intent, status)));
+    let r = send("dp1", "charge.dispute.created", "needs_response");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["applied"], json!({ "result": "flagged", "problem": "disputed" }), "{}", r.body);
+    assert_eq!(send("dp1", "charge.dispute.created", "needs_response").json()["ignored"], "duplicate event");
+    assert_eq!(app.order(&user, &id)["flags"], json!(["disputed"]));
+    let ship = || app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1Z999" })));
+    ship().assert_error(409, "order_disputed");
+    app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/status"), Some(&json!({ "status": "processing" }))).assert_error(409, "order_disputed");
+    assert_eq!(app.order(&user, &id)["status"], "paid", "nothing moved");
+    let payment = app.send_as(&admin.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_eq!(payment["disputes"][0]["status"], "needs_response", "{payment}");
+    assert_eq!((payment["disputes"][0]["amount_minor"].as_i64(), payment["disputes"][0]["currency"].as_str()), (Some(1000), Some("USD")));
+
+    assert_eq!(send("dp2", "charge.dispute.updated", "under_review").json()["applied"]["problem"], "disputed");
+    let r = send("dp3", "charge.dispute.closed", "won");
+    assert_eq!(r.json()["applied"]["result"], "unchanged", "{}", r.body);
+    assert_eq!(app.order(&user, &id)["flags"], json!([]));
+    // Stripe's events may come out of order: a late one reopens nothing.
+    assert_eq!(send("dp4", "charge.dispute.updated", "under_review").json()["applied"]["result"], "unchanged");
+    assert_eq!(app.order(&user, &id)["flags"], json!([]));
+    let shipped = ship();
+    assert_eq!((shipped.status, shipped.json()["status"].as_str()), (200, Some("shipped")), "{}", shipped.body);
+    let history = app.send_as(&admin.access_token, "GET", &format!("/api/orders/{id}/history"), None).body;
+    assert!(history.contains("card dispute") && history.contains("fraudulent"), "{history}");
+}
+
+/// A lost dispute: the money went back to the cardholder, the order is
+/// flagged `dispute_lost` and stays unfulfilled.
+#[test]
+fn a_lost_dispute_keeps_the_order_from_being_fulfilled() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _, id, session_id) = paid_through_checkout(&app, 5, 1000, 1);
+    let intent = app.stripe.session(&session_id)["payment_intent"].as_str().unwrap().to_string();
+    let send = |n: &str, kind: &str, status: &str| app.stripe_sends(&event(&format!("evt_{id}_{n}"), kind, dispute_of(&id, &intent, status)));
+    assert_eq!(send("dp1", "charge.dispute.created", "needs_response").status, 200);
+    let r = send("dp2", "charge.dispute.closed", "lost");
+    assert_eq!(r.json()["applied"], json!({ "result": "flagged", "problem": "dispute_lost" }), "{}", r.body);
+    assert_eq!(app.order(&user, &id)["flags"], json!(["dispute_lost"]));
+    app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1Z1" })))
+        .assert_error(409, "order_disputed");
+}
+
 /// Client keys the shop uses for its own refunds are refused: `cancel`,
 /// `shop:…` (its keys for refunds without one) and `…#n` (a key's next
 /// generation after a 5xx). Found in review: `cancel#2` was the

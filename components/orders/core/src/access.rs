@@ -13,6 +13,8 @@ impl From<OrderError> for ApiError {
             OrderError::Transition(t) => ApiError::new(409, "invalid_transition", t.to_string())
                 .with_details(json!({ "current_status": t.from, "requested_status": t.to })),
             OrderError::CartOrdered => cart_already_ordered(None),
+            OrderError::Disputed(t) => ApiError::new(409, "order_disputed", "a card dispute of this order is open or was lost: it is not fulfilled while so")
+                .with_details(json!({ "current_status": t.from, "requested_status": t.to })),
             OrderError::Storage(e) => e.into(),
         }
     }

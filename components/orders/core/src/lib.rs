@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admin_listing;
+pub mod disputes;
 pub mod domain;
 pub mod inventory_client;
 pub mod invoices;

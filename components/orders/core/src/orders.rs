@@ -220,6 +220,9 @@ pub enum OrderError {
     Transition(crate::domain::InvalidTransition),
     /// The account already has an order of this cart version ([`insert`]).
     CartOrdered,
+    /// A card dispute of the order is open or was lost: it is not
+    /// fulfilled ([`crate::disputes`]). The move refused.
+    Disputed(crate::domain::InvalidTransition),
     Storage(DbError),
 }
 
@@ -252,6 +255,12 @@ pub fn transition(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &
         let current = load(tx, &order.id)?.ok_or(OrderError::NotFound)?;
         return Err(OrderError::Transition(crate::domain::InvalidTransition { from: current.status, to }));
     }
+    // Read once the row is locked by the change above: a dispute recorded
+    // by a payment event (which locks the row first) has committed by then,
+    // and the caller's transaction is undone with this refusal.
+    if matches!(to, Status::Processing | Status::Shipped) && crate::disputes::block_fulfilment(tx, &order.id)? {
+        return Err(OrderError::Disputed(crate::domain::InvalidTransition { from: order.status, to }));
+    }
     tx.execute(
         "INSERT INTO order_history (order_id, from_status, to_status, actor, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
         &[order.id.as_str().into(), order.status.as_str().into(), to.as_str().into(), actor.into(), reason.into(), now.as_str().into()],
@@ -282,6 +291,19 @@ pub fn note(tx: &dyn Db, order: &Order, actor: &str, reason: &str) -> Result<(),
          SELECT id, status, status, ?, ?, ? FROM orders WHERE id = ?",
         &[actor.into(), reason.into(), clock::now_rfc3339().into(), order.id.as_str().into()],
     )
+}
+
+/// Take a problem off the order's flags (one that resolved itself: a
+/// dispute won), in one statement, as [`flag`] adds one.
+pub fn unflag(tx: &dyn Db, order_id: &str, problem: &str) -> Result<(), DbError> {
+    let sql = match tx.dialect() {
+        storage::Dialect::Postgres => "UPDATE orders SET flags = (flags::jsonb - ?::text)::text, updated_at = ? WHERE id = ? AND flags::jsonb @> jsonb_build_array(?::text)",
+        _ => {
+            "UPDATE orders SET flags = (SELECT COALESCE(json_group_array(value), '[]') FROM json_each(orders.flags) WHERE value <> ?), updated_at = ? \
+             WHERE id = ? AND EXISTS (SELECT 1 FROM json_each(orders.flags) WHERE value = ?)"
+        }
+    };
+    tx.execute(sql, &[problem.into(), clock::now_rfc3339().into(), order_id.into(), problem.into()])
 }
 
 /// Add a problem for an admin to look at (once). Appended to the flags the

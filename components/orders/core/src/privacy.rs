@@ -33,6 +33,7 @@ pub fn export_user(db: &dyn Db, user_id: &str, more: &dyn Fn(&dyn Db, &str, &mut
             let mut documents: Vec<Json> = crate::invoices::invoice_of(db, &order.id)?.iter().map(|d| json!(d)).collect();
             documents.extend(crate::invoices::credit_notes_of(db, &order.id)?.iter().map(|d| json!(d)));
             o["invoices"] = Json::Array(documents);
+            o["disputes"] = json!(crate::disputes::of_order(db, &order.id)?);
             more(db, &order.id, &mut o)?;
             out.push(o);
         }

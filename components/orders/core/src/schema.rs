@@ -70,6 +70,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "outbox_by_aggregate",
         sql: include_str!("../../../../migrations/orders/0013_outbox_by_aggregate.sql"),
     },
+    Migration { version: 14, name: "disputes", sql: include_str!("../../../../migrations/orders/0014_disputes.sql") },
 ];
 
 /// Open the checkout database with its schema current.
@@ -143,6 +144,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         name: "outbox_by_aggregate",
         sql: include_str!("../../../../migrations/postgres/orders/0012_outbox_by_aggregate.sql"),
     },
+    Migration { version: 13, name: "disputes", sql: include_str!("../../../../migrations/postgres/orders/0013_disputes.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

@@ -59,6 +59,9 @@ pub enum Outcome {
     /// one that returned nothing in the end (`failed`, `canceled`) is
     /// money the customer did not get back.
     RefundChanged { refund: String },
+    /// A card dispute of the order's payment was opened, changed or closed
+    /// (`charge.dispute.*`): see [`orders_core::disputes`].
+    Disputed(orders_core::disputes::Told),
 }
 
 /// Where an outcome comes from.
@@ -161,6 +164,7 @@ impl From<OrderError> for PaymentError {
             // `apply` only asks for allowed transitions.
             OrderError::Transition(t) => Self::Storage(DbError::Other(t.to_string())),
             OrderError::CartOrdered => Self::Storage(DbError::Other("the cart is an order already".into())),
+            OrderError::Disputed(_) => Self::Storage(DbError::Other("the order is disputed".into())),
         }
     }
 }
@@ -263,6 +267,7 @@ pub fn apply_with(
                 };
                 refund_undone(tx, &order, refund, refund_before.as_deref(), why)
             }
+            Outcome::Disputed(told) => disputed(tx, &order, told, actor),
         }
     });
     let applied = match applied {
@@ -610,6 +615,32 @@ fn give_back(tx: &dyn Db, order: &Order, to: Status, actor: &str, reason: &str) 
     Ok(Applied::Changed { status: updated.status })
 }
 
+
+/// A dispute opened, changed or closed: recorded (a late event never
+/// reopens a closed one), noted in the order's history, and the order's
+/// flags follow: `disputed` while one of its disputes is open (fulfilment
+/// is refused meanwhile), `dispute_lost` once one is lost (and fulfilment
+/// stays refused: the money went back to the cardholder).
+fn disputed(tx: &dyn Db, order: &Order, told: &orders_core::disputes::Told, actor: &str) -> Result<Applied, PaymentError> {
+    use orders_core::disputes;
+    let Some(before) = disputes::record(tx, &order.id, told, &clock::now_rfc3339())? else {
+        return Ok(Applied::Unchanged { status: order.status });
+    };
+    let what = match before {
+        None => format!("card dispute {} opened ({}, {} {} minor units): {}", told.id, told.reason, told.amount_minor, told.currency, told.status),
+        Some(was) => format!("card dispute {}: {was} -> {}", told.id, told.status),
+    };
+    orders::note(tx, order, actor, &what)?;
+    if told.status == "lost" {
+        orders::flag(tx, order, "dispute_lost")?;
+    }
+    if disputes::any_open(tx, &order.id)? {
+        orders::flag(tx, order, "disputed")?;
+        return Ok(Applied::Flagged { problem: "disputed".into() });
+    }
+    orders::unflag(tx, &order.id, "disputed")?;
+    Ok(if told.status == "lost" { Applied::Flagged { problem: "dispute_lost".into() } } else { Applied::Unchanged { status: order.status } })
+}
 
 fn refunded(tx: &dyn Db, order: &Order, total_refunded: i64, actor: &str, reason: &str) -> Result<Applied, PaymentError> {
     if total_refunded <= order.refunded.amount_minor {

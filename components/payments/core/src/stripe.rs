@@ -322,6 +322,19 @@ pub fn outcome_of(event_type: &str, object: &Json) -> Option<crate::lifecycle::O
         // A refund's status changed (the ledger records it); one that
         // returned nothing in the end flags the order.
         "refund.updated" | "refund.failed" | "charge.refund.updated" => id().map(|refund| Outcome::RefundChanged { refund }),
+        // A card dispute (chargeback): opened, its status changed, its
+        // money withdrawn or reinstated, or closed (`won`, `lost`).
+        "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed" | "charge.dispute.funds_withdrawn" | "charge.dispute.funds_reinstated" => {
+            let status = object["status"].as_str().filter(|s| !s.is_empty())?;
+            Some(Outcome::Disputed(orders_core::disputes::Told {
+                id: id()?,
+                payment_intent: object["payment_intent"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+                amount_minor: object["amount"].as_i64().unwrap_or(0),
+                currency: currency().to_ascii_uppercase(),
+                reason: object["reason"].as_str().unwrap_or("unknown").chars().take(100).collect(),
+                status: status.chars().take(50).collect(),
+            }))
+        }
         "charge.refunded" => object["amount_refunded"].as_i64().filter(|a| *a >= 0).map(|total_refunded| Outcome::Refunded {
             total_refunded,
             payment_intent: object["payment_intent"].as_str().filter(|s| !s.is_empty()).map(str::to_string),

@@ -204,11 +204,12 @@ pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
     let payment = summary::payment_for(&db, &order.id)?;
     let objects = ledger::objects_of(&db, &order.id)?;
     let automatic_refunds = refunds::automatic_refunds(&db, &order.id)?;
+    let disputes = orders_core::disputes::of_order(&db, &order.id)?;
     let refundable = refunds::refundable(&db, &order, Some(&StripeConfig::from_variables()))?.map_or(0, |r| r.left);
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status, "total": order.total, "refunded": order.refunded,
         "refundable": { "amount_minor": refundable, "currency": order.total.currency },
-        "payment": payment, "objects": objects, "automatic_refunds": automatic_refunds,
+        "payment": payment, "objects": objects, "automatic_refunds": automatic_refunds, "disputes": disputes,
     }))
         .with_header("cache-control", "no-store"))
 }
