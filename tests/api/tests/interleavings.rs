@@ -3,8 +3,10 @@
 //! after a declined card, as the hold lapses), cancellations, payments
 //! racing cancellations and orders left to expire, all running concurrently
 //! on one scarce product.
-//! Afterwards, once every hold has lapsed: nothing is reserved, and the
-//! units gone from stock are exactly those of the orders that were paid.
+//! Afterwards, once every hold has lapsed: nothing is reserved, the units
+//! gone from stock are exactly those of the orders that were paid, and
+//! each order keeps at Stripe exactly its total if it ended paid and
+//! nothing otherwise.
 //!
 //! The seed is printed; `SHOP_INTERLEAVING_SEED=<n>` replays a run's choices.
 
@@ -80,7 +82,7 @@ fn carry_out(app: &TestApp, user: &TestUser, order_id: &str, plan: Plan) {
             if let Some(intent) = r.json()["id"].as_str() {
                 let declined = json!({ "id": intent, "object": "payment_intent", "status": "requires_payment_method", "metadata": { "order_id": order_id } });
                 app.stripe_sends(&event(&format!("evt_{order_id}_declined"), "payment_intent.payment_failed", declined));
-                let ok = json!({ "id": intent, "object": "payment_intent", "status": "succeeded", "amount": 500, "amount_received": 500, "currency": "usd", "metadata": { "order_id": order_id } });
+                let ok = app.stripe.pay_intent(intent);
                 app.stripe_sends(&event(&format!("evt_{order_id}_second_card"), "payment_intent.succeeded", ok));
             }
         }
@@ -101,7 +103,7 @@ fn carry_out(app: &TestApp, user: &TestUser, order_id: &str, plan: Plan) {
             if let Some(intent) = r.json()["id"].as_str() {
                 let ttl: u64 = UNPAID_ORDER_TTL_SECS.parse().unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(ttl * 1000 - 300));
-                let ok = json!({ "id": intent, "object": "payment_intent", "status": "succeeded", "amount_received": 500, "currency": "usd", "metadata": { "order_id": order_id } });
+                let ok = app.stripe.pay_intent(intent);
                 let evt = event(&format!("evt_{order_id}_lapsing"), "payment_intent.succeeded", ok);
                 std::thread::scope(|t| {
                     t.spawn(|| app.stripe_sends(&evt));
@@ -197,6 +199,18 @@ fn stock_and_orders_agree_after_any_interleaving() {
             assert_eq!(restocked, 0, "{id}: restocked without a sale");
             assert!(["cancelled", "expired"].contains(&status.as_str()), "{id}: unpaid but {status}");
         }
+    }
+    // And money: each order keeps at Stripe (captured less refunded, over
+    // all its payments) exactly its total when it ended paid, and nothing
+    // when it ended cancelled or expired (a payment that lost to a
+    // cancellation, or came for a closed order, went back, once).
+    let captures = app.stripe.captures();
+    for (i, id) in &orders {
+        let order = app.order(&customers[*i].0, id);
+        let kept: i64 = captures.iter().filter(|c| c.order_id == *id).map(|c| c.amount_minor - app.stripe.refunded_total(&c.payment_intent)).sum();
+        let status = order["status"].as_str().unwrap();
+        let owed = if ["cancelled", "expired", "refunded"].contains(&status) { 0 } else { order["total"]["amount_minor"].as_i64().unwrap() };
+        assert_eq!(kept, owed, "seed {seed}: {id} ended {status} keeping {kept} at Stripe (flags {})", order["flags"]);
     }
     let (on_hand, reserved, available) = stock(&app, &admin, &product);
     assert_eq!(reserved, 0, "seed {seed}: nothing is held once every order ended");
