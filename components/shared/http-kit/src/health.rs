@@ -24,7 +24,11 @@ pub fn report(ctx: &Ctx, service: &str, checks: Vec<Check>) -> HandlerResult {
             }
             Err(msg) => {
                 body.insert(check.name.to_string(), json!({ "status": "unavailable" }));
-                failed.push(json!({ "check": check.name, "problem": msg }));
+                let shown = without_credentials(&msg);
+                if shown != msg {
+                    println!("{}", json!({ "level": "error", "service": service, "health_check": check.name, "problem": msg }));
+                }
+                failed.push(json!({ "check": check.name, "problem": shown }));
             }
         }
     }
@@ -37,6 +41,32 @@ pub fn report(ctx: &Ctx, service: &str, checks: Vec<Check>) -> HandlerResult {
             .with_details(json!({ "service": service, "failed": failed, "checks": body }))
             .with_header("retry-after", "1"))
     }
+}
+
+/// `text` with the credentials of every URL in it (`scheme://user:password@`)
+/// replaced by `***`. A health answer is public, and an error can quote a
+/// whole connection string: Spin refuses a Postgres host the app may not
+/// reach with `address <url> is not permitted` (found in review: a
+/// mistyped `postgres_host` showed the database password to anyone). The
+/// full text goes to the log.
+pub fn without_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends at the first `/`, `?`, `#`, whitespace or quote.
+        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace()).unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("***");
+                rest = &tail[userinfo_end..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A database check: reachable, and its schema is current.
@@ -52,3 +82,21 @@ pub fn database_check(
     };
     Check { name: label, result }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_in_urls_are_left_out() {
+        assert_eq!(
+            without_credentials("database unavailable: address postgres://shop:S3cret@db:5432/users is not permitted"),
+            "database unavailable: address postgres://***@db:5432/users is not permitted"
+        );
+        assert_eq!(without_credentials("redis_address is \"redis://:pw@r:6379\""), "redis_address is \"redis://***@r:6379\"");
+        assert_eq!(without_credentials("a https://example.com/a@b url"), "a https://example.com/a@b url", "an @ after the host is not userinfo");
+        assert_eq!(without_credentials("no url here"), "no url here");
+        assert_eq!(without_credentials("x://"), "x://");
+    }
+}
+
