@@ -101,7 +101,8 @@ pub fn erase_in(tx: &dyn Db, user_id: &str, email: &str, now: &str, for_good: bo
         &format!(
             "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, headers = NULL, updated_at = ?, \
              status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
-             last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' ELSE last_error END \
+             last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' \
+                               WHEN last_error IS NULL THEN NULL ELSE 'not kept: the recipient deleted their account' END \
              WHERE {OF_THE_ACCOUNT} RETURNING id"
         ),
         &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
@@ -209,6 +210,20 @@ mod tests {
         assert!(all[2].starts_with("[erased]|-|sms|"), "{all:?}");
         assert!(all[3].starts_with("bob@b.co|u-bob|"), "others untouched");
         assert!(all[..3].iter().all(|r| !r.contains("Ann")), "{all:?}");
+    }
+
+    /// Found in review: a failed SMS kept Twilio's message, which can quote
+    /// the number ("The 'To' number +44… is not a valid phone number"),
+    /// after the account was erased.
+    #[test]
+    fn an_erased_delivery_keeps_no_provider_message() {
+        let db = migrated();
+        deliver(&db, "sms", PHONE, Some("u-ann"), "failed");
+        db.execute("UPDATE deliveries SET last_error = ?", &[format!("400 The 'To' number {PHONE} is not a valid phone number.").into()]).unwrap();
+        deliver(&db, "sms", PHONE, Some("u-ann"), "sent");
+        erase_user(&db, "u-ann", "ann@b.co", "t2", true).unwrap();
+        let errors: Vec<Option<String>> = db.query("SELECT last_error FROM deliveries ORDER BY id", &[]).unwrap().iter().map(|r| r.opt_text("last_error").unwrap()).collect();
+        assert_eq!(errors, [Some("not kept: the recipient deleted their account".to_string()), None]);
     }
 
     #[test]

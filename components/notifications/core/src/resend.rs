@@ -8,13 +8,18 @@ use serde_json::json;
 /// 429 and 5xx retried (after `Retry-After`), and 409
 /// `concurrent_idempotent_requests` too (a request under the same key is
 /// still being handled, e.g. one whose answer timed out here: found in
-/// review, it failed the delivery for good); other 4xx permanent.
+/// review, it failed the delivery for good); 401 and 403 retried as well,
+/// no sooner than in [`ACCOUNT_RETRY_SECS`]: they are about the shop's
+/// account (a missing, revoked or restricted API key, an unverified
+/// domain), not this email, and failed every queued email for good until
+/// someone fixed the key (found in review); other 4xx permanent.
 fn classify(status: u16, answer: &serde_json::Value, retry_after: Option<String>, id_of: impl Fn(&serde_json::Value) -> Option<String>) -> Attempt {
     let message = answer["message"].as_str().unwrap_or("");
     let in_progress = status == 409 && answer["name"].as_str() == Some("concurrent_idempotent_requests");
     match status {
         200..=299 => Attempt::Sent { provider_id: id_of(answer) },
         _ if in_progress => Attempt::Retry { after_secs: None, error: format!("{status} {message}") },
+        401 | 403 => Attempt::Retry { after_secs: Some(ACCOUNT_RETRY_SECS), error: format!("{status} {message} (the shop's Resend account refused it: check resend_api_key and the sending domain)") },
         429 | 500..=599 => {
             let after = retry_after.and_then(|v| v.trim().parse::<i64>().ok());
             Attempt::Retry { after_secs: after, error: format!("{status} {message}") }
@@ -22,6 +27,10 @@ fn classify(status: u16, answer: &serde_json::Value, retry_after: Option<String>
         _ => Attempt::Permanent { error: format!("{status} {message}") },
     }
 }
+
+/// How long an email Resend refused for the shop's account (401, 403)
+/// waits at least before its next attempt.
+pub const ACCOUNT_RETRY_SECS: i64 = 300;
 
 /// Resend settings from Spin variables.
 pub struct ResendConfig {
@@ -154,5 +163,19 @@ mod tests {
         assert!(matches!(classify(409, &reused, None, id), Attempt::Permanent { .. }));
         assert!(matches!(classify(429, &json!({}), Some("3".into()), id), Attempt::Retry { after_secs: Some(3), .. }));
         assert!(matches!(classify(200, &json!({ "id": "e1" }), None, id), Attempt::Sent { provider_id: Some(ref p) } if p == "e1"));
+    }
+
+    /// Found in review: a revoked key or an unverified domain failed every
+    /// queued email for good. They are the account's, retried later, and
+    /// the sweep's other emails are handed back.
+    #[test]
+    fn the_shop_s_account_refused_is_retried_later() {
+        let id = |a: &serde_json::Value| a["id"].as_str().map(str::to_string);
+        for status in [401, 403] {
+            let refused = classify(status, &json!({ "name": "invalid_api_key", "message": "API key is invalid" }), None, id);
+            assert!(matches!(refused, Attempt::Retry { after_secs: Some(ACCOUNT_RETRY_SECS), .. }), "{status}: {refused:?}");
+            assert!(refused.provider_failing());
+        }
+        assert!(matches!(classify(422, &json!({ "name": "validation_error" }), None, id), Attempt::Permanent { .. }), "this email's own problem");
     }
 }

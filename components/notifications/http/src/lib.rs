@@ -257,23 +257,30 @@ fn send_promotions(db: &ServiceDb, users: &ServiceDb, resend: &resend::ResendCon
             deliveries::record(db, &d, &withdrawn, now)?;
         }
     }
-    // Renewed as one send (see `deliveries::renew`): only what is still this claim's.
     // Renewed as one send (see `deliveries::renew`), with the batch's key
     // recorded on it first: only what is still this claim's goes.
     let (renewed, key) = deliveries::renew_batch(db, &batch, clock::unix_now(), send_allowance_secs(resend.timeout_ms))?;
     batch.retain(|d| renewed.contains(&d.id));
+    if !batch.is_empty() {
+        deliveries::pace_promotions_from(db, clock::unix_millis(), promotions::BATCH_GAP_MS)?;
+    }
     let outcomes = if resend.configured() {
         if batch.is_empty() { Vec::new() } else { resend.send_batch(&batch, &key) }
     } else {
         batch.iter().for_each(mail_log);
         batch.iter().map(|_| Attempt::Logged).collect()
     };
-    let mut sent = 0;
-    for (d, attempt) in batch.iter().zip(&outcomes) {
-        sent += usize::from(matches!(attempt, Attempt::Sent { .. } | Attempt::Logged));
-        deliveries::record(db, d, attempt, clock::unix_now())?;
-    }
-    Ok(sent)
+    // The batch's outcomes in one transaction: recorded a row at a time, a
+    // failure part-way left some due and the rest leased, and the due part
+    // went again alone under the batch's key (found in review).
+    let now = clock::unix_now();
+    storage::transaction(db, |tx| {
+        for (d, attempt) in batch.iter().zip(&outcomes) {
+            deliveries::record(tx, d, attempt, now)?;
+        }
+        Ok::<_, DbError>(())
+    })?;
+    Ok(batch.iter().zip(&outcomes).filter(|(_, a)| matches!(a, Attempt::Sent { .. } | Attempt::Logged)).count())
 }
 
 fn list(ctx: &Ctx) -> HandlerResult {
