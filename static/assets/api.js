@@ -13,7 +13,7 @@
 //   signs the user out cleanly and tells the page why.
 // - Guests carry `X-Cart-Token`; the token the API hands back is kept.
 
-const KEYS = { access: 'shop.accessToken', refresh: 'shop.refreshToken', user: 'shop.user', cart: 'shop.cartToken', skew: 'shop.clockSkew' };
+const KEYS = { access: 'shop.accessToken', refresh: 'shop.refreshToken', user: 'shop.user', cart: 'shop.cartToken', skew: 'shop.clockSkew', signOuts: 'shop.signOuts' };
 const listeners = new Set();
 
 /**
@@ -84,6 +84,9 @@ function keepTokens(pair, user) {
  */
 export function signOutLocally(reason) {
   for (const key of [KEYS.access, KEYS.refresh, KEYS.user, KEYS.cart, KEYS.skew, 'shop.seenPrices']) localStorage.removeItem(key);
+  // Counted, so an answer still on its way (a guest cart's token) is not
+  // kept for whoever uses the device next.
+  localStorage.setItem(KEYS.signOuts, String((Number(localStorage.getItem(KEYS.signOuts)) || 0) + 1));
   for (const key of Object.keys(sessionStorage)) if (key.startsWith('shop.checkoutKey.') || key.startsWith('shop.refund.')) sessionStorage.removeItem(key);
   announce(reason || 'signed_out');
 }
@@ -183,6 +186,7 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   if (access) h.authorization = `Bearer ${access}`;
   const guestToken = cartToken();
   if (cart && guestToken) h['x-cart-token'] = guestToken;
+  const signOutsBefore = localStorage.getItem(KEYS.signOuts);
   let r;
   try {
     r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body), cache: fetchCache });
@@ -193,8 +197,9 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   // Kept even if another tab signed in meanwhile: the cart it names (an add
   // that raced that sign-in's merge) is merged by the next signed-in cart
   // request, which sends it; once one succeeds the token has been merged.
+  // Not kept after a sign-out meanwhile: the next shopper is someone else.
   const newCartToken = r.headers.get('x-cart-token');
-  if (newCartToken && cart && !access) localStorage.setItem(KEYS.cart, newCartToken);
+  if (newCartToken && cart && !access && localStorage.getItem(KEYS.signOuts) === signOutsBefore) localStorage.setItem(KEYS.cart, newCartToken);
   else if (cart && access && guestToken && r.ok && cartToken() === guestToken) forgetCartToken();
   if (r.status === 401 && access && !retried) {
     if (await refreshSession()) return api(method, path, { body, cart, headers, auth, retried: true });
@@ -225,9 +230,11 @@ export async function signIn(email, password) {
   let merged = null;
   if (cartToken()) {
     try {
+      // `api` forgets the token it sent once merged; one stored meanwhile
+      // (an add in another tab that raced this merge) is kept for the next
+      // signed-in cart request to merge (found in review: it was dropped).
       const cart = await api('GET', '/api/cart', { cart: true });
       merged = cart.merged_guest_cart || null;
-      forgetCartToken();
     } catch { /* the cart page will show the problem */ }
   }
   announce('signed_in');
@@ -243,8 +250,15 @@ export async function signOut() {
   signOutLocally('signed_out');
 }
 
-/** Keep a changed user (profile edit) for the header. */
+/**
+ * Keep a changed user (profile edit) for the header: only while that user
+ * is still the one signed in here (found in review: a profile answer that
+ * came after a sign-out, or another account's sign-in in another tab, put
+ * that user back on the device).
+ */
 export function rememberUser(user) {
+  const now = currentUser();
+  if (!localStorage.getItem(KEYS.refresh) || !user || (now && now.id !== user.id)) return;
   localStorage.setItem(KEYS.user, JSON.stringify(user));
   announce('profile');
 }

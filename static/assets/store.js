@@ -592,9 +592,20 @@ async function checkoutPage(isCurrent) {
         flashNext('warn', 'This cart was already placed as an order: here it is.');
         return navigate(`/account/orders/${encodeURIComponent(existing)}`);
       }
+      // This checkout's key placed an order already, sent with other
+      // details (after an attempt whose answer was lost, the address was
+      // changed): that order is in the shopper's orders (found in review:
+      // the key was dropped and the emptied cart was all they saw).
+      if (e.code === 'idempotency_key_reused') {
+        sessionStorage.removeItem(keyName);
+        flashNext('warn', 'Your order was already placed when the connection failed, with the details you sent first. Check it in your orders.');
+        return navigate('/account/orders');
+      }
       show(status, 'error', errorText(e));
       placing = false;
       button.disabled = false;
+      // Disabling the button moved focus away: back to it, for keyboards.
+      button.focus();
       // A refused request may be corrected and sent again with a new key.
       if (e.status && e.status < 500 && e.code !== 'request_in_progress') sessionStorage.removeItem(keyName);
       return;
@@ -726,6 +737,7 @@ async function signInPage() {
     } catch (e) {
       show(document.getElementById('form-status'), 'error', errorText(e));
       button.disabled = false;
+      button.focus();
     }
   });
 }
