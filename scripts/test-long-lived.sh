@@ -50,11 +50,13 @@ if [ -z "${SHOP_BASE_URL:-}" ]; then
     --listen "127.0.0.1:$port" "${variables[@]}" >"$state/host.log" 2>&1 &
   host_pid=$!
   export SHOP_BASE_URL="http://127.0.0.1:$port"
+  ready=false
   for _ in $(seq 1 120); do
-    curl -fsS "$SHOP_BASE_URL/health" >/dev/null 2>&1 && break
+    curl -fsS --max-time 5 "$SHOP_BASE_URL/health" >/dev/null 2>&1 && { ready=true; break; }
     kill -0 "$host_pid" 2>/dev/null || { echo "long-lived: the app did not start:" >&2; tail -n 30 "$state/host.log" >&2; exit 1; }
     sleep 0.5
   done
+  $ready || { echo "long-lived: /health never answered 200:" >&2; tail -n 30 "$state/host.log" >&2; exit 1; }
 fi
 
 for round in $(seq 1 "$rounds"); do

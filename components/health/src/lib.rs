@@ -56,6 +56,16 @@ fn configuration_check() -> http_kit::health::Check {
     problems.extend(catalog_core::settings::configuration_problems(&get));
     let mut shared = http_kit::settings::Problems::default();
     shared.one_of(&get, "sqlite_synchronous", &["full", "normal"]);
+    shared.one_of(&get, "require_postgres", &["true", "false"]);
+    if get("require_postgres") == "true" {
+        for name in ["catalog_database_url", "users_database_url", "orders_database_url", "notifications_database_url"] {
+            if get(name).is_empty() {
+                shared.add(format!(
+                    "require_postgres is true but {name} is empty: this instance would keep that database in an SQLite file of its own, apart from every other instance's"
+                ));
+            }
+        }
+    }
     shared.duration(&get, "guest_cart_idle_ttl");
     problems.extend(shared.0);
     // Every service checks tokens with it; whether it is the other half of

@@ -52,6 +52,21 @@ fn conflicting_settings_make_the_app_not_ready_and_say_why() {
     assert!(!body.contains("sk_test_shop_suite"), "no secret in the answer: {body}");
 }
 
+/// `require_postgres=true` (the SpinKube ConfigMap's setting) with a
+/// service database left on embedded SQLite: not ready, naming it, since
+/// each replica would keep that database in a file of its own.
+#[test]
+fn a_service_database_left_on_sqlite_is_named_when_postgres_is_required() {
+    if matches!(api_tests::Stores::from_env(), api_tests::Stores::Servers) {
+        eprintln!("not applicable with SHOP_TEST_STORES=postgres: every database is on Postgres there");
+        return;
+    }
+    let Some((problem, _)) = configuration_problem(&[("require_postgres", "true")]) else { return };
+    for name in ["catalog_database_url", "users_database_url", "orders_database_url", "notifications_database_url"] {
+        assert!(problem.contains(name), "{name}: {problem}");
+    }
+}
+
 /// Every service's settings are checked, not only checkout's: a value the
 /// configuration table does not allow is named on `/health` instead of
 /// being silently replaced by its default.
