@@ -202,7 +202,12 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   if (newCartToken && cart && !access && localStorage.getItem(KEYS.signOuts) === signOutsBefore) localStorage.setItem(KEYS.cart, newCartToken);
   else if (cart && access && guestToken && r.ok && cartToken() === guestToken) forgetCartToken();
   if (r.status === 401 && access && !retried) {
-    if (await refreshSession()) return api(method, path, { body, cart, headers, auth, retried: true });
+    // Again only as the account that sent it: after a sign-out and another
+    // account's sign-in in another tab, the stored session is someone
+    // else's (found in review: an order would have been placed from their
+    // cart with this request's address).
+    const same = () => { const now = localStorage.getItem(KEYS.access); return now && (claims(now) || {}).sub === (claims(access) || {}).sub; };
+    if (await refreshSession() && same()) return api(method, path, { body, cart, headers, auth, retried: true });
   }
   if (r.status === 204) return null;
   const text = await r.text();

@@ -1252,6 +1252,14 @@ fn a_refund_stripe_could_not_pay_out_is_flagged_and_sent_again() {
     assert!(objects.as_array().unwrap().iter().any(|o| o["id"] == refund_id.as_str() && o["status"] == "failed"), "{objects}");
     assert_eq!(payment.json()["refundable"], json!({ "amount_minor": 800, "currency": "USD" }), "what failed, not the dashboard's part: {}", payment.body);
 
+    // The same request again, under the failed refund's own key: answered
+    // with that refund (failed), never a second refund under one key (two
+    // such retries at once each made one, found in review).
+    let same = refund(&format!("first-{id}"));
+    let v = same.assert_error(502, "payment_provider_error");
+    assert!(v["error"]["details"]["stripe_message"].as_str().unwrap_or("").contains(&refund_id), "{v}");
+    assert_eq!(app.stripe.refunded_total(&intent), 200, "only the dashboard's part went back");
+
     // Sent again without a key: the key derived for it is not the failed one's.
     let again = app.request("POST", "/api/payments/refund", &[("authorization", auth.as_str())], Some(&json!({ "order_id": id })));
     assert_eq!(again.status, 200, "{}", again.body);

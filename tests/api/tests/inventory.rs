@@ -110,7 +110,7 @@ fn a_stock_count_based_on_a_stale_reading_is_refused() {
     let r = app.send_as(&admin.access_token, "PUT", &product, Some(&json!({ "name": "Recounted", "stock_on_hand": 20, "expected_on_hand": 12 })));
     assert_eq!((r.status, r.json()["name"].clone(), r.json()["on_hand"].clone()), (200, json!("Recounted"), json!(20)), "{}", r.body);
     // Without a product to change, the precondition means nothing: 422.
-    let mut create = json!({ "sku": format!("EOH-{}", &o[..8]), "name": "New", "price": { "amount_minor": 100, "currency": "USD" }, "expected_on_hand": 0 });
+    let mut create = json!({ "sku": unique_sku("eoh"), "name": "New", "price": { "amount_minor": 100, "currency": "USD" }, "expected_on_hand": 0 });
     app.send_as(&admin.access_token, "POST", "/api/products", Some(&create)).assert_error(422, "validation_failed");
     create.as_object_mut().unwrap().remove("expected_on_hand");
     assert_eq!(app.send_as(&admin.access_token, "POST", "/api/products", Some(&create)).status, 201);

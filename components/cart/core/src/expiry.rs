@@ -31,9 +31,10 @@
 //!   both kept after every slot is claimed (another sweep may be between
 //!   its claim of the last slots and its check that the counters are still
 //!   there: found in review, a sweep that deleted them as it finished made
-//!   that one drop an entry it had claimed, for good), and deleted
-//!   [`REAP_AFTER_SECS`] later by any sweep ([`reap`], from `reaped`: the
-//!   bucket below which they are gone). A sweep whose claim comes after
+//!   that one drop an entry it had claimed, for good), and deleted one to
+//!   two [`REAP_AFTER_SECS`] after the sweep passed them by any sweep
+//!   ([`reap`], from `reaped`: the bucket below which they are gone;
+//!   `reap-mark`: the cursor and when it was read). A sweep whose claim comes after
 //!   that (one stalled for that long) finds `count` gone, or 0 where its
 //!   read made it again, deletes what it made again, and moves on;
 //! * `<bucket>:<slot>` — the cart key; deleted once processed;
@@ -83,8 +84,10 @@ pub const PER_CALL: usize = 200;
 const PREFIX: &str = "guest-expiry:";
 const CURSOR: &str = "guest-expiry:cursor";
 const REAPED: &str = "guest-expiry:reaped";
-/// A swept bucket's counters are deleted this long after it could first be
-/// swept: no sweep call is still between two of its calls that long.
+const REAP_MARK: &str = "guest-expiry:reap-mark";
+/// A swept bucket's counters are deleted at least this long (and at most
+/// twice this long) after the sweep passed it: no sweep call is still
+/// between two of its calls that long.
 pub const REAP_AFTER_SECS: i64 = 3600;
 const FIRST: &str = "guest-expiry:first";
 /// Written by older versions (see the module docs); a counter, never read.
@@ -214,11 +217,17 @@ pub fn sweep<S: Kv>(store: &S, now: i64, ttl: i64, limit: usize) -> Result<Sweep
     Ok(report)
 }
 
-/// Deletes the counters of buckets swept in full (below `cursor`) that
-/// closed [`REAP_AFTER_SECS`] ago, from `reaped` on, at most
-/// [`MAX_BUCKETS_PER_CALL`] buckets per call. `start` is where this call's
-/// walk began: the first call of a version that reaps starts there (older
-/// versions deleted the counters of the buckets below it already).
+/// Deletes the counters of buckets swept in full at least
+/// [`REAP_AFTER_SECS`] ago, from `reaped` on, at most
+/// [`MAX_BUCKETS_PER_CALL`] buckets per call. Measured from when the
+/// cursor passed a bucket, not from when the bucket closed: a sweep
+/// catching up on a backlog passes buckets that closed long ago, and
+/// another sweep may be between two of its calls in one of them right now
+/// (found in review). So `reap-mark` holds the cursor and the time it was
+/// read; once that time is [`REAP_AFTER_SECS`] old, the buckets below that
+/// cursor are reaped and the mark moves to the cursor now. `start` is
+/// where this call's walk began: the first call of a version that reaps
+/// starts there (older versions deleted the counters below it already).
 fn reap<S: Kv>(store: &S, start: i64, cursor: i64, now: i64) -> Result<(), StoreError> {
     let from = match read_number(store, REAPED)? {
         Some(r) => r,
@@ -227,15 +236,27 @@ fn reap<S: Kv>(store: &S, start: i64, cursor: i64, now: i64) -> Result<(), Store
             start
         }
     };
-    let upto = cursor.min(bucket_of(now.saturating_sub(REAP_AFTER_SECS + CLOSE_MARGIN_SECS)));
+    let mark = store.get(REAP_MARK)?.and_then(|v| {
+        let text = String::from_utf8(v).ok()?;
+        let (bucket, at) = text.trim().split_once(' ')?;
+        Some((bucket.parse::<i64>().ok()?, at.parse::<i64>().ok()?))
+    });
+    let set_mark = || store.set(REAP_MARK, format!("{cursor} {now}").as_bytes());
+    let Some((below, at)) = mark else { return set_mark() };
+    if now.saturating_sub(at) < REAP_AFTER_SECS {
+        return Ok(());
+    }
     let mut b = from;
-    while b < upto && b - from < MAX_BUCKETS_PER_CALL as i64 {
+    while b < below && b - from < MAX_BUCKETS_PER_CALL as i64 {
         store.delete(&count_key(b))?;
         store.delete(&claimed_key(b))?;
         b += 1;
     }
     if b > from {
         store.set(REAPED, b.to_string().as_bytes())?;
+    }
+    if b >= below {
+        set_mark()?;
     }
     Ok(())
 }

@@ -120,7 +120,7 @@ fn merge_round<S: Kv, E>(
         Err(MergeError::Store(StoreError::Unconfirmed)) => {
             println!("{}", serde_json::json!({ "level": "warn", "service": "cart", "guest_cart_merge_unconfirmed": guest.lines.len() }));
         }
-        Err(_) => give_back(store, guest_key, &guest, now),
+        Err(_) => give_back(store, guest_key, user_key, &guest, now),
         Ok(_) => {}
     }
     moved.map(Some)
@@ -168,12 +168,22 @@ fn move_lines<S: Kv, E>(
 /// Put claimed lines back into the guest cart (adding to whatever the guest
 /// added since). If even that fails, the lines are lost and the request's
 /// own error is what the client sees; the log says so.
-fn give_back<S: Kv>(store: &S, guest_key: &str, guest: &Cart, now: i64) {
-    let restored = update(store, guest_key, Create::Never, |current| -> Result<Step<Vec<String>>, StoreError> {
+///
+/// A guest cart another merge closed meanwhile (a guest add landed in it
+/// after this claim, and another signed-in request merged and closed it)
+/// takes no change: the lines go to the account's cart, where they were
+/// headed, capped by the quantity limit only (found in review: they were
+/// lost).
+fn give_back<S: Kv>(store: &S, guest_key: &str, user_key: &str, guest: &Cart, now: i64) {
+    let merge_in = |current: Option<Cart>| -> Result<Step<Vec<String>>, StoreError> {
         let mut cart = current.unwrap_or_default();
         let skipped = cart.merge(guest, |_| MAX_QUANTITY, now);
         Ok(Step::Write(cart, skipped))
-    });
+    };
+    let restored = match update(store, guest_key, Create::Never, merge_in) {
+        Err(StoreError::Missing) => update(store, user_key, Create::Claim, merge_in),
+        other => other,
+    };
     match restored {
         Err(e) => println!("{}", serde_json::json!({ "level": "error", "service": "cart", "guest_cart_lines_lost": guest.lines.len(), "error": e.to_string() })),
         // The guest filled the emptied cart in another currency meanwhile:
@@ -318,6 +328,29 @@ mod tests {
                 assert!(user.is_empty());
             }
         }
+    }
+
+    /// Found in review: a merge whose lookup failed gave its lines back to
+    /// the guest cart, but another merge had closed it meanwhile (a guest
+    /// add landed after the first claim, and a second signed-in request
+    /// merged that): the lines were lost. They go to the account's cart.
+    #[test]
+    fn lines_given_back_to_a_closed_guest_cart_go_to_the_account_s_cart() {
+        let store = SpinSqlite::default();
+        guest_with(&store, &[("a", 2)]);
+        let failed = merge_guest(&store, "guest", "user", 10, 3600, |_| {
+            // Meanwhile: another tab adds, another request merges and closes.
+            update(&store, "guest", Create::Never, |c| -> Result<Step<()>, StoreError> {
+                let mut c = c.unwrap_or_default();
+                c.set("b", 1, "USD", 10).unwrap();
+                Ok(Step::Write(c, ()))
+            })
+            .unwrap();
+            merge_guest(&store, "guest", "user", 10, 3600, |_| Ok::<_, ()>(vec![product("b", 9)])).unwrap();
+            Err::<Vec<CatalogProduct>, _>("catalog down")
+        });
+        assert!(matches!(failed, Err(MergeError::Lookup("catalog down"))), "{failed:?}");
+        assert_eq!(lines(&store, "user"), [("b".to_string(), 1), ("a".to_string(), 2)], "nothing lost");
     }
 
     /// Found in review: the guest cart was emptied before the lookup, so a

@@ -315,40 +315,29 @@ pub fn refund_via_stripe(
     let key = StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?;
     // A refund made under this key is the result, whatever has been
     // recorded since: it is checked against what the intent captured, not
-    // against what is left now.
-    let earlier = refund_marked(stripe, &key, &intent).map_err(RefundError::Stripe)?;
-    match earlier {
-        Some(found) if !found["status"].as_str().is_some_and(ledger::refund_undone) => {
-            record_made(db, stripe, order, &intent, captured, &found, true, actor, inventory)
-        }
-        found => {
-            // One that failed or was cancelled returned nothing: this
-            // request makes a new refund, under the key's next generation
-            // (Stripe would answer the failed one's own key with it again).
-            let key = match found {
-                Some(_) => {
-                    key.advance(db).map_err(|e| RefundError::Payment(e.into()))?;
-                    StripeKey::load(db, idempotency_key).map_err(|e| RefundError::Payment(e.into()))?
-                }
-                None => key,
-            };
-            let amount = amount.unwrap_or(refundable);
-            if amount < 1 || amount > refundable {
-                return Err(RefundError::TooMuch { refundable });
-            }
-            let in_stripe_units = crate::stripe_units::to_stripe(amount, order.total.currency.code()).map_err(|e| RefundError::NotPayable(e.0))?;
-            let fields = vec![
-                ("payment_intent".to_string(), intent.clone()),
-                ("amount".to_string(), in_stripe_units.to_string()),
-                ("metadata[order_id]".to_string(), order.id.clone()),
-            ];
-            let refund = create_refund(db, stripe, &key, fields).map_err(RefundError::Stripe)?;
-            if refund["amount"].as_i64().is_some_and(|a| a > amount) {
-                return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!("a refund of {} where {amount} was asked", refund["amount"]))));
-            }
-            record_made(db, stripe, order, &intent, captured, &refund, false, actor, inventory)
-        }
+    // against what is left now. One that failed or was cancelled at Stripe
+    // since is the answer too (502, naming it): the key asked for one
+    // refund, and the money goes again under another key, or none (an
+    // earlier version made a new one under the key's next generation, and
+    // two retries at once each made one: found in review).
+    if let Some(found) = refund_marked(stripe, &key, &intent).map_err(RefundError::Stripe)? {
+        return record_made(db, stripe, order, &intent, captured, &found, true, actor, inventory);
     }
+    let amount = amount.unwrap_or(refundable);
+    if amount < 1 || amount > refundable {
+        return Err(RefundError::TooMuch { refundable });
+    }
+    let in_stripe_units = crate::stripe_units::to_stripe(amount, order.total.currency.code()).map_err(|e| RefundError::NotPayable(e.0))?;
+    let fields = vec![
+        ("payment_intent".to_string(), intent.clone()),
+        ("amount".to_string(), in_stripe_units.to_string()),
+        ("metadata[order_id]".to_string(), order.id.clone()),
+    ];
+    let refund = create_refund(db, stripe, &key, fields).map_err(RefundError::Stripe)?;
+    if refund["amount"].as_i64().is_some_and(|a| a > amount) {
+        return Err(RefundError::Stripe(crate::stripe::StripeError::Unexpected(format!("a refund of {} where {amount} was asked", refund["amount"]))));
+    }
+    record_made(db, stripe, order, &intent, captured, &refund, false, actor, inventory)
 }
 
 /// A refund request repeated on an order with nothing left to refund (a
