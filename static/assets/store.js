@@ -89,6 +89,10 @@ async function refreshCartCount(cart) {
   try {
     const c = cart || (currentUser() || cartToken() ? await api('GET', '/api/cart', { cart: true }) : null);
     el.textContent = c ? String(c.item_count) : '0';
+    // This tab's count may be the request that merged a guest cart (another
+    // tab signed in, and this tab sent the token first): say so here, since
+    // the signing-in tab then hears of no merge (found in review).
+    if (!cart && c && c.merged_guest_cart && c.merged_guest_cart.merged) say(mergedText(c.merged_guest_cart));
   } catch { el.textContent = '?'; }
 }
 
