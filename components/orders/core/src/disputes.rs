@@ -12,7 +12,7 @@ use serde::Serialize;
 use storage::{Db, DbError};
 
 /// What a `charge.dispute.*` event says of its dispute.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Told {
     pub id: String,
     pub payment_intent: Option<String>,
@@ -23,15 +23,11 @@ pub struct Told {
     pub status: String,
 }
 
-/// A dispute as kept.
+/// A dispute as kept: as last told, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Dispute {
-    pub id: String,
-    pub payment_intent: Option<String>,
-    pub amount_minor: i64,
-    pub currency: String,
-    pub reason: String,
-    pub status: String,
+    #[serde(flatten)]
+    pub told: Told,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -90,12 +86,14 @@ pub fn of_order(db: &dyn Db, order_id: &str) -> Result<Vec<Dispute>, DbError> {
         .iter()
         .map(|r| {
             Ok(Dispute {
-                id: r.text("id")?,
-                payment_intent: r.opt_text("payment_intent")?,
-                amount_minor: r.int("amount_minor")?,
-                currency: r.text("currency")?,
-                reason: r.text("reason")?,
-                status: r.text("status")?,
+                told: Told {
+                    id: r.text("id")?,
+                    payment_intent: r.opt_text("payment_intent")?,
+                    amount_minor: r.int("amount_minor")?,
+                    currency: r.text("currency")?,
+                    reason: r.text("reason")?,
+                    status: r.text("status")?,
+                },
                 created_at: r.text("created_at")?,
                 updated_at: r.text("updated_at")?,
             })
@@ -105,12 +103,12 @@ pub fn of_order(db: &dyn Db, order_id: &str) -> Result<Vec<Dispute>, DbError> {
 
 /// Whether a dispute of the order stops its fulfilment now.
 pub fn block_fulfilment(db: &dyn Db, order_id: &str) -> Result<bool, DbError> {
-    Ok(of_order(db, order_id)?.iter().any(|d| blocks_fulfilment(&d.status)))
+    Ok(of_order(db, order_id)?.iter().any(|d| blocks_fulfilment(&d.told.status)))
 }
 
 /// Whether one of the order's disputes is still open.
 pub fn any_open(db: &dyn Db, order_id: &str) -> Result<bool, DbError> {
-    Ok(of_order(db, order_id)?.iter().any(|d| !is_final(&d.status)))
+    Ok(of_order(db, order_id)?.iter().any(|d| !is_final(&d.told.status)))
 }
 
 #[cfg(test)]
@@ -143,7 +141,7 @@ mod tests {
         assert_eq!(record(&db, "o1", &told("won"), "t3").unwrap(), Some(Some("needs_response".into())));
         assert_eq!(record(&db, "o1", &told("under_review"), "t4").unwrap(), None, "late");
         assert!(!block_fulfilment(&db, "o1").unwrap() && !any_open(&db, "o1").unwrap());
-        assert_eq!(of_order(&db, "o1").unwrap()[0].status, "won");
+        assert_eq!(of_order(&db, "o1").unwrap()[0].told.status, "won");
     }
 
     #[test]

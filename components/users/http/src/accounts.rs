@@ -1,7 +1,7 @@
 //! Proof of email ownership and password reset: the endpoints that work
 //! with the single-use links of `users_core::account_tokens`.
 
-use crate::handlers::{apply_bootstrap_admin, client_of, tidy_counts_and_links};
+use crate::handlers::{apply_bootstrap_admin, client_of, tidy_counts_and_links_now};
 use http_kit::{db_error, ApiError, Ctx, ErrorCode, HandlerResult, Reply};
 use serde::Deserialize;
 use serde_json::json;
@@ -45,7 +45,7 @@ pub(crate) fn reserve_registration(db: &dyn Db, ctx: &Ctx) -> Result<(), ApiErro
     match repository::take_slot(db, Counter::Requests, &key, clock::unix_now(), HOUR, max).map_err(db_error)? {
         Some(wait) => Err(too_many_requests(wait, "registrations")),
         None => {
-            tidy_counts_and_links(db);
+            tidy_counts_and_links_now(db);
             Ok(())
         }
     }
@@ -151,7 +151,7 @@ pub fn resend_verification(ctx: &Ctx) -> HandlerResult {
         account_tokens::send(tx, Purpose::VerifyEmail, &user.public(), &storefront, now, Purpose::VerifyEmail.ttl_secs_from_variables())?;
         Ok(user)
     })?;
-    tidy_counts_and_links(&db);
+    tidy_counts_and_links_now(&db);
     http_kit::nudge::notifications();
     Ok(Reply::json(202, &json!({ "sent_to": user.email })))
 }
@@ -198,7 +198,7 @@ pub fn request_password_reset(ctx: &Ctx) -> HandlerResult {
         Ok(None)
     })?;
     // Whether or not the account exists, as everything above.
-    tidy_counts_and_links(&db);
+    tidy_counts_and_links_now(&db);
     if let Some(wait) = limited {
         return Err(too_many_requests(wait, "password resets"));
     }

@@ -21,9 +21,14 @@ fn open() -> Result<storage::ServiceDb, ApiError> {
 /// Retention after a request that may have added counts or emailed links
 /// (`users_core::retention`): a few ended ones go, in a transaction of
 /// their own. A failure is left for the next such request.
-pub(crate) fn tidy_counts_and_links(db: &dyn Db) {
-    let window = LoginLimits::from_variables().window_secs;
-    let _ = users_core::retention::tidy_counts_and_links(db, clock::unix_now(), window);
+pub(crate) fn tidy_counts_and_links(db: &dyn Db, login_window_secs: i64) {
+    let _ = users_core::retention::tidy_counts_and_links(db, clock::unix_now(), login_window_secs);
+}
+
+/// [`tidy_counts_and_links`] for a request that did not read the login
+/// limits itself.
+pub(crate) fn tidy_counts_and_links_now(db: &dyn Db) {
+    tidy_counts_and_links(db, LoginLimits::from_variables().window_secs);
 }
 
 /// Retention after a sign-in or refresh (a new refresh token): a few
@@ -149,7 +154,7 @@ pub fn login(ctx: &Ctx) -> HandlerResult {
         Ok(attempt) => attempt,
         Err(wait) => return Err(too_many_attempts(wait)),
     };
-    tidy_counts_and_links(&db);
+    tidy_counts_and_links(&db, limits.window_secs);
     let user = repository::find_by_email(&db, &email_key).map_err(db_error)?;
     let verified = match &user {
         Some(u) => users_core::passwords::verify(&password, &u.password_hash),
