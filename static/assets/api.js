@@ -175,11 +175,20 @@ async function refreshOnce(spent) {
  * cart token), `headers`, `auth` (default true: send the access token).
  * Resolves to the parsed JSON (or null for 204); rejects with ApiError.
  */
-export async function api(method, path, { body, cart = false, headers = {}, auth = true, retried = false } = {}) {
+export async function api(method, path, { body, cart = false, headers = {}, auth = true, retried = false, queued = false, rejoined = false } = {}) {
   let access = auth ? localStorage.getItem(KEYS.access) : null;
   if (access && secondsLeft(access, Date.now() / 1000, Number(localStorage.getItem(KEYS.skew)) || 0) < 20 && !retried) {
     await refreshSession();
     access = localStorage.getItem(KEYS.access);
+  }
+  // A guest's cart changes go one at a time across the shop's tabs (Web
+  // Locks), each reading the cart token when its turn comes: the first
+  // change makes the guest cart, and a change in another tab at the same
+  // moment waits for its token instead of making a second cart (found in
+  // review: two tabs adding at once made two carts, and the token of the
+  // last answer won, losing the other tab's line).
+  if (cart && !access && method !== 'GET' && !queued && navigator.locks) {
+    return navigator.locks.request('shop.guestCart', () => api(method, path, { body, cart, headers, auth, retried, queued: true, rejoined }));
   }
   const h = { accept: 'application/json', ...headers };
   if (body !== undefined) h['content-type'] = 'application/json';
@@ -199,6 +208,15 @@ export async function api(method, path, { body, cart = false, headers = {}, auth
   // request, which sends it; once one succeeds the token has been merged.
   // Not kept after a sign-out meanwhile: the next shopper is someone else.
   const newCartToken = r.headers.get('x-cart-token');
+  // Without Web Locks (a page served over plain http from another host),
+  // two tabs can still each make a cart: the first token stored wins, and
+  // a change answered with a newer one is made again in the winner's cart
+  // (once; the cart it made is left to expire).
+  const stored = cartToken();
+  if (newCartToken && cart && !access && r.ok && method !== 'GET' && !rejoined && stored && stored !== guestToken && stored !== newCartToken
+    && localStorage.getItem(KEYS.signOuts) === signOutsBefore) {
+    return api(method, path, { body, cart, headers, auth, retried, queued, rejoined: true });
+  }
   if (newCartToken && cart && !access && localStorage.getItem(KEYS.signOuts) === signOutsBefore) localStorage.setItem(KEYS.cart, newCartToken);
   else if (cart && access && guestToken && r.ok && cartToken() === guestToken) forgetCartToken();
   if (r.status === 401 && access && !retried) {

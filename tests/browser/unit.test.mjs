@@ -205,3 +205,64 @@ test('a refresh answered after signing out does not sign the session back in', a
   assert.equal(localStorage.getItem('shop.refreshToken'), null, 'the old session stays signed out');
   assert.equal(localStorage.getItem('shop.accessToken'), null);
 });
+
+test('two tabs adding as guests at once fill one cart, with Web Locks or without', async () => {
+  const memory = () => { const m = new Map(); return { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) }; };
+  // The shop's answer to a guest's change: the token sent, or a new cart's.
+  const shop = () => {
+    const seen = [];
+    const pending = [];
+    let carts = 0;
+    const fetch = (path, init) => new Promise((resolve) => {
+      const sent = init.headers['x-cart-token'] || null;
+      seen.push(sent);
+      pending.push(() => {
+        const token = sent || `ct_${++carts}`;
+        resolve(new Response(JSON.stringify({ lines: [] }), { status: 200, headers: { 'content-type': 'application/json', 'x-cart-token': token } }));
+      });
+    });
+    return { fetch, seen, pending, carts: () => carts };
+  };
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+  const add = (id) => api('POST', '/api/cart/items', { body: { product_id: id, quantity: 1 }, cart: true });
+
+  // Without Web Locks: both are sent without a token and both make a
+  // cart; the second answer's change is made again in the first's cart.
+  globalThis.localStorage = memory();
+  globalThis.sessionStorage = memory();
+  globalThis.navigator = {};
+  let s = shop();
+  globalThis.fetch = s.fetch;
+  const one = add('p1');
+  const two = add('p2');
+  await settle();
+  assert.deepEqual(s.seen, [null, null]);
+  s.pending.shift()();
+  await one;
+  assert.equal(localStorage.getItem('shop.cartToken'), 'ct_1');
+  s.pending.shift()();
+  await settle();
+  assert.deepEqual(s.seen, [null, null, 'ct_1'], 'made again with the first tab\'s token');
+  s.pending.shift()();
+  await two;
+  assert.equal(localStorage.getItem('shop.cartToken'), 'ct_1', 'the first cart stays the one');
+
+  // With Web Locks: the second waits for the first's token and sends it.
+  globalThis.localStorage = memory();
+  let held = Promise.resolve();
+  globalThis.navigator = { locks: { request: (name, fn) => { const run = held.then(() => fn()); held = run.catch(() => {}); return run; } } };
+  s = shop();
+  globalThis.fetch = s.fetch;
+  const three = add('p3');
+  const four = add('p4');
+  await settle();
+  assert.deepEqual(s.seen, [null], 'one at a time');
+  s.pending.shift()();
+  await three;
+  await settle();
+  assert.deepEqual(s.seen, [null, 'ct_1']);
+  s.pending.shift()();
+  await four;
+  assert.equal(s.carts(), 1, 'one cart made');
+  assert.equal(localStorage.getItem('shop.cartToken'), 'ct_1');
+});
