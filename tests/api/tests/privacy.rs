@@ -354,3 +354,90 @@ fn ended_sign_in_counts_and_sessions_are_removed_by_later_requests() {
     assert_eq!(app.refresh(&again.refresh_token).status, 200);
     drop(stores);
 }
+
+/// A change to the account racing its deletion (a name, a new address, a
+/// new password) lands before the deletion, which then erases it or, for
+/// a new password, is refused; or it finds the account gone. Either way a
+/// deleted account keeps no name, address or usable password. The change
+/// starts later each round, to land in every part of the deletion (which
+/// first checks the password with Argon2id, slow on purpose).
+#[test]
+fn a_change_racing_the_deletion_lands_before_it_or_finds_the_account_gone() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it reads the app's databases");
+        return;
+    }
+    let keys = Ed25519KeyPair::generate();
+    let (host, stores) = api_tests::launch_host_and_stores(&keys, &[]);
+    let app = TestApp::for_host(&host, keys);
+    let new_password = "an entirely new passphrase 42";
+    let mut outcomes = std::collections::BTreeMap::new();
+    for round in 0..12u64 {
+        let user = app.register_customer();
+        let change = ["name", "address", "password"][round as usize % 3];
+        let (changed, deleted) = at_once(
+            || {
+                // A password change hashes the new password too: it is the
+                // deletion that starts later then.
+                if change != "password" {
+                    std::thread::sleep(std::time::Duration::from_millis((round / 3) * 60));
+                }
+                match change {
+                    "name" => app.send_as(&user.access_token, "PUT", "/api/users/profile", Some(&json!({ "first_name": "Renamed" }))),
+                    "address" => app.send_as(&user.access_token, "POST", "/api/users/addresses", Some(&ship_to(&format!("race{round}")))),
+                    _ => app.send_as(
+                        &user.access_token,
+                        "PUT",
+                        "/api/users/password",
+                        Some(&json!({ "current_password": STRONG_PASSWORD, "new_password": new_password })),
+                    ),
+                }
+            },
+            || {
+                if change == "password" {
+                    std::thread::sleep(std::time::Duration::from_millis((round / 3) * 80));
+                }
+                delete_account(&app, &user, STRONG_PASSWORD)
+            },
+        );
+        let code = |r: &api_tests::ApiResponse| r.json()["error"]["code"].as_str().unwrap_or_default().to_string();
+        let outcome = match (changed.status, deleted.status) {
+            (200 | 201, 204) if change != "password" => "changed, then deleted",
+            (204, 422) if change == "password" => {
+                assert_eq!(code(&deleted), "password_incorrect", "{}", deleted.body);
+                "password changed, deletion refused"
+            }
+            (404, 204) => {
+                assert_eq!(code(&changed), "not_found", "{}", changed.body);
+                "deleted, change refused"
+            }
+            (401, 204) => "deleted, change refused",
+            (422, 204) if change == "password" => {
+                assert_eq!(code(&changed), "current_password_incorrect", "{}", changed.body);
+                "deleted, change refused"
+            }
+            other => panic!("round {round} ({change}): {other:?}: changing {}; deleting {}", changed.body, deleted.body),
+        };
+        *outcomes.entry((change, outcome)).or_insert(0) += 1;
+
+        let row = on_database(
+            &stores,
+            &host,
+            "users",
+            &format!("SELECT first_name || '|' || password_hash || '|' || COALESCE(deleted_at, 'live') FROM users WHERE id = '{}'", user.id),
+        );
+        let addresses = on_database(&stores, &host, "users", &format!("SELECT id FROM addresses WHERE user_id = '{}'", user.id));
+        if deleted.status == 204 {
+            let row = row.first().expect("the erased row stays for the books");
+            assert!(row.trim_start_matches("Text(\"").starts_with("|!|"), "round {round} ({change}): erased, no name or password: {row}");
+            assert!(addresses.is_empty(), "round {round} ({change}): no address kept: {addresses:?}");
+            assert_eq!(app.login(&user.email, new_password).status, 401);
+            assert_eq!(app.login(&user.email, STRONG_PASSWORD).status, 401);
+        } else {
+            assert!(row.first().is_some_and(|r| r.contains("live")), "round {round}: the account stays: {row:?}");
+            assert_eq!(app.login(&user.email, new_password).status, 200, "the new password is the one");
+        }
+    }
+    eprintln!("outcomes (change, outcome): {outcomes:?}");
+    drop(stores);
+}
