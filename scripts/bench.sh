@@ -22,7 +22,7 @@
 # with --smoke); `--only "page budget"` runs it alone. It needs chromium and
 # Node 20+; the pinned npm packages are installed here when Node is there.
 #
-# The soak with invariants (README, "The soak"): a mixed storefront workload
+# The soak with invariants (README, "The soak with invariants"): a mixed storefront workload
 # on the test host with a fake Stripe and a fake Resend, then checks from the
 # outside; exits 1 on any violation, listing each.
 #   scripts/bench.sh --soak [--duration S] [--connections N]   # 60 s, 32 workers

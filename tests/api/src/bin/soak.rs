@@ -1,4 +1,4 @@
-//! The soak with invariants (README, "Benchmarks", "The soak"; run it with
+//! The soak with invariants (README, "Benchmarks", "The soak with invariants"; run it with
 //! `scripts/bench.sh --soak`).
 //!
 //! Starts the shop on the test host (embedded stores, or `--stores postgres`;
