@@ -303,6 +303,48 @@ fn an_amount_mismatch_never_marks_an_order_paid() {
     assert!(order["flags"].as_array().unwrap().iter().any(|f| f == "amount_mismatch"), "{order}");
 }
 
+/// The success page's return asks Stripe about a session at most once
+/// every 2 seconds, whoever calls: a page reloaded in a loop answers what
+/// the shop recorded meanwhile, and cannot spend the shop's Stripe rate
+/// limit.
+#[test]
+fn the_return_asks_stripe_about_a_session_at_most_once_every_two_seconds() {
+    let app = TestApp::get();
+    let (user, _) = app.customer_with_cart(5, 800, 1);
+    let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
+    let session_id = app.start_checkout(&user, &id);
+    let lookups = || app.stripe.calls().into_iter().filter(|c| c.method == "GET" && c.path.ends_with(&format!("/v1/checkout/sessions/{session_id}"))).count();
+    let ret = || app.send_as(&user.access_token, "GET", &format!("/api/payments/checkout-session/{session_id}"), None);
+    let first = ret();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!((first.json()["asked_stripe"].as_bool(), first.json()["session_status"].as_str()), (Some(true), Some("open")), "{}", first.body);
+    app.stripe.pay_session(&session_id);
+    let mut asked = 1;
+    for _ in 0..10 {
+        let again = ret();
+        assert_eq!(again.status, 200, "{}", again.body);
+        if again.json()["asked_stripe"] == true {
+            asked += 1;
+            continue;
+        }
+        // From the records: nothing applied, the order as it is (paid only
+        // if a slow machine let an earlier call of the loop ask Stripe).
+        let recorded = if asked > 1 { (Some("paid"), Some("complete")) } else { (Some("pending_payment"), Some("open")) };
+        assert_eq!(
+            (again.json()["order_status"].as_str(), again.json()["session_status"].as_str(), again.json()["applied"].is_null(), again.json()["payment_status"].is_null()),
+            (recorded.0, recorded.1, true, true),
+            "{}",
+            again.body
+        );
+    }
+    assert_eq!(lookups(), asked, "Stripe was asked only by the answers that say so");
+    assert!(asked <= 3, "ten calls in a row asked Stripe {asked} times");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let later = ret();
+    assert_eq!((later.json()["asked_stripe"].as_bool(), later.json()["order_status"].as_str()), (Some(true), Some("paid")), "{}", later.body);
+    assert_eq!(lookups(), asked + 1);
+}
+
 #[test]
 fn the_return_and_the_webhook_at_once_pay_once() {
     let app = TestApp::get();

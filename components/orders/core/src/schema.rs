@@ -71,6 +71,7 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/orders/0013_outbox_by_aggregate.sql"),
     },
     Migration { version: 14, name: "disputes", sql: include_str!("../../../../migrations/orders/0014_disputes.sql") },
+    Migration { version: 15, name: "session_checks", sql: include_str!("../../../../migrations/orders/0015_session_checks.sql") },
 ];
 
 /// Open the checkout database with its schema current.
@@ -145,6 +146,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../../migrations/postgres/orders/0012_outbox_by_aggregate.sql"),
     },
     Migration { version: 13, name: "disputes", sql: include_str!("../../../../migrations/postgres/orders/0013_disputes.sql") },
+    Migration { version: 14, name: "session_checks", sql: include_str!("../../../../migrations/postgres/orders/0014_session_checks.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

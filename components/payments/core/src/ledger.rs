@@ -134,6 +134,31 @@ pub fn objects_of(db: &dyn Db, order_id: &str) -> Result<Vec<PaymentObject>, DbE
         .collect()
 }
 
+/// Take the turn to ask Stripe about the object `id` now: false when
+/// someone asked within the last `every` seconds (answer from the records
+/// then), else true with the moment recorded, so a page called in a loop
+/// (or by many at once) asks Stripe about a session at most about once per
+/// `every` seconds. Only a read while the turn is taken; the winner of a
+/// race is decided by the conditional update. [`release_stripe_check`]
+/// gives the turn back when Stripe did not answer.
+pub fn take_stripe_check(db: &dyn Db, id: &str, now: i64, every: i64) -> Result<bool, DbError> {
+    let since = now - every;
+    if !db.query("SELECT id FROM payment_objects WHERE id = ? AND checked_at > ?", &[id.into(), since.into()])?.is_empty() {
+        return Ok(false);
+    }
+    let taken = db.query(
+        "UPDATE payment_objects SET checked_at = ? WHERE id = ? AND (checked_at IS NULL OR checked_at <= ?) RETURNING id",
+        &[now.into(), id.into(), since.into()],
+    )?;
+    Ok(!taken.is_empty())
+}
+
+/// Give back the turn [`take_stripe_check`] took at `now`: Stripe did not
+/// answer, so the next call asks again at once.
+pub fn release_stripe_check(db: &dyn Db, id: &str, now: i64) -> Result<(), DbError> {
+    db.execute("UPDATE payment_objects SET checked_at = NULL WHERE id = ? AND checked_at = ?", &[id.into(), now.into()])
+}
+
 /// One object by its Stripe id.
 pub fn find(db: &dyn Db, id: &str) -> Result<Option<PaymentObject>, DbError> {
     db.query("SELECT * FROM payment_objects WHERE id = ?", &[id.into()])?.first().map(|r| object(&r)).transpose()

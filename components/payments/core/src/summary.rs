@@ -220,4 +220,23 @@ mod tests {
         assert_eq!(session_expiry(&db, &order, 2800, 2800 + 1920).unwrap(), 2981, "its session is open: replayed under its key");
         assert_eq!(session_expiry(&db, &order, 2925, 2925 + 1920).unwrap(), 4845, "nearly over: a new session");
     }
+
+    /// The success page's return asks Stripe about a session at most once
+    /// per interval; a call that got no answer gives its turn back.
+    #[test]
+    fn stripe_is_asked_about_a_session_at_most_once_per_interval() {
+        use crate::ledger::{release_stripe_check, take_stripe_check};
+        let db = MemDb::new();
+        let order = order(&db);
+        record_created(&db, &order, Kind::CheckoutSession, "cs_1", Some(5000)).unwrap();
+        assert!(take_stripe_check(&db, "cs_1", 1000, 2).unwrap(), "never asked: ask");
+        assert!(!take_stripe_check(&db, "cs_1", 1000, 2).unwrap(), "just asked");
+        assert!(!take_stripe_check(&db, "cs_1", 1001, 2).unwrap(), "within the interval");
+        assert!(take_stripe_check(&db, "cs_1", 1002, 2).unwrap(), "the interval is over");
+        release_stripe_check(&db, "cs_1", 1002).unwrap();
+        assert!(take_stripe_check(&db, "cs_1", 1002, 2).unwrap(), "no answer: the next call asks again");
+        release_stripe_check(&db, "cs_1", 1000).unwrap();
+        assert!(!take_stripe_check(&db, "cs_1", 1003, 2).unwrap(), "an old turn's release frees nothing");
+        assert!(!take_stripe_check(&db, "cs_unknown", 1000, 2).unwrap(), "no such object: nothing to ask about");
+    }
 }

@@ -214,8 +214,16 @@ pub fn payment_of_order(ctx: &Ctx, id: &str) -> HandlerResult {
         .with_header("cache-control", "no-store"))
 }
 
+/// How often the success page's return asks Stripe about one session, at
+/// most (seconds): a page called in a loop would otherwise spend the shop's
+/// Stripe rate limit, which every checkout and refund shares (found in
+/// review).
+const SESSION_CHECK_SECS: i64 = 2;
+
 /// The success page's return: fetch the session from Stripe and apply it
-/// exactly as the `checkout.session.completed` webhook would.
+/// exactly as the `checkout.session.completed` webhook would; within
+/// [`SESSION_CHECK_SECS`] of the last time anyone did, answer what the shop
+/// has recorded instead (`asked_stripe: false`).
 pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     let caller = ctx.caller()?;
     let config = stripe_config()?;
@@ -231,10 +239,32 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     // The payment is applied before any lazy expiry, as the webhook would
     // apply it: the same session has the same effect whoever comes first.
     let order = owned_order(&db, &caller, &order_id, false)?;
-    let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
-    if session["id"].as_str() != Some(session_id) {
-        return Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"));
+    let now = clock::unix_now();
+    if !ledger::take_stripe_check(&db, session_id, now, SESSION_CHECK_SECS)? {
+        let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+        let order = access::expire_if_overdue(&db, order)?;
+        let session_status = ledger::find(&db, session_id)?.map(|o| o.status);
+        return Ok(Reply::ok(&json!({
+            "order_id": order.id, "order_status": order.status,
+            "session_status": session_status, "payment_status": null, "applied": null, "asked_stripe": false,
+        }))
+        .with_header("cache-control", "no-store"));
     }
+    let fetched = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error).and_then(|session| {
+        if session["id"].as_str() == Some(session_id) {
+            Ok(session)
+        } else {
+            Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"))
+        }
+    });
+    let session = match fetched {
+        Ok(session) => session,
+        Err(e) => {
+            // No answer to go by: the next call asks again at once.
+            let _ = ledger::release_stripe_check(&db, session_id, now);
+            return Err(e);
+        }
+    };
     let fetched = Source::Fetched { kind: "checkout.session.completed", object: &session };
     let applied = match stripe::outcome_of("checkout.session.completed", &session) {
         Some(outcome) => Some(lifecycle::apply(&db, &order.id, &outcome, fetched, "checkout-return", &WitInventory).map_err(ApiError::from)?),
@@ -248,7 +278,7 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
     http_kit::nudge::notifications();
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status,
-        "session_status": session["status"], "payment_status": session["payment_status"], "applied": applied,
+        "session_status": session["status"], "payment_status": session["payment_status"], "applied": applied, "asked_stripe": true,
     }))
     .with_header("cache-control", "no-store"))
 }
