@@ -464,6 +464,11 @@ fn paid(
         let erased = orders_core::privacy::account_erased(tx, &order.user_id)?;
         if lapsed || erased {
             if !erased && honoured_late(tx, order, exact, late, inventory)? {
+                // Sold in this transaction: a release an earlier attempt
+                // left owed is forgiven, as for an expired order (found in
+                // review: left on the paid order, a cancellation without
+                // restock settled it later by putting every sold unit back).
+                orders_core::owed_stock::forgive(tx, &order.id)?;
                 return pay(tx, order, intent, actor, &late_reason(reason));
             }
             // Expired as the sweep would (its hold released after this
@@ -481,6 +486,7 @@ fn paid(
         // is; one the catalog saw lapse and give away is a late payment.
         if exact && order.expires_at <= clock::unix_now() + sale_grace_secs(order) {
             if inventory.recommit(&order.id).map_err(PaymentError::InventoryUnavailable)? {
+                orders_core::owed_stock::forgive(tx, &order.id)?;
                 return pay(tx, order, intent, actor, reason);
             }
             // The catalog's hold has ended (its clock is ahead): so does the order.
@@ -774,6 +780,27 @@ mod tests {
         assert_eq!(apply(&db, "o1", &paid(), Source::Shop, "stripe", &inv).unwrap(), Applied::Flagged { problem: "paid_after_expired".into() });
         assert_eq!(status(&db), Status::Expired);
         assert_eq!(orders::load(&db, "o1").unwrap().unwrap().flags, vec!["paid_after_expired".to_string()]);
+    }
+
+    /// Found in review: a release an earlier, failed attempt left owed
+    /// stayed on the order that a redelivered payment then paid (selling
+    /// its units in that transaction), and a cancellation without restock
+    /// later settled it by putting every sold unit back on hand. Both ways
+    /// a pending order's payment sells in its own transaction forgive it:
+    /// a late payment honoured, and one in the hold's last seconds.
+    #[test]
+    fn a_payment_that_sells_in_its_transaction_forgives_an_owed_release() {
+        for lapsed in [true, false] {
+            let db = setup();
+            let inv = FakeInventory::default();
+            let expires = if lapsed { 10 } else { clock::unix_now() + 5 };
+            db.execute("UPDATE orders SET expires_at = ? WHERE id = 'o1'", &[expires.into()]).unwrap();
+            storage::transaction(&db, |tx| orders_core::owed_stock::owe_release(tx, "o1")).unwrap();
+            let applied = apply_with(&db, "o1", &paid(), Source::Shop, "stripe", &inv, LatePayments::Honour).unwrap();
+            assert_eq!(applied, Applied::Changed { status: Status::Paid }, "lapsed {lapsed}");
+            assert_eq!(orders_core::owed_stock::owed(&db, "o1").unwrap(), None, "lapsed {lapsed}: nothing owed once paid");
+            assert!(!inv.calls.borrow().iter().any(|c| c.starts_with("release") || c.starts_with("return_sold")), "lapsed {lapsed}: {:?}", inv.calls.borrow());
+        }
     }
 
     /// Found in review: the sweep read an order as overdue, a payment page
