@@ -1485,6 +1485,38 @@ fn a_lost_dispute_keeps_the_order_from_being_fulfilled() {
         .assert_error(409, "order_disputed");
 }
 
+/// A dispute of a second payment, which the shop gives back, does not stop
+/// the order its first payment paid (found in review: a customer who
+/// disputed the duplicate charge froze the order for weeks, and for good
+/// when the bank decided for them): flagged for an admin, who answers it
+/// at Stripe with the refund (still flagged if it is lost), and the order
+/// ships.
+#[test]
+fn a_dispute_of_a_payment_given_back_leaves_the_order_to_ship() {
+    let app = TestApp::get();
+    let admin = app.admin();
+    let (user, _, id, _) = paid_through_checkout(&app, 5, 1000, 1);
+    let second = format!("pi_second_{id}");
+    let other = json!({ "id": second, "object": "payment_intent", "amount_received": 1000, "currency": "usd", "metadata": { "order_id": id } });
+    let r = app.stripe_sends(&event(&format!("evt_{id}_second"), "payment_intent.succeeded", other));
+    assert_eq!(r.json()["applied"]["problem"], "paid_twice", "{}", r.body);
+    let send = |n: &str, kind: &str, status: &str| app.stripe_sends(&event(&format!("evt_{id}_{n}"), kind, dispute_of(&id, &second, status)));
+    let r = send("dp1", "charge.dispute.created", "needs_response");
+    assert_eq!(r.json()["applied"], json!({ "result": "flagged", "problem": "dispute_of_returned_payment" }), "{}", r.body);
+    assert_eq!(app.order(&user, &id)["flags"], json!(["paid_twice", "dispute_of_returned_payment"]));
+    let r = send("dp2", "charge.dispute.closed", "lost");
+    assert_eq!(r.json()["applied"]["problem"], "dispute_of_returned_payment", "{}", r.body);
+    assert_eq!(
+        app.order(&user, &id)["flags"],
+        json!(["paid_twice", "dispute_of_returned_payment"]),
+        "lost: still for an admin (the money may have gone back twice), but no dispute_lost: the order's own money is untouched"
+    );
+    let shipped = app.send_as(&admin.access_token, "PUT", &format!("/api/orders/{id}/tracking"), Some(&json!({ "carrier": "UPS", "tracking_number": "1Z2" })));
+    assert_eq!((shipped.status, shipped.json()["status"].as_str()), (200, Some("shipped")), "{}", shipped.body);
+    let payment = app.send_as(&admin.access_token, "GET", &format!("/api/payments/order/{id}"), None).json();
+    assert_eq!((payment["disputes"][0]["payment_intent"].as_str(), payment["disputes"][0]["status"].as_str()), (Some(second.as_str()), Some("lost")), "{payment}");
+}
+
 /// Client keys the shop uses for its own refunds are refused: `cancel`,
 /// `shop:…` (its keys for refunds without one) and `…#n` (a key's next
 /// generation after a 5xx). Found in review: `cancel#2` was the

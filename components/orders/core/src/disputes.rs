@@ -6,7 +6,10 @@
 //! back by an event that arrives late. While one of an order's disputes is
 //! open, or once one is lost, the order cannot be fulfilled
 //! ([`blocks_fulfilment`]): shipping goods whose money is being taken back
-//! loses both.
+//! loses both. Only a dispute of the payment the order keeps counts so: one
+//! of a payment the shop gives back (a second payment, one of the wrong
+//! amount) takes nothing the order was paid with (found in review: a
+//! customer who disputed the duplicate charge froze the paid order).
 
 use serde::Serialize;
 use storage::{Db, DbError};
@@ -101,14 +104,48 @@ pub fn of_order(db: &dyn Db, order_id: &str) -> Result<Vec<Dispute>, DbError> {
         .collect()
 }
 
-/// Whether a dispute of the order stops its fulfilment now.
-pub fn block_fulfilment(db: &dyn Db, order_id: &str) -> Result<bool, DbError> {
-    Ok(of_order(db, order_id)?.iter().any(|d| blocks_fulfilment(&d.told.status)))
+/// The PaymentIntent whose money the order keeps (`payments.payment_intent`,
+/// the one that paid it), if one is known.
+fn kept_intent(db: &dyn Db, order_id: &str) -> Result<Option<String>, DbError> {
+    Ok(db.query("SELECT payment_intent FROM payments WHERE order_id = ?", &[order_id.into()])?.first().map(|r| r.opt_text("payment_intent")).transpose()?.flatten())
 }
 
-/// Whether one of the order's disputes is still open.
+/// Whether a dispute of `intent` concerns the payment the order keeps
+/// (`kept`): the same intent, or either one unknown (counted, to be safe).
+fn of_kept(intent: Option<&str>, kept: Option<&str>) -> bool {
+    match (intent, kept) {
+        (Some(disputed), Some(kept)) => disputed == kept,
+        _ => true,
+    }
+}
+
+/// Whether this dispute concerns the payment the order keeps.
+pub fn concerns_kept_payment(db: &dyn Db, order_id: &str, told: &Told) -> Result<bool, DbError> {
+    Ok(of_kept(told.payment_intent.as_deref(), kept_intent(db, order_id)?.as_deref()))
+}
+
+/// The order's disputes, split: those of the payment it keeps, and those of
+/// payments it gives back.
+fn split(db: &dyn Db, order_id: &str) -> Result<(Vec<Dispute>, Vec<Dispute>), DbError> {
+    let kept = kept_intent(db, order_id)?;
+    Ok(of_order(db, order_id)?.into_iter().partition(|d| of_kept(d.told.payment_intent.as_deref(), kept.as_deref())))
+}
+
+/// Whether a dispute of the order stops its fulfilment now.
+pub fn block_fulfilment(db: &dyn Db, order_id: &str) -> Result<bool, DbError> {
+    Ok(split(db, order_id)?.0.iter().any(|d| blocks_fulfilment(&d.told.status)))
+}
+
+/// Whether one of the order's disputes of the payment it keeps is still open.
 pub fn any_open(db: &dyn Db, order_id: &str) -> Result<bool, DbError> {
-    Ok(of_order(db, order_id)?.iter().any(|d| !is_final(&d.told.status)))
+    Ok(split(db, order_id)?.0.iter().any(|d| !is_final(&d.told.status)))
+}
+
+/// Whether one of the order's disputes of a payment it gives back is open
+/// (an admin answers it at Stripe with the refund) or was lost (the money
+/// may have gone back twice); fulfilment goes on either way.
+pub fn any_unsettled_of_returned(db: &dyn Db, order_id: &str) -> Result<bool, DbError> {
+    Ok(split(db, order_id)?.1.iter().any(|d| blocks_fulfilment(&d.told.status)))
 }
 
 #[cfg(test)]
@@ -142,6 +179,27 @@ mod tests {
         assert_eq!(record(&db, "o1", &told("under_review"), "t4").unwrap(), None, "late");
         assert!(!block_fulfilment(&db, "o1").unwrap() && !any_open(&db, "o1").unwrap());
         assert_eq!(of_order(&db, "o1").unwrap()[0].told.status, "won");
+    }
+
+    /// A dispute of a second payment, which the shop gives back, leaves
+    /// the order that the first paid to be fulfilled.
+    #[test]
+    fn only_a_dispute_of_the_payment_kept_blocks_fulfilment() {
+        let db = db();
+        db.execute("INSERT INTO payments (order_id, payment_intent, status, amount_minor, currency, updated_at) VALUES ('o1', 'pi_1', 'paid', 1000, 'USD', 't')", &[]).unwrap();
+        let duplicate = Told { id: "dp_2".into(), payment_intent: Some("pi_2".into()), ..told("needs_response") };
+        record(&db, "o1", &duplicate, "t1").unwrap();
+        assert!(!concerns_kept_payment(&db, "o1", &duplicate).unwrap());
+        assert!(!block_fulfilment(&db, "o1").unwrap() && !any_open(&db, "o1").unwrap());
+        assert!(any_unsettled_of_returned(&db, "o1").unwrap());
+        record(&db, "o1", &Told { status: "lost".into(), ..duplicate.clone() }, "t2").unwrap();
+        assert!(!block_fulfilment(&db, "o1").unwrap() && any_unsettled_of_returned(&db, "o1").unwrap());
+        let other = Told { id: "dp_3".into(), status: "won".into(), ..duplicate };
+        record(&db, "o1", &other, "t2").unwrap();
+        assert!(any_unsettled_of_returned(&db, "o1").unwrap(), "one won, one lost");
+        record(&db, "o1", &told("needs_response"), "t3").unwrap();
+        assert!(concerns_kept_payment(&db, "o1", &told("lost")).unwrap());
+        assert!(block_fulfilment(&db, "o1").unwrap() && any_open(&db, "o1").unwrap());
     }
 
     #[test]
