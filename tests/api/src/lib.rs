@@ -364,6 +364,56 @@ pub fn launch_host(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> RunningHost
 /// [`Stores::Servers`] (`None` on the embedded stores), for a test that
 /// reaches the app's databases from outside. Dropping them stops them: keep
 /// them as long as the host.
+/// Run one statement on a service database of a host of the suite's own
+/// from outside the app (the embedded file, or the Postgres database the
+/// host was given); for a `SELECT`, the first column of every row, as text
+/// (`NULL` for a null). Not for a shop at `SHOP_BASE_URL`.
+pub fn on_database(stores: &Option<ServerStores>, host: &RunningHost, label: &str, sql: &str) -> Vec<String> {
+    match stores {
+        None => {
+            use rusqlite::types::Value as V;
+            let conn = rusqlite::Connection::open(host.sqlite_database_path(label)).expect("open the SQLite file");
+            conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, V>(0)).unwrap();
+            rows.map(|v| match v.unwrap() {
+                V::Null => "NULL".to_string(),
+                V::Integer(n) => n.to_string(),
+                V::Real(x) => x.to_string(),
+                V::Text(t) => t,
+                V::Blob(b) => format!("{b:?}"),
+            })
+            .collect()
+        }
+        Some(servers) => {
+            use storage::Db;
+            let url = servers.variables.iter().find(|(k, _)| *k == format!("{label}_database_url")).map(|(_, v)| v.clone()).unwrap();
+            let pg = shop_store_copy::PgDb::connect(&url).expect("connect");
+            if !sql.trim_start().to_uppercase().starts_with("SELECT") {
+                pg.execute(sql, &[]).unwrap();
+                return Vec::new();
+            }
+            let rows = pg.query(&format!("SELECT v::text AS v FROM ({sql}) AS x(v)"), &[]).unwrap();
+            rows.iter().map(|r| r.opt_text("v").unwrap().unwrap_or_else(|| "NULL".to_string())).collect()
+        }
+    }
+}
+
+/// A host of the test's own (on the stores `SHOP_TEST_STORES` selects),
+/// with its own fake Stripe and Resend, and `extra` variables.
+pub fn own_app_and_stores(extra: &[(&str, &str)]) -> (RunningHost, Option<ServerStores>, TestApp) {
+    let keys = Ed25519KeyPair::generate();
+    let stripe = FakeStripe::start("127.0.0.1:0");
+    let resend = FakeResend::start("127.0.0.1:0");
+    let mut variables = vec![("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str())];
+    variables.extend_from_slice(extra);
+    let (host, servers) = launch_host_and_stores(&keys, &variables);
+    let mut app = TestApp::for_host(&host, keys);
+    app.stripe = stripe;
+    app.resend = resend;
+    (host, servers, app)
+}
+
 pub fn launch_host_and_stores(keys: &Ed25519KeyPair, extra: &[(&str, &str)]) -> (RunningHost, Option<ServerStores>) {
     match Stores::from_env() {
         Stores::Embedded => (launch_host_with(keys, extra, &workspace_root().join("runtime-config.toml")), None),

@@ -63,17 +63,10 @@ fn own_host() -> (OwnHost, TestApp) {
 
 /// [`own_host`] with more variables.
 fn own_host_with(extra: &[(&str, &str)]) -> (OwnHost, TestApp) {
-    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
-    let stripe = FakeStripe::start("127.0.0.1:0");
-    let resend = FakeResend::start("127.0.0.1:0");
     let timeout = STRIPE_TIMEOUT_MS.to_string();
-    let mut variables =
-        vec![("stripe_api_base", stripe.url.as_str()), ("resend_api_base", resend.url.as_str()), ("stripe_timeout_ms", timeout.as_str())];
+    let mut variables = vec![("stripe_timeout_ms", timeout.as_str())];
     variables.extend_from_slice(extra);
-    let (host, servers) = launch_host_and_stores(&keys, &variables);
-    let mut app = TestApp::for_host(&host, keys);
-    app.stripe = stripe;
-    app.resend = resend;
+    let (host, servers, app) = api_tests::own_app_and_stores(&variables);
     (OwnHost { host, servers }, app)
 }
 

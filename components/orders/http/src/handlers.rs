@@ -156,18 +156,6 @@ fn unavailable(code: &'static str, what: &str, cause: String) -> ApiError {
     ApiError::unavailable(code, format!("{what} is unavailable; retry shortly")).with_header("retry-after", "1").with_internal(cause)
 }
 
-/// How long an unpaid order holds its stock: `unpaid_order_ttl_secs` (5 to
-/// 86400), by default the Checkout Session's lifetime plus five minutes, so
-/// a payment completed at the session's last moment still lands — capped
-/// at the catalog's longest hold, so every allowed session lifetime works
-/// (a session's expiry never lies after the hold: see `checkout_session`).
-fn unpaid_order_ttl_secs() -> i64 {
-    spin_sdk::variables::get("unpaid_order_ttl_secs")
-        .ok()
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .filter(|t| stripe::UNPAID_HOLD_SECS.contains(t))
-        .unwrap_or_else(|| (StripeConfig::from_variables().session_ttl_secs + 300).min(stripe::MAX_HOLD_SECS))
-}
 
 /// Place the cart as a new order. `key`: the Idempotency-Key and the
 /// request's hash. When a twin request with the same key recorded its order
@@ -209,7 +197,7 @@ fn place_from_cart(db: &dyn Db, caller: &Caller, address: Option<orders_core::do
     }
     let currency = currency.ok_or_else(|| ApiError::internal("no currency"))?;
     let order_id = http_kit::ids::uuid_v4()?;
-    let ttl = unpaid_order_ttl_secs();
+    let ttl = stripe::unpaid_order_ttl_secs();
     // Taken before the hold: the catalog's clock reads no earlier when it
     // sets the hold's expiry, so the order never outlives its hold (found
     // in review: computed after a reserve that waited on locks, the order

@@ -134,6 +134,20 @@ pub const MAX_HOLD_SECS: i64 = 86_400;
 /// What `unpaid_order_ttl_secs` may be.
 pub const UNPAID_HOLD_SECS: std::ops::RangeInclusive<i64> = 5..=MAX_HOLD_SECS;
 
+/// How long an unpaid order holds its stock: `unpaid_order_ttl_secs` (5 to
+/// 86400), by default the Checkout Session's lifetime plus five minutes, so
+/// a payment completed at the session's last moment still lands — capped
+/// at the catalog's longest hold, so every allowed session lifetime works
+/// (a session's expiry never lies after the hold: see the payments
+/// component's `checkout_session`).
+pub fn unpaid_order_ttl_secs() -> i64 {
+    spin_sdk::variables::get("unpaid_order_ttl_secs")
+        .ok()
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|t| UNPAID_HOLD_SECS.contains(t))
+        .unwrap_or_else(|| (StripeConfig::from_variables().session_ttl_secs + 300).min(MAX_HOLD_SECS))
+}
+
 impl StripeConfig {
     pub fn from_variables() -> Self {
         let get = |n: &str| spin_sdk::variables::get(n).unwrap_or_default().trim().to_string();

@@ -84,8 +84,9 @@ pub fn record_payment(db: &dyn Db, order: &Order, session: Option<&str>, intent:
 /// unreachable, a 5xx, a rate limit), only while Stripe still takes it for
 /// a new session ([`crate::stripe::SESSION_REUSE_AHEAD_SECS`]); past that
 /// a retry would be refused for an expiry under Stripe's 30 minutes, so
-/// `choose` is taken instead.
-pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Result<i64, DbError> {
+/// `choose` is taken instead. `None` when a new expiry is needed and
+/// `choose` is `None` (the order may not have another session).
+pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: Option<i64>) -> Result<Option<i64>, DbError> {
     transaction(db, |tx| {
         record_payment(tx, order, None, None)?;
         if tx.dialect() == storage::Dialect::Postgres {
@@ -96,13 +97,14 @@ pub fn session_expiry(db: &dyn Db, order: &Order, now: i64, choose: i64) -> Resu
         let open_with = |t: i64| -> Result<bool, DbError> {
             Ok(ledger::objects_of(tx, &order.id)?.iter().any(|o| o.kind == Kind::CheckoutSession && o.status == "open" && o.expires_at == Some(t)))
         };
-        match current {
-            Some(t) if t >= now + crate::stripe::SESSION_REUSE_AHEAD_SECS => Ok(t),
-            Some(t) if t > now + 60 && open_with(t)? => Ok(t),
-            _ => {
+        match (current, choose) {
+            (Some(t), _) if t >= now + crate::stripe::SESSION_REUSE_AHEAD_SECS => Ok(Some(t)),
+            (Some(t), _) if t > now + 60 && open_with(t)? => Ok(Some(t)),
+            (_, Some(choose)) => {
                 tx.execute("UPDATE payments SET session_expires_at = ? WHERE order_id = ?", &[choose.into(), order.id.as_str().into()])?;
-                Ok(choose)
+                Ok(Some(choose))
             }
+            (_, None) => Ok(None),
         }
     })
 }
@@ -212,13 +214,15 @@ mod tests {
     fn a_session_s_expiry_is_sent_again_only_while_stripe_takes_it() {
         let db = MemDb::new();
         let order = order(&db);
-        let t = session_expiry(&db, &order, 1000, 1000 + 1920).unwrap();
+        let t = session_expiry(&db, &order, 1000, Some(1000 + 1920)).unwrap().unwrap();
         assert_eq!(t, 2920);
-        assert_eq!(session_expiry(&db, &order, 1050, 1050 + 1920).unwrap(), t, "a retry within the minute: the same expiry");
-        assert_eq!(session_expiry(&db, &order, 1061, 1061 + 1920).unwrap(), 2981, "later, Stripe would refuse it for a new session");
+        assert_eq!(session_expiry(&db, &order, 1050, Some(1050 + 1920)).unwrap(), Some(t), "a retry within the minute: the same expiry");
+        assert_eq!(session_expiry(&db, &order, 1061, Some(1061 + 1920)).unwrap(), Some(2981), "later, Stripe would refuse it for a new session");
         record_created(&db, &order, Kind::CheckoutSession, "cs_1", Some(2981)).unwrap();
-        assert_eq!(session_expiry(&db, &order, 2800, 2800 + 1920).unwrap(), 2981, "its session is open: replayed under its key");
-        assert_eq!(session_expiry(&db, &order, 2925, 2925 + 1920).unwrap(), 4845, "nearly over: a new session");
+        assert_eq!(session_expiry(&db, &order, 2800, Some(2800 + 1920)).unwrap(), Some(2981), "its session is open: replayed under its key");
+        assert_eq!(session_expiry(&db, &order, 2800, None).unwrap(), Some(2981), "no new one allowed: the open one is still used");
+        assert_eq!(session_expiry(&db, &order, 2925, None).unwrap(), None, "nearly over and no new one allowed");
+        assert_eq!(session_expiry(&db, &order, 2925, Some(2925 + 1920)).unwrap(), Some(4845), "nearly over: a new session");
     }
 
     /// The success page's return asks Stripe about a session at most once

@@ -98,6 +98,21 @@ fn stripe_amount(amount_minor: i64, currency: &str) -> Result<String, ApiError> 
 /// payment completed at the page's last moment still lands.
 const HOLD_MARGIN_SECS: i64 = 60;
 
+/// The latest an order's stock may be held by payment pages asked for
+/// after it was placed: its own time to pay plus one session and the
+/// margin, from its placement (found in review: a customer who asked for
+/// a new page before each one ended held the stock for ever).
+fn hold_limit(order: &Order, lifetime: i64) -> i64 {
+    let placed = clock::parse_rfc3339(&order.created_at).unwrap_or_else(clock::unix_now);
+    placed + stripe::unpaid_order_ttl_secs() + lifetime + HOLD_MARGIN_SECS
+}
+
+/// The payment methods Checkout and PaymentIntents offer: cards (with the
+/// wallets that pay by card), whose payment is known as it is made. Methods
+/// whose money arrives days later (SEPA or ACH debits, vouchers) would be
+/// paid after the order's stock hold lapsed (found in review).
+const PAYMENT_METHOD_TYPE: &str = "card";
+
 pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let (config, db, order) = order_to_pay(ctx)?;
     let now = clock::unix_now();
@@ -107,7 +122,15 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     // so that no payment page outlives the stock it sells.
     let (shortest, longest) = (*stripe::SESSION_LIFETIME_SECS.start(), *stripe::SESSION_LIFETIME_SECS.end());
     let lifetime = config.session_ttl_secs.clamp(shortest, longest.min(stripe::MAX_HOLD_SECS - HOLD_MARGIN_SECS));
-    let expires_at = summary::session_expiry(&db, &order, now, (now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest))?;
+    // A new session's expiry: within the order's hold if it has 30 minutes
+    // left, else 30 minutes from now with the hold extended, but never past
+    // the order's limit; none when even 30 minutes would pass it.
+    let latest = hold_limit(&order, lifetime) - HOLD_MARGIN_SECS;
+    let choose = Some((now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest).min(latest)).filter(|t| *t >= now + shortest);
+    let Some(expires_at) = summary::session_expiry(&db, &order, now, choose)? else {
+        return Err(ApiError::new(409, "payment_time_over", "the time to pay this order is over; place the order again")
+            .with_details(json!({ "current_status": order.status, "expires_at": order.expires_at })));
+    };
     let hold_until = expires_at + HOLD_MARGIN_SECS;
     if order.expires_at < hold_until {
         match WitInventory.extend(&order.id, (hold_until - now) as u32) {
@@ -126,6 +149,7 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     let currency = order.currency.to_ascii_lowercase();
     let mut fields: Vec<(String, String)> = vec![
         ("mode".into(), "payment".into()),
+        ("payment_method_types[0]".into(), PAYMENT_METHOD_TYPE.into()),
         ("client_reference_id".into(), order.id.clone()),
         ("metadata[order_id]".into(), order.id.clone()),
         ("payment_intent_data[metadata][order_id]".into(), order.id.clone()),
@@ -170,7 +194,7 @@ pub fn create_intent(ctx: &Ctx) -> HandlerResult {
         ("amount".into(), stripe_amount(order.total.amount_minor, &order.currency)?),
         ("currency".into(), order.currency.to_ascii_lowercase()),
         ("metadata[order_id]".into(), order.id.clone()),
-        ("automatic_payment_methods[enabled]".into(), "true".into()),
+        ("payment_method_types[0]".into(), PAYMENT_METHOD_TYPE.into()),
     ];
     let key = StripeKey::load(&db, &format!("payment-intent:{}", order.id))?;
     let intent = key.post(&db, &config, "/v1/payment_intents", &fields).map_err(stripe_error)?;
