@@ -317,6 +317,8 @@ fn payment_pages_extend_an_order_s_hold_only_so_far() {
     let (user, _) = app.customer_with_cart(3, 700, 1);
     let id = placed(&app, &user)["id"].as_str().unwrap().to_string();
     let first = app.start_checkout(&user, &id);
+    let made = app.stripe.calls_for(&id).into_iter().find(|c| c.method == "POST" && c.path == "/v1/checkout/sessions").expect("the session's request");
+    assert_eq!(made.field("payment_method_types[0]"), Some("card"), "only methods whose payment is known at once");
     let sql = |q: String| api_tests::on_database(&stores, &host, "orders", &q);
     // The page ends at Stripe with a minute of the hold left.
     let ended = |session: &str| {
