@@ -309,6 +309,51 @@ fn a_reset_link_sets_the_password_once_and_ends_every_session() {
     assert!(app.resend.to(&email).iter().any(|c| c.idempotency_key().starts_with("user.password_changed/")), "the change is announced");
 }
 
+/// Anyone can register another person's address: found in review, they
+/// could add their own phone number (with SMS consent) and address, and
+/// after the owner took the account back with a password reset, order
+/// texts went to that phone and checkout offered that address. A reset of
+/// an account whose password holder never proved the address clears what
+/// they set; one whose holder did (a verification followed while signed
+/// in) keeps it.
+#[test]
+fn a_reset_of_an_account_never_proven_clears_what_its_registrant_set() {
+    let app = TestApp::get();
+    let plant = |user: &TestUser| {
+        let r = app.send_as(&user.access_token, "PUT", "/api/users/phone", Some(&json!({ "phone": "+14155550123", "sms_consent": true })));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let a = json!({ "label": "Mine", "name": "Mallory", "line1": "1 Drop St", "city": "Elsewhere", "postal_code": "999", "country": "US" });
+        assert_eq!(app.send_as(&user.access_token, "POST", "/api/users/addresses", Some(&a)).status, 201);
+        assert_eq!(app.send_as(&user.access_token, "PUT", "/api/users/marketing-consent", Some(&json!({ "consent": true }))).status, 200);
+    };
+    let reset = |email: &str, password: &str| {
+        assert_eq!(ask_reset(&app, email).status, 202);
+        let token = app.emailed_token(email, RESET);
+        assert_eq!(confirm_reset(&app, &token, password).status, 204);
+        let back = app.sign_in(email, password);
+        let me = app.send_as(&back.access_token, "GET", "/api/users/profile", None).json();
+        let book = app.send_as(&back.access_token, "GET", "/api/users/addresses", None).json();
+        (me["user"].clone(), book["addresses"].as_array().map_or(0, Vec::len))
+    };
+
+    // Registered by someone else; the owner only ever followed the welcome link (not signed in).
+    let email = registered(&app, "squatted");
+    let squatter = app.sign_in(&email, STRONG_PASSWORD);
+    plant(&squatter);
+    assert_eq!(verify(&app, &app.emailed_token(&email, VERIFIED)).status, 200);
+    let (me, addresses) = reset(&email, "the owner's own passphrase");
+    assert_eq!((me["phone"].clone(), me["sms_consent_at"].clone(), me["marketing_consent_at"].clone(), addresses), (Value::Null, Value::Null, Value::Null, 0), "{me}");
+
+    // The owner's own account: verified while signed in, then a forgotten password.
+    let email = registered(&app, "owned");
+    let owner = app.sign_in(&email, STRONG_PASSWORD);
+    let token = app.emailed_token(&email, VERIFIED);
+    assert_eq!(app.send_as(&owner.access_token, "POST", "/api/auth/verify-email", Some(&json!({ "token": token }))).status, 200);
+    plant(&owner);
+    let (me, addresses) = reset(&email, "a remembered passphrase");
+    assert_eq!((me["phone"].as_str(), me["sms_consent_at"].is_string(), me["marketing_consent_at"].is_string(), addresses), (Some("+14155550123"), true, true, 1), "{me}");
+}
+
 /// Found in review: a password changed after a reset link was sent left
 /// the link usable, so whoever had read it could set a password over the
 /// new one, and sign the owner out.

@@ -524,6 +524,34 @@ pub fn mark_email_verified(db: &dyn Db, user_id: &str, email: &str, now: &str) -
     )
 }
 
+/// Whoever holds the account's password proved they own its address (a
+/// verification followed while signed in to it, or a password reset).
+pub fn mark_owner_proven(db: &dyn Db, user_id: &str, now: &str) -> Result<(), DbError> {
+    db.execute("UPDATE users SET owner_proven_at = COALESCE(owner_proven_at, ?) WHERE id = ?", &[now.into(), user_id.into()])
+}
+
+/// A password reset: the address's owner takes the account from whoever
+/// chose its password before. If that was never proven to be the owner
+/// ([`mark_owner_proven`]), what they set could be someone else's: anyone
+/// can register another person's address, add their own phone number and
+/// address, and wait (found in review: after the owner's reset, order texts
+/// went to that phone and checkout offered that address). So the phone
+/// number, SMS and marketing consent and the address book are cleared.
+/// Returns whether they were. In the reset's transaction, the account's
+/// row locked.
+pub fn claim_by_reset(db: &dyn Db, user_id: &str, now: &str) -> Result<bool, DbError> {
+    let unproven = db.query(
+        "UPDATE users SET phone = NULL, sms_consent_at = NULL, marketing_consent_at = NULL, updated_at = ? \
+         WHERE id = ? AND owner_proven_at IS NULL RETURNING id",
+        &[now.into(), user_id.into()],
+    )?;
+    if unproven.is_empty() {
+        return Ok(false);
+    }
+    db.execute("DELETE FROM addresses WHERE user_id = ?", &[user_id.into()])?;
+    Ok(true)
+}
+
 /// Grant admin through the `admin_emails` rule: only to a proven address,
 /// and only while no role was decided for the account (a demotion sticks).
 /// True when granted.

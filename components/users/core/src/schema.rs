@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "event_traces", sql: include_str!("../../../../migrations/users/0008_event_traces.sql") },
     Migration { version: 9, name: "admin_rule_spent", sql: include_str!("../../../../migrations/users/0009_admin_rule_spent.sql") },
     Migration { version: 10, name: "retention", sql: include_str!("../../../../migrations/users/0010_retention.sql") },
+    Migration { version: 11, name: "owner_proven", sql: include_str!("../../../../migrations/users/0011_owner_proven.sql") },
 ];
 
 /// Open the users database with its schema current.
@@ -52,6 +53,7 @@ pub const PG_MIGRATIONS: &[Migration] = &[
     Migration { version: 7, name: "event_traces", sql: include_str!("../../../../migrations/postgres/users/0007_event_traces.sql") },
     Migration { version: 8, name: "admin_rule_spent", sql: include_str!("../../../../migrations/postgres/users/0008_admin_rule_spent.sql") },
     Migration { version: 9, name: "retention", sql: include_str!("../../../../migrations/postgres/users/0009_retention.sql") },
+    Migration { version: 10, name: "owner_proven", sql: include_str!("../../../../migrations/postgres/users/0010_owner_proven.sql") },
 ];
 
 /// Both lists: [`storage::MigrationSet::for_dialect`] picks the one of the

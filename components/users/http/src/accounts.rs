@@ -97,6 +97,7 @@ fn after_proof(tx: &dyn Db, used: &Used, now: &str, holds_credentials: bool) -> 
         return Ok(None);
     };
     if holds_credentials {
+        repository::mark_owner_proven(tx, &user.id, now).map_err(db_error)?;
         apply_bootstrap_admin(tx, &mut user, now)?;
     }
     Ok(Some(user))
@@ -243,6 +244,11 @@ pub fn confirm_password_reset(ctx: &Ctx) -> HandlerResult {
         repository::update_password_hash(tx, &user.id, &hash, &stamp).map_err(db_error)?;
         repository::revoke_all_sessions(tx, &user.id, "password_reset", &stamp).map_err(db_error)?;
         account_tokens::retire_unused(tx, Purpose::PasswordReset, &user.id, now).map_err(db_error)?;
+        // Whoever held the password before was never proven the owner:
+        // what they set goes (`repository::claim_by_reset`).
+        if repository::claim_by_reset(tx, &user.id, &stamp).map_err(db_error)? {
+            println!("{}", json!({ "level": "info", "service": "users", "audit": "account_claimed_by_reset", "user_id": user.id, "at": stamp }));
+        }
         // The owner proved the address; failed sign-ins before the reset no
         // longer lock them out.
         let user = after_proof(tx, &used, &stamp, true)?.unwrap_or(user);
