@@ -496,6 +496,42 @@ fn every_retry_during_a_stripe_outage_fails_cleanly_and_the_first_after_it_pays(
     }
 }
 
+/// During a Stripe outage the orders sweep stops asking Stripe at its
+/// first failure and leaves the rest due for its next call (found in
+/// review: it waited out every payment page's timeout in turn, half an
+/// hour for 150 expired orders); once Stripe is back, one call closes them.
+#[test]
+fn the_sweep_stops_asking_stripe_at_the_first_failure_and_closes_the_rest_later() {
+    let (host, app) = own_host();
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let (user, _) = app.customer_with_cart(5, 400, 1);
+        let id = place(&app, &user);
+        app.start_checkout(&user, &id);
+        orders.push(id);
+    }
+    let db = host.database("orders");
+    for id in &orders {
+        db.execute("UPDATE orders SET expires_at = 10 WHERE id = ?", &[id.as_str().into()]).unwrap();
+    }
+    let expiring = || app.stripe.calls().into_iter().filter(|c| c.path.starts_with("/v1/checkout/sessions/") && c.path.ends_with("/expire")).count();
+    let sweep = || {
+        let r = app.request("POST", "/api/orders/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    app.stripe.start_outage("/expire", 503);
+    let first = sweep();
+    assert_eq!((first["expired"].as_u64(), first["payment_objects_closed"].as_u64()), (Some(3), Some(0)), "{first}");
+    assert_eq!(expiring(), 1, "one failed call, then no more");
+    app.stripe.end_outage("/expire");
+    let second = sweep();
+    assert_eq!(second["payment_objects_closed"], 3, "{second}");
+    assert_eq!(expiring(), 4);
+    let still_due = count(&host, "orders", "SELECT COUNT(*) AS n FROM payments WHERE stripe_cleanup = 'due' AND order_id = ?", &orders[0]);
+    assert_eq!(still_due, 0);
+}
+
 // ------------------------------------------------------- locked databases
 
 /// Another session keeping a service database's writers out: on SQLite its

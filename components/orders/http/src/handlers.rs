@@ -481,8 +481,11 @@ fn refund_cancelled(db: &dyn Db, stripe: &StripeConfig, limit: i64) -> Result<us
     let mut sent = 0;
     for r in rows.iter() {
         let Some(order) = orders::load(db, &r.text("id")?)? else { continue };
-        if send_cancellation_refund(db, stripe, &order, "sweep").is_ok() {
-            sent += 1;
+        match send_cancellation_refund(db, stripe, &order, "sweep") {
+            Ok(()) => sent += 1,
+            // Stripe is down or limiting: the rest waits for the next call.
+            Err(RefundError::Stripe(stripe::StripeError::Unavailable(_) | stripe::StripeError::ServerError { .. } | stripe::StripeError::RateLimited { .. })) => break,
+            Err(_) => {}
         }
     }
     Ok(sent)

@@ -212,6 +212,12 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                     }
                     Ok(())
                 })?;
+                // Stripe is down or limiting: the rest waits for the next
+                // call rather than each waiting out its timeout (found in
+                // review: a sweep during an outage took half an hour).
+                if !refused {
+                    break;
+                }
             }
         }
     }
