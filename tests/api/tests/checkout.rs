@@ -303,6 +303,30 @@ fn an_amount_mismatch_never_marks_an_order_paid() {
     assert!(order["flags"].as_array().unwrap().iter().any(|f| f == "amount_mismatch"), "{order}");
 }
 
+/// An order whose lines are all free has nothing to pay, and Stripe takes
+/// no payment of 0: it is paid when it is placed (its units sold, its
+/// invoice issued, the confirmation sent), once, also when the placement is
+/// retried (found in review: it could never be paid and held its stock
+/// until it expired).
+#[test]
+fn a_free_order_is_paid_when_it_is_placed() {
+    let app = TestApp::get();
+    let (user, product) = app.customer_with_cart(5, 0, 2);
+    let key = unique_email("free");
+    let r = app.place_order(&user, Some(&key), None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    assert_eq!((r.json()["status"].as_str(), r.json()["total"]["amount_minor"].as_i64()), (Some("paid"), Some(0)), "{}", r.body);
+    assert_eq!(stock(&app, &product), (3, 0, 3), "sold, not held");
+    let again = app.place_order(&user, Some(&key), None);
+    assert_eq!((again.status, again.json()["status"].as_str(), again.header("idempotent-replayed")), (201, Some("paid"), Some("true")), "{}", again.body);
+    assert_eq!(stock(&app, &product), (3, 0, 3), "sold once");
+    let invoice = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/invoice"), None);
+    assert_eq!(invoice.status, 200, "{}", invoice.body);
+    app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id }))).assert_error(409, "order_not_payable");
+    assert!(app.stripe.calls_for(&id).is_empty(), "Stripe is never asked");
+}
+
 /// Payment pages extend an order's stock hold only up to its time to pay
 /// plus one session from its placement (found in review: asking for a new
 /// page before each one ended held the stock for ever). On a host of its

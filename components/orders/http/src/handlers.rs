@@ -94,7 +94,10 @@ pub fn place(ctx: &Ctx) -> HandlerResult {
     };
     let key = key.as_deref().map(|k| (k, request_hash.as_str()));
     match place_from_cart(&db, &caller, address, key) {
-        Ok(Placed::New(order)) => Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id))),
+        Ok(Placed::New(order)) => {
+            let order = access::complete_if_free(&db, order)?;
+            Ok(Reply::created(&order).with_header("location", format!("/api/orders/{}", order.id)))
+        }
         Ok(Placed::Twin(seen)) => answer_seen(&db, seen),
         Err(e) => {
             // A twin with the same key that placed its order meanwhile has
@@ -121,7 +124,7 @@ enum Placed {
 fn answer_seen(db: &dyn Db, seen: Seen) -> HandlerResult {
     match seen {
         Seen::Replay(id) => {
-            let order = orders::load(db, &id)?.ok_or_else(|| ApiError::not_found("order"))?;
+            let order = access::complete_if_free(db, orders::load(db, &id)?.ok_or_else(|| ApiError::not_found("order"))?)?;
             Ok(Reply::created(&order).with_header("location", format!("/api/orders/{id}")).with_header("idempotent-replayed", "true"))
         }
         Seen::Mismatch => Err(ApiError::new(409, "idempotency_key_reused", "this Idempotency-Key was used with a different request")),

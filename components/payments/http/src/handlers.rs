@@ -79,6 +79,13 @@ fn order_to_pay(ctx: &Ctx) -> Result<(StripeConfig, storage::ServiceDb, Order), 
     let db = open()?;
     let order = access::order_for(&db, &caller, &body.order_id, false)?;
     payable(&order)?;
+    // Nothing to pay (a free order whose completion at placement failed):
+    // completed now, not sent to Stripe, which takes no payment of 0.
+    if order.total.amount_minor == 0 {
+        let order = access::complete_if_free(&db, order)?;
+        return Err(ApiError::new(409, "nothing_to_pay", "this order's total is zero: it needs no payment and is paid")
+            .with_details(json!({ "current_status": order.status })));
+    }
     // Every amount Stripe will be sent must be one it takes (its units are
     // not ISO's for every currency: see `stripe_units`).
     for amount in std::iter::once(order.total.amount_minor).chain(order.lines.iter().map(|l| l.unit_price.amount_minor)) {
