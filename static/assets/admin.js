@@ -37,6 +37,10 @@ document.addEventListener('click', (ev) => {
   navigate(url.pathname + url.search);
 });
 window.addEventListener('popstate', route);
+// A console restored from the back/forward cache (Back after signing out
+// elsewhere) is drawn again for whoever is signed in now, so it never shows
+// customers' data to the next person on the device (found in review).
+window.addEventListener('pageshow', (ev) => { if (ev.persisted) { document.getElementById('admin-sign-out').hidden = !currentUser(); route(); } });
 onSessionChange((user, reason) => {
   document.getElementById('admin-sign-out').hidden = !user;
   if (reason === 'session_ended') { flash = { kind: 'warn', text: 'Your session has ended. Please sign in again.' }; route(); }
@@ -325,6 +329,8 @@ async function productsPage(isCurrent) {
   const params = new URLSearchParams(location.search);
   const page = Math.max(1, Number(params.get('page')) || 1);
   const q = params.get('q') || '';
+  // The pager keeps the search (found in review: page 2 of a search was page 2 of everything).
+  const pageQuery = (n) => new URLSearchParams(q ? { q, page: n } : { page: n }).toString();
   const query = new URLSearchParams({ include_inactive: 'true', limit: 50, page });
   if (q) query.set('q', q);
   const result = await api('GET', '/api/products?' + query);
@@ -344,7 +350,7 @@ async function productsPage(isCurrent) {
           <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" step="1" required value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
       </tr>`)}</tbody></table></div>
     <div id="products-status"></div>
-    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?page=${page - 1}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?page=${page + 1}">Next</a>` : ''}</nav>` : ''}`);
+    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?${pageQuery(page - 1)}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?${pageQuery(page + 1)}">Next</a>` : ''}</nav>` : ''}`);
   document.getElementById('product-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/products?q=' + encodeURIComponent(new FormData(ev.target).get('q'))); });
   for (const f of app.querySelectorAll('form.stock-form')) {
     f.addEventListener('submit', async (ev) => {

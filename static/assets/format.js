@@ -146,7 +146,11 @@ export function errorText(e, context = {}) {
       if (d.stripe_status) return `The payment service refused this request${d.stripe_message ? ` (“${d.stripe_message}”)` : ''}.`;
       return 'The payment service is not answering right now. ' + later('Please try again in a moment.');
     case 'amount_not_payable': return 'This order cannot be paid online as it is priced. Please contact the shop.';
-    case 'order_not_payable': return 'This order can no longer be paid (it expired or was cancelled).';
+    case 'order_not_payable':
+      if (['paid', 'processing', 'shipped', 'delivered', 'partially_refunded', 'refunded'].includes(d.current_status)) return 'This order is already paid.';
+      return 'This order can no longer be paid (it expired or was cancelled).';
+    case 'payment_time_over': return 'The time to pay this order is over. Cancel it, then check out again.';
+    case 'nothing_to_pay': return 'This order needed no payment: it is paid.';
     case 'invalid_refund_amount': {
       if (Number.isFinite(d.refundable)) {
         if (d.refundable < 1) return 'Nothing is left to refund on this order.';

@@ -74,7 +74,7 @@ document.addEventListener('click', (ev) => {
 window.addEventListener('popstate', route);
 // Back from Stripe's page, a page restored from the back/forward cache
 // would still say it is taking you there: draw it again.
-window.addEventListener('pageshow', (ev) => { if (ev.persisted) route(); });
+window.addEventListener('pageshow', (ev) => { if (ev.persisted) { updateHeader(); route(); } });
 
 function updateHeader() {
   const user = currentUser();
@@ -620,6 +620,11 @@ async function checkoutPage(isCurrent) {
       await api('POST', '/api/users/addresses', { body: address }).catch(() => {});
     }
     refreshCartCount();
+    // Nothing to pay (every line free): the order is paid as it is placed.
+    if (order.status !== 'pending_payment') {
+      flashNext('success', 'Thank you: your order is placed. It needed no payment.');
+      return navigate(`/account/orders/${order.id}`);
+    }
     await payOrder(order.id, status);
   });
 }
@@ -654,8 +659,15 @@ async function payOrder(orderId, status) {
   progress(status, 'Taking you to the secure payment page…');
   try {
     const session = await api('POST', '/api/payments/checkout-session', { body: { order_id: orderId } });
+    // Back from Stripe's page lands on the order and its Pay now button,
+    // not on the checkout of a cart the order emptied (found in review).
+    history.replaceState(null, '', `/account/orders/${orderId}`);
     location.assign(session.url);
   } catch (e) {
+    if (e.code === 'nothing_to_pay') {
+      flashNext('success', 'This order needed no payment: it is paid.');
+      return navigate(`/account/orders/${orderId}`);
+    }
     show(status, e.code === 'payments_not_configured' ? 'warn' : 'error',
       html`${errorText(e)} <a href="/account/orders/${orderId}">See your order</a>`);
   }

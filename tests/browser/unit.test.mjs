@@ -266,3 +266,10 @@ test('two tabs adding as guests at once fill one cart, with Web Locks or without
   assert.equal(s.carts(), 1, 'one cart made');
   assert.equal(localStorage.getItem('shop.cartToken'), 'ct_1');
 });
+
+test('a refused payment says what the order is, not only that it cannot be paid', () => {
+  assert.equal(errorText({ code: 'order_not_payable', details: { current_status: 'paid' } }), 'This order is already paid.');
+  assert.equal(errorText({ code: 'order_not_payable', details: { current_status: 'expired' } }), 'This order can no longer be paid (it expired or was cancelled).');
+  assert.match(errorText({ code: 'payment_time_over' }), /Cancel it, then check out again/);
+  assert.match(errorText({ code: 'nothing_to_pay' }), /needed no payment/);
+});
