@@ -343,6 +343,12 @@ fn a_reset_of_an_account_never_proven_clears_what_its_registrant_set() {
     assert_eq!(verify(&app, &app.emailed_token(&email, VERIFIED)).status, 200);
     let (me, addresses) = reset(&email, "the owner's own passphrase");
     assert_eq!((me["phone"].clone(), me["sms_consent_at"].clone(), me["marketing_consent_at"].clone(), addresses), (Value::Null, Value::Null, Value::Null, 0), "{me}");
+    // The registrant's access token, good for minutes more, plants nothing
+    // again: its session ended with the reset (found in review).
+    app.send_as(&squatter.access_token, "PUT", "/api/users/phone", Some(&json!({ "phone": "+14155550123", "sms_consent": true }))).assert_error(401, "unauthorized");
+    let a = json!({ "label": "Again", "name": "Mallory", "line1": "1 Drop St", "city": "Elsewhere", "postal_code": "999", "country": "US" });
+    app.send_as(&squatter.access_token, "POST", "/api/users/addresses", Some(&a)).assert_error(401, "unauthorized");
+    app.send_as(&squatter.access_token, "PUT", "/api/users/marketing-consent", Some(&json!({ "consent": true }))).assert_error(401, "unauthorized");
 
     // The owner's own account: verified while signed in, then a forgotten password.
     let email = registered(&app, "owned");

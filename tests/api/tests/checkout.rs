@@ -324,6 +324,11 @@ fn a_free_order_is_paid_when_it_is_placed() {
     let invoice = app.send_as(&user.access_token, "GET", &format!("/api/orders/{id}/invoice"), None);
     assert_eq!(invoice.status, 200, "{}", invoice.body);
     app.send_as(&user.access_token, "POST", "/api/payments/checkout-session", Some(&json!({ "order_id": id }))).assert_error(409, "order_not_payable");
+    // Cancelled: nothing to refund, nothing flagged (found in review: 502
+    // `refund_failed`, flagged for good).
+    let cancelled = app.send_as(&user.access_token, "POST", &format!("/api/orders/{id}/cancel"), None);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!((cancelled.json()["status"].as_str(), cancelled.json()["flags"].clone()), (Some("cancelled"), json!([])), "{}", cancelled.body);
     assert!(app.stripe.calls_for(&id).is_empty(), "Stripe is never asked");
 }
 
@@ -384,6 +389,7 @@ fn the_return_asks_stripe_about_a_session_at_most_once_every_two_seconds() {
     let session_id = app.start_checkout(&user, &id);
     let lookups = || app.stripe.calls().into_iter().filter(|c| c.method == "GET" && c.path.ends_with(&format!("/v1/checkout/sessions/{session_id}"))).count();
     let ret = || app.send_as(&user.access_token, "GET", &format!("/api/payments/checkout-session/{session_id}"), None);
+    let started = std::time::Instant::now();
     let first = ret();
     assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!((first.json()["asked_stripe"].as_bool(), first.json()["session_status"].as_str()), (Some(true), Some("open")), "{}", first.body);
@@ -407,7 +413,10 @@ fn the_return_asks_stripe_about_a_session_at_most_once_every_two_seconds() {
         );
     }
     assert_eq!(lookups(), asked, "Stripe was asked only by the answers that say so");
-    assert!(asked <= 3, "ten calls in a row asked Stripe {asked} times");
+    // At most once per 2 s window (a slow machine may take several windows
+    // for the eleven calls).
+    let windows = started.elapsed().as_secs() as usize / 2 + 1;
+    assert!(asked <= windows + 1, "eleven calls in {:?} asked Stripe {asked} times", started.elapsed());
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let later = ret();
     assert_eq!((later.json()["asked_stripe"].as_bool(), later.json()["order_status"].as_str()), (Some(true), Some("paid")), "{}", later.body);

@@ -521,13 +521,29 @@ fn the_sweep_stops_asking_stripe_at_the_first_failure_and_closes_the_rest_later(
         r.json()
     };
     app.stripe.start_outage("/expire", 503);
-    let first = sweep();
-    assert_eq!((first["expired"].as_u64(), first["payment_objects_closed"].as_u64()), (Some(3), Some(0)), "{first}");
-    assert_eq!(expiring(), 1, "one failed call, then no more");
+    // Until the three are expired (a slow machine may need more than one
+    // call's time budget): each call asks Stripe at most once.
+    let (mut expired, mut calls) = (0, 0);
+    while expired < 3 && calls < 10 {
+        let r = sweep();
+        assert_eq!(r["payment_objects_closed"], 0, "{r}");
+        expired += r["expired"].as_u64().unwrap();
+        calls += 1;
+    }
+    assert_eq!(expired, 3);
+    assert!(expiring() <= calls, "one failed call per sweep at most: {} in {calls}", expiring());
+    let during = expiring();
     app.stripe.end_outage("/expire");
-    let second = sweep();
-    assert_eq!(second["payment_objects_closed"], 3, "{second}");
-    assert_eq!(expiring(), 4);
+    let mut closed = 0;
+    for _ in 0..10 {
+        let r = sweep();
+        closed += r["payment_objects_closed"].as_u64().unwrap();
+        if r["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(closed, 3);
+    assert_eq!(expiring(), during + 3);
     let still_due = count(&host, "orders", "SELECT COUNT(*) AS n FROM payments WHERE stripe_cleanup = 'due' AND order_id = ?", &orders[0]);
     assert_eq!(still_due, 0);
 }

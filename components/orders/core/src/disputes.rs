@@ -7,8 +7,8 @@
 //! open, or once one is lost, the order cannot be fulfilled
 //! ([`blocks_fulfilment`]): shipping goods whose money is being taken back
 //! loses both. Only a dispute of the payment the order keeps counts so: one
-//! of a payment the shop gives back (a second payment, one of the wrong
-//! amount) takes nothing the order was paid with (found in review: a
+//! of a payment the shop gives back (a second payment, one after the order
+//! ended) takes nothing the order was paid with (found in review: a
 //! customer who disputed the duplicate charge froze the paid order).
 
 use serde::Serialize;

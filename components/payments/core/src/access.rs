@@ -49,7 +49,9 @@ pub fn expire_if_overdue(db: &dyn Db, order: Order) -> Result<Order, ApiError> {
 /// back as it is. A failure leaves it pending for the next call: the same
 /// placement again (its Idempotency-Key), or asking to pay it.
 pub fn complete_if_free(db: &dyn Db, order: Order) -> Result<Order, ApiError> {
-    if order.total.amount_minor != 0 || order.status != Status::PendingPayment {
+    // Past its hold, the order is left to expire as any unpaid one (a
+    // payment of 0 then would be a late payment, to no purpose).
+    if order.total.amount_minor != 0 || order.status != Status::PendingPayment || order.expires_at <= clock::unix_now() {
         return Ok(order);
     }
     let outcome = Outcome::Paid { amount_minor: 0, currency: order.total.currency.code().to_string(), payment_intent: None };

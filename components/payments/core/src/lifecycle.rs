@@ -637,11 +637,16 @@ fn disputed(tx: &dyn Db, order: &Order, told: &orders_core::disputes::Told, acto
         Some(was) => format!("card dispute {}: {was} -> {}", told.id, told.status),
     };
     orders::note(tx, order, actor, &what)?;
-    // A dispute of a payment the shop gives back (a second payment, one of
-    // the wrong amount): the admin answers it at Stripe with that refund
+    // A dispute of a payment the shop gives back (a second payment, one
+    // after the order ended): the admin answers it at Stripe with that refund
     // (the flag stays if it is lost: the money may have gone back twice);
     // the order's own payment is untouched, so its fulfilment goes on.
     if !disputes::concerns_kept_payment(tx, &order.id, told)? {
+        // An order flagged `disputed` for this dispute before such disputes
+        // were told apart loses the flag once none of its own payment is open.
+        if !disputes::any_open(tx, &order.id)? {
+            orders::unflag(tx, &order.id, "disputed")?;
+        }
         if disputes::any_unsettled_of_returned(tx, &order.id)? {
             orders::flag(tx, order, "dispute_of_returned_payment")?;
             return Ok(Applied::Flagged { problem: "dispute_of_returned_payment".into() });

@@ -109,6 +109,7 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
         };
         // A refund Stripe made but reports failed or canceled (an earlier
         // attempt's, found by `earlier_refund`) returned nothing: a refusal.
+        let mut in_flight = false;
         let made = match made {
             Ok(refund) if refund["status"].as_str().is_some_and(ledger::refund_undone) => Err(crate::stripe::StripeError::Rejected {
                 status: 402,
@@ -118,9 +119,16 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
             // Idempotency-Key) at this moment; its outcome is recorded by it,
             // or found by the next attempt (found in review: it was taken for
             // a refusal, the refund marked failed and the order flagged).
-            Err(crate::stripe::StripeError::Rejected { status: 409, message }) => Err(crate::stripe::StripeError::Unavailable(message)),
+            Err(crate::stripe::StripeError::Rejected { status: 409, message }) => {
+                in_flight = true;
+                Err(crate::stripe::StripeError::Unavailable(message))
+            }
             other => other,
         };
+        let stripe_down = matches!(
+            &made,
+            Err(crate::stripe::StripeError::ServerError { .. } | crate::stripe::StripeError::RateLimited { .. })
+        ) || matches!(&made, Err(crate::stripe::StripeError::Unavailable(_))) && !in_flight;
         match made {
             Ok(refund) => {
                 let refund_id = refund["id"].as_str().unwrap_or("").to_string();
@@ -214,8 +222,10 @@ pub fn refund_owed(db: &dyn Db, stripe: &crate::stripe::StripeConfig, order_id: 
                 })?;
                 // Stripe is down or limiting: the rest waits for the next
                 // call rather than each waiting out its timeout (found in
-                // review: a sweep during an outage took half an hour).
-                if !refused {
+                // review: a sweep during an outage took half an hour). Not
+                // for another instance sending this very refund (a 409, taken
+                // as unavailable above) or an answer that made no sense.
+                if stripe_down {
                     break;
                 }
             }

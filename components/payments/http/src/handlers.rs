@@ -132,7 +132,9 @@ pub fn checkout_session(ctx: &Ctx) -> HandlerResult {
     // A new session's expiry: within the order's hold if it has 30 minutes
     // left, else 30 minutes from now with the hold extended, but never past
     // the order's limit; none when even 30 minutes would pass it.
-    let latest = hold_limit(&order, lifetime) - HOLD_MARGIN_SECS;
+    // (Never below what the order's hold already covers: a limit lowered
+    // by new settings takes nothing from an order placed before.)
+    let latest = (hold_limit(&order, lifetime) - HOLD_MARGIN_SECS).max(order.expires_at - HOLD_MARGIN_SECS);
     let choose = Some((now + lifetime).min(order.expires_at - HOLD_MARGIN_SECS).max(now + shortest).min(latest)).filter(|t| *t >= now + shortest);
     let Some(expires_at) = summary::session_expiry(&db, &order, now, choose)? else {
         return Err(ApiError::new(409, "payment_time_over", "the time to pay this order is over; place the order again")
@@ -281,31 +283,31 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
         }))
         .with_header("cache-control", "no-store"));
     }
-    let fetched = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error).and_then(|session| {
-        if session["id"].as_str() == Some(session_id) {
-            Ok(session)
-        } else {
-            Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"))
-        }
-    });
-    let session = match fetched {
-        Ok(session) => session,
-        Err(e) => {
-            // No answer to go by: the next call asks again at once.
-            let _ = ledger::release_stripe_check(&db, session_id, now);
-            return Err(e);
-        }
-    };
+    let answered = ask_and_apply(&db, &config, &order, session_id);
+    if answered.is_err() {
+        // Nothing applied from Stripe's answer (none came, or applying it
+        // failed): the next call asks again at once.
+        let _ = ledger::release_stripe_check(&db, session_id, now);
+    }
+    answered
+}
+
+/// [`session_return`] with the turn taken: fetch the session and apply it.
+fn ask_and_apply(db: &storage::ServiceDb, config: &StripeConfig, order: &Order, session_id: &str) -> HandlerResult {
+    let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
+    if session["id"].as_str() != Some(session_id) {
+        return Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"));
+    }
     let fetched = Source::Fetched { kind: "checkout.session.completed", object: &session };
     let applied = match stripe::outcome_of("checkout.session.completed", &session) {
-        Some(outcome) => Some(lifecycle::apply(&db, &order.id, &outcome, fetched, "checkout-return", &WitInventory).map_err(ApiError::from)?),
+        Some(outcome) => Some(lifecycle::apply(db, &order.id, &outcome, fetched, "checkout-return", &WitInventory).map_err(ApiError::from)?),
         None => None,
     };
     if let Some(applied) = &applied {
-        return_owed_money(&db, &order.id, applied);
+        return_owed_money(db, &order.id, applied);
     }
-    let order = orders::load(&db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
-    let order = access::expire_if_overdue(&db, order)?;
+    let order = orders::load(db, &order.id)?.ok_or_else(|| ApiError::not_found("order"))?;
+    let order = access::expire_if_overdue(db, order)?;
     http_kit::nudge::notifications();
     Ok(Reply::ok(&json!({
         "order_id": order.id, "order_status": order.status,

@@ -338,6 +338,19 @@ pub fn revoke_session(db: &dyn Db, session_id: &str, reason: &str, now: &str) ->
 }
 
 /// The session an access token was issued for.
+/// Whether the access token `jti` belongs to a session of `user_id` that
+/// is still live (not signed out, nor ended by a password change, reset or
+/// deletion).
+pub fn token_session_live(db: &dyn Db, user_id: &str, jti: &str) -> Result<bool, DbError> {
+    Ok(!db
+        .query(
+            "SELECT s.id FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id \
+             WHERE rt.access_jti = ? AND s.user_id = ? AND s.revoked_at IS NULL",
+            &[jti.into(), user_id.into()],
+        )?
+        .is_empty())
+}
+
 pub fn session_of_access_token(db: &dyn Db, jti: &str) -> Result<Option<String>, DbError> {
     let rows = db.query("SELECT session_id FROM refresh_tokens WHERE access_jti = ?", &[jti.into()])?;
     rows.first().map(|r| r.text("session_id")).transpose()

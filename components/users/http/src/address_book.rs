@@ -1,11 +1,11 @@
 //! `GET/POST /api/users/addresses`, `GET/PUT/DELETE /api/users/addresses/{id}`:
 //! the signed-in user's address book (see `users_core::addresses`).
 
+use crate::handlers::in_live_session;
 use http_kit::{db_error, ApiError, Ctx, HandlerResult, Reply};
 use postal::AddressInput;
 use serde::Deserialize;
 use serde_json::json;
-use storage::transaction;
 use text_input::FieldProblems;
 use users_core::addresses::{self, Entry, Refused, MAX_PER_USER};
 use users_core::schema;
@@ -73,10 +73,9 @@ pub fn create(ctx: &Ctx) -> HandlerResult {
     let id = http_kit::ids::uuid_v4()?;
     let now = clock::now_rfc3339();
     let db = open()?;
-    let added = transaction(&db, |tx| {
-        addresses::add(tx, &caller.user_id, &id, p.label.as_deref(), &p.address, p.default_shipping.unwrap_or(false), &now)
-    })
-    .map_err(db_error)?;
+    let added = in_live_session(&db, &caller, |tx, _| {
+        addresses::add(tx, &caller.user_id, &id, p.label.as_deref(), &p.address, p.default_shipping.unwrap_or(false), &now).map_err(db_error)
+    })?;
     match added {
         Ok(entry) => Ok(entry_reply(201, &entry).with_header("location", format!("/api/users/addresses/{}", entry.id))),
         Err(Refused::Full) => Err(ApiError::new(
@@ -100,8 +99,7 @@ pub fn replace(ctx: &Ctx, id: &str) -> HandlerResult {
     let p = parse(ctx)?;
     let now = clock::now_rfc3339();
     let db = open()?;
-    let entry = transaction(&db, |tx| addresses::replace(tx, &caller.user_id, id, p.label.as_deref(), &p.address, p.default_shipping, &now))
-        .map_err(db_error)?
+    let entry = in_live_session(&db, &caller, |tx, _| addresses::replace(tx, &caller.user_id, id, p.label.as_deref(), &p.address, p.default_shipping, &now).map_err(db_error))?
         .ok_or_else(not_found)?;
     Ok(entry_reply(200, &entry))
 }

@@ -324,6 +324,25 @@ pub fn logout(ctx: &Ctx) -> HandlerResult {
 // ---------------------------------------------------------------- profile
 
 /// The caller's account (404 if it no longer exists).
+/// Run `change` on the caller's account in one transaction, its row locked
+/// first, only while the session the access token belongs to is live. For
+/// what someone could plant on an account registered with another
+/// person's address (a phone number with SMS consent, marketing consent,
+/// an address): a password reset ends every session and clears them
+/// (`repository::claim_by_reset`), and the registrant's access token, good
+/// for minutes more, must not set them again (found in review). The lock
+/// orders it with the reset, which locks the row first too; a session
+/// ended meanwhile is 401, as a refresh would be.
+pub(crate) fn in_live_session<T>(db: &dyn Db, caller: &Caller, change: impl FnOnce(&dyn Db, UserRecord) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    transaction(db, |tx| {
+        let user = repository::lock_live(tx, &caller.user_id).map_err(db_error)?.ok_or_else(|| ApiError::not_found("user"))?;
+        if !repository::token_session_live(tx, &user.id, &caller.token_id).map_err(db_error)? {
+            return Err(ApiError::of(ErrorCode::Unauthorized, "this session has ended (signed out, or the password was changed or reset); sign in again"));
+        }
+        change(tx, user)
+    })
+}
+
 pub(crate) fn load_user(db: &dyn Db, caller: &Caller) -> Result<UserRecord, ApiError> {
     repository::find_by_id(db, &caller.user_id)
         .map_err(db_error)?
@@ -382,16 +401,18 @@ pub fn set_phone(ctx: &Ctx) -> HandlerResult {
     errors.finish().map_err(ApiError::validation)?;
     let Some(phone) = phone else { return Err(ApiError::internal("validated phone missing")) };
     let db = open()?;
-    let mut user = load_user(&db, &caller)?;
     let now = clock::now_rfc3339();
-    let consent_at = match (&user.sms_consent_at, body.sms_consent) {
-        (Some(at), true) if user.phone.as_deref() == Some(phone.as_str()) => Some(at.clone()),
-        (_, true) => Some(now.clone()),
-        (_, false) => None,
-    };
-    repository::set_phone(&db, &user.id, Some(phone.as_str()), consent_at.as_deref(), &now).map_err(db_error)?;
-    user.phone = Some(phone.as_str().to_string());
-    user.sms_consent_at = consent_at;
+    let user = in_live_session(&db, &caller, |tx, mut user| {
+        let consent_at = match (&user.sms_consent_at, body.sms_consent) {
+            (Some(at), true) if user.phone.as_deref() == Some(phone.as_str()) => Some(at.clone()),
+            (_, true) => Some(now.clone()),
+            (_, false) => None,
+        };
+        repository::set_phone(tx, &user.id, Some(phone.as_str()), consent_at.as_deref(), &now).map_err(db_error)?;
+        user.phone = Some(phone.as_str().to_string());
+        user.sms_consent_at = consent_at;
+        Ok(user)
+    })?;
     Ok(user_reply(200, &user).with_header("cache-control", "no-store"))
 }
 

@@ -5,7 +5,7 @@
 //! (`GET|POST /api/users/unsubscribe?user=..&sig=..`, RFC 8058), which
 //! works without signing in. Transactional email never depends on it.
 
-use crate::handlers::{load_user, user_reply};
+use crate::handlers::{in_live_session, user_reply};
 use http_kit::signed_links;
 use http_kit::{db_error, ApiError, Ctx, HandlerResult, Reply};
 use serde::Deserialize;
@@ -41,15 +41,17 @@ pub fn set_consent(ctx: &Ctx) -> HandlerResult {
     let caller = ctx.caller()?;
     let body: ConsentBody = ctx.json()?;
     let db = open()?;
-    let mut user = load_user(&db, &caller)?;
     let now = clock::now_rfc3339();
-    let at = match (body.consent, user.marketing_consent_at.clone()) {
-        (true, Some(at)) => Some(at),
-        (true, None) => Some(now.clone()),
-        (false, _) => None,
-    };
-    repository::set_marketing_consent(&db, &user.id, at.as_deref(), &now).map_err(db_error)?;
-    user.marketing_consent_at = at;
+    let user = in_live_session(&db, &caller, |tx, mut user| {
+        let at = match (body.consent, user.marketing_consent_at.clone()) {
+            (true, Some(at)) => Some(at),
+            (true, None) => Some(now.clone()),
+            (false, _) => None,
+        };
+        repository::set_marketing_consent(tx, &user.id, at.as_deref(), &now).map_err(db_error)?;
+        user.marketing_consent_at = at;
+        Ok(user)
+    })?;
     Ok(user_reply(200, &user).with_header("cache-control", "no-store"))
 }
 
