@@ -638,8 +638,21 @@ pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<
         Attempt::Retry { error, .. } => ("failed", d.next_attempt_at, Some(format!("gave up after {} attempts: {error}", d.attempts)), None),
         Attempt::Permanent { error } => ("failed", d.next_attempt_at, Some(error.clone()), None),
     };
-    // A link email is kept only as long as it may still have to be sent.
-    let (html, text) = if status != "pending" && templates::carries_secret(&d.event_type) { (Some(REMOVED), Some(REMOVED)) } else { (None, None) };
+    // A link email is kept only as long as it may still have to be sent; so
+    // is a promotion's copy of the admin's text (found in review: up to
+    // 200 KB per customer, kept for ever, one copy per recipient; the
+    // promotion itself is kept once, in the users database).
+    let not_kept = if templates::carries_secret(&d.event_type) {
+        Some(REMOVED)
+    } else if d.event_type == PROMOTION {
+        Some(PROMOTION_NOT_KEPT)
+    } else {
+        None
+    };
+    let (html, text) = match not_kept.filter(|_| status != "pending") {
+        Some(marker) => (Some(marker), Some(marker)),
+        None => (None, None),
+    };
     let recorded = db.query(
         "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_error = ?, provider_id = COALESCE(?, provider_id), \
          html = COALESCE(?, html), text = COALESCE(?, text), lease_until = NULL, updated_at = ? \
@@ -652,6 +665,10 @@ pub fn record(db: &dyn Db, d: &Delivery, attempt: &Attempt, now: i64) -> Result<
 /// What a link email's stored body becomes once handed over, and what the
 /// admin view shows of it before.
 pub const REMOVED: &str = "[not kept: this email carried a single-use link]";
+
+/// What a promotion email's stored body becomes once it is sent (or
+/// failed for good): the promotion's text is kept once, with the promotion.
+pub const PROMOTION_NOT_KEPT: &str = "[not kept once sent: the promotion's text is kept with the promotion]";
 
 /// Deliveries for the admin listing, newest first, optionally of one
 /// status and one channel.
@@ -815,6 +832,11 @@ mod tests {
         for d in &again {
             record(&db, d, &Attempt::Sent { provider_id: None }, 1000).unwrap();
         }
+        // Sent: the copy of the promotion's text is not kept per customer.
+        let kept = db.query("SELECT DISTINCT html || '|' || text AS parts FROM deliveries WHERE status = 'sent'", &[]).unwrap();
+        assert_eq!(kept.iter().map(|r| r.text("parts").unwrap()).collect::<Vec<_>>(), vec![format!("{PROMOTION_NOT_KEPT}|{PROMOTION_NOT_KEPT}")]);
+        let waiting = db.query("SELECT DISTINCT html FROM deliveries WHERE status = 'pending'", &[]).unwrap();
+        assert_eq!(waiting.iter().map(|r| r.text("html").unwrap()).collect::<Vec<_>>(), vec!["Sale".to_string()], "kept while it may still be sent");
 
         // A batch whose sweep died mid-send: claimed again whole when its lease lapses.
         let next = claim_due_promotions(&db, 1000, 2).unwrap();

@@ -85,6 +85,14 @@ pub fn classify(status: u16, retry_after: Option<&str>, body: &[u8]) -> Attempt 
     };
     match status {
         200..=299 => Attempt::Sent { provider_id: answer["sid"].as_str().map(str::to_string) },
+        // About the shop's account (a wrong, rotated or revoked auth token, a
+        // suspended account), not this message: tried again later, as
+        // Resend's are, instead of failing every queued SMS for good until
+        // someone fixes the variable (found in review).
+        401 | 403 => Attempt::Retry {
+            after_secs: Some(crate::resend::ACCOUNT_RETRY_SECS),
+            error: format!("{reason} (the shop's Twilio account refused it: check twilio_account_sid and twilio_auth_token)"),
+        },
         429 | 500..=599 => Attempt::Retry { after_secs: retry_after.and_then(|v| v.trim().parse().ok()), error: reason },
         _ => Attempt::Permanent { error: reason },
     }
@@ -137,7 +145,8 @@ mod tests {
             classify(400, None, br#"{"code":21211,"message":"Invalid 'To' Phone Number","status":400}"#),
             Attempt::Permanent { error: "400 Twilio error 21211: Invalid 'To' Phone Number".into() }
         );
-        assert!(matches!(classify(401, None, b"{}"), Attempt::Permanent { .. }));
+        assert!(matches!(classify(401, None, b"{}"), Attempt::Retry { after_secs: Some(crate::resend::ACCOUNT_RETRY_SECS), .. }), "the account, not the message");
+        assert!(classify(403, None, b"{}").provider_failing(), "the rest of the sweep's SMS are handed back");
     }
 
     #[test]
