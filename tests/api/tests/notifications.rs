@@ -111,6 +111,49 @@ fn rate_limits_are_retried_after_retry_after() {
     assert_eq!(deliveries_to(&app, &admin, &email)[0]["status"], "sent");
 }
 
+/// Resend's rate limit (2 requests a second per team) answers a sweep's
+/// quick run of sends with a 429 now and then: the sweep waits the short
+/// Retry-After out and sends the rest (found in review: it handed them all
+/// back, so a backlog went out two or three a sweep). On an app of its own,
+/// so only this test's emails are swept.
+#[test]
+fn a_brief_rate_limit_pauses_the_sweep_instead_of_handing_the_rest_back() {
+    if std::env::var("SHOP_BASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        eprintln!("not applicable against SHOP_BASE_URL: it needs an app no other test sweeps");
+        return;
+    }
+    let resend = api_tests::FakeResend::start("127.0.0.1:0");
+    let keys = jwt_simple::prelude::Ed25519KeyPair::generate();
+    let host = api_tests::launch_host(&keys, &[("resend_api_base", resend.url.as_str())]);
+    let mut app = TestApp::for_host(&host, keys);
+    app.resend = resend;
+    // Three welcome emails waiting: Resend was down when each was made.
+    let emails: Vec<String> = (0..3).map(|i| unique_email(&format!("backlog{i}"))).collect();
+    for email in &emails {
+        app.resend.script(email, &[(503, None), (429, Some(1))]);
+        let r = app.register(json!({ "email": email, "password": STRONG_PASSWORD, "first_name": "B", "last_name": "L" }));
+        assert_eq!(r.status, 201);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.json()["retrying"].as_i64(), r.json()["handed_back"].as_i64()), (Some(3), Some(0)), "each got its 429, none handed back: {}", r.body);
+    // Once their backoff is over, later sweeps send them.
+    let mut sent = 0;
+    for _ in 0..15 {
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let r = app.request("POST", "/api/notifications/sweep", &[("x-sweep-secret", SWEEP_SECRET)], None);
+        sent += r.json()["sent"].as_i64().unwrap();
+        if sent == 3 {
+            break;
+        }
+    }
+    assert_eq!(sent, 3);
+    for email in &emails {
+        assert_eq!(app.resend.to(email).iter().map(|c| c.status).collect::<Vec<_>>(), vec![503, 429, 200]);
+    }
+}
+
 #[test]
 fn other_client_errors_fail_for_good() {
     let app = TestApp::get();
