@@ -138,8 +138,10 @@ fn every_family_parses_with_help_and_type() {
     for gauge in ["shop_orders_flagged", "shop_products_out_of_stock", "shop_reservations_live"] {
         s.gauge(gauge, &[]);
     }
-    s.gauge("shop_deliveries_pending", &[("channel", "email")]);
-    s.gauge("shop_deliveries_failed", &[("channel", "email")]);
+    for channel in ["email", "sms"] {
+        s.gauge("shop_deliveries_pending", &[("channel", channel)]);
+        s.gauge("shop_deliveries_failed", &[("channel", channel)]);
+    }
     for outbox in ["users", "orders"] {
         assert!(s.gauge("shop_outbox_oldest_undelivered_age_seconds", &[("outbox", outbox)]) >= 0.0);
     }

@@ -45,7 +45,7 @@ impl MetricsGuest for NotificationsContract {
         let f = notifications_core::metrics::notification_figures(&db, &[("users", &users as &dyn storage::Db), ("orders", &orders as &dyn storage::Db)], clock::unix_now())
             .map_err(unavailable)?;
         Ok(NotificationFigures {
-            deliveries: vec![ChannelDeliveries { channel: notifications_core::metrics::EMAIL.into(), pending: f.pending, failed: f.failed }],
+            deliveries: f.channels.into_iter().map(|c| ChannelDeliveries { channel: c.channel, pending: c.pending, failed: c.failed }).collect(),
             outboxes: f
                 .outboxes
                 .into_iter()

@@ -12,19 +12,34 @@ use crate::deliveries::{cursor, outbox_absent};
 use storage::counters::{self, Counter};
 use storage::{Db, DbError};
 
+/// Deliveries failed on purpose, not by a provider: consent withdrawn
+/// before the send (`not sent: ...`), or the account deleted meanwhile.
+const UNSENT_ON_PURPOSE: &str = "COALESCE(last_error, '') LIKE 'not sent: %' OR COALESCE(last_error, '') = 'the recipient deleted their account'";
+
 /// The `ops_counters` row of `POST /api/notifications/sweep`.
 pub const SWEEP: &str = "sweep";
 
-/// The only channel today: every delivery is an email.
-pub const EMAIL: &str = "email";
+/// The channels deliveries go by, each reported even with nothing in it.
+pub const CHANNELS: [&str; 2] = ["email", "sms"];
+
+/// Deliveries of one channel not out yet, and given up for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelFigures {
+    pub channel: String,
+    /// Waiting for an attempt or being sent.
+    pub pending: i64,
+    /// Given up for good: refused by the provider, or out of retries. Not
+    /// those left unsent on purpose (consent withdrawn, the account
+    /// deleted): found in review, every campaign and deletion set off the
+    /// failure alert.
+    pub failed: i64,
+}
 
 /// What the notifications service reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotificationFigures {
-    /// Email deliveries waiting for an attempt or being sent.
-    pub pending: i64,
-    /// Email deliveries given up for good.
-    pub failed: i64,
+    /// Per channel, in [`CHANNELS`] order.
+    pub channels: Vec<ChannelFigures>,
     /// Per outbox (in the order given): the age in seconds of its oldest
     /// event whose email is not out yet, 0 when none waits.
     pub outboxes: Vec<(String, i64)>,
@@ -33,12 +48,26 @@ pub struct NotificationFigures {
 
 /// The figures at `now`, reading each `(name, outbox)` source.
 pub fn notification_figures(db: &dyn Db, outboxes: &[(&str, &dyn Db)], now: i64) -> Result<NotificationFigures, DbError> {
-    let mut pending = 0;
-    let mut failed = 0;
-    for row in db.query("SELECT status, COUNT(*) AS n FROM deliveries WHERE status IN ('pending', 'sending', 'failed') GROUP BY status", &[])?.iter() {
+    let mut channels: Vec<ChannelFigures> = CHANNELS.iter().map(|c| ChannelFigures { channel: c.to_string(), pending: 0, failed: 0 }).collect();
+    let rows = db.query(
+        &format!(
+            "SELECT channel, status, COUNT(*) AS n FROM deliveries WHERE status IN ('pending', 'sending', 'failed') \
+             AND NOT (status = 'failed' AND ({UNSENT_ON_PURPOSE})) GROUP BY channel, status"
+        ),
+        &[],
+    )?;
+    for row in rows.iter() {
+        let channel = row.text("channel")?;
+        let at = match channels.iter().position(|c| c.channel == channel) {
+            Some(at) => at,
+            None => {
+                channels.push(ChannelFigures { channel, pending: 0, failed: 0 });
+                channels.len() - 1
+            }
+        };
         match row.text("status")?.as_str() {
-            "failed" => failed += row.int("n")?,
-            _ => pending += row.int("n")?,
+            "failed" => channels[at].failed += row.int("n")?,
+            _ => channels[at].pending += row.int("n")?,
         }
     }
     let mut ages = Vec::new();
@@ -47,7 +76,7 @@ pub fn notification_figures(db: &dyn Db, outboxes: &[(&str, &dyn Db)], now: i64)
         let age = oldest.and_then(|at| clock::parse_rfc3339(&at)).map(|at| (now - at).max(0)).unwrap_or(0);
         ages.push((name.to_string(), age));
     }
-    Ok(NotificationFigures { pending, failed, outboxes: ages, sweep: counters::read(db, SWEEP)? })
+    Ok(NotificationFigures { channels, outboxes: ages, sweep: counters::read(db, SWEEP)? })
 }
 
 /// When the oldest event of `source` whose email is not out yet happened:
@@ -112,7 +141,18 @@ mod tests {
         delivery(&db, 3, "failed");
         counters::bump(&db, SWEEP, 1250).unwrap();
         let f = notification_figures(&db, &[("orders", &outbox as &dyn Db), ("users", &empty as &dyn Db)], 1500).unwrap();
-        assert_eq!((f.pending, f.failed), (1, 1));
+        let per_channel = |f: &NotificationFigures| f.channels.iter().map(|c| (c.channel.clone(), c.pending, c.failed)).collect::<Vec<_>>();
+        assert_eq!(per_channel(&f), vec![("email".to_string(), 1, 1), ("sms".to_string(), 0, 0)]);
+        // Failed on purpose (consent withdrawn, the account deleted): no failure.
+        for (id, error) in [(10, "not sent: the customer withdrew consent to promotions"), (11, "the recipient deleted their account")] {
+            delivery(&db, id, "failed");
+            db.execute("UPDATE deliveries SET last_error = ? WHERE source_id = ?", &[error.into(), id.into()]).unwrap();
+        }
+        delivery(&db, 12, "failed");
+        db.execute("UPDATE deliveries SET channel = 'sms', last_error = '400 Twilio error 21211' WHERE source_id = 12", &[]).unwrap();
+        let f2 = notification_figures(&db, &[("users", &empty as &dyn Db)], 1500).unwrap();
+        assert_eq!(per_channel(&f2), vec![("email".to_string(), 1, 1), ("sms".to_string(), 0, 1)]);
+        db.execute("DELETE FROM deliveries WHERE source_id >= 10", &[]).unwrap();
         // The users source has no outbox table yet: nothing waits.
         assert_eq!(f.outboxes, vec![("orders".to_string(), 400), ("users".to_string(), 0)]);
         assert_eq!(f.sweep, Counter { value: 1, updated_at: 1250 });
