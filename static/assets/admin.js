@@ -46,8 +46,12 @@ onSessionChange((user, reason) => {
   if (reason === 'session_ended') { flash = { kind: 'warn', text: 'Your session has ended. Please sign in again.' }; route(); }
   // Signed in or out in another tab: follow (a signed-out console must not
   // keep showing customers' data).
-  if (reason === 'signed_out_elsewhere' || reason === 'signed_in_elsewhere') route();
+  if (reason === 'signed_out_elsewhere' || reason === 'signed_in_elsewhere') {
+    flash = { kind: 'warn', text: user ? `You are now signed in as ${user.email} (in another tab).` : 'You were signed out in another tab.' };
+    route();
+  }
 });
+// The button hides itself: the sign-in page's heading takes focus (route).
 document.getElementById('admin-sign-out').addEventListener('click', async () => { await signOut(); route(); });
 
 const routes = [
@@ -71,10 +75,15 @@ async function route({ focus = true, loading = true } = {}) {
   const isCurrent = () => mine === seq;
   const user = currentUser();
   document.getElementById('admin-sign-out').hidden = !user;
-  if (!user) return signInPage();
+  if (!user) {
+    signInPage();
+    if (mine > 1 && focus) focusHeading();
+    return true;
+  }
   if (user.role !== 'admin') {
-    render(html`<h1>Admins only</h1><p>You are signed in as ${user.email}, which is not an admin account. <a href="/">Back to the shop</a></p>`);
-    return;
+    render(html`${takeFlash()}<h1>Admins only</h1><p>You are signed in as ${user.email}, which is not an admin account. <a href="/">Back to the shop</a></p>`);
+    if (mine > 1 && focus) focusHeading();
+    return true;
   }
   const path = location.pathname.replace(/\/+$/, '') || '/admin';
   const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);
