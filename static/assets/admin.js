@@ -47,7 +47,8 @@ onSessionChange((user, reason) => {
   // Signed in or out in another tab: follow (a signed-out console must not
   // keep showing customers' data).
   if (reason === 'signed_out_elsewhere' || reason === 'signed_in_elsewhere') {
-    flash = { kind: 'warn', text: user ? `You are now signed in as ${user.email} (in another tab).` : 'You were signed out in another tab.' };
+    // Said on the sign-in page, which shows it at once.
+    if (!user) flash = { kind: 'warn', text: 'You were signed out in another tab.' };
     route();
   }
 });
@@ -75,15 +76,16 @@ async function route({ focus = true, loading = true } = {}) {
   const isCurrent = () => mine === seq;
   const user = currentUser();
   document.getElementById('admin-sign-out').hidden = !user;
+  // Neither page is one a redraw goes on with (`route` returns falsy).
   if (!user) {
     signInPage();
     if (mine > 1 && focus) focusHeading();
-    return true;
+    return;
   }
   if (user.role !== 'admin') {
-    render(html`${takeFlash()}<h1>Admins only</h1><p>You are signed in as ${user.email}, which is not an admin account. <a href="/">Back to the shop</a></p>`);
+    render(html`<h1>Admins only</h1><p>You are signed in as ${user.email}, which is not an admin account. <a href="/">Back to the shop</a></p>`);
     if (mine > 1 && focus) focusHeading();
-    return true;
+    return;
   }
   const path = location.pathname.replace(/\/+$/, '') || '/admin';
   const match = routes.map(([re, view]) => [path.match(re), view]).find(([m]) => m);

@@ -462,18 +462,28 @@ pub fn claim_due_of(db: &dyn Db, traceparent: &str, now: i64, limit: u32) -> Res
 }
 
 /// A lapsed lease on a delivery that already used its last attempt fails
-/// it. Failed for good here, not in `record`: a link email's body goes too.
+/// it. Failed for good here, not in `record`: a link email's body goes too,
+/// and a promotion's copy, as `record` drops them.
 fn fail_lapsed_last_attempts(db: &dyn Db, now: i64) -> Result<(), DbError> {
     let secret_carrying = templates::SECRET_CARRYING.map(|t| format!("'{t}'")).join(", ");
+    let parts = |column: &str| format!("{column} = CASE WHEN event_type IN ({secret_carrying}) THEN ? WHEN event_type = '{PROMOTION}' THEN ? ELSE {column} END");
     db.execute(
         &format!(
             "UPDATE deliveries SET status = 'failed', lease_until = NULL, updated_at = ?, \
-             last_error = COALESCE(last_error, 'the last attempt did not finish'), \
-             html = CASE WHEN event_type IN ({secret_carrying}) THEN ? ELSE html END, \
-             text = CASE WHEN event_type IN ({secret_carrying}) THEN ? ELSE text END \
-             WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?"
+             last_error = COALESCE(last_error, 'the last attempt did not finish'), {}, {} \
+             WHERE status = 'sending' AND lease_until <= ? AND attempts >= ?",
+            parts("html"),
+            parts("text")
         ),
-        &[clock::now_rfc3339().into(), REMOVED.into(), REMOVED.into(), now.into(), MAX_ATTEMPTS.into()],
+        &[
+            clock::now_rfc3339().into(),
+            REMOVED.into(),
+            PROMOTION_NOT_KEPT.into(),
+            REMOVED.into(),
+            PROMOTION_NOT_KEPT.into(),
+            now.into(),
+            MAX_ATTEMPTS.into(),
+        ],
     )
 }
 

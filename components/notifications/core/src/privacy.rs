@@ -102,7 +102,9 @@ pub fn erase_in(tx: &dyn Db, user_id: &str, email: &str, now: &str, for_good: bo
             "UPDATE deliveries SET recipient = ?, user_id = NULL, subject = ?, html = ?, text = ?, headers = NULL, updated_at = ?, \
              status = CASE WHEN status IN ('pending', 'sending') THEN 'failed' ELSE status END, \
              last_error = CASE WHEN status IN ('pending', 'sending') THEN 'the recipient deleted their account' \
-                               WHEN last_error IS NULL THEN NULL ELSE 'not kept: the recipient deleted their account' END \
+                               WHEN last_error IS NULL THEN NULL \
+                               WHEN last_error LIKE 'not sent: %' THEN last_error \
+                               ELSE 'not kept: the recipient deleted their account' END \
              WHERE {OF_THE_ACCOUNT} RETURNING id"
         ),
         &[ERASED_RECIPIENT.into(), REMOVED.into(), REMOVED.into(), REMOVED.into(), now.into(), user_id.into(), email.into()],
@@ -221,9 +223,14 @@ mod tests {
         deliver(&db, "sms", PHONE, Some("u-ann"), "failed");
         db.execute("UPDATE deliveries SET last_error = ?", &[format!("400 The 'To' number {PHONE} is not a valid phone number.").into()]).unwrap();
         deliver(&db, "sms", PHONE, Some("u-ann"), "sent");
+        // Left unsent on purpose (the shop's own words, no personal data):
+        // kept so, and no failure for the metrics after the erasure either.
+        deliver(&db, "sms", PHONE, Some("u-ann"), "failed");
+        let withdrawn = "not sent: the customer withdrew SMS consent (or the number) since the event";
+        db.execute("UPDATE deliveries SET last_error = ? WHERE id = 3", &[withdrawn.into()]).unwrap();
         erase_user(&db, "u-ann", "ann@b.co", "t2", true).unwrap();
         let errors: Vec<Option<String>> = db.query("SELECT last_error FROM deliveries ORDER BY id", &[]).unwrap().iter().map(|r| r.opt_text("last_error").unwrap()).collect();
-        assert_eq!(errors, [Some("not kept: the recipient deleted their account".to_string()), None]);
+        assert_eq!(errors, [Some("not kept: the recipient deleted their account".to_string()), None, Some(withdrawn.to_string())]);
     }
 
     #[test]

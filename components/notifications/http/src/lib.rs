@@ -176,7 +176,9 @@ fn sweep(limit: u32, events_of: Option<&str>) -> HandlerResult {
         };
         let brief_limit = match &attempt {
             Attempt::Retry { after_secs, error } if d.channel != "sms" && error.starts_with("429") => {
-                Some(after_secs.unwrap_or(1)).filter(|s| (0..=MAX_RATE_LIMIT_PAUSE_SECS).contains(s))
+                // Only with a short Retry-After: a 429 without one may be a
+                // daily or monthly quota, which no pause fixes.
+                after_secs.filter(|s| (0..=MAX_RATE_LIMIT_PAUSE_SECS).contains(s))
             }
             _ => None,
         };

@@ -283,23 +283,30 @@ pub fn session_return(ctx: &Ctx, session_id: &str) -> HandlerResult {
         }))
         .with_header("cache-control", "no-store"));
     }
-    let answered = ask_and_apply(&db, &config, &order, session_id);
-    if answered.is_err() {
-        // Nothing applied from Stripe's answer (none came, or applying it
-        // failed): the next call asks again at once.
-        let _ = ledger::release_stripe_check(&db, session_id, now);
-    }
-    answered
+    let fetched = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error).and_then(|session| {
+        if session["id"].as_str() == Some(session_id) {
+            Ok(session)
+        } else {
+            Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"))
+        }
+    });
+    let session = match fetched {
+        Ok(session) => session,
+        Err(e) => {
+            // No answer to go by: the next call asks again at once. (Not
+            // when applying an answer fails: the catalog down, say, would
+            // fail it again, and every reload would ask Stripe once more.)
+            let _ = ledger::release_stripe_check(&db, session_id, now);
+            return Err(e);
+        }
+    };
+    apply_fetched(&db, &order, &session)
 }
 
-/// [`session_return`] with the turn taken: fetch the session and apply it.
-fn ask_and_apply(db: &storage::ServiceDb, config: &StripeConfig, order: &Order, session_id: &str) -> HandlerResult {
-    let session = config.get(&format!("/v1/checkout/sessions/{session_id}")).map_err(stripe_error)?;
-    if session["id"].as_str() != Some(session_id) {
-        return Err(ApiError::new(502, "payment_provider_error", "Stripe answered with another Checkout Session; nothing was recorded"));
-    }
-    let fetched = Source::Fetched { kind: "checkout.session.completed", object: &session };
-    let applied = match stripe::outcome_of("checkout.session.completed", &session) {
+/// [`session_return`] with Stripe's answer: apply the session as its webhook would.
+fn apply_fetched(db: &storage::ServiceDb, order: &Order, session: &Json) -> HandlerResult {
+    let fetched = Source::Fetched { kind: "checkout.session.completed", object: session };
+    let applied = match stripe::outcome_of("checkout.session.completed", session) {
         Some(outcome) => Some(lifecycle::apply(db, &order.id, &outcome, fetched, "checkout-return", &WitInventory).map_err(ApiError::from)?),
         None => None,
     };

@@ -337,7 +337,6 @@ pub fn revoke_session(db: &dyn Db, session_id: &str, reason: &str, now: &str) ->
     )
 }
 
-/// The session an access token was issued for.
 /// Whether the access token `jti` belongs to a session of `user_id` that
 /// is still live (not signed out, nor ended by a password change, reset or
 /// deletion).
@@ -351,6 +350,7 @@ pub fn token_session_live(db: &dyn Db, user_id: &str, jti: &str) -> Result<bool,
         .is_empty())
 }
 
+/// The session an access token was issued for.
 pub fn session_of_access_token(db: &dyn Db, jti: &str) -> Result<Option<String>, DbError> {
     let rows = db.query("SELECT session_id FROM refresh_tokens WHERE access_jti = ?", &[jti.into()])?;
     rows.first().map(|r| r.text("session_id")).transpose()

@@ -323,7 +323,6 @@ pub fn logout(ctx: &Ctx) -> HandlerResult {
 
 // ---------------------------------------------------------------- profile
 
-/// The caller's account (404 if it no longer exists).
 /// Run `change` on the caller's account in one transaction, its row locked
 /// first, only while the session the access token belongs to is live. For
 /// what someone could plant on an account registered with another
@@ -343,6 +342,7 @@ pub(crate) fn in_live_session<T>(db: &dyn Db, caller: &Caller, change: impl FnOn
     })
 }
 
+/// The caller's account (404 if it no longer exists).
 pub(crate) fn load_user(db: &dyn Db, caller: &Caller) -> Result<UserRecord, ApiError> {
     repository::find_by_id(db, &caller.user_id)
         .map_err(db_error)?
