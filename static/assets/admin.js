@@ -101,6 +101,22 @@ async function route({ focus = true, loading = true } = {}) {
   return isCurrent();
 }
 
+/**
+ * Previous / next links for a list of `total` items, `size` a page, on
+ * `path` with the current query (its filters kept, `page` replaced).
+ */
+function pager(path, total, size) {
+  const params = new URLSearchParams(location.search);
+  const page = Math.max(1, Number(params.get('page')) || 1);
+  const pages = Math.max(1, Math.ceil(total / size));
+  if (pages < 2) return '';
+  const to = (n) => { const q = new URLSearchParams(params); q.set('page', n); return `${path}?${q}`; };
+  return html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="${to(page - 1)}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="${to(page + 1)}">Next</a>` : ''}</nav>`;
+}
+
+/** The `page` of the current address (1 when absent). */
+function currentPage() { return Math.max(1, Number(new URLSearchParams(location.search).get('page')) || 1); }
+
 function focusHeading() {
   const h = app.querySelector('h1');
   if (h) { h.setAttribute('tabindex', '-1'); h.focus({ preventScroll: true }); }
@@ -166,8 +182,6 @@ async function ordersPage(isCurrent) {
   }
   if (!isCurrent()) return;
   const emails = new Map((search.users || []).map((u) => [u.id, u.email]));
-  const pages = Math.max(1, Math.ceil(result.total / 25));
-  const link = (n) => { const p = new URLSearchParams(params); p.set('page', n); return '/admin/orders?' + p; };
   render(html`${takeFlash()}
     <h1>Orders</h1>
     <form class="filters" id="order-filters" aria-label="Filter orders">
@@ -188,7 +202,7 @@ async function ordersPage(isCurrent) {
         <td><span class="badge status-${o.status}">${statusText(o.status)}</span>${o.flags.length ? html` <span class="badge bad">${o.flags.join(', ')}</span>` : ''}</td>
         <td class="num">${formatMoney(o.total)}</td><td class="num">${o.refunded.amount_minor ? formatMoney(o.refunded) : ''}</td></tr>`)}</tbody>
     </table></div>
-    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="${link(page - 1)}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="${link(page + 1)}">Next</a>` : ''}</nav>` : ''}
+    ${pager('/admin/orders', result.total, 25)}
   `);
   document.getElementById('order-filters').addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -340,13 +354,10 @@ async function productsPage(isCurrent) {
   const params = new URLSearchParams(location.search);
   const page = Math.max(1, Number(params.get('page')) || 1);
   const q = params.get('q') || '';
-  // The pager keeps the search (found in review: page 2 of a search was page 2 of everything).
-  const pageQuery = (n) => new URLSearchParams(q ? { q, page: n } : { page: n }).toString();
   const query = new URLSearchParams({ include_inactive: 'true', limit: 50, page });
   if (q) query.set('q', q);
   const result = await api('GET', '/api/products?' + query);
   if (!isCurrent()) return;
-  const pages = Math.max(1, Math.ceil(result.total / 50));
   render(html`${takeFlash()}
     <h1>Products</h1>
     <p><a class="button" href="/admin/products/new">New product</a></p>
@@ -361,7 +372,7 @@ async function productsPage(isCurrent) {
           <input class="stock" id="stock-${p.id}" name="stock_on_hand" type="number" min="0" step="1" required value="${p.on_hand}"> <button type="submit" class="secondary">Set</button></form></td>
       </tr>`)}</tbody></table></div>
     <div id="products-status"></div>
-    ${pages > 1 ? html`<nav class="pager" aria-label="Pages">${page > 1 ? html`<a href="/admin/products?${pageQuery(page - 1)}">Previous</a>` : ''}<span>Page ${page} of ${pages}</span>${page < pages ? html`<a href="/admin/products?${pageQuery(page + 1)}">Next</a>` : ''}</nav>` : ''}`);
+    ${pager('/admin/products', result.total, 50)}`);
   document.getElementById('product-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/products?q=' + encodeURIComponent(new FormData(ev.target).get('q'))); });
   for (const f of app.querySelectorAll('form.stock-form')) {
     f.addEventListener('submit', async (ev) => {
@@ -545,7 +556,7 @@ async function deliveriesPage(isCurrent) {
   const status = params.get('status') || '';
   const channel = params.get('channel') || '';
   const query = (status ? '&status=' + encodeURIComponent(status) : '') + (channel ? '&channel=' + encodeURIComponent(channel) : '');
-  const result = await api('GET', '/api/admin/notifications?limit=50' + query);
+  const result = await api('GET', `/api/admin/notifications?limit=50&page=${currentPage()}` + query);
   if (!isCurrent()) return;
   render(html`<h1>Email and SMS deliveries</h1>
     <form class="filters" id="delivery-filter"><label>Status<br><select name="status"><option value="">Any</option>
@@ -555,7 +566,8 @@ async function deliveriesPage(isCurrent) {
     <div class="table-wrap" tabindex="0"><table><caption class="visually-hidden">Email and SMS deliveries, newest first</caption>
       <thead><tr><th scope="col">When</th><th scope="col">Channel</th><th scope="col">To</th><th scope="col">Subject</th><th scope="col">Event</th><th scope="col">Status</th><th scope="col" class="num">Attempts</th></tr></thead>
       <tbody>${result.notifications.map((n) => html`<tr><td>${formatDate(n.created_at)}</td><td>${n.channel}</td><td>${n.recipient}</td><td>${n.subject}</td><td>${n.event_type === 'promotion.send' ? 'promotion' : n.event_type}</td>
-        <td><span class="badge ${n.status === 'failed' ? 'bad' : n.status === 'sent' || n.status === 'logged' ? 'ok' : 'warn'}">${n.status}</span>${n.last_error ? html`<br><span class="muted">${n.last_error}</span>` : ''}</td><td class="num">${n.attempts}</td></tr>`)}</tbody></table></div>`);
+        <td><span class="badge ${n.status === 'failed' ? 'bad' : n.status === 'sent' || n.status === 'logged' ? 'ok' : 'warn'}">${n.status}</span>${n.last_error ? html`<br><span class="muted">${n.last_error}</span>` : ''}</td><td class="num">${n.attempts}</td></tr>`)}</tbody></table></div>
+    ${pager('/admin/deliveries', result.total, 50)}`);
   document.getElementById('delivery-filter').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const f = new FormData(ev.target);
@@ -567,7 +579,7 @@ async function usersPage(isCurrent) {
   document.title = 'Users · Shop admin';
   const params = new URLSearchParams(location.search);
   const email = params.get('email') || '';
-  const result = await api('GET', '/api/admin/users?limit=50' + (email ? '&email=' + encodeURIComponent(email) : ''));
+  const result = await api('GET', `/api/admin/users?limit=50&page=${currentPage()}` + (email ? '&email=' + encodeURIComponent(email) : ''));
   if (!isCurrent()) return;
   const me = currentUser();
   render(html`${takeFlash()}<h1>Users</h1>
@@ -577,6 +589,7 @@ async function usersPage(isCurrent) {
       <tbody>${result.users.map((u) => html`<tr><td>${u.email} ${u.email_verified ? '' : html`<span class="badge warn">unconfirmed</span>`}</td><td>${u.first_name} ${u.last_name}</td><td>${formatDate(u.created_at)}</td>
         <td>${u.id === me.id ? u.role : html`<label class="visually-hidden" for="role-${u.id}">Role of ${u.email}</label><select id="role-${u.id}" data-user="${u.id}">
           ${['customer', 'admin'].map((r) => html`<option ${r === u.role ? raw('selected') : ''}>${r}</option>`)}</select>`}</td></tr>`)}</tbody></table></div>
+    ${pager('/admin/users', result.total, 50)}
     <div id="users-status"></div>`);
   document.getElementById('user-search').addEventListener('submit', (ev) => { ev.preventDefault(); navigate('/admin/users?email=' + encodeURIComponent(new FormData(ev.target).get('email'))); });
   for (const s of app.querySelectorAll('select[data-user]')) {

@@ -175,11 +175,17 @@ async function refreshOnce(spent) {
  * cart token), `headers`, `auth` (default true: send the access token).
  * Resolves to the parsed JSON (or null for 204); rejects with ApiError.
  */
-export async function api(method, path, { body, cart = false, headers = {}, auth = true, retried = false, queued = false, rejoined = false } = {}) {
+export async function api(method, path, { body, cart = false, headers = {}, auth = true, retried = false, queued = false, rejoined = false, asUser = null } = {}) {
   let access = auth ? localStorage.getItem(KEYS.access) : null;
   if (access && secondsLeft(access, Date.now() / 1000, Number(localStorage.getItem(KEYS.skew)) || 0) < 20 && !retried) {
     await refreshSession();
     access = localStorage.getItem(KEYS.access);
+  }
+  // A step of a flow begun as one account (`asUser`: its id) is not sent as
+  // another that signed in meanwhile in another tab (found in review: a
+  // checkout's retry placed the other account's cart with this address).
+  if (asUser && (!access || (claims(access) || {}).sub !== asUser)) {
+    throw new ApiError(401, 'account_changed', 'You were signed out, or signed in as someone else, in another tab. Nothing was sent.');
   }
   // A guest's cart changes go one at a time across the shop's tabs (Web
   // Locks), each reading the cart token when its turn comes: the first

@@ -120,7 +120,7 @@ export function errorText(e, context = {}) {
   const later = (fallback) => when || fallback;
   const money = (amountMinor) => moneyOrNull(amountMinor, context.currency);
   switch (e.code) {
-    case 'network_error': return e.message;
+    case 'network_error': case 'account_changed': return e.message;
     case 'invalid_credentials': return 'That email and password do not match an account.';
     case 'too_many_requests': case 'rate_limited': case 'too_many_attempts': return 'Too many attempts. ' + later('Please wait a moment and try again.');
     case 'insufficient_stock':

@@ -586,7 +586,7 @@ async function checkoutPage(isCurrent) {
     if (!key) { key = newKey(); sessionStorage.setItem(keyName, key); }
     let order;
     try {
-      order = await placeOrder(body, key);
+      order = await placeOrder(body, key, user.id);
     } catch (e) {
       // This cart was placed already (by an attempt whose answer was lost,
       // or another tab): that order is the one to pay.
@@ -617,7 +617,7 @@ async function checkoutPage(isCurrent) {
     sessionStorage.removeItem(keyName);
     if (picked === 'new' && document.getElementById('save-address').checked) {
       // Best effort: the order already has its own copy of the address.
-      await api('POST', '/api/users/addresses', { body: address }).catch(() => {});
+      await api('POST', '/api/users/addresses', { body: address, asUser: user.id }).catch(() => {});
     }
     refreshCartCount();
     // Nothing to pay (every line free): the order is paid as it is placed.
@@ -636,11 +636,11 @@ async function checkoutPage(isCurrent) {
  * so): asked again with the key, the answer is its order (found in review:
  * the shopper was told the items were gone, for an order that existed).
  */
-async function placeOrder(body, key) {
+async function placeOrder(body, key, asUser) {
   let unclear = false;
   for (let attempt = 0; ; attempt++) {
     try {
-      return await api('POST', '/api/orders', { body, headers: { 'idempotency-key': key } });
+      return await api('POST', '/api/orders', { body, headers: { 'idempotency-key': key }, asUser });
     } catch (e) {
       const lost = e.status === 0 || e.status >= 502;
       const retry = e.code === 'request_in_progress' || lost || (unclear && e.code === 'insufficient_stock');

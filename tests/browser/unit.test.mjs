@@ -273,3 +273,20 @@ test('a refused payment says what the order is, not only that it cannot be paid'
   assert.match(errorText({ code: 'payment_time_over' }), /Cancel it, then check out again/);
   assert.match(errorText({ code: 'nothing_to_pay' }), /needed no payment/);
 });
+
+test('a step of a flow begun as one account is not sent as another signed in meanwhile', async () => {
+  const memory = () => { const m = new Map(); return { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) }; };
+  globalThis.localStorage = memory();
+  globalThis.sessionStorage = memory();
+  globalThis.navigator = {};
+  const token = (sub) => `x.${Buffer.from(JSON.stringify({ sub, iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 900 })).toString('base64url')}.y`;
+  let sent = 0;
+  globalThis.fetch = async () => { sent += 1; return new Response('{}', { status: 201, headers: { 'content-type': 'application/json' } }); };
+  localStorage.setItem('shop.accessToken', token('user-a'));
+  assert.deepEqual(await api('POST', '/api/orders', { body: {}, asUser: 'user-a' }), {});
+  localStorage.setItem('shop.accessToken', token('user-b'));
+  const refused = await api('POST', '/api/orders', { body: {}, asUser: 'user-a' }).catch((e) => e);
+  assert.equal(refused.code, 'account_changed');
+  assert.match(errorText(refused), /another tab\. Nothing was sent/);
+  assert.equal(sent, 1, 'the second was never sent');
+});
