@@ -14,7 +14,9 @@ pub fn configuration_problems(get: &dyn Fn(&str) -> String) -> Vec<String> {
     }
     let redis = get("redis_address");
     if get("events_to_redis") == "true" && !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
-        p.add(format!("events_to_redis is true but redis_address is {redis:?}; it must be a redis:// or rediss:// address"));
+        // Not quoted: the value may hold a password (`user:pass@host`), and
+        // the health answer is public (found in review).
+        p.add("events_to_redis is true but redis_address has no redis:// or rediss:// scheme; it must be a redis:// or rediss:// address".to_string());
     }
     crate::twilio::configuration_problems(get, &mut p);
     p.0

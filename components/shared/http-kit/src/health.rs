@@ -49,14 +49,19 @@ pub fn report(ctx: &Ctx, service: &str, checks: Vec<Check>) -> HandlerResult {
 /// reach with `address <url> is not permitted` (found in review: a
 /// mistyped `postgres_host` showed the database password to anyone). The
 /// full text goes to the log.
+///
+/// Everything up to the last `@` before the next whitespace or quote goes,
+/// not only up to the first `/`: a password is often generated with `/`,
+/// `?` or `#` in it and pasted unencoded (found in review: then nothing was
+/// left out). A URL with an `@` in its path loses a little more than its
+/// credentials, which is harmless.
 pub fn without_credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
         let (head, tail) = rest.split_at(at + 3);
         out.push_str(head);
-        // The authority ends at the first `/`, `?`, `#`, whitespace or quote.
-        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace()).unwrap_or(tail.len());
+        let end = tail.find(|c: char| matches!(c, '"' | '\'') || c.is_whitespace()).unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(userinfo_end) => {
                 out.push_str("***");
@@ -94,7 +99,12 @@ mod tests {
             "database unavailable: address postgres://***@db:5432/users is not permitted"
         );
         assert_eq!(without_credentials("redis_address is \"redis://:pw@r:6379\""), "redis_address is \"redis://***@r:6379\"");
-        assert_eq!(without_credentials("a https://example.com/a@b url"), "a https://example.com/a@b url", "an @ after the host is not userinfo");
+        assert_eq!(
+            without_credentials("address postgres://shop:ab/cd?e#f@db:5432/users is not permitted"),
+            "address postgres://***@db:5432/users is not permitted",
+            "a password with / ? # pasted unencoded"
+        );
+        assert_eq!(without_credentials("a https://example.com/a@b url"), "a https://***@b url", "more than the credentials may go: harmless");
         assert_eq!(without_credentials("no url here"), "no url here");
         assert_eq!(without_credentials("x://"), "x://");
     }

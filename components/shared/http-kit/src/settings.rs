@@ -44,7 +44,9 @@ impl Problems {
     pub fn http_url(&mut self, get: &dyn Fn(&str) -> String, name: &str) {
         let raw = get(name);
         if !raw.is_empty() && !(raw.starts_with("http://") || raw.starts_with("https://")) {
-            self.0.push(format!("{name} is {raw:?}; it must be an http:// or https:// URL"));
+            // Not quoted: an address may carry credentials, and the health
+            // answer that reports this is public.
+            self.0.push(format!("{name} has no http:// or https:// scheme; it must be an http:// or https:// URL"));
         }
     }
 

@@ -458,8 +458,11 @@ pub fn forget_unused(db: &dyn Db, keys: &[String], now: i64) -> Result<Vec<Strin
                 Err(e) => return Err(DbError::Other(format!("{e:?}"))),
             };
             // A product may show the object by its URL, pasted into its
-            // `image_urls` (found in review: that picture would be deleted).
-            let linked = !tx.query("SELECT 1 AS x FROM products WHERE image_urls LIKE ?", &[format!("%{key}\"%").into()])?.is_empty();
+            // `image_urls` (found in review: that picture would be deleted),
+            // also with a query or fragment after the key (`?w=800`, found
+            // in review too). Keys are the shop's own
+            // (`products/<id>/<uuid>.<ext>`): no LIKE wildcard in them.
+            let linked = !tx.query("SELECT 1 AS x FROM products WHERE image_urls LIKE ?", &[format!("%{key}%").into()])?.is_empty();
             if !attached && !linked {
                 tx.execute("UPDATE image_uploads SET forgotten_at = ? WHERE object_key = ?", &[stamp.as_str().into(), key.as_str().into()])?;
                 forgotten.push(key);
@@ -538,8 +541,8 @@ mod tests {
         assert!(matches!(refused, Err(AdminError::Invalid(_))), "a forgotten key is never attached again");
         // Another product showing the object by its URL keeps it.
         let taken_off = upload("44444444-4444-4444-8444-444444444444", t0);
-        db.execute("UPDATE products SET image_urls = ? WHERE id = 'a0000000-0000-4000-8000-000000000007'", &[format!("[\"{}\"]", taken_off.url).into()]).unwrap();
-        assert_eq!(forget_unused(&db, &[taken_off.key.clone()], later).unwrap(), Vec::<String>::new());
+        db.execute("UPDATE products SET image_urls = ? WHERE id = 'a0000000-0000-4000-8000-000000000007'", &[format!("[\"{}?w=800\"]", taken_off.url).into()]).unwrap();
+        assert_eq!(forget_unused(&db, &[taken_off.key.clone()], later).unwrap(), Vec::<String>::new(), "also with a query after the key");
     }
 
     #[test]
