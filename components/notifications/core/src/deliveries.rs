@@ -570,10 +570,13 @@ impl Attempt {
 }
 
 /// Exponential backoff (2 s, 4 s, 8 s … up to an hour), never sooner than
-/// the provider's `Retry-After`.
+/// the provider's `Retry-After`: that plus a second, since times here are
+/// whole seconds and a retry due at the second the answer came plus
+/// `Retry-After` could come up to a second early (found by a CI run: a
+/// 2-second Retry-After was retried 1.1 s later).
 pub fn backoff_secs(attempts: i64, retry_after: Option<i64>) -> i64 {
     let exp = 2i64.saturating_pow(attempts.clamp(1, 12) as u32).min(3600);
-    exp.max(retry_after.unwrap_or(0))
+    exp.max(retry_after.map_or(0, |r| r.saturating_add(1)))
 }
 
 /// Hand a claimed delivery back unsent, its attempt not counted: the
@@ -1175,13 +1178,14 @@ mod tests {
         let d = claim_due(&db, 100, 1).unwrap().remove(0);
         record(&db, &d, &Attempt::Retry { after_secs: Some(30), error: "429".into() }, 100).unwrap();
         let after = get(&db, d.id).unwrap().unwrap();
-        assert_eq!((after.status.as_str(), after.next_attempt_at), ("pending", 130), "retry-after honoured");
-        assert!(claim_due(&db, 129, 1).unwrap().is_empty(), "not due yet");
-        let d = claim_due(&db, 130, 1).unwrap().remove(0);
-        record(&db, &d, &Attempt::Permanent { error: "422 invalid to".into() }, 130).unwrap();
+        assert_eq!((after.status.as_str(), after.next_attempt_at), ("pending", 131), "retry-after honoured, with the second it began in");
+        assert!(claim_due(&db, 130, 1).unwrap().is_empty(), "not due yet");
+        let d = claim_due(&db, 131, 1).unwrap().remove(0);
+        record(&db, &d, &Attempt::Permanent { error: "422 invalid to".into() }, 131).unwrap();
         assert_eq!(get(&db, d.id).unwrap().unwrap().status, "failed");
         assert_eq!(backoff_secs(1, None), 2);
         assert_eq!(backoff_secs(3, Some(1)), 8);
+        assert_eq!(backoff_secs(1, Some(2)), 3, "Retry-After and the second it may have started in");
         assert_eq!(backoff_secs(40, None), 3600);
     }
 }
